@@ -1,0 +1,54 @@
+# Nimbus: clustered OpenFlow 1.3 controller.
+GO        ?= go
+BIN       := bin
+FUZZTIME  ?= 10s
+# Integration tests need real OVS, Mininet and etcd; `make test` installs
+# and starts them.
+E2E_ENV   := NIMBUS_E2E=1
+
+.PHONY: all build run test unit e2e fuzz deps docs bench lab vet clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/controller ./cmd/controller
+	$(GO) build -o $(BIN)/ofbench ./cmd/ofbench
+
+# Start the controller on its defaults: OpenFlow on :6653, API on :9696.
+run: build
+	$(BIN)/controller serve
+
+deps:
+	scripts/deps.sh
+	scripts/ovs-start.sh
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
+
+# The whole suite: unit tests, real-OVS and Mininet end-to-end tests, and
+# a bounded run of every fuzz target.
+test: deps build vet docs-check
+	$(E2E_ENV) $(GO) test -count=1 -timeout 25m ./...
+	$(MAKE) fuzz
+
+unit:
+	$(GO) test -count=1 ./...
+
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
+
+docs:
+	$(GO) run ./cmd/pipelinedoc > docs/pipeline.md
+
+docs-check:
+	@$(GO) run ./cmd/pipelinedoc | diff -u docs/pipeline.md - || (echo "docs/pipeline.md is stale: run make docs"; exit 1)
+
+bench: build
+	scripts/bench-ofbench.sh
+
+lab:
+	@echo "see test/mininet/README.md"
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,180 @@
+// Package config loads the controller's configuration from a file, the
+// environment (NIMBUS_*) and flags, in rising precedence, through viper.
+// Unknown keys are refused.
+package config
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// Config is the controller configuration.
+type Config struct {
+	OpenFlow struct {
+		Listen       string        `mapstructure:"listen"`
+		EchoInterval time.Duration `mapstructure:"echo_interval"`
+		DeadAfter    time.Duration `mapstructure:"dead_after"`
+		TLS          struct {
+			Cert string `mapstructure:"cert"`
+			Key  string `mapstructure:"key"`
+			CA   string `mapstructure:"ca"`
+		} `mapstructure:"tls"`
+	} `mapstructure:"openflow"`
+	API struct {
+		Listen string `mapstructure:"listen"`
+	} `mapstructure:"api"`
+	Reconcile struct {
+		Interval time.Duration `mapstructure:"interval"`
+	} `mapstructure:"reconcile"`
+	Learning struct {
+		IdleTimeout int `mapstructure:"idle_timeout"`
+	} `mapstructure:"learning"`
+	Log struct {
+		Level  string `mapstructure:"level"`
+		Format string `mapstructure:"format"`
+	} `mapstructure:"log"`
+}
+
+// option is one configuration key with its default, flag and help.
+type option struct {
+	key, flag, help string
+	def             any
+}
+
+var options = []option{
+	{"openflow.listen", "openflow-listen", "OpenFlow listen address", ":6653"},
+	{"openflow.echo_interval", "openflow-echo-interval", "send an echo request after this long without input", 5 * time.Second},
+	{"openflow.dead_after", "openflow-dead-after", "declare a switch dead after this long without input", 15 * time.Second},
+	{"openflow.tls.cert", "openflow-tls-cert", "TLS certificate (enables TLS with client-certificate verification)", ""},
+	{"openflow.tls.key", "openflow-tls-key", "TLS private key", ""},
+	{"openflow.tls.ca", "openflow-tls-ca", "CA that signs switch certificates", ""},
+	{"api.listen", "api-listen", "HTTP API listen address (Neutron API, /healthz, /metrics)", ":9696"},
+	{"reconcile.interval", "reconcile-interval", "full reconcile pass (drift repair) interval", 30 * time.Second},
+	{"learning.idle_timeout", "learning-idle-timeout", "idle timeout of learned L2 flows, seconds", 60},
+	{"log.level", "log-level", "debug, info, warn or error", "info"},
+	{"log.format", "log-format", "text or json", "text"},
+}
+
+// EnvPrefix prefixes environment variables: openflow.listen is
+// NIMBUS_OPENFLOW_LISTEN.
+const EnvPrefix = "NIMBUS"
+
+// Flags registers the command-line flags (plus --config) on fs.
+func Flags(fs *pflag.FlagSet) {
+	fs.String("config", "", "configuration file (yaml, json or toml)")
+	for _, o := range options {
+		switch d := o.def.(type) {
+		case string:
+			fs.String(o.flag, d, o.help)
+		case int:
+			fs.Int(o.flag, d, o.help)
+		case time.Duration:
+			fs.Duration(o.flag, d, o.help)
+		}
+	}
+}
+
+// Load builds the configuration from defaults, the file named by
+// --config, NIMBUS_* variables and flags set on the command line.
+func Load(fs *pflag.FlagSet, environ []string) (*Config, error) {
+	v := viper.New()
+	known := map[string]bool{}
+	for _, o := range options {
+		v.SetDefault(o.key, o.def)
+		known[o.key] = true
+		if f := fs.Lookup(o.flag); f != nil {
+			if err := v.BindPFlag(o.key, f); err != nil {
+				return nil, fmt.Errorf("config: %w", err)
+			}
+		}
+		if err := v.BindEnv(o.key, EnvPrefix+"_"+strings.ToUpper(strings.NewReplacer(".", "_").Replace(o.key))); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	// Refuse unknown NIMBUS_* variables: a typo must not be ignored.
+	envKnown := map[string]bool{}
+	for k := range known {
+		envKnown[EnvPrefix+"_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))] = true
+	}
+	var badEnv []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, EnvPrefix+"_") && !envKnown[name] {
+			badEnv = append(badEnv, name)
+		}
+	}
+	if len(badEnv) > 0 {
+		sort.Strings(badEnv)
+		return nil, fmt.Errorf("config: unknown environment variable(s) %s; known keys: %s", strings.Join(badEnv, ", "), knownList(known))
+	}
+	if f := fs.Lookup("config"); f != nil && f.Value.String() != "" {
+		path := f.Value.String()
+		fv := viper.New()
+		fv.SetConfigFile(path)
+		if err := fv.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("config: reading %s: %w", path, err)
+		}
+		var bad []string
+		for _, k := range fv.AllKeys() {
+			if !known[k] {
+				bad = append(bad, k)
+			}
+		}
+		if len(bad) > 0 {
+			sort.Strings(bad)
+			return nil, fmt.Errorf("config: unknown key(s) %s in %s; known keys: %s", strings.Join(bad, ", "), path, knownList(known))
+		}
+		if err := v.MergeConfigMap(fv.AllSettings()); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	var c Config
+	if err := v.Unmarshal(&c); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func knownList(known map[string]bool) string {
+	ks := make([]string, 0, len(known))
+	for k := range known {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, ", ")
+}
+
+func (c *Config) validate() error {
+	if c.OpenFlow.EchoInterval <= 0 || c.OpenFlow.DeadAfter <= c.OpenFlow.EchoInterval {
+		return fmt.Errorf("config: openflow.dead_after (%s) must exceed openflow.echo_interval (%s) > 0", c.OpenFlow.DeadAfter, c.OpenFlow.EchoInterval)
+	}
+	if c.Reconcile.Interval < 100*time.Millisecond {
+		return fmt.Errorf("config: reconcile.interval %s is below 100ms", c.Reconcile.Interval)
+	}
+	if c.Learning.IdleTimeout < 0 || c.Learning.IdleTimeout > 65535 {
+		return fmt.Errorf("config: learning.idle_timeout %d out of range 0..65535", c.Learning.IdleTimeout)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log.level %q is not debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("config: log.format %q is not text or json", c.Log.Format)
+	}
+	return nil
+}
+
+// Environ is os.Environ, for callers.
+func Environ() []string { return os.Environ() }

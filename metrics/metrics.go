@@ -1,0 +1,87 @@
+// Package metrics holds Nimbus's Prometheus metrics.
+package metrics
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nimbus-sdn/nimbus/pipeline"
+	"github.com/nimbus-sdn/nimbus/reconcile"
+)
+
+// Metrics is the set of controller metrics on one registry.
+type Metrics struct {
+	Registry           *prometheus.Registry
+	SwitchesConnected  prometheus.Gauge
+	PacketIns          *prometheus.CounterVec
+	FlowMods           *prometheus.CounterVec
+	ReconcileDuration  prometheus.Histogram
+	ReconcileErrors    prometheus.Counter
+	DriftRepairs       prometheus.Counter
+	ContractViolations prometheus.Counter
+	MalformedClosures  prometheus.Counter
+
+	// PacketInFlowAdds counts flows installed by packet-in handlers.
+	PacketInFlowAdds prometheus.Counter
+
+	packetIns [256]prometheus.Counter
+}
+
+// New registers all metrics on a fresh registry.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry:          r,
+		SwitchesConnected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "nimbus_switches_connected", Help: "Switches with an open OpenFlow connection."}),
+		PacketIns:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_packet_ins_total", Help: "Packet-ins received, by the app that handled them."}, []string{"app"}),
+		FlowMods:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_flow_mods_total", Help: "Flow-mods sent, by source (reconcile or packet_in) and operation."}, []string{"source", "op"}),
+		ReconcileDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nimbus_reconcile_duration_seconds", Help: "Duration of reconcile passes.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		ReconcileErrors:    prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_reconcile_errors_total", Help: "Reconcile passes that failed."}),
+		DriftRepairs:       prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_drift_repairs_total", Help: "Flows, groups and meters found changed on a switch behind the controller's back and repaired."}),
+		ContractViolations: prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_flow_contract_violations_total", Help: "Flows refused because they break their table's contract."}),
+		MalformedClosures:  prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_malformed_connections_total", Help: "Switch connections closed for a malformed message."}),
+	}
+	r.MustRegister(m.SwitchesConnected, m.PacketIns, m.FlowMods, m.ReconcileDuration, m.ReconcileErrors,
+		m.DriftRepairs, m.ContractViolations, m.MalformedClosures,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.PacketInFlowAdds = m.FlowMods.WithLabelValues("packet_in", "add")
+	for i := range m.packetIns {
+		m.packetIns[i] = m.PacketIns.WithLabelValues(pipeline.AppID(i).String())
+	}
+	return m
+}
+
+// PacketIn counts one packet-in for app without a label lookup.
+func (m *Metrics) PacketIn(app pipeline.AppID) { m.packetIns[app].Inc() }
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
+// Reconciled implements reconcile.Observer.
+func (m *Metrics) Reconciled(dpid uint64, d time.Duration, ops *reconcile.Ops, err error) {
+	m.ReconcileDuration.Observe(d.Seconds())
+	if err != nil {
+		m.ReconcileErrors.Inc()
+	}
+	if ops != nil {
+		m.FlowMods.WithLabelValues("reconcile", "add").Add(float64(len(ops.FlowAdds)))
+		m.FlowMods.WithLabelValues("reconcile", "modify").Add(float64(len(ops.FlowMods)))
+		m.FlowMods.WithLabelValues("reconcile", "delete").Add(float64(len(ops.FlowDels)))
+	}
+}
+
+// DriftRepaired implements reconcile.Observer.
+func (m *Metrics) DriftRepaired(dpid uint64, n int) { m.DriftRepairs.Add(float64(n)) }
+
+var _ reconcile.Observer = (*Metrics)(nil)
+
+// String is for debugging.
+func (m *Metrics) String() string { return fmt.Sprintf("metrics(%p)", m) }

@@ -1,0 +1,85 @@
+package pipeline
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/nimbus-sdn/nimbus/flow"
+)
+
+// Check verifies a flow against its table's contract: the table exists,
+// the cookie is ours and names an app allowed to write the table, the
+// match fields are ones the table accepts (with prerequisites), gotos and
+// resubmits only go forward to declared tables, and priorities of static
+// flows stay out of the miss band.
+func Check(f *flow.Flow) error {
+	t := ByID(f.Table)
+	if t == nil {
+		return fmt.Errorf("pipeline: flow %s: no table %d", f.Key(), f.Table)
+	}
+	if !IsOurs(f.Cookie) {
+		return fmt.Errorf("pipeline: flow %s: cookie 0x%x lacks the nimbus marker", f.Key(), f.Cookie)
+	}
+	app := CookieApp(f.Cookie)
+	if app != AppPipeline && app != t.Owner && !slices.Contains(t.Writers, app) {
+		return fmt.Errorf("pipeline: flow %s: app %s may not write table %s (owner %s)", f.Key(), app, t.Name, t.Owner)
+	}
+	if IsDynamic(f.Cookie) && !t.Dynamic {
+		return fmt.Errorf("pipeline: flow %s: dynamic flow in static table %s", f.Key(), t.Name)
+	}
+	if f.Priority == PriorityMiss && app != AppPipeline {
+		return fmt.Errorf("pipeline: flow %s: only the pipeline owns the miss band", f.Key())
+	}
+	if err := f.Match.Validate(); err != nil {
+		return fmt.Errorf("pipeline: flow %s: %w", f.Key(), err)
+	}
+	if t.Matches != nil {
+		for _, m := range f.Match {
+			if !slices.Contains(t.Matches, m.F) && !isPrereq(f.Match, m.F) {
+				return fmt.Errorf("pipeline: flow %s: table %s does not match on %s", f.Key(), t.Name, m.F)
+			}
+		}
+	}
+	next := func(id uint8, how string) error {
+		nt := ByID(id)
+		if nt == nil {
+			return fmt.Errorf("pipeline: flow %s: %s to unknown table %d", f.Key(), how, id)
+		}
+		ok := slices.Contains(t.Next, nt.Name) || (f.Priority == PriorityMiss && (nt.id == t.id+1 || nt.Name == t.MissTable))
+		if !ok {
+			return fmt.Errorf("pipeline: flow %s: table %s may not %s %s", f.Key(), t.Name, how, nt.Name)
+		}
+		return nil
+	}
+	if f.Goto != 0 {
+		if err := next(f.Goto, "goto"); err != nil {
+			return err
+		}
+	}
+	for _, a := range f.Actions {
+		if r, ok := a.(flow.Resubmit); ok {
+			if err := next(r.Table, "resubmit to"); err != nil {
+				return err
+			}
+		}
+		if ct, ok := a.(flow.CT); ok && ct.Table != flow.CTNoTable {
+			if err := next(ct.Table, "recirculate to"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// isPrereq allows dl_type and nw_proto when they only serve as another
+// field's prerequisite.
+func isPrereq(m flow.Match, f flow.Field) bool {
+	for _, x := range m {
+		for _, p := range x.F.Def().Prereq {
+			if p.F == f {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,148 @@
+package pipeline
+
+import (
+	"fmt"
+
+	"github.com/nimbus-sdn/nimbus/flow"
+)
+
+// MissAction is what a table does with a packet no flow matches.
+type MissAction uint8
+
+const (
+	MissDrop       MissAction = iota // drop
+	MissNext                         // goto the next table in order
+	MissController                   // send to the controller
+	MissGoto                         // goto MissTable
+	MissFlood                        // flood out all ports but the ingress port
+)
+
+// Table declares one table and its contract.
+type Table struct {
+	Name    string
+	Owner   AppID
+	Purpose string
+	Miss    MissAction
+	// MissTable names the table for MissGoto.
+	MissTable string
+	// Writers are the apps besides Owner allowed to add flows here.
+	Writers []AppID
+	// Matches lists the fields flows here may match (nil: any).
+	Matches []flow.Field
+	// Next lists the tables flows here may goto/resubmit to.
+	Next []string
+	// Dynamic tables hold flows installed by packet-in handlers.
+	Dynamic bool
+
+	id uint8
+}
+
+// ID is the table number, fixed by declaration order.
+func (t *Table) ID() uint8 { return t.id }
+
+var commonMeta = []flow.Field{flow.InPort, flow.Metadata, flow.Reg0, flow.Reg1, flow.Reg2, flow.Reg3, flow.Reg4, flow.Reg5, flow.Reg6}
+
+func fields(extra ...flow.Field) []flow.Field {
+	return append(append([]flow.Field{}, commonMeta...), extra...)
+}
+
+var l2l3 = []flow.Field{flow.EthSrc, flow.EthDst, flow.EthType, flow.VlanVID, flow.TunnelID, flow.IPProto, flow.IPv4Src, flow.IPv4Dst,
+	flow.TCPSrc, flow.TCPDst, flow.UDPSrc, flow.UDPDst, flow.ICMPv4Type, flow.ICMPv4Code, flow.ARPOp, flow.ARPSpa, flow.ARPTpa, flow.ARPSha,
+	flow.CTState, flow.CTZone, flow.CTMark}
+
+// The pipeline, in table order. Adding a table is one line here.
+var (
+	Classifier   = &Table{Name: "classifier", Owner: AppPipeline, Purpose: "classify the ingress port (VM, tunnel, physical); ports no tenant network covers go to L2 learning", Miss: MissGoto, MissTable: "l2_learning", Writers: []AppID{AppIsolation}, Matches: fields(flow.TunnelID, flow.VlanVID, flow.EthSrc), Next: []string{"port_security", "l2_forward", "l2_learning"}}
+	PortSecurity = &Table{Name: "port_security", Owner: AppIsolation, Purpose: "drop frames whose source MAC/IP is not the port's (fixed IPs, allowed address pairs)", Miss: MissDrop, Matches: fields(l2l3...), Next: []string{"ingress_acl"}}
+	IngressACL   = &Table{Name: "ingress_acl", Owner: AppSecGroup, Purpose: "stateful security groups, VM egress direction (conntrack commit/lookup)", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"arp_responder"}}
+	ARPResponder = &Table{Name: "arp_responder", Owner: AppIsolation, Purpose: "answer ARP for known addresses on the local chassis", Miss: MissNext, Writers: []AppID{AppL3Router, AppNAT, AppLB}, Matches: fields(l2l3...), Next: []string{"dhcp"}}
+	DHCP         = &Table{Name: "dhcp", Owner: AppIsolation, Purpose: "send DHCP requests to the controller's DHCP responder", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"lb"}}
+	LB           = &Table{Name: "lb", Owner: AppLB, Purpose: "VIP to member selection (select groups, health-checked)", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"dnat"}}
+	DNAT         = &Table{Name: "dnat", Owner: AppNAT, Purpose: "floating IP DNAT (conntrack nat)", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"l3_routing"}}
+	L3Routing    = &Table{Name: "l3_routing", Owner: AppL3Router, Purpose: "distributed routing between tenant subnets", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"snat"}}
+	SNAT         = &Table{Name: "snat", Owner: AppNAT, Purpose: "SNAT and floating IP SNAT toward the external network", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"l2_forward"}}
+	L2Forward    = &Table{Name: "l2_forward", Owner: AppIsolation, Purpose: "known unicast to its port or tunnel; broadcast to the network's flood group", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"egress_acl"}}
+	EgressACL    = &Table{Name: "egress_acl", Owner: AppSecGroup, Purpose: "stateful security groups, VM ingress direction", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"output"}}
+	Output       = &Table{Name: "output", Owner: AppIsolation, Purpose: "emit to the egress port chosen earlier (reg3)", Miss: MissDrop, Matches: fields(l2l3...)}
+	L2Learning   = &Table{Name: "l2_learning", Owner: AppLearning, Purpose: "MAC learning for ports no tenant network covers: learned (in_port, dl_src, dl_dst) flows with idle timeouts; misses go to the controller", Miss: MissController, Matches: []flow.Field{flow.InPort, flow.EthSrc, flow.EthDst}, Dynamic: true}
+)
+
+// Tables is the ordered pipeline; a table's index is its id.
+var Tables = declare(Classifier, PortSecurity, IngressACL, ARPResponder, DHCP, LB, DNAT, L3Routing, SNAT, L2Forward, EgressACL, Output, L2Learning)
+
+var byName = map[string]*Table{}
+
+func declare(ts ...*Table) []*Table {
+	for i, t := range ts {
+		t.id = uint8(i)
+		if _, dup := byName[t.Name]; dup {
+			panic("pipeline: duplicate table " + t.Name)
+		}
+		byName[t.Name] = t
+	}
+	for _, t := range ts {
+		for _, n := range append(append([]string{}, t.Next...), t.MissTable) {
+			if n == "" {
+				continue
+			}
+			nt, ok := byName[n]
+			if !ok {
+				panic(fmt.Sprintf("pipeline: table %s names unknown table %s", t.Name, n))
+			}
+			if nt.id <= t.id {
+				panic(fmt.Sprintf("pipeline: table %s may only go forward, not to %s", t.Name, n))
+			}
+		}
+	}
+	return ts
+}
+
+// ByName returns a declared table.
+func ByName(name string) *Table { return byName[name] }
+
+// ByID returns the table with id, or nil.
+func ByID(id uint8) *Table {
+	if int(id) < len(Tables) {
+		return Tables[id]
+	}
+	return nil
+}
+
+// MissFlow is the table-miss flow the pipeline installs for t.
+func (t *Table) MissFlow() *flow.Flow {
+	f := &flow.Flow{Table: t.id, Priority: PriorityMiss, Cookie: Cookie(AppPipeline, uint64(t.id))}
+	switch t.Miss {
+	case MissNext:
+		f.Goto = t.id + 1
+	case MissGoto:
+		f.Goto = byName[t.MissTable].id
+	case MissController:
+		f.Actions = []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}
+	case MissFlood:
+		f.Actions = []flow.Action{flow.Output{Port: flow.PortFlood}}
+	}
+	return f
+}
+
+// BaseFlows are the flows every switch holds regardless of apps.
+func BaseFlows() []*flow.Flow {
+	out := make([]*flow.Flow, 0, len(Tables))
+	for _, t := range Tables {
+		out = append(out, t.MissFlow())
+	}
+	return out
+}
+
+func (m MissAction) String() string {
+	switch m {
+	case MissDrop:
+		return "drop"
+	case MissNext:
+		return "next table"
+	case MissController:
+		return "controller"
+	case MissFlood:
+		return "flood"
+	}
+	return "goto"
+}

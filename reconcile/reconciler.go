@@ -1,0 +1,177 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nimbus-sdn/nimbus/flow"
+)
+
+// Switch is what the reconciler needs from a switch.
+type Switch interface {
+	// Dump reads everything the switch holds.
+	Dump(ctx context.Context) (*Actual, error)
+	// Apply sends ops, atomically where possible, and returns once the
+	// switch has applied them.
+	Apply(ctx context.Context, ops *Ops) error
+}
+
+// Observer receives reconcile metrics.
+type Observer interface {
+	Reconciled(dpid uint64, d time.Duration, ops *Ops, err error)
+	DriftRepaired(dpid uint64, n int)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Reconciled(uint64, time.Duration, *Ops, error) {}
+func (nopObserver) DriftRepaired(uint64, int)                     {}
+
+// Options configure a reconciler.
+type Options struct {
+	// Interval between full passes (re-dump and repair drift).
+	Interval time.Duration
+	Logger   *slog.Logger
+	Observer Observer
+}
+
+// Reconciler owns one switch's desired state.
+type Reconciler struct {
+	dpid uint64
+	sw   Switch
+	opt  Options
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	desired  *flow.State
+	complete bool
+	actual   *Actual // what we believe the switch holds; nil forces a dump
+	last     *Ops
+	passes   int
+
+	kick chan struct{}
+}
+
+// New makes a reconciler; call Run.
+func New(dpid uint64, sw Switch, opt Options) *Reconciler {
+	if opt.Interval <= 0 {
+		opt.Interval = 30 * time.Second
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Observer == nil {
+		opt.Observer = nopObserver{}
+	}
+	return &Reconciler{dpid: dpid, sw: sw, opt: opt, log: opt.Logger, kick: make(chan struct{}, 1)}
+}
+
+// SetDesired replaces the desired state. complete says the desired state
+// is fully loaded; until then nothing is pruned.
+func (r *Reconciler) SetDesired(s *flow.State, complete bool) {
+	r.mu.Lock()
+	r.desired, r.complete = s, complete
+	r.mu.Unlock()
+	r.Kick()
+}
+
+// Kick asks for an incremental pass.
+func (r *Reconciler) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// LastOps returns the ops of the last pass that changed something.
+func (r *Reconciler) LastOps() *Ops {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
+}
+
+// Run reconciles until ctx ends: a full pass first, incremental passes
+// when desired state changes, and a full pass every Interval.
+func (r *Reconciler) Run(ctx context.Context) error {
+	t := time.NewTicker(r.opt.Interval)
+	defer t.Stop()
+	full := true
+	for {
+		if _, err := r.Pass(ctx, full); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r.log.Warn("reconcile pass failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.kick:
+			full = false
+		case <-t.C:
+			full = true
+		}
+	}
+}
+
+// Pass runs one reconcile pass. full re-dumps the switch first; a pass
+// after a failure always dumps.
+func (r *Reconciler) Pass(ctx context.Context, full bool) (*Ops, error) {
+	r.mu.Lock()
+	desired, complete, tracked := r.desired, r.complete, r.actual
+	r.mu.Unlock()
+	if desired == nil {
+		return &Ops{}, nil
+	}
+	start := time.Now()
+	actual := tracked
+	drift := 0
+	if full || tracked == nil {
+		dumped, err := r.sw.Dump(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: dump: %w", err)
+		}
+		if tracked != nil && complete {
+			drift = Diff(tracked.State, dumped, true).Len()
+		}
+		actual = dumped
+	} else {
+		actual = tracked.Clone()
+	}
+	ops := Diff(desired, actual, complete)
+	for _, f := range ops.Conflicts {
+		r.log.Warn("desired flow collides with a foreign flow; left alone", "flow", f.String())
+	}
+	var err error
+	if !ops.Empty() {
+		err = r.sw.Apply(ctx, ops)
+	}
+	r.opt.Observer.Reconciled(r.dpid, time.Since(start), ops, err)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.passes++
+	if err != nil {
+		r.actual = nil // unknown: dump next time
+		return ops, fmt.Errorf("reconcile: apply %d change(s): %w", ops.Len(), err)
+	}
+	actual.Apply(ops)
+	r.actual = actual
+	if !ops.Empty() {
+		r.last = ops
+		r.log.Info("reconciled", "adds", len(ops.FlowAdds), "mods", len(ops.FlowMods), "dels", len(ops.FlowDels),
+			"groups", len(ops.GroupAdds)+len(ops.GroupMods)+len(ops.GroupDels),
+			"meters", len(ops.MeterAdds)+len(ops.MeterMods)+len(ops.MeterDels),
+			"drift", drift, "full", full, "took", time.Since(start).Round(time.Microsecond))
+	}
+	if drift > 0 {
+		r.opt.Observer.DriftRepaired(r.dpid, drift)
+	}
+	return ops, nil
+}
+
+// ErrNotReady is returned when there is no desired state yet.
+var ErrNotReady = errors.New("reconcile: desired state not loaded")

@@ -1,0 +1,260 @@
+// Package switches runs one agent per connected switch: it computes the
+// switch's desired state from the apps, drives its reconciler, and routes
+// its packet-ins to the owning app's handler.
+package switches
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nimbus-sdn/nimbus/app"
+	"github.com/nimbus-sdn/nimbus/flow"
+	"github.com/nimbus-sdn/nimbus/metrics"
+	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/ofproto"
+	"github.com/nimbus-sdn/nimbus/pipeline"
+	"github.com/nimbus-sdn/nimbus/reconcile"
+	"github.com/nimbus-sdn/nimbus/topology"
+)
+
+// Config configures the manager.
+type Config struct {
+	Apps              []app.App
+	ReconcileInterval time.Duration
+	Metrics           *metrics.Metrics
+	Logger            *slog.Logger
+	// Model returns the current model snapshot and whether it is fully
+	// loaded (nothing is pruned until it is).
+	Model func() (*model.Snapshot, bool)
+}
+
+// Manager implements ofproto.Session.
+type Manager struct {
+	cfg   Config
+	graph *topology.Graph
+	log   *slog.Logger
+	ctx   context.Context
+
+	mu     sync.Mutex
+	agents map[uint64]*agent
+}
+
+// New makes a manager whose agents live until ctx ends.
+func New(ctx context.Context, cfg Config) *Manager {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New()
+	}
+	if cfg.Model == nil {
+		cfg.Model = func() (*model.Snapshot, bool) { return model.Empty, true }
+	}
+	return &Manager{cfg: cfg, graph: topology.NewGraph(), log: cfg.Logger, ctx: ctx, agents: map[uint64]*agent{}}
+}
+
+// Topology returns the live topology graph.
+func (m *Manager) Topology() *topology.Graph { return m.graph }
+
+// Connected returns the datapath ids of connected switches.
+func (m *Manager) Connected() []uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]uint64, 0, len(m.agents))
+	for d := range m.agents {
+		out = append(out, d)
+	}
+	return out
+}
+
+// Reconciler returns the reconciler of a connected switch (for tests).
+func (m *Manager) Reconciler(dpid uint64) *reconcile.Reconciler {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if a := m.agents[dpid]; a != nil {
+		return a.rec
+	}
+	return nil
+}
+
+type agent struct {
+	m        *Manager
+	c        *ofproto.Conn
+	log      *slog.Logger
+	rec      *reconcile.Reconciler
+	cancel   context.CancelFunc
+	handlers [256]app.SwitchHandler
+	out      app.Out
+	buf      []byte
+	pi       app.PacketIn
+}
+
+// OnConnect starts an agent for the switch.
+func (m *Manager) OnConnect(c *ofproto.Conn) ofproto.Handler {
+	dpid := c.DPID()
+	ctx, cancel := context.WithCancel(m.ctx)
+	a := &agent{m: m, c: c, log: c.Logger(), cancel: cancel}
+	for _, ap := range m.cfg.Apps {
+		if pa, ok := ap.(app.PacketInApp); ok {
+			a.handlers[ap.ID()] = pa.NewSwitchHandler(dpid)
+		}
+	}
+	sw := &reconcile.OFSwitch{Conn: c, Logger: a.log}
+	a.rec = reconcile.New(dpid, sw, reconcile.Options{Interval: m.cfg.ReconcileInterval, Logger: a.log, Observer: m.cfg.Metrics})
+	m.mu.Lock()
+	if old := m.agents[dpid]; old != nil {
+		old.log.Info("switch reconnected; replacing the old connection")
+		old.cancel()
+		old.c.Close(errors.New("switches: replaced by a new connection"))
+	}
+	m.agents[dpid] = a
+	m.mu.Unlock()
+	m.cfg.Metrics.SwitchesConnected.Inc()
+	go a.run(ctx)
+	return a
+}
+
+// OnDisconnect stops the switch's agent.
+func (m *Manager) OnDisconnect(c *ofproto.Conn, err error) {
+	if errors.Is(err, ofproto.ErrMalformed) {
+		m.cfg.Metrics.MalformedClosures.Inc()
+	}
+	m.cfg.Metrics.SwitchesConnected.Dec()
+	m.mu.Lock()
+	a := m.agents[c.DPID()]
+	if a != nil && a.c == c {
+		delete(m.agents, c.DPID())
+		a.cancel()
+		m.graph.RemoveSwitch(c.DPID())
+	}
+	m.mu.Unlock()
+}
+
+func (a *agent) run(ctx context.Context) {
+	ports, err := a.c.PortDesc(ctx)
+	if err != nil {
+		a.log.Warn("port description failed", "err", err)
+	}
+	tp := make([]topology.Port, 0, len(ports))
+	for _, p := range ports {
+		tp = append(tp, topology.Port{No: p.No, Name: p.Name, MAC: uint64(p.HWAddr), Up: p.Up()})
+	}
+	a.m.graph.SetSwitch(a.c.DPID(), tp)
+	a.refresh()
+	if err := a.rec.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		a.log.Warn("reconciler stopped", "err", err)
+	}
+}
+
+// refresh recomputes desired state and hands it to the reconciler.
+func (a *agent) refresh() {
+	snap, complete := a.m.cfg.Model()
+	topo := a.m.graph.Snapshot()
+	sw := topo.Switches[a.c.DPID()]
+	if sw == nil {
+		return
+	}
+	st, ok := a.m.Desired(app.Input{Model: snap, Topology: topo, Switch: sw}, a.log)
+	a.rec.SetDesired(st, complete && ok)
+}
+
+// Desired computes a switch's full desired state from the pipeline and
+// the apps. Flows that break their table's contract are left out and
+// counted; ok is false when any app failed, so nothing is pruned.
+func (m *Manager) Desired(in app.Input, log *slog.Logger) (*flow.State, bool) {
+	st := flow.NewState()
+	for _, f := range pipeline.BaseFlows() {
+		st.AddFlow(f)
+	}
+	ok := true
+	for _, ap := range m.cfg.Apps {
+		d, err := ap.Desired(in)
+		if err != nil {
+			log.Error("app failed to compute flows", "app", ap.Name(), "err", err)
+			ok = false
+			continue
+		}
+		for _, f := range d.Flows {
+			if err := pipeline.Check(f); err != nil {
+				m.cfg.Metrics.ContractViolations.Inc()
+				log.Error("flow refused", "app", ap.Name(), "err", err)
+				continue
+			}
+			if st.AddFlow(f) {
+				log.Warn("two flows share a key; the later one wins", "app", ap.Name(), "flow", f.Key())
+			}
+		}
+		for _, g := range d.Groups {
+			if !reconcile.OursGroup(g.ID) {
+				log.Error("group id outside nimbus range", "app", ap.Name(), "group", g.ID)
+				continue
+			}
+			st.Groups[g.ID] = g
+		}
+		for _, mt := range d.Meters {
+			if !reconcile.OursMeter(mt.ID) {
+				log.Error("meter id outside nimbus range", "app", ap.Name(), "meter", mt.ID)
+				continue
+			}
+			st.Meters[mt.ID] = mt
+		}
+	}
+	return st, ok
+}
+
+// PacketIn routes a packet-in to the app owning the flow that sent it
+// and queues the app's replies.
+func (a *agent) PacketIn(c *ofproto.Conn, p *ofproto.PacketIn) {
+	id := pipeline.CookieApp(p.Cookie)
+	if !pipeline.IsOurs(p.Cookie) || id == pipeline.AppPipeline {
+		t := pipeline.ByID(p.Table)
+		if t == nil {
+			return
+		}
+		id = t.Owner
+	}
+	a.m.cfg.Metrics.PacketIn(id)
+	h := a.handlers[id]
+	if h == nil {
+		return
+	}
+	a.pi = app.PacketIn{DPID: c.DPID(), InPort: p.InPort, BufferID: p.BufferID, Table: p.Table, Cookie: p.Cookie, Data: p.Data}
+	a.out.Reset()
+	h.PacketIn(&a.pi, &a.out)
+	b := a.buf[:0]
+	for i := range a.out.Flows {
+		fo := &a.out.Flows[i]
+		if err := pipeline.Check(&fo.Flow); err != nil {
+			a.m.cfg.Metrics.ContractViolations.Inc()
+			a.log.Error("packet-in flow refused", "app", id, "err", err)
+			continue
+		}
+		b = ofproto.AppendFlowMod(b, c.NextXid(), &fo.Flow, ofproto.FlowModOpts{Command: ofproto.FCAdd, BufferID: fo.BufferID})
+		a.m.cfg.Metrics.PacketInFlowAdds.Inc()
+	}
+	for i := range a.out.PacketOuts {
+		po := &a.out.PacketOuts[i]
+		b = ofproto.AppendPacketOut(b, c.NextXid(), po.BufferID, po.InPort, po.Actions, po.Data)
+	}
+	a.buf = b
+	if len(b) > 0 {
+		c.Queue(b)
+	}
+}
+
+// PortStatus updates the topology and recomputes desired state.
+func (a *agent) PortStatus(c *ofproto.Conn, reason uint8, p ofproto.Port) {
+	a.log.Info("port status", "port", p.No, "name", p.Name, "reason", reason, "up", p.Up())
+	a.m.graph.SetPort(c.DPID(), topology.Port{No: p.No, Name: p.Name, MAC: uint64(p.HWAddr), Up: p.Up()}, reason == ofproto.PortDeleted)
+	go a.refresh()
+}
+
+// FlowRemoved passes expiries of dynamic flows to their app.
+func (a *agent) FlowRemoved(c *ofproto.Conn, r ofproto.FlowRemoved) {
+	if h := a.handlers[pipeline.CookieApp(r.Cookie)]; h != nil && pipeline.IsOurs(r.Cookie) {
+		h.FlowRemoved(r.Cookie, r.Match)
+	}
+}
