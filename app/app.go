@@ -49,6 +49,9 @@ type PacketIn struct {
 type FlowOut struct {
 	Flow     flow.Flow
 	BufferID uint32
+	// Delete removes the flows of Flow's table and cookie that match
+	// Flow.Match (a non-strict delete) instead of adding Flow.
+	Delete bool
 }
 
 // PacketOut sends a packet (or releases a buffered one).

@@ -232,6 +232,10 @@ func (a *agent) PacketIn(c *ofproto.Conn, p *ofproto.PacketIn) {
 			a.log.Error("packet-in flow refused", "app", id, "err", err)
 			continue
 		}
+		if fo.Delete {
+			b = ofproto.AppendFlowMod(b, c.NextXid(), &fo.Flow, ofproto.FlowModOpts{Command: ofproto.FCDelete, CookieMask: ^uint64(0)})
+			continue
+		}
 		b = ofproto.AppendFlowMod(b, c.NextXid(), &fo.Flow, ofproto.FlowModOpts{Command: ofproto.FCAdd, BufferID: fo.BufferID})
 		a.m.cfg.Metrics.PacketInFlowAdds.Inc()
 	}

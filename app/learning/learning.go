@@ -61,6 +61,13 @@ func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 	}
 	dst, src := flow.MACFromBytes(pi.Data[0:6]), flow.MACFromBytes(pi.Data[6:12])
 	if !src.IsMulticast() {
+		if old, ok := h.macs[src]; ok && old != pi.InPort {
+			// The host moved: flows that still send to its old port
+			// would black-hole its traffic until they idle out.
+			out.Flows = append(out.Flows, app.FlowOut{Delete: true, BufferID: app.NoBuffer, Flow: flow.Flow{
+				Table: pipeline.L2Learning.ID(), Priority: pipeline.PriorityLearned, Cookie: LearnedCookie,
+				Match: flow.Match{{F: flow.EthDst, Value: uint64(src)}}}})
+		}
 		if len(h.macs) >= h.cfg.MaxMACs {
 			clear(h.macs)
 		}

@@ -1,0 +1,80 @@
+package pipeline
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/nimbus-sdn/nimbus/flow"
+)
+
+func TestBaseFlowsPassContract(t *testing.T) {
+	for _, f := range BaseFlows() {
+		if err := Check(f); err != nil {
+			t.Errorf("base flow %s: %v", f, err)
+		}
+	}
+	if len(BaseFlows()) != len(Tables) {
+		t.Fatal("one miss flow per table")
+	}
+}
+
+func TestTableIDsFollowDeclarationOrder(t *testing.T) {
+	for i, tb := range Tables {
+		if int(tb.ID()) != i || ByName(tb.Name) != tb || ByID(uint8(i)) != tb {
+			t.Fatalf("table %s: id %d at index %d", tb.Name, tb.ID(), i)
+		}
+	}
+}
+
+func TestCheckRejectsContractBreaches(t *testing.T) {
+	ok := &flow.Flow{Table: L2Forward.ID(), Priority: PriorityNormal, Cookie: Cookie(AppIsolation, 1),
+		Match: flow.M().Set(flow.Reg1, 5).EthDst(flow.MustMAC("02:00:00:00:00:01")), Goto: EgressACL.ID()}
+	if err := Check(ok); err != nil {
+		t.Fatalf("valid flow refused: %v", err)
+	}
+	cases := map[string]*flow.Flow{
+		"no table 200":        {Table: 200, Cookie: Cookie(AppIsolation, 1)},
+		"lacks the nimbus":    {Table: L2Forward.ID(), Priority: 5, Cookie: 0x1234},
+		"may not write table": {Table: L3Routing.ID(), Priority: 5, Cookie: Cookie(AppLearning, 1)},
+		"needs dl_type":       {Table: L2Forward.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Match: flow.M().Set(flow.IPv4Dst, 1)},
+		"does not match on":   {Table: L2Learning.ID(), Priority: 5, Cookie: Cookie(AppLearning, 1), Match: flow.M().Set(flow.Reg1, 1)},
+		"may not goto":        {Table: L2Forward.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Goto: Classifier.ID() + 1},
+		"may not resubmit":    {Table: L2Forward.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Actions: []flow.Action{flow.Resubmit{InPort: flow.PortInPort, Table: Output.ID()}}},
+		"miss band":           {Table: L2Forward.ID(), Priority: PriorityMiss, Cookie: Cookie(AppIsolation, 1)},
+		"dynamic flow":        {Table: L2Forward.ID(), Priority: 5, Cookie: DynamicCookie(AppIsolation, 1)},
+		"cannot be masked":    {Table: L2Forward.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Match: flow.M().SetMasked(flow.EthType, 0x800, 0xff00)},
+	}
+	for want, f := range cases {
+		err := Check(f)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v", want, err)
+		}
+	}
+}
+
+func TestCookieLayout(t *testing.T) {
+	c := Cookie(AppNAT, ObjectID("4e8e5957-649f-477b-9e5b-f1f75b21c03c"))
+	if !IsOurs(c) || IsDynamic(c) || CookieApp(c) != AppNAT || CookieObject(c) != ObjectID("4e8e5957-649f-477b-9e5b-f1f75b21c03c") {
+		t.Fatalf("cookie 0x%x does not round-trip", c)
+	}
+	d := DynamicCookie(AppLearning, 3)
+	if !IsDynamic(d) || CookieApp(d) != AppLearning || CookieObject(d) != 3 {
+		t.Fatalf("dynamic cookie 0x%x", d)
+	}
+	if IsOurs(0) || IsOurs(0x12) {
+		t.Fatal("foreign cookies claimed")
+	}
+}
+
+func TestBitAllocationsDoNotOverlap(t *testing.T) {
+	for i, a := range AllBits {
+		if a.Ofs+a.NBits > uint16(8*a.Field.Def().Bytes) {
+			t.Errorf("%s overflows %s", a.Name, a.Field)
+		}
+		for _, b := range AllBits[i+1:] {
+			if a.Field == b.Field && a.Mask()&b.Mask() != 0 {
+				t.Errorf("%s and %s overlap in %s", a.Name, b.Name, a.Field)
+			}
+		}
+	}
+}
