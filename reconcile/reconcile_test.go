@@ -26,8 +26,8 @@ func desired(extra ...*flow.Flow) *flow.State {
 
 func portFlow(port uint32, out uint32) *flow.Flow {
 	return &flow.Flow{Table: pipeline.L2Forward.ID(), Priority: pipeline.PriorityNormal,
-		Cookie: pipeline.Cookie(pipeline.AppIsolation, uint64(port)),
-		Match:  flow.M().Set(flow.Reg1, 5).EthDst(flow.MAC(0x020000000000 | uint64(port))),
+		Cookie:  pipeline.Cookie(pipeline.AppIsolation, uint64(port)),
+		Match:   flow.M().Set(flow.Reg1, 5).EthDst(flow.MAC(0x020000000000 | uint64(port))),
 		Actions: []flow.Action{flow.Output{Port: out}}}
 }
 
@@ -227,4 +227,4 @@ func TestGroupsAndMetersOnlyInOurRange(t *testing.T) {
 type countObs struct{ drift int }
 
 func (o *countObs) Reconciled(uint64, time.Duration, *reconcile.Ops, error) {}
-func (o *countObs) DriftRepaired(_ uint64, n int)                          { o.drift += n }
+func (o *countObs) DriftRepaired(_ uint64, n int)                           { o.drift += n }
