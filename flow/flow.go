@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"encoding/binary"
 	"fmt"
 	"sort"
 	"strings"
@@ -32,8 +33,21 @@ type Flow struct {
 }
 
 // Key identifies a flow on a switch: table, priority and match. Two flows
-// with the same key cannot coexist.
+// with the same key cannot coexist. It is a compact binary string (cheap
+// to build for 100k flows); use KeyText for people.
 func (f *Flow) Key() string {
+	var buf [64]byte
+	b := append(buf[:0], f.Table, byte(f.Priority>>8), byte(f.Priority))
+	for _, x := range f.Match {
+		b = append(b, byte(x.F))
+		b = binary.BigEndian.AppendUint64(b, x.Value)
+		b = binary.BigEndian.AppendUint64(b, x.Mask)
+	}
+	return string(b)
+}
+
+// KeyText is the key in readable form.
+func (f *Flow) KeyText() string {
 	return fmt.Sprintf("table=%d,priority=%d,%s", f.Table, f.Priority, f.Match.String())
 }
 
@@ -230,18 +244,30 @@ func (s *State) SortedFlows() []*Flow {
 	return out
 }
 
-// SortFlows orders flows by table, then descending priority, then text.
+// SortFlows orders flows by table, then descending priority, then match
+// (in binary key order, which is deterministic and cheap).
 func SortFlows(fs []*Flow) {
-	sort.Slice(fs, func(i, j int) bool {
-		a, b := fs[i], fs[j]
+	type kf struct {
+		k string
+		f *Flow
+	}
+	ks := make([]kf, len(fs))
+	for i, f := range fs {
+		ks[i] = kf{f.Key(), f}
+	}
+	sort.Slice(ks, func(i, j int) bool {
+		a, b := ks[i].f, ks[j].f
 		if a.Table != b.Table {
 			return a.Table < b.Table
 		}
 		if a.Priority != b.Priority {
 			return a.Priority > b.Priority
 		}
-		return a.Match.String() < b.Match.String()
+		return ks[i].k < ks[j].k
 	})
+	for i := range ks {
+		fs[i] = ks[i].f
+	}
 }
 
 // Text renders the whole state as sorted lines, for golden files.

@@ -21,7 +21,7 @@ type Txn struct {
 	lo, hi  uint32
 	n       int
 	started bool
-	descs   map[uint32]string
+	descs   map[uint32]fmt.Stringer
 }
 
 // bundleSeq numbers bundles; ids only need to be unique per connection.
@@ -30,13 +30,13 @@ var bundleSeq atomic.Uint32
 // Begin starts a transaction. With bundle false it falls back to
 // flow-mods plus a barrier.
 func (c *Conn) Begin(bundle bool) *Txn {
-	return &Txn{c: c, bundle: bundle, id: bundleSeq.Add(1), descs: map[uint32]string{}}
+	return &Txn{c: c, bundle: bundle, id: bundleSeq.Add(1), descs: map[uint32]fmt.Stringer{}}
 }
 
 // Len is the number of messages in the transaction.
 func (t *Txn) Len() int { return t.n }
 
-func (t *Txn) xid(desc string) uint32 {
+func (t *Txn) xid(desc fmt.Stringer) uint32 {
 	x := t.c.NextXid()
 	if !t.started {
 		t.lo, t.started = x, true
@@ -59,13 +59,13 @@ func (t *Txn) add(xid uint32, enc func([]byte) []byte) {
 
 // FlowMod adds a flow-mod.
 func (t *Txn) FlowMod(f *flow.Flow, o FlowModOpts) {
-	x := t.xid("flow " + f.Key())
+	x := t.xid(f)
 	t.add(x, func(b []byte) []byte { return AppendFlowMod(b, x, f, o) })
 }
 
 // GroupMod adds a group-mod.
 func (t *Txn) GroupMod(cmd uint16, g *flow.Group) {
-	x := t.xid(fmt.Sprintf("group %d", g.ID))
+	x := t.xid(g)
 	t.add(x, func(b []byte) []byte { return AppendGroupMod(b, x, cmd, g) })
 }
 
@@ -148,7 +148,11 @@ func (t *Txn) Commit(ctx context.Context) error {
 	if len(errs) > 0 {
 		te := &TxnError{Errors: errs}
 		for _, e := range errs {
-			te.Descs = append(te.Descs, t.descs[e.Xid])
+			d := "message"
+			if s := t.descs[e.Xid]; s != nil {
+				d = s.String()
+			}
+			te.Descs = append(te.Descs, d)
 		}
 		return te
 	}
@@ -164,6 +168,6 @@ func (t *Txn) MeterMod(cmd uint16, m *flow.Meter) {
 	if t.bundle {
 		panic("ofproto: meter mods cannot go in a bundle")
 	}
-	x := t.xid(fmt.Sprintf("meter %d", m.ID))
+	x := t.xid(m)
 	t.add(x, func(b []byte) []byte { return AppendMeterMod(b, x, cmd, m) })
 }

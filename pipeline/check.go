@@ -15,39 +15,39 @@ import (
 func Check(f *flow.Flow) error {
 	t := ByID(f.Table)
 	if t == nil {
-		return fmt.Errorf("pipeline: flow %s: no table %d", f.Key(), f.Table)
+		return fmt.Errorf("pipeline: flow %s: no table %d", f.KeyText(), f.Table)
 	}
 	if !IsOurs(f.Cookie) {
-		return fmt.Errorf("pipeline: flow %s: cookie 0x%x lacks the nimbus marker", f.Key(), f.Cookie)
+		return fmt.Errorf("pipeline: flow %s: cookie 0x%x lacks the nimbus marker", f.KeyText(), f.Cookie)
 	}
 	app := CookieApp(f.Cookie)
 	if app != AppPipeline && app != t.Owner && !slices.Contains(t.Writers, app) {
-		return fmt.Errorf("pipeline: flow %s: app %s may not write table %s (owner %s)", f.Key(), app, t.Name, t.Owner)
+		return fmt.Errorf("pipeline: flow %s: app %s may not write table %s (owner %s)", f.KeyText(), app, t.Name, t.Owner)
 	}
 	if IsDynamic(f.Cookie) && !t.Dynamic {
-		return fmt.Errorf("pipeline: flow %s: dynamic flow in static table %s", f.Key(), t.Name)
+		return fmt.Errorf("pipeline: flow %s: dynamic flow in static table %s", f.KeyText(), t.Name)
 	}
 	if f.Priority == PriorityMiss && app != AppPipeline {
-		return fmt.Errorf("pipeline: flow %s: only the pipeline owns the miss band", f.Key())
+		return fmt.Errorf("pipeline: flow %s: only the pipeline owns the miss band", f.KeyText())
 	}
 	if err := f.Match.Validate(); err != nil {
-		return fmt.Errorf("pipeline: flow %s: %w", f.Key(), err)
+		return fmt.Errorf("pipeline: flow %s: %w", f.KeyText(), err)
 	}
 	if t.Matches != nil {
 		for _, m := range f.Match {
 			if !slices.Contains(t.Matches, m.F) && !isPrereq(f.Match, m.F) {
-				return fmt.Errorf("pipeline: flow %s: table %s does not match on %s", f.Key(), t.Name, m.F)
+				return fmt.Errorf("pipeline: flow %s: table %s does not match on %s", f.KeyText(), t.Name, m.F)
 			}
 		}
 	}
 	next := func(id uint8, how string) error {
 		nt := ByID(id)
 		if nt == nil {
-			return fmt.Errorf("pipeline: flow %s: %s to unknown table %d", f.Key(), how, id)
+			return fmt.Errorf("pipeline: flow %s: %s to unknown table %d", f.KeyText(), how, id)
 		}
 		ok := slices.Contains(t.Next, nt.Name) || (f.Priority == PriorityMiss && (nt.id == t.id+1 || nt.Name == t.MissTable))
 		if !ok {
-			return fmt.Errorf("pipeline: flow %s: table %s may not %s %s", f.Key(), t.Name, how, nt.Name)
+			return fmt.Errorf("pipeline: flow %s: table %s may not %s %s", f.KeyText(), t.Name, how, nt.Name)
 		}
 		return nil
 	}

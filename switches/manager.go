@@ -184,7 +184,7 @@ func (m *Manager) Desired(in app.Input, log *slog.Logger) (*flow.State, bool) {
 				continue
 			}
 			if st.AddFlow(f) {
-				log.Warn("two flows share a key; the later one wins", "app", ap.Name(), "flow", f.Key())
+				log.Warn("two flows share a key; the later one wins", "app", ap.Name(), "flow", f.KeyText())
 			}
 		}
 		for _, g := range d.Groups {
