@@ -26,6 +26,9 @@ const (
 	AppSecGroup  AppID = 7
 )
 
+// DefaultPacketInApp handles packet-ins that no flow of ours sent.
+const DefaultPacketInApp = AppLearning
+
 var appNames = map[AppID]string{
 	AppPipeline: "pipeline", AppLearning: "learning", AppIsolation: "isolation",
 	AppL3Router: "l3router", AppNAT: "nat", AppLB: "lb", AppSecGroup: "secgroup",

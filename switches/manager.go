@@ -209,7 +209,13 @@ func (m *Manager) Desired(in app.Input, log *slog.Logger) (*flow.State, bool) {
 // and queues the app's replies.
 func (a *agent) PacketIn(c *ofproto.Conn, p *ofproto.PacketIn) {
 	id := pipeline.CookieApp(p.Cookie)
-	if !pipeline.IsOurs(p.Cookie) || id == pipeline.AppPipeline {
+	switch {
+	case !pipeline.IsOurs(p.Cookie):
+		// Not sent by a flow of ours (a table-miss on a switch that does
+		// not hold our pipeline yet, or a foreign flow): the default app
+		// handles it, as the learning switch for uncovered ports.
+		id = pipeline.DefaultPacketInApp
+	case id == pipeline.AppPipeline:
 		t := pipeline.ByID(p.Table)
 		if t == nil {
 			return
