@@ -93,20 +93,24 @@ func Load(fs *pflag.FlagSet, environ []string) (*Config, error) {
 				return nil, fmt.Errorf("config: %w", err)
 			}
 		}
-		if err := v.BindEnv(o.key, EnvPrefix+"_"+strings.ToUpper(strings.NewReplacer(".", "_").Replace(o.key))); err != nil {
-			return nil, fmt.Errorf("config: %w", err)
-		}
 	}
-	// Refuse unknown NIMBUS_* variables: a typo must not be ignored.
-	envKnown := map[string]bool{}
+	// Refuse unknown NIMBUS_<SECTION>_* variables: a typo in a setting
+	// must not be silently ignored. Variables outside the config sections
+	// (NIMBUS_E2E for the tests) are not the controller's business.
+	envKnown, sections := map[string]bool{}, map[string]bool{}
 	for k := range known {
 		envKnown[EnvPrefix+"_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))] = true
+		sec, _, _ := strings.Cut(k, ".")
+		sections[EnvPrefix+"_"+strings.ToUpper(sec)+"_"] = true
 	}
 	var badEnv []string
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, EnvPrefix+"_") && !envKnown[name] {
-			badEnv = append(badEnv, name)
+		for sec := range sections {
+			if strings.HasPrefix(name, sec) && !envKnown[name] {
+				badEnv = append(badEnv, name)
+				break
+			}
 		}
 	}
 	if len(badEnv) > 0 {
@@ -134,6 +138,20 @@ func Load(fs *pflag.FlagSet, environ []string) (*Config, error) {
 			return nil, fmt.Errorf("config: %w", err)
 		}
 	}
+	// Environment over file: merged into the config layer after the file;
+	// flags that were set still win over both.
+	envVals := map[string]any{}
+	for _, kv := range environ {
+		name, val, _ := strings.Cut(kv, "=")
+		for k := range known {
+			if name == EnvPrefix+"_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_")) {
+				setNested(envVals, k, val)
+			}
+		}
+	}
+	if err := v.MergeConfigMap(envVals); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	var c Config
 	if err := v.Unmarshal(&c); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -142,6 +160,19 @@ func Load(fs *pflag.FlagSet, environ []string) (*Config, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+func setNested(m map[string]any, key, val string) {
+	parts := strings.Split(key, ".")
+	for _, p := range parts[:len(parts)-1] {
+		sub, ok := m[p].(map[string]any)
+		if !ok {
+			sub = map[string]any{}
+			m[p] = sub
+		}
+		m = sub
+	}
+	m[parts[len(parts)-1]] = val
 }
 
 func knownList(known map[string]bool) string {

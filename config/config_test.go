@@ -1,0 +1,72 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func load(t *testing.T, args []string, env []string) (*Config, error) {
+	t.Helper()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return Load(fs, env)
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := load(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OpenFlow.Listen != ":6653" || c.API.Listen != ":9696" || c.Reconcile.Interval != 30*time.Second || c.Learning.IdleTimeout != 60 {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestPrecedenceFileEnvFlag(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "nimbus.yaml")
+	os.WriteFile(file, []byte("openflow:\n  listen: \":1111\"\napi:\n  listen: \":2222\"\nreconcile:\n  interval: 3s\n"), 0o644)
+	c, err := load(t, []string{"--config", file, "--api-listen", ":4444"}, []string{"NIMBUS_OPENFLOW_LISTEN=:3333", "NIMBUS_E2E=1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OpenFlow.Listen != ":3333" || c.API.Listen != ":4444" || c.Reconcile.Interval != 3*time.Second {
+		t.Fatalf("precedence: %+v", c)
+	}
+}
+
+func TestUnknownKeysRefused(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "nimbus.yaml")
+	os.WriteFile(file, []byte("openflow:\n  listne: \":1111\"\n"), 0o644)
+	if _, err := load(t, []string{"--config", file}, nil); err == nil || !strings.Contains(err.Error(), "unknown key(s) openflow.listne") {
+		t.Fatalf("file typo: %v", err)
+	}
+	if _, err := load(t, nil, []string{"NIMBUS_OPENFLOW_LISTNE=:1"}); err == nil || !strings.Contains(err.Error(), "NIMBUS_OPENFLOW_LISTNE") {
+		t.Fatalf("env typo: %v", err)
+	}
+	if _, err := load(t, []string{"--config", filepath.Join(dir, "missing.yaml")}, nil); err == nil {
+		t.Fatal("missing file accepted")
+	}
+}
+
+func TestValidation(t *testing.T) {
+	for _, args := range [][]string{
+		{"--log-level", "chatty"},
+		{"--openflow-dead-after", "1s", "--openflow-echo-interval", "5s"},
+		{"--learning-idle-timeout", "70000"},
+		{"--reconcile-interval", "1ms"},
+	} {
+		if _, err := load(t, args, nil); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}
