@@ -149,7 +149,7 @@ func (DecTTL) String() string        { return "dec_ttl" }
 
 func (a SetField) String() string {
 	if a.Mask != 0 && a.Mask != a.F.FullMask() {
-		return fmt.Sprintf("set_field:0x%x/0x%x->%s", a.Value, a.Mask, a.F)
+		return fmt.Sprintf("set_field:0x%x/0x%x->%s", a.Value&a.Mask, a.Mask, a.F)
 	}
 	if a.F == VlanVID {
 		return fmt.Sprintf("set_field:%d->vlan_vid", a.Value)

@@ -143,6 +143,10 @@ var defs = [numFields]FieldDef{
 	ARPTha:     {"arp_tha", ClassBasic, 25, 6, true, FmtMAC, []Prereq{{EthType, EthTypeARP}}},
 }
 
+// narrow gives the real width of fields narrower than their bytes on the
+// wire.
+var narrow = [numFields]int{VlanVID: 13, IPDSCP: 6}
+
 // Def returns the definition of f. It panics on an unknown field, which is
 // a programming error.
 func (f Field) Def() *FieldDef {
@@ -164,11 +168,14 @@ func (f Field) String() string {
 
 // FullMask is the all-ones mask for the field's width.
 func (f Field) FullMask() uint64 {
-	b := f.Def().Bytes
-	if b >= 8 {
+	bits := 8 * f.Def().Bytes
+	if narrow[f] != 0 {
+		bits = narrow[f]
+	}
+	if bits >= 64 {
 		return ^uint64(0)
 	}
-	return (uint64(1) << (8 * b)) - 1
+	return (uint64(1) << bits) - 1
 }
 
 // Reg returns register n (0..7).
