@@ -43,12 +43,77 @@ func nxmHeader(f flow.Field) uint32 {
 	return uint32(d.Class)<<16 | uint32(d.Code)<<9 | uint32(d.Bytes)
 }
 
+// nxmAliases are the NXM_OF_* and NXM_NX_* headers of fields that Nimbus
+// knows by their OXM header. OVS writes these older headers in the
+// reg_move and reg_load actions it dumps (and in set_field on in_port),
+// even in OpenFlow 1.3, whichever header the flow was installed with.
+var nxmAliases = []struct {
+	class uint16
+	code  uint8
+	bytes int
+	f     flow.Field
+}{
+	{flow.ClassNXM0, 0, 2, flow.InPort}, // NXM_OF_IN_PORT is 16 bits wide
+	{flow.ClassNXM0, 1, 6, flow.EthDst},
+	{flow.ClassNXM0, 2, 6, flow.EthSrc},
+	{flow.ClassNXM0, 3, 2, flow.EthType},
+	{flow.ClassNXM0, 6, 1, flow.IPProto},
+	{flow.ClassNXM0, 7, 4, flow.IPv4Src},
+	{flow.ClassNXM0, 8, 4, flow.IPv4Dst},
+	{flow.ClassNXM0, 9, 2, flow.TCPSrc},
+	{flow.ClassNXM0, 10, 2, flow.TCPDst},
+	{flow.ClassNXM0, 11, 2, flow.UDPSrc},
+	{flow.ClassNXM0, 12, 2, flow.UDPDst},
+	{flow.ClassNXM0, 13, 1, flow.ICMPv4Type},
+	{flow.ClassNXM0, 14, 1, flow.ICMPv4Code},
+	{flow.ClassNXM0, 15, 2, flow.ARPOp},
+	{flow.ClassNXM0, 16, 4, flow.ARPSpa},
+	{flow.ClassNXM0, 17, 4, flow.ARPTpa},
+	{flow.ClassNXM1, 16, 8, flow.TunnelID},
+	{flow.ClassNXM1, 17, 6, flow.ARPSha},
+	{flow.ClassNXM1, 18, 6, flow.ARPTha},
+}
+
+// fieldByHeader finds the field an OXM or NXM class and code name, and
+// its width on the wire under that header.
+func fieldByHeader(class uint16, code uint8) (flow.Field, int, bool) {
+	if f, ok := flow.FieldByOXM(class, code); ok {
+		return f, f.Def().Bytes, true
+	}
+	for _, a := range nxmAliases {
+		if a.class == class && a.code == code {
+			return a.f, a.bytes, true
+		}
+	}
+	return 0, 0, false
+}
+
 func fieldByNXMHeader(h uint32) (flow.Field, bool) {
-	f, ok := flow.FieldByOXM(uint16(h>>16), uint8(h>>9&0x7f))
-	if !ok || int(h&0xff) != f.Def().Bytes*(1+int(h>>8&1)) {
+	f, w, ok := fieldByHeader(uint16(h>>16), uint8(h>>9&0x7f))
+	if !ok || int(h&0xff) != w*(1+int(h>>8&1)) {
 		return 0, false
 	}
 	return f, true
+}
+
+// nxmInPort is the NXM_OF_IN_PORT header: OVS refuses set_field on
+// OXM_OF_IN_PORT and wants this 16-bit form instead.
+const nxmInPort = 0x00000002
+
+// port16 converts an OpenFlow 1.3 port number to its 16-bit form.
+func port16(p uint32) (uint16, bool) {
+	if p >= flow.PortMax {
+		return uint16(p), true
+	}
+	return uint16(p), p < 0xff00
+}
+
+// port32 converts a 16-bit port number to OpenFlow 1.3's 32 bits.
+func port32(p uint16) uint32 {
+	if p >= 0xff00 {
+		return uint32(p) | 0xffff0000
+	}
+	return uint32(p)
 }
 
 func startNX(b []byte, subtype uint16) ([]byte, int) {
@@ -85,6 +150,10 @@ func ValidateAction(a flow.Action) error {
 		if a.Mask != 0 && a.Mask != a.F.FullMask() {
 			if _, _, ok := contiguous(a.Mask); !ok {
 				return fmt.Errorf("ofproto: set_field mask 0x%x on %s is not contiguous", a.Mask, a.F)
+			}
+		} else if a.F == flow.InPort {
+			if _, ok := port16(uint32(a.Value)); !ok {
+				return fmt.Errorf("ofproto: set_field:%d->in_port does not fit OVS's 16-bit in_port", a.Value)
 			}
 		}
 	case flow.Move:
@@ -145,7 +214,13 @@ func appendAction(b []byte, a flow.Action) []byte {
 			start := len(b)
 			b = put16(b, atSetField)
 			b = put16(b, 0)
-			b = appendOXM(b, a.F, a.Value, 0)
+			if a.F == flow.InPort {
+				p, _ := port16(uint32(a.Value))
+				b = put32(b, nxmInPort)
+				b = put16(b, p)
+			} else {
+				b = appendOXM(b, a.F, a.Value, 0)
+			}
 			return finishAction(b, start)
 		}
 		ofs, n, _ := contiguous(a.Mask)
@@ -281,6 +356,12 @@ func parseAction(typ uint16, b []byte) (flow.Action, error) {
 	case atDecNwTTL:
 		return flow.DecTTL{}, nil
 	case atSetField:
+		if be.Uint32(b[4:]) == nxmInPort {
+			if err := need(10); err != nil {
+				return nil, err
+			}
+			return flow.SetField{F: flow.InPort, Value: uint64(port32(be.Uint16(b[8:])))}, nil
+		}
 		x, _, err := parseOXM(b[4:])
 		if err != nil {
 			return nil, err

@@ -202,8 +202,8 @@ func leaf(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name stri
 
 type chanSession struct{ c chan *Conn }
 
-func (s chanSession) OnConnect(c *Conn) Handler  { s.c <- c; return nil }
-func (chanSession) OnDisconnect(*Conn, error) {}
+func (s chanSession) OnConnect(c *Conn) Handler { s.c <- c; return nil }
+func (chanSession) OnDisconnect(*Conn, error)   {}
 
 func TestTLSRequiresClientCertificate(t *testing.T) {
 	dir := t.TempDir()
