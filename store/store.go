@@ -1,0 +1,372 @@
+// Package store keeps the network model in etcd: typed records under one
+// versioned key prefix, written through revision-guarded transactions and
+// read by a mirror (read at a revision, then watch from the next one;
+// read again after a compaction) that hands out immutable snapshots.
+package store
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+
+	"github.com/nimbus-sdn/nimbus/model"
+)
+
+// Prefix is the versioned root of every Nimbus key.
+const Prefix = "/nimbus/v1/"
+
+// Errors.
+var (
+	ErrNotFound    = errors.New("store: not found")
+	ErrExists      = errors.New("store: already exists")
+	ErrConflict    = errors.New("store: revision conflict")
+	ErrUnavailable = errors.New("store: etcd unavailable")
+	ErrFenced      = errors.New("store: write fenced: this replica no longer holds the lease it wrote under")
+)
+
+// Config selects etcd.
+type Config struct {
+	// Endpoints of an etcd cluster. Empty: start an embedded one.
+	Endpoints []string
+	// DataDir of the embedded etcd.
+	DataDir string
+	// EmbedClientURL and EmbedPeerURL for the embedded etcd.
+	EmbedClientURL string
+	EmbedPeerURL   string
+	// TLS client certificates for an external cluster.
+	CertFile, KeyFile, CAFile string
+	DialTimeout               time.Duration
+	Logger                    *slog.Logger
+}
+
+// Store is a handle on the model in etcd.
+type Store struct {
+	c      *clientv3.Client
+	log    *slog.Logger
+	etcd   *embed.Etcd
+	prefix string
+}
+
+// Open connects to etcd, starting an embedded member when no endpoints
+// are configured.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 5 * time.Second
+	}
+	s := &Store{log: cfg.Logger, prefix: Prefix}
+	endpoints := cfg.Endpoints
+	if len(endpoints) == 0 {
+		e, ep, err := startEmbedded(cfg)
+		if err != nil {
+			return nil, err
+		}
+		s.etcd = e
+		endpoints = []string{ep}
+	}
+	cc := clientv3.Config{Endpoints: endpoints, DialTimeout: cfg.DialTimeout, Logger: zap.NewNop(),
+		DialKeepAliveTime: 2 * time.Second, DialKeepAliveTimeout: 2 * time.Second}
+	if cfg.CertFile != "" || cfg.CAFile != "" {
+		tc, err := tlsConfig(cfg)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		cc.TLS = tc
+	}
+	c, err := clientv3.New(cc)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: connecting to etcd %v: %w", endpoints, err)
+	}
+	s.c = c
+	return s, nil
+}
+
+func tlsConfig(cfg Config) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("store: etcd client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("store: etcd CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("store: no certificates in %s", cfg.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
+}
+
+func startEmbedded(cfg Config) (*embed.Etcd, string, error) {
+	ec := embed.NewConfig()
+	ec.Name = "nimbus"
+	ec.Dir = cfg.DataDir
+	if ec.Dir == "" {
+		ec.Dir = "var/etcd"
+	}
+	if err := os.MkdirAll(filepath.Dir(ec.Dir), 0o755); err != nil {
+		return nil, "", fmt.Errorf("store: embedded etcd data dir: %w", err)
+	}
+	clientURL, peerURL := cfg.EmbedClientURL, cfg.EmbedPeerURL
+	if clientURL == "" {
+		clientURL = "http://127.0.0.1:2379"
+	}
+	if peerURL == "" {
+		peerURL = "http://127.0.0.1:2380"
+	}
+	cu, err := url.Parse(clientURL)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: embedded client url: %w", err)
+	}
+	pu, err := url.Parse(peerURL)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: embedded peer url: %w", err)
+	}
+	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	ec.InitialCluster = ec.Name + "=" + pu.String()
+	ec.LogLevel = "error"
+	ec.Logger = "zap"
+	ec.LogOutputs = []string{"stderr"}
+	e, err := embed.StartEtcd(ec)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: starting embedded etcd in %s: %w", ec.Dir, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		e.Close()
+		return nil, "", errors.New("store: embedded etcd did not become ready in 30s")
+	}
+	return e, cu.String(), nil
+}
+
+// Client exposes the etcd client (cluster uses it for leases and elections).
+func (s *Store) Client() *clientv3.Client { return s.c }
+
+// Embedded reports whether this store runs its own etcd.
+func (s *Store) Embedded() bool { return s.etcd != nil }
+
+// Close closes the client and stops an embedded etcd.
+func (s *Store) Close() error {
+	if s.c != nil {
+		s.c.Close()
+	}
+	if s.etcd != nil {
+		s.etcd.Close()
+	}
+	return nil
+}
+
+// Key is the etcd key of a record.
+func Key(k model.Kind, id string) string { return Prefix + "model/" + string(k) + "/" + id }
+
+// KindPrefix is the key prefix of a kind.
+func KindPrefix(k model.Kind) string { return Prefix + "model/" + string(k) + "/" }
+
+// parseKey splits a model key into kind and id.
+func parseKey(key string) (model.Kind, string, bool) {
+	rest, ok := strings.CutPrefix(key, Prefix+"model/")
+	if !ok {
+		return "", "", false
+	}
+	k, id, ok := strings.Cut(rest, "/")
+	return model.Kind(k), id, ok
+}
+
+func decode(k model.Kind, v []byte) (model.Record, error) {
+	r := model.New(k)
+	if r == nil {
+		return nil, fmt.Errorf("store: unknown kind %q", k)
+	}
+	if err := json.Unmarshal(v, r); err != nil {
+		return nil, fmt.Errorf("store: decoding %s: %w", k, err)
+	}
+	return r, nil
+}
+
+// unavailable maps etcd connectivity failures to ErrUnavailable.
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "connection") ||
+		strings.Contains(err.Error(), "Unavailable") || strings.Contains(err.Error(), "no leader") {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return err
+}
+
+// Get reads one record and its modification revision.
+func (s *Store) Get(ctx context.Context, k model.Kind, id string) (model.Record, int64, error) {
+	resp, err := s.c.Get(ctx, Key(k, id))
+	if err != nil {
+		return nil, 0, unavailable(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, 0, fmt.Errorf("%w: %s %s", ErrNotFound, k, id)
+	}
+	r, err := decode(k, resp.Kvs[0].Value)
+	return r, resp.Kvs[0].ModRevision, err
+}
+
+// Create writes a new record; it fails with ErrExists if the id is taken.
+func (s *Store) Create(ctx context.Context, r model.Record, guards ...clientv3.Cmp) (int64, error) {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return 0, fmt.Errorf("store: encoding %s: %w", r.Kind(), err)
+	}
+	key := Key(r.Kind(), r.Key())
+	resp, err := s.c.Txn(ctx).If(append([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}, guards...)...).
+		Then(clientv3.OpPut(key, string(v))).Commit()
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	if !resp.Succeeded {
+		return 0, s.why(ctx, key, fmt.Errorf("%w: %s %s", ErrExists, r.Kind(), r.Key()), guards)
+	}
+	return resp.Header.Revision, nil
+}
+
+// Update replaces a record only if it is still at modRev.
+func (s *Store) Update(ctx context.Context, r model.Record, modRev int64, guards ...clientv3.Cmp) (int64, error) {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return 0, fmt.Errorf("store: encoding %s: %w", r.Kind(), err)
+	}
+	key := Key(r.Kind(), r.Key())
+	resp, err := s.c.Txn(ctx).If(append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)}, guards...)...).
+		Then(clientv3.OpPut(key, string(v))).Commit()
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	if !resp.Succeeded {
+		return 0, s.why(ctx, key, fmt.Errorf("%w: %s %s changed since revision %d", ErrConflict, r.Kind(), r.Key(), modRev), guards)
+	}
+	return resp.Header.Revision, nil
+}
+
+// Delete removes a record only if it is still at modRev.
+func (s *Store) Delete(ctx context.Context, k model.Kind, id string, modRev int64, guards ...clientv3.Cmp) error {
+	key := Key(k, id)
+	resp, err := s.c.Txn(ctx).If(append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)}, guards...)...).
+		Then(clientv3.OpDelete(key)).Commit()
+	if err != nil {
+		return unavailable(err)
+	}
+	if !resp.Succeeded {
+		return s.why(ctx, key, fmt.Errorf("%w: %s %s changed since revision %d", ErrConflict, k, id, modRev), guards)
+	}
+	return nil
+}
+
+// why tells a failed guard from a failed revision check.
+func (s *Store) why(ctx context.Context, key string, def error, guards []clientv3.Cmp) error {
+	if len(guards) == 0 {
+		return def
+	}
+	resp, err := s.c.Txn(ctx).If(guards...).Commit()
+	if err == nil && !resp.Succeeded {
+		return ErrFenced
+	}
+	return def
+}
+
+// Tx is a serializable read-modify-write transaction over model records
+// (etcd's software transactional memory): reads are tracked, and the
+// commit fails and retries if any of them changed.
+type Tx struct {
+	stm concurrency.STM
+}
+
+// Get reads a record in the transaction (nil if absent).
+func (t *Tx) Get(k model.Kind, id string) (model.Record, error) {
+	v := t.stm.Get(Key(k, id))
+	if v == "" {
+		return nil, nil
+	}
+	return decode(k, []byte(v))
+}
+
+// GetRaw reads any key under the prefix.
+func (t *Tx) GetRaw(key string) string { return t.stm.Get(Prefix + key) }
+
+// PutRaw writes any key under the prefix.
+func (t *Tx) PutRaw(key, val string) { t.stm.Put(Prefix+key, val) }
+
+// DelRaw deletes any key under the prefix.
+func (t *Tx) DelRaw(key string) { t.stm.Del(Prefix + key) }
+
+// Put writes a record.
+func (t *Tx) Put(r model.Record) error {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("store: encoding %s: %w", r.Kind(), err)
+	}
+	t.stm.Put(Key(r.Kind(), r.Key()), string(v))
+	return nil
+}
+
+// Delete removes a record.
+func (t *Tx) Delete(k model.Kind, id string) { t.stm.Del(Key(k, id)) }
+
+// Txn runs fn in a serializable transaction, retrying on conflict. fn may
+// run several times and must have no other side effects.
+func (s *Store) Txn(ctx context.Context, fn func(*Tx) error) (int64, error) {
+	resp, err := concurrency.NewSTM(s.c, func(stm concurrency.STM) error { return fn(&Tx{stm: stm}) },
+		concurrency.WithAbortContext(ctx), concurrency.WithIsolation(concurrency.Serializable))
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// Load reads every record at one revision.
+func (s *Store) Load(ctx context.Context) (*model.Snapshot, error) {
+	resp, err := s.c.Get(ctx, Prefix+"model/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	recs := map[model.Kind]map[string]model.Record{}
+	for _, kv := range resp.Kvs {
+		k, id, ok := parseKey(string(kv.Key))
+		if !ok {
+			continue
+		}
+		r, err := decode(k, kv.Value)
+		if err != nil {
+			s.log.Warn("skipping undecodable record", "key", string(kv.Key), "err", err)
+			continue
+		}
+		if recs[k] == nil {
+			recs[k] = map[string]model.Record{}
+		}
+		recs[k][id] = r
+	}
+	return model.NewSnapshot(resp.Header.Revision, recs), nil
+}

@@ -1,0 +1,191 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/nimbus-sdn/nimbus/internal/etcdtest"
+	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/store"
+)
+
+func freeURL(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "http://" + l.Addr().String()
+}
+
+var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+
+// backends runs body against the embedded etcd and a real etcd server.
+func backends(t *testing.T, body func(t *testing.T, s *store.Store)) {
+	t.Run("embedded", func(t *testing.T) {
+		s, err := store.Open(context.Background(), store.Config{DataDir: filepath.Join(t.TempDir(), "etcd"),
+			EmbedClientURL: freeURL(t), EmbedPeerURL: freeURL(t), Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if !s.Embedded() {
+			t.Fatal("not embedded")
+		}
+		body(t, s)
+	})
+	t.Run("etcd-server", func(t *testing.T) {
+		c := etcdtest.Start(t, 1)
+		s, err := store.Open(context.Background(), store.Config{Endpoints: c.Endpoints(), Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		body(t, s)
+	})
+}
+
+func net1(id string) *model.Network {
+	return &model.Network{Base: model.Base{ID: id, ProjectID: "p1", Name: "n-" + id}, NetworkType: model.NetGRE, SegmentationID: 5, MTU: 1458}
+}
+
+func TestCRUDWithRevisionGuards(t *testing.T) {
+	backends(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		rev, err := s.Create(ctx, net1("a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Create(ctx, net1("a")); !errors.Is(err, store.ErrExists) {
+			t.Fatalf("duplicate create: %v", err)
+		}
+		r, modRev, err := s.Get(ctx, model.KindNetwork, "a")
+		if err != nil || modRev != rev || r.(*model.Network).Name != "n-a" {
+			t.Fatalf("get: %v %d %v", r, modRev, err)
+		}
+		n := *r.(*model.Network)
+		n.Name = "renamed"
+		if _, err := s.Update(ctx, &n, modRev); err != nil {
+			t.Fatal(err)
+		}
+		n.Name = "lost update"
+		if _, err := s.Update(ctx, &n, modRev); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("stale update accepted: %v", err)
+		}
+		if err := s.Delete(ctx, model.KindNetwork, "a", modRev); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("stale delete accepted: %v", err)
+		}
+		_, modRev, _ = s.Get(ctx, model.KindNetwork, "a")
+		if err := s.Delete(ctx, model.KindNetwork, "a", modRev); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Get(ctx, model.KindNetwork, "a"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("deleted record still there: %v", err)
+		}
+	})
+}
+
+// Concurrent read-modify-write transactions never lose an update.
+func TestTxnIsSerializable(t *testing.T) {
+	backends(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		for i := 0; i < 20; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := s.Txn(ctx, func(tx *store.Tx) error {
+					var n int
+					fmt.Sscan(tx.GetRaw("test/counter"), &n)
+					tx.PutRaw("test/counter", fmt.Sprint(n+1))
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		resp, err := s.Client().Get(ctx, store.Prefix+"test/counter")
+		if err != nil || string(resp.Kvs[0].Value) != "20" {
+			t.Fatalf("counter = %s, want 20 (%v)", resp.Kvs[0].Value, err)
+		}
+	})
+}
+
+func TestGuardFencesWrites(t *testing.T) {
+	backends(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		lease, err := s.Client().Grant(ctx, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Client().Put(ctx, "/fence", "me", clientv3.WithLease(lease.ID))
+		resp, _ := s.Client().Get(ctx, "/fence")
+		guard := clientv3.Compare(clientv3.CreateRevision("/fence"), "=", resp.Kvs[0].CreateRevision)
+		if _, err := s.Create(ctx, net1("g1"), guard); err != nil {
+			t.Fatal(err)
+		}
+		s.Client().Revoke(ctx, lease.ID)
+		if _, err := s.Create(ctx, net1("g2"), guard); !errors.Is(err, store.ErrFenced) {
+			t.Fatalf("write after losing the lease: %v", err)
+		}
+	})
+}
+
+func TestMirrorReadsThenWatches(t *testing.T) {
+	backends(t, func(t *testing.T, s *store.Store) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		s.Create(ctx, net1("pre"))
+		m := s.NewMirror()
+		ch := m.Subscribe()
+		go m.Run(ctx)
+		if err := m.WaitLoaded(ctx); err != nil {
+			t.Fatal(err)
+		}
+		first, _ := m.Snapshot()
+		if _, ok := first.Get(model.KindNetwork, "pre"); !ok {
+			t.Fatal("initial read missed a record")
+		}
+		s.Create(ctx, net1("post"))
+		waitSnap(t, m, ch, func(sn *model.Snapshot) bool { _, ok := sn.Get(model.KindNetwork, "post"); return ok })
+		if _, ok := first.Get(model.KindNetwork, "post"); ok {
+			t.Fatal("an old snapshot changed: snapshots must be immutable")
+		}
+		// Compact past the watch and write again: the mirror reads again.
+		resp, _ := s.Client().Get(ctx, "x")
+		for i := 0; i < 3; i++ {
+			s.Client().Put(ctx, store.Prefix+"test/x", fmt.Sprint(i))
+		}
+		s.Client().Compact(ctx, resp.Header.Revision+2)
+		_, mr, _ := s.Get(ctx, model.KindNetwork, "pre")
+		s.Delete(ctx, model.KindNetwork, "pre", mr)
+		waitSnap(t, m, ch, func(sn *model.Snapshot) bool { _, ok := sn.Get(model.KindNetwork, "pre"); return !ok })
+	})
+}
+
+func waitSnap(t *testing.T, m *store.Mirror, ch <-chan struct{}, ok func(*model.Snapshot) bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		if sn, _ := m.Snapshot(); ok(sn) {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatal("mirror never caught up")
+		}
+	}
+}
