@@ -356,4 +356,6 @@ func typed[T Record](s *Snapshot, k Kind) []T {
 }
 
 // NewSnapshotAt returns s relabelled with revision rev (records shared).
-func NewSnapshotAt(s *Snapshot, rev int64) *Snapshot { return &Snapshot{Revision: rev, records: s.records} }
+func NewSnapshotAt(s *Snapshot, rev int64) *Snapshot {
+	return &Snapshot{Revision: rev, records: s.records}
+}
