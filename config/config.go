@@ -39,6 +39,25 @@ type Config struct {
 		Level  string `mapstructure:"level"`
 		Format string `mapstructure:"format"`
 	} `mapstructure:"log"`
+	Etcd struct {
+		Endpoints      []string      `mapstructure:"endpoints"`
+		DataDir        string        `mapstructure:"data_dir"`
+		EmbedClientURL string        `mapstructure:"embed_client_url"`
+		EmbedPeerURL   string        `mapstructure:"embed_peer_url"`
+		DialTimeout    time.Duration `mapstructure:"dial_timeout"`
+		TLS            struct {
+			Cert string `mapstructure:"cert"`
+			Key  string `mapstructure:"key"`
+			CA   string `mapstructure:"ca"`
+		} `mapstructure:"tls"`
+	} `mapstructure:"etcd"`
+	Cluster struct {
+		ReplicaID    string        `mapstructure:"replica_id"`
+		AdvertiseAPI string        `mapstructure:"advertise_api"`
+		LeaseTTL     int           `mapstructure:"lease_ttl"`
+		PeerTimeout  time.Duration `mapstructure:"peer_timeout"`
+		Settle       time.Duration `mapstructure:"settle"`
+	} `mapstructure:"cluster"`
 }
 
 // option is one configuration key with its default, flag and help.
@@ -59,6 +78,19 @@ var options = []option{
 	{"learning.idle_timeout", "learning-idle-timeout", "idle timeout of learned L2 flows, seconds", 60},
 	{"log.level", "log-level", "debug, info, warn or error", "info"},
 	{"log.format", "log-format", "text or json", "text"},
+	{"etcd.endpoints", "etcd-endpoints", "etcd cluster endpoints (comma separated); empty starts an embedded single-member etcd", []string{}},
+	{"etcd.data_dir", "etcd-data-dir", "data directory of the embedded etcd", "var/etcd"},
+	{"etcd.embed_client_url", "etcd-embed-client-url", "client URL of the embedded etcd", "http://127.0.0.1:2379"},
+	{"etcd.embed_peer_url", "etcd-embed-peer-url", "peer URL of the embedded etcd", "http://127.0.0.1:2380"},
+	{"etcd.dial_timeout", "etcd-dial-timeout", "etcd connection timeout", 5 * time.Second},
+	{"etcd.tls.cert", "etcd-tls-cert", "etcd client certificate", ""},
+	{"etcd.tls.key", "etcd-tls-key", "etcd client key", ""},
+	{"etcd.tls.ca", "etcd-tls-ca", "CA of the etcd servers", ""},
+	{"cluster.replica_id", "replica-id", "this replica's id (default: hostname-openflowport)", ""},
+	{"cluster.advertise_api", "advertise-api", "host:port where peers reach this replica's API (default: api.listen, 127.0.0.1 if unspecified)", ""},
+	{"cluster.lease_ttl", "lease-ttl", "replica lease TTL, seconds (min 2); peers fence a dead replica faster through heartbeat streams", 2},
+	{"cluster.peer_timeout", "peer-timeout", "a peer whose heartbeat stream stalls this long is fenced", 1500 * time.Millisecond},
+	{"cluster.settle", "settle", "a replica must be up this long before mastership rebalances toward it", 3 * time.Second},
 }
 
 // EnvPrefix prefixes environment variables: openflow.listen is
@@ -76,6 +108,8 @@ func Flags(fs *pflag.FlagSet) {
 			fs.Int(o.flag, d, o.help)
 		case time.Duration:
 			fs.Duration(o.flag, d, o.help)
+		case []string:
+			fs.StringSlice(o.flag, d, o.help)
 		}
 	}
 }
@@ -193,6 +227,12 @@ func (c *Config) validate() error {
 	}
 	if c.Learning.IdleTimeout < 0 || c.Learning.IdleTimeout > 65535 {
 		return fmt.Errorf("config: learning.idle_timeout %d out of range 0..65535", c.Learning.IdleTimeout)
+	}
+	if c.Cluster.LeaseTTL < 2 {
+		return fmt.Errorf("config: cluster.lease_ttl %d is below etcd's minimum of 2 seconds", c.Cluster.LeaseTTL)
+	}
+	for i, e := range c.Etcd.Endpoints {
+		c.Etcd.Endpoints[i] = strings.TrimSpace(e)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -25,6 +25,8 @@ type Metrics struct {
 	DriftRepairs       prometheus.Counter
 	ContractViolations prometheus.Counter
 	MalformedClosures  prometheus.Counter
+	MastershipChanges  prometheus.Counter
+	SwitchesMastered   prometheus.Gauge
 
 	// PacketInFlowAdds counts flows installed by packet-in handlers.
 	PacketInFlowAdds prometheus.Counter
@@ -46,9 +48,11 @@ func New() *Metrics {
 		DriftRepairs:       prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_drift_repairs_total", Help: "Flows, groups and meters found changed on a switch behind the controller's back and repaired."}),
 		ContractViolations: prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_flow_contract_violations_total", Help: "Flows refused because they break their table's contract."}),
 		MalformedClosures:  prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_malformed_connections_total", Help: "Switch connections closed for a malformed message."}),
+		MastershipChanges:  prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_mastership_acquired_total", Help: "Times this replica became master of a switch (role confirmed by barrier)."}),
+		SwitchesMastered:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "nimbus_switches_mastered", Help: "Switches this replica is master of."}),
 	}
 	r.MustRegister(m.SwitchesConnected, m.PacketIns, m.FlowMods, m.ReconcileDuration, m.ReconcileErrors,
-		m.DriftRepairs, m.ContractViolations, m.MalformedClosures,
+		m.DriftRepairs, m.ContractViolations, m.MalformedClosures, m.MastershipChanges, m.SwitchesMastered,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.PacketInFlowAdds = m.FlowMods.WithLabelValues("packet_in", "add")
 	for i := range m.packetIns {

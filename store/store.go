@@ -81,7 +81,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		endpoints = []string{ep}
 	}
 	cc := clientv3.Config{Endpoints: endpoints, DialTimeout: cfg.DialTimeout, Logger: zap.NewNop(),
-		DialKeepAliveTime: 2 * time.Second, DialKeepAliveTimeout: 2 * time.Second}
+		// etcd servers refuse client pings more often than every 5 s
+		// (GOAWAY too_many_pings, which also kills lease keepalives).
+		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 3 * time.Second}
 	if cfg.CertFile != "" || cfg.CAFile != "" {
 		tc, err := tlsConfig(cfg)
 		if err != nil {

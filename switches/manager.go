@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nimbus-sdn/nimbus/app"
+	"github.com/nimbus-sdn/nimbus/cluster"
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/metrics"
 	"github.com/nimbus-sdn/nimbus/model"
@@ -29,6 +30,9 @@ type Config struct {
 	// Model returns the current model snapshot and whether it is fully
 	// loaded (nothing is pruned until it is).
 	Model func() (*model.Snapshot, bool)
+	// Cluster, when set, decides mastership per switch. Without it this
+	// replica masters every switch it connects to.
+	Cluster *cluster.Cluster
 }
 
 // Manager implements ofproto.Session.
@@ -81,6 +85,10 @@ func (m *Manager) Reconciler(dpid uint64) *reconcile.Reconciler {
 }
 
 type agent struct {
+	mu        sync.Mutex
+	mem       *cluster.Membership
+	connected time.Time
+
 	m        *Manager
 	c        *ofproto.Conn
 	log      *slog.Logger
@@ -96,7 +104,7 @@ type agent struct {
 func (m *Manager) OnConnect(c *ofproto.Conn) ofproto.Handler {
 	dpid := c.DPID()
 	ctx, cancel := context.WithCancel(m.ctx)
-	a := &agent{m: m, c: c, log: c.Logger(), cancel: cancel}
+	a := &agent{m: m, c: c, log: c.Logger(), cancel: cancel, connected: time.Now()}
 	for _, ap := range m.cfg.Apps {
 		if pa, ok := ap.(app.PacketInApp); ok {
 			a.handlers[ap.ID()] = pa.NewSwitchHandler(dpid)
@@ -144,8 +152,100 @@ func (a *agent) run(ctx context.Context) {
 	}
 	a.m.graph.SetSwitch(a.c.DPID(), tp)
 	a.refresh()
+	if a.m.cfg.Cluster == nil {
+		a.master(ctx)
+		return
+	}
+	mem := a.m.cfg.Cluster.Join(ctx, a.c.DPID())
+	a.mu.Lock()
+	a.mem = mem
+	a.mu.Unlock()
+	defer mem.Leave()
+	var stop context.CancelFunc
+	var done chan struct{}
+	stopRec := func() {
+		if stop != nil {
+			stop()
+			<-done
+			stop = nil
+		}
+	}
+	defer stopRec()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case role := <-mem.Roles():
+			if role.Master {
+				start := time.Now()
+				if _, _, err := a.c.SetRole(ctx, ofproto.RoleMaster, role.Generation); err != nil {
+					a.log.Warn("switch refused MASTER role", "generation", role.Generation, "err", err)
+					continue
+				}
+				if err := a.c.Barrier(ctx); err != nil {
+					a.log.Warn("barrier after role change failed", "err", err)
+					continue
+				}
+				a.m.cfg.Metrics.MastershipChanges.Inc()
+				a.m.cfg.Metrics.SwitchesMastered.Inc()
+				a.log.Info("took mastership", "generation", role.Generation, "took", time.Since(start).Round(time.Microsecond))
+				stopRec()
+				rctx, cancel := context.WithCancel(ctx)
+				stop, done = cancel, make(chan struct{})
+				go func(done chan struct{}) { defer close(done); a.master(rctx) }(done)
+				continue
+			}
+			if stop != nil {
+				a.m.cfg.Metrics.SwitchesMastered.Dec()
+				a.log.Info("gave up mastership")
+			}
+			stopRec()
+			if role.Generation != 0 {
+				if _, _, err := a.c.SetRole(ctx, ofproto.RoleSlave, role.Generation); err != nil {
+					a.log.Debug("SLAVE role request refused", "generation", role.Generation, "err", err)
+				}
+			}
+		}
+	}
+}
+
+// master runs the reconciler while this replica masters the switch.
+func (a *agent) master(ctx context.Context) {
 	if err := a.rec.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		a.log.Warn("reconciler stopped", "err", err)
+	}
+}
+
+// MasterSince reports whether this replica masters dpid, and since when.
+func (m *Manager) MasterSince(dpid uint64) (bool, time.Time) {
+	m.mu.Lock()
+	a := m.agents[dpid]
+	m.mu.Unlock()
+	if a == nil {
+		return false, time.Time{}
+	}
+	if m.cfg.Cluster == nil {
+		return true, a.connected
+	}
+	a.mu.Lock()
+	mem := a.mem
+	a.mu.Unlock()
+	if mem == nil {
+		return false, time.Time{}
+	}
+	return mem.IsMaster()
+}
+
+// RefreshAll recomputes every switch's desired state (after a model change).
+func (m *Manager) RefreshAll() {
+	m.mu.Lock()
+	as := make([]*agent, 0, len(m.agents))
+	for _, a := range m.agents {
+		as = append(as, a)
+	}
+	m.mu.Unlock()
+	for _, a := range as {
+		a.refresh()
 	}
 }
 

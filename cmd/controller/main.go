@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,9 +23,11 @@ import (
 
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/app/learning"
+	"github.com/nimbus-sdn/nimbus/cluster"
 	"github.com/nimbus-sdn/nimbus/config"
 	"github.com/nimbus-sdn/nimbus/metrics"
 	"github.com/nimbus-sdn/nimbus/ofproto"
+	"github.com/nimbus-sdn/nimbus/store"
 	"github.com/nimbus-sdn/nimbus/switches"
 )
 
@@ -40,12 +43,14 @@ func main() {
 	switch cmd {
 	case "serve":
 		err = serve(args)
+	case "status":
+		err = status(args)
 	case "version":
 		fmt.Println("nimbus", version)
 	case "help":
-		fmt.Println("usage: controller [serve|version] [flags]; controller serve --help lists the flags")
+		fmt.Println("usage: controller [serve|status|version] [flags]; controller serve --help lists the flags")
 	default:
-		err = fmt.Errorf("controller: unknown command %q (want serve or version)", cmd)
+		err = fmt.Errorf("controller: unknown command %q (want serve, status or version)", cmd)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
@@ -83,8 +88,52 @@ func serve(args []string) error {
 	defer stop()
 
 	m := metrics.New()
+
+	// State: etcd, embedded when no endpoints are configured.
+	st, err := store.Open(ctx, store.Config{Endpoints: cfg.Etcd.Endpoints, DataDir: cfg.Etcd.DataDir,
+		EmbedClientURL: cfg.Etcd.EmbedClientURL, EmbedPeerURL: cfg.Etcd.EmbedPeerURL, DialTimeout: cfg.Etcd.DialTimeout,
+		CertFile: cfg.Etcd.TLS.Cert, KeyFile: cfg.Etcd.TLS.Key, CAFile: cfg.Etcd.TLS.CA, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if st.Embedded() {
+		log.Info("started embedded etcd", "data_dir", cfg.Etcd.DataDir, "client_url", cfg.Etcd.EmbedClientURL)
+	}
+	mirror := st.NewMirror()
+	go mirror.Run(ctx)
+
+	replicaID := cfg.Cluster.ReplicaID
+	if replicaID == "" {
+		host, _ := os.Hostname()
+		_, port, _ := net.SplitHostPort(cfg.OpenFlow.Listen)
+		replicaID = host + "-" + port
+	}
+	advertise := cfg.Cluster.AdvertiseAPI
+	if advertise == "" {
+		host, port, _ := net.SplitHostPort(cfg.API.Listen)
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "127.0.0.1"
+		}
+		advertise = net.JoinHostPort(host, port)
+	}
+	cl := cluster.New(st.Client(), cluster.Config{ReplicaID: replicaID, APIAddr: advertise, OpenFlowAddr: cfg.OpenFlow.Listen,
+		LeaseTTL: cfg.Cluster.LeaseTTL, PeerTimeout: cfg.Cluster.PeerTimeout, Settle: cfg.Cluster.Settle, Logger: log})
+
 	apps := []app.App{learning.New(learning.Config{IdleTimeout: uint16(cfg.Learning.IdleTimeout)})}
-	mgr := switches.New(ctx, switches.Config{Apps: apps, ReconcileInterval: cfg.Reconcile.Interval, Metrics: m, Logger: log})
+	mgr := switches.New(ctx, switches.Config{Apps: apps, ReconcileInterval: cfg.Reconcile.Interval, Metrics: m, Logger: log,
+		Model: mirror.Snapshot, Cluster: cl})
+	go func() {
+		ch := mirror.Subscribe()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+				mgr.RefreshAll()
+			}
+		}
+	}()
 
 	srv := &ofproto.Server{Addr: cfg.OpenFlow.Listen, Session: mgr, Logger: log,
 		Conn: ofproto.Config{EchoInterval: cfg.OpenFlow.EchoInterval, DeadAfter: cfg.OpenFlow.DeadAfter}}
@@ -101,6 +150,17 @@ func serve(args []string) error {
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.Handler())
+	mux.HandleFunc(cluster.HeartbeatPath, cl.HeartbeatHandler())
+	mux.HandleFunc(cluster.StatusPath, cl.StatusHandler())
+	mux.HandleFunc("/cluster/v1/local", func(w http.ResponseWriter, r *http.Request) {
+		out := map[string]any{}
+		for _, d := range mgr.Connected() {
+			master, since := mgr.MasterSince(d)
+			out[ofproto.DPIDString(d)] = map[string]any{"master": master, "since": since.UTC().Format(time.RFC3339Nano)}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"replica": replicaID, "switches": out})
+	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		dpids := mgr.Connected()
 		sort.Slice(dpids, func(i, j int) bool { return dpids[i] < dpids[j] })
@@ -109,7 +169,18 @@ func serve(args []string) error {
 			sw[i] = ofproto.DPIDString(d)
 		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"status": "ok", "version": version, "switches": sw})
+		etcdOK := true
+		hctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		if _, err := st.Client().Get(hctx, "health"); err != nil {
+			etcdOK = false
+		}
+		cancel()
+		status := "ok"
+		if !etcdOK {
+			status = "degraded"
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		json.NewEncoder(w).Encode(map[string]any{"status": status, "etcd": etcdOK, "replica": replicaID, "version": version, "switches": sw})
 	})
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
@@ -122,7 +193,12 @@ func serve(args []string) error {
 			stop()
 		}
 	}()
-	log.Info("nimbus controller started", "openflow", ofAddr.String(), "tls", srv.TLS != nil, "api", ln.Addr().String(), "version", version)
+	log.Info("nimbus controller started", "replica", replicaID, "openflow", ofAddr.String(), "tls", srv.TLS != nil, "api", ln.Addr().String(), "version", version)
+	go func() {
+		if err := cl.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error("cluster stopped", "err", err)
+		}
+	}()
 
 	err = srv.Serve(ctx)
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -130,4 +206,50 @@ func serve(args []string) error {
 	hs.Shutdown(sctx)
 	log.Info("nimbus controller stopped")
 	return err
+}
+
+// status prints the cluster status from a replica's API.
+func status(args []string) error {
+	fs := pflag.NewFlagSet("status", pflag.ContinueOnError)
+	api := fs.String("api", "127.0.0.1:9696", "API address of any replica")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + *api + cluster.StatusPath)
+	if err != nil {
+		return fmt.Errorf("controller: status: %w", err)
+	}
+	defer resp.Body.Close()
+	var st cluster.Status
+	if resp.StatusCode != http.StatusOK {
+		var e map[string]string
+		json.NewDecoder(resp.Body).Decode(&e)
+		return fmt.Errorf("controller: status: %s: %s", resp.Status, e["error"])
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return fmt.Errorf("controller: status: %w", err)
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(st, "", "  ")
+		fmt.Println(string(b))
+		return nil
+	}
+	fmt.Printf("REPLICA\tHEALTH\tAPI\tOPENFLOW\tMASTERS\n")
+	for _, r := range st.Replicas {
+		h := "healthy"
+		if !r.Healthy {
+			h = "down"
+		}
+		fmt.Printf("%s\t%s\t%s\t%s\t%d\n", r.ID, h, r.API, r.OpenFlow, len(r.Mastered))
+	}
+	fmt.Printf("\nSWITCH\tMASTER\tGENERATION\tCONNECTED\n")
+	for _, s := range st.Switches {
+		fmt.Printf("%s\t%s\t%d\t%s\n", s.DPID, s.Master, s.Generation, strings.Join(s.Connected, ","))
+	}
+	return nil
 }

@@ -1,0 +1,121 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+)
+
+// HeartbeatPath is the peer heartbeat stream endpoint.
+const HeartbeatPath = "/cluster/v1/heartbeat"
+
+// HeartbeatHandler streams a byte every HeartbeatInterval for as long as
+// the peer stays connected. When this process dies the kernel closes the
+// stream, and the peer fences us at once.
+func (cl *Cluster) HeartbeatHandler() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.WriteHeader(http.StatusOK)
+		t := time.NewTicker(cl.cfg.HeartbeatInterval)
+		defer t.Stop()
+		for {
+			if _, err := w.Write([]byte{'.'}); err != nil {
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
+			select {
+			case <-r.Context().Done():
+				return
+			case <-t.C:
+			}
+		}
+	}
+}
+
+// watchPeer holds a heartbeat stream to r. Once a stream has worked, its
+// failure (closed socket or stalled beats) fences r. A peer that cannot be
+// reached yet (still starting) is retried, never fenced.
+func (cl *Cluster) watchPeer(ctx context.Context, r Replica) {
+	log := cl.log.With("peer", r.ID)
+	tr := &http.Transport{DialContext: (&net.Dialer{Timeout: time.Second}).DialContext, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	for ctx.Err() == nil {
+		cl.mu.Lock()
+		cur, ok := cl.replicas[r.ID]
+		cl.mu.Unlock()
+		if !ok || cur.Lease != r.Lease {
+			return // that incarnation is gone
+		}
+		worked, err := cl.stream(ctx, client, r)
+		if ctx.Err() != nil {
+			return
+		}
+		if worked {
+			cl.fence(r, err)
+			return
+		}
+		log.Debug("peer heartbeat not reachable yet", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (cl *Cluster) stream(ctx context.Context, client *http.Client, r Replica) (worked bool, err error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req, err := http.NewRequestWithContext(sctx, http.MethodGet, "http://"+r.API+HeartbeatPath+"?from="+cl.cfg.ReplicaID, nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("heartbeat status %s", resp.Status)
+	}
+	beat := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			if _, err := resp.Body.Read(buf); err != nil {
+				if errors.Is(err, io.EOF) {
+					err = errors.New("peer closed its heartbeat stream")
+				}
+				beat <- err
+				return
+			}
+			beat <- nil
+		}
+	}()
+	timer := time.NewTimer(cl.cfg.PeerTimeout)
+	defer timer.Stop()
+	for {
+		select {
+		case err := <-beat:
+			if err != nil {
+				return worked, err
+			}
+			worked = true
+			if !timer.Stop() {
+				<-timer.C
+			}
+			timer.Reset(cl.cfg.PeerTimeout)
+		case <-timer.C:
+			return worked, fmt.Errorf("no heartbeat for %s", cl.cfg.PeerTimeout)
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+}
