@@ -22,6 +22,8 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/nimbus-sdn/nimbus/model"
 )
@@ -83,7 +85,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cc := clientv3.Config{Endpoints: endpoints, DialTimeout: cfg.DialTimeout, Logger: zap.NewNop(),
 		// etcd servers refuse client pings more often than every 5 s
 		// (GOAWAY too_many_pings, which also kills lease keepalives).
-		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 3 * time.Second}
+		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 3 * time.Second,
+		// Reconnect within a second of etcd coming back, not after
+		// gRPC's default backoff (up to two minutes).
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second})}}
 	if cfg.CertFile != "" || cfg.CAFile != "" {
 		tc, err := tlsConfig(cfg)
 		if err != nil {

@@ -186,7 +186,9 @@ func serve(args []string) error {
 	if err != nil {
 		return fmt.Errorf("controller: api listen on %s: %w", cfg.API.Listen, err)
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Request contexts end with ctx, so long-lived streams (peer
+	// heartbeats) stop at shutdown instead of holding it up.
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("api server failed", "err", err)

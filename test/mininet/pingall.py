@@ -358,6 +358,20 @@ def fmt_pct(x):
 # --------------------------------------------------------------------------
 
 
+def hold(src, dst, seconds):
+    """Ping dst from src every 10 ms for seconds; report what was lost."""
+    print('HOLD start %s->%s %.3f' % (src.name, dst.name, time.time()),
+          flush=True)
+    out = src.cmd('ping -n -q -i 0.01 -W 1 -w %d %s' %
+                  (int(seconds), dst.IP()))
+    m = re.search(r'(\d+) packets transmitted, (\d+) received', out)
+    if not m:
+        print('HOLD sent=0 received=0 error=%s' %
+              out.strip().replace('\n', ' ')[:200], flush=True)
+        return
+    print('HOLD sent=%s received=%s' % (m.group(1), m.group(2)), flush=True)
+
+
 class Interrupted(Exception):
     pass
 
@@ -394,6 +408,12 @@ def main():
                          'digits); keep it short, Linux names are <= 15 bytes')
     ap.add_argument('--dpid-base', type=lambda s: int(s, 0), default=0,
                     help='switch N gets datapath ID dpid-base+N (default 0)')
+    ap.add_argument('--hold', type=float, default=0,
+                    help='after a clean pingall, ping from the first host to '
+                         'the last every 10 ms for this many seconds, '
+                         'printing "HOLD start" when it begins and '
+                         '"HOLD sent=N received=M" at the end (for '
+                         'failover tests that act while it runs)')
     ap.add_argument('--verbose', action='store_true',
                     help='Mininet info logging on stderr')
     args = ap.parse_args()
@@ -478,6 +498,8 @@ def main():
             result = (loss, sent, received, None)
             if received != sent or not sent:
                 dump_flows(names)
+            elif args.hold > 0:
+                hold(net.hosts[0], net.hosts[-1], args.hold)
         loss, sent, received, err = result
         code = 0 if (err is None and sent and received == sent) else \
             (3 if err else 1)
