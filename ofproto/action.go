@@ -96,6 +96,21 @@ func fieldByNXMHeader(h uint32) (flow.Field, bool) {
 	return f, true
 }
 
+// decodedSetField puts a decoded set_field or load in canonical form, as
+// ParseMatch does for matches: value and mask limited to the field's width,
+// a full mask dropped, value bits outside the mask cleared. Decoding then
+// re-encoding gives back the same action.
+func decodedSetField(f flow.Field, v, m uint64) flow.SetField {
+	full := f.FullMask()
+	v &= full
+	if m &= full; m == full {
+		m = 0
+	} else if m != 0 {
+		v &= m
+	}
+	return flow.SetField{F: f, Value: v, Mask: m}
+}
+
 // nxmInPort is the NXM_OF_IN_PORT header: OVS refuses set_field on
 // OXM_OF_IN_PORT and wants this 16-bit form instead.
 const nxmInPort = 0x00000002
@@ -146,6 +161,9 @@ func ValidateAction(a flow.Action) error {
 	case flow.SetField:
 		if !a.F.Valid() {
 			return fmt.Errorf("ofproto: set_field on unknown field %d", a.F)
+		}
+		if a.Mask&^a.F.FullMask() != 0 {
+			return fmt.Errorf("ofproto: set_field mask 0x%x exceeds %s", a.Mask, a.F)
 		}
 		if a.Mask != 0 && a.Mask != a.F.FullMask() {
 			if _, _, ok := contiguous(a.Mask); !ok {
@@ -369,7 +387,10 @@ func parseAction(typ uint16, b []byte) (flow.Action, error) {
 		if x.F == 0 {
 			return flow.Opaque{Desc: "set_field"}, ErrUnknownField
 		}
-		return flow.SetField{F: x.F, Value: x.Value, Mask: x.Mask}, nil
+		if x.Mask != 0 && x.Mask&x.F.FullMask() == 0 {
+			return nil, malformed("masked set_field outside %s", x.F)
+		}
+		return decodedSetField(x.F, x.Value, x.Mask), nil
 	case atExp:
 		if err := need(10); err != nil {
 			return nil, err
@@ -415,11 +436,10 @@ func parseNX(sub uint16, b []byte) (flow.Action, error) {
 			mask = (uint64(1)<<n - 1)
 		}
 		mask <<= ofs
-		sf := flow.SetField{F: dst, Value: be.Uint64(b[16:]) << ofs & mask, Mask: mask}
-		if mask&dst.FullMask() == dst.FullMask() {
-			sf.Mask = 0
+		if ofs >= 64 || mask&dst.FullMask() == 0 {
+			return nil, malformed("load to %s[%d..%d] is outside the field", dst, ofs, ofs+n-1)
 		}
-		return sf, nil
+		return decodedSetField(dst, be.Uint64(b[16:])<<ofs, mask), nil
 	case nxastRegLoad2:
 		x, _, err := parseOXM(b[10:])
 		if err != nil {
@@ -428,7 +448,10 @@ func parseNX(sub uint16, b []byte) (flow.Action, error) {
 		if x.F == 0 {
 			return flow.Opaque{Desc: "load2"}, ErrUnknownField
 		}
-		return flow.SetField{F: x.F, Value: x.Value, Mask: x.Mask}, nil
+		if x.Mask != 0 && x.Mask&x.F.FullMask() == 0 {
+			return nil, malformed("masked set_field outside %s", x.F)
+		}
+		return decodedSetField(x.F, x.Value, x.Mask), nil
 	case nxastResubmitTable:
 		if err := need(16); err != nil {
 			return nil, err

@@ -65,6 +65,18 @@ func (s *fakeSwitch) handshake(dpid uint64) {
 	}
 }
 
+// handshake runs both sides and returns once the fake switch is done
+// reading, so the test can use it without racing the handshake goroutine.
+func handshake(t *testing.T, c *Conn, sw *fakeSwitch) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); sw.handshake(7) }()
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+}
+
 func pipeConn(t *testing.T, cfg Config) (*Conn, *fakeSwitch) {
 	a, b := net.Pipe()
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -76,10 +88,7 @@ func pipeConn(t *testing.T, cfg Config) (*Conn, *fakeSwitch) {
 
 func TestKeepaliveDetectsDeadSwitch(t *testing.T) {
 	c, sw := pipeConn(t, Config{EchoInterval: 50 * time.Millisecond, DeadAfter: 200 * time.Millisecond})
-	go sw.handshake(7)
-	if err := c.Handshake(); err != nil {
-		t.Fatal(err)
-	}
+	handshake(t, c, sw)
 	served := make(chan error, 1)
 	go func() { served <- c.Serve(nil) }()
 	// The switch answers the first echo, then goes silent.
@@ -101,10 +110,7 @@ func TestKeepaliveDetectsDeadSwitch(t *testing.T) {
 
 func TestAnswersSwitchEcho(t *testing.T) {
 	c, sw := pipeConn(t, Config{})
-	go sw.handshake(7)
-	if err := c.Handshake(); err != nil {
-		t.Fatal(err)
-	}
+	handshake(t, c, sw)
 	go c.Serve(nil)
 	sw.nc.Write(AppendEcho(nil, TypeEchoRequest, 99, []byte("ping")))
 	h, body := sw.read()
@@ -130,10 +136,7 @@ func TestHelloFailedForOpenFlow10(t *testing.T) {
 
 func TestBarrierAndMultipartMatchedByXid(t *testing.T) {
 	c, sw := pipeConn(t, Config{})
-	go sw.handshake(7)
-	if err := c.Handshake(); err != nil {
-		t.Fatal(err)
-	}
+	handshake(t, c, sw)
 	go c.Serve(nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -298,6 +298,15 @@ func TestFailoverKillMasterLosesNoPackets(t *testing.T) {
 	if nm == nil || nm == old || ngen <= gen {
 		t.Fatalf("after failover master=%v generation %d (was %d)", nm, ngen, gen)
 	}
+	// `controller status` shows the survivors and who masters what.
+	out, err := exec.Command(controllerBin, "status", "--api", nm.API).CombinedOutput()
+	if err != nil {
+		t.Fatalf("controller status: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), dpid+"\t"+nm.id()) || strings.Contains(string(out), old.id()+"\thealthy") {
+		t.Fatalf("controller status does not show %s mastering %s without %s:\n%s", nm.id(), dpid, old.id(), out)
+	}
+	t.Logf("controller status:\n%s", out)
 }
 
 // SIGSTOP a master: another replica takes over; after SIGCONT the old

@@ -63,6 +63,12 @@ func startController(t *testing.T, extra ...string) *controller {
 		OF:  fmt.Sprintf("127.0.0.1:%d", ovslab.FreePort(t)),
 		API: fmt.Sprintf("127.0.0.1:%d", ovslab.FreePort(t))}
 	c.args = append([]string{"serve", "--openflow-listen", c.OF, "--api-listen", c.API, "--log-level", "debug"}, extra...)
+	if !strings.Contains(strings.Join(extra, " "), "--etcd-endpoints") {
+		// Embedded etcd: its own data dir and ports, kept across restarts.
+		c.args = append(c.args, "--etcd-data-dir", filepath.Join(t.TempDir(), "etcd"),
+			"--etcd-embed-client-url", fmt.Sprintf("http://127.0.0.1:%d", ovslab.FreePort(t)),
+			"--etcd-embed-peer-url", fmt.Sprintf("http://127.0.0.1:%d", ovslab.FreePort(t)))
+	}
 	c.start()
 	return c
 }
