@@ -143,10 +143,10 @@ func startEmbedded(cfg Config) (*embed.Etcd, string, error) {
 	}
 	clientURL, peerURL := cfg.EmbedClientURL, cfg.EmbedPeerURL
 	if clientURL == "" {
-		clientURL = "http://127.0.0.1:2379"
+		clientURL = "http://127.0.0.1:12379"
 	}
 	if peerURL == "" {
-		peerURL = "http://127.0.0.1:2380"
+		peerURL = "http://127.0.0.1:12380"
 	}
 	cu, err := url.Parse(clientURL)
 	if err != nil {
