@@ -194,8 +194,12 @@ for peer in $PEERS; do
     port=$(free_port)
     api=$(free_port)
     while [ "$api" = "$port" ]; do api=$(free_port); done
+    ec=$(free_port); ep=$(free_port)
+    # Embedded etcd in the work dir, on ports of its own.
     run_peer "$peer" yes "$WORK/$peer.log" 20 "$port" \
-      bin/controller serve --openflow-listen "127.0.0.1:$port" --api-listen "127.0.0.1:$api"
+      bin/controller serve --openflow-listen "127.0.0.1:$port" --api-listen "127.0.0.1:$api" \
+        --etcd-data-dir "$WORK/etcd" --etcd-embed-client-url "http://127.0.0.1:$ec" --etcd-embed-peer-url "http://127.0.0.1:$ep" \
+        --log-level warn
     ;;
   *)
     echo "bench: unknown peer '$peer' (known: ovs-testcontroller os-ken nimbus)" >&2
