@@ -362,8 +362,10 @@ def hold(src, dst, seconds):
     """Ping dst from src every 10 ms for seconds; report what was lost."""
     print('HOLD start %s->%s %.3f' % (src.name, dst.name, time.time()),
           flush=True)
-    out = src.cmd('ping -n -q -i 0.01 -W 1 -w %d %s' %
-                  (int(seconds), dst.IP()))
+    # -c, not -w: with a deadline ping exits without waiting for the
+    # reply to its last request, which would count as a loss.
+    out = src.cmd('ping -n -q -i 0.01 -W 2 -c %d %s' %
+                  (int(seconds * 100), dst.IP()))
     m = re.search(r'(\d+) packets transmitted, (\d+) received', out)
     if not m:
         print('HOLD sent=0 received=0 error=%s' %
