@@ -27,8 +27,18 @@ type Config struct {
 		} `mapstructure:"tls"`
 	} `mapstructure:"openflow"`
 	API struct {
-		Listen string `mapstructure:"listen"`
+		Listen         string `mapstructure:"listen"`
+		Auth           string `mapstructure:"auth"`
+		KeystoneURL    string `mapstructure:"keystone_url"`
+		ServiceToken   string `mapstructure:"service_token"`
+		DefaultProject string `mapstructure:"default_project"`
 	} `mapstructure:"api"`
+	Network struct {
+		VLANRanges        []string `mapstructure:"vlan_ranges"`
+		GRERanges         []string `mapstructure:"gre_ranges"`
+		TenantNetworkType string   `mapstructure:"tenant_network_type"`
+		MTU               int      `mapstructure:"mtu"`
+	} `mapstructure:"network"`
 	Reconcile struct {
 		Interval time.Duration `mapstructure:"interval"`
 	} `mapstructure:"reconcile"`
@@ -74,6 +84,14 @@ var options = []option{
 	{"openflow.tls.key", "openflow-tls-key", "TLS private key", ""},
 	{"openflow.tls.ca", "openflow-tls-ca", "CA that signs switch certificates", ""},
 	{"api.listen", "api-listen", "HTTP API listen address (Neutron API, /healthz, /metrics)", ":9696"},
+	{"api.auth", "api-auth", "noauth (every caller is admin) or keystone", "noauth"},
+	{"api.keystone_url", "api-keystone-url", "Keystone base URL for api.auth=keystone", ""},
+	{"api.service_token", "api-service-token", "service token used to validate callers' tokens with Keystone", ""},
+	{"api.default_project", "api-default-project", "project for noauth creates that name none (empty: 400 like Neutron)", ""},
+	{"network.vlan_ranges", "vlan-ranges", "tenant VLAN pools, physnet:min:max (comma separated)", []string{"physnet1:1000:2999"}},
+	{"network.gre_ranges", "gre-ranges", "tenant GRE key pools, min:max (comma separated)", []string{"1:65535"}},
+	{"network.tenant_network_type", "tenant-network-type", "type of networks created without provider:network_type (gre or vlan)", "gre"},
+	{"network.mtu", "mtu", "underlay MTU; GRE networks get 42 bytes less", 1500},
 	{"reconcile.interval", "reconcile-interval", "full reconcile pass (drift repair) interval", 30 * time.Second},
 	{"learning.idle_timeout", "learning-idle-timeout", "idle timeout of learned L2 flows, seconds", 60},
 	{"log.level", "log-level", "debug, info, warn or error", "info"},
@@ -227,6 +245,18 @@ func (c *Config) validate() error {
 	}
 	if c.Learning.IdleTimeout < 0 || c.Learning.IdleTimeout > 65535 {
 		return fmt.Errorf("config: learning.idle_timeout %d out of range 0..65535", c.Learning.IdleTimeout)
+	}
+	switch c.API.Auth {
+	case "noauth":
+	case "keystone":
+		if c.API.KeystoneURL == "" {
+			return fmt.Errorf("config: api.auth=keystone needs api.keystone_url")
+		}
+	default:
+		return fmt.Errorf("config: api.auth %q is not noauth or keystone", c.API.Auth)
+	}
+	if c.Network.MTU < 576 || c.Network.MTU > 9216 {
+		return fmt.Errorf("config: network.mtu %d out of range 576..9216", c.Network.MTU)
 	}
 	if c.Cluster.LeaseTTL < 2 {
 		return fmt.Errorf("config: cluster.lease_ttl %d is below etcd's minimum of 2 seconds", c.Cluster.LeaseTTL)

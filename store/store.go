@@ -347,9 +347,15 @@ func (t *Tx) Delete(k model.Kind, id string) { t.stm.Del(Key(k, id)) }
 // Txn runs fn in a serializable transaction, retrying on conflict. fn may
 // run several times and must have no other side effects.
 func (s *Store) Txn(ctx context.Context, fn func(*Tx) error) (int64, error) {
-	resp, err := concurrency.NewSTM(s.c, func(stm concurrency.STM) error { return fn(&Tx{stm: stm}) },
-		concurrency.WithAbortContext(ctx), concurrency.WithIsolation(concurrency.Serializable))
+	var fnErr error
+	resp, err := concurrency.NewSTM(s.c, func(stm concurrency.STM) error {
+		fnErr = fn(&Tx{stm: stm})
+		return fnErr
+	}, concurrency.WithAbortContext(ctx), concurrency.WithIsolation(concurrency.Serializable))
 	if err != nil {
+		if fnErr != nil && err == fnErr {
+			return 0, err // the caller's own error, untouched
+		}
 		return 0, unavailable(err)
 	}
 	return resp.Header.Revision, nil

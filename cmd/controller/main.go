@@ -26,6 +26,7 @@ import (
 	"github.com/nimbus-sdn/nimbus/cluster"
 	"github.com/nimbus-sdn/nimbus/config"
 	"github.com/nimbus-sdn/nimbus/metrics"
+	"github.com/nimbus-sdn/nimbus/northbound"
 	"github.com/nimbus-sdn/nimbus/ofproto"
 	"github.com/nimbus-sdn/nimbus/store"
 	"github.com/nimbus-sdn/nimbus/switches"
@@ -182,6 +183,13 @@ func serve(args []string) error {
 		}
 		json.NewEncoder(w).Encode(map[string]any{"status": status, "etcd": etcdOK, "replica": replicaID, "version": version, "switches": sw})
 	})
+	nbCfg, err := northboundConfig(cfg, log)
+	if err != nil {
+		return err
+	}
+	// The Neutron API takes every other path; /healthz, /metrics and
+	// /cluster/ are more specific and win.
+	mux.Handle("/", northbound.NewHandler(st, nbCfg))
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
 		return fmt.Errorf("controller: api listen on %s: %w", cfg.API.Listen, err)
@@ -254,4 +262,30 @@ func status(args []string) error {
 		fmt.Printf("%s\t%s\t%d\t%s\n", s.DPID, s.Master, s.Generation, strings.Join(s.Connected, ","))
 	}
 	return nil
+}
+
+// northboundConfig maps configuration to the Neutron API's settings.
+func northboundConfig(cfg *config.Config, log *slog.Logger) (northbound.Config, error) {
+	nc := northbound.Config{Auth: cfg.API.Auth, KeystoneURL: cfg.API.KeystoneURL, ServiceToken: cfg.API.ServiceToken,
+		DefaultProject: cfg.API.DefaultProject, TenantNetworkType: cfg.Network.TenantNetworkType, GlobalMTU: cfg.Network.MTU, Logger: log}
+	for _, r := range cfg.Network.VLANRanges {
+		var v northbound.VLANRange
+		parts := strings.Split(r, ":")
+		if len(parts) != 3 {
+			return nc, fmt.Errorf("controller: network.vlan_ranges entry %q is not physnet:min:max", r)
+		}
+		v.PhysicalNetwork = parts[0]
+		if _, err := fmt.Sscanf(parts[1]+" "+parts[2], "%d %d", &v.Min, &v.Max); err != nil || v.Min < 1 || v.Max > 4094 || v.Min > v.Max {
+			return nc, fmt.Errorf("controller: network.vlan_ranges entry %q: need 1 <= min <= max <= 4094", r)
+		}
+		nc.VLANRanges = append(nc.VLANRanges, v)
+	}
+	for _, r := range cfg.Network.GRERanges {
+		var g northbound.IDRange
+		if _, err := fmt.Sscanf(r, "%d:%d", &g.Min, &g.Max); err != nil || g.Min < 1 || g.Min > g.Max {
+			return nc, fmt.Errorf("controller: network.gre_ranges entry %q is not min:max", r)
+		}
+		nc.GRERanges = append(nc.GRERanges, g)
+	}
+	return nc, nil
 }

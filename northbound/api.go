@@ -1,0 +1,383 @@
+// Package northbound serves the OpenStack Networking (Neutron v2.0) API
+// over the etcd model: networks, subnets, ports, routers, floating IPs,
+// security groups and LBaaS v1, with Neutron's project scoping, filters,
+// sorting, pagination and NeutronError bodies. Every request reads etcd
+// (no in-process model cache), so any replica can serve any request, and
+// every write returns only once committed. IP, MAC and segmentation-id
+// allocation happen inside serializable store transactions.
+package northbound
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/nimbus-sdn/nimbus/store"
+)
+
+// Auth modes.
+const (
+	AuthNoauth   = "noauth"
+	AuthKeystone = "keystone"
+)
+
+// VLANRange is a range of VLAN ids on one physical network.
+type VLANRange struct {
+	PhysicalNetwork string
+	Min, Max        int
+}
+
+// IDRange is a range of tunnel ids.
+type IDRange struct{ Min, Max int }
+
+// Config configures the API.
+type Config struct {
+	// Auth is noauth (default: every caller is admin) or keystone.
+	Auth string
+	// KeystoneURL is the Keystone base URL (without /v3) in keystone mode.
+	KeystoneURL string
+	// ServiceToken is sent as X-Auth-Token when validating a caller's
+	// token; empty means the caller's token validates itself.
+	ServiceToken string
+	// AdminRoles are the Keystone role names that make a caller admin
+	// (default: admin).
+	AdminRoles []string
+	// TokenCacheTTL bounds how long a validated token is trusted without
+	// asking Keystone again (default 30s; negative disables the cache).
+	TokenCacheTTL time.Duration
+	// DefaultProject is used in noauth mode when a create names no
+	// project (no project_id/tenant_id in the body, no X-Project-Id
+	// header). Empty (the default) answers 400 like Neutron.
+	DefaultProject string
+	// VLANRanges and GRERanges are the tenant segmentation pools
+	// (defaults: physnet1 1000-2999 and 1-65535).
+	VLANRanges []VLANRange
+	GRERanges  []IDRange
+	// TenantNetworkType is the type of networks created without
+	// provider:network_type (default gre, or vlan when no GRE ranges).
+	TenantNetworkType string
+	// GlobalMTU is the underlay MTU (default 1500); PhysicalNetMTUs
+	// overrides it per physical network for vlan and flat networks.
+	GlobalMTU       int
+	PhysicalNetMTUs map[string]int
+	// RequestTimeout bounds each request's etcd work (default 10s); past
+	// it the answer is 503.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// GREOverhead is what a GRE-over-IPv4 encapsulation takes from the
+// underlay MTU (Neutron's value: 20 IP + 22 GRE/Ethernet).
+const GREOverhead = 42
+
+func (c *Config) setDefaults() {
+	if c.Auth == "" {
+		c.Auth = AuthNoauth
+	}
+	if len(c.AdminRoles) == 0 {
+		c.AdminRoles = []string{"admin"}
+	}
+	if c.TokenCacheTTL == 0 {
+		c.TokenCacheTTL = 30 * time.Second
+	}
+	if c.VLANRanges == nil {
+		c.VLANRanges = []VLANRange{{PhysicalNetwork: "physnet1", Min: 1000, Max: 2999}}
+	}
+	if c.GRERanges == nil {
+		c.GRERanges = []IDRange{{Min: 1, Max: 65535}}
+	}
+	if c.TenantNetworkType == "" {
+		c.TenantNetworkType = "gre"
+		if len(c.GRERanges) == 0 {
+			c.TenantNetworkType = "vlan"
+		}
+	}
+	if c.GlobalMTU == 0 {
+		c.GlobalMTU = 1500
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+type handler struct {
+	st   *store.Store
+	cfg  Config
+	log  *slog.Logger
+	ks   *keystone
+	defs map[string]*resDef // by collection path ("networks", "lb/pools")
+}
+
+// NewHandler returns the Neutron API handler. Mount it for "/" and
+// "/v2.0/"; it does not serve /healthz or /metrics.
+func NewHandler(st *store.Store, cfg Config) http.Handler {
+	cfg.setDefaults()
+	h := &handler{st: st, cfg: cfg, log: cfg.Logger}
+	if cfg.Auth == AuthKeystone {
+		h.ks = newKeystone(cfg)
+	}
+	h.defs = map[string]*resDef{}
+	for _, d := range h.resources() {
+		h.defs[d.path] = d
+	}
+	return h
+}
+
+// reqCtx is one request's identity and context.
+type reqCtx struct {
+	context.Context
+	h       *handler
+	r       *http.Request
+	admin   bool
+	project string // the caller's project ("" for noauth without one)
+}
+
+// apiError is a Neutron error answer.
+type apiError struct {
+	status int
+	typ    string
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.typ + ": " + e.msg }
+
+func errf(status int, typ, format string, args ...any) *apiError {
+	return &apiError{status: status, typ: typ, msg: fmt.Sprintf(format, args...)}
+}
+
+func badRequest(format string, args ...any) *apiError {
+	return errf(http.StatusBadRequest, "HTTPBadRequest", format, args...)
+}
+
+func invalidInput(attr, format string, args ...any) *apiError {
+	return errf(http.StatusBadRequest, "InvalidInput", "Invalid input for %s. Reason: %s.", attr, fmt.Sprintf(format, args...))
+}
+
+func notFound(typ, what, id string) *apiError {
+	return errf(http.StatusNotFound, typ, "%s %s could not be found.", what, id)
+}
+
+func conflict(typ, format string, args ...any) *apiError {
+	return errf(http.StatusConflict, typ, format, args...)
+}
+
+func forbidden(format string, args ...any) *apiError {
+	return errf(http.StatusForbidden, "PolicyNotAuthorized", format, args...)
+}
+
+// toAPIError maps any error to the answer it deserves: store
+// unavailability is 503, everything unexpected 500 (logged).
+func (h *handler) toAPIError(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	if errors.Is(err, store.ErrUnavailable) || isUnavailable(err) {
+		return errf(http.StatusServiceUnavailable, "ServiceUnavailable",
+			"The backing store (etcd) is unavailable; retry later: %v", err)
+	}
+	h.log.Error("northbound: internal error", "err", err)
+	return errf(http.StatusInternalServerError, "HTTPInternalServerError", "Request failed: internal server error while processing your request.")
+}
+
+// isUnavailable recognizes etcd client failures that mean "etcd is not
+// reachable now" (deadline, cancelled, no connection, no leader).
+func isUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	s := err.Error()
+	for _, p := range []string{"connection", "Unavailable", "no leader", "deadline", "DeadlineExceeded", "context canceled", "transport", "i/o timeout"} {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if v != nil {
+		b, err := json.Marshal(v)
+		if err != nil {
+			b = []byte(`{"NeutronError": {"type": "HTTPInternalServerError", "message": "encoding failed", "detail": ""}}`)
+		}
+		w.Write(b)
+	}
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	writeJSON(w, e.status, map[string]any{"NeutronError": map[string]any{"type": e.typ, "message": e.msg, "detail": ""}})
+}
+
+// ServeHTTP routes a request.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	status := 0
+	defer func() {
+		if p := recover(); p != nil {
+			h.log.Error("northbound: panic", "panic", p, "method", r.Method, "path", r.URL.Path, "stack", string(debug.Stack()))
+			writeError(w, errf(http.StatusInternalServerError, "HTTPInternalServerError", "Request failed: internal server error while processing your request."))
+			return
+		}
+		h.log.Debug("northbound request", "method", r.Method, "path", r.URL.Path, "status", status, "dur", time.Since(start))
+	}()
+	code, body, err := h.serve(r)
+	if err != nil {
+		ae := h.toAPIError(err)
+		status = ae.status
+		writeError(w, ae)
+		return
+	}
+	status = code
+	if code == http.StatusNoContent {
+		w.WriteHeader(code)
+		return
+	}
+	writeJSON(w, code, body)
+}
+
+func (h *handler) serve(r *http.Request) (int, any, error) {
+	p := r.URL.Path
+	if p == "" {
+		p = "/"
+	}
+	if p == "/" {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			return 0, nil, methodNotAllowed()
+		}
+		return 200, h.versions(r), nil
+	}
+	if strings.HasPrefix(p, "/projects") {
+		// Identity look-ups the openstack CLI sends to the network
+		// endpoint with --os-auth-type none (`--project X`): there is no
+		// identity service here. A 403 makes the client use the name it
+		// was given as the project id.
+		return 0, nil, forbidden("There is no identity service at this endpoint; use the project id itself.")
+	}
+	rest, ok := strings.CutPrefix(p, "/v2.0")
+	if !ok || (rest != "" && rest[0] != '/') {
+		return 0, nil, errf(http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
+	}
+	rest = strings.Trim(rest, "/")
+	rest = strings.TrimSuffix(rest, ".json")
+	if rest == "" {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			return 0, nil, methodNotAllowed()
+		}
+		return 200, h.resourceIndex(r), nil
+	}
+	parts := strings.Split(rest, "/")
+	for _, s := range parts {
+		if s == "" {
+			return 0, nil, errf(http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
+		}
+		if _, err := url.PathUnescape(s); err != nil {
+			return 0, nil, errf(http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
+		}
+	}
+	if parts[0] == "extensions" {
+		if r.Method != http.MethodGet {
+			return 0, nil, methodNotAllowed()
+		}
+		return h.extensionsAPI(parts[1:])
+	}
+
+	rc, err := h.authenticate(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
+	defer cancel()
+	rc.Context = ctx
+
+	if parts[0] == "quotas" {
+		return h.quotasAPI(rc, parts[1:])
+	}
+	// Collection path: "networks" or "lb/pools".
+	coll := parts[0]
+	sub := parts[1:]
+	if coll == "lb" && len(parts) >= 2 {
+		coll = "lb/" + parts[1]
+		sub = parts[2:]
+	}
+	d := h.defs[coll]
+	if d == nil {
+		return 0, nil, errf(http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
+	}
+	switch len(sub) {
+	case 0:
+		switch r.Method {
+		case http.MethodGet:
+			return h.list(rc, d)
+		case http.MethodPost:
+			return h.create(rc, d)
+		}
+		return 0, nil, methodNotAllowed()
+	case 1:
+		id := sub[0]
+		switch r.Method {
+		case http.MethodGet:
+			return h.show(rc, d, id)
+		case http.MethodPut:
+			return h.update(rc, d, id)
+		case http.MethodDelete:
+			return h.delete(rc, d, id)
+		}
+		return 0, nil, methodNotAllowed()
+	default:
+		if d.action != nil {
+			return d.action(rc, sub[0], sub[1:])
+		}
+	}
+	return 0, nil, errf(http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
+}
+
+func methodNotAllowed() *apiError {
+	return errf(http.StatusMethodNotAllowed, "HTTPMethodNotAllowed", "The method is not allowed for the requested URL.")
+}
+
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+		scheme = p
+	}
+	host := r.Host
+	if host == "" {
+		host = "localhost:9696"
+	}
+	return scheme + "://" + host
+}
+
+func (h *handler) versions(r *http.Request) any {
+	return map[string]any{"versions": []any{map[string]any{
+		"id": "v2.0", "status": "CURRENT",
+		"links": []any{map[string]any{"href": baseURL(r) + "/v2.0/", "rel": "self"}},
+	}}}
+}
+
+func (h *handler) resourceIndex(r *http.Request) any {
+	var res []any
+	for _, d := range h.resources() {
+		res = append(res, map[string]any{"name": d.singular, "collection": d.plural,
+			"links": []any{map[string]any{"href": baseURL(r) + "/v2.0/" + d.path, "rel": "self"}}})
+	}
+	return map[string]any{"resources": res}
+}

@@ -1,0 +1,334 @@
+package northbound_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nimbus-sdn/nimbus/northbound"
+)
+
+// cliRunner runs the real OpenStack clients against one handler.
+type cliRunner struct {
+	t   *testing.T
+	url string
+}
+
+func requireCLIs(t *testing.T) {
+	t.Helper()
+	if os.Getenv("NIMBUS_E2E") != "1" {
+		t.Skip("set NIMBUS_E2E=1 to drive the openstack and neutron CLIs")
+	}
+	for _, c := range []string{"openstack", "neutron"} {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Fatalf("%s CLI not installed: run scripts/deps.sh (python3-openstackclient python3-neutronclient)", c)
+		}
+	}
+}
+
+func (c *cliRunner) run(ok bool, name string, args ...string) string {
+	c.t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "OS_CLOUD=", "OS_AUTH_URL=", "HOME="+c.t.TempDir())
+	if name == "neutron" {
+		cmd.Env = append(cmd.Env, "OS_AUTH_TYPE=admin_token")
+	}
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	c.t.Logf("%s %s (%.1fs)", name, strings.Join(args, " "), time.Since(start).Seconds())
+	if ok && err != nil {
+		c.t.Fatalf("%s %v failed: %v\nstdout: %s\nstderr: %s", name, args, err, out.String(), errb.String())
+	}
+	if !ok && err == nil {
+		c.t.Fatalf("%s %v succeeded, want a failure:\n%s", name, args, out.String())
+	}
+	if !ok {
+		return errb.String()
+	}
+	return out.String()
+}
+
+// os runs `openstack` with no authentication against the handler.
+func (c *cliRunner) os(args ...string) string {
+	c.t.Helper()
+	return c.run(true, "openstack", append([]string{"--os-auth-type", "none", "--os-endpoint", c.url}, args...)...)
+}
+
+func (c *cliRunner) osFail(args ...string) string {
+	c.t.Helper()
+	return c.run(false, "openstack", append([]string{"--os-auth-type", "none", "--os-endpoint", c.url}, args...)...)
+}
+
+func (c *cliRunner) osJSON(args ...string) map[string]any {
+	c.t.Helper()
+	out := c.os(append(args, "-f", "json")...)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		c.t.Fatalf("openstack %v: not JSON: %v\n%s", args, err, out)
+	}
+	return m
+}
+
+func (c *cliRunner) osList(args ...string) []map[string]any {
+	c.t.Helper()
+	out := c.os(append(args, "-f", "json")...)
+	var l []map[string]any
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		c.t.Fatalf("openstack %v: not a JSON list: %v\n%s", args, err, out)
+	}
+	return l
+}
+
+// neutron runs the neutron CLI (LBaaS v1 commands). neutronclient 8.1
+// ignores --os-auth-strategy noauth ("only keystone is supported"); its
+// token-endpoint mode (--os-token with --os-url, OS_AUTH_TYPE=admin_token)
+// skips Keystone, and the noauth API ignores the token.
+func (c *cliRunner) neutron(args ...string) string {
+	c.t.Helper()
+	return c.run(true, "neutron", append([]string{"--os-auth-strategy", "noauth", "--os-token", "noauth", "--os-url", c.url}, args...)...)
+}
+
+func (c *cliRunner) neutronJSON(args ...string) map[string]any {
+	c.t.Helper()
+	out := c.neutron(append(args, "-f", "json")...)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		c.t.Fatalf("neutron %v: not JSON: %v\n%s", args, err, out)
+	}
+	return m
+}
+
+func (c *cliRunner) neutronList(args ...string) []map[string]any {
+	c.t.Helper()
+	out := c.neutron(append(args, "-f", "json")...)
+	var l []map[string]any
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		c.t.Fatalf("neutron %v: not a JSON list: %v\n%s", args, err, out)
+	}
+	return l
+}
+
+func names(l []map[string]any, key string) map[string]bool {
+	m := map[string]bool{}
+	for _, x := range l {
+		if s, ok := x[key].(string); ok {
+			m[s] = true
+		}
+	}
+	return m
+}
+
+func want(t *testing.T, m map[string]any, key string, v any) {
+	t.Helper()
+	if got := m[key]; got != v {
+		t.Fatalf("%s = %#v, want %#v in %s", key, got, v, fmtJSON(m))
+	}
+}
+
+func TestOpenStackCLI(t *testing.T) {
+	requireCLIs(t)
+	a := newAPI(t, openEmbedded(t), northbound.Config{})
+	c := &cliRunner{t: t, url: a.url}
+
+	// Networks.
+	n := c.osJSON("network", "create", "--project", "p1", "net1")
+	want(t, n, "name", "net1")
+	want(t, n, "provider:network_type", "gre")
+	want(t, n, "mtu", float64(1458))
+	nid := n["id"].(string)
+	pub := c.osJSON("network", "create", "--project", "admin", "--external", "--provider-network-type", "flat",
+		"--provider-physical-network", "public", "public")
+	want(t, pub, "router:external", true)
+	c.osFail("network", "create", "--project", "p1", "--provider-network-type", "vxlan", "bad")
+	if l := names(c.osList("network", "list"), "Name"); !l["net1"] || !l["public"] {
+		t.Fatalf("network list: %v", l)
+	}
+	c.os("network", "set", "--name", "net1b", "--description", "tenant net", nid)
+	want(t, c.osJSON("network", "show", nid), "name", "net1b")
+
+	// Subnets.
+	s := c.osJSON("subnet", "create", "--project", "p1", "--network", nid, "--subnet-range", "10.0.0.0/24", "--dns-nameserver", "8.8.8.8", "sub1")
+	want(t, s, "gateway_ip", "10.0.0.1")
+	want(t, s, "cidr", "10.0.0.0/24")
+	sid := s["id"].(string)
+	c.osJSON("subnet", "create", "--project", "admin", "--network", "public", "--subnet-range", "203.0.113.0/24", "--no-dhcp", "pubsub")
+	c.osFail("subnet", "create", "--project", "p1", "--network", nid, "--subnet-range", "10.0.0.128/25", "overlap")
+	c.osFail("subnet", "create", "--project", "p1", "--network", nid, "--ip-version", "6", "--subnet-range", "fd00::/64", "v6")
+	c.os("subnet", "set", "--name", "sub1b", sid)
+	want(t, c.osJSON("subnet", "show", sid), "name", "sub1b")
+	if l := names(c.osList("subnet", "list", "--network", nid), "Name"); !l["sub1b"] || len(l) != 1 {
+		t.Fatalf("subnet list: %v", l)
+	}
+
+	// Ports.
+	p := c.osJSON("port", "create", "--project", "p1", "--network", nid, "--fixed-ip", "subnet="+sid+",ip-address=10.0.0.10", "port1")
+	pid := p["id"].(string)
+	if !strings.Contains(fmtJSON(p["fixed_ips"]), "10.0.0.10") {
+		t.Fatalf("port fixed ips: %v", p["fixed_ips"])
+	}
+	c.osFail("port", "create", "--project", "p1", "--network", nid, "--fixed-ip", "subnet="+sid+",ip-address=10.0.0.10", "dup")
+	p2 := c.osJSON("port", "create", "--project", "p1", "--network", nid, "--host", "hv1", "port2")
+	want(t, p2, "binding_host_id", "hv1")
+	if l := names(c.osList("port", "list", "--network", nid), "Name"); !l["port1"] || !l["port2"] {
+		t.Fatalf("port list: %v", l)
+	}
+	c.os("port", "set", "--name", "port1b", "--allowed-address", "ip-address=10.0.0.99", pid)
+	ps := c.osJSON("port", "show", pid)
+	want(t, ps, "name", "port1b")
+	if !strings.Contains(fmtJSON(ps["allowed_address_pairs"]), "10.0.0.99") {
+		t.Fatalf("address pairs: %v", ps["allowed_address_pairs"])
+	}
+	c.osFail("network", "delete", nid) // in use
+
+	// Security groups and rules.
+	sg := c.osJSON("security group", "create", "--project", "p1", "--description", "web servers", "web")
+	sgid := sg["id"].(string)
+	r := c.osJSON("security group rule", "create", "--project", "p1", "--protocol", "tcp", "--dst-port", "80:81", "--ingress", sgid)
+	want(t, r, "port_range_min", float64(80))
+	want(t, r, "port_range_max", float64(81))
+	c.osFail("security group rule", "create", "--project", "p1", "--protocol", "tcp", "--dst-port", "80:81", "--ingress", sgid)
+	if rl := c.osList("security group rule", "list", sgid); len(rl) != 3 {
+		t.Fatalf("rules: %v", rl)
+	}
+	c.os("security group", "set", "--name", "web2", sgid)
+	want(t, c.osJSON("security group", "show", sgid), "name", "web2")
+	if l := names(c.osList("security group", "list"), "Name"); !l["web2"] {
+		t.Fatalf("sg list: %v", l)
+	}
+	c.os("security group rule", "show", r["id"].(string))
+	c.os("port", "set", "--security-group", sgid, pid)
+	c.osFail("security group", "delete", sgid)
+	c.os("port", "unset", "--security-group", sgid, pid)
+	c.os("security group rule", "delete", r["id"].(string))
+	c.os("security group", "delete", sgid)
+
+	// Routers.
+	rt := c.osJSON("router", "create", "--project", "p1", "r1")
+	rid := rt["id"].(string)
+	c.os("router", "set", "--external-gateway", "public", rid)
+	rs := c.osJSON("router", "show", rid)
+	if !strings.Contains(fmtJSON(rs["external_gateway_info"]), "203.0.113.") {
+		t.Fatalf("router gateway: %v", rs["external_gateway_info"])
+	}
+	c.os("router", "add subnet", rid, sid)
+	c.osFail("router", "add subnet", rid, sid)
+	if l := c.osList("port", "list", "--router", rid); len(l) != 2 {
+		t.Fatalf("router ports: %v", l)
+	}
+	c.os("router", "set", "--name", "r1b", rid)
+	if l := names(c.osList("router", "list"), "Name"); !l["r1b"] {
+		t.Fatalf("router list: %v", l)
+	}
+
+	// Floating IPs.
+	f := c.osJSON("floating ip", "create", "--project", "p1", "public")
+	fid := f["id"].(string)
+	if !strings.HasPrefix(f["floating_ip_address"].(string), "203.0.113.") {
+		t.Fatal(f)
+	}
+	c.os("floating ip", "set", "--port", pid, fid)
+	fs := c.osJSON("floating ip", "show", fid)
+	want(t, fs, "port_id", pid)
+	want(t, fs, "fixed_ip_address", "10.0.0.10")
+	want(t, fs, "router_id", rid)
+	if l := c.osList("floating ip", "list"); len(l) != 1 {
+		t.Fatal(l)
+	}
+	c.os("floating ip", "unset", "--port", fid)
+	want(t, c.osJSON("floating ip", "show", fid), "port_id", nil)
+	c.os("floating ip", "delete", fid)
+
+	// Tear down.
+	c.os("router", "remove subnet", rid, sid)
+	c.os("router", "unset", "--external-gateway", rid)
+	c.os("router", "delete", rid)
+	c.os("port", "delete", pid, p2["id"].(string))
+	c.os("subnet", "delete", sid)
+	c.os("network", "delete", nid)
+	if l := names(c.osList("network", "list"), "Name"); l["net1b"] {
+		t.Fatalf("network survived: %v", l)
+	}
+}
+
+func TestNeutronCLILBaaS(t *testing.T) {
+	requireCLIs(t)
+	a := newAPI(t, openEmbedded(t), northbound.Config{})
+	c := &cliRunner{t: t, url: a.url}
+	net := c.neutronJSON("net-create", "--tenant-id", "p1", "lbnet")
+	sub := c.neutronJSON("subnet-create", "--tenant-id", "p1", "--name", "lbsub", net["id"].(string), "10.1.0.0/24")
+	_ = sub
+
+	pool := c.neutronJSON("lb-pool-create", "--tenant-id", "p1", "--lb-method", "ROUND_ROBIN", "--name", "pool1",
+		"--protocol", "HTTP", "--subnet-id", "lbsub")
+	want(t, pool, "lb_method", "ROUND_ROBIN")
+	poolID := pool["id"].(string)
+	if l := names(c.neutronList("lb-pool-list"), "name"); !l["pool1"] {
+		t.Fatalf("pool list: %v", l)
+	}
+	c.neutron("lb-pool-update", "pool1", "--lb-method", "LEAST_CONNECTIONS")
+	want(t, c.neutronJSON("lb-pool-show", "pool1"), "lb_method", "LEAST_CONNECTIONS")
+
+	vip := c.neutronJSON("lb-vip-create", "--tenant-id", "p1", "--name", "vip1", "--protocol-port", "80", "--protocol", "HTTP",
+		"--subnet-id", "lbsub", "--connection-limit", "100", "pool1")
+	want(t, vip, "protocol_port", float64(80))
+	want(t, vip, "connection_limit", float64(100))
+	if !strings.HasPrefix(vip["address"].(string), "10.1.0.") {
+		t.Fatal(vip)
+	}
+	if l := names(c.neutronList("lb-vip-list"), "name"); !l["vip1"] {
+		t.Fatalf("vip list: %v", l)
+	}
+	c.neutron("lb-vip-update", "vip1", "--connection-limit", "50")
+	want(t, c.neutronJSON("lb-vip-show", "vip1"), "connection_limit", float64(50))
+
+	m := c.neutronJSON("lb-member-create", "--tenant-id", "p1", "--address", "10.1.0.10", "--protocol-port", "8080", "--weight", "2", "pool1")
+	want(t, m, "weight", float64(2))
+	if l := c.neutronList("lb-member-list"); len(l) != 1 {
+		t.Fatalf("member list: %v", l)
+	}
+	c.neutron("lb-member-update", m["id"].(string), "--weight", "5")
+	want(t, c.neutronJSON("lb-member-show", m["id"].(string)), "weight", float64(5))
+
+	hm := c.neutronJSON("lb-healthmonitor-create", "--tenant-id", "p1", "--delay", "5", "--timeout", "3", "--max-retries", "2",
+		"--type", "HTTP", "--url-path", "/health")
+	hmID := hm["id"].(string)
+	want(t, hm, "url_path", "/health")
+	if l := c.neutronList("lb-healthmonitor-list"); len(l) != 1 {
+		t.Fatalf("hm list: %v", l)
+	}
+	c.neutron("lb-healthmonitor-update", hmID, "--delay", "10")
+	want(t, c.neutronJSON("lb-healthmonitor-show", hmID), "delay", float64(10))
+	c.neutron("lb-healthmonitor-associate", hmID, "pool1")
+	if ps := c.neutronJSON("lb-pool-show", poolID); !strings.Contains(fmtJSON(ps["health_monitors"]), hmID) {
+		t.Fatalf("association: %v", ps["health_monitors"])
+	}
+	c.neutron("lb-healthmonitor-disassociate", hmID, "pool1")
+	if ps := c.neutronJSON("lb-pool-show", poolID); strings.Contains(fmtJSON(ps["health_monitors"]), hmID) {
+		t.Fatalf("disassociation: %v", ps["health_monitors"])
+	}
+
+	c.neutron("lb-healthmonitor-delete", hmID)
+	c.neutron("lb-member-delete", m["id"].(string))
+	c.neutron("lb-vip-delete", vip["id"].(string))
+	c.neutron("lb-pool-delete", poolID)
+	if l := c.neutronList("lb-pool-list"); len(l) != 0 {
+		t.Fatalf("pools left: %v", l)
+	}
+}
+
+// The shell smoke script in test/northbound works against the handler.
+func TestCLISmokeScript(t *testing.T) {
+	requireCLIs(t)
+	a := newAPI(t, openEmbedded(t), northbound.Config{})
+	cmd := exec.Command("bash", "../test/northbound/cli-smoke.sh", a.url)
+	cmd.Env = append(os.Environ(), "OS_CLOUD=", "OS_AUTH_URL=", "HOME="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "cli-smoke: OK") {
+		t.Fatalf("cli-smoke.sh: %v\n%s", err, out)
+	}
+}

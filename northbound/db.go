@@ -1,0 +1,303 @@
+package northbound
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/store"
+)
+
+// Keys the API keeps beside the model records, all under store.Prefix:
+//
+//	nb/ipam/<subnet>/<ip>          owner port id (one key per allocated IP)
+//	nb/mac/<mac>                   owner port id
+//	nb/seg/<type>/<physnet>/<id>   owner network id
+//	nb/ref/<parent kind>/<parent>/<child>   reference index (in-use checks)
+//	nb/fipassoc/<port>             {fixed ip: floating ip id}
+//	nb/defaultsg/<project>         id of the project's default group
+//	nb/extra/<kind>/<id>           attributes the model has no field for
+//	nb/quota/<project>             quota overrides
+const nbPrefix = "nb/"
+
+func ipamKey(subnet, ip string) string         { return nbPrefix + "ipam/" + subnet + "/" + ip }
+func ipamPrefix(subnet string) string          { return nbPrefix + "ipam/" + subnet + "/" }
+func macKey(mac string) string                 { return nbPrefix + "mac/" + mac }
+func refPrefix(kind, parent string) string     { return nbPrefix + "ref/" + kind + "/" + parent + "/" }
+func refKey(kind, parent, child string) string { return refPrefix(kind, parent) + child }
+func fipAssocKey(port string) string           { return nbPrefix + "fipassoc/" + port }
+func defaultSGKey(project string) string       { return nbPrefix + "defaultsg/" + project }
+func extraKey(k model.Kind, id string) string  { return nbPrefix + "extra/" + string(k) + "/" + id }
+func quotaKey(project string) string           { return nbPrefix + "quota/" + project }
+func segKey(typ, physnet string, id int) string {
+	if physnet == "" {
+		physnet = "-"
+	}
+	return fmt.Sprintf("%sseg/%s/%s/%d", nbPrefix, typ, physnet, id)
+}
+func segPrefix(typ, physnet string) string {
+	if physnet == "" {
+		physnet = "-"
+	}
+	return fmt.Sprintf("%sseg/%s/%s/", nbPrefix, typ, physnet)
+}
+
+// Reference kinds.
+const (
+	refNetPorts    = "net"    // network -> ports
+	refNetSubnets  = "netsub" // network -> subnets
+	refSGPorts     = "sg"     // security group -> ports
+	refSGRules     = "sgrule" // security group -> its rules
+	refSubnetPools = "subnet" // subnet -> LB pools
+	refRouterFIPs  = "router" // router -> floating IPs
+	refPoolMembers = "pool"   // pool -> members
+	refHMPools     = "hm"     // health monitor -> pools
+)
+
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func now() string { return time.Now().UTC().Format("2006-01-02T15:04:05Z") }
+
+// errAbort carries an API error out of a store transaction without
+// letting the store classify its text.
+var errAbort = errors.New("northbound: transaction aborted")
+
+// txn runs fn in a serializable store transaction; an error fn returns
+// (an *apiError) is returned as is.
+func (h *handler) txn(rc *reqCtx, fn func(tx *store.Tx) error) error {
+	var fnErr error
+	_, err := h.st.Txn(rc, func(tx *store.Tx) error {
+		fnErr = nil
+		if e := fn(tx); e != nil {
+			fnErr = e
+			return errAbort
+		}
+		return nil
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	return err
+}
+
+// txGet reads a typed record in a transaction (nil, nil if absent).
+func txGet[T model.Record](tx *store.Tx, k model.Kind, id string) (T, error) {
+	var zero T
+	if id == "" || strings.Contains(id, "/") {
+		return zero, nil
+	}
+	r, err := tx.Get(k, id)
+	if err != nil || r == nil {
+		return zero, err
+	}
+	t, ok := r.(T)
+	if !ok {
+		return zero, fmt.Errorf("northbound: %s %s has an unexpected type", k, id)
+	}
+	return t, nil
+}
+
+// get reads one record with its modification revision (nil if absent).
+func (h *handler) get(rc *reqCtx, k model.Kind, id string) (model.Record, int64, error) {
+	if id == "" || strings.Contains(id, "/") {
+		return nil, 0, nil
+	}
+	r, rev, err := h.st.Get(rc, k, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, 0, nil
+	}
+	return r, rev, err
+}
+
+func getT[T model.Record](h *handler, rc *reqCtx, k model.Kind, id string) (T, int64, error) {
+	var zero T
+	r, rev, err := h.get(rc, k, id)
+	if err != nil || r == nil {
+		return zero, 0, err
+	}
+	t, ok := r.(T)
+	if !ok {
+		return zero, 0, fmt.Errorf("northbound: %s %s has an unexpected type", k, id)
+	}
+	return t, rev, nil
+}
+
+// listKind reads every record of a kind straight from etcd.
+func (h *handler) listKind(rc *reqCtx, k model.Kind) ([]model.Record, error) {
+	resp, err := h.st.Client().Get(rc, store.KindPrefix(k), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+	}
+	out := make([]model.Record, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		r := model.New(k)
+		if err := json.Unmarshal(kv.Value, r); err != nil {
+			h.log.Warn("northbound: skipping undecodable record", "key", string(kv.Key), "err", err)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func listT[T model.Record](h *handler, rc *reqCtx, k model.Kind) ([]T, error) {
+	rs, err := h.listKind(rc, k)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, r.(T))
+	}
+	return out, nil
+}
+
+// rawKV is one raw key read outside a transaction.
+type rawKV struct {
+	key    string // without store.Prefix
+	val    string
+	modRev int64
+}
+
+// listRaw reads the raw keys under prefix (relative to store.Prefix).
+func (h *handler) listRaw(rc *reqCtx, prefix string) ([]rawKV, int64, error) {
+	resp, err := h.st.Client().Get(rc, store.Prefix+prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+	}
+	out := make([]rawKV, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out = append(out, rawKV{key: strings.TrimPrefix(string(kv.Key), store.Prefix), val: string(kv.Value), modRev: kv.ModRevision})
+	}
+	return out, resp.Header.Revision, nil
+}
+
+func (h *handler) getRaw(rc *reqCtx, key string) (string, error) {
+	resp, err := h.st.Client().Get(rc, store.Prefix+key)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
+}
+
+// plan is a guarded multi-key etcd transaction for deletes whose in-use
+// checks need "no key under this prefix", which a store.Tx cannot
+// express: it commits only if every key read is unchanged and every
+// guarded prefix is as observed.
+type plan struct {
+	cmps []clientv3.Cmp
+	ops  []clientv3.Op
+}
+
+// delRecord deletes a record last seen at modRev.
+func (p *plan) delRecord(k model.Kind, id string, modRev int64) {
+	key := store.Key(k, id)
+	p.cmps = append(p.cmps, clientv3.Compare(clientv3.ModRevision(key), "=", modRev))
+	p.ops = append(p.ops, clientv3.OpDelete(key))
+}
+
+// putRecord replaces a record last seen at modRev.
+func (p *plan) putRecord(r model.Record, modRev int64) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	key := store.Key(r.Kind(), r.Key())
+	p.cmps = append(p.cmps, clientv3.Compare(clientv3.ModRevision(key), "=", modRev))
+	p.ops = append(p.ops, clientv3.OpPut(key, string(b)))
+	return nil
+}
+
+// del deletes a raw key unconditionally.
+func (p *plan) del(key string) { p.ops = append(p.ops, clientv3.OpDelete(store.Prefix+key)) }
+
+// delPrefix deletes every raw key under prefix.
+func (p *plan) delPrefix(prefix string) {
+	p.ops = append(p.ops, clientv3.OpDelete(store.Prefix+prefix, clientv3.WithPrefix()))
+}
+
+// empty guards that no key exists under prefix.
+func (p *plan) empty(prefix string) {
+	p.cmps = append(p.cmps, clientv3.Compare(clientv3.CreateRevision(store.Prefix+prefix), "=", 0).WithPrefix())
+}
+
+// unchangedSince guards that no key under prefix was created or changed
+// after rev (deletions are caught by the per-key guards of the caller).
+func (p *plan) unchangedSince(prefix string, rev int64) {
+	p.cmps = append(p.cmps, clientv3.Compare(clientv3.ModRevision(store.Prefix+prefix), "<", rev+1).WithPrefix())
+}
+
+// commit runs the plan; false means a guard failed (re-read and retry).
+func (h *handler) commit(rc *reqCtx, p *plan) (bool, error) {
+	resp, err := h.st.Client().Txn(rc).If(p.cmps...).Then(p.ops...).Commit()
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+	}
+	return resp.Succeeded, nil
+}
+
+// retryPlan builds and commits a plan until it succeeds or build fails.
+func (h *handler) retryPlan(rc *reqCtx, build func() (*plan, error)) error {
+	for i := 0; ; i++ {
+		p, err := build()
+		if err != nil {
+			return err
+		}
+		ok, err := h.commit(rc, p)
+		if err != nil || ok {
+			return err
+		}
+		if i >= 50 {
+			return errf(409, "Conflict", "The resource changed too often while the request ran; retry.")
+		}
+		if err := rc.Err(); err != nil {
+			return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+		}
+	}
+}
+
+// Extra attributes the model has no field for.
+func txGetExtra(tx *store.Tx, k model.Kind, id string) map[string]any {
+	m := map[string]any{}
+	if v := tx.GetRaw(extraKey(k, id)); v != "" {
+		json.Unmarshal([]byte(v), &m)
+	}
+	return m
+}
+
+func txPutExtra(tx *store.Tx, k model.Kind, id string, m map[string]any) {
+	b, _ := json.Marshal(m)
+	tx.PutRaw(extraKey(k, id), string(b))
+}
+
+func (h *handler) extras(rc *reqCtx, k model.Kind) (map[string]map[string]any, error) {
+	kvs, _, err := h.listRaw(rc, nbPrefix+"extra/"+string(k)+"/")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[string]any{}
+	for _, kv := range kvs {
+		m := map[string]any{}
+		if json.Unmarshal([]byte(kv.val), &m) == nil {
+			out[kv.key[strings.LastIndex(kv.key, "/")+1:]] = m
+		}
+	}
+	return out, nil
+}

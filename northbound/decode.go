@@ -1,0 +1,274 @@
+package northbound
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Optional request attributes remember whether they were present and
+// whether they were null. They accept what Neutron's converters accept:
+// integers and booleans may arrive as strings (the neutron CLI sends
+// "protocol_port": "80").
+
+type oStr struct {
+	Set, Null bool
+	V         string
+}
+
+func (o *oStr) UnmarshalJSON(b []byte) error {
+	o.Set = true
+	if string(b) == "null" {
+		o.Null = true
+		return nil
+	}
+	if err := json.Unmarshal(b, &o.V); err != nil {
+		return fmt.Errorf("'%s' is not a valid string", trimJSON(b))
+	}
+	return nil
+}
+
+type oInt struct {
+	Set, Null bool
+	V         int
+}
+
+func (o *oInt) UnmarshalJSON(b []byte) error {
+	o.Set = true
+	if string(b) == "null" {
+		o.Null = true
+		return nil
+	}
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("'%s' is not an integer", s)
+		}
+		o.V = n
+		return nil
+	}
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil || f != math.Trunc(f) || f > math.MaxInt32 || f < math.MinInt32 {
+		return fmt.Errorf("'%s' is not an integer", trimJSON(b))
+	}
+	o.V = int(f)
+	return nil
+}
+
+type oBool struct {
+	Set, Null bool
+	V         bool
+}
+
+func parseBool(s string) (bool, bool) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true", "1", "yes", "on", "t", "y":
+		return true, true
+	case "false", "0", "no", "off", "f", "n":
+		return false, true
+	}
+	return false, false
+}
+
+func (o *oBool) UnmarshalJSON(b []byte) error {
+	o.Set = true
+	if string(b) == "null" {
+		o.Null = true
+		return nil
+	}
+	if json.Unmarshal(b, &o.V) == nil {
+		return nil
+	}
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		if v, ok := parseBool(s); ok {
+			o.V = v
+			return nil
+		}
+	}
+	var n float64
+	if json.Unmarshal(b, &n) == nil && (n == 0 || n == 1) {
+		o.V = n == 1
+		return nil
+	}
+	return fmt.Errorf("'%s' cannot be converted to boolean", trimJSON(b))
+}
+
+// oRaw is any JSON value, decoded later by the resource.
+type oRaw struct {
+	Set, Null bool
+	V         json.RawMessage
+}
+
+func (o *oRaw) UnmarshalJSON(b []byte) error {
+	o.Set = true
+	if string(b) == "null" {
+		o.Null = true
+		return nil
+	}
+	o.V = append(json.RawMessage(nil), b...)
+	return nil
+}
+
+func trimJSON(b []byte) string {
+	s := strings.Trim(string(b), `"`)
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	return s
+}
+
+// fieldIndex maps a request struct's json names to field indexes.
+var fieldIndexes sync.Map
+
+func fieldsOf(t reflect.Type) map[string]int {
+	if v, ok := fieldIndexes.Load(t); ok {
+		return v.(map[string]int)
+	}
+	m := map[string]int{}
+	for i := 0; i < t.NumField(); i++ {
+		tag := t.Field(i).Tag.Get("json")
+		name, _, _ := strings.Cut(tag, ",")
+		if name != "" && name != "-" {
+			m[name] = i
+		}
+	}
+	fieldIndexes.Store(t, m)
+	return m
+}
+
+const maxBody = 1 << 20
+
+// readBody reads {"<singular>": {...}} into dst (a pointer to a struct of
+// o* fields). Unknown attributes are a 400 naming them. readonly, on
+// update, lists attributes that may not be changed.
+func readBody(rc *reqCtx, singular string, dst any, readonly ...string) (map[string]json.RawMessage, error) {
+	b, err := io.ReadAll(io.LimitReader(rc.r.Body, maxBody+1))
+	if err != nil {
+		return nil, badRequest("Unable to read the request body: %v", err)
+	}
+	if len(b) > maxBody {
+		return nil, errf(413, "HTTPRequestEntityTooLarge", "Request body too large.")
+	}
+	return decodeBody(b, singular, dst, readonly...)
+}
+
+func decodeBody(b []byte, singular string, dst any, readonly ...string) (map[string]json.RawMessage, error) {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, badRequest("Resource body required")
+	}
+	var outer map[string]json.RawMessage
+	if err := json.Unmarshal(b, &outer); err != nil || outer == nil {
+		return nil, badRequest("Malformed request body: %s", jsonErr(err))
+	}
+	inner, ok := outer[singular]
+	if !ok {
+		return nil, badRequest("Unable to find '%s' in request body", singular)
+	}
+	if len(outer) != 1 {
+		var extra []string
+		for k := range outer {
+			if k != singular {
+				extra = append(extra, k)
+			}
+		}
+		sort.Strings(extra)
+		return nil, badRequest("Unrecognized attribute(s) '%s'", strings.Join(extra, ", "))
+	}
+	var attrs map[string]json.RawMessage
+	if err := json.Unmarshal(inner, &attrs); err != nil || attrs == nil {
+		return nil, badRequest("Malformed request body: '%s' must be an object", singular)
+	}
+	v := reflect.ValueOf(dst).Elem()
+	fi := fieldsOf(v.Type())
+	var unknown []string
+	for k := range attrs {
+		if _, ok := fi[k]; !ok {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, badRequest("Unrecognized attribute(s) '%s'", strings.Join(unknown, ", "))
+	}
+	for _, k := range readonly {
+		if _, ok := attrs[k]; ok {
+			return nil, badRequest("Cannot update read-only attribute %s", k)
+		}
+	}
+	keys := make([]string, 0, len(attrs))
+	for k := range attrs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		f := v.Field(fi[k]).Addr().Interface()
+		if err := json.Unmarshal(attrs[k], f); err != nil {
+			return nil, invalidInput(k, "%s", jsonErr(err))
+		}
+	}
+	return attrs, nil
+}
+
+func jsonErr(err error) string {
+	if err == nil {
+		return "not a JSON object"
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("invalid JSON at offset %d", se.Offset)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("expected %s, got JSON %s", te.Type, te.Value)
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// decodeRaw decodes a structured attribute (lists, dicts).
+func decodeRaw(attr string, o oRaw, dst any) error {
+	if err := json.Unmarshal(o.V, dst); err != nil {
+		return invalidInput(attr, "%s", jsonErr(err))
+	}
+	return nil
+}
+
+// projectOf resolves the owner of a new resource: tenant_id/project_id
+// from the body, else the caller's project (X-Project-Id in noauth).
+func projectOf(rc *reqCtx, tenant, project oStr) (string, error) {
+	p := ""
+	if tenant.Set && !tenant.Null {
+		p = tenant.V
+	}
+	if project.Set && !project.Null {
+		if p != "" && p != project.V {
+			return "", badRequest("Both tenant_id and project_id passed as parameters, but they differ.")
+		}
+		p = project.V
+	}
+	if p != "" && len(p) > 255 {
+		return "", invalidInput("project_id", "'%s' exceeds maximum length of 255", p[:32])
+	}
+	if p != "" && !rc.admin && p != rc.project {
+		return "", badRequest("Specifying 'project_id' or 'tenant_id' other than the authenticated project in request requires admin privileges")
+	}
+	if p == "" {
+		p = rc.project
+	}
+	if p == "" {
+		p = rc.h.cfg.DefaultProject
+	}
+	if p == "" {
+		return "", badRequest("Running without keystone AuthN requires that tenant_id is specified")
+	}
+	return p, nil
+}

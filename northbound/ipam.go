@@ -1,0 +1,170 @@
+package northbound
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/store"
+)
+
+func ip4(s string) (uint32, bool) {
+	a, err := netip.ParseAddr(strings.TrimSpace(s))
+	if err != nil || !a.Is4() {
+		return 0, false
+	}
+	b := a.As4()
+	return binary.BigEndian.Uint32(b[:]), true
+}
+
+func ipString(u uint32) string {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], u)
+	return netip.AddrFrom4(b).String()
+}
+
+// cidr4 is a parsed IPv4 subnet: first and last address.
+type cidr4 struct {
+	first, last uint32
+	bits        int
+}
+
+func parseCIDR(s string) (cidr4, bool) {
+	p, err := netip.ParsePrefix(strings.TrimSpace(s))
+	if err != nil || !p.Addr().Is4() {
+		return cidr4{}, false
+	}
+	b := p.Masked().Addr().As4()
+	first := binary.BigEndian.Uint32(b[:])
+	size := uint64(1) << (32 - p.Bits())
+	return cidr4{first: first, last: uint32(uint64(first) + size - 1), bits: p.Bits()}, true
+}
+
+func (c cidr4) contains(ip uint32) bool { return ip >= c.first && ip <= c.last }
+
+// host reports whether ip is a usable host address (not the network or
+// broadcast address of a subnet larger than /31).
+func (c cidr4) host(ip uint32) bool {
+	if !c.contains(ip) {
+		return false
+	}
+	if c.bits >= 31 {
+		return true
+	}
+	return ip != c.first && ip != c.last
+}
+
+func (c cidr4) overlaps(o cidr4) bool { return c.first <= o.last && o.first <= c.last }
+
+type ipRange struct{ start, end uint32 }
+
+// subnetPools returns a subnet's allocation pools as ranges.
+func subnetPools(s *model.Subnet) []ipRange {
+	var out []ipRange
+	for _, p := range s.AllocationPools {
+		a, ok1 := ip4(p.Start)
+		b, ok2 := ip4(p.End)
+		if ok1 && ok2 && a <= b {
+			out = append(out, ipRange{a, b})
+		}
+	}
+	return out
+}
+
+// defaultPools is every host address but the gateway.
+func defaultPools(c cidr4, gw uint32, hasGW bool) []model.Pool {
+	first, last := c.first+1, c.last-1
+	if c.bits >= 31 {
+		first, last = c.first, c.last
+	}
+	var out []model.Pool
+	add := func(a, b uint32) {
+		if a <= b && a >= first && b <= last {
+			out = append(out, model.Pool{Start: ipString(a), End: ipString(b)})
+		}
+	}
+	if hasGW && gw >= first && gw <= last {
+		if gw > first {
+			add(first, gw-1)
+		}
+		if gw < last {
+			add(gw+1, last)
+		}
+	} else {
+		add(first, last)
+	}
+	return out
+}
+
+// allocWindow is how many of the lowest free addresses a new port picks
+// from at random (Neutron does the same): concurrent allocations on
+// different replicas then rarely collide, and a collision only retries
+// the transaction.
+const allocWindow = 64
+
+// allocateIP allocates a free address of subnet s to owner inside tx.
+// The free list comes from a plain read (a hint); the claim itself is a
+// tracked read plus write of the address's key, so two transactions can
+// never both commit the same address.
+func (h *handler) allocateIP(rc *reqCtx, tx *store.Tx, s *model.Subnet, owner string, taken map[string]bool) (string, error) {
+	kvs, _, err := h.listRaw(rc, ipamPrefix(s.ID))
+	if err != nil {
+		return "", err
+	}
+	used := make(map[uint32]bool, len(kvs))
+	for _, kv := range kvs {
+		if u, ok := ip4(kv.key[strings.LastIndex(kv.key, "/")+1:]); ok {
+			used[u] = true
+		}
+	}
+	for ip := range taken {
+		if u, ok := ip4(ip); ok {
+			used[u] = true
+		}
+	}
+	gw, hasGW := ip4(s.GatewayIP)
+	var cands []uint32
+	pools := subnetPools(s)
+	sort.Slice(pools, func(i, j int) bool { return pools[i].start < pools[j].start })
+	for _, p := range pools {
+		for ip := uint64(p.start); ip <= uint64(p.end) && len(cands) < allocWindow; ip++ {
+			u := uint32(ip)
+			if !used[u] && !(hasGW && u == gw) {
+				cands = append(cands, u)
+			}
+		}
+	}
+	rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
+	for _, u := range cands {
+		ip := ipString(u)
+		if tx.GetRaw(ipamKey(s.ID, ip)) == "" {
+			tx.PutRaw(ipamKey(s.ID, ip), owner)
+			return ip, nil
+		}
+	}
+	return "", conflict("IpAddressGenerationFailure", "No more IP addresses available for subnet %s.", s.ID)
+}
+
+// claimIP allocates a given address of subnet s to owner inside tx.
+func claimIP(tx *store.Tx, s *model.Subnet, ip, owner string, routerPort bool) (string, error) {
+	u, ok := ip4(ip)
+	if !ok {
+		return "", invalidInput("fixed_ips", "'%s' is not a valid IPv4 address", ip)
+	}
+	c, _ := parseCIDR(s.CIDR)
+	if !c.host(u) {
+		return "", errf(400, "InvalidIpForSubnet", "IP address %s is not a valid IP for the specified subnet.", ip)
+	}
+	ip = ipString(u)
+	if !routerPort && ip == s.GatewayIP {
+		return "", conflict("IpAddressInUse", "Unable to complete operation for network %s. The IP address %s is in use.", s.NetworkID, ip)
+	}
+	if cur := tx.GetRaw(ipamKey(s.ID, ip)); cur != "" && cur != owner {
+		return "", conflict("IpAddressInUse", "Unable to complete operation for network %s. The IP address %s is in use.", s.NetworkID, ip)
+	}
+	tx.PutRaw(ipamKey(s.ID, ip), owner)
+	return ip, nil
+}

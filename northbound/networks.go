@@ -1,0 +1,788 @@
+package northbound
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/store"
+)
+
+type networkReq struct {
+	Name         oStr  `json:"name"`
+	Description  oStr  `json:"description"`
+	TenantID     oStr  `json:"tenant_id"`
+	ProjectID    oStr  `json:"project_id"`
+	AdminStateUp oBool `json:"admin_state_up"`
+	Shared       oBool `json:"shared"`
+	External     oBool `json:"router:external"`
+	NetworkType  oStr  `json:"provider:network_type"`
+	PhysNet      oStr  `json:"provider:physical_network"`
+	SegID        oInt  `json:"provider:segmentation_id"`
+	MTU          oInt  `json:"mtu"`
+	PortSecurity oBool `json:"port_security_enabled"`
+	AZHints      oRaw  `json:"availability_zone_hints"`
+}
+
+func (h *handler) networkDef() *resDef {
+	d := &resDef{singular: "network", plural: "networks", path: "networks", kind: model.KindNetwork,
+		what: "Network", notFoundType: "NetworkNotFound",
+		attrs: attrSet("admin_state_up shared router:external provider:network_type provider:physical_network " +
+			"provider:segmentation_id mtu port_security_enabled status subnets availability_zones availability_zone_hints " +
+			"ipv4_address_scope ipv6_address_scope is_default"),
+	}
+	d.visible = func(rc *reqCtx, r model.Record) bool {
+		n := r.(*model.Network)
+		return rc.owns(n.ProjectID) || n.Shared || n.External
+	}
+	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
+		subnets, err := listT[*model.Subnet](h, rc, model.KindSubnet)
+		if err != nil {
+			return nil, err
+		}
+		byNet := map[string][]any{}
+		for _, s := range subnets {
+			byNet[s.NetworkID] = append(byNet[s.NetworkID], s.ID)
+		}
+		out := make([]map[string]any, 0, len(recs))
+		for _, r := range recs {
+			n := r.(*model.Network)
+			v := baseView(n, "provider:physical_network", "provider:segmentation_id")
+			if !rc.admin {
+				delete(v, "provider:network_type")
+				delete(v, "provider:physical_network")
+				delete(v, "provider:segmentation_id")
+			}
+			v["status"] = "ACTIVE"
+			if !n.AdminStateUp {
+				v["status"] = "DOWN"
+			}
+			v["subnets"] = append([]any{}, byNet[n.ID]...)
+			v["availability_zones"] = []any{}
+			v["availability_zone_hints"] = []any{}
+			v["ipv4_address_scope"] = nil
+			v["ipv6_address_scope"] = nil
+			v["is_default"] = false
+			out = append(out, v)
+		}
+		return out, nil
+	}
+	d.create = h.createNetwork
+	d.update = h.updateNetwork
+	d.del = h.deleteNetwork
+	return d
+}
+
+// maxMTU is the largest MTU a network of this type can carry.
+func (h *handler) maxMTU(typ, physnet string) int {
+	m := h.cfg.GlobalMTU
+	if typ == model.NetVLAN || typ == model.NetFlat {
+		if v, ok := h.cfg.PhysicalNetMTUs[physnet]; ok && v > 0 {
+			m = v
+		}
+	}
+	if typ == model.NetGRE {
+		m -= GREOverhead
+	}
+	return m
+}
+
+func (h *handler) createNetwork(rc *reqCtx) (model.Record, error) {
+	var req networkReq
+	if _, err := readBody(rc, "network", &req); err != nil {
+		return nil, err
+	}
+	if err := checkNameDesc(req.Name, req.Description); err != nil {
+		return nil, err
+	}
+	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	if err != nil {
+		return nil, err
+	}
+	if !rc.admin && (req.NetworkType.Set || req.PhysNet.Set || req.SegID.Set) {
+		return nil, forbidden("(rule:create_network:provider:network_type) is disallowed by policy")
+	}
+	if !rc.admin && req.External.Set && req.External.V {
+		return nil, forbidden("(rule:create_network:router:external) is disallowed by policy")
+	}
+	if !rc.admin && req.Shared.Set && req.Shared.V {
+		return nil, forbidden("(rule:create_network:shared) is disallowed by policy")
+	}
+	if req.AZHints.Set && !req.AZHints.Null {
+		var hints []string
+		if err := decodeRaw("availability_zone_hints", req.AZHints, &hints); err != nil {
+			return nil, err
+		}
+	}
+	n := &model.Network{AdminStateUp: true, PortSecurity: true}
+	stamp(&n.Base, newID(), project, req.Name, req.Description)
+	if req.AdminStateUp.Set && !req.AdminStateUp.Null {
+		n.AdminStateUp = req.AdminStateUp.V
+	}
+	n.Shared = req.Shared.V
+	n.External = req.External.V
+	if req.PortSecurity.Set && !req.PortSecurity.Null {
+		n.PortSecurity = req.PortSecurity.V
+	}
+	typ := strings.ToLower(req.NetworkType.V)
+	if typ == "" {
+		typ = h.cfg.TenantNetworkType
+	}
+	switch typ {
+	case model.NetVLAN, model.NetGRE, model.NetFlat, model.NetLocal:
+	default:
+		return nil, invalidInput("provider:network_type", "network_type value '%s' not supported", req.NetworkType.V)
+	}
+	n.NetworkType = typ
+	n.PhysicalNetwork = req.PhysNet.V
+	if len(n.PhysicalNetwork) > 64 || strings.Contains(n.PhysicalNetwork, "/") {
+		return nil, invalidInput("provider:physical_network", "'%.20s' is not a valid physical network name", n.PhysicalNetwork)
+	}
+	segSet := req.SegID.Set && !req.SegID.Null
+	switch typ {
+	case model.NetLocal:
+		if n.PhysicalNetwork != "" || segSet {
+			return nil, invalidInput("provider:network_type", "physical_network and segmentation_id are not allowed for local provider network")
+		}
+	case model.NetFlat:
+		if segSet {
+			return nil, invalidInput("provider:segmentation_id", "segmentation_id is not allowed for flat provider network")
+		}
+		if n.PhysicalNetwork == "" {
+			if len(h.cfg.VLANRanges) == 0 {
+				return nil, invalidInput("provider:physical_network", "physical_network required for flat provider network")
+			}
+			n.PhysicalNetwork = h.cfg.VLANRanges[0].PhysicalNetwork
+		}
+	case model.NetVLAN:
+		if segSet && (req.SegID.V < 1 || req.SegID.V > 4094) {
+			return nil, invalidInput("provider:segmentation_id", "segmentation_id out of range (1 through 4094)")
+		}
+		if segSet && n.PhysicalNetwork == "" {
+			return nil, invalidInput("provider:physical_network", "physical_network required for VLAN provider network")
+		}
+	case model.NetGRE:
+		if n.PhysicalNetwork != "" {
+			return nil, invalidInput("provider:physical_network", "provider:physical_network specified for GRE network")
+		}
+		if segSet && req.SegID.V < 1 {
+			return nil, invalidInput("provider:segmentation_id", "segmentation_id out of range (1 through 4294967295)")
+		}
+	}
+	max := h.maxMTU(typ, n.PhysicalNetwork)
+	n.MTU = max
+	if req.MTU.Set && !req.MTU.Null {
+		if req.MTU.V < 68 || req.MTU.V > max {
+			return nil, invalidInput("mtu", "Requested MTU %d is out of range: a %s network carries 68 to %d", req.MTU.V, typ, max)
+		}
+		n.MTU = req.MTU.V
+	}
+	err = h.txn(rc, func(tx *store.Tx) error {
+		n.SegmentationID = 0
+		switch typ {
+		case model.NetFlat:
+			if tx.GetRaw(segKey("flat", n.PhysicalNetwork, 0)) != "" {
+				return conflict("FlatNetworkInUse", "Unable to create the flat network. Physical network %s is in use.", n.PhysicalNetwork)
+			}
+			tx.PutRaw(segKey("flat", n.PhysicalNetwork, 0), n.ID)
+		case model.NetVLAN, model.NetGRE:
+			if segSet {
+				if tx.GetRaw(segKey(typ, n.PhysicalNetwork, req.SegID.V)) != "" {
+					if typ == model.NetVLAN {
+						return conflict("VlanIdInUse", "Unable to create the network. The VLAN %d on physical network %s is in use.", req.SegID.V, n.PhysicalNetwork)
+					}
+					return conflict("TunnelIdInUse", "Unable to create the network. The tunnel ID %d is in use.", req.SegID.V)
+				}
+				n.SegmentationID = req.SegID.V
+			} else {
+				physnet, id, err := h.allocateSegment(rc, tx, typ, n.PhysicalNetwork)
+				if err != nil {
+					return err
+				}
+				n.PhysicalNetwork, n.SegmentationID = physnet, id
+			}
+			tx.PutRaw(segKey(typ, n.PhysicalNetwork, n.SegmentationID), n.ID)
+		}
+		return tx.Put(n)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// allocateSegment picks the lowest free id of the configured ranges; the
+// claim is a tracked read and write of the id's key, so it is unique
+// across replicas.
+func (h *handler) allocateSegment(rc *reqCtx, tx *store.Tx, typ, physnet string) (string, int, error) {
+	type rng struct {
+		physnet  string
+		min, max int
+	}
+	var rs []rng
+	if typ == model.NetVLAN {
+		for _, r := range h.cfg.VLANRanges {
+			if physnet == "" || r.PhysicalNetwork == physnet {
+				rs = append(rs, rng{r.PhysicalNetwork, r.Min, r.Max})
+			}
+		}
+	} else {
+		for _, r := range h.cfg.GRERanges {
+			rs = append(rs, rng{"", r.Min, r.Max})
+		}
+	}
+	for _, r := range rs {
+		kvs, _, err := h.listRaw(rc, segPrefix(typ, r.physnet))
+		if err != nil {
+			return "", 0, err
+		}
+		used := map[int]bool{}
+		for _, kv := range kvs {
+			if n, err := strconv.Atoi(kv.key[strings.LastIndex(kv.key, "/")+1:]); err == nil {
+				used[n] = true
+			}
+		}
+		for id := r.min; id <= r.max; id++ {
+			if used[id] {
+				continue
+			}
+			if tx.GetRaw(segKey(typ, r.physnet, id)) == "" {
+				return r.physnet, id, nil
+			}
+		}
+	}
+	return "", 0, errf(503, "NoNetworkAvailable", "Unable to create the network. No tenant network is available for allocation.")
+}
+
+func (h *handler) updateNetwork(rc *reqCtx, id string) (model.Record, error) {
+	var req networkReq
+	if _, err := readBody(rc, "network", &req, "tenant_id", "project_id", "provider:network_type",
+		"provider:physical_network", "provider:segmentation_id", "availability_zone_hints"); err != nil {
+		return nil, err
+	}
+	if err := checkNameDesc(req.Name, req.Description); err != nil {
+		return nil, err
+	}
+	if !rc.admin && (req.External.Set || req.Shared.Set) {
+		return nil, forbidden("(rule:update_network:shared) is disallowed by policy")
+	}
+	var n *model.Network
+	d := h.defs["networks"]
+	err := h.txn(rc, func(tx *store.Tx) error {
+		var err error
+		if n, err = txGet[*model.Network](tx, model.KindNetwork, id); err != nil {
+			return err
+		}
+		if err := rc.checkOwner(d, n, id); err != nil {
+			return err
+		}
+		setNameDesc(&n.Base, req.Name, req.Description)
+		if req.AdminStateUp.Set && !req.AdminStateUp.Null {
+			n.AdminStateUp = req.AdminStateUp.V
+		}
+		if req.Shared.Set && !req.Shared.Null {
+			n.Shared = req.Shared.V
+		}
+		if req.External.Set && !req.External.Null {
+			n.External = req.External.V
+		}
+		if req.PortSecurity.Set && !req.PortSecurity.Null {
+			n.PortSecurity = req.PortSecurity.V
+		}
+		if req.MTU.Set && !req.MTU.Null {
+			max := h.maxMTU(n.NetworkType, n.PhysicalNetwork)
+			if req.MTU.V < 68 || req.MTU.V > max {
+				return invalidInput("mtu", "Requested MTU %d is out of range: a %s network carries 68 to %d", req.MTU.V, n.NetworkType, max)
+			}
+			n.MTU = req.MTU.V
+		}
+		touch(&n.Base)
+		return tx.Put(n)
+	})
+	return n, err
+}
+
+func (h *handler) deleteNetwork(rc *reqCtx, id string) error {
+	d := h.defs["networks"]
+	return h.retryPlan(rc, func() (*plan, error) {
+		n, rev, err := getT[*model.Network](h, rc, model.KindNetwork, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := rc.checkOwner(d, n, id); err != nil {
+			return nil, err
+		}
+		ports, _, err := h.listRaw(rc, refPrefix(refNetPorts, id))
+		if err != nil {
+			return nil, err
+		}
+		if len(ports) > 0 {
+			return nil, conflict("NetworkInUse", "Unable to complete operation on network %s. There are one or more ports still in use on the network.", id)
+		}
+		subs, srev, err := h.listRaw(rc, refPrefix(refNetSubnets, id))
+		if err != nil {
+			return nil, err
+		}
+		p := &plan{}
+		p.delRecord(model.KindNetwork, id, rev)
+		p.empty(refPrefix(refNetPorts, id))
+		p.unchangedSince(refPrefix(refNetSubnets, id), srev)
+		for _, kv := range subs {
+			sid := kv.key[strings.LastIndex(kv.key, "/")+1:]
+			s, rev, err := h.get(rc, model.KindSubnet, sid)
+			if err != nil {
+				return nil, err
+			}
+			if s == nil {
+				continue
+			}
+			pools, _, err := h.listRaw(rc, refPrefix(refSubnetPools, sid))
+			if err != nil {
+				return nil, err
+			}
+			if len(pools) > 0 {
+				return nil, conflict("NetworkInUse", "Unable to complete operation on network %s. Subnet %s is used by load balancer pools.", id, sid)
+			}
+			p.delRecord(model.KindSubnet, sid, rev)
+			p.empty(ipamPrefix(sid))
+			p.empty(refPrefix(refSubnetPools, sid))
+		}
+		p.delPrefix(refPrefix(refNetSubnets, id))
+		switch n.NetworkType {
+		case model.NetFlat:
+			p.del(segKey("flat", n.PhysicalNetwork, 0))
+		case model.NetVLAN, model.NetGRE:
+			p.del(segKey(n.NetworkType, n.PhysicalNetwork, n.SegmentationID))
+		}
+		return p, nil
+	})
+}
+
+// ---- subnets ----
+
+type subnetReq struct {
+	Name            oStr  `json:"name"`
+	Description     oStr  `json:"description"`
+	TenantID        oStr  `json:"tenant_id"`
+	ProjectID       oStr  `json:"project_id"`
+	NetworkID       oStr  `json:"network_id"`
+	IPVersion       oInt  `json:"ip_version"`
+	CIDR            oStr  `json:"cidr"`
+	GatewayIP       oStr  `json:"gateway_ip"`
+	AllocationPools oRaw  `json:"allocation_pools"`
+	DNSNameservers  oRaw  `json:"dns_nameservers"`
+	HostRoutes      oRaw  `json:"host_routes"`
+	EnableDHCP      oBool `json:"enable_dhcp"`
+	SubnetpoolID    oStr  `json:"subnetpool_id"`
+	PrefixLen       oInt  `json:"prefixlen"`
+	UseDefaultPool  oBool `json:"use_default_subnetpool"`
+	IPv6RAMode      oStr  `json:"ipv6_ra_mode"`
+	IPv6AddressMode oStr  `json:"ipv6_address_mode"`
+	SegmentID       oStr  `json:"segment_id"`
+	ServiceTypes    oRaw  `json:"service_types"`
+}
+
+func (h *handler) subnetDef() *resDef {
+	d := &resDef{singular: "subnet", plural: "subnets", path: "subnets", kind: model.KindSubnet,
+		what: "Subnet", notFoundType: "SubnetNotFound",
+		attrs: attrSet("network_id ip_version cidr gateway_ip allocation_pools dns_nameservers host_routes enable_dhcp " +
+			"subnetpool_id ipv6_ra_mode ipv6_address_mode segment_id service_types"),
+	}
+	d.visible = func(rc *reqCtx, r model.Record) bool {
+		s := r.(*model.Subnet)
+		if rc.owns(s.ProjectID) {
+			return true
+		}
+		n, _, err := getT[*model.Network](h, rc, model.KindNetwork, s.NetworkID)
+		return err == nil && n != nil && (n.Shared || n.External)
+	}
+	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
+		out := make([]map[string]any, 0, len(recs))
+		for _, r := range recs {
+			v := baseView(r, "gateway_ip")
+			for _, k := range []string{"allocation_pools", "dns_nameservers", "host_routes"} {
+				if v[k] == nil {
+					v[k] = []any{}
+				}
+			}
+			v["subnetpool_id"] = nil
+			v["ipv6_ra_mode"] = nil
+			v["ipv6_address_mode"] = nil
+			v["segment_id"] = nil
+			v["service_types"] = []any{}
+			out = append(out, v)
+		}
+		return out, nil
+	}
+	d.create = h.createSubnet
+	d.update = h.updateSubnet
+	d.del = h.deleteSubnet
+	return d
+}
+
+func parsePools(o oRaw, c cidr4) ([]model.Pool, error) {
+	var raw []map[string]any
+	if err := decodeRaw("allocation_pools", o, &raw); err != nil {
+		return nil, err
+	}
+	var out []model.Pool
+	var rs []ipRange
+	for _, m := range raw {
+		for k := range m {
+			if k != "start" && k != "end" {
+				return nil, invalidInput("allocation_pools", "Unrecognized key '%s' in pool", k)
+			}
+		}
+		ss, _ := m["start"].(string)
+		es, _ := m["end"].(string)
+		a, ok1 := ip4(ss)
+		b, ok2 := ip4(es)
+		if !ok1 || !ok2 {
+			return nil, invalidInput("allocation_pools", "pool start and end must be IPv4 addresses")
+		}
+		if a > b {
+			return nil, errf(400, "InvalidAllocationPool", "The allocation pool %s-%s is not valid.", ss, es)
+		}
+		if !c.host(a) || !c.host(b) {
+			return nil, errf(400, "OutOfBoundsAllocationPool", "The allocation pool %s-%s spans beyond the subnet cidr.", ss, es)
+		}
+		for _, r := range rs {
+			if a <= r.end && r.start <= b {
+				return nil, conflict("OverlappingAllocationPools", "Found overlapping allocation pools: %s-%s overlaps another pool.", ss, es)
+			}
+		}
+		rs = append(rs, ipRange{a, b})
+		out = append(out, model.Pool{Start: ipString(a), End: ipString(b)})
+	}
+	return out, nil
+}
+
+func parseNameservers(o oRaw) ([]string, error) {
+	var ns []string
+	if err := decodeRaw("dns_nameservers", o, &ns); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	out := []string{}
+	for _, s := range ns {
+		u, ok := ip4(s)
+		if !ok {
+			return nil, invalidInput("dns_nameservers", "'%s' is not a valid nameserver", s)
+		}
+		if seen[s] {
+			return nil, invalidInput("dns_nameservers", "Duplicate nameserver '%s'", s)
+		}
+		seen[s] = true
+		out = append(out, ipString(u))
+	}
+	return out, nil
+}
+
+func parseHostRoutes(o oRaw) ([]model.HostRoute, error) {
+	var raw []map[string]any
+	if err := decodeRaw("host_routes", o, &raw); err != nil {
+		return nil, err
+	}
+	out := []model.HostRoute{}
+	for _, m := range raw {
+		for k := range m {
+			if k != "destination" && k != "nexthop" {
+				return nil, invalidInput("host_routes", "Unrecognized key '%s' in route", k)
+			}
+		}
+		d, _ := m["destination"].(string)
+		nh, _ := m["nexthop"].(string)
+		if _, ok := parseCIDR(d); !ok {
+			return nil, invalidInput("host_routes", "'%s' is not a valid IPv4 destination", d)
+		}
+		if _, ok := ip4(nh); !ok {
+			return nil, invalidInput("host_routes", "'%s' is not a valid nexthop", nh)
+		}
+		out = append(out, model.HostRoute{Destination: d, NextHop: nh})
+	}
+	return out, nil
+}
+
+func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
+	var req subnetReq
+	if _, err := readBody(rc, "subnet", &req); err != nil {
+		return nil, err
+	}
+	if err := checkNameDesc(req.Name, req.Description); err != nil {
+		return nil, err
+	}
+	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	if err != nil {
+		return nil, err
+	}
+	if req.IPVersion.Set && req.IPVersion.V == 6 || req.IPv6RAMode.Set && !req.IPv6RAMode.Null ||
+		req.IPv6AddressMode.Set && !req.IPv6AddressMode.Null {
+		return nil, badRequest("IPv6 is not supported: Nimbus subnets are IPv4 only (ip_version 4).")
+	}
+	if req.IPVersion.Set && !req.IPVersion.Null && req.IPVersion.V != 4 {
+		return nil, invalidInput("ip_version", "%d is not in [4, 6]", req.IPVersion.V)
+	}
+	if req.SubnetpoolID.Set && !req.SubnetpoolID.Null || req.UseDefaultPool.V || req.PrefixLen.Set && !req.PrefixLen.Null {
+		return nil, badRequest("Subnet pools are not supported: give a cidr.")
+	}
+	if req.SegmentID.Set && !req.SegmentID.Null {
+		return nil, badRequest("Routed network segments are not supported.")
+	}
+	if req.ServiceTypes.Set && !req.ServiceTypes.Null {
+		var st []string
+		if err := decodeRaw("service_types", req.ServiceTypes, &st); err != nil {
+			return nil, err
+		}
+		if len(st) > 0 {
+			return nil, badRequest("Subnet service types are not supported.")
+		}
+	}
+	if !req.NetworkID.Set || req.NetworkID.V == "" {
+		return nil, badRequest("Failed to parse request. Required attribute 'network_id' not specified")
+	}
+	if !req.CIDR.Set || req.CIDR.V == "" {
+		return nil, badRequest("Failed to parse request. Required attribute 'cidr' not specified")
+	}
+	if strings.Contains(req.CIDR.V, ":") {
+		return nil, badRequest("IPv6 is not supported: Nimbus subnets are IPv4 only (ip_version 4).")
+	}
+	c, ok := parseCIDR(req.CIDR.V)
+	if !ok || !strings.Contains(req.CIDR.V, "/") {
+		return nil, invalidInput("cidr", "'%s' is not a valid IP subnet", req.CIDR.V)
+	}
+	canon := ipString(c.first) + "/" + strconv.Itoa(c.bits)
+	if canon != strings.TrimSpace(req.CIDR.V) {
+		return nil, invalidInput("cidr", "'%s' isn't a recommended CIDR, '%s' is recommended", req.CIDR.V, canon)
+	}
+	if c.bits > 30 || c.bits < 8 {
+		return nil, invalidInput("cidr", "prefix length of '%s' must be between 8 and 30", req.CIDR.V)
+	}
+	s := &model.Subnet{NetworkID: req.NetworkID.V, IPVersion: 4, CIDR: canon, EnableDHCP: true,
+		DNSNameservers: []string{}, HostRoutes: []model.HostRoute{}}
+	stamp(&s.Base, newID(), project, req.Name, req.Description)
+	if req.EnableDHCP.Set && !req.EnableDHCP.Null {
+		s.EnableDHCP = req.EnableDHCP.V
+	}
+	var gw uint32
+	hasGW := true
+	switch {
+	case !req.GatewayIP.Set:
+		gw = c.first + 1
+	case req.GatewayIP.Null || req.GatewayIP.V == "":
+		hasGW = false
+	default:
+		var ok bool
+		if gw, ok = ip4(req.GatewayIP.V); !ok {
+			return nil, invalidInput("gateway_ip", "'%s' is not a valid IP address", req.GatewayIP.V)
+		}
+		if !c.host(gw) {
+			return nil, errf(400, "InvalidIpForSubnet", "Gateway IP %s is not a valid IP for subnet %s.", req.GatewayIP.V, canon)
+		}
+	}
+	if hasGW {
+		s.GatewayIP = ipString(gw)
+	}
+	if req.AllocationPools.Set && !req.AllocationPools.Null {
+		if s.AllocationPools, err = parsePools(req.AllocationPools, c); err != nil {
+			return nil, err
+		}
+		for _, r := range subnetPools(s) {
+			if hasGW && gw >= r.start && gw <= r.end {
+				return nil, conflict("GatewayConflictWithAllocationPools", "Gateway ip %s conflicts with allocation pool %s-%s.", s.GatewayIP, ipString(r.start), ipString(r.end))
+			}
+		}
+	} else {
+		s.AllocationPools = defaultPools(c, gw, hasGW)
+	}
+	if s.AllocationPools == nil {
+		s.AllocationPools = []model.Pool{}
+	}
+	if req.DNSNameservers.Set && !req.DNSNameservers.Null {
+		if s.DNSNameservers, err = parseNameservers(req.DNSNameservers); err != nil {
+			return nil, err
+		}
+	}
+	if req.HostRoutes.Set && !req.HostRoutes.Null {
+		if s.HostRoutes, err = parseHostRoutes(req.HostRoutes); err != nil {
+			return nil, err
+		}
+	}
+	nd := h.defs["networks"]
+	err = h.txn(rc, func(tx *store.Tx) error {
+		n, err := txGet[*model.Network](tx, model.KindNetwork, s.NetworkID)
+		if err != nil {
+			return err
+		}
+		if n == nil || !nd.isVisible(rc, n) {
+			return notFound("NetworkNotFound", "Network", s.NetworkID)
+		}
+		if !rc.admin && n.ProjectID != project {
+			return forbidden("(rule:create_subnet) is disallowed by policy: network %s belongs to another project", n.ID)
+		}
+		subs, _, err := h.listRaw(rc, refPrefix(refNetSubnets, n.ID))
+		if err != nil {
+			return err
+		}
+		for _, kv := range subs {
+			o, err := txGet[*model.Subnet](tx, model.KindSubnet, kv.key[strings.LastIndex(kv.key, "/")+1:])
+			if err != nil {
+				return err
+			}
+			if o == nil {
+				continue
+			}
+			if oc, ok := parseCIDR(o.CIDR); ok && oc.overlaps(c) {
+				return invalidInput("cidr", "%s overlaps with cidr %s of subnet %s", canon, o.CIDR, o.ID)
+			}
+		}
+		// Bumping the network serializes subnet creates on it, which
+		// makes the overlap check race-free.
+		touch(&n.Base)
+		if err := tx.Put(n); err != nil {
+			return err
+		}
+		tx.PutRaw(refKey(refNetSubnets, n.ID, s.ID), s.ID)
+		return tx.Put(s)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (h *handler) updateSubnet(rc *reqCtx, id string) (model.Record, error) {
+	var req subnetReq
+	if _, err := readBody(rc, "subnet", &req, "tenant_id", "project_id", "network_id", "ip_version", "cidr",
+		"subnetpool_id", "prefixlen", "use_default_subnetpool", "ipv6_ra_mode", "ipv6_address_mode"); err != nil {
+		return nil, err
+	}
+	if err := checkNameDesc(req.Name, req.Description); err != nil {
+		return nil, err
+	}
+	if req.SegmentID.Set && !req.SegmentID.Null {
+		return nil, badRequest("Routed network segments are not supported.")
+	}
+	d := h.defs["subnets"]
+	var s *model.Subnet
+	err := h.txn(rc, func(tx *store.Tx) error {
+		var err error
+		if s, err = txGet[*model.Subnet](tx, model.KindSubnet, id); err != nil {
+			return err
+		}
+		if err := rc.checkOwner(d, s, id); err != nil {
+			return err
+		}
+		c, _ := parseCIDR(s.CIDR)
+		setNameDesc(&s.Base, req.Name, req.Description)
+		if req.EnableDHCP.Set && !req.EnableDHCP.Null {
+			s.EnableDHCP = req.EnableDHCP.V
+		}
+		if req.GatewayIP.Set {
+			if req.GatewayIP.Null || req.GatewayIP.V == "" {
+				s.GatewayIP = ""
+			} else {
+				gw, ok := ip4(req.GatewayIP.V)
+				if !ok {
+					return invalidInput("gateway_ip", "'%s' is not a valid IP address", req.GatewayIP.V)
+				}
+				if !c.host(gw) {
+					return errf(400, "InvalidIpForSubnet", "Gateway IP %s is not a valid IP for subnet %s.", req.GatewayIP.V, s.CIDR)
+				}
+				if owner := tx.GetRaw(ipamKey(s.ID, ipString(gw))); owner != "" {
+					return conflict("IpAddressInUse", "Unable to complete operation for network %s. The IP address %s is in use.", s.NetworkID, ipString(gw))
+				}
+				s.GatewayIP = ipString(gw)
+			}
+		}
+		if req.AllocationPools.Set && !req.AllocationPools.Null {
+			pools, err := parsePools(req.AllocationPools, c)
+			if err != nil {
+				return err
+			}
+			s.AllocationPools = pools
+		}
+		if gw, ok := ip4(s.GatewayIP); ok {
+			for _, r := range subnetPools(s) {
+				if gw >= r.start && gw <= r.end {
+					return conflict("GatewayConflictWithAllocationPools", "Gateway ip %s conflicts with allocation pool %s-%s.", s.GatewayIP, ipString(r.start), ipString(r.end))
+				}
+			}
+		}
+		if req.DNSNameservers.Set {
+			s.DNSNameservers = []string{}
+			if !req.DNSNameservers.Null {
+				if s.DNSNameservers, err = parseNameservers(req.DNSNameservers); err != nil {
+					return err
+				}
+			}
+		}
+		if req.HostRoutes.Set {
+			s.HostRoutes = []model.HostRoute{}
+			if !req.HostRoutes.Null {
+				if s.HostRoutes, err = parseHostRoutes(req.HostRoutes); err != nil {
+					return err
+				}
+			}
+		}
+		touch(&s.Base)
+		return tx.Put(s)
+	})
+	return s, err
+}
+
+func (h *handler) deleteSubnet(rc *reqCtx, id string) error {
+	d := h.defs["subnets"]
+	return h.retryPlan(rc, func() (*plan, error) {
+		s, rev, err := getT[*model.Subnet](h, rc, model.KindSubnet, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := rc.checkOwner(d, s, id); err != nil {
+			return nil, err
+		}
+		ips, _, err := h.listRaw(rc, ipamPrefix(id))
+		if err != nil {
+			return nil, err
+		}
+		pools, _, err := h.listRaw(rc, refPrefix(refSubnetPools, id))
+		if err != nil {
+			return nil, err
+		}
+		if len(ips) > 0 || len(pools) > 0 {
+			return nil, conflict("SubnetInUse", "Unable to complete operation on subnet %s: One or more ports have an IP allocation from this subnet.", id)
+		}
+		p := &plan{}
+		p.delRecord(model.KindSubnet, id, rev)
+		p.empty(ipamPrefix(id))
+		p.empty(refPrefix(refSubnetPools, id))
+		p.del(refKey(refNetSubnets, s.NetworkID, id))
+		return p, nil
+	})
+}
+
+// networkSubnets reads a network's subnets inside tx (ordered by
+// creation), from the reference index.
+func (h *handler) networkSubnets(rc *reqCtx, tx *store.Tx, netID string) ([]*model.Subnet, error) {
+	kvs, _, err := h.listRaw(rc, refPrefix(refNetSubnets, netID))
+	if err != nil {
+		return nil, err
+	}
+	var out []*model.Subnet
+	for _, kv := range kvs {
+		s, err := txGet[*model.Subnet](tx, model.KindSubnet, kv.key[strings.LastIndex(kv.key, "/")+1:])
+		if err != nil {
+			return nil, err
+		}
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].CreatedAt != out[j].CreatedAt {
+			return out[i].CreatedAt < out[j].CreatedAt
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}

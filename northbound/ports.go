@@ -1,0 +1,717 @@
+package northbound
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+
+	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/store"
+)
+
+// Device owners Nimbus creates itself.
+const (
+	ownerRouterIface = "network:router_interface"
+	ownerRouterGW    = "network:router_gateway"
+	ownerFloatingIP  = "network:floatingip"
+	ownerLBVIP       = "neutron:LOADBALANCER"
+)
+
+type portReq struct {
+	Name         oStr  `json:"name"`
+	Description  oStr  `json:"description"`
+	TenantID     oStr  `json:"tenant_id"`
+	ProjectID    oStr  `json:"project_id"`
+	NetworkID    oStr  `json:"network_id"`
+	AdminStateUp oBool `json:"admin_state_up"`
+	MACAddress   oStr  `json:"mac_address"`
+	FixedIPs     oRaw  `json:"fixed_ips"`
+	DeviceID     oStr  `json:"device_id"`
+	DeviceOwner  oStr  `json:"device_owner"`
+	HostID       oStr  `json:"binding:host_id"`
+	Profile      oRaw  `json:"binding:profile"`
+	VNICType     oStr  `json:"binding:vnic_type"`
+	PortSecurity oBool `json:"port_security_enabled"`
+	AddrPairs    oRaw  `json:"allowed_address_pairs"`
+	SecGroups    oRaw  `json:"security_groups"`
+}
+
+func (h *handler) portDef() *resDef {
+	d := &resDef{singular: "port", plural: "ports", path: "ports", kind: model.KindPort,
+		what: "Port", notFoundType: "PortNotFound",
+		attrs: attrSet("network_id mac_address fixed_ips device_id device_owner admin_state_up status binding:host_id " +
+			"binding:profile binding:vif_type binding:vif_details binding:vnic_type port_security_enabled " +
+			"allowed_address_pairs security_groups extra_dhcp_opts"),
+	}
+	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
+		out := make([]map[string]any, 0, len(recs))
+		for _, r := range recs {
+			p := r.(*model.Port)
+			v := baseView(p, "binding:host_id")
+			if v["binding:host_id"] == nil {
+				v["binding:host_id"] = ""
+			}
+			if v["binding:profile"] == nil {
+				v["binding:profile"] = map[string]any{}
+			}
+			v["binding:vif_type"] = "unbound"
+			if p.HostID != "" {
+				v["binding:vif_type"] = "ovs"
+			}
+			if p.VIFType != "" {
+				v["binding:vif_type"] = p.VIFType
+			}
+			v["binding:vif_details"] = map[string]any{}
+			v["binding:vnic_type"] = "normal"
+			if vt := p.Extra["binding:vnic_type"]; vt != "" {
+				v["binding:vnic_type"] = vt
+			}
+			delete(v, "extra")
+			if v["status"] == nil {
+				v["status"] = "DOWN"
+			}
+			for _, k := range []string{"fixed_ips", "allowed_address_pairs", "security_groups"} {
+				if v[k] == nil {
+					v[k] = []any{}
+				}
+			}
+			v["extra_dhcp_opts"] = []any{}
+			out = append(out, v)
+		}
+		return out, nil
+	}
+	d.create = h.createPort
+	d.update = h.updatePort
+	d.del = h.deletePort
+	return d
+}
+
+// fixedReq is one requested fixed IP.
+type fixedReq struct {
+	SubnetID  string `json:"subnet_id"`
+	IPAddress string `json:"ip_address"`
+}
+
+func parseFixedIPs(o oRaw) ([]fixedReq, error) {
+	var raw []map[string]any
+	if err := decodeRaw("fixed_ips", o, &raw); err != nil {
+		return nil, err
+	}
+	out := make([]fixedReq, 0, len(raw))
+	for _, m := range raw {
+		var f fixedReq
+		for k, v := range m {
+			s, ok := v.(string)
+			if !ok {
+				return nil, invalidInput("fixed_ips", "'%v' is not a valid string for %s", v, k)
+			}
+			switch k {
+			case "subnet_id":
+				f.SubnetID = s
+			case "ip_address":
+				f.IPAddress = s
+			default:
+				return nil, invalidInput("fixed_ips", "Unrecognized key '%s' in fixed_ips", k)
+			}
+		}
+		if f.SubnetID == "" && f.IPAddress == "" {
+			return nil, invalidInput("fixed_ips", "each fixed IP needs a subnet_id or an ip_address")
+		}
+		if f.IPAddress != "" {
+			if strings.Contains(f.IPAddress, ":") {
+				return nil, badRequest("IPv6 is not supported: Nimbus subnets are IPv4 only (ip_version 4).")
+			}
+			if _, ok := ip4(f.IPAddress); !ok {
+				return nil, invalidInput("fixed_ips", "'%s' is not a valid IP address", f.IPAddress)
+			}
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func parseAddrPairs(o oRaw) ([]model.AddressPair, error) {
+	var raw []map[string]any
+	if err := decodeRaw("allowed_address_pairs", o, &raw); err != nil {
+		return nil, err
+	}
+	out := []model.AddressPair{}
+	seen := map[string]bool{}
+	for _, m := range raw {
+		var ap model.AddressPair
+		for k, v := range m {
+			s, ok := v.(string)
+			if !ok {
+				return nil, invalidInput("allowed_address_pairs", "'%v' is not a valid string for %s", v, k)
+			}
+			switch k {
+			case "ip_address":
+				ap.IPAddress = s
+			case "mac_address":
+				ap.MACAddress = s
+			default:
+				return nil, invalidInput("allowed_address_pairs", "Unrecognized attribute '%s'", k)
+			}
+		}
+		if ap.IPAddress == "" {
+			return nil, invalidInput("allowed_address_pairs", "AllowedAddressPair must contain ip_address")
+		}
+		if _, ok := ip4(ap.IPAddress); !ok {
+			if _, ok := parseCIDR(ap.IPAddress); !ok {
+				return nil, invalidInput("allowed_address_pairs", "'%s' is not a valid IPv4 address or CIDR", ap.IPAddress)
+			}
+		}
+		if ap.MACAddress != "" {
+			mac, err := normMAC(ap.MACAddress)
+			if err != nil {
+				return nil, invalidInput("allowed_address_pairs", "'%s' is not a valid MAC address", ap.MACAddress)
+			}
+			ap.MACAddress = mac
+		}
+		k := ap.IPAddress + "|" + ap.MACAddress
+		if seen[k] {
+			return nil, invalidInput("allowed_address_pairs", "Duplicate address pair %s", ap.IPAddress)
+		}
+		seen[k] = true
+		out = append(out, ap)
+	}
+	return out, nil
+}
+
+func normMAC(s string) (string, error) {
+	hw, err := net.ParseMAC(s)
+	if err != nil || len(hw) != 6 {
+		return "", fmt.Errorf("bad mac")
+	}
+	return hw.String(), nil
+}
+
+func randomMAC() string {
+	var b [3]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("fa:16:3e:%02x:%02x:%02x", b[0], b[1], b[2])
+}
+
+// claimMAC takes a MAC for port inside tx: the given one, or a random
+// fa:16:3e one whose key is free.
+func claimMAC(tx *store.Tx, mac, port string) (string, error) {
+	if mac != "" {
+		if cur := tx.GetRaw(macKey(mac)); cur != "" && cur != port {
+			return "", conflict("MacAddressInUse", "Unable to complete operation for network. The mac address %s is in use.", mac)
+		}
+		tx.PutRaw(macKey(mac), port)
+		return mac, nil
+	}
+	for i := 0; i < 32; i++ {
+		m := randomMAC()
+		if tx.GetRaw(macKey(m)) == "" {
+			tx.PutRaw(macKey(m), port)
+			return m, nil
+		}
+	}
+	return "", errf(503, "MacAddressGenerationFailure", "Unable to generate unique mac.")
+}
+
+// assignIPs gives port p the requested fixed IPs (nil: the default, one
+// address from the network's first IPv4 subnet with room); keep lists
+// addresses p already holds that may be kept.
+func (h *handler) assignIPs(rc *reqCtx, tx *store.Tx, p *model.Port, reqs []fixedReq, dflt bool, keep []model.FixedIP) ([]model.FixedIP, error) {
+	subs, err := h.networkSubnets(rc, tx, p.NetworkID)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]*model.Subnet{}
+	for _, s := range subs {
+		byID[s.ID] = s
+	}
+	routerPort := p.DeviceOwner == ownerRouterIface
+	out := []model.FixedIP{}
+	taken := map[string]bool{}
+	if dflt {
+		if len(subs) == 0 {
+			return out, nil
+		}
+		var last error
+		for _, s := range subs {
+			ip, err := h.allocateIP(rc, tx, s, p.ID, nil)
+			if err == nil {
+				return append(out, model.FixedIP{SubnetID: s.ID, IPAddress: ip}), nil
+			}
+			last = err
+		}
+		return nil, last
+	}
+	kept := map[string]bool{}
+	for _, f := range reqs {
+		var s *model.Subnet
+		if f.SubnetID != "" {
+			s = byID[f.SubnetID]
+			if s == nil {
+				if o, _ := txGet[*model.Subnet](tx, model.KindSubnet, f.SubnetID); o == nil {
+					return nil, notFound("SubnetNotFound", "Subnet", f.SubnetID)
+				}
+				return nil, invalidInput("fixed_ips", "Failed to create port on network %s, because fixed_ips included invalid subnet %s", p.NetworkID, f.SubnetID)
+			}
+		}
+		if f.IPAddress != "" {
+			u, _ := ip4(f.IPAddress)
+			if s == nil {
+				for _, c := range subs {
+					if cc, _ := parseCIDR(c.CIDR); cc.contains(u) {
+						s = c
+						break
+					}
+				}
+				if s == nil {
+					return nil, errf(400, "InvalidIpForNetwork", "IP address %s is not a valid IP for any of the subnets on the specified network.", f.IPAddress)
+				}
+			}
+			ip := ipString(u)
+			if taken[s.ID+"/"+ip] {
+				return nil, invalidInput("fixed_ips", "Duplicate IP address '%s'", ip)
+			}
+			ip, err := claimIP(tx, s, ip, p.ID, routerPort)
+			if err != nil {
+				return nil, err
+			}
+			taken[s.ID+"/"+ip] = true
+			out = append(out, model.FixedIP{SubnetID: s.ID, IPAddress: ip})
+			continue
+		}
+		// Subnet only: keep an address the port already has there.
+		reused := false
+		for _, k := range keep {
+			if k.SubnetID == s.ID && !kept[k.IPAddress] && !taken[s.ID+"/"+k.IPAddress] {
+				kept[k.IPAddress] = true
+				taken[s.ID+"/"+k.IPAddress] = true
+				out = append(out, k)
+				reused = true
+				break
+			}
+		}
+		if reused {
+			continue
+		}
+		tk := map[string]bool{}
+		for k := range taken {
+			if sid, ip, _ := strings.Cut(k, "/"); sid == s.ID {
+				tk[ip] = true
+			}
+		}
+		ip, err := h.allocateIP(rc, tx, s, p.ID, tk)
+		if err != nil {
+			return nil, err
+		}
+		taken[s.ID+"/"+ip] = true
+		out = append(out, model.FixedIP{SubnetID: s.ID, IPAddress: ip})
+	}
+	return out, nil
+}
+
+// putPortTx writes port p and its index keys.
+func putPortTx(tx *store.Tx, p *model.Port) error {
+	tx.PutRaw(refKey(refNetPorts, p.NetworkID, p.ID), p.ID)
+	for _, sg := range p.SecurityGroups {
+		tx.PutRaw(refKey(refSGPorts, sg, p.ID), p.ID)
+	}
+	return tx.Put(p)
+}
+
+// releasePortTx deletes port p, its addresses and index keys.
+func releasePortTx(tx *store.Tx, p *model.Port) {
+	for _, f := range p.FixedIPs {
+		if tx.GetRaw(ipamKey(f.SubnetID, f.IPAddress)) == p.ID {
+			tx.DelRaw(ipamKey(f.SubnetID, f.IPAddress))
+		}
+	}
+	if tx.GetRaw(macKey(p.MACAddress)) == p.ID {
+		tx.DelRaw(macKey(p.MACAddress))
+	}
+	tx.DelRaw(refKey(refNetPorts, p.NetworkID, p.ID))
+	for _, sg := range p.SecurityGroups {
+		tx.DelRaw(refKey(refSGPorts, sg, p.ID))
+	}
+	tx.Delete(model.KindPort, p.ID)
+}
+
+// newInternalPort creates a port Nimbus owns (router, floating IP, VIP).
+func (h *handler) newInternalPort(rc *reqCtx, tx *store.Tx, project, network, owner, device string, reqs []fixedReq) (*model.Port, error) {
+	p := &model.Port{NetworkID: network, DeviceOwner: owner, DeviceID: device, AdminStateUp: true, Status: "ACTIVE",
+		FixedIPs: []model.FixedIP{}, AllowedAddressPairs: []model.AddressPair{}, SecurityGroups: []string{}}
+	stamp(&p.Base, newID(), project, oStr{}, oStr{})
+	var err error
+	if p.MACAddress, err = claimMAC(tx, "", p.ID); err != nil {
+		return nil, err
+	}
+	if p.FixedIPs, err = h.assignIPs(rc, tx, p, reqs, reqs == nil, nil); err != nil {
+		return nil, err
+	}
+	if len(p.FixedIPs) == 0 {
+		return nil, badRequest("Network %s has no IPv4 subnet to allocate an address from.", network)
+	}
+	return p, putPortTx(tx, p)
+}
+
+// resolveSGs checks security group ids for a port of project.
+func (h *handler) resolveSGs(rc *reqCtx, tx *store.Tx, project string, o oRaw) ([]string, error) {
+	var ids []string
+	if !o.Null {
+		if err := decodeRaw("security_groups", o, &ids); err != nil {
+			return nil, err
+		}
+	}
+	out := []string{}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		sg, err := txGet[*model.SecurityGroup](tx, model.KindSecurityGroup, id)
+		if err != nil {
+			return nil, err
+		}
+		if sg == nil || (!rc.admin && sg.ProjectID != rc.project) || (sg.ProjectID != project && !rc.admin) {
+			return nil, notFound("SecurityGroupNotFound", "Security group", id)
+		}
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+func (h *handler) createPort(rc *reqCtx) (model.Record, error) {
+	var req portReq
+	if _, err := readBody(rc, "port", &req); err != nil {
+		return nil, err
+	}
+	if err := checkNameDesc(req.Name, req.Description); err != nil {
+		return nil, err
+	}
+	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	if err != nil {
+		return nil, err
+	}
+	if !req.NetworkID.Set || req.NetworkID.V == "" {
+		return nil, badRequest("Failed to parse request. Required attribute 'network_id' not specified")
+	}
+	p := &model.Port{NetworkID: req.NetworkID.V, AdminStateUp: true, Status: "DOWN",
+		AllowedAddressPairs: []model.AddressPair{}, SecurityGroups: []string{}, FixedIPs: []model.FixedIP{}}
+	stamp(&p.Base, newID(), project, req.Name, req.Description)
+	if err := h.portAttrs(rc, p, &req); err != nil {
+		return nil, err
+	}
+	mac := ""
+	if req.MACAddress.Set && !req.MACAddress.Null {
+		if mac, err = normMAC(req.MACAddress.V); err != nil {
+			return nil, invalidInput("mac_address", "'%s' is not a valid MAC address", req.MACAddress.V)
+		}
+	}
+	var fixed []fixedReq
+	dflt := !req.FixedIPs.Set || req.FixedIPs.Null
+	if !dflt {
+		if fixed, err = parseFixedIPs(req.FixedIPs); err != nil {
+			return nil, err
+		}
+	}
+	var pairs []model.AddressPair
+	if req.AddrPairs.Set && !req.AddrPairs.Null {
+		if pairs, err = parseAddrPairs(req.AddrPairs); err != nil {
+			return nil, err
+		}
+	}
+	nd := h.defs["networks"]
+	err = h.txn(rc, func(tx *store.Tx) error {
+		n, err := txGet[*model.Network](tx, model.KindNetwork, p.NetworkID)
+		if err != nil {
+			return err
+		}
+		if n == nil || !nd.isVisible(rc, n) {
+			return notFound("NetworkNotFound", "Network", p.NetworkID)
+		}
+		if !rc.admin && n.ProjectID != project && !n.Shared {
+			return forbidden("(rule:create_port:network) is disallowed by policy")
+		}
+		p.PortSecurity = n.PortSecurity
+		if req.PortSecurity.Set && !req.PortSecurity.Null {
+			p.PortSecurity = req.PortSecurity.V
+		}
+		p.AllowedAddressPairs = []model.AddressPair{}
+		for _, ap := range pairs {
+			p.AllowedAddressPairs = append(p.AllowedAddressPairs, ap)
+		}
+		if p.MACAddress, err = claimMAC(tx, mac, p.ID); err != nil {
+			return err
+		}
+		for i := range p.AllowedAddressPairs {
+			if p.AllowedAddressPairs[i].MACAddress == "" {
+				p.AllowedAddressPairs[i].MACAddress = p.MACAddress
+			}
+		}
+		if p.FixedIPs, err = h.assignIPs(rc, tx, p, fixed, dflt, nil); err != nil {
+			return err
+		}
+		p.SecurityGroups = []string{}
+		switch {
+		case req.SecGroups.Set:
+			if p.SecurityGroups, err = h.resolveSGs(rc, tx, project, req.SecGroups); err != nil {
+				return err
+			}
+		case p.PortSecurity && !strings.HasPrefix(p.DeviceOwner, "network:"):
+			sg, err := h.ensureDefaultSG(tx, project)
+			if err != nil {
+				return err
+			}
+			p.SecurityGroups = []string{sg}
+		}
+		if err := checkPortSecurity(p); err != nil {
+			return err
+		}
+		return putPortTx(tx, p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func checkPortSecurity(p *model.Port) error {
+	if !p.PortSecurity && len(p.SecurityGroups) > 0 {
+		return conflict("PortSecurityAndIPRequiredForSecurityGroups", "Port security must be enabled and port must have an IP address in order to use security groups.")
+	}
+	if !p.PortSecurity && len(p.AllowedAddressPairs) > 0 {
+		return conflict("AddressPairAndPortSecurityRequired", "Port Security must be enabled in order to have allowed address pairs on a port.")
+	}
+	return nil
+}
+
+// portAttrs applies the simple writable attributes.
+func (h *handler) portAttrs(rc *reqCtx, p *model.Port, req *portReq) error {
+	if req.AdminStateUp.Set && !req.AdminStateUp.Null {
+		p.AdminStateUp = req.AdminStateUp.V
+	}
+	if err := checkLen("device_id", req.DeviceID, 255); err != nil {
+		return err
+	}
+	if err := checkLen("device_owner", req.DeviceOwner, 255); err != nil {
+		return err
+	}
+	if err := checkLen("binding:host_id", req.HostID, 255); err != nil {
+		return err
+	}
+	if req.DeviceID.Set {
+		p.DeviceID = req.DeviceID.V
+	}
+	if req.DeviceOwner.Set {
+		p.DeviceOwner = req.DeviceOwner.V
+	}
+	if req.HostID.Set {
+		p.HostID = req.HostID.V
+	}
+	if req.Profile.Set {
+		p.Profile = nil
+		if !req.Profile.Null {
+			var m map[string]any
+			if err := decodeRaw("binding:profile", req.Profile, &m); err != nil {
+				return err
+			}
+			if len(m) > 0 {
+				p.Profile = m
+			}
+		}
+	}
+	if req.VNICType.Set && !req.VNICType.Null {
+		switch req.VNICType.V {
+		case "normal", "direct", "macvtap", "baremetal", "direct-physical", "virtio-forwarder", "smart-nic", "vdpa", "remote-managed":
+		default:
+			return invalidInput("binding:vnic_type", "'%s' is not in the valid vnic types", req.VNICType.V)
+		}
+		if req.VNICType.V != "normal" {
+			if p.Extra == nil {
+				p.Extra = map[string]string{}
+			}
+			p.Extra["binding:vnic_type"] = req.VNICType.V
+		} else {
+			delete(p.Extra, "binding:vnic_type")
+		}
+	}
+	return nil
+}
+
+func (h *handler) updatePort(rc *reqCtx, id string) (model.Record, error) {
+	var req portReq
+	if _, err := readBody(rc, "port", &req, "tenant_id", "project_id", "network_id"); err != nil {
+		return nil, err
+	}
+	if err := checkNameDesc(req.Name, req.Description); err != nil {
+		return nil, err
+	}
+	var fixed []fixedReq
+	var err error
+	if req.FixedIPs.Set {
+		fixed = []fixedReq{}
+		if !req.FixedIPs.Null {
+			if fixed, err = parseFixedIPs(req.FixedIPs); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var pairs []model.AddressPair
+	if req.AddrPairs.Set && !req.AddrPairs.Null {
+		if pairs, err = parseAddrPairs(req.AddrPairs); err != nil {
+			return nil, err
+		}
+	}
+	mac := ""
+	if req.MACAddress.Set {
+		if req.MACAddress.Null {
+			return nil, invalidInput("mac_address", "null is not a valid MAC address")
+		}
+		if mac, err = normMAC(req.MACAddress.V); err != nil {
+			return nil, invalidInput("mac_address", "'%s' is not a valid MAC address", req.MACAddress.V)
+		}
+	}
+	d := h.defs["ports"]
+	var p *model.Port
+	err = h.txn(rc, func(tx *store.Tx) error {
+		var err error
+		if p, err = txGet[*model.Port](tx, model.KindPort, id); err != nil {
+			return err
+		}
+		if err := rc.checkOwner(d, p, id); err != nil {
+			return err
+		}
+		old := *p
+		old.SecurityGroups = append([]string{}, p.SecurityGroups...)
+		old.FixedIPs = append([]model.FixedIP{}, p.FixedIPs...)
+		setNameDesc(&p.Base, req.Name, req.Description)
+		if err := h.portAttrs(rc, p, &req); err != nil {
+			return err
+		}
+		if mac != "" && mac != p.MACAddress {
+			if _, err := claimMAC(tx, mac, p.ID); err != nil {
+				return err
+			}
+			tx.DelRaw(macKey(p.MACAddress))
+			for i := range p.AllowedAddressPairs {
+				if p.AllowedAddressPairs[i].MACAddress == p.MACAddress {
+					p.AllowedAddressPairs[i].MACAddress = mac
+				}
+			}
+			p.MACAddress = mac
+		}
+		if req.PortSecurity.Set && !req.PortSecurity.Null {
+			p.PortSecurity = req.PortSecurity.V
+		}
+		if req.AddrPairs.Set {
+			p.AllowedAddressPairs = []model.AddressPair{}
+			for _, ap := range pairs {
+				if ap.MACAddress == "" {
+					ap.MACAddress = p.MACAddress
+				}
+				p.AllowedAddressPairs = append(p.AllowedAddressPairs, ap)
+			}
+		}
+		if req.SecGroups.Set {
+			if p.SecurityGroups, err = h.resolveSGs(rc, tx, p.ProjectID, req.SecGroups); err != nil {
+				return err
+			}
+		}
+		if err := checkPortSecurity(p); err != nil {
+			return err
+		}
+		if fixed != nil {
+			// Release what is not kept, then claim the new set.
+			for _, f := range old.FixedIPs {
+				if tx.GetRaw(ipamKey(f.SubnetID, f.IPAddress)) == p.ID {
+					tx.DelRaw(ipamKey(f.SubnetID, f.IPAddress))
+				}
+			}
+			if p.FixedIPs, err = h.assignIPs(rc, tx, p, fixed, false, old.FixedIPs); err != nil {
+				return err
+			}
+			if assoc := tx.GetRaw(fipAssocKey(p.ID)); assoc != "" {
+				m := map[string]string{}
+				json.Unmarshal([]byte(assoc), &m)
+				for ip := range m {
+					if !hasIP(p.FixedIPs, ip) {
+						return conflict("PortInUse", "Fixed IP %s of port %s is associated with floating IP %s; disassociate it first.", ip, p.ID, m[ip])
+					}
+				}
+			}
+		}
+		for _, sg := range old.SecurityGroups {
+			tx.DelRaw(refKey(refSGPorts, sg, p.ID))
+		}
+		touch(&p.Base)
+		return putPortTx(tx, p)
+	})
+	return p, err
+}
+
+func hasIP(fs []model.FixedIP, ip string) bool {
+	for _, f := range fs {
+		if f.IPAddress == ip {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *handler) deletePort(rc *reqCtx, id string) error {
+	d := h.defs["ports"]
+	return h.txn(rc, func(tx *store.Tx) error {
+		p, err := txGet[*model.Port](tx, model.KindPort, id)
+		if err != nil {
+			return err
+		}
+		if err := rc.checkOwner(d, p, id); err != nil {
+			return err
+		}
+		switch p.DeviceOwner {
+		case ownerRouterIface, ownerRouterGW, ownerFloatingIP, ownerLBVIP:
+			return conflict("ServicePortInUse", "Port %s cannot be deleted directly via the port API: has device owner %s.", id, p.DeviceOwner)
+		}
+		if err := h.disassociatePortFIPs(tx, p.ID); err != nil {
+			return err
+		}
+		releasePortTx(tx, p)
+		return nil
+	})
+}
+
+// disassociatePortFIPs clears every floating IP pointing at port.
+func (h *handler) disassociatePortFIPs(tx *store.Tx, port string) error {
+	assoc := tx.GetRaw(fipAssocKey(port))
+	if assoc == "" {
+		return nil
+	}
+	m := map[string]string{}
+	json.Unmarshal([]byte(assoc), &m)
+	ids := make([]string, 0, len(m))
+	for _, f := range m {
+		ids = append(ids, f)
+	}
+	sort.Strings(ids)
+	for _, fid := range ids {
+		f, err := txGet[*model.FloatingIP](tx, model.KindFloatingIP, fid)
+		if err != nil {
+			return err
+		}
+		if f == nil {
+			continue
+		}
+		if f.RouterID != "" {
+			tx.DelRaw(refKey(refRouterFIPs, f.RouterID, f.ID))
+		}
+		f.PortID, f.FixedIPAddress, f.RouterID = "", "", ""
+		touch(&f.Base)
+		if err := tx.Put(f); err != nil {
+			return err
+		}
+	}
+	tx.DelRaw(fipAssocKey(port))
+	return nil
+}

@@ -1,0 +1,274 @@
+package northbound
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"strings"
+
+	"github.com/nimbus-sdn/nimbus/model"
+)
+
+// resDef describes one Neutron collection.
+type resDef struct {
+	singular, plural string
+	path             string // under /v2.0/
+	kind             model.Kind
+	what             string // "Network", for messages
+	notFoundType     string // "NetworkNotFound"
+	attrs            map[string]bool
+	views            func(rc *reqCtx, recs []model.Record) ([]map[string]any, error)
+	visible          func(rc *reqCtx, r model.Record) bool
+	beforeList       func(rc *reqCtx) error
+	create           func(rc *reqCtx) (model.Record, error)
+	update           func(rc *reqCtx, id string) (model.Record, error)
+	del              func(rc *reqCtx, id string) error
+	action           func(rc *reqCtx, id string, rest []string) (int, any, error)
+}
+
+func attrSet(s string) map[string]bool {
+	m := map[string]bool{"id": true, "name": true, "description": true, "tenant_id": true, "project_id": true,
+		"created_at": true, "updated_at": true, "revision_number": true, "tags": true}
+	for _, f := range strings.Fields(s) {
+		m[f] = true
+	}
+	return m
+}
+
+func (h *handler) resources() []*resDef {
+	return []*resDef{h.networkDef(), h.subnetDef(), h.portDef(), h.routerDef(), h.floatingIPDef(),
+		h.secGroupDef(), h.sgRuleDef(), h.poolDef(), h.vipDef(), h.memberDef(), h.healthMonitorDef()}
+}
+
+// owns reports whether the caller may modify a resource of project p.
+func (rc *reqCtx) owns(p string) bool { return rc.admin || (p != "" && p == rc.project) }
+
+func projectOfRecord(r model.Record) string {
+	b, _ := json.Marshal(r)
+	var x struct {
+		ProjectID string `json:"project_id"`
+	}
+	json.Unmarshal(b, &x)
+	return x.ProjectID
+}
+
+func defaultVisible(rc *reqCtx, r model.Record) bool { return rc.owns(projectOfRecord(r)) }
+
+func (d *resDef) isVisible(rc *reqCtx, r model.Record) bool {
+	if d.visible != nil {
+		return d.visible(rc, r)
+	}
+	return defaultVisible(rc, r)
+}
+
+func (d *resDef) notFound(id string) *apiError { return notFound(d.notFoundType, d.what, id) }
+
+// toMap renders a record as its JSON object.
+func toMap(r any) map[string]any {
+	b, _ := json.Marshal(r)
+	m := map[string]any{}
+	json.Unmarshal(b, &m)
+	return m
+}
+
+// baseView adds what every Neutron resource shows.
+func baseView(r model.Record, nullable ...string) map[string]any {
+	m := toMap(r)
+	if _, ok := m["project_id"]; !ok {
+		m["project_id"] = ""
+	}
+	m["tenant_id"] = m["project_id"]
+	for _, k := range []string{"name", "description", "created_at", "updated_at"} {
+		if _, ok := m[k]; !ok {
+			m[k] = ""
+		}
+	}
+	if _, ok := m["revision_number"]; !ok {
+		m["revision_number"] = 0
+	}
+	m["tags"] = []any{}
+	for _, k := range nullable {
+		if v, ok := m[k]; !ok || v == "" {
+			m[k] = nil
+		}
+	}
+	return m
+}
+
+func (h *handler) list(rc *reqCtx, d *resDef) (int, any, error) {
+	if d.beforeList != nil {
+		if err := d.beforeList(rc); err != nil {
+			return 0, nil, err
+		}
+	}
+	lq, err := parseListQuery(rc.r.URL.Query(), d.attrs)
+	if err != nil {
+		return 0, nil, err
+	}
+	recs, err := h.listKind(rc, d.kind)
+	if err != nil {
+		return 0, nil, err
+	}
+	vis := recs[:0]
+	for _, r := range recs {
+		if d.isVisible(rc, r) {
+			vis = append(vis, r)
+		}
+	}
+	views, err := d.views(rc, vis)
+	if err != nil {
+		return 0, nil, err
+	}
+	page, links, err := lq.apply(views, baseURL(rc.r)+"/v2.0/"+d.path, rc.r.URL.Query(), d.plural)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make([]any, 0, len(page))
+	for _, v := range page {
+		out = append(out, project(v, lq.fields))
+	}
+	body := map[string]any{d.plural: out}
+	if links != nil {
+		body[d.plural+"_links"] = links
+	}
+	return http.StatusOK, body, nil
+}
+
+func (h *handler) lookup(rc *reqCtx, d *resDef, id string) (model.Record, error) {
+	r, _, err := h.get(rc, d.kind, id)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil || !d.isVisible(rc, r) {
+		return nil, d.notFound(id)
+	}
+	return r, nil
+}
+
+func (h *handler) viewOne(rc *reqCtx, d *resDef, r model.Record) (map[string]any, error) {
+	vs, err := d.views(rc, []model.Record{r})
+	if err != nil {
+		return nil, err
+	}
+	return vs[0], nil
+}
+
+func (h *handler) show(rc *reqCtx, d *resDef, id string) (int, any, error) {
+	r, err := h.lookup(rc, d, id)
+	if err != nil {
+		return 0, nil, err
+	}
+	v, err := h.viewOne(rc, d, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	var fields []string
+	for _, f := range rc.r.URL.Query()["fields"] {
+		fields = append(fields, strings.Split(f, ",")...)
+	}
+	return http.StatusOK, map[string]any{d.singular: project(v, fields)}, nil
+}
+
+func (h *handler) create(rc *reqCtx, d *resDef) (int, any, error) {
+	if d.create == nil {
+		return 0, nil, methodNotAllowed()
+	}
+	r, err := d.create(rc)
+	if err != nil {
+		return 0, nil, err
+	}
+	v, err := h.viewOne(rc, d, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, map[string]any{d.singular: v}, nil
+}
+
+func (h *handler) update(rc *reqCtx, d *resDef, id string) (int, any, error) {
+	if d.update == nil {
+		return 0, nil, methodNotAllowed()
+	}
+	r, err := d.update(rc, id)
+	if err != nil {
+		return 0, nil, err
+	}
+	v, err := h.viewOne(rc, d, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, map[string]any{d.singular: v}, nil
+}
+
+func (h *handler) delete(rc *reqCtx, d *resDef, id string) (int, any, error) {
+	if d.del == nil {
+		return 0, nil, methodNotAllowed()
+	}
+	if err := d.del(rc, id); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusNoContent, nil, nil
+}
+
+// checkOwner is the answer for a record the caller may not modify: 404
+// when it cannot even see it, 403 when it can.
+func (rc *reqCtx) checkOwner(d *resDef, r model.Record, id string) error {
+	if isNil(r) || !d.isVisible(rc, r) {
+		return d.notFound(id)
+	}
+	if !rc.owns(projectOfRecord(r)) {
+		return forbidden("(rule:update_%s) is disallowed by policy", d.singular)
+	}
+	return nil
+}
+
+// touch bumps a record's revision and update time.
+func touch(b *model.Base) {
+	b.RevisionNo++
+	b.UpdatedAt = now()
+}
+
+func stamp(b *model.Base, id, project string, name, desc oStr) {
+	b.ID = id
+	b.ProjectID = project
+	if name.Set && !name.Null {
+		b.Name = name.V
+	}
+	if desc.Set && !desc.Null {
+		b.Description = desc.V
+	}
+	b.CreatedAt = now()
+	b.UpdatedAt = b.CreatedAt
+	b.RevisionNo = 1
+}
+
+func setNameDesc(b *model.Base, name, desc oStr) {
+	if name.Set {
+		b.Name = name.V
+	}
+	if desc.Set {
+		b.Description = desc.V
+	}
+}
+
+func checkLen(attr string, o oStr, max int) error {
+	if o.Set && len(o.V) > max {
+		return invalidInput(attr, "'%.20s...' exceeds maximum length of %d", o.V, max)
+	}
+	return nil
+}
+
+func checkNameDesc(name, desc oStr) error {
+	if err := checkLen("name", name, 255); err != nil {
+		return err
+	}
+	return checkLen("description", desc, 255)
+}
+
+// isNil is true for a nil record, typed or not.
+func isNil(r model.Record) bool {
+	if r == nil {
+		return true
+	}
+	v := reflect.ValueOf(r)
+	return v.Kind() == reflect.Pointer && v.IsNil()
+}

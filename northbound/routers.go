@@ -1,0 +1,863 @@
+package northbound
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/store"
+)
+
+type routerReq struct {
+	Name         oStr  `json:"name"`
+	Description  oStr  `json:"description"`
+	TenantID     oStr  `json:"tenant_id"`
+	ProjectID    oStr  `json:"project_id"`
+	AdminStateUp oBool `json:"admin_state_up"`
+	Gateway      oRaw  `json:"external_gateway_info"`
+	Routes       oRaw  `json:"routes"`
+	Distributed  oBool `json:"distributed"`
+	HA           oBool `json:"ha"`
+	AZHints      oRaw  `json:"availability_zone_hints"`
+}
+
+func (h *handler) routerDef() *resDef {
+	d := &resDef{singular: "router", plural: "routers", path: "routers", kind: model.KindRouter,
+		what: "Router", notFoundType: "RouterNotFound",
+		attrs: attrSet("admin_state_up external_gateway_info status routes distributed ha availability_zones availability_zone_hints"),
+	}
+	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
+		out := make([]map[string]any, 0, len(recs))
+		for _, r := range recs {
+			rt := r.(*model.Router)
+			v := baseView(rt)
+			delete(v, "interfaces")
+			if rt.Gateway != nil {
+				fips := []any{}
+				for _, f := range rt.Gateway.ExternalFixedIPs {
+					fips = append(fips, map[string]any{"subnet_id": f.SubnetID, "ip_address": f.IPAddress})
+				}
+				v["external_gateway_info"] = map[string]any{"network_id": rt.Gateway.NetworkID,
+					"enable_snat": rt.Gateway.EnableSNAT, "external_fixed_ips": fips}
+			}
+			v["status"] = "ACTIVE"
+			v["routes"] = []any{}
+			v["distributed"] = true
+			v["ha"] = false
+			v["availability_zones"] = []any{}
+			v["availability_zone_hints"] = []any{}
+			out = append(out, v)
+		}
+		return out, nil
+	}
+	d.create = h.createRouter
+	d.update = h.updateRouter
+	d.del = h.deleteRouter
+	d.action = h.routerAction
+	return d
+}
+
+// gwPortID is the id of a router's gateway port, derived from the router
+// id so the router record needs no extra field.
+func gwPortID(router string) string {
+	s := sha1.Sum([]byte(router + "/gateway"))
+	s[6] = s[6]&0x0f | 0x50
+	s[8] = s[8]&0x3f | 0x80
+	x := hex.EncodeToString(s[:16])
+	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
+}
+
+type gwReq struct {
+	NetworkID  string     `json:"network_id"`
+	EnableSNAT *bool      `json:"enable_snat"`
+	FixedIPs   []fixedReq `json:"external_fixed_ips"`
+	Present    bool       `json:"-"`
+}
+
+func parseGateway(rc *reqCtx, o oRaw) (*gwReq, error) {
+	if o.Null {
+		return &gwReq{}, nil
+	}
+	var m map[string]json.RawMessage
+	if err := decodeRaw("external_gateway_info", o, &m); err != nil {
+		return nil, err
+	}
+	g := &gwReq{}
+	if len(m) == 0 {
+		return g, nil
+	}
+	for k, v := range m {
+		switch k {
+		case "network_id":
+			if err := json.Unmarshal(v, &g.NetworkID); err != nil {
+				return nil, invalidInput("external_gateway_info", "network_id must be a string")
+			}
+		case "enable_snat":
+			var b oBool
+			if err := json.Unmarshal(v, &b); err != nil {
+				return nil, invalidInput("external_gateway_info", "%v", err)
+			}
+			if !b.Null {
+				g.EnableSNAT = &b.V
+			}
+		case "external_fixed_ips":
+			if string(v) != "null" {
+				f, err := parseFixedIPs(oRaw{Set: true, V: v})
+				if err != nil {
+					return nil, err
+				}
+				g.FixedIPs = f
+			}
+		case "qos_policy_id":
+		default:
+			return nil, invalidInput("external_gateway_info", "Unexpected keys supplied: %s", k)
+		}
+	}
+	if g.NetworkID == "" {
+		return nil, invalidInput("external_gateway_info", "Validation of dictionary's keys failed. Expected keys: {'network_id'}")
+	}
+	if !rc.admin && (g.EnableSNAT != nil || len(g.FixedIPs) > 0) {
+		return nil, forbidden("(rule:create_router:external_gateway_info:enable_snat) is disallowed by policy")
+	}
+	g.Present = true
+	return g, nil
+}
+
+// setGatewayTx makes rt's gateway what g says (g.Present false: none).
+func (h *handler) setGatewayTx(rc *reqCtx, tx *store.Tx, rt *model.Router, g *gwReq) error {
+	cur := rt.Gateway
+	if g.Present && cur != nil && cur.NetworkID == g.NetworkID && len(g.FixedIPs) == 0 {
+		if g.EnableSNAT != nil {
+			rt.Gateway.EnableSNAT = *g.EnableSNAT
+		}
+		return nil
+	}
+	if cur != nil {
+		fips, _, err := h.listRaw(rc, refPrefix(refRouterFIPs, rt.ID))
+		if err != nil {
+			return err
+		}
+		if len(fips) > 0 {
+			return conflict("RouterExternalGatewayInUseByFloatingIp", "Gateway cannot be updated for router %s, since a gateway to external network %s is required by one or more floating IPs.", rt.ID, cur.NetworkID)
+		}
+		if p, err := txGet[*model.Port](tx, model.KindPort, gwPortID(rt.ID)); err != nil {
+			return err
+		} else if p != nil {
+			releasePortTx(tx, p)
+		}
+		rt.Gateway = nil
+	}
+	if !g.Present {
+		return nil
+	}
+	n, err := txGet[*model.Network](tx, model.KindNetwork, g.NetworkID)
+	if err != nil {
+		return err
+	}
+	if n == nil {
+		return notFound("NetworkNotFound", "Network", g.NetworkID)
+	}
+	if !n.External {
+		return badRequest("Bad router request: Network %s is not an external network.", g.NetworkID)
+	}
+	p := &model.Port{NetworkID: n.ID, DeviceOwner: ownerRouterGW, DeviceID: rt.ID, AdminStateUp: true, Status: "ACTIVE",
+		FixedIPs: []model.FixedIP{}, AllowedAddressPairs: []model.AddressPair{}, SecurityGroups: []string{}}
+	stamp(&p.Base, gwPortID(rt.ID), "", oStr{}, oStr{})
+	if p.MACAddress, err = claimMAC(tx, "", p.ID); err != nil {
+		return err
+	}
+	if p.FixedIPs, err = h.assignIPs(rc, tx, p, g.FixedIPs, len(g.FixedIPs) == 0, nil); err != nil {
+		return err
+	}
+	if len(p.FixedIPs) == 0 {
+		return badRequest("Bad router request: external network %s has no subnet to allocate a gateway address from.", n.ID)
+	}
+	if err := putPortTx(tx, p); err != nil {
+		return err
+	}
+	snat := true
+	if g.EnableSNAT != nil {
+		snat = *g.EnableSNAT
+	}
+	rt.Gateway = &model.ExternalGateway{NetworkID: n.ID, EnableSNAT: snat, ExternalFixedIPs: p.FixedIPs}
+	return nil
+}
+
+func (h *handler) createRouter(rc *reqCtx) (model.Record, error) {
+	var req routerReq
+	if _, err := readBody(rc, "router", &req); err != nil {
+		return nil, err
+	}
+	if err := checkNameDesc(req.Name, req.Description); err != nil {
+		return nil, err
+	}
+	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRouterExtras(&req); err != nil {
+		return nil, err
+	}
+	var g *gwReq
+	if req.Gateway.Set {
+		if g, err = parseGateway(rc, req.Gateway); err != nil {
+			return nil, err
+		}
+	}
+	rt := &model.Router{AdminStateUp: true}
+	stamp(&rt.Base, newID(), project, req.Name, req.Description)
+	if req.AdminStateUp.Set && !req.AdminStateUp.Null {
+		rt.AdminStateUp = req.AdminStateUp.V
+	}
+	err = h.txn(rc, func(tx *store.Tx) error {
+		rt.Gateway = nil
+		if g != nil && g.Present {
+			if err := h.setGatewayTx(rc, tx, rt, g); err != nil {
+				return err
+			}
+		}
+		return tx.Put(rt)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rt, nil
+}
+
+func checkRouterExtras(req *routerReq) error {
+	if req.Routes.Set && !req.Routes.Null {
+		var routes []any
+		if err := decodeRaw("routes", req.Routes, &routes); err != nil {
+			return err
+		}
+		if len(routes) > 0 {
+			return badRequest("Extra routes are not supported.")
+		}
+	}
+	if req.HA.Set && req.HA.V {
+		return badRequest("HA routers are not supported: Nimbus routers are distributed.")
+	}
+	if req.AZHints.Set && !req.AZHints.Null {
+		var hints []string
+		if err := decodeRaw("availability_zone_hints", req.AZHints, &hints); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *handler) updateRouter(rc *reqCtx, id string) (model.Record, error) {
+	var req routerReq
+	if _, err := readBody(rc, "router", &req, "tenant_id", "project_id"); err != nil {
+		return nil, err
+	}
+	if err := checkNameDesc(req.Name, req.Description); err != nil {
+		return nil, err
+	}
+	if err := checkRouterExtras(&req); err != nil {
+		return nil, err
+	}
+	var g *gwReq
+	var err error
+	if req.Gateway.Set {
+		if g, err = parseGateway(rc, req.Gateway); err != nil {
+			return nil, err
+		}
+	}
+	d := h.defs["routers"]
+	var rt *model.Router
+	err = h.txn(rc, func(tx *store.Tx) error {
+		var err error
+		if rt, err = txGet[*model.Router](tx, model.KindRouter, id); err != nil {
+			return err
+		}
+		if err := rc.checkOwner(d, rt, id); err != nil {
+			return err
+		}
+		setNameDesc(&rt.Base, req.Name, req.Description)
+		if req.AdminStateUp.Set && !req.AdminStateUp.Null {
+			rt.AdminStateUp = req.AdminStateUp.V
+		}
+		if g != nil {
+			if err := h.setGatewayTx(rc, tx, rt, g); err != nil {
+				return err
+			}
+		}
+		touch(&rt.Base)
+		return tx.Put(rt)
+	})
+	return rt, err
+}
+
+func (h *handler) deleteRouter(rc *reqCtx, id string) error {
+	d := h.defs["routers"]
+	return h.retryPlan(rc, func() (*plan, error) {
+		rt, rev, err := getT[*model.Router](h, rc, model.KindRouter, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := rc.checkOwner(d, rt, id); err != nil {
+			return nil, err
+		}
+		if len(rt.Interfaces) > 0 {
+			return nil, conflict("RouterInUse", "Router %s still has ports", id)
+		}
+		fips, _, err := h.listRaw(rc, refPrefix(refRouterFIPs, id))
+		if err != nil {
+			return nil, err
+		}
+		if len(fips) > 0 {
+			return nil, conflict("RouterInUse", "Router %s still has floating IPs associated through it", id)
+		}
+		p := &plan{}
+		p.delRecord(model.KindRouter, id, rev)
+		p.empty(refPrefix(refRouterFIPs, id))
+		gp, grev, err := getT[*model.Port](h, rc, model.KindPort, gwPortID(id))
+		if err != nil {
+			return nil, err
+		}
+		if gp != nil {
+			p.delRecord(model.KindPort, gp.ID, grev)
+			for _, f := range gp.FixedIPs {
+				p.del(ipamKey(f.SubnetID, f.IPAddress))
+			}
+			p.del(macKey(gp.MACAddress))
+			p.del(refKey(refNetPorts, gp.NetworkID, gp.ID))
+		}
+		return p, nil
+	})
+}
+
+type ifaceReq struct {
+	SubnetID oStr `json:"subnet_id"`
+	PortID   oStr `json:"port_id"`
+}
+
+func (h *handler) routerAction(rc *reqCtx, id string, rest []string) (int, any, error) {
+	if len(rest) != 1 || (rest[0] != "add_router_interface" && rest[0] != "remove_router_interface") {
+		return 0, nil, errf(http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
+	}
+	if rc.r.Method != http.MethodPut {
+		return 0, nil, methodNotAllowed()
+	}
+	b, err := readRawBody(rc)
+	if err != nil {
+		return 0, nil, err
+	}
+	var req ifaceReq
+	if _, err := decodeBody(append(append([]byte(`{"x":`), b...), '}'), "x", &req); err != nil {
+		return 0, nil, err
+	}
+	sub := req.SubnetID.V
+	port := req.PortID.V
+	if sub == "" && port == "" {
+		return 0, nil, badRequest("Bad router request: Either subnet_id or port_id must be specified.")
+	}
+	if rest[0] == "add_router_interface" {
+		if sub != "" && port != "" {
+			return 0, nil, badRequest("Bad router request: Cannot specify both subnet-id and port-id.")
+		}
+		return h.addInterface(rc, id, sub, port)
+	}
+	return h.removeInterface(rc, id, sub, port)
+}
+
+func readRawBody(rc *reqCtx) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(rc.r.Body, maxBody+1))
+	if err != nil {
+		return nil, badRequest("Unable to read the request body: %v", err)
+	}
+	if len(b) > maxBody {
+		return nil, errf(413, "HTTPRequestEntityTooLarge", "Request body too large.")
+	}
+	if len(strings.TrimSpace(string(b))) == 0 {
+		return nil, badRequest("Resource body required")
+	}
+	return b, nil
+}
+
+func ifaceInfo(rt *model.Router, p *model.Port) map[string]any {
+	var subs []any
+	for _, f := range p.FixedIPs {
+		subs = append(subs, f.SubnetID)
+	}
+	sub := ""
+	if len(p.FixedIPs) > 0 {
+		sub = p.FixedIPs[0].SubnetID
+	}
+	return map[string]any{"id": rt.ID, "tenant_id": rt.ProjectID, "project_id": rt.ProjectID, "port_id": p.ID,
+		"network_id": p.NetworkID, "subnet_id": sub, "subnet_ids": subs}
+}
+
+func (h *handler) addInterface(rc *reqCtx, id, subID, portID string) (int, any, error) {
+	d := h.defs["routers"]
+	var info map[string]any
+	err := h.txn(rc, func(tx *store.Tx) error {
+		rt, err := txGet[*model.Router](tx, model.KindRouter, id)
+		if err != nil {
+			return err
+		}
+		if err := rc.checkOwner(d, rt, id); err != nil {
+			return err
+		}
+		// CIDRs the router already has.
+		type have struct{ subnet, cidr string }
+		var haves []have
+		for _, pid := range rt.Interfaces {
+			p, err := txGet[*model.Port](tx, model.KindPort, pid)
+			if err != nil {
+				return err
+			}
+			if p == nil {
+				continue
+			}
+			for _, f := range p.FixedIPs {
+				s, err := txGet[*model.Subnet](tx, model.KindSubnet, f.SubnetID)
+				if err != nil {
+					return err
+				}
+				if s != nil {
+					haves = append(haves, have{s.ID, s.CIDR})
+				}
+			}
+		}
+		checkOverlap := func(s *model.Subnet) error {
+			c, _ := parseCIDR(s.CIDR)
+			for _, hv := range haves {
+				if hv.subnet == s.ID {
+					return conflict("RouterInterfaceOverlap", "Bad router request: Router already has a port on subnet %s.", s.ID)
+				}
+				if oc, ok := parseCIDR(hv.cidr); ok && oc.overlaps(c) {
+					return conflict("RouterInterfaceOverlap", "Bad router request: Cidr %s of subnet %s overlaps with cidr %s of subnet %s.", s.CIDR, s.ID, hv.cidr, hv.subnet)
+				}
+			}
+			return nil
+		}
+		var p *model.Port
+		if subID != "" {
+			s, err := txGet[*model.Subnet](tx, model.KindSubnet, subID)
+			if err != nil {
+				return err
+			}
+			if s == nil || !h.defs["subnets"].isVisible(rc, s) {
+				return notFound("SubnetNotFound", "Subnet", subID)
+			}
+			if s.GatewayIP == "" {
+				return badRequest("Bad router request: Subnet for router interface must have a gateway IP.")
+			}
+			if err := checkOverlap(s); err != nil {
+				return err
+			}
+			p = &model.Port{NetworkID: s.NetworkID, DeviceOwner: ownerRouterIface, DeviceID: rt.ID, AdminStateUp: true,
+				Status: "ACTIVE", AllowedAddressPairs: []model.AddressPair{}, SecurityGroups: []string{}}
+			stamp(&p.Base, newID(), rt.ProjectID, oStr{}, oStr{})
+			if p.MACAddress, err = claimMAC(tx, "", p.ID); err != nil {
+				return err
+			}
+			ip, err := claimIP(tx, s, s.GatewayIP, p.ID, true)
+			if err != nil {
+				return err
+			}
+			p.FixedIPs = []model.FixedIP{{SubnetID: s.ID, IPAddress: ip}}
+		} else {
+			if p, err = txGet[*model.Port](tx, model.KindPort, portID); err != nil {
+				return err
+			}
+			if p == nil || !rc.owns(p.ProjectID) {
+				return notFound("PortNotFound", "Port", portID)
+			}
+			if p.DeviceID != "" || p.DeviceOwner != "" {
+				return conflict("PortInUse", "Unable to complete operation on port %s for network %s. Port already has an attached device %s.", p.ID, p.NetworkID, p.DeviceID)
+			}
+			if len(p.FixedIPs) == 0 {
+				return badRequest("Bad router request: Router port must have at least one fixed IP.")
+			}
+			for _, f := range p.FixedIPs {
+				s, err := txGet[*model.Subnet](tx, model.KindSubnet, f.SubnetID)
+				if err != nil {
+					return err
+				}
+				if s != nil {
+					if err := checkOverlap(s); err != nil {
+						return err
+					}
+				}
+			}
+			for _, sg := range p.SecurityGroups {
+				tx.DelRaw(refKey(refSGPorts, sg, p.ID))
+			}
+			p.SecurityGroups = []string{}
+			p.DeviceOwner, p.DeviceID, p.Status = ownerRouterIface, rt.ID, "ACTIVE"
+			touch(&p.Base)
+		}
+		if err := putPortTx(tx, p); err != nil {
+			return err
+		}
+		rt.Interfaces = append(rt.Interfaces, p.ID)
+		touch(&rt.Base)
+		info = ifaceInfo(rt, p)
+		return tx.Put(rt)
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, info, nil
+}
+
+func (h *handler) removeInterface(rc *reqCtx, id, subID, portID string) (int, any, error) {
+	d := h.defs["routers"]
+	var info map[string]any
+	err := h.txn(rc, func(tx *store.Tx) error {
+		rt, err := txGet[*model.Router](tx, model.KindRouter, id)
+		if err != nil {
+			return err
+		}
+		if err := rc.checkOwner(d, rt, id); err != nil {
+			return err
+		}
+		var p *model.Port
+		for _, pid := range rt.Interfaces {
+			ip, err := txGet[*model.Port](tx, model.KindPort, pid)
+			if err != nil {
+				return err
+			}
+			if ip == nil {
+				continue
+			}
+			if portID != "" && pid != portID {
+				continue
+			}
+			if subID != "" {
+				on := false
+				for _, f := range ip.FixedIPs {
+					on = on || f.SubnetID == subID
+				}
+				if !on {
+					continue
+				}
+			}
+			p = ip
+			break
+		}
+		if p == nil {
+			if portID != "" {
+				return notFound("RouterInterfaceNotFound", "Router "+id+" does not have an interface with id", portID)
+			}
+			return notFound("RouterInterfaceNotFoundForSubnet", "Router "+id+" has no interface on subnet", subID)
+		}
+		// Floating IPs reached through this interface keep it.
+		fips, _, err := h.listRaw(rc, refPrefix(refRouterFIPs, id))
+		if err != nil {
+			return err
+		}
+		for _, kv := range fips {
+			f, err := txGet[*model.FloatingIP](tx, model.KindFloatingIP, kv.val)
+			if err != nil {
+				return err
+			}
+			if f == nil || f.PortID == "" {
+				continue
+			}
+			fp, err := txGet[*model.Port](tx, model.KindPort, f.PortID)
+			if err != nil {
+				return err
+			}
+			if fp == nil {
+				continue
+			}
+			for _, ff := range fp.FixedIPs {
+				for _, pf := range p.FixedIPs {
+					if ff.SubnetID == pf.SubnetID && ff.IPAddress == f.FixedIPAddress {
+						return conflict("RouterInterfaceInUseByFloatingIP", "Router interface for subnet %s on router %s cannot be deleted, as it is required by one or more floating IPs.", pf.SubnetID, id)
+					}
+				}
+			}
+		}
+		info = ifaceInfo(rt, p)
+		releasePortTx(tx, p)
+		var keep []string
+		for _, pid := range rt.Interfaces {
+			if pid != p.ID {
+				keep = append(keep, pid)
+			}
+		}
+		rt.Interfaces = keep
+		touch(&rt.Base)
+		return tx.Put(rt)
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, info, nil
+}
+
+// ---- floating IPs ----
+
+type fipReq struct {
+	Description oStr `json:"description"`
+	TenantID    oStr `json:"tenant_id"`
+	ProjectID   oStr `json:"project_id"`
+	NetworkID   oStr `json:"floating_network_id"`
+	Address     oStr `json:"floating_ip_address"`
+	SubnetID    oStr `json:"subnet_id"`
+	PortID      oStr `json:"port_id"`
+	FixedIP     oStr `json:"fixed_ip_address"`
+}
+
+func (h *handler) floatingIPDef() *resDef {
+	d := &resDef{singular: "floatingip", plural: "floatingips", path: "floatingips", kind: model.KindFloatingIP,
+		what: "Floating IP", notFoundType: "FloatingIPNotFound",
+		attrs: attrSet("floating_network_id floating_ip_address floating_port_id port_id fixed_ip_address router_id status"),
+	}
+	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
+		out := make([]map[string]any, 0, len(recs))
+		for _, r := range recs {
+			f := r.(*model.FloatingIP)
+			v := baseView(f, "port_id", "fixed_ip_address", "router_id", "floating_port_id")
+			v["status"] = "DOWN"
+			if f.PortID != "" {
+				v["status"] = "ACTIVE"
+			}
+			delete(v, "name")
+			out = append(out, v)
+		}
+		return out, nil
+	}
+	d.create = h.createFIP
+	d.update = h.updateFIP
+	d.del = h.deleteFIP
+	return d
+}
+
+// associateTx points floating IP f at port portID (fixed address ip, or
+// the port's first one) through a router that connects the two.
+func (h *handler) associateTx(rc *reqCtx, tx *store.Tx, f *model.FloatingIP, portID, ip string) error {
+	p, err := txGet[*model.Port](tx, model.KindPort, portID)
+	if err != nil {
+		return err
+	}
+	if p == nil || (!rc.admin && p.ProjectID != rc.project) || (p.ProjectID != f.ProjectID && !rc.admin) {
+		return notFound("PortNotFound", "Port", portID)
+	}
+	if p.NetworkID == f.FloatingNetworkID {
+		return badRequest("Bad floatingip request: Port %s is on the external network %s.", p.ID, f.FloatingNetworkID)
+	}
+	var fixed *model.FixedIP
+	for i := range p.FixedIPs {
+		if ip == "" || p.FixedIPs[i].IPAddress == ip {
+			fixed = &p.FixedIPs[i]
+			break
+		}
+	}
+	if fixed == nil {
+		if ip != "" {
+			return badRequest("Bad floatingip request: Port %s does not have fixed ip %s.", p.ID, ip)
+		}
+		return badRequest("Bad floatingip request: Port %s does not have any IP addresses.", p.ID)
+	}
+	// A router with a gateway on the floating network and an interface
+	// on the fixed address's subnet.
+	routers, err := listT[*model.Router](h, rc, model.KindRouter)
+	if err != nil {
+		return err
+	}
+	routerID := ""
+	for _, cand := range routers {
+		if cand.Gateway == nil || cand.Gateway.NetworkID != f.FloatingNetworkID {
+			continue
+		}
+		rt, err := txGet[*model.Router](tx, model.KindRouter, cand.ID)
+		if err != nil {
+			return err
+		}
+		if rt == nil || rt.Gateway == nil || rt.Gateway.NetworkID != f.FloatingNetworkID {
+			continue
+		}
+		for _, pid := range rt.Interfaces {
+			ip, err := txGet[*model.Port](tx, model.KindPort, pid)
+			if err != nil {
+				return err
+			}
+			if ip == nil {
+				continue
+			}
+			for _, x := range ip.FixedIPs {
+				if x.SubnetID == fixed.SubnetID {
+					routerID = rt.ID
+				}
+			}
+		}
+		if routerID != "" {
+			break
+		}
+	}
+	if routerID == "" {
+		return errf(404, "ExternalGatewayForFloatingIPNotFound", "External network %s is not reachable from subnet %s.  Therefore, cannot associate Port %s with a Floating IP.",
+			f.FloatingNetworkID, fixed.SubnetID, p.ID)
+	}
+	m := map[string]string{}
+	if v := tx.GetRaw(fipAssocKey(p.ID)); v != "" {
+		json.Unmarshal([]byte(v), &m)
+	}
+	if other := m[fixed.IPAddress]; other != "" && other != f.ID {
+		return conflict("FloatingIPPortAlreadyAssociated", "Cannot associate floating IP %s (%s) with port %s using fixed IP %s, as that fixed IP already has a floating IP on external network %s.",
+			f.FloatingIPAddress, f.ID, p.ID, fixed.IPAddress, f.FloatingNetworkID)
+	}
+	m[fixed.IPAddress] = f.ID
+	b, _ := json.Marshal(m)
+	tx.PutRaw(fipAssocKey(p.ID), string(b))
+	tx.PutRaw(refKey(refRouterFIPs, routerID, f.ID), f.ID)
+	f.PortID, f.FixedIPAddress, f.RouterID = p.ID, fixed.IPAddress, routerID
+	return nil
+}
+
+func disassociateTx(tx *store.Tx, f *model.FloatingIP) {
+	if f.PortID == "" {
+		return
+	}
+	m := map[string]string{}
+	if v := tx.GetRaw(fipAssocKey(f.PortID)); v != "" {
+		json.Unmarshal([]byte(v), &m)
+	}
+	delete(m, f.FixedIPAddress)
+	if len(m) == 0 {
+		tx.DelRaw(fipAssocKey(f.PortID))
+	} else {
+		b, _ := json.Marshal(m)
+		tx.PutRaw(fipAssocKey(f.PortID), string(b))
+	}
+	if f.RouterID != "" {
+		tx.DelRaw(refKey(refRouterFIPs, f.RouterID, f.ID))
+	}
+	f.PortID, f.FixedIPAddress, f.RouterID = "", "", ""
+}
+
+func (h *handler) createFIP(rc *reqCtx) (model.Record, error) {
+	var req fipReq
+	if _, err := readBody(rc, "floatingip", &req); err != nil {
+		return nil, err
+	}
+	if err := checkLen("description", req.Description, 255); err != nil {
+		return nil, err
+	}
+	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	if err != nil {
+		return nil, err
+	}
+	if !req.NetworkID.Set || req.NetworkID.V == "" {
+		return nil, badRequest("Failed to parse request. Required attribute 'floating_network_id' not specified")
+	}
+	if req.Address.Set && !req.Address.Null && req.Address.V != "" {
+		if !rc.admin {
+			return nil, forbidden("(rule:create_floatingip:floating_ip_address) is disallowed by policy")
+		}
+		if _, ok := ip4(req.Address.V); !ok {
+			return nil, invalidInput("floating_ip_address", "'%s' is not a valid IP address", req.Address.V)
+		}
+	}
+	if req.FixedIP.Set && !req.FixedIP.Null && req.FixedIP.V != "" {
+		if _, ok := ip4(req.FixedIP.V); !ok {
+			return nil, invalidInput("fixed_ip_address", "'%s' is not a valid IP address", req.FixedIP.V)
+		}
+	}
+	f := &model.FloatingIP{FloatingNetworkID: req.NetworkID.V}
+	stamp(&f.Base, newID(), project, oStr{}, req.Description)
+	err = h.txn(rc, func(tx *store.Tx) error {
+		f.PortID, f.FixedIPAddress, f.RouterID = "", "", ""
+		n, err := txGet[*model.Network](tx, model.KindNetwork, f.FloatingNetworkID)
+		if err != nil {
+			return err
+		}
+		if n == nil {
+			return notFound("NetworkNotFound", "Network", f.FloatingNetworkID)
+		}
+		if !n.External {
+			return badRequest("Bad floatingip request: Network %s is not a valid external network.", n.ID)
+		}
+		var reqs []fixedReq
+		if req.SubnetID.V != "" || req.Address.V != "" {
+			reqs = []fixedReq{{SubnetID: req.SubnetID.V, IPAddress: req.Address.V}}
+		}
+		fp, err := h.newInternalPort(rc, tx, "", n.ID, ownerFloatingIP, f.ID, reqs)
+		if err != nil {
+			return err
+		}
+		f.FloatingPortID = fp.ID
+		f.FloatingIPAddress = fp.FixedIPs[0].IPAddress
+		if req.PortID.V != "" {
+			if err := h.associateTx(rc, tx, f, req.PortID.V, req.FixedIP.V); err != nil {
+				return err
+			}
+		}
+		return tx.Put(f)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (h *handler) updateFIP(rc *reqCtx, id string) (model.Record, error) {
+	var req fipReq
+	if _, err := readBody(rc, "floatingip", &req, "tenant_id", "project_id", "floating_network_id", "floating_ip_address", "subnet_id"); err != nil {
+		return nil, err
+	}
+	if err := checkLen("description", req.Description, 255); err != nil {
+		return nil, err
+	}
+	if req.FixedIP.Set && !req.FixedIP.Null && req.FixedIP.V != "" {
+		if _, ok := ip4(req.FixedIP.V); !ok {
+			return nil, invalidInput("fixed_ip_address", "'%s' is not a valid IP address", req.FixedIP.V)
+		}
+	}
+	d := h.defs["floatingips"]
+	var f *model.FloatingIP
+	err := h.txn(rc, func(tx *store.Tx) error {
+		var err error
+		if f, err = txGet[*model.FloatingIP](tx, model.KindFloatingIP, id); err != nil {
+			return err
+		}
+		if err := rc.checkOwner(d, f, id); err != nil {
+			return err
+		}
+		setNameDesc(&f.Base, oStr{}, req.Description)
+		if req.PortID.Set {
+			if req.PortID.Null || req.PortID.V == "" {
+				disassociateTx(tx, f)
+			} else if req.PortID.V != f.PortID || (req.FixedIP.V != "" && req.FixedIP.V != f.FixedIPAddress) {
+				disassociateTx(tx, f)
+				if err := h.associateTx(rc, tx, f, req.PortID.V, req.FixedIP.V); err != nil {
+					return err
+				}
+			}
+		}
+		touch(&f.Base)
+		return tx.Put(f)
+	})
+	return f, err
+}
+
+func (h *handler) deleteFIP(rc *reqCtx, id string) error {
+	d := h.defs["floatingips"]
+	return h.txn(rc, func(tx *store.Tx) error {
+		f, err := txGet[*model.FloatingIP](tx, model.KindFloatingIP, id)
+		if err != nil {
+			return err
+		}
+		if err := rc.checkOwner(d, f, id); err != nil {
+			return err
+		}
+		disassociateTx(tx, f)
+		if p, err := txGet[*model.Port](tx, model.KindPort, f.FloatingPortID); err != nil {
+			return err
+		} else if p != nil {
+			releasePortTx(tx, p)
+		}
+		tx.Delete(model.KindFloatingIP, id)
+		return nil
+	})
+}

@@ -1,0 +1,520 @@
+package northbound
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/store"
+)
+
+type sgReq struct {
+	Name        oStr  `json:"name"`
+	Description oStr  `json:"description"`
+	TenantID    oStr  `json:"tenant_id"`
+	ProjectID   oStr  `json:"project_id"`
+	Stateful    oBool `json:"stateful"`
+}
+
+func (h *handler) secGroupDef() *resDef {
+	d := &resDef{singular: "security_group", plural: "security_groups", path: "security-groups",
+		kind: model.KindSecurityGroup, what: "Security group", notFoundType: "SecurityGroupNotFound",
+		attrs: attrSet("security_group_rules stateful shared"),
+	}
+	d.beforeList = func(rc *reqCtx) error {
+		// Each project gets its default group on first use; listing
+		// counts as use (as in Neutron).
+		projects := map[string]bool{}
+		if rc.project != "" {
+			projects[rc.project] = true
+		}
+		if rc.admin {
+			for _, k := range []string{"project_id", "tenant_id"} {
+				for _, p := range rc.r.URL.Query()[k] {
+					if p != "" && len(p) <= 255 && !strings.Contains(p, "/") {
+						projects[p] = true
+					}
+				}
+			}
+		}
+		for p := range projects {
+			if err := h.ensureDefaultSGOutside(rc, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
+		rules, err := listT[*model.SGRule](h, rc, model.KindSGRule)
+		if err != nil {
+			return nil, err
+		}
+		bySG := map[string][]any{}
+		for _, r := range rules {
+			bySG[r.SecurityGroupID] = append(bySG[r.SecurityGroupID], ruleView(r))
+		}
+		out := make([]map[string]any, 0, len(recs))
+		for _, r := range recs {
+			sg := r.(*model.SecurityGroup)
+			v := baseView(sg)
+			v["security_group_rules"] = append([]any{}, bySG[sg.ID]...)
+			v["stateful"] = true
+			v["shared"] = false
+			out = append(out, v)
+		}
+		return out, nil
+	}
+	d.create = h.createSG
+	d.update = h.updateSG
+	d.del = h.deleteSG
+	return d
+}
+
+func ruleView(r *model.SGRule) map[string]any {
+	v := baseView(r, "protocol", "remote_ip_prefix", "remote_group_id")
+	v["remote_address_group_id"] = nil
+	v["normalized_cidr"] = v["remote_ip_prefix"]
+	return v
+}
+
+func newRule(project, sg, dir, eth, remoteGroup string) *model.SGRule {
+	r := &model.SGRule{SecurityGroupID: sg, Direction: dir, EtherType: eth, RemoteGroupID: remoteGroup}
+	stamp(&r.Base, newID(), project, oStr{}, oStr{})
+	return r
+}
+
+func putRuleTx(tx *store.Tx, r *model.SGRule) error {
+	tx.PutRaw(refKey(refSGRules, r.SecurityGroupID, r.ID), r.ID)
+	return tx.Put(r)
+}
+
+// ensureDefaultSG returns the project's default group, creating it with
+// Neutron's default rules inside tx if it does not exist yet. The
+// nb/defaultsg/<project> key makes concurrent first uses agree.
+func (h *handler) ensureDefaultSG(tx *store.Tx, project string) (string, error) {
+	if id := tx.GetRaw(defaultSGKey(project)); id != "" {
+		return id, nil
+	}
+	sg := &model.SecurityGroup{}
+	stamp(&sg.Base, newID(), project, oStr{Set: true, V: "default"}, oStr{Set: true, V: "Default security group"})
+	if err := tx.Put(sg); err != nil {
+		return "", err
+	}
+	for _, r := range []*model.SGRule{
+		newRule(project, sg.ID, "egress", "IPv4", ""),
+		newRule(project, sg.ID, "egress", "IPv6", ""),
+		newRule(project, sg.ID, "ingress", "IPv4", sg.ID),
+		newRule(project, sg.ID, "ingress", "IPv6", sg.ID),
+	} {
+		if err := putRuleTx(tx, r); err != nil {
+			return "", err
+		}
+	}
+	tx.PutRaw(defaultSGKey(project), sg.ID)
+	return sg.ID, nil
+}
+
+// ensureDefaultSGOutside creates the default group if a plain read says
+// it is missing.
+func (h *handler) ensureDefaultSGOutside(rc *reqCtx, project string) error {
+	v, err := h.getRaw(rc, defaultSGKey(project))
+	if err != nil || v != "" {
+		return err
+	}
+	return h.txn(rc, func(tx *store.Tx) error {
+		_, err := h.ensureDefaultSG(tx, project)
+		return err
+	})
+}
+
+func (h *handler) createSG(rc *reqCtx) (model.Record, error) {
+	var req sgReq
+	if _, err := readBody(rc, "security_group", &req); err != nil {
+		return nil, err
+	}
+	if err := checkNameDesc(req.Name, req.Description); err != nil {
+		return nil, err
+	}
+	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	if err != nil {
+		return nil, err
+	}
+	if req.Stateful.Set && !req.Stateful.Null && !req.Stateful.V {
+		return nil, badRequest("Stateless security groups are not supported.")
+	}
+	if req.Name.V == "default" {
+		return nil, conflict("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
+	}
+	sg := &model.SecurityGroup{}
+	stamp(&sg.Base, newID(), project, req.Name, req.Description)
+	err = h.txn(rc, func(tx *store.Tx) error {
+		if _, err := h.ensureDefaultSG(tx, project); err != nil {
+			return err
+		}
+		for _, eth := range []string{"IPv4", "IPv6"} {
+			r := newRule(project, sg.ID, "egress", eth, "")
+			if err := putRuleTx(tx, r); err != nil {
+				return err
+			}
+		}
+		return tx.Put(sg)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sg, nil
+}
+
+func (h *handler) updateSG(rc *reqCtx, id string) (model.Record, error) {
+	var req sgReq
+	if _, err := readBody(rc, "security_group", &req, "tenant_id", "project_id"); err != nil {
+		return nil, err
+	}
+	if err := checkNameDesc(req.Name, req.Description); err != nil {
+		return nil, err
+	}
+	if req.Stateful.Set && !req.Stateful.Null && !req.Stateful.V {
+		return nil, badRequest("Stateless security groups are not supported.")
+	}
+	d := h.defs["security-groups"]
+	var sg *model.SecurityGroup
+	err := h.txn(rc, func(tx *store.Tx) error {
+		var err error
+		if sg, err = txGet[*model.SecurityGroup](tx, model.KindSecurityGroup, id); err != nil {
+			return err
+		}
+		if err := rc.checkOwner(d, sg, id); err != nil {
+			return err
+		}
+		isDefault := tx.GetRaw(defaultSGKey(sg.ProjectID)) == sg.ID
+		if req.Name.Set && req.Name.V != sg.Name && (isDefault || req.Name.V == "default") {
+			return conflict("SecurityGroupCannotUpdateDefault", "Updating default security group not allowed.")
+		}
+		setNameDesc(&sg.Base, req.Name, req.Description)
+		touch(&sg.Base)
+		return tx.Put(sg)
+	})
+	return sg, err
+}
+
+func (h *handler) deleteSG(rc *reqCtx, id string) error {
+	d := h.defs["security-groups"]
+	return h.retryPlan(rc, func() (*plan, error) {
+		sg, rev, err := getT[*model.SecurityGroup](h, rc, model.KindSecurityGroup, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := rc.checkOwner(d, sg, id); err != nil {
+			return nil, err
+		}
+		def, err := h.getRaw(rc, defaultSGKey(sg.ProjectID))
+		if err != nil {
+			return nil, err
+		}
+		if def == id && !rc.admin {
+			return nil, conflict("SecurityGroupCannotRemoveDefault", "Removing default security group not allowed.")
+		}
+		ports, _, err := h.listRaw(rc, refPrefix(refSGPorts, id))
+		if err != nil {
+			return nil, err
+		}
+		if len(ports) > 0 {
+			return nil, conflict("SecurityGroupInUse", "Security Group %s in use.", id)
+		}
+		rules, rrev, err := h.listRaw(rc, refPrefix(refSGRules, id))
+		if err != nil {
+			return nil, err
+		}
+		p := &plan{}
+		p.delRecord(model.KindSecurityGroup, id, rev)
+		p.empty(refPrefix(refSGPorts, id))
+		p.unchangedSince(refPrefix(refSGRules, id), rrev)
+		for _, kv := range rules {
+			rid := kv.key[strings.LastIndex(kv.key, "/")+1:]
+			_, rev, err := h.get(rc, model.KindSGRule, rid)
+			if err != nil {
+				return nil, err
+			}
+			if rev > 0 {
+				p.delRecord(model.KindSGRule, rid, rev)
+			}
+		}
+		p.delPrefix(refPrefix(refSGRules, id))
+		if def == id {
+			p.del(defaultSGKey(sg.ProjectID))
+		}
+		return p, nil
+	})
+}
+
+// ---- rules ----
+
+type ruleReq struct {
+	Description    oStr `json:"description"`
+	TenantID       oStr `json:"tenant_id"`
+	ProjectID      oStr `json:"project_id"`
+	SecurityGroup  oStr `json:"security_group_id"`
+	Direction      oStr `json:"direction"`
+	EtherType      oStr `json:"ethertype"`
+	Protocol       oRaw `json:"protocol"`
+	PortRangeMin   oInt `json:"port_range_min"`
+	PortRangeMax   oInt `json:"port_range_max"`
+	RemoteIPPrefix oStr `json:"remote_ip_prefix"`
+	RemoteGroupID  oStr `json:"remote_group_id"`
+	RemoteAddrGrp  oStr `json:"remote_address_group_id"`
+}
+
+func (h *handler) sgRuleDef() *resDef {
+	d := &resDef{singular: "security_group_rule", plural: "security_group_rules", path: "security-group-rules",
+		kind: model.KindSGRule, what: "Security group rule", notFoundType: "SecurityGroupRuleNotFound",
+		attrs: attrSet("security_group_id direction ethertype protocol port_range_min port_range_max remote_ip_prefix " +
+			"remote_group_id remote_address_group_id normalized_cidr"),
+	}
+	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
+		out := make([]map[string]any, 0, len(recs))
+		for _, r := range recs {
+			out = append(out, ruleView(r.(*model.SGRule)))
+		}
+		return out, nil
+	}
+	d.create = h.createRule
+	d.update = h.updateRule
+	d.del = h.deleteRule
+	return d
+}
+
+var protoNames = map[string]int{"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132, "gre": 47,
+	"ah": 51, "esp": 50, "igmp": 2, "ospf": 89, "pgm": 113, "rsvp": 46, "udplite": 136, "vrrp": 112, "dccp": 33, "egp": 8,
+	"encap": 98, "ipip": 4, "ipv6-encap": 41, "ipv6-frag": 44, "ipv6-nonxt": 59, "ipv6-opts": 60, "ipv6-route": 43}
+
+func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
+	var req ruleReq
+	if _, err := readBody(rc, "security_group_rule", &req); err != nil {
+		return nil, err
+	}
+	if err := checkLen("description", req.Description, 255); err != nil {
+		return nil, err
+	}
+	r := &model.SGRule{}
+	if req.RemoteAddrGrp.Set && !req.RemoteAddrGrp.Null {
+		return nil, badRequest("Address groups are not supported.")
+	}
+	if !req.SecurityGroup.Set || req.SecurityGroup.V == "" {
+		return nil, badRequest("Failed to parse request. Required attribute 'security_group_id' not specified")
+	}
+	switch req.Direction.V {
+	case "ingress", "egress":
+		r.Direction = req.Direction.V
+	default:
+		return nil, invalidInput("direction", "'%s' is not in ['ingress', 'egress']", req.Direction.V)
+	}
+	r.EtherType = "IPv4"
+	if req.EtherType.Set && !req.EtherType.Null {
+		switch strings.ToLower(req.EtherType.V) {
+		case "ipv4":
+			r.EtherType = "IPv4"
+		case "ipv6":
+			r.EtherType = "IPv6"
+		default:
+			return nil, invalidInput("ethertype", "'%s' is not in ['IPv4', 'IPv6']", req.EtherType.V)
+		}
+	}
+	proto := -1
+	if req.Protocol.Set && !req.Protocol.Null {
+		var v any
+		if err := decodeRaw("protocol", req.Protocol, &v); err != nil {
+			return nil, err
+		}
+		switch x := v.(type) {
+		case string:
+			x = strings.ToLower(x)
+			if n, ok := protoNames[x]; ok {
+				proto, r.Protocol = n, x
+			} else if n, err := strconv.Atoi(x); err == nil && n >= 0 && n <= 255 {
+				proto, r.Protocol = n, x
+			} else if x != "" && x != "any" {
+				return nil, errf(400, "SecurityGroupRuleInvalidProtocol", "Security group rule protocol %s not supported. Only protocol values %v and integer representations [0 to 255] are supported.", x, []string{"tcp", "udp", "icmp", "icmpv6"})
+			}
+		case float64:
+			if x != float64(int(x)) || x < 0 || x > 255 {
+				return nil, errf(400, "SecurityGroupRuleInvalidProtocol", "Security group rule protocol %v not supported.", x)
+			}
+			proto, r.Protocol = int(x), strconv.Itoa(int(x))
+		default:
+			return nil, invalidInput("protocol", "'%v' is not a valid protocol", v)
+		}
+	}
+	if req.PortRangeMin.Set && !req.PortRangeMin.Null {
+		v := req.PortRangeMin.V
+		r.PortRangeMin = &v
+	}
+	if req.PortRangeMax.Set && !req.PortRangeMax.Null {
+		v := req.PortRangeMax.V
+		r.PortRangeMax = &v
+	}
+	if r.PortRangeMin != nil || r.PortRangeMax != nil {
+		switch proto {
+		case 6, 17, 132, 33, 136:
+			if r.PortRangeMin == nil || r.PortRangeMax == nil {
+				return nil, errf(400, "SecurityGroupInvalidPortRange", "For TCP/UDP protocols, port_range_min must be <= port_range_max")
+			}
+			if *r.PortRangeMin < 1 || *r.PortRangeMax > 65535 || *r.PortRangeMin > *r.PortRangeMax {
+				return nil, errf(400, "SecurityGroupInvalidPortRange", "For TCP/UDP protocols, port_range_min must be <= port_range_max and both within 1-65535")
+			}
+		case 1, 58:
+			if r.PortRangeMin != nil && (*r.PortRangeMin < 0 || *r.PortRangeMin > 255) {
+				return nil, errf(400, "SecurityGroupInvalidIcmpValue", "Invalid value for ICMP type %d: must be 0-255", *r.PortRangeMin)
+			}
+			if r.PortRangeMax != nil && (*r.PortRangeMax < 0 || *r.PortRangeMax > 255) {
+				return nil, errf(400, "SecurityGroupInvalidIcmpValue", "Invalid value for ICMP code %d: must be 0-255", *r.PortRangeMax)
+			}
+			if r.PortRangeMax != nil && r.PortRangeMin == nil {
+				return nil, errf(400, "SecurityGroupMissingIcmpType", "ICMP code (port-range-max) %d is provided but ICMP type (port-range-min) is missing.", *r.PortRangeMax)
+			}
+		default:
+			return nil, errf(400, "SecurityGroupInvalidPortRange", "Port ranges are only valid for TCP, UDP, SCTP, DCCP, UDP-Lite and ICMP protocols (protocol %s)", r.Protocol)
+		}
+	}
+	if req.RemoteIPPrefix.Set && !req.RemoteIPPrefix.Null && req.RemoteIPPrefix.V != "" {
+		s := req.RemoteIPPrefix.V
+		if strings.Contains(s, ":") {
+			if r.EtherType != "IPv6" {
+				return nil, errf(400, "SecurityGroupRuleParameterConflict", "Conflicting value ethertype %s for CIDR %s", r.EtherType, s)
+			}
+			r.RemoteIPPrefix = s
+		} else {
+			if !strings.Contains(s, "/") {
+				s += "/32"
+			}
+			c, ok := parseCIDR(s)
+			if !ok {
+				return nil, invalidInput("remote_ip_prefix", "'%s' is not a valid IP prefix", req.RemoteIPPrefix.V)
+			}
+			if r.EtherType != "IPv4" {
+				return nil, errf(400, "SecurityGroupRuleParameterConflict", "Conflicting value ethertype %s for CIDR %s", r.EtherType, s)
+			}
+			r.RemoteIPPrefix = ipString(c.first) + "/" + strconv.Itoa(c.bits)
+		}
+	}
+	if req.RemoteGroupID.Set && !req.RemoteGroupID.Null && req.RemoteGroupID.V != "" {
+		if r.RemoteIPPrefix != "" {
+			return nil, errf(400, "SecurityGroupRemoteGroupAndRemoteIpPrefix", "Only remote_ip_prefix or remote_group_id may be provided.")
+		}
+		r.RemoteGroupID = req.RemoteGroupID.V
+	}
+	sgd := h.defs["security-groups"]
+	err := h.txn(rc, func(tx *store.Tx) error {
+		sg, err := txGet[*model.SecurityGroup](tx, model.KindSecurityGroup, req.SecurityGroup.V)
+		if err != nil {
+			return err
+		}
+		if sg == nil || !sgd.isVisible(rc, sg) {
+			return notFound("SecurityGroupNotFound", "Security group", req.SecurityGroup.V)
+		}
+		project := sg.ProjectID
+		if req.TenantID.Set || req.ProjectID.Set {
+			if project, err = projectOf(rc, req.TenantID, req.ProjectID); err != nil {
+				return err
+			}
+		}
+		if !rc.admin && project != sg.ProjectID {
+			return notFound("SecurityGroupNotFound", "Security group", sg.ID)
+		}
+		if r.RemoteGroupID != "" {
+			rg, err := txGet[*model.SecurityGroup](tx, model.KindSecurityGroup, r.RemoteGroupID)
+			if err != nil {
+				return err
+			}
+			if rg == nil || !sgd.isVisible(rc, rg) {
+				return notFound("SecurityGroupNotFound", "Security group", r.RemoteGroupID)
+			}
+		}
+		r.SecurityGroupID = sg.ID
+		stamp(&r.Base, newID(), project, oStr{}, req.Description)
+		rules, _, err := h.listRaw(rc, refPrefix(refSGRules, sg.ID))
+		if err != nil {
+			return err
+		}
+		for _, kv := range rules {
+			o, err := txGet[*model.SGRule](tx, model.KindSGRule, kv.val)
+			if err != nil {
+				return err
+			}
+			if o != nil && sameRule(o, r) {
+				return conflict("SecurityGroupRuleExists", "Security group rule already exists. Rule id is %s.", o.ID)
+			}
+		}
+		return putRuleTx(tx, r)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func intp(p *int) int {
+	if p == nil {
+		return -1
+	}
+	return *p
+}
+
+func sameRule(a, b *model.SGRule) bool {
+	norm := func(p string) string {
+		if n, ok := protoNames[p]; ok {
+			return strconv.Itoa(n)
+		}
+		return p
+	}
+	pfx := func(r *model.SGRule) string {
+		if r.RemoteIPPrefix == "0.0.0.0/0" || r.RemoteIPPrefix == "::/0" {
+			return ""
+		}
+		return r.RemoteIPPrefix
+	}
+	return a.Direction == b.Direction && a.EtherType == b.EtherType && norm(a.Protocol) == norm(b.Protocol) &&
+		intp(a.PortRangeMin) == intp(b.PortRangeMin) && intp(a.PortRangeMax) == intp(b.PortRangeMax) &&
+		pfx(a) == pfx(b) && a.RemoteGroupID == b.RemoteGroupID
+}
+
+func (h *handler) updateRule(rc *reqCtx, id string) (model.Record, error) {
+	var req ruleReq
+	if _, err := readBody(rc, "security_group_rule", &req, "tenant_id", "project_id", "security_group_id", "direction",
+		"ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix", "remote_group_id", "remote_address_group_id"); err != nil {
+		return nil, err
+	}
+	if err := checkLen("description", req.Description, 255); err != nil {
+		return nil, err
+	}
+	d := h.defs["security-group-rules"]
+	var r *model.SGRule
+	err := h.txn(rc, func(tx *store.Tx) error {
+		var err error
+		if r, err = txGet[*model.SGRule](tx, model.KindSGRule, id); err != nil {
+			return err
+		}
+		if err := rc.checkOwner(d, r, id); err != nil {
+			return err
+		}
+		setNameDesc(&r.Base, oStr{}, req.Description)
+		touch(&r.Base)
+		return tx.Put(r)
+	})
+	return r, err
+}
+
+func (h *handler) deleteRule(rc *reqCtx, id string) error {
+	d := h.defs["security-group-rules"]
+	return h.txn(rc, func(tx *store.Tx) error {
+		r, err := txGet[*model.SGRule](tx, model.KindSGRule, id)
+		if err != nil {
+			return err
+		}
+		if err := rc.checkOwner(d, r, id); err != nil {
+			return err
+		}
+		tx.DelRaw(refKey(refSGRules, r.SecurityGroupID, r.ID))
+		tx.Delete(model.KindSGRule, id)
+		return nil
+	})
+}
