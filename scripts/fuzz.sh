@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 # Hard per-target limit: the fuzz time plus room for building and for
 # replaying the seed corpus.
-limit=600 # an iteration count such as 1000x, or an unusual duration
+limit=240 # an iteration count such as 30000x, or an unusual duration
 if [[ "$DURATION" =~ ^([0-9]+)(s|m|h)$ ]]; then
   n=${BASH_REMATCH[1]}
   case ${BASH_REMATCH[2]} in
