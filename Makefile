@@ -9,7 +9,7 @@ FUZZTIME  ?= 30000x
 # and starts them.
 E2E_ENV   := NIMBUS_E2E=1
 
-.PHONY: all build run test unit e2e fuzz deps docs bench lab vet clean
+.PHONY: all build run test unit e2e fuzz deps docs docs-check bench lab lab-down vet clean
 
 all: build
 
@@ -50,8 +50,12 @@ docs-check:
 bench: build
 	scripts/bench-ofbench.sh
 
+# A 3-hypervisor GRE overlay lab (namespaces, one OVS each); `make lab-down` removes it.
 lab:
-	@echo "see test/mininet/README.md"
+	test/mininet/overlay/lab.sh up
+
+lab-down:
+	test/mininet/overlay/lab.sh down
 
 clean:
 	rm -rf $(BIN)
