@@ -132,7 +132,7 @@ func (b Bits) Value(v uint64) uint64 { return (v << b.Ofs) & b.Mask() }
 var (
 	RegPortClass = Bits{"port_class", flow.Reg0, 0, 4, "class of the ingress port: 1 VM, 2 tunnel, 3 physical, 4 router"}
 	RegFlags     = Bits{"flags", flow.Reg0, 4, 12, "per-packet flags (bit 4: from local VM, bit 5: ARP answered, bit 6: routed)"}
-	RegNetwork   = Bits{"network", flow.Reg1, 0, 24, "network key: the tenant network's segmentation id"}
+	RegNetwork   = Bits{"network", flow.Reg1, 0, 24, "network key: the GRE key (< 2^23), or 1<<23 | VLAN id for VLAN networks"}
 	RegInPort    = Bits{"in_ofport", flow.Reg2, 0, 32, "ingress OpenFlow port, kept across resubmits"}
 	RegOutPort   = Bits{"out_ofport", flow.Reg3, 0, 32, "egress OpenFlow port chosen by L2 forwarding"}
 	RegCTZone    = Bits{"ct_zone", flow.Reg4, 0, 16, "conntrack zone of the packet's network"}

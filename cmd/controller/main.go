@@ -22,10 +22,12 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nimbus-sdn/nimbus/app"
+	"github.com/nimbus-sdn/nimbus/app/isolation"
 	"github.com/nimbus-sdn/nimbus/app/learning"
 	"github.com/nimbus-sdn/nimbus/cluster"
 	"github.com/nimbus-sdn/nimbus/config"
 	"github.com/nimbus-sdn/nimbus/metrics"
+	"github.com/nimbus-sdn/nimbus/node"
 	"github.com/nimbus-sdn/nimbus/northbound"
 	"github.com/nimbus-sdn/nimbus/ofproto"
 	"github.com/nimbus-sdn/nimbus/store"
@@ -46,12 +48,14 @@ func main() {
 		err = serve(args)
 	case "status":
 		err = status(args)
+	case "node":
+		err = nodeAgent(args)
 	case "version":
 		fmt.Println("nimbus", version)
 	case "help":
-		fmt.Println("usage: controller [serve|status|version] [flags]; controller serve --help lists the flags")
+		fmt.Println("usage: controller [serve|status|node|version] [flags]; controller serve --help lists the flags")
 	default:
-		err = fmt.Errorf("controller: unknown command %q (want serve, status or version)", cmd)
+		err = fmt.Errorf("controller: unknown command %q (want serve, status, node or version)", cmd)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
@@ -121,7 +125,10 @@ func serve(args []string) error {
 	cl := cluster.New(st.Client(), cluster.Config{ReplicaID: replicaID, APIAddr: advertise, OpenFlowAddr: cfg.OpenFlow.Listen,
 		LeaseTTL: cfg.Cluster.LeaseTTL, PeerTimeout: cfg.Cluster.PeerTimeout, Settle: cfg.Cluster.Settle, Logger: log})
 
-	apps := []app.App{learning.New(learning.Config{IdleTimeout: uint16(cfg.Learning.IdleTimeout)})}
+	apps := []app.App{
+		learning.New(learning.Config{IdleTimeout: uint16(cfg.Learning.IdleTimeout)}),
+		isolation.New(isolation.Config{}),
+	}
 	mgr := switches.New(ctx, switches.Config{Apps: apps, ReconcileInterval: cfg.Reconcile.Interval, Metrics: m, Logger: log,
 		Model: mirror.Snapshot, Cluster: cl})
 	go func() {
@@ -288,4 +295,54 @@ func northboundConfig(cfg *config.Config, log *slog.Logger) (northbound.Config, 
 		nc.GRERanges = append(nc.GRERanges, g)
 	}
 	return nc, nil
+}
+
+// nodeAgent runs on a hypervisor: it creates the integration bridge,
+// points it at every controller replica, registers the chassis in etcd
+// and keeps one GRE port per peer chassis.
+func nodeAgent(args []string) error {
+	fs := pflag.NewFlagSet("node", pflag.ContinueOnError)
+	host, _ := os.Hostname()
+	chassis := fs.String("chassis", host, "this hypervisor's chassis name")
+	tunnelIP := fs.String("tunnel-ip", "", "underlay IP peers send GRE to (required)")
+	bridge := fs.String("bridge", "br-int", "integration bridge")
+	dpType := fs.String("datapath-type", "", "datapath type of the bridges (netdev for the userspace datapath)")
+	controllers := fs.StringSlice("controllers", []string{"tcp:127.0.0.1:6653"}, "OpenFlow targets of every controller replica")
+	mappings := fs.String("bridge-mappings", "", "physical network mappings, physnet1:br-phy,...")
+	endpoints := fs.StringSlice("etcd-endpoints", nil, "etcd cluster endpoints (required)")
+	resync := fs.Duration("resync", 30*time.Second, "re-read OVS and repair drift this often")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if *tunnelIP == "" {
+		return errors.New("controller node: --tunnel-ip is required")
+	}
+	if len(*endpoints) == 0 {
+		return errors.New("controller node: --etcd-endpoints is required (the agent must share the controllers' etcd)")
+	}
+	maps, err := node.ParseMappings(*mappings)
+	if err != nil {
+		return err
+	}
+	log := newLogger(*level, "text").With("chassis", *chassis)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	st, err := store.Open(ctx, store.Config{Endpoints: *endpoints, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	a, err := node.New(node.Config{Chassis: *chassis, TunnelIP: *tunnelIP, Bridge: *bridge, DatapathType: *dpType,
+		Controllers: *controllers, Mappings: maps, Store: st, Resync: *resync, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := a.Run(ctx); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
 }

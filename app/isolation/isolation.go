@@ -1,0 +1,553 @@
+// Package isolation is the tenant isolation app: distributed L2 for VLAN
+// and GRE tenant networks. For one chassis's br-int it computes the
+// classifier (ingress port to network key), port security (anti-spoofing),
+// the local ARP responder, the DHCP punt to the controller, L2 forwarding
+// (local ports, GRE tunnels, the VLAN uplink) with one flood group pair per
+// network, and the output table. Its packet-in handler is the DHCP server.
+// It is pure: the model snapshot and the topology in, flows and groups out.
+package isolation
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/nimbus-sdn/nimbus/app"
+	"github.com/nimbus-sdn/nimbus/flow"
+	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/node/names"
+	"github.com/nimbus-sdn/nimbus/pipeline"
+	"github.com/nimbus-sdn/nimbus/reconcile"
+	"github.com/nimbus-sdn/nimbus/topology"
+)
+
+// Port classes written to pipeline.RegPortClass.
+const (
+	ClassVM     = 1
+	ClassTunnel = 2
+	ClassPhys   = 3
+)
+
+// FlagFromVM is the RegFlags bit "from local VM" (reg0 bit 4).
+const FlagFromVM = 1 << 4
+
+// IfaceIDs tells which Neutron port id an OpenFlow port of a chassis
+// carries, from OVS's Interface external_ids:iface-id. The topology only
+// has port names today; when topology.Port gains IfaceID, pass
+// TopologyIfaceIDs.
+type IfaceIDs interface {
+	IfaceID(ch *model.Chassis, p topology.Port) string
+}
+
+// Config tunes the app.
+type Config struct {
+	// IfaceIDs resolves external_ids:iface-id (nil: names only).
+	IfaceIDs IfaceIDs
+	// DHCPServerMAC is the source MAC of DHCP replies.
+	DHCPServerMAC flow.MAC
+	// LeaseSeconds is the DHCP lease time (default one day).
+	LeaseSeconds uint32
+}
+
+// App is the isolation app.
+type App struct {
+	cfg Config
+	// leases holds, per datapath, the DHCP answers the latest Desired
+	// computed (map[uint64]*leaseTable). The packet-in handler reads it.
+	leases sync.Map
+}
+
+// New makes the app with defaults filled in.
+func New(cfg Config) *App {
+	if cfg.DHCPServerMAC == 0 {
+		cfg.DHCPServerMAC = flow.MustMAC("02:4e:44:48:43:50")
+	}
+	if cfg.LeaseSeconds == 0 {
+		cfg.LeaseSeconds = 86400
+	}
+	return &App{cfg: cfg}
+}
+
+func (a *App) Name() string       { return "isolation" }
+func (a *App) ID() pipeline.AppID { return pipeline.AppIsolation }
+
+// NetworkKey is a network's value in pipeline.RegNetwork: the GRE key for
+// GRE networks, 1<<23 | VLAN id for VLAN networks (so VLAN 100 and GRE key
+// 100 never collide). ok is false for networks this app does not carry.
+func NetworkKey(n *model.Network) (key uint32, ok bool) {
+	switch n.NetworkType {
+	case model.NetGRE:
+		if n.SegmentationID <= 0 || n.SegmentationID >= 1<<23 {
+			return 0, false
+		}
+		return uint32(n.SegmentationID), true
+	case model.NetVLAN:
+		if n.SegmentationID <= 0 || n.SegmentationID >= 4095 || n.PhysicalNetwork == "" {
+			return 0, false
+		}
+		return 1<<23 | uint32(n.SegmentationID), true
+	}
+	return 0, false
+}
+
+// Group ids: each app gets 1<<25 ids from reconcile.GroupIDBase + app<<25;
+// isolation uses two per network, key<<1 (flood to all members) and
+// key<<1|1 (flood to local ports only, for frames from a tunnel or the
+// uplink: split horizon).
+func floodGroupID(key uint32, localOnly bool) uint32 {
+	id := reconcile.GroupIDBase + uint32(pipeline.AppIsolation)<<25 + key<<1
+	if localOnly {
+		id |= 1
+	}
+	return id
+}
+
+// FloodGroupID is the flood group of a network key (exported for tests
+// and other apps that need to flood on a tenant network).
+func FloodGroupID(key uint32, localOnly bool) uint32 { return floodGroupID(key, localOnly) }
+
+// ParseDPID reads a chassis datapath id as OVS prints it (16 hex digits,
+// optionally 0x-prefixed).
+func ParseDPID(s string) (uint64, error) {
+	s = strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), "0x")
+	s = strings.ReplaceAll(s, ":", "")
+	v, err := strconv.ParseUint(s, 16, 64)
+	if err != nil {
+		return 0, fmt.Errorf("isolation: bad datapath id %q", s)
+	}
+	return v, nil
+}
+
+type located struct {
+	port    *model.Port
+	mac     flow.MAC
+	chassis string // "" if not bound anywhere
+	ofport  uint32 // on the chassis's switch, when local or seen
+}
+
+type netState struct {
+	n       *model.Network
+	key     uint32
+	local   []*located           // bound on this switch, sorted by port id
+	remote  []*located           // bound elsewhere
+	all     []*located           // every port with a MAC, sorted by id
+	hosts   map[string]bool      // chassis with a port on this network
+	subnets []*model.Subnet      // sorted by id
+	dhcpIP  map[string]flow.IPv4 // subnet id -> DHCP port address
+	dhcpMAC flow.MAC             // the network's DHCP port MAC, if any
+}
+
+// Desired computes the switch's isolation flows and groups.
+func (a *App) Desired(in app.Input) (app.Desired, error) {
+	var d app.Desired
+	if in.Model == nil || in.Switch == nil {
+		return d, nil
+	}
+	chassis := in.Model.Chassis()
+	var self *model.Chassis
+	switches := map[string]*topology.Switch{}
+	for _, c := range chassis {
+		dp, err := ParseDPID(c.DPID)
+		if err != nil {
+			continue
+		}
+		if dp == in.Switch.DPID {
+			self = c
+		}
+		if in.Topology != nil {
+			if sw := in.Topology.Switches[dp]; sw != nil {
+				switches[c.Name] = sw
+			}
+		}
+	}
+	if self == nil {
+		a.leases.Delete(in.Switch.DPID)
+		return d, nil
+	}
+	switches[self.Name] = in.Switch
+
+	// Index every chassis's switch ports by name and iface-id. A name seen
+	// on two chassis (a migration in progress) binds to the first chassis
+	// by name; Neutron's binding:host_id settles it once OVS catches up.
+	type bound struct {
+		chassis string
+		port    topology.Port
+	}
+	byName, byIface := map[string]bound{}, map[string]bound{}
+	local := map[string]topology.Port{}
+	for _, p := range in.Switch.Ports {
+		local[p.Name] = p
+	}
+	for _, c := range chassis {
+		sw := switches[c.Name]
+		if sw == nil {
+			continue
+		}
+		for _, p := range sw.Ports {
+			if _, dup := byName[p.Name]; !dup {
+				byName[p.Name] = bound{c.Name, p}
+			}
+			if a.cfg.IfaceIDs != nil {
+				if id := a.cfg.IfaceIDs.IfaceID(c, p); id != "" {
+					if _, dup := byIface[id]; !dup {
+						byIface[id] = bound{c.Name, p}
+					}
+				}
+			}
+		}
+	}
+	bind := func(p *model.Port) (bound, bool) {
+		if b, ok := byIface[p.ID]; ok {
+			return b, true
+		}
+		if b, ok := byName[names.VMPortName(p.ID)]; ok {
+			return b, true
+		}
+		if pn, _ := p.Profile["port_name"].(string); pn != "" {
+			if b, ok := byName[pn]; ok {
+				return b, true
+			}
+		}
+		return bound{}, false
+	}
+
+	nets := map[string]*netState{}
+	for _, n := range in.Model.Networks() {
+		if k, ok := NetworkKey(n); ok {
+			nets[n.ID] = &netState{n: n, key: k, hosts: map[string]bool{}, dhcpIP: map[string]flow.IPv4{}}
+		}
+	}
+	for _, s := range in.Model.Subnets() {
+		if ns := nets[s.NetworkID]; ns != nil && s.IPVersion != 6 {
+			ns.subnets = append(ns.subnets, s)
+		}
+	}
+	for _, p := range in.Model.Ports() {
+		ns := nets[p.NetworkID]
+		if ns == nil {
+			continue
+		}
+		if p.DeviceOwner == "network:dhcp" {
+			if m, err := flow.ParseMAC(p.MACAddress); err == nil {
+				ns.dhcpMAC = m
+			}
+			for _, ip := range p.FixedIPs {
+				if v, err := flow.ParseIPv4(ip.IPAddress); err == nil {
+					ns.dhcpIP[ip.SubnetID] = v
+				}
+			}
+		}
+		mac, err := flow.ParseMAC(p.MACAddress)
+		if err != nil {
+			continue
+		}
+		l := &located{port: p, mac: mac}
+		if bd, ok := bind(p); ok {
+			l.chassis, l.ofport = bd.chassis, bd.port.No
+		}
+		if l.chassis == "" && p.HostID != "" && p.HostID != self.Name {
+			for _, c := range chassis {
+				if c.Name == p.HostID {
+					l.chassis = c.Name
+				}
+			}
+		}
+		ns.all = append(ns.all, l)
+		switch {
+		case l.chassis == self.Name:
+			ns.local = append(ns.local, l)
+			ns.hosts[l.chassis] = true
+		case l.chassis != "":
+			ns.remote = append(ns.remote, l)
+			ns.hosts[l.chassis] = true
+		}
+	}
+
+	b := &builder{}
+	// Tunnel ports on this switch, by peer chassis.
+	tunnels := map[string]uint32{}
+	var tunnelPorts []uint32
+	for _, c := range chassis {
+		if c.Name == self.Name {
+			continue
+		}
+		if tp, ok := local[names.TunnelPortName(c.Name)]; ok {
+			tunnels[c.Name] = tp.No
+			tunnelPorts = append(tunnelPorts, tp.No)
+		}
+	}
+	sort.Slice(tunnelPorts, func(i, j int) bool { return tunnelPorts[i] < tunnelPorts[j] })
+
+	// Frames from a tunnel or uplink that no network claims are dropped
+	// here, never left to the classifier's miss (L2 learning).
+	for _, c := range chassis {
+		if t, ok := tunnels[c.Name]; ok {
+			b.add(&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PriorityDefault,
+				Cookie: pipeline.Cookie(pipeline.AppIsolation, pipeline.ObjectID("chassis:"+c.Name)), Match: flow.M().InPort(t)})
+		}
+	}
+	for pn := range self.Mappings {
+		if tp, ok := local[names.PhysPortName(pn)]; ok {
+			b.add(&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PriorityDefault,
+				Cookie: pipeline.Cookie(pipeline.AppIsolation, pipeline.ObjectID("physnet:"+pn)), Match: flow.M().InPort(tp.No)})
+		}
+	}
+
+	ids := make([]string, 0, len(nets))
+	for id := range nets {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	leases := &leaseTable{byPort: map[uint32]*lease{}}
+	for _, id := range ids {
+		ns := nets[id]
+		if len(ns.local) == 0 {
+			continue // nothing of this network here: no flows, no group
+		}
+		var phy uint32
+		if ns.n.NetworkType == model.NetVLAN {
+			if _, mapped := self.Mappings[ns.n.PhysicalNetwork]; mapped {
+				if tp, ok := local[names.PhysPortName(ns.n.PhysicalNetwork)]; ok {
+					phy = tp.No
+				}
+			}
+		}
+		b.network(ns, phy, tunnels, tunnelPorts)
+		for _, l := range ns.local {
+			b.localPort(ns, l)
+			if ls := a.lease(ns, l); ls != nil {
+				leases.byPort[l.ofport] = ls
+			}
+		}
+		for _, l := range ns.remote {
+			b.remotePort(ns, l, phy, tunnels)
+		}
+		for _, l := range ns.all {
+			b.arp(ns, l)
+		}
+	}
+	a.leases.Store(in.Switch.DPID, leases)
+	d.Flows, d.Groups = b.flows, b.groups
+	return d, nil
+}
+
+// builder accumulates flows.
+type builder struct {
+	flows  []*flow.Flow
+	groups []*flow.Group
+}
+
+func (b *builder) add(f *flow.Flow) { b.flows = append(b.flows, f) }
+
+func portCookie(id string) uint64 {
+	return pipeline.Cookie(pipeline.AppIsolation, pipeline.ObjectID(id))
+}
+func netCookie(id string) uint64 {
+	return pipeline.Cookie(pipeline.AppIsolation, pipeline.ObjectID(id))
+}
+
+func setBits(b pipeline.Bits, v uint64) flow.SetField {
+	if b.Mask() == b.Field.FullMask() {
+		return flow.SetField{F: b.Field, Value: v}
+	}
+	return flow.SetField{F: b.Field, Value: b.Value(v), Mask: b.Mask()}
+}
+
+func matchBits(m flow.Match, b pipeline.Bits, v uint64) flow.Match {
+	if b.Mask() == b.Field.FullMask() {
+		return m.Set(b.Field, v)
+	}
+	return m.SetMasked(b.Field, b.Value(v), b.Mask())
+}
+
+// classify sets port class (and flags), network and ingress port.
+func classify(class, flags uint64, key uint32, ofport uint32) []flow.Action {
+	return []flow.Action{
+		flow.SetField{F: pipeline.RegPortClass.Field, Value: class | flags,
+			Mask: pipeline.RegPortClass.Mask() | flags},
+		setBits(pipeline.RegNetwork, uint64(key)),
+		setBits(pipeline.RegInPort, uint64(ofport)),
+	}
+}
+
+func netMatch(key uint32) flow.Match { return matchBits(nil, pipeline.RegNetwork, uint64(key)) }
+
+// network emits the per-network flows (cookie: the network) and groups.
+func (b *builder) network(ns *netState, phy uint32, tunnels map[string]uint32, tunnelPorts []uint32) {
+	ck := netCookie(ns.n.ID)
+	seg := uint64(ns.n.SegmentationID)
+	var remoteBuckets []flow.Bucket
+	switch ns.n.NetworkType {
+	case model.NetGRE:
+		for _, t := range tunnelPorts {
+			b.add(&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
+				Match:   flow.M().InPort(t).Set(flow.TunnelID, seg),
+				Actions: classify(ClassTunnel, 0, ns.key, t), Goto: pipeline.L2Forward.ID()})
+		}
+		hosts := make([]string, 0, len(ns.hosts))
+		for h := range ns.hosts {
+			hosts = append(hosts, h)
+		}
+		sort.Strings(hosts)
+		for _, h := range hosts {
+			if t, ok := tunnels[h]; ok {
+				remoteBuckets = append(remoteBuckets, flow.Bucket{Actions: []flow.Action{
+					flow.SetField{F: flow.TunnelID, Value: seg}, flow.Output{Port: t}}})
+			}
+		}
+	case model.NetVLAN:
+		if phy != 0 {
+			b.add(&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
+				Match:   flow.M().InPort(phy).Set(flow.VlanVID, flow.VlanPresent|seg),
+				Actions: append([]flow.Action{flow.PopVLAN{}}, classify(ClassPhys, 0, ns.key, phy)...), Goto: pipeline.L2Forward.ID()})
+			remoteBuckets = append(remoteBuckets, flow.Bucket{Actions: pushVLAN(seg, phy)})
+		}
+	}
+	var localBuckets []flow.Bucket
+	for _, l := range ns.local {
+		localBuckets = append(localBuckets, flow.Bucket{Actions: []flow.Action{
+			setBits(pipeline.RegOutPort, uint64(l.ofport)), flow.Resubmit{InPort: flow.PortInPort, Table: pipeline.EgressACL.ID()}}})
+	}
+	all, local := floodGroupID(ns.key, false), floodGroupID(ns.key, true)
+	b.groups = append(b.groups,
+		&flow.Group{ID: all, Type: flow.GroupAll, Buckets: append(append([]flow.Bucket{}, localBuckets...), remoteBuckets...)},
+		&flow.Group{ID: local, Type: flow.GroupAll, Buckets: localBuckets})
+	// Broadcast, multicast and unknown unicast: no dl_dst flow matched.
+	for _, c := range []struct {
+		class uint64
+		group uint32
+	}{{ClassVM, all}, {ClassTunnel, local}, {ClassPhys, local}} {
+		b.add(&flow.Flow{Table: pipeline.L2Forward.ID(), Priority: pipeline.PriorityDefault, Cookie: ck,
+			Match:   matchBits(netMatch(ns.key), pipeline.RegPortClass, c.class),
+			Actions: []flow.Action{flow.GroupAction{ID: c.group}}})
+	}
+	for _, s := range ns.subnets {
+		if s.EnableDHCP {
+			b.add(&flow.Flow{Table: pipeline.DHCP.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
+				Match: matchBits(netMatch(ns.key), pipeline.RegPortClass, ClassVM).EthType(flow.EthTypeIPv4).
+					Set(flow.IPProto, flow.ProtoUDP).Set(flow.UDPSrc, 68).Set(flow.UDPDst, 67),
+				Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
+			break
+		}
+	}
+}
+
+func pushVLAN(vid uint64, port uint32) []flow.Action {
+	return []flow.Action{flow.PushVLAN{EthType: flow.EthTypeVLAN}, flow.SetField{F: flow.VlanVID, Value: flow.VlanPresent | vid}, flow.Output{Port: port}}
+}
+
+// localPort emits a bound port's flows (cookie: the port).
+func (b *builder) localPort(ns *netState, l *located) {
+	ck := portCookie(l.port.ID)
+	o := l.ofport
+	b.add(&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
+		Match: flow.M().InPort(o), Actions: classify(ClassVM, FlagFromVM, ns.key, o), Goto: pipeline.PortSecurity.ID()})
+	ps := func(m flow.Match) {
+		b.add(&flow.Flow{Table: pipeline.PortSecurity.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
+			Match: m, Goto: pipeline.IngressACL.ID()})
+	}
+	if !l.port.PortSecurity {
+		ps(flow.M().InPort(o))
+	} else {
+		type pair struct {
+			mac    flow.MAC
+			ip     flow.IPv4
+			prefix int
+		}
+		var pairs []pair
+		for _, ip := range l.port.FixedIPs {
+			if v, err := flow.ParseIPv4(ip.IPAddress); err == nil {
+				pairs = append(pairs, pair{l.mac, v, 32})
+			}
+		}
+		for _, ap := range l.port.AllowedAddressPairs {
+			mac := l.mac
+			if ap.MACAddress != "" {
+				m, err := flow.ParseMAC(ap.MACAddress)
+				if err != nil {
+					continue
+				}
+				mac = m
+			}
+			pfx, err := netip.ParsePrefix(ap.IPAddress)
+			if err != nil {
+				a, err2 := netip.ParseAddr(ap.IPAddress)
+				if err2 != nil {
+					continue
+				}
+				pfx = netip.PrefixFrom(a, a.BitLen())
+			}
+			if !pfx.Addr().Is4() {
+				continue
+			}
+			a4 := pfx.Masked().Addr().As4()
+			pairs = append(pairs, pair{mac, flow.IPv4(uint32(a4[0])<<24 | uint32(a4[1])<<16 | uint32(a4[2])<<8 | uint32(a4[3])), pfx.Bits()})
+		}
+		for _, p := range pairs {
+			mask := uint64(0)
+			if p.prefix < 32 {
+				mask = uint64(^uint32(0) << (32 - p.prefix))
+			}
+			base := flow.M().InPort(o).EthSrc(p.mac)
+			ps(base.EthType(flow.EthTypeIPv4).SetMasked(flow.IPv4Src, uint64(p.ip), mask))
+			ps(base.EthType(flow.EthTypeARP).SetMasked(flow.ARPSpa, uint64(p.ip), mask))
+		}
+		// DHCP before the port has an address.
+		ps(flow.M().InPort(o).EthSrc(l.mac).EthType(flow.EthTypeIPv4).Set(flow.IPv4Src, 0).
+			Set(flow.IPProto, flow.ProtoUDP).Set(flow.UDPSrc, 68).Set(flow.UDPDst, 67))
+	}
+	b.add(&flow.Flow{Table: pipeline.L2Forward.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
+		Match:   netMatch(ns.key).EthDst(l.mac),
+		Actions: []flow.Action{setBits(pipeline.RegOutPort, uint64(o))}, Goto: pipeline.EgressACL.ID()})
+	b.add(&flow.Flow{Table: pipeline.Output.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
+		Match: matchBits(nil, pipeline.RegOutPort, uint64(o)), Actions: []flow.Action{flow.Output{Port: o}}})
+}
+
+// remotePort sends known unicast for a port on another chassis straight
+// to its tunnel (or the VLAN uplink); the other chassis applies its
+// egress ACL.
+func (b *builder) remotePort(ns *netState, l *located, phy uint32, tunnels map[string]uint32) {
+	var acts []flow.Action
+	switch ns.n.NetworkType {
+	case model.NetGRE:
+		t, ok := tunnels[l.chassis]
+		if !ok {
+			return
+		}
+		acts = []flow.Action{flow.SetField{F: flow.TunnelID, Value: uint64(ns.n.SegmentationID)}, flow.Output{Port: t}}
+	case model.NetVLAN:
+		if phy == 0 {
+			return
+		}
+		acts = pushVLAN(uint64(ns.n.SegmentationID), phy)
+	}
+	b.add(&flow.Flow{Table: pipeline.L2Forward.ID(), Priority: pipeline.PriorityNormal, Cookie: portCookie(l.port.ID),
+		Match: netMatch(ns.key).EthDst(l.mac), Actions: acts})
+}
+
+// arp answers ARP requests for a port's fixed IPs on its network.
+func (b *builder) arp(ns *netState, l *located) {
+	for _, ip := range l.port.FixedIPs {
+		v, err := flow.ParseIPv4(ip.IPAddress)
+		if err != nil {
+			continue
+		}
+		b.add(&flow.Flow{Table: pipeline.ARPResponder.ID(), Priority: pipeline.PriorityNormal, Cookie: portCookie(l.port.ID),
+			Match: netMatch(ns.key).EthType(flow.EthTypeARP).Set(flow.ARPOp, 1).Set(flow.ARPTpa, uint64(v)),
+			Actions: []flow.Action{
+				flow.Move{Src: flow.EthSrc, Dst: flow.EthDst, NBits: 48},
+				flow.SetField{F: flow.EthSrc, Value: uint64(l.mac)},
+				flow.SetField{F: flow.ARPOp, Value: 2},
+				flow.Move{Src: flow.ARPSha, Dst: flow.ARPTha, NBits: 48},
+				flow.Move{Src: flow.ARPSpa, Dst: flow.ARPTpa, NBits: 32},
+				flow.SetField{F: flow.ARPSha, Value: uint64(l.mac)},
+				flow.SetField{F: flow.ARPSpa, Value: uint64(v)},
+				flow.Output{Port: flow.PortInPort},
+			}})
+	}
+}
+
+var _ app.PacketInApp = (*App)(nil)
