@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -123,6 +124,20 @@ func (m *Membership) run(ctx context.Context) {
 		// valid generation.
 		go m.observe(sctx, e)
 		err = e.Campaign(sctx, m.cl.cfg.ReplicaID)
+		if err == nil {
+			// Campaign can return success after our own key was deleted
+			// (our lease revoked meanwhile, etcd-io/etcd#11051): check
+			// that the key is still ours before acting as master.
+			gctx, gcancel := context.WithTimeout(sctx, 2*time.Second)
+			resp, gerr := m.cl.c.Get(gctx, e.Key())
+			gcancel()
+			switch {
+			case gerr != nil:
+				err = gerr
+			case len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != e.Rev():
+				err = errors.New("cluster: elected on a key that no longer exists")
+			}
+		}
 		if err != nil {
 			scancel()
 			if ctx.Err() == nil {
@@ -202,9 +217,25 @@ func (cl *Cluster) rebalance(ctx context.Context) {
 	}
 	lctx, cancel := context.WithTimeout(ctx, time.Second)
 	conns, err := cl.c.Get(lctx, connsPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	var masters *clientv3.GetResponse
+	if err == nil {
+		masters, err = cl.c.Get(lctx, mastersPrefix, clientv3.WithPrefix())
+	}
 	cancel()
 	if err != nil {
 		return
+	}
+	current := map[uint64]string{}
+	firstRev := map[uint64]int64{}
+	for _, kv := range masters.Kvs {
+		d, _, _ := strings.Cut(strings.TrimPrefix(string(kv.Key), mastersPrefix), "/")
+		dpid, err := strconv.ParseUint(d, 16, 64)
+		if err != nil {
+			continue
+		}
+		if r, ok := firstRev[dpid]; !ok || kv.CreateRevision < r {
+			firstRev[dpid], current[dpid] = kv.CreateRevision, string(kv.Value)
+		}
 	}
 	cands := map[uint64][]string{}
 	for _, kv := range conns.Kvs {
@@ -218,7 +249,7 @@ func (cl *Cluster) rebalance(ctx context.Context) {
 			cands[dpid] = append(cands[dpid], id)
 		}
 	}
-	owners := Assign(cands)
+	owners := Assign(cands, current)
 	for dpid, m := range members {
 		if ok, _ := m.IsMaster(); !ok {
 			continue
@@ -232,12 +263,13 @@ func (cl *Cluster) rebalance(ctx context.Context) {
 	}
 }
 
-// Assign spreads switches evenly over the replicas connected to them:
-// each switch goes to its highest-ranked candidate (rendezvous hashing,
-// so assignments move little when replicas come and go) that still has
-// room under ceil(switches/replicas). Every replica computes the same
-// answer from the same input.
-func Assign(cands map[uint64][]string) map[uint64]string {
+// Assign spreads switches evenly over the replicas connected to them, so
+// that loads differ by at most one. A switch stays with its current
+// master while that keeps the spread even (no needless handoffs);
+// the others go to their highest-ranked candidate with room (rendezvous
+// hashing, so assignments move little when replicas come and go). Every
+// replica computes the same answer from the same input.
+func Assign(cands map[uint64][]string, current map[uint64]string) map[uint64]string {
 	all := map[string]bool{}
 	dpids := make([]uint64, 0, len(cands))
 	for d, cs := range cands {
@@ -250,12 +282,34 @@ func Assign(cands map[uint64][]string) map[uint64]string {
 		return nil
 	}
 	sort.Slice(dpids, func(i, j int) bool { return dpids[i] < dpids[j] })
-	// floor(N/R) each, and N mod R replicas may take one more: the
-	// loads then differ by at most one.
 	base, extra := len(dpids)/len(all), len(dpids)%len(all)
 	load := map[string]int{}
 	out := make(map[uint64]string, len(dpids))
+	room := func(c string) bool {
+		if load[c] < base {
+			return true
+		}
+		if load[c] == base && extra > 0 {
+			extra--
+			return true
+		}
+		return false
+	}
+	// Keep current masters first, as long as the spread stays even.
 	for _, d := range dpids {
+		cur := current[d]
+		if cur == "" || !slices.Contains(cands[d], cur) {
+			continue
+		}
+		if room(cur) {
+			load[cur]++
+			out[d] = cur
+		}
+	}
+	for _, d := range dpids {
+		if _, done := out[d]; done {
+			continue
+		}
 		ranked := rank(d, cands[d])
 		pick := ""
 		for _, c := range ranked {
@@ -264,11 +318,10 @@ func Assign(cands map[uint64][]string) map[uint64]string {
 				break
 			}
 		}
-		if pick == "" && extra > 0 {
+		if pick == "" {
 			for _, c := range ranked {
-				if load[c] == base {
+				if room(c) {
 					pick = c
-					extra--
 					break
 				}
 			}

@@ -113,6 +113,21 @@ func (cl *Cluster) stream(ctx context.Context, client *http.Client, r Replica) (
 			}
 			timer.Reset(cl.cfg.PeerTimeout)
 		case <-timer.C:
+			// Grace: if *we* were the one frozen (SIGSTOP, a long GC or
+			// VM pause), the peer's beats are waiting in the socket and
+			// arrive at once; only a peer that stays silent is fenced.
+			select {
+			case err := <-beat:
+				if err != nil {
+					return worked, err
+				}
+				cl.log.Debug("late heartbeat: this replica was paused, not the peer", "peer", r.ID)
+				timer.Reset(cl.cfg.PeerTimeout)
+				continue
+			case <-time.After(3 * cl.cfg.HeartbeatInterval):
+			case <-ctx.Done():
+				return false, ctx.Err()
+			}
 			return worked, fmt.Errorf("no heartbeat for %s", cl.cfg.PeerTimeout)
 		case <-ctx.Done():
 			return false, ctx.Err()

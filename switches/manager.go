@@ -85,9 +85,10 @@ func (m *Manager) Reconciler(dpid uint64) *reconcile.Reconciler {
 }
 
 type agent struct {
-	mu        sync.Mutex
-	mem       *cluster.Membership
-	connected time.Time
+	mu          sync.Mutex
+	mem         *cluster.Membership
+	connected   time.Time
+	masterSince time.Time // zero unless the switch confirmed us as MASTER
 
 	m        *Manager
 	c        *ofproto.Conn
@@ -188,6 +189,9 @@ func (a *agent) run(ctx context.Context) {
 				}
 				a.m.cfg.Metrics.MastershipChanges.Inc()
 				a.m.cfg.Metrics.SwitchesMastered.Inc()
+				a.mu.Lock()
+				a.masterSince = time.Now()
+				a.mu.Unlock()
 				a.log.Info("took mastership", "generation", role.Generation, "took", time.Since(start).Round(time.Microsecond))
 				stopRec()
 				rctx, cancel := context.WithCancel(ctx)
@@ -199,6 +203,9 @@ func (a *agent) run(ctx context.Context) {
 				a.m.cfg.Metrics.SwitchesMastered.Dec()
 				a.log.Info("gave up mastership")
 			}
+			a.mu.Lock()
+			a.masterSince = time.Time{}
+			a.mu.Unlock()
 			stopRec()
 			if role.Generation != 0 {
 				if _, _, err := a.c.SetRole(ctx, ofproto.RoleSlave, role.Generation); err != nil {
@@ -216,7 +223,9 @@ func (a *agent) master(ctx context.Context) {
 	}
 }
 
-// MasterSince reports whether this replica masters dpid, and since when.
+// MasterSince reports whether this replica masters dpid, and since when:
+// the moment the switch confirmed the MASTER role (role reply, then a
+// barrier).
 func (m *Manager) MasterSince(dpid uint64) (bool, time.Time) {
 	m.mu.Lock()
 	a := m.agents[dpid]
@@ -228,12 +237,8 @@ func (m *Manager) MasterSince(dpid uint64) (bool, time.Time) {
 		return true, a.connected
 	}
 	a.mu.Lock()
-	mem := a.mem
-	a.mu.Unlock()
-	if mem == nil {
-		return false, time.Time{}
-	}
-	return mem.IsMaster()
+	defer a.mu.Unlock()
+	return !a.masterSince.IsZero(), a.masterSince
 }
 
 // RefreshAll recomputes every switch's desired state (after a model change).
