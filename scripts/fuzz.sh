@@ -93,8 +93,10 @@ done
 echo
 echo "fuzz summary ($(( SECONDS - start_all ))s total, $DURATION per target):"
 printf '  %s\n' "${summary[@]}"
+passed=$(( ${#targets[@]} - failed ))
+[ $passed -lt 0 ] && passed=0
 if [ $failed -ne 0 ]; then
-  echo "fuzz: $failed failure(s)" >&2
+  echo "fuzz: $passed passed, $failed failed"
   exit 1
 fi
-echo "fuzz: all ${#targets[@]} target(s) passed"
+echo "fuzz: $passed passed, 0 failed"
