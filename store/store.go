@@ -22,6 +22,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 
@@ -162,6 +163,8 @@ func startEmbedded(cfg Config) (*embed.Etcd, string, error) {
 	ec.LogLevel = "error"
 	ec.Logger = "zap"
 	ec.LogOutputs = []string{"stderr"}
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(quietCore{zapcore.NewCore(
+		zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(os.Stderr), zapcore.ErrorLevel)}))
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
 		return nil, "", fmt.Errorf("store: starting embedded etcd in %s: %w", ec.Dir, err)
@@ -384,4 +387,28 @@ func (s *Store) Load(ctx context.Context) (*model.Snapshot, error) {
 		recs[k][id] = r
 	}
 	return model.NewSnapshot(resp.Header.Revision, recs), nil
+}
+
+// quietCore drops the errors embedded etcd logs for its own listeners
+// closing at shutdown, which are not errors.
+type quietCore struct{ zapcore.Core }
+
+func (c quietCore) With(fs []zapcore.Field) zapcore.Core { return quietCore{c.Core.With(fs)} }
+
+func (c quietCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c quietCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
+	for _, f := range fs {
+		if err, ok := f.Interface.(error); ok && f.Type == zapcore.ErrorType {
+			if msg := err.Error(); strings.Contains(msg, "use of closed network connection") || strings.Contains(msg, "Server closed") {
+				return nil
+			}
+		}
+	}
+	return c.Core.Write(e, fs)
 }
