@@ -405,7 +405,7 @@ func (c quietCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Che
 func (c quietCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
 	for _, f := range fs {
 		if err, ok := f.Interface.(error); ok && f.Type == zapcore.ErrorType {
-			if msg := err.Error(); strings.Contains(msg, "use of closed network connection") || strings.Contains(msg, "Server closed") {
+			if msg := err.Error(); strings.Contains(msg, "use of closed network connection") || strings.Contains(msg, "Server closed") || strings.Contains(msg, "server closed") {
 				return nil
 			}
 		}
