@@ -135,6 +135,18 @@ func (cl *Cluster) sessionOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster: session: %w", err)
 	}
+	// A registration under our id with another lease is a previous
+	// incarnation of this replica (killed, then restarted): revoke it so
+	// its election keys go now, not when its lease expires.
+	gctx, gcancel := context.WithTimeout(ctx, 2*time.Second)
+	if resp, err := cl.c.Get(gctx, replicasPrefix+cl.cfg.ReplicaID); err == nil && len(resp.Kvs) == 1 {
+		var old Replica
+		if json.Unmarshal(resp.Kvs[0].Value, &old) == nil && old.Lease != int64(s.Lease()) && old.Lease != 0 {
+			_, rerr := cl.c.Revoke(gctx, clientv3.LeaseID(old.Lease))
+			cl.log.Info("revoked the lease of this replica's previous incarnation", "lease", fmt.Sprintf("%x", old.Lease), "err", rerr)
+		}
+	}
+	gcancel()
 	reg := Replica{ID: cl.cfg.ReplicaID, API: cl.cfg.APIAddr, OpenFlow: cl.cfg.OpenFlowAddr, Lease: int64(s.Lease()), Started: cl.started}
 	v, _ := json.Marshal(reg)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
