@@ -7,23 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/nimbus-sdn/nimbus/cluster"
+	"github.com/nimbus-sdn/nimbus/internal/etcdtest"
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/store"
 )
-
-func freeURL(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "http://" + l.Addr().String()
-}
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -81,12 +72,7 @@ func nextRole(t *testing.T, m *cluster.Membership, master bool) cluster.Role {
 }
 
 func TestFailoverAndFencing(t *testing.T) {
-	embedded, err := store.Open(context.Background(), store.Config{DataDir: filepath.Join(t.TempDir(), "etcd"),
-		EmbedClientURL: freeURL(t), EmbedPeerURL: freeURL(t), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer embedded.Close()
+	embedded := etcdtest.Embedded(t)
 	ep := []string{embedded.Client().Endpoints()[0]}
 	a := newReplica(t, "a", ep)
 	ctx := context.Background()

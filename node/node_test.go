@@ -6,16 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nimbus-sdn/nimbus/internal/etcdtest"
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/node/names"
 	"github.com/nimbus-sdn/nimbus/store"
@@ -144,26 +143,9 @@ func (f *fakeOVS) DeletePort(_ context.Context, bridge, port string) error {
 	return nil
 }
 
-func freeURL(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "http://" + l.Addr().String()
-}
-
 var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
-func openStore(t *testing.T) *store.Store {
-	s, err := store.Open(context.Background(), store.Config{DataDir: filepath.Join(t.TempDir(), "etcd"),
-		EmbedClientURL: freeURL(t), EmbedPeerURL: freeURL(t), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
+func openStore(t *testing.T) *store.Store { return etcdtest.Embedded(t) }
 
 // backends runs body against the fake OVS and, with NIMBUS_E2E=1, the
 // system's Open vSwitch (userspace datapath, a uniquely named bridge).

@@ -2,45 +2,25 @@ package northbound_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/nimbus-sdn/nimbus/internal/etcdtest"
 	"github.com/nimbus-sdn/nimbus/northbound"
 	"github.com/nimbus-sdn/nimbus/store"
 )
 
 var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
-func freeURL(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "http://" + l.Addr().String()
-}
-
 // openEmbedded starts a store on its own embedded etcd.
-func openEmbedded(t testing.TB) *store.Store {
-	t.Helper()
-	s, err := store.Open(context.Background(), store.Config{DataDir: filepath.Join(t.TempDir(), "etcd"),
-		EmbedClientURL: freeURL(t), EmbedPeerURL: freeURL(t), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
+func openEmbedded(t testing.TB) *store.Store { return etcdtest.Embedded(t) }
 
 // api is a test client of one handler.
 type api struct {

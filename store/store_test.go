@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -19,26 +17,12 @@ import (
 	"github.com/nimbus-sdn/nimbus/store"
 )
 
-func freeURL(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "http://" + l.Addr().String()
-}
-
 var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
 // backends runs body against the embedded etcd and a real etcd server.
 func backends(t *testing.T, body func(t *testing.T, s *store.Store)) {
 	t.Run("embedded", func(t *testing.T) {
-		s, err := store.Open(context.Background(), store.Config{DataDir: filepath.Join(t.TempDir(), "etcd"),
-			EmbedClientURL: freeURL(t), EmbedPeerURL: freeURL(t), Logger: quiet})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
+		s := etcdtest.Embedded(t)
 		if !s.Embedded() {
 			t.Fatal("not embedded")
 		}
