@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.etcd.io/etcd/server/v3/embed"
@@ -25,6 +26,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/nimbus-sdn/nimbus/model"
 )
@@ -222,16 +225,31 @@ func decode(k model.Kind, v []byte) (model.Record, error) {
 	return r, nil
 }
 
-// unavailable maps etcd connectivity failures to ErrUnavailable.
+// unavailable maps etcd connectivity failures (by gRPC status code, not
+// by message text) to ErrUnavailable; other errors pass through.
 func unavailable(err error) error {
-	if err == nil {
-		return nil
+	if err == nil || !isUnavailable(err) {
+		return err
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "connection") ||
-		strings.Contains(err.Error(), "Unavailable") || strings.Contains(err.Error(), "no leader") {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+func isUnavailable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return true
 	}
-	return err
+	code := codes.OK
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		code = ee.Code()
+	} else if st, ok := status.FromError(err); ok {
+		code = st.Code()
+	}
+	switch code {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return true
+	}
+	return false
 }
 
 // Get reads one record and its modification revision.

@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/nimbus-sdn/nimbus/internal/etcdtest"
 	"github.com/nimbus-sdn/nimbus/model"
@@ -170,6 +173,20 @@ func waitSnap(t *testing.T, m *store.Mirror, ch <-chan struct{}, ok func(*model.
 		case <-ch:
 		case <-deadline:
 			t.Fatal("mirror never caught up")
+		}
+	}
+}
+
+func TestUnavailableByCode(t *testing.T) {
+	for _, err := range []error{context.DeadlineExceeded, rpctypes.ErrNoLeader, rpctypes.ErrTimeout,
+		status.Error(codes.Unavailable, "connection refused")} {
+		if !errors.Is(store.Unavailable(err), store.ErrUnavailable) {
+			t.Errorf("%v not classified as unavailable", err)
+		}
+	}
+	for _, err := range []error{rpctypes.ErrKeyNotFound, errors.New("connection of some kind"), store.ErrConflict} {
+		if errors.Is(store.Unavailable(err), store.ErrUnavailable) {
+			t.Errorf("%v classified as unavailable", err)
 		}
 	}
 }

@@ -1,0 +1,4 @@
+package store
+
+// Unavailable exposes the error classifier to tests.
+var Unavailable = unavailable
