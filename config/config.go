@@ -45,6 +45,10 @@ type Config struct {
 	Learning struct {
 		IdleTimeout int `mapstructure:"idle_timeout"`
 	} `mapstructure:"learning"`
+	Topology struct {
+		LLDPInterval time.Duration `mapstructure:"lldp_interval"`
+		LinkTimeout  time.Duration `mapstructure:"link_timeout"`
+	} `mapstructure:"topology"`
 	Log struct {
 		Level  string `mapstructure:"level"`
 		Format string `mapstructure:"format"`
@@ -94,6 +98,8 @@ var options = []option{
 	{"network.mtu", "mtu", "underlay MTU; GRE networks get 42 bytes less", 1500},
 	{"reconcile.interval", "reconcile-interval", "full reconcile pass (drift repair) interval", 30 * time.Second},
 	{"learning.idle_timeout", "learning-idle-timeout", "idle timeout of learned L2 flows, seconds", 60},
+	{"topology.lldp_interval", "lldp-interval", "LLDP link discovery interval on fabric switches (0 disables fabric discovery)", time.Second},
+	{"topology.link_timeout", "link-timeout", "forget a fabric link after this long without LLDP (0: 4 x lldp_interval)", time.Duration(0)},
 	{"log.level", "log-level", "debug, info, warn or error", "info"},
 	{"log.format", "log-format", "text or json", "text"},
 	{"etcd.endpoints", "etcd-endpoints", "etcd cluster endpoints (comma separated); empty starts an embedded single-member etcd", []string{}},
@@ -242,6 +248,12 @@ func (c *Config) validate() error {
 	}
 	if c.Reconcile.Interval < 100*time.Millisecond {
 		return fmt.Errorf("config: reconcile.interval %s is below 100ms", c.Reconcile.Interval)
+	}
+	if c.Topology.LLDPInterval < 0 || (c.Topology.LLDPInterval > 0 && c.Topology.LLDPInterval < 100*time.Millisecond) {
+		return fmt.Errorf("config: topology.lldp_interval %s must be 0 (off) or at least 100ms", c.Topology.LLDPInterval)
+	}
+	if c.Topology.LinkTimeout < 0 || (c.Topology.LinkTimeout > 0 && c.Topology.LinkTimeout <= c.Topology.LLDPInterval) {
+		return fmt.Errorf("config: topology.link_timeout %s must exceed topology.lldp_interval", c.Topology.LinkTimeout)
 	}
 	if c.Learning.IdleTimeout < 0 || c.Learning.IdleTimeout > 65535 {
 		return fmt.Errorf("config: learning.idle_timeout %d out of range 0..65535", c.Learning.IdleTimeout)

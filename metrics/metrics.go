@@ -27,6 +27,10 @@ type Metrics struct {
 	MalformedClosures  prometheus.Counter
 	MastershipChanges  prometheus.Counter
 	SwitchesMastered   prometheus.Gauge
+	// Fabric links known (discovered by LLDP, alive) and LLDP frames
+	// that did not parse.
+	FabricLinks   prometheus.Gauge
+	MalformedLLDP prometheus.Counter
 
 	// PacketInFlowAdds counts flows installed by packet-in handlers.
 	PacketInFlowAdds prometheus.Counter
@@ -50,9 +54,12 @@ func New() *Metrics {
 		MalformedClosures:  prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_malformed_connections_total", Help: "Switch connections closed for a malformed message."}),
 		MastershipChanges:  prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_mastership_acquired_total", Help: "Times this replica became master of a switch (role confirmed by barrier)."}),
 		SwitchesMastered:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "nimbus_switches_mastered", Help: "Switches this replica is master of."}),
+		FabricLinks:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "nimbus_fabric_links", Help: "Fabric links in the store (LLDP-discovered, one per direction)."}),
+		MalformedLLDP:      prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_lldp_malformed_total", Help: "LLDP frames received that Nimbus did not send or could not parse."}),
 	}
 	r.MustRegister(m.SwitchesConnected, m.PacketIns, m.FlowMods, m.ReconcileDuration, m.ReconcileErrors,
 		m.DriftRepairs, m.ContractViolations, m.MalformedClosures, m.MastershipChanges, m.SwitchesMastered,
+		m.FabricLinks, m.MalformedLLDP,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.PacketInFlowAdds = m.FlowMods.WithLabelValues("packet_in", "add")
 	for i := range m.packetIns {

@@ -24,11 +24,12 @@ const (
 	KindMember        Kind = "lb-members"
 	KindHealthMonitor Kind = "lb-health-monitors"
 	KindChassis       Kind = "chassis"
+	KindLink          Kind = "links"
 )
 
 // Kinds lists every kind, in load order.
 var Kinds = []Kind{KindProject, KindNetwork, KindSubnet, KindPort, KindRouter, KindFloatingIP, KindSecurityGroup,
-	KindSGRule, KindPool, KindVIP, KindMember, KindHealthMonitor, KindChassis}
+	KindSGRule, KindPool, KindVIP, KindMember, KindHealthMonitor, KindChassis, KindLink}
 
 // Record is implemented by every model type.
 type Record interface {
@@ -279,6 +280,8 @@ func New(k Kind) Record {
 		return &LBHealthMonitor{}
 	case KindChassis:
 		return &Chassis{}
+	case KindLink:
+		return &Link{}
 	}
 	return nil
 }
@@ -345,6 +348,7 @@ func (s *Snapshot) Subnets() []*Subnet   { return typed[*Subnet](s, KindSubnet) 
 func (s *Snapshot) Ports() []*Port       { return typed[*Port](s, KindPort) }
 func (s *Snapshot) Routers() []*Router   { return typed[*Router](s, KindRouter) }
 func (s *Snapshot) Chassis() []*Chassis  { return typed[*Chassis](s, KindChassis) }
+func (s *Snapshot) Links() []*Link       { return typed[*Link](s, KindLink) }
 
 func typed[T Record](s *Snapshot, k Kind) []T {
 	rs := s.List(k)

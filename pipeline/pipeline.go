@@ -24,6 +24,7 @@ const (
 	AppNAT       AppID = 5
 	AppLB        AppID = 6
 	AppSecGroup  AppID = 7
+	AppTopology  AppID = 8 // LLDP link discovery (fabric mode)
 )
 
 // DefaultPacketInApp handles packet-ins that no flow of ours sent.
@@ -31,7 +32,7 @@ const DefaultPacketInApp = AppLearning
 
 var appNames = map[AppID]string{
 	AppPipeline: "pipeline", AppLearning: "learning", AppIsolation: "isolation",
-	AppL3Router: "l3router", AppNAT: "nat", AppLB: "lb", AppSecGroup: "secgroup",
+	AppL3Router: "l3router", AppNAT: "nat", AppLB: "lb", AppSecGroup: "secgroup", AppTopology: "topology",
 }
 
 func (a AppID) String() string {

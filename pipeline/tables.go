@@ -52,7 +52,7 @@ var l2l3 = []flow.Field{flow.EthSrc, flow.EthDst, flow.EthType, flow.VlanVID, fl
 
 // The pipeline, in table order. Adding a table is one line here.
 var (
-	Classifier   = &Table{Name: "classifier", Owner: AppPipeline, Purpose: "classify the ingress port (VM, tunnel, physical); ports no tenant network covers go to L2 learning", Miss: MissGoto, MissTable: "l2_learning", Writers: []AppID{AppIsolation}, Matches: fields(flow.TunnelID, flow.VlanVID, flow.EthSrc), Next: []string{"port_security", "l2_forward", "l2_learning"}}
+	Classifier   = &Table{Name: "classifier", Owner: AppPipeline, Purpose: "classify the ingress port (VM, tunnel, physical or fabric link); LLDP goes to the controller; ports no tenant network covers go to L2 learning", Miss: MissGoto, MissTable: "l2_learning", Writers: []AppID{AppIsolation, AppTopology}, Matches: fields(flow.TunnelID, flow.VlanVID, flow.EthSrc, flow.EthType), Next: []string{"port_security", "l2_forward", "l2_learning"}}
 	PortSecurity = &Table{Name: "port_security", Owner: AppIsolation, Purpose: "drop frames whose source MAC/IP is not the port's (fixed IPs, allowed address pairs)", Miss: MissDrop, Matches: fields(l2l3...), Next: []string{"ingress_acl"}}
 	IngressACL   = &Table{Name: "ingress_acl", Owner: AppSecGroup, Purpose: "stateful security groups, VM egress direction (conntrack commit/lookup)", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"arp_responder"}}
 	ARPResponder = &Table{Name: "arp_responder", Owner: AppIsolation, Purpose: "answer ARP for known addresses on the local chassis", Miss: MissNext, Writers: []AppID{AppL3Router, AppNAT, AppLB}, Matches: fields(l2l3...), Next: []string{"dhcp"}}

@@ -315,6 +315,37 @@ func (s *Store) Delete(ctx context.Context, k model.Kind, id string, modRev int6
 	return nil
 }
 
+// Put writes a record whatever its revision (for records one writer
+// owns, such as discovered links); guards still fence it.
+func (s *Store) Put(ctx context.Context, r model.Record, guards ...clientv3.Cmp) (int64, error) {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return 0, fmt.Errorf("store: encoding %s: %w", r.Kind(), err)
+	}
+	key := Key(r.Kind(), r.Key())
+	resp, err := s.c.Txn(ctx).If(guards...).Then(clientv3.OpPut(key, string(v))).Commit()
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	if !resp.Succeeded {
+		return 0, s.why(ctx, key, fmt.Errorf("store: put %s %s refused", r.Kind(), r.Key()), guards)
+	}
+	return resp.Header.Revision, nil
+}
+
+// Remove deletes a record whatever its revision (absent is fine).
+func (s *Store) Remove(ctx context.Context, k model.Kind, id string, guards ...clientv3.Cmp) error {
+	key := Key(k, id)
+	resp, err := s.c.Txn(ctx).If(guards...).Then(clientv3.OpDelete(key)).Commit()
+	if err != nil {
+		return unavailable(err)
+	}
+	if !resp.Succeeded {
+		return s.why(ctx, key, fmt.Errorf("store: remove %s %s refused", k, id), guards)
+	}
+	return nil
+}
+
 // why tells a failed guard from a failed revision check.
 func (s *Store) why(ctx context.Context, key string, def error, guards []clientv3.Cmp) error {
 	if len(guards) == 0 {

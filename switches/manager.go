@@ -33,6 +33,13 @@ type Config struct {
 	// Cluster, when set, decides mastership per switch. Without it this
 	// replica masters every switch it connects to.
 	Cluster *cluster.Cluster
+	// LLDPInterval is how often fabric switches send discovery frames
+	// (0: no discovery). Links go to Links.
+	LLDPInterval time.Duration
+	// LinkTimeout forgets a link no frame confirmed for this long
+	// (default 4 x LLDPInterval).
+	LinkTimeout time.Duration
+	Links       LinkStore
 }
 
 // Manager implements ofproto.Session.
@@ -99,6 +106,9 @@ type agent struct {
 	out      app.Out
 	buf      []byte
 	pi       app.PacketIn
+	disc     *discovery // while mastering a fabric switch
+
+	refreshMu sync.Mutex
 }
 
 // OnConnect starts an agent for the switch.
@@ -140,6 +150,9 @@ func (m *Manager) OnDisconnect(c *ofproto.Conn, err error) {
 		m.graph.RemoveSwitch(c.DPID())
 	}
 	m.mu.Unlock()
+	if a != nil {
+		go m.RefreshAll() // fabric paths may have crossed it
+	}
 }
 
 func (a *agent) run(ctx context.Context) {
@@ -218,6 +231,7 @@ func (a *agent) run(ctx context.Context) {
 
 // master runs the reconciler while this replica masters the switch.
 func (a *agent) master(ctx context.Context) {
+	go a.discover(ctx)
 	if err := a.rec.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		a.log.Warn("reconciler stopped", "err", err)
 	}
@@ -249,6 +263,9 @@ func (m *Manager) RefreshAll() {
 		as = append(as, a)
 	}
 	m.mu.Unlock()
+	if snap, _ := m.cfg.Model(); snap != nil {
+		m.cfg.Metrics.FabricLinks.Set(float64(snap.Len(model.KindLink)))
+	}
 	for _, a := range as {
 		a.refresh()
 	}
@@ -256,6 +273,10 @@ func (m *Manager) RefreshAll() {
 
 // refresh recomputes desired state and hands it to the reconciler.
 func (a *agent) refresh() {
+	// Serialized, and the snapshots are read under the lock, so a slower
+	// computation from an older snapshot never overwrites a newer one.
+	a.refreshMu.Lock()
+	defer a.refreshMu.Unlock()
 	snap, complete := a.m.cfg.Model()
 	topo := a.m.graph.Snapshot()
 	sw := topo.Switches[a.c.DPID()]
@@ -273,6 +294,9 @@ func (m *Manager) Desired(in app.Input, log *slog.Logger) (*flow.State, bool) {
 	st := flow.NewState()
 	for _, f := range pipeline.BaseFlows() {
 		st.AddFlow(f)
+	}
+	if m.cfg.LLDPInterval > 0 && in.Switch != nil && (in.Model == nil || !isChassis(in.Model, in.Switch.DPID)) {
+		st.AddFlow(LLDPFlow())
 	}
 	ok := true
 	for _, ap := range m.cfg.Apps {
@@ -320,6 +344,10 @@ func (a *agent) PacketIn(c *ofproto.Conn, p *ofproto.PacketIn) {
 		// not hold our pipeline yet, or a foreign flow): the default app
 		// handles it, as the learning switch for uncovered ports.
 		id = pipeline.DefaultPacketInApp
+	case id == pipeline.AppTopology:
+		a.m.cfg.Metrics.PacketIn(id)
+		a.lldpIn(p.InPort, p.Data)
+		return
 	case id == pipeline.AppPipeline:
 		t := pipeline.ByID(p.Table)
 		if t == nil {
@@ -364,7 +392,11 @@ func (a *agent) PacketIn(c *ofproto.Conn, p *ofproto.PacketIn) {
 func (a *agent) PortStatus(c *ofproto.Conn, reason uint8, p ofproto.Port) {
 	a.log.Info("port status", "port", p.No, "name", p.Name, "reason", reason, "up", p.Up())
 	a.m.graph.SetPort(c.DPID(), topology.Port{No: p.No, Name: p.Name, MAC: uint64(p.HWAddr), Up: p.Up()}, reason == ofproto.PortDeleted)
-	go a.refresh()
+	if !p.Up() || reason == ofproto.PortDeleted {
+		a.portDown(p.No)
+	}
+	// Every switch: bindings and fabric paths span switches.
+	go a.m.RefreshAll()
 }
 
 // FlowRemoved passes expiries of dynamic flows to their app.

@@ -8,11 +8,8 @@
 package isolation
 
 import (
-	"fmt"
 	"net/netip"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/nimbus-sdn/nimbus/app"
@@ -111,15 +108,7 @@ func FloodGroupID(key uint32, localOnly bool) uint32 { return floodGroupID(key, 
 
 // ParseDPID reads a chassis datapath id as OVS prints it (16 hex digits,
 // optionally 0x-prefixed).
-func ParseDPID(s string) (uint64, error) {
-	s = strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), "0x")
-	s = strings.ReplaceAll(s, ":", "")
-	v, err := strconv.ParseUint(s, 16, 64)
-	if err != nil {
-		return 0, fmt.Errorf("isolation: bad datapath id %q", s)
-	}
-	return v, nil
-}
+func ParseDPID(s string) (uint64, error) { return model.ParseDPID(s) }
 
 type located struct {
 	port    *model.Port
@@ -150,7 +139,7 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 	var self *model.Chassis
 	switches := map[string]*topology.Switch{}
 	for _, c := range chassis {
-		dp, err := ParseDPID(c.DPID)
+		dp, err := c.DatapathID()
 		if err != nil {
 			continue
 		}
@@ -164,8 +153,7 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 		}
 	}
 	if self == nil {
-		a.leases.Delete(in.Switch.DPID)
-		return d, nil
+		return a.desiredFabric(in, chassis)
 	}
 	switches[self.Name] = in.Switch
 
@@ -214,31 +202,11 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 		return bound{}, false
 	}
 
-	nets := map[string]*netState{}
-	for _, n := range in.Model.Networks() {
-		if k, ok := NetworkKey(n); ok {
-			nets[n.ID] = &netState{n: n, key: k, hosts: map[string]bool{}, dhcpIP: map[string]flow.IPv4{}}
-		}
-	}
-	for _, s := range in.Model.Subnets() {
-		if ns := nets[s.NetworkID]; ns != nil && s.IPVersion != 6 {
-			ns.subnets = append(ns.subnets, s)
-		}
-	}
+	nets := indexNetworks(in.Model)
 	for _, p := range in.Model.Ports() {
 		ns := nets[p.NetworkID]
 		if ns == nil {
 			continue
-		}
-		if p.DeviceOwner == "network:dhcp" {
-			if m, err := flow.ParseMAC(p.MACAddress); err == nil {
-				ns.dhcpMAC = m
-			}
-			for _, ip := range p.FixedIPs {
-				if v, err := flow.ParseIPv4(ip.IPAddress); err == nil {
-					ns.dhcpIP[ip.SubnetID] = v
-				}
-			}
 		}
 		mac, err := flow.ParseMAC(p.MACAddress)
 		if err != nil {
@@ -334,6 +302,37 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 	return d, nil
 }
 
+// indexNetworks collects the networks this app carries, with their IPv4
+// subnets and DHCP port addresses.
+func indexNetworks(m *model.Snapshot) map[string]*netState {
+	nets := map[string]*netState{}
+	for _, n := range m.Networks() {
+		if k, ok := NetworkKey(n); ok {
+			nets[n.ID] = &netState{n: n, key: k, hosts: map[string]bool{}, dhcpIP: map[string]flow.IPv4{}}
+		}
+	}
+	for _, s := range m.Subnets() {
+		if ns := nets[s.NetworkID]; ns != nil && s.IPVersion != 6 {
+			ns.subnets = append(ns.subnets, s)
+		}
+	}
+	for _, p := range m.Ports() {
+		ns := nets[p.NetworkID]
+		if ns == nil || p.DeviceOwner != "network:dhcp" {
+			continue
+		}
+		if m, err := flow.ParseMAC(p.MACAddress); err == nil {
+			ns.dhcpMAC = m
+		}
+		for _, ip := range p.FixedIPs {
+			if v, err := flow.ParseIPv4(ip.IPAddress); err == nil {
+				ns.dhcpIP[ip.SubnetID] = v
+			}
+		}
+	}
+	return nets
+}
+
 // builder accumulates flows.
 type builder struct {
 	flows  []*flow.Flow
@@ -424,13 +423,19 @@ func (b *builder) network(ns *netState, phy uint32, tunnels map[string]uint32, t
 			Match:   matchBits(netMatch(ns.key), pipeline.RegPortClass, c.class),
 			Actions: []flow.Action{flow.GroupAction{ID: c.group}}})
 	}
+	b.dhcpPunt(ns)
+}
+
+// dhcpPunt sends the network's VMs' DHCP requests to the controller when
+// any subnet runs DHCP.
+func (b *builder) dhcpPunt(ns *netState) {
 	for _, s := range ns.subnets {
 		if s.EnableDHCP {
-			b.add(&flow.Flow{Table: pipeline.DHCP.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
+			b.add(&flow.Flow{Table: pipeline.DHCP.ID(), Priority: pipeline.PriorityNormal, Cookie: netCookie(ns.n.ID),
 				Match: matchBits(netMatch(ns.key), pipeline.RegPortClass, ClassVM).EthType(flow.EthTypeIPv4).
 					Set(flow.IPProto, flow.ProtoUDP).Set(flow.UDPSrc, 68).Set(flow.UDPDst, 67),
 				Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
-			break
+			return
 		}
 	}
 }

@@ -130,7 +130,7 @@ func serve(args []string) error {
 		isolation.New(isolation.Config{}),
 	}
 	mgr := switches.New(ctx, switches.Config{Apps: apps, ReconcileInterval: cfg.Reconcile.Interval, Metrics: m, Logger: log,
-		Model: mirror.Snapshot, Cluster: cl})
+		Model: mirror.Snapshot, Cluster: cl, LLDPInterval: cfg.Topology.LLDPInterval, LinkTimeout: cfg.Topology.LinkTimeout, Links: st})
 	go func() {
 		ch := mirror.Subscribe()
 		for {

@@ -10,15 +10,19 @@ import (
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/internal/ovslab"
 	"github.com/nimbus-sdn/nimbus/pipeline"
+	"github.com/nimbus-sdn/nimbus/switches"
 )
 
 // pipelineSpecs renders the pipeline's base flows the way ovs-ofctl
-// prints them: cookie, table, priority, actions.
+// prints them: cookie, table, priority, actions; plus the LLDP punt every
+// plain (non-chassis) switch holds for link discovery.
 func pipelineSpecs() []string {
 	var out []string
 	for _, f := range pipeline.BaseFlows() {
 		out = append(out, fmt.Sprintf("cookie=0x%x table=%d priority=%d actions=%s", f.Cookie, f.Table, f.Priority, f.InstructionsString()))
 	}
+	l := switches.LLDPFlow()
+	out = append(out, fmt.Sprintf("cookie=0x%x table=%d priority=%d dl_type=0x88cc actions=%s", l.Cookie, l.Table, l.Priority, l.InstructionsString()))
 	sort.Strings(out)
 	return out
 }

@@ -113,12 +113,14 @@ class LabTopo(Topo):
             return s
         add(depth)
 
-    # ring,K: K switches in a loop, one host each. The loop floods forever
-    # unless the controller handles loops (a plain learning switch does not).
-    def build_ring(self, k=3):
+    # ring,K[,N]: K switches in a loop, N hosts each (default 1). The loop
+    # floods forever unless the controller handles loops (a plain learning
+    # switch does not).
+    def build_ring(self, k=3, n=1):
         sws = [self.sw() for _ in range(k)]
         for s in sws:
-            self.addLink(self.host(), s)
+            for _ in range(n):
+                self.addLink(self.host(), s)
         for i in range(k):
             if k > 2 or i == 0:
                 self.addLink(sws[i], sws[(i + 1) % k])
@@ -133,7 +135,7 @@ def parse_topo(text):
         raise ValueError('bad topology %r: parameters must be integers' % text)
     if kind not in ('single', 'linear', 'tree', 'ring'):
         raise ValueError('unknown topology %r (single,K | linear,K[,N] | '
-                         'tree,DEPTH[,FANOUT] | ring,K)' % kind)
+                         'tree,DEPTH[,FANOUT] | ring,K[,N])' % kind)
     return kind, args
 
 
