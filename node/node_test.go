@@ -143,6 +143,18 @@ func (f *fakeOVS) DeletePort(_ context.Context, bridge, port string) error {
 	return nil
 }
 
+func (f *fakeOVS) IfaceIDs(_ context.Context, bridge string) (map[string]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]string{}
+	for p, cols := range f.bridges[bridge] {
+		if id := cols["iface-id"]; id != "" {
+			out[p] = id
+		}
+	}
+	return out, nil
+}
+
 var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
 func openStore(t *testing.T) *store.Store { return etcdtest.Embedded(t) }
@@ -316,5 +328,75 @@ func TestParseMappings(t *testing.T) {
 	}
 	if m, err := ParseMappings(""); err != nil || len(m) != 0 {
 		t.Fatal("empty mappings")
+	}
+}
+
+// The agent publishes its bridge's external_ids:iface-id in the chassis
+// record, and follows changes within a few polls.
+func TestAgentPublishesIfaceIDs(t *testing.T) {
+	backends(t, func(t *testing.T, o OVS, bridge, sfx string) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		st := openStore(t)
+		vm := "nbtv" + sfx
+		setIface := func(id string) {
+			t.Helper()
+			switch o := o.(type) {
+			case *fakeOVS:
+				if err := o.setPort(bridge, vm, map[string]string{"iface-id": id}); err != nil {
+					t.Fatal(err)
+				}
+			case VSCtl:
+				if _, err := o.run(ctx, "--may-exist", "add-port", bridge, vm, "--", "set", "Interface", vm, "type=internal",
+					"external_ids:iface-id="+id); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if v, ok := o.(VSCtl); ok {
+			t.Cleanup(func() { v.run(context.Background(), "--if-exists", "del-br", bridge) })
+		}
+		a, err := New(Config{Chassis: "self" + sfx, TunnelIP: "127.0.0.1", Bridge: bridge, DatapathType: "netdev",
+			OVS: o, Store: st, Resync: time.Hour, IfacePoll: 50 * time.Millisecond, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		defer func() {
+			cancel()
+			<-done
+		}()
+		published := func(want map[string]string) func() (bool, string) {
+			return func() (bool, string) {
+				r, _, err := st.Get(ctx, model.KindChassis, "self"+sfx)
+				if err != nil {
+					return false, err.Error()
+				}
+				c := r.(*model.Chassis)
+				return c.DPID != "" && maps.Equal(c.Interfaces, want), fmt.Sprintf("%+v", c)
+			}
+		}
+		waitFor(t, "registration without interfaces", published(nil))
+		setIface("port-1")
+		waitFor(t, "iface-id published", published(map[string]string{vm: "port-1"}))
+		setIface("port-2")
+		waitFor(t, "iface-id change published", published(map[string]string{vm: "port-2"}))
+		if err := o.DeletePort(ctx, bridge, vm); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "interface removal published", published(nil))
+	})
+}
+
+func TestParseIfaceIDs(t *testing.T) {
+	js := `{"data":[["tapa",["map",[["attached-mac","fa:16:3e:00:00:01"],["iface-id","p1"]]]],` +
+		`["other",["map",[["iface-id","p2"]]]],["nomap",["map",[]]]],"headings":["name","external_ids"]}`
+	got, err := parseIfaceIDs(js, map[string]bool{"tapa": true, "nomap": true})
+	if err != nil || !maps.Equal(got, map[string]string{"tapa": "p1"}) {
+		t.Fatalf("parseIfaceIDs = %v, %v", got, err)
+	}
+	if _, err := parseIfaceIDs("not json", nil); err == nil {
+		t.Fatal("no error for bad input")
 	}
 }

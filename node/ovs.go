@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -39,6 +40,9 @@ type OVS interface {
 	SetPatch(ctx context.Context, bridge, port, peer string) error
 	// DeletePort removes a port if it exists.
 	DeletePort(ctx context.Context, bridge, port string) error
+	// IfaceIDs maps the bridge's interfaces that have an
+	// external_ids:iface-id to it.
+	IfaceIDs(ctx context.Context, bridge string) (map[string]string, error)
 }
 
 // VSCtl runs ovs-vsctl. go-openvswitch's ovs.VSwitchService runs the same
@@ -151,4 +155,53 @@ func (v VSCtl) SetPatch(ctx context.Context, bridge, port, peer string) error {
 func (v VSCtl) DeletePort(ctx context.Context, bridge, port string) error {
 	_, err := v.run(ctx, "--if-exists", "del-port", bridge, port)
 	return err
+}
+
+func (v VSCtl) IfaceIDs(ctx context.Context, bridge string) (map[string]string, error) {
+	ports, err := v.run(ctx, "list-ports", bridge)
+	if err != nil {
+		return nil, err
+	}
+	on := map[string]bool{}
+	for _, p := range strings.Fields(ports) {
+		on[p] = true
+	}
+	rows, err := v.run(ctx, "--format=json", "--columns=name,external_ids", "find", "Interface", `external_ids:iface-id!=""`)
+	if err != nil {
+		return nil, err
+	}
+	return parseIfaceIDs(rows, on)
+}
+
+// parseIfaceIDs reads `ovs-vsctl --format=json --columns=name,external_ids
+// find Interface` (external_ids is ["map", [[key, value], ...]]) and keeps
+// the interfaces in on.
+func parseIfaceIDs(js string, on map[string]bool) (map[string]string, error) {
+	var tbl struct {
+		Data [][]json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(js), &tbl); err != nil {
+		return nil, fmt.Errorf("node: reading interfaces: %w", err)
+	}
+	out := map[string]string{}
+	for _, row := range tbl.Data {
+		if len(row) != 2 {
+			continue
+		}
+		var name string
+		var ext []json.RawMessage
+		if json.Unmarshal(row[0], &name) != nil || !on[name] || json.Unmarshal(row[1], &ext) != nil || len(ext) != 2 {
+			continue
+		}
+		var pairs [][2]string
+		if json.Unmarshal(ext[1], &pairs) != nil {
+			continue
+		}
+		for _, kv := range pairs {
+			if kv[0] == "iface-id" && kv[1] != "" {
+				out[name] = kv[1]
+			}
+		}
+	}
+	return out, nil
 }

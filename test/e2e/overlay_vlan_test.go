@@ -85,7 +85,9 @@ var vlanTag = regexp.MustCompile(`vlan (\d+),`)
 // It checks DHCP (address and MTU 1500), same-tenant pings across chassis,
 // cross-tenant isolation with overlapping addresses, anti-spoofing, that
 // the physical segment carries only frames tagged with their network's VLAN
-// and no VM ARP, and the MTU boundary with the DF bit.
+// and no VM ARP, and the MTU boundary with the DF bit. VM a3's interface
+// has an arbitrary name: it is bound by external_ids:iface-id alone, which
+// its node agent publishes in the chassis record.
 func TestOverlayVLAN(t *testing.T) {
 	hvlab.RequireE2E(t)
 	if _, err := hvlab.DHCPClient(); err != nil {
@@ -125,18 +127,22 @@ func TestOverlayVLAN(t *testing.T) {
 		tn   *tenant
 		hv   *hvlab.Hypervisor
 		ip   string
+		tap  string // "": Neutron's tap<port id[:11]>
 	}{
-		{"a1", ta, hvs[0], "10.0.0.11"},
-		{"a2", ta, hvs[1], "10.0.0.12"},
-		{"b1", tb, hvs[0], "10.0.0.11"}, // overlaps a1, same chassis
-		{"b2", tb, hvs[2], "10.0.0.13"},
+		{"a1", ta, hvs[0], "10.0.0.11", ""},
+		{"a2", ta, hvs[1], "10.0.0.12", ""},
+		{"b1", tb, hvs[0], "10.0.0.11", ""}, // overlaps a1, same chassis
+		{"b2", tb, hvs[2], "10.0.0.13", ""},
+		// Bound only by external_ids:iface-id, which the node agent
+		// publishes in its chassis record: the name says nothing.
+		{"a3", ta, hvs[2], "10.0.0.14", "vm-a3-odd"},
 	}
 	vms := map[string]*hvlab.VM{}
 	for _, s := range specs {
 		p := nb.post("ports", map[string]any{"port": map[string]any{"network_id": s.tn.net, "project_id": s.tn.project,
 			"name": s.name, "binding:host_id": s.hv.Name(),
 			"fixed_ips": []any{map[string]any{"subnet_id": s.tn.subnet, "ip_address": s.ip}}}})
-		vms[s.name] = l.AddVM(t, s.hv, p["id"].(string), p["mac_address"].(string), "")
+		vms[s.name] = l.AddVMWith(t, s.hv, hvlab.VMOptions{PortID: p["id"].(string), MAC: p["mac_address"].(string), Tap: s.tap})
 	}
 	a1, a2, b1, b2 := vms["a1"], vms["a2"], vms["b1"], vms["b2"]
 
@@ -159,7 +165,8 @@ func TestOverlayVLAN(t *testing.T) {
 
 	t.Run("same tenant across chassis", func(t *testing.T) {
 		for _, p := range []struct{ from, to string }{
-			{"a1", "10.0.0.12"}, {"a2", "10.0.0.11"}, {"b1", "10.0.0.13"}, {"b2", "10.0.0.11"}} {
+			{"a1", "10.0.0.12"}, {"a2", "10.0.0.11"}, {"b1", "10.0.0.13"}, {"b2", "10.0.0.11"},
+			{"a3", "10.0.0.11"}, {"a3", "10.0.0.12"}, {"a2", "10.0.0.14"}} {
 			if s, r := vms[p.from].For(t).Ping(p.to, 3, 0, false); r != s {
 				t.Errorf("%s -> %s: %d/%d answered", p.from, p.to, r, s)
 			}
