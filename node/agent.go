@@ -30,7 +30,8 @@ type Config struct {
 	Controllers []string
 	// Mappings maps physical networks to bridges ("physnet1": "br-phy").
 	Mappings map[string]string
-	// OVS is the switch configuration backend (default VSCtl{}).
+	// OVS is the switch configuration backend (default Vswitch{}:
+	// go-openvswitch plus a small ovs-vsctl fallback).
 	OVS OVS
 	// Store holds the model (chassis records).
 	Store *store.Store
@@ -62,7 +63,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Bridge = "br-int"
 	}
 	if cfg.OVS == nil {
-		cfg.OVS = VSCtl{}
+		cfg.OVS = Vswitch{}
 	}
 	if cfg.Resync == 0 {
 		cfg.Resync = 30 * time.Second

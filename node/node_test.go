@@ -171,7 +171,7 @@ func backends(t *testing.T, body func(t *testing.T, o OVS, bridge, suffix string
 		if _, err := exec.LookPath("ovs-vsctl"); err != nil {
 			t.Skip("no ovs-vsctl")
 		}
-		body(t, VSCtl{}, "nbti"+suffix, suffix)
+		body(t, Vswitch{}, "nbti"+suffix, suffix)
 	})
 }
 
@@ -196,7 +196,7 @@ func TestAgentFollowsChassis(t *testing.T) {
 		defer cancel()
 		st := openStore(t)
 		physnet, phyBr := "pn"+sfx, "nbtp"+sfx
-		if v, ok := o.(VSCtl); ok {
+		if v, ok := o.(Vswitch); ok {
 			t.Cleanup(func() {
 				c := context.Background()
 				v.run(c, "--if-exists", "del-br", bridge)
@@ -275,7 +275,7 @@ func TestAgentFollowsChassis(t *testing.T) {
 				t.Fatalf("bridge setup: %+v %+v", f.bridges, f.ctl)
 			}
 		}
-		if v, ok := o.(VSCtl); ok {
+		if v, ok := o.(Vswitch); ok {
 			for col, exp := range map[string]string{"fail_mode": "secure", "datapath_type": "netdev", "protocols": "[OpenFlow13]"} {
 				got, err := v.run(ctx, "get", "Bridge", bridge, col)
 				if err != nil || strings.Trim(got, `"`) != exp {
@@ -346,14 +346,14 @@ func TestAgentPublishesIfaceIDs(t *testing.T) {
 				if err := o.setPort(bridge, vm, map[string]string{"iface-id": id}); err != nil {
 					t.Fatal(err)
 				}
-			case VSCtl:
+			case Vswitch:
 				if _, err := o.run(ctx, "--may-exist", "add-port", bridge, vm, "--", "set", "Interface", vm, "type=internal",
 					"external_ids:iface-id="+id); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}
-		if v, ok := o.(VSCtl); ok {
+		if v, ok := o.(Vswitch); ok {
 			t.Cleanup(func() { v.run(context.Background(), "--if-exists", "del-br", bridge) })
 		}
 		a, err := New(Config{Chassis: "self" + sfx, TunnelIP: "127.0.0.1", Bridge: bridge, DatapathType: "netdev",
@@ -398,5 +398,25 @@ func TestParseIfaceIDs(t *testing.T) {
 	}
 	if _, err := parseIfaceIDs("not json", nil); err == nil {
 		t.Fatal("no error for bad input")
+	}
+}
+
+// Vswitch talks to the Open vSwitch that OVS_RUNDIR names, through
+// go-openvswitch and through its ovs-vsctl fallback alike.
+func TestVswitchHonoursOVSRundir(t *testing.T) {
+	if _, err := exec.LookPath("ovs-vsctl"); err != nil {
+		t.Skip("no ovs-vsctl")
+	}
+	dir := t.TempDir()
+	t.Setenv("OVS_RUNDIR", dir)
+	v := Vswitch{Timeout: time.Second}
+	ctx := context.Background()
+	for what, err := range map[string]error{
+		"library (del-port)":     v.DeletePort(ctx, "br-nope", "p"),
+		"fallback (datapath_id)": func() error { _, err := v.DatapathID(ctx, "br-nope"); return err }(),
+	} {
+		if err == nil || !strings.Contains(err.Error(), dir) || !strings.HasPrefix(err.Error(), "node: ") {
+			t.Errorf("%s: error %v, want one naming %s/db.sock", what, err, dir)
+		}
 	}
 }
