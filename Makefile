@@ -50,7 +50,7 @@ docs-check:
 bench: build
 	scripts/bench-ofbench.sh
 
-# A 3-hypervisor GRE overlay lab (namespaces, one OVS each); `make lab-down` removes it.
+# A 3-hypervisor GRE overlay lab with a VLAN physical network (namespaces, one OVS each); `make lab-down` removes it.
 lab:
 	test/mininet/overlay/lab.sh up
 

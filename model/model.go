@@ -232,6 +232,10 @@ type Chassis struct {
 	DPID     string `json:"dpid"`
 	// Mappings maps physical networks to bridges ("physnet1": "br-phy").
 	Mappings map[string]string `json:"bridge_mappings,omitempty"`
+	// Interfaces maps the names of br-int's interfaces that carry an
+	// external_ids:iface-id to that id (a Neutron port id), as the node
+	// agent last read them from OVS.
+	Interfaces map[string]string `json:"interfaces,omitempty"`
 }
 
 // Key is the chassis name.

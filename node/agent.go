@@ -30,13 +30,18 @@ type Config struct {
 	Controllers []string
 	// Mappings maps physical networks to bridges ("physnet1": "br-phy").
 	Mappings map[string]string
-	// OVS is the switch configuration backend (default VSCtl{}).
+	// OVS is the switch configuration backend (default Vswitch{}:
+	// go-openvswitch plus a small ovs-vsctl fallback).
 	OVS OVS
 	// Store holds the model (chassis records).
 	Store *store.Store
 	// Resync re-reads OVS and repairs drift this often (default 30s).
 	Resync time.Duration
-	Logger *slog.Logger
+	// IfacePoll re-reads the iface-ids of the bridge's interfaces this
+	// often (default 1s) and publishes them in the chassis record when
+	// they changed.
+	IfacePoll time.Duration
+	Logger    *slog.Logger
 }
 
 // Agent is a running node agent.
@@ -44,6 +49,9 @@ type Agent struct {
 	cfg  Config
 	log  *slog.Logger
 	dpid string
+	// ifaces is what register publishes as model.Chassis.Interfaces
+	// (touched only by Setup and Run's goroutine).
+	ifaces map[string]string
 }
 
 // New checks the configuration and fills defaults.
@@ -55,10 +63,13 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Bridge = "br-int"
 	}
 	if cfg.OVS == nil {
-		cfg.OVS = VSCtl{}
+		cfg.OVS = Vswitch{}
 	}
 	if cfg.Resync == 0 {
 		cfg.Resync = 30 * time.Second
+	}
+	if cfg.IfacePoll == 0 {
+		cfg.IfacePoll = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -105,13 +116,41 @@ func (a *Agent) Setup(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	ifaces, err := o.IfaceIDs(ctx, a.cfg.Bridge)
+	if err != nil {
+		return err
+	}
+	a.ifaces = ifaces
 	return a.register(ctx)
+}
+
+// pollIfaces re-reads the bridge's iface-ids and, when they changed,
+// updates the chassis record.
+func (a *Agent) pollIfaces(ctx context.Context) error {
+	cur, err := a.cfg.OVS.IfaceIDs(ctx, a.cfg.Bridge)
+	if err != nil {
+		return err
+	}
+	if maps.Equal(cur, a.ifaces) {
+		return nil
+	}
+	prev := a.ifaces
+	a.ifaces = cur
+	if err := a.register(ctx); err != nil {
+		a.ifaces = prev // retried at the next poll
+		return err
+	}
+	a.log.Debug("interface iface-ids published", "interfaces", len(cur))
+	return nil
 }
 
 // register creates or updates the chassis record (compare-and-swap on its
 // revision, retried on conflict).
 func (a *Agent) register(ctx context.Context) error {
 	want := &model.Chassis{Name: a.cfg.Chassis, TunnelIP: a.cfg.TunnelIP, DPID: a.dpid, Mappings: a.cfg.Mappings}
+	if len(a.ifaces) > 0 {
+		want.Interfaces = maps.Clone(a.ifaces)
+	}
 	for {
 		r, rev, err := a.cfg.Store.Get(ctx, model.KindChassis, a.cfg.Chassis)
 		switch {
@@ -124,7 +163,8 @@ func (a *Agent) register(ctx context.Context) error {
 			return fmt.Errorf("node: reading chassis %s: %w", a.cfg.Chassis, err)
 		default:
 			old := r.(*model.Chassis)
-			if old.TunnelIP == want.TunnelIP && old.DPID == want.DPID && maps.Equal(old.Mappings, want.Mappings) {
+			if old.TunnelIP == want.TunnelIP && old.DPID == want.DPID && maps.Equal(old.Mappings, want.Mappings) &&
+				maps.Equal(old.Interfaces, want.Interfaces) {
 				return nil
 			}
 			if _, err = a.cfg.Store.Update(ctx, want, rev); err == nil {
@@ -197,10 +237,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	go m.Run(ctx)
 	tick := time.NewTicker(a.cfg.Resync)
 	defer tick.Stop()
+	poll := time.NewTicker(a.cfg.IfacePoll)
+	defer poll.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-poll.C:
+			if err := a.pollIfaces(ctx); err != nil {
+				a.log.Warn("publishing interface iface-ids failed", "err", err)
+			}
+			continue
 		case <-changed:
 		case <-tick.C:
 			// Re-register too: an operator may have deleted the record.

@@ -143,6 +143,18 @@ func (f *fakeOVS) DeletePort(_ context.Context, bridge, port string) error {
 	return nil
 }
 
+func (f *fakeOVS) IfaceIDs(_ context.Context, bridge string) (map[string]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]string{}
+	for p, cols := range f.bridges[bridge] {
+		if id := cols["iface-id"]; id != "" {
+			out[p] = id
+		}
+	}
+	return out, nil
+}
+
 var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
 func openStore(t *testing.T) *store.Store { return etcdtest.Embedded(t) }
@@ -159,7 +171,7 @@ func backends(t *testing.T, body func(t *testing.T, o OVS, bridge, suffix string
 		if _, err := exec.LookPath("ovs-vsctl"); err != nil {
 			t.Skip("no ovs-vsctl")
 		}
-		body(t, VSCtl{}, "nbti"+suffix, suffix)
+		body(t, Vswitch{}, "nbti"+suffix, suffix)
 	})
 }
 
@@ -184,7 +196,7 @@ func TestAgentFollowsChassis(t *testing.T) {
 		defer cancel()
 		st := openStore(t)
 		physnet, phyBr := "pn"+sfx, "nbtp"+sfx
-		if v, ok := o.(VSCtl); ok {
+		if v, ok := o.(Vswitch); ok {
 			t.Cleanup(func() {
 				c := context.Background()
 				v.run(c, "--if-exists", "del-br", bridge)
@@ -263,7 +275,7 @@ func TestAgentFollowsChassis(t *testing.T) {
 				t.Fatalf("bridge setup: %+v %+v", f.bridges, f.ctl)
 			}
 		}
-		if v, ok := o.(VSCtl); ok {
+		if v, ok := o.(Vswitch); ok {
 			for col, exp := range map[string]string{"fail_mode": "secure", "datapath_type": "netdev", "protocols": "[OpenFlow13]"} {
 				got, err := v.run(ctx, "get", "Bridge", bridge, col)
 				if err != nil || strings.Trim(got, `"`) != exp {
@@ -316,5 +328,95 @@ func TestParseMappings(t *testing.T) {
 	}
 	if m, err := ParseMappings(""); err != nil || len(m) != 0 {
 		t.Fatal("empty mappings")
+	}
+}
+
+// The agent publishes its bridge's external_ids:iface-id in the chassis
+// record, and follows changes within a few polls.
+func TestAgentPublishesIfaceIDs(t *testing.T) {
+	backends(t, func(t *testing.T, o OVS, bridge, sfx string) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		st := openStore(t)
+		vm := "nbtv" + sfx
+		setIface := func(id string) {
+			t.Helper()
+			switch o := o.(type) {
+			case *fakeOVS:
+				if err := o.setPort(bridge, vm, map[string]string{"iface-id": id}); err != nil {
+					t.Fatal(err)
+				}
+			case Vswitch:
+				if _, err := o.run(ctx, "--may-exist", "add-port", bridge, vm, "--", "set", "Interface", vm, "type=internal",
+					"external_ids:iface-id="+id); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if v, ok := o.(Vswitch); ok {
+			t.Cleanup(func() { v.run(context.Background(), "--if-exists", "del-br", bridge) })
+		}
+		a, err := New(Config{Chassis: "self" + sfx, TunnelIP: "127.0.0.1", Bridge: bridge, DatapathType: "netdev",
+			OVS: o, Store: st, Resync: time.Hour, IfacePoll: 50 * time.Millisecond, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		defer func() {
+			cancel()
+			<-done
+		}()
+		published := func(want map[string]string) func() (bool, string) {
+			return func() (bool, string) {
+				r, _, err := st.Get(ctx, model.KindChassis, "self"+sfx)
+				if err != nil {
+					return false, err.Error()
+				}
+				c := r.(*model.Chassis)
+				return c.DPID != "" && maps.Equal(c.Interfaces, want), fmt.Sprintf("%+v", c)
+			}
+		}
+		waitFor(t, "registration without interfaces", published(nil))
+		setIface("port-1")
+		waitFor(t, "iface-id published", published(map[string]string{vm: "port-1"}))
+		setIface("port-2")
+		waitFor(t, "iface-id change published", published(map[string]string{vm: "port-2"}))
+		if err := o.DeletePort(ctx, bridge, vm); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "interface removal published", published(nil))
+	})
+}
+
+func TestParseIfaceIDs(t *testing.T) {
+	js := `{"data":[["tapa",["map",[["attached-mac","fa:16:3e:00:00:01"],["iface-id","p1"]]]],` +
+		`["other",["map",[["iface-id","p2"]]]],["nomap",["map",[]]]],"headings":["name","external_ids"]}`
+	got, err := parseIfaceIDs(js, map[string]bool{"tapa": true, "nomap": true})
+	if err != nil || !maps.Equal(got, map[string]string{"tapa": "p1"}) {
+		t.Fatalf("parseIfaceIDs = %v, %v", got, err)
+	}
+	if _, err := parseIfaceIDs("not json", nil); err == nil {
+		t.Fatal("no error for bad input")
+	}
+}
+
+// Vswitch talks to the Open vSwitch that OVS_RUNDIR names, through
+// go-openvswitch and through its ovs-vsctl fallback alike.
+func TestVswitchHonoursOVSRundir(t *testing.T) {
+	if _, err := exec.LookPath("ovs-vsctl"); err != nil {
+		t.Skip("no ovs-vsctl")
+	}
+	dir := t.TempDir()
+	t.Setenv("OVS_RUNDIR", dir)
+	v := Vswitch{Timeout: time.Second}
+	ctx := context.Background()
+	for what, err := range map[string]error{
+		"library (del-port)":     v.DeletePort(ctx, "br-nope", "p"),
+		"fallback (datapath_id)": func() error { _, err := v.DatapathID(ctx, "br-nope"); return err }(),
+	} {
+		if err == nil || !strings.Contains(err.Error(), dir) || !strings.HasPrefix(err.Error(), "node: ") {
+			t.Errorf("%s: error %v, want one naming %s/db.sock", what, err, dir)
+		}
 	}
 }

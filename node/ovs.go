@@ -3,10 +3,13 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/digitalocean/go-openvswitch/ovs"
 )
 
 // Bridge is the desired shape of br-int.
@@ -19,8 +22,9 @@ type Bridge struct {
 	Controllers []string
 }
 
-// OVS is what the agent needs from Open vSwitch. VSCtl implements it with
-// ovs-vsctl (which honours OVS_RUNDIR); tests use a fake.
+// OVS is what the agent needs from Open vSwitch. Vswitch implements it with
+// go-openvswitch (which runs ovs-vsctl, so OVS_RUNDIR is honoured); tests
+// use a fake.
 type OVS interface {
 	// EnsureBridge creates the bridge if needed and sets datapath type,
 	// fail_mode secure, OpenFlow 1.3 and the controllers.
@@ -39,29 +43,71 @@ type OVS interface {
 	SetPatch(ctx context.Context, bridge, port, peer string) error
 	// DeletePort removes a port if it exists.
 	DeletePort(ctx context.Context, bridge, port string) error
+	// IfaceIDs maps the bridge's interfaces that have an
+	// external_ids:iface-id to it.
+	IfaceIDs(ctx context.Context, bridge string) (map[string]string, error)
 }
 
-// VSCtl runs ovs-vsctl. go-openvswitch's ovs.VSwitchService runs the same
-// tool but cannot set datapath_type or list interface options in one call,
-// and is not in go.mod; the commands here are what it would run.
-type VSCtl struct {
-	// Path of ovs-vsctl (default "ovs-vsctl" from PATH).
+// Vswitch implements OVS with github.com/digitalocean/go-openvswitch
+// (ovs.New: a client that runs ovs-vsctl with the process environment, so
+// OVS_RUNDIR picks the Open vSwitch instance, as it does for the tools).
+//
+// The library covers adding and deleting bridges and ports, fail mode,
+// protocols, a single controller, interface type and options (patch peer,
+// GRE remote_ip and key) and listing ports. What it cannot do goes through
+// a small ovs-vsctl fallback (run), used only for:
+//   - creating a bridge with datapath_type (and, for br-int, fail_mode
+//     secure) in one transaction: the library's AddBridge sets no column,
+//     and a bridge created without datapath_type=netdev is first opened as
+//     a kernel datapath, which fails where there is no openvswitch module,
+//     and would forward in standalone mode until fail_mode is set;
+//   - several controllers (SetController takes one target) or none
+//     (del-controller);
+//   - reading columns: datapath_id, GRE options and external_ids
+//     (the library has no generic get or find).
+//
+// Adding a port and setting its interface type are two library calls, so
+// ovs-vswitchd logs one "could not open network device" warning for the
+// new GRE or patch port in between; the second call fixes it.
+type Vswitch struct {
+	// Path of ovs-vsctl for the fallback (default "ovs-vsctl" from PATH;
+	// the library always runs "ovs-vsctl" from PATH).
 	Path string
-	// Timeout of each call (default 10s).
+	// Timeout of each call (default 10s): ovs-vsctl --timeout for both,
+	// and a hard deadline for the fallback.
 	Timeout time.Duration
 }
 
-func (v VSCtl) run(ctx context.Context, args ...string) (string, error) {
-	path, to := v.Path, v.Timeout
+func (v Vswitch) timeout() time.Duration {
+	if v.Timeout == 0 {
+		return 10 * time.Second
+	}
+	return v.Timeout
+}
+
+// client is go-openvswitch's plain client (no sudo) with our timeout.
+func (v Vswitch) client() *ovs.Client {
+	return ovs.New(ovs.Timeout(max(1, int(v.timeout().Seconds()))))
+}
+
+// lib wraps an error of the library with the package name and the command.
+func lib(err error, what string, args ...string) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("node: ovs-vsctl %s %s: %w", what, strings.Join(args, " "), err)
+}
+
+// run is the ovs-vsctl fallback for what go-openvswitch cannot do (see
+// Vswitch).
+func (v Vswitch) run(ctx context.Context, args ...string) (string, error) {
+	path, to := v.Path, v.timeout()
 	if path == "" {
 		path = "ovs-vsctl"
 	}
-	if to == 0 {
-		to = 10 * time.Second
-	}
 	ctx, cancel := context.WithTimeout(ctx, to)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, path, append([]string{fmt.Sprintf("--timeout=%d", int(to.Seconds()))}, args...)...)
+	cmd := exec.CommandContext(ctx, path, append([]string{fmt.Sprintf("--timeout=%d", max(1, int(to.Seconds())))}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -70,32 +116,51 @@ func (v VSCtl) run(ctx context.Context, args ...string) (string, error) {
 	return strings.TrimSpace(out.String()), nil
 }
 
-func (v VSCtl) EnsureBridge(ctx context.Context, b Bridge) error {
-	args := []string{"--may-exist", "add-br", b.Name, "--", "set", "Bridge", b.Name, "fail_mode=secure", "protocols=OpenFlow13"}
-	if b.DatapathType != "" {
-		args = append(args, "datapath_type="+b.DatapathType)
+// createBridge adds a bridge with its datapath type (and fail mode, if
+// set) in one transaction; without a datapath type the library does it.
+func (v Vswitch) createBridge(ctx context.Context, name, datapathType string, fail ovs.FailMode) error {
+	if datapathType == "" && fail == "" {
+		return lib(v.client().VSwitch.AddBridge(name), "add-br", name)
 	}
-	if _, err := v.run(ctx, args...); err != nil {
+	cols := []string{}
+	if datapathType != "" {
+		cols = append(cols, "datapath_type="+datapathType)
+	}
+	if fail != "" {
+		cols = append(cols, "fail_mode="+string(fail))
+	}
+	_, err := v.run(ctx, append([]string{"--may-exist", "add-br", name, "--", "set", "Bridge", name}, cols...)...)
+	return err
+}
+
+func (v Vswitch) EnsureBridge(ctx context.Context, b Bridge) error {
+	if err := v.createBridge(ctx, b.Name, b.DatapathType, ovs.FailModeSecure); err != nil {
 		return err
 	}
-	if len(b.Controllers) == 0 {
+	c := v.client()
+	// Repairs drift on an existing bridge.
+	if err := c.VSwitch.SetFailMode(b.Name, ovs.FailModeSecure); err != nil {
+		return lib(err, "set-fail-mode", b.Name, string(ovs.FailModeSecure))
+	}
+	if err := c.VSwitch.Set.Bridge(b.Name, ovs.BridgeOptions{Protocols: []string{ovs.ProtocolOpenFlow13}}); err != nil {
+		return lib(err, "set bridge", b.Name, "protocols="+ovs.ProtocolOpenFlow13)
+	}
+	switch len(b.Controllers) {
+	case 0:
 		_, err := v.run(ctx, "del-controller", b.Name)
 		return err
+	case 1:
+		return lib(c.VSwitch.SetController(b.Name, b.Controllers[0]), "set-controller", b.Name, b.Controllers[0])
 	}
 	_, err := v.run(ctx, append([]string{"set-controller", b.Name}, b.Controllers...)...)
 	return err
 }
 
-func (v VSCtl) EnsurePlainBridge(ctx context.Context, name, datapathType string) error {
-	args := []string{"--may-exist", "add-br", name}
-	if datapathType != "" {
-		args = append(args, "--", "set", "Bridge", name, "datapath_type="+datapathType)
-	}
-	_, err := v.run(ctx, args...)
-	return err
+func (v Vswitch) EnsurePlainBridge(ctx context.Context, name, datapathType string) error {
+	return v.createBridge(ctx, name, datapathType, "")
 }
 
-func (v VSCtl) DatapathID(ctx context.Context, bridge string) (string, error) {
+func (v Vswitch) DatapathID(ctx context.Context, bridge string) (string, error) {
 	out, err := v.run(ctx, "get", "Bridge", bridge, "datapath_id")
 	if err != nil {
 		return "", err
@@ -107,14 +172,23 @@ func (v VSCtl) DatapathID(ctx context.Context, bridge string) (string, error) {
 	return out, nil
 }
 
-func (v VSCtl) Tunnels(ctx context.Context, bridge string) (map[string]string, error) {
-	ports, err := v.run(ctx, "list-ports", bridge)
+// ports lists a bridge's ports with the library.
+func (v Vswitch) ports(bridge string) (map[string]bool, error) {
+	ports, err := v.client().VSwitch.ListPorts(bridge)
+	if err != nil {
+		return nil, lib(err, "list-ports", bridge)
+	}
+	on := make(map[string]bool, len(ports))
+	for _, p := range ports {
+		on[strings.TrimSpace(p)] = true
+	}
+	return on, nil
+}
+
+func (v Vswitch) Tunnels(ctx context.Context, bridge string) (map[string]string, error) {
+	on, err := v.ports(bridge)
 	if err != nil {
 		return nil, err
-	}
-	on := map[string]bool{}
-	for _, p := range strings.Fields(ports) {
-		on[p] = true
 	}
 	// One call for every GRE interface (all bridges), filtered to ours.
 	rows, err := v.run(ctx, "--format=csv", "--data=bare", "--no-headings", "--columns=name,options", "find", "Interface", "type=gre")
@@ -137,18 +211,69 @@ func (v VSCtl) Tunnels(ctx context.Context, bridge string) (map[string]string, e
 	return out, nil
 }
 
-func (v VSCtl) SetGRE(ctx context.Context, bridge, port, remoteIP string) error {
-	_, err := v.run(ctx, "--may-exist", "add-port", bridge, port, "--", "set", "Interface", port, "type=gre",
-		"options:remote_ip="+remoteIP, "options:key=flow")
-	return err
+// setPort adds a port (if missing) and sets its interface's type and
+// options, both with the library.
+func (v Vswitch) setPort(bridge, port string, o ovs.InterfaceOptions) error {
+	c := v.client()
+	if err := c.VSwitch.AddPort(bridge, port); err != nil {
+		return lib(err, "add-port", bridge, port)
+	}
+	return lib(c.VSwitch.Set.Interface(port, o), "set interface", port)
 }
 
-func (v VSCtl) SetPatch(ctx context.Context, bridge, port, peer string) error {
-	_, err := v.run(ctx, "--may-exist", "add-port", bridge, port, "--", "set", "Interface", port, "type=patch", "options:peer="+peer)
-	return err
+func (v Vswitch) SetGRE(_ context.Context, bridge, port, remoteIP string) error {
+	return v.setPort(bridge, port, ovs.InterfaceOptions{Type: ovs.InterfaceTypeGRE, RemoteIP: remoteIP, Key: "flow"})
 }
 
-func (v VSCtl) DeletePort(ctx context.Context, bridge, port string) error {
-	_, err := v.run(ctx, "--if-exists", "del-port", bridge, port)
-	return err
+func (v Vswitch) SetPatch(_ context.Context, bridge, port, peer string) error {
+	return v.setPort(bridge, port, ovs.InterfaceOptions{Type: ovs.InterfaceTypePatch, Peer: peer})
+}
+
+func (v Vswitch) DeletePort(_ context.Context, bridge, port string) error {
+	return lib(v.client().VSwitch.DeletePort(bridge, port), "del-port", bridge, port)
+}
+
+func (v Vswitch) IfaceIDs(ctx context.Context, bridge string) (map[string]string, error) {
+	on, err := v.ports(bridge)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := v.run(ctx, "--format=json", "--columns=name,external_ids", "find", "Interface", `external_ids:iface-id!=""`)
+	if err != nil {
+		return nil, err
+	}
+	return parseIfaceIDs(rows, on)
+}
+
+// parseIfaceIDs reads `ovs-vsctl --format=json --columns=name,external_ids
+// find Interface` (external_ids is ["map", [[key, value], ...]]) and keeps
+// the interfaces in on.
+func parseIfaceIDs(js string, on map[string]bool) (map[string]string, error) {
+	var tbl struct {
+		Data [][]json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(js), &tbl); err != nil {
+		return nil, fmt.Errorf("node: reading interfaces: %w", err)
+	}
+	out := map[string]string{}
+	for _, row := range tbl.Data {
+		if len(row) != 2 {
+			continue
+		}
+		var name string
+		var ext []json.RawMessage
+		if json.Unmarshal(row[0], &name) != nil || !on[name] || json.Unmarshal(row[1], &ext) != nil || len(ext) != 2 {
+			continue
+		}
+		var pairs [][2]string
+		if json.Unmarshal(ext[1], &pairs) != nil {
+			continue
+		}
+		for _, kv := range pairs {
+			if kv[0] == "iface-id" && kv[1] != "" {
+				out[name] = kv[1]
+			}
+		}
+	}
+	return out, nil
 }

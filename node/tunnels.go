@@ -2,7 +2,8 @@
 // subcommand): it sets up br-int on a hypervisor (datapath type, fail mode
 // secure, OpenFlow 1.3, every controller replica), registers the chassis
 // in the store, patches br-int to the bridges of its physical networks,
-// and keeps one GRE port per peer chassis as chassis come and go.
+// keeps one GRE port per peer chassis as chassis come and go, and
+// publishes br-int's external_ids:iface-id in its chassis record.
 package node
 
 import (

@@ -41,7 +41,7 @@ type IfaceIDs interface {
 
 // Config tunes the app.
 type Config struct {
-	// IfaceIDs resolves external_ids:iface-id (nil: names only).
+	// IfaceIDs resolves external_ids:iface-id (nil: ChassisIfaceIDs).
 	IfaceIDs IfaceIDs
 	// DHCPServerMAC is the source MAC of DHCP replies.
 	DHCPServerMAC flow.MAC
@@ -64,6 +64,9 @@ func New(cfg Config) *App {
 	}
 	if cfg.LeaseSeconds == 0 {
 		cfg.LeaseSeconds = 86400
+	}
+	if cfg.IfaceIDs == nil {
+		cfg.IfaceIDs = ChassisIfaceIDs{}
 	}
 	return &App{cfg: cfg}
 }

@@ -311,6 +311,7 @@ func nodeAgent(args []string) error {
 	mappings := fs.String("bridge-mappings", "", "physical network mappings, physnet1:br-phy,...")
 	endpoints := fs.StringSlice("etcd-endpoints", nil, "etcd cluster endpoints (required)")
 	resync := fs.Duration("resync", 30*time.Second, "re-read OVS and repair drift this often")
+	ifacePoll := fs.Duration("iface-poll", time.Second, "re-read br-int's external_ids:iface-id this often and publish changes in the chassis record")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -337,7 +338,7 @@ func nodeAgent(args []string) error {
 	}
 	defer st.Close()
 	a, err := node.New(node.Config{Chassis: *chassis, TunnelIP: *tunnelIP, Bridge: *bridge, DatapathType: *dpType,
-		Controllers: *controllers, Mappings: maps, Store: st, Resync: *resync, Logger: log})
+		Controllers: *controllers, Mappings: maps, Store: st, Resync: *resync, IfacePoll: *ifacePoll, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,13 @@
 //     default 172.31.255.(10+N)/24);
 //   - management: veth PmN in the root namespace (RootMgmtIP,
 //     169.254.X.(4N+1)/30) <-> mgmt0 in P-hvN (MgmtIP, 169.254.X.(4N+2)/30).
-//     X is chosen per lab so that concurrent labs never share addresses.
+//     X is chosen per lab so that concurrent labs never share addresses;
+//   - with Options.Physnet, a physical network for VLAN provider networks:
+//     veth eth-phys (a port of the netdev bridge br-vlan, PhysnetBridge,
+//     fail_mode=standalone) <-> phN on the Linux bridge br1
+//     (PhysnetSegment) in P-ul. No addresses and no IPv6 on that segment:
+//     a capture on br1 sees tenant frames only. Node agents started with
+//     --bridge-mappings physnet1:br-vlan patch br-int to it.
 //
 // # Reaching a controller
 //

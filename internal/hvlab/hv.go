@@ -86,7 +86,31 @@ func (l *Lab) newHypervisor(n int) *Hypervisor {
 	}
 	l.mustRun("ip", "-n", ns, "addr", "add", fmt.Sprintf("%s/%d", hv.tunnel, l.ul.Bits()), "dev", "br-phy")
 	l.mustRun("ip", "-n", ns, "link", "set", "br-phy", "up")
+	if l.opts.Physnet {
+		hv.addPhysnet()
+	}
 	return hv
+}
+
+// PhysnetLink is the name of a hypervisor's physical network link in the
+// underlay namespace (a port of PhysnetSegment): "phN".
+func (hv *Hypervisor) PhysnetLink() string { return fmt.Sprintf("ph%d", hv.index) }
+
+// addPhysnet joins the hypervisor to the lab's physical network: veth
+// eth-phys (a port of PhysnetBridge) <-> phN on PhysnetSegment. Neither end
+// nor the bridge's internal port has an address or IPv6, and the internal
+// port stays down, so the segment carries tenant frames only.
+func (hv *Hypervisor) addPhysnet() {
+	l, ns, ulns := hv.lab, hv.ns, hv.lab.UnderlayNS()
+	l.mustRun("ip", "link", "add", "name", hv.PhysnetLink(), "netns", ulns, "type", "veth", "peer", "name", "eth-phys", "netns", ns)
+	l.noIPv6(ulns, hv.PhysnetLink())
+	l.noIPv6(ns, "eth-phys")
+	l.mustRun("ip", "-n", ulns, "link", "set", hv.PhysnetLink(), "master", PhysnetSegment, "up")
+	l.mustRun("ip", "-n", ns, "link", "set", "eth-phys", "up")
+	hv.Vsctl("--", "add-br", PhysnetBridge,
+		"--", "set", "bridge", PhysnetBridge, "datapath_type=netdev", "fail_mode=standalone",
+		"other_config:disable-in-band=true",
+		"--", "add-port", PhysnetBridge, "eth-phys")
 }
 
 func waitFile(t testing.TB, path string, timeout time.Duration) {

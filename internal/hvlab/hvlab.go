@@ -32,6 +32,17 @@ const Schema = "/usr/share/openvswitch/vswitch.ovsschema"
 // traffic).
 const UnderlayBridge = "br0"
 
+// PhysnetSegment is the Linux bridge, in the lab's underlay namespace, that
+// joins every hypervisor's PhysnetBridge when Options.Physnet is set: the
+// lab's physical network (capture on it to see VLAN-tagged tenant frames).
+const PhysnetSegment = "br1"
+
+// PhysnetBridge is the OVS bridge (netdev, fail_mode=standalone: NORMAL
+// forwarding) of every hypervisor that carries the lab's physical network
+// when Options.Physnet is set; map a physnet to it with
+// `controller node --bridge-mappings physnet1:br-vlan`.
+const PhysnetBridge = "br-vlan"
+
 // DefaultUnderlay is the underlay subnet when Options.Underlay is empty.
 const DefaultUnderlay = "172.31.255.0/24"
 
@@ -59,6 +70,11 @@ type Options struct {
 	// BrInt makes New create br-int on every hypervisor (datapath ID N,
 	// Controllers) and a full mesh of GRE ports (see Hypervisor.GREPort).
 	BrInt bool
+	// Physnet gives every hypervisor a PhysnetBridge whose port eth-phys is
+	// a veth to the PhysnetSegment Linux bridge of the underlay namespace:
+	// a plain shared L2 segment (no IP, IPv6 off, so only tenant frames
+	// cross it) for VLAN provider networks.
+	Physnet bool
 }
 
 // Lab is a set of hypervisors built by New.
@@ -155,6 +171,11 @@ func New(t testing.TB, opts Options) *Lab {
 	l.mustRun("ip", "-n", ulns, "link", "set", "lo", "up")
 	l.mustRun("ip", "-n", ulns, "link", "add", UnderlayBridge, "type", "bridge")
 	l.mustRun("ip", "-n", ulns, "link", "set", UnderlayBridge, "up")
+	if opts.Physnet {
+		l.mustRun("ip", "-n", ulns, "link", "add", PhysnetSegment, "type", "bridge")
+		l.noIPv6(ulns, PhysnetSegment)
+		l.mustRun("ip", "-n", ulns, "link", "set", PhysnetSegment, "up")
+	}
 	for i := 1; i <= opts.Hypervisors; i++ {
 		l.hvs = append(l.hvs, l.newHypervisor(i))
 	}
@@ -235,6 +256,13 @@ func (l *Lab) ConnectMesh() {
 			}
 		}
 	}
+}
+
+// noIPv6 turns IPv6 off on a link, so the kernel sends nothing (router
+// solicitations, MLD) on it by itself.
+func (l *Lab) noIPv6(ns, link string) {
+	l.t.Helper()
+	l.mustRun("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf."+link+".disable_ipv6=1")
 }
 
 func (l *Lab) mustRun(name string, args ...string) string {

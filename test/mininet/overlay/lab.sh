@@ -16,6 +16,13 @@
 # IP, e.g. -c tcp:ROOT:6653 (the controller must listen on 0.0.0.0:6653).
 # Without -c, br-int gets static GRE flows so that the two demo VMs (vm1 on
 # hv1, vm2 on hv2, 10.0.0.1 and 10.0.0.2) ping each other.
+# Every hypervisor also gets br-vlan (netdev, standalone), the bridge of the
+# physical network physnet1: its port eth-phys is a veth to phN on the Linux
+# bridge br1 in the underlay namespace (no IP, IPv6 off). Node agents map it
+# with --bridge-mappings physnet1:br-vlan. Without -c, br-int is patched to
+# it (phy-physnet1 <-> int-physnet1, as the node agent names them) and two
+# more demo VMs (vm3 on hv1, vm4 on hv2, 10.0.1.3 and 10.0.1.4) ping each
+# other on VLAN 100: `ip netns exec $P-ul tcpdump -nei br1` shows the tags.
 set -euo pipefail
 
 P=${LAB_PREFIX:-nlab}
@@ -55,6 +62,9 @@ up() {
   ip -n "$ul" link set lo up
   ip -n "$ul" link add br0 type bridge
   ip -n "$ul" link set br0 up
+  ip -n "$ul" link add br1 type bridge
+  ip netns exec "$ul" sysctl -qw net.ipv6.conf.br1.disable_ipv6=1
+  ip -n "$ul" link set br1 up
   for n in $(seq 1 "$hvs"); do
     local ns rd; ns=$(ns_hv "$n"); rd="$DIR/hv$n"
     mkdir -p "$rd"
@@ -86,6 +96,16 @@ up() {
       -- set interface br-phy "mtu_request=$MTU" -- set interface eth-ul "mtu_request=$MTU"
     ip -n "$ns" addr add "$(tun_ip "$n")/24" dev br-phy
     ip -n "$ns" link set br-phy up
+    # Physical network physnet1: eth-phys on br-vlan, phN on br1.
+    ip link add name "ph$n" netns "$ul" type veth peer name eth-phys netns "$ns"
+    ip netns exec "$ul" sysctl -qw "net.ipv6.conf.ph$n.disable_ipv6=1"
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.eth-phys.disable_ipv6=1
+    ip -n "$ul" link set "ph$n" master br1 up
+    ip -n "$ns" link set eth-phys up
+    hvctl "$n" ovs-vsctl --timeout=20 \
+      -- add-br br-vlan -- set bridge br-vlan datapath_type=netdev fail_mode=standalone \
+         other_config:disable-in-band=true \
+      -- add-port br-vlan eth-phys
     hvctl "$n" ovs-vsctl --timeout=20 \
       -- add-br br-int -- set bridge br-int datapath_type=netdev fail_mode=secure \
          protocols=OpenFlow13 other_config:disable-in-band=true \
@@ -112,6 +132,17 @@ up() {
     hvctl 2 ovs-ofctl -O OpenFlow13 add-flow br-int "in_port=1,actions=set_field:5->tun_id,output:101"
     hvctl 2 ovs-ofctl -O OpenFlow13 add-flow br-int "tun_id=5,in_port=101,actions=output:1"
     echo "lab.sh: demo VMs: ip netns exec $(ns_vm vm1) ping 10.0.0.2"
+    # VLAN 100 on physnet1: push the tag towards br-vlan, pop it coming back.
+    vm 1 vm3 02:00:00:00:00:03 10.0.1.3/24 3
+    vm 2 vm4 02:00:00:00:00:04 10.0.1.4/24 3
+    for n in 1 2; do
+      hvctl "$n" ovs-vsctl --timeout=20 \
+        -- add-port br-int phy-physnet1 -- set interface phy-physnet1 type=patch options:peer=int-physnet1 ofport_request=200 \
+        -- add-port br-vlan int-physnet1 -- set interface int-physnet1 type=patch options:peer=phy-physnet1
+      hvctl "$n" ovs-ofctl -O OpenFlow13 add-flow br-int "in_port=3,actions=push_vlan:0x8100,set_field:4196->vlan_vid,output:200"
+      hvctl "$n" ovs-ofctl -O OpenFlow13 add-flow br-int "in_port=200,dl_vlan=100,actions=pop_vlan,output:3"
+    done
+    echo "lab.sh: VLAN 100 demo VMs: ip netns exec $(ns_vm vm3) ping 10.0.1.4"
   fi
   echo "lab.sh: up: $hvs hypervisors, state in $DIR"
   status
@@ -174,6 +205,7 @@ status() {
   for n in $(seq 1 "$(cat "$DIR/hvs")"); do
     echo "== hv$n: netns $(ns_hv "$n"), tunnel $(tun_ip "$n"), mgmt root $(mg_root "$n") <-> hv $(mg_hv "$n")"
     echo "   OVS_RUNDIR=$DIR/hv$n ip netns exec $(ns_hv "$n") ovs-vsctl show"
+    echo "   physnet1: br-vlan (eth-phys <-> ph$n on br1 in $(ns_ul))"
   done
 }
 
