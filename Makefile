@@ -9,7 +9,7 @@ FUZZTIME  ?= 30000x
 # and starts them.
 E2E_ENV   := NIMBUS_E2E=1
 
-.PHONY: all build run test unit e2e fuzz deps docs docs-check bench lab lab-down vet clean
+.PHONY: all build run test unit e2e fuzz deps docs docs-check bench lab lab-down lab-fabric vet clean
 
 all: build
 
@@ -53,6 +53,16 @@ bench: build
 # A 3-hypervisor GRE overlay lab with a VLAN physical network (namespaces, one OVS each); `make lab-down` removes it.
 lab:
 	test/mininet/overlay/lab.sh up
+
+# A Mininet fabric (TOPO=tree,2,2 | ring,4 | linear,K ...) of userspace OVS
+# switches on a running controller (CONTROLLER, default 127.0.0.1:6653).
+# It prints the hosts, their switch ports (bind Neutron ports to them with
+# binding:profile port_name) and netns names, and holds the lab until
+# stdin closes (Ctrl-D); then it removes everything it made.
+TOPO       ?= tree,2,2
+CONTROLLER ?= 127.0.0.1:6653
+lab-fabric:
+	/usr/bin/python3 test/mininet/fabric.py --topo $(TOPO) --controller $(CONTROLLER)
 
 lab-down:
 	test/mininet/overlay/lab.sh down

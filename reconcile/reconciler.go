@@ -100,12 +100,28 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	t := time.NewTicker(r.opt.Interval)
 	defer t.Stop()
 	full := true
+	start := time.Now()
+	converged := false
+	changes := 0
 	for {
-		if _, err := r.Pass(ctx, full); err != nil {
+		ops, err := r.Pass(ctx, full)
+		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			r.log.Warn("reconcile pass failed", "err", err)
+		}
+		if err == nil && !converged {
+			changes += ops.Len()
+			r.mu.Lock()
+			ready := r.desired != nil && r.complete
+			r.mu.Unlock()
+			if ready {
+				// The first pass on complete desired state since this
+				// run began (a connection, or a takeover).
+				converged = true
+				r.log.Info("converged", "changes", changes, "took", time.Since(start).Round(time.Microsecond))
+			}
 		}
 		select {
 		case <-ctx.Done():

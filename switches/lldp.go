@@ -126,7 +126,9 @@ func (a *agent) sendLLDP() {
 			[]flow.Action{flow.Output{Port: p.No}}, topology.LLDPFrame(a.c.DPID(), p.No, p.MAC))
 	}
 	if len(b) > 0 {
-		a.c.Queue(b)
+		// Send, not Queue: Queue flushes only when this connection's
+		// input drains, and a quiet switch may have no input for seconds.
+		_ = a.c.Send(b)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -51,6 +52,7 @@ type Manager struct {
 
 	mu     sync.Mutex
 	agents map[uint64]*agent
+	kick   chan struct{} // coalesced RefreshAll requests
 }
 
 // New makes a manager whose agents live until ctx ends.
@@ -64,7 +66,29 @@ func New(ctx context.Context, cfg Config) *Manager {
 	if cfg.Model == nil {
 		cfg.Model = func() (*model.Snapshot, bool) { return model.Empty, true }
 	}
-	return &Manager{cfg: cfg, graph: topology.NewGraph(), log: cfg.Logger, ctx: ctx, agents: map[uint64]*agent{}}
+	m := &Manager{cfg: cfg, graph: topology.NewGraph(), log: cfg.Logger, ctx: ctx, agents: map[uint64]*agent{}, kick: make(chan struct{}, 1)}
+	go m.refresher()
+	return m
+}
+
+// kickAll asks for a RefreshAll; requests made while one runs coalesce
+// into one more.
+func (m *Manager) kickAll() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Manager) refresher() {
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.kick:
+			m.RefreshAll()
+		}
+	}
 }
 
 // Topology returns the live topology graph.
@@ -151,7 +175,7 @@ func (m *Manager) OnDisconnect(c *ofproto.Conn, err error) {
 	}
 	m.mu.Unlock()
 	if a != nil {
-		go m.RefreshAll() // fabric paths may have crossed it
+		m.kickAll() // bindings and fabric paths may have used it
 	}
 }
 
@@ -166,6 +190,9 @@ func (a *agent) run(ctx context.Context) {
 	}
 	a.m.graph.SetSwitch(a.c.DPID(), tp)
 	a.refresh()
+	// Other switches may bind ports by this switch's port names or route
+	// through it.
+	a.m.kickAll()
 	if a.m.cfg.Cluster == nil {
 		a.master(ctx)
 		return
@@ -266,9 +293,19 @@ func (m *Manager) RefreshAll() {
 	if snap, _ := m.cfg.Model(); snap != nil {
 		m.cfg.Metrics.FabricLinks.Set(float64(snap.Len(model.KindLink)))
 	}
+	// In parallel, bounded by the CPUs: each agent's refresh is
+	// serialized on its own lock.
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
 	for _, a := range as {
-		a.refresh()
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(a *agent) {
+			defer func() { <-sem; wg.Done() }()
+			a.refresh()
+		}(a)
 	}
+	wg.Wait()
 }
 
 // refresh recomputes desired state and hands it to the reconciler.
@@ -396,7 +433,7 @@ func (a *agent) PortStatus(c *ofproto.Conn, reason uint8, p ofproto.Port) {
 		a.portDown(p.No)
 	}
 	// Every switch: bindings and fabric paths span switches.
-	go a.m.RefreshAll()
+	a.m.kickAll()
 }
 
 // FlowRemoved passes expiries of dynamic flows to their app.

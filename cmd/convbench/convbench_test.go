@@ -482,31 +482,19 @@ func convergence(t *testing.T, b *bench, c1 *ctl) {
 	}
 	// The controller's own view (log timestamps, no polling): switch
 	// connected -> first full pass committed (bundle commit reply).
-	logRE := regexp.MustCompile(`time=(\S+) .*msg=(?:"switch connected"|reconciled) .*dpid=([0-9a-f]+)`)
-	connAt, doneAt := map[string]time.Time{}, map[string]time.Time{}
-	for _, line := range strings.Split(c3.Log(), "\n") {
-		m := logRE.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		at, err := time.Parse(time.RFC3339Nano, m[1])
-		if err != nil {
-			continue
-		}
-		if strings.Contains(line, "switch connected") {
-			if _, ok := connAt[m[2]]; !ok {
-				connAt[m[2]] = at
-			}
-		} else if _, ok := doneAt[m[2]]; !ok {
-			doneAt[m[2]] = at
-		}
-	}
+	connAt, doneAt := convergedFromLog(c3.Log())
 	var fromLog []string
 	for i, d := range dpids {
 		fromLog = append(fromLog, fmt.Sprintf("%s connected +%s, committed +%s (%s after connection)", hvs[i].Name(),
 			ms(connAt[d].Sub(c3.start)), ms(doneAt[d].Sub(c3.start)), ms(doneAt[d].Sub(connAt[d]))))
 	}
 	t.Logf("RESULT cold-start from the controller log: %s", strings.Join(fromLog, "; "))
+	coldWorst := time.Duration(0)
+	for _, d := range dpids {
+		if v := doneAt[d].Sub(connAt[d]); v > coldWorst {
+			coldWorst = v
+		}
+	}
 
 	// (b) restart: kill -9, start at once, until the first pass of every
 	// switch is observed.
@@ -540,8 +528,20 @@ func convergence(t *testing.T, b *bench, c1 *ctl) {
 		ms(conn4), ms(pass4), ms(pass4-conn4), c4.metric("nimbus_flow_mods_total", `source="reconcile"`),
 		c4.metric("nimbus_flow_mods_total", `op="add"`), c4.metric("nimbus_flow_mods_total", `op="delete"`),
 		c4.metric("nimbus_reconcile_duration_seconds_count", ""), after, final)
+	connAt4, doneAt4 := convergedFromLog(c4.Log())
+	var restartLog []string
+	restartWorst := time.Duration(0)
+	for i, d := range dpids {
+		v := doneAt4[d].Sub(connAt4[d])
+		if v > restartWorst {
+			restartWorst = v
+		}
+		restartLog = append(restartLog, fmt.Sprintf("%s connected +%s, converged +%s (%s after connection)", hvs[i].Name(),
+			ms(connAt4[d].Sub(c4.start)), ms(doneAt4[d].Sub(c4.start)), ms(v)))
+	}
+	t.Logf("RESULT restart from the controller log: %s", strings.Join(restartLog, "; "))
 	for _, line := range strings.Split(c4.Log(), "\n") {
-		for _, k := range []string{"started", "registered", "switch connected", "elected", "took mastership", "WARN", "ERROR", "reconciled"} {
+		for _, k := range []string{"started", "registered", "switch connected", "elected", "took mastership", "WARN", "ERROR", "reconciled", "converged"} {
 			if strings.Contains(line, k) {
 				t.Logf("c4: %s", line)
 				break
@@ -605,4 +605,74 @@ func convergence(t *testing.T, b *bench, c1 *ctl) {
 		"(from connection) / total = %.2f, slowest chassis from its connection (%s) / slowest ovs-ofctl = %.2f; per chassis (own connection -> converged) / ovs-ofctl: %s",
 		ms(sum), ms(max), float64(conv)/float64(sum), float64(conv-conn)/float64(sum), ms(nmax), float64(nmax)/float64(max),
 		strings.Join(ratios, ", "))
+	t.Logf("RESULT ratio to the slowest ovs-ofctl --bundle load (%s), slowest chassis from its connection to converged (controller log): cold start %s = %.2f, after a restart %s = %.2f",
+		ms(max), ms(coldWorst), float64(coldWorst)/float64(max), ms(restartWorst), float64(restartWorst)/float64(max))
+
+	// (d) the same loads on all three chassis at once, as the controller
+	// does at a cold start (three OVS instances and the loader share the
+	// machine's CPUs).
+	for _, hv := range hvs {
+		hv.Vsctl("--", "add-br", "br-load", "--", "set", "bridge", "br-load", "datapath_type=netdev",
+			"fail_mode=secure", "protocols=OpenFlow13", "other_config:disable-in-band=true")
+	}
+	time.Sleep(500 * time.Millisecond)
+	durs := make([]time.Duration, len(hvs))
+	var lwg sync.WaitGroup
+	s0 := time.Now()
+	for i, hv := range hvs {
+		lwg.Add(1)
+		go func(i int, hv *hvlab.Hypervisor) {
+			defer lwg.Done()
+			s := time.Now()
+			gf, ff := filepath.Join(dir, hv.Name()+".groups"), filepath.Join(dir, hv.Name()+".flows")
+			if out, err := hv.OfctlErr("--bundle", "add-groups", "br-load", gf); err != nil {
+				t.Errorf("%s add-groups: %v %s", hv.Name(), err, out)
+			}
+			if out, err := hv.OfctlErr("--bundle", "add-flows", "br-load", ff); err != nil {
+				t.Errorf("%s add-flows: %v %s", hv.Name(), err, out)
+			}
+			durs[i] = time.Since(s)
+		}(i, hv)
+	}
+	lwg.Wait()
+	wall := time.Since(s0)
+	var cmax time.Duration
+	var cper []string
+	for i, d := range durs {
+		cper = append(cper, fmt.Sprintf("%s %s", hvs[i].Name(), ms(d)))
+		if d > cmax {
+			cmax = d
+		}
+	}
+	for _, hv := range hvs {
+		hv.Vsctl("del-br", "br-load")
+	}
+	t.Logf("RESULT ovs-ofctl --bundle concurrent on 3 chassis: %s (wall %s); ratio, slowest chassis: cold start %s / %s = %.2f, after a restart %s / %s = %.2f",
+		strings.Join(cper, ", "), ms(wall), ms(coldWorst), ms(cmax), float64(coldWorst)/float64(cmax), ms(restartWorst), ms(cmax), float64(restartWorst)/float64(cmax))
+}
+
+// convergedFromLog reads, per datapath id, when the controller logged the
+// switch's connection and its first converged reconcile pass (the first
+// pass on complete desired state, logged whatever it changed).
+func convergedFromLog(log string) (connAt, doneAt map[string]time.Time) {
+	logRE := regexp.MustCompile(`time=(\S+) .*msg=(?:"switch connected"|converged) .*dpid=([0-9a-f]+)`)
+	connAt, doneAt = map[string]time.Time{}, map[string]time.Time{}
+	for _, line := range strings.Split(log, "\n") {
+		m := logRE.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, m[1])
+		if err != nil {
+			continue
+		}
+		if strings.Contains(line, "switch connected") {
+			if _, ok := connAt[m[2]]; !ok {
+				connAt[m[2]] = at
+			}
+		} else if _, ok := doneAt[m[2]]; !ok {
+			doneAt[m[2]] = at
+		}
+	}
+	return connAt, doneAt
 }

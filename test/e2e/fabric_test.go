@@ -10,9 +10,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nimbus-sdn/nimbus/internal/etcdtest"
 	"github.com/nimbus-sdn/nimbus/internal/hvlab"
 	"github.com/nimbus-sdn/nimbus/internal/ovslab"
 )
@@ -34,13 +36,13 @@ type fabricLab struct {
 
 // startFabric runs the Mininet fabric lab against controllers and waits
 // for its description. The lab is torn down when the test ends.
-func startFabric(t *testing.T, topo string, controllers ...string) *fabricLab {
+func startFabric(t *testing.T, topo string, dpidBase uint64, controllers ...string) *fabricLab {
 	t.Helper()
 	root, err := ovslab.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{filepath.Join(root, "test/mininet/fabric.py"), "--topo", topo}
+	args := []string{filepath.Join(root, "test/mininet/fabric.py"), "--topo", topo, "--dpid-base", fmt.Sprintf("0x%x", dpidBase)}
 	for _, c := range controllers {
 		args = append(args, "--controller", c)
 	}
@@ -171,6 +173,9 @@ func (h *fabricHost) dhcp(dir string) (ip, mtu string) {
 	return f[0], f[1]
 }
 
+// Datapath ids of fabric lab switches: base+1, base+2, ...
+const fabricDPIDBase = 0xfab000
+
 // fabricDump logs every switch's flows (for failures).
 func fabricDump(t *testing.T, lab *fabricLab) {
 	for name := range lab.Switches {
@@ -208,7 +213,7 @@ func TestFabricIsolation(t *testing.T) {
 	} {
 		t.Run(tc.topo, func(t *testing.T) {
 			c := startController(t, "--lldp-interval", "250ms")
-			lab := startFabric(t, tc.topo, c.OF)
+			lab := startFabric(t, tc.topo, fabricDPIDBase, c.OF)
 			waitFor(t, 30*time.Second, "LLDP links in the store", func() bool {
 				return c.metric("nimbus_fabric_links", "") == float64(2*tc.links)
 			})
@@ -425,5 +430,92 @@ func fabricCut(t *testing.T, lab *fabricLab, h *fabricHost, dst string) {
 	out, _ = exec.Command("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", h.sw, "dl_dst="+mac).CombinedOutput()
 	if m2 := regexp.MustCompile(`push_vlan.*output:(\d+)`).FindStringSubmatch(string(out)); m2 == nil || m2[1] == m[1] {
 		t.Errorf("after the cut %s does not send %s another way (was %s):\n%s", h.sw, mac, egress, out)
+	}
+}
+
+// TestFabricFailover runs three replicas on a ring,4 fabric, pings
+// between two tenant hosts every 10 ms and kill -9s the replica that
+// masters the first host's switch: no ping is lost, the links stay in
+// etcd (the new master counts them as just seen), and no flow on that
+// switch is re-added.
+func TestFabricFailover(t *testing.T) {
+	ovslab.RequireE2E(t)
+	ovslab.RequireMininet(t)
+	etcd := etcdtest.Start(t, 1)
+	var cs []*controller
+	var targets []string
+	for i := 1; i <= 3; i++ {
+		c := startController(t, "--etcd-endpoints", strings.Join(etcd.Endpoints(), ","), "--replica-id", fmt.Sprintf("r%d", i),
+			"--lldp-interval", "250ms")
+		cs = append(cs, c)
+		targets = append(targets, c.OF)
+	}
+	lab := startFabric(t, "ring,4", fabricDPIDBase, targets...)
+	dpids := labDPIDs(fabricDPIDBase, 4)
+	waitSettled(t, cs, dpids)
+	waitFor(t, 30*time.Second, "8 link records", func() bool { return cs[0].metric("nimbus_fabric_links", "") == 8 })
+
+	nb := neutron{t: t, api: cs[0].API}
+	n := nb.post("networks", map[string]any{"network": map[string]any{"name": "net-a", "project_id": "tenant-a",
+		"provider:network_type": "vlan", "provider:physical_network": "physnet1", "provider:segmentation_id": 101}})
+	sub := nb.post("subnets", map[string]any{"subnet": map[string]any{"network_id": n["id"], "project_id": "tenant-a",
+		"cidr": "10.0.0.0/24", "ip_version": 4}})
+	h1, h3 := lab.host(t, "h1"), lab.host(t, "h3")
+	for _, h := range []*fabricHost{h1, h3} {
+		nb.post("ports", map[string]any{"port": map[string]any{"network_id": n["id"], "project_id": "tenant-a",
+			"mac_address": h.mac, "binding:profile": map[string]any{"port_name": h.port},
+			"fixed_ips": []any{map[string]any{"subnet_id": sub["id"]}}}})
+	}
+	dir := t.TempDir()
+	h1.dhcp(dir)
+	ip3, _ := h3.dhcp(dir)
+	if s, r, out := h1.ping(ip3, 2); s == 0 || r != s {
+		fabricDump(t, lab)
+		t.Fatalf("h1 -> h3 before the failover: %d/%d\n%s", r, s, out)
+	}
+
+	dpid := fmt.Sprintf("%016x", fabricDPIDBase+1) // h1's switch
+	old, gen := masterOf(t, cs, dpid)
+	if old == nil {
+		t.Fatalf("no master for %s", dpid)
+	}
+	br := bridgeByDPID(t, dpid)
+	before := durations(t, br)
+	cmd := exec.Command("ip", "netns", "exec", h1.ns, "ping", "-n", "-q", "-i", "0.01", "-c", "600", "-W", "1", ip3)
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	t0 := time.Now()
+	old.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	m := fabricPingRE.FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("ping output: %s", out)
+	}
+	sent, _ := strconv.Atoi(m[1])
+	recv, _ := strconv.Atoi(m[2])
+	t.Logf("killed %s (master of %s, generation %d): %d sent, %d received", old.id(), dpid, gen, sent, recv)
+	if sent == 0 || recv != sent {
+		t.Errorf("pings lost across the failover: sent %d received %d", sent, recv)
+	}
+	nm, ngen := masterOf(t, cs, dpid)
+	if nm == nil || nm == old || ngen <= gen {
+		t.Errorf("after the failover master=%v generation %d (was %d)", nm, ngen, gen)
+	}
+	var survivor *controller
+	for _, c := range cs {
+		if c != old {
+			survivor = c
+		}
+	}
+	if got := survivor.metric("nimbus_fabric_links", ""); got != 8 {
+		t.Errorf("links in the store after the failover: %v, want 8", got)
+	}
+	checkNotReadded(t, br, before, time.Since(t0))
+	if t.Failed() {
+		fabricDump(t, lab)
 	}
 }
