@@ -3,6 +3,7 @@ package isolation
 import (
 	"flag"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -70,6 +71,8 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// A switch that is no chassis is a fabric switch; with no fabric links
+// and no ports of its own in the topology it gets nothing.
 func TestSwitchWithoutChassisGetsNothing(t *testing.T) {
 	s := newScenario()
 	in := s.input("hv1")
@@ -183,4 +186,106 @@ func TestBindByIfaceID(t *testing.T) {
 	if has(without) || !has(with) {
 		t.Fatalf("iface-id binding: without=%v with=%v", has(without), has(with))
 	}
+}
+
+// diffAfter returns the reconciler's diff on chassis c when mutate
+// changes the scenario.
+func diffAfter(t *testing.T, c string, setup, mutate func(s *scenario)) *reconcile.Ops {
+	t.Helper()
+	a := New(Config{})
+	s := newScenario()
+	if setup != nil {
+		setup(s)
+	}
+	actual := reconcile.NewActual()
+	actual.Apply(reconcile.Diff(state(t, a, s.input(c)), actual, true))
+	mutate(s)
+	return reconcile.Diff(state(t, a, s.input(c)), actual, true)
+}
+
+// onlyConcerns fails if the diff touches a flow whose cookie is not one
+// of cookies or a group not in groups.
+func onlyConcerns(t *testing.T, ops *reconcile.Ops, cookies []uint64, groups []uint32) {
+	t.Helper()
+	if len(ops.Conflicts) != 0 {
+		t.Errorf("conflicts:\n%s", ops.Text())
+	}
+	for _, fs := range [][]*flow.Flow{ops.FlowAdds, ops.FlowMods, ops.FlowDels} {
+		for _, f := range fs {
+			if !slices.Contains(cookies, f.Cookie) {
+				t.Errorf("flow of an unrelated object changed: %s", f)
+			}
+		}
+	}
+	for _, gs := range [][]*flow.Group{ops.GroupAdds, ops.GroupMods, ops.GroupDels} {
+		for _, g := range gs {
+			if !slices.Contains(groups, g.ID) {
+				t.Errorf("unrelated group changed: %s", g)
+			}
+		}
+	}
+}
+
+// Removing a port deletes its flows (and, on the peer, its remote
+// unicast and ARP flows) and updates its network's flood groups only.
+// (When the last port of a network leaves a chassis, the network's own
+// flows leave with it: that is the network no longer being hosted there.)
+func TestRemovePortDiffIsLocal(t *testing.T) {
+	addA3 := func(s *scenario) {
+		s.port(&model.Port{Base: model.Base{ID: idA3}, NetworkID: "net-a", MACAddress: "fa:16:3e:0a:00:03", PortSecurity: true,
+			FixedIPs: []model.FixedIP{{SubnetID: "sub-a", IPAddress: "10.0.0.13"}}}, "hv1", 5, "")
+	}
+	for _, c := range []string{"hv1", "hv2"} {
+		t.Run(c, func(t *testing.T) {
+			ops := diffAfter(t, c, addA3, func(s *scenario) {
+				delete(s.recs[model.KindPort], idA3)
+				delete(s.sw["hv1"], 5)
+			})
+			if len(ops.FlowDels) == 0 || len(ops.FlowAdds) != 0 {
+				t.Fatalf("want only deletions:\n%s", ops.Text())
+			}
+			onlyConcerns(t, ops, []uint64{portCookie(idA3)}, []uint32{FloodGroupID(100, false), FloodGroupID(100, true)})
+			t.Logf("%s:\n%s", c, ops.Text())
+		})
+	}
+}
+
+// Adding a network with a port, then removing it again, touches only
+// that network's and port's flows and its own flood groups.
+func TestAddRemoveNetworkDiffIsLocal(t *testing.T) {
+	const idN1 = "d1000000-0000-4000-8000-000000000001"
+	addNet := func(s *scenario) {
+		s.recs[model.KindNetwork]["net-d"] = &model.Network{Base: model.Base{ID: "net-d", ProjectID: "tenant-d"}, AdminStateUp: true,
+			NetworkType: model.NetGRE, SegmentationID: 103, MTU: 1458, PortSecurity: true}
+		s.recs[model.KindSubnet]["sub-d"] = &model.Subnet{Base: model.Base{ID: "sub-d"}, NetworkID: "net-d", IPVersion: 4,
+			CIDR: "10.0.0.0/24", GatewayIP: "10.0.0.1", EnableDHCP: true}
+		s.port(&model.Port{Base: model.Base{ID: idN1}, NetworkID: "net-d", MACAddress: "fa:16:3e:0d:00:01", PortSecurity: true,
+			FixedIPs: []model.FixedIP{{SubnetID: "sub-d", IPAddress: "10.0.0.11"}}}, "hv1", 6, "")
+	}
+	concerned := []uint64{netCookie("net-d"), portCookie(idN1)}
+	groups := []uint32{FloodGroupID(103, false), FloodGroupID(103, true)}
+	ops := diffAfter(t, "hv1", nil, addNet)
+	if len(ops.FlowAdds) == 0 || len(ops.GroupAdds) != 2 || len(ops.FlowDels)+len(ops.FlowMods) != 0 {
+		t.Fatalf("adding net-d on hv1:\n%s", ops.Text())
+	}
+	onlyConcerns(t, ops, concerned, groups)
+	// hv2 hosts none of net-d: nothing changes there.
+	if ops := diffAfter(t, "hv2", nil, addNet); !ops.Empty() {
+		t.Fatalf("hv2 changed for a network it does not host:\n%s", ops.Text())
+	}
+	// Removal: from the state with net-d back to the scenario.
+	a := New(Config{})
+	s := newScenario()
+	addNet(s)
+	actual := reconcile.NewActual()
+	actual.Apply(reconcile.Diff(state(t, a, s.input("hv1")), actual, true))
+	delete(s.recs[model.KindPort], idN1)
+	delete(s.recs[model.KindNetwork], "net-d")
+	delete(s.recs[model.KindSubnet], "sub-d")
+	delete(s.sw["hv1"], 6)
+	ops = reconcile.Diff(state(t, a, s.input("hv1")), actual, true)
+	if len(ops.FlowDels) == 0 || len(ops.GroupDels) != 2 || len(ops.FlowAdds)+len(ops.FlowMods) != 0 {
+		t.Fatalf("removing net-d on hv1:\n%s", ops.Text())
+	}
+	onlyConcerns(t, ops, concerned, groups)
 }
