@@ -253,26 +253,7 @@ func TestOverlayIsolation(t *testing.T) {
 	})
 	lap("same-tenant pings")
 
-	t.Run("tenants isolated", func(t *testing.T) {
-		// 10.0.0.12 exists only in tenant A, 10.0.0.13 only in B.
-		if _, r := b1.For(t).Ping("10.0.0.12", 2, 0, false); r != 0 {
-			t.Errorf("b1 (tenant B) reached a2's 10.0.0.12 in tenant A")
-		}
-		if _, r := a1.For(t).Ping("10.0.0.13", 2, 0, false); r != 0 {
-			t.Errorf("a1 (tenant A) reached b2's 10.0.0.13 in tenant B")
-		}
-		// Overlapping 10.0.0.11: a2 reaches a1, never b1 (same chassis).
-		capt := hvlab.Tcpdump(t, b1.NS(), "eth0", "icmp")
-		if s, r := a2.For(t).Ping("10.0.0.11", 3, 0, false); r != s {
-			t.Errorf("a2 -> 10.0.0.11 (a1): %d/%d", r, s)
-		}
-		if n := len(capt.Stop()); n != 0 {
-			t.Errorf("b1 saw %d ICMP packets of tenant A", n)
-		}
-		if neigh := a2.For(t).Exec("ip", "neigh", "show", "10.0.0.11"); !strings.Contains(neigh, a1.MAC()) {
-			t.Errorf("a2 resolved 10.0.0.11 to %q, want a1's %s", neigh, a1.MAC())
-		}
-	})
+	t.Run("tenants isolated", func(t *testing.T) { checkTenantsIsolated(t, a1, a2, b1) })
 	lap("cross-tenant pings")
 
 	t.Run("spoofed source dropped", func(t *testing.T) {
@@ -364,5 +345,30 @@ func dumpHVs(t *testing.T, hvs []*hvlab.Hypervisor) {
 		flows, _ := hv.OfctlErr("dump-flows", "br-int")
 		groups, _ := hv.OfctlErr("dump-groups", "br-int")
 		t.Logf("%s br-int:\n%s\n%s\n%s", hv.Name(), ports, flows, groups)
+	}
+}
+
+// checkTenantsIsolated checks the overlay labs' two tenants: a1 and a2
+// (tenant A: 10.0.0.11, 10.0.0.12) and b1 (tenant B: 10.0.0.11, the same
+// address as a1, on a1's chassis) with b2 at 10.0.0.13. 10.0.0.12 exists
+// only in A and 10.0.0.13 only in B; a2 reaches 10.0.0.11 in its own
+// tenant (a1), never b1.
+func checkTenantsIsolated(t *testing.T, a1, a2, b1 *hvlab.VM) {
+	t.Helper()
+	if _, r := b1.For(t).Ping("10.0.0.12", 2, 0, false); r != 0 {
+		t.Errorf("b1 (tenant B) reached a2's 10.0.0.12 in tenant A")
+	}
+	if _, r := a1.For(t).Ping("10.0.0.13", 2, 0, false); r != 0 {
+		t.Errorf("a1 (tenant A) reached b2's 10.0.0.13 in tenant B")
+	}
+	capt := hvlab.Tcpdump(t, b1.NS(), "eth0", "icmp")
+	if s, r := a2.For(t).Ping("10.0.0.11", 3, 0, false); r != s {
+		t.Errorf("a2 -> 10.0.0.11 (a1): %d/%d", r, s)
+	}
+	if n := len(capt.Stop()); n != 0 {
+		t.Errorf("b1 saw %d ICMP packets of tenant A", n)
+	}
+	if neigh := a2.For(t).Exec("ip", "neigh", "show", "10.0.0.11"); !strings.Contains(neigh, a1.MAC()) {
+		t.Errorf("a2 resolved 10.0.0.11 to %q, want a1's %s", neigh, a1.MAC())
 	}
 }

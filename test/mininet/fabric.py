@@ -32,18 +32,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pingall  # noqa: E402
-from pingall import (LabController, LabSwitch, LabTopo, Interrupted,  # noqa: E402
-                     cleanup_prefix, controller_status, log_offset,
-                     on_signal, parse_controller, parse_topo,
-                     wait_connected)
-
-try:
-    from mininet.log import setLogLevel
-    from mininet.net import Mininet
-except ImportError as exc:  # pragma: no cover
-    sys.stderr.write('fabric.py: cannot import mininet (%s); run '
-                     'scripts/deps.sh and use /usr/bin/python3\n' % exc)
-    sys.exit(3)
+from pingall import (Interrupted, build_net, cleanup_prefix,  # noqa: E402
+                     controller_status, log_offset, on_signal,
+                     parse_controller, parse_topo, wait_connected)
+from mininet.log import setLogLevel  # noqa: E402  (pingall checked it)
 
 
 def log(msg):
@@ -81,19 +73,7 @@ def main():
     netns = []
     code = 3
     try:
-        topo = LabTopo(kind=kind, args=targs, prefix=prefix,
-                       dpid_base=args.dpid_base)
-
-        def switch(name, **params):
-            return LabSwitch(name, datapath='user', protocols='OpenFlow13',
-                             failMode='secure', **params)
-
-        net = Mininet(topo=topo, switch=switch, controller=None,
-                      autoSetMacs=True, build=False, waitConnected=False)
-        for i, (ip, port) in enumerate(ctrls):
-            net.addController('%sc%d' % (prefix, i), controller=LabController,
-                              ip=ip, port=port)
-        net.build()
+        net = build_net(kind, targs, args.dpid_base, 'OpenFlow13', ctrls)
         offset = log_offset()
         net.start()
         names = [s.name for s in net.switches]

@@ -319,6 +319,24 @@ def cleanup_prefix(prefix):
                            stderr=subprocess.DEVNULL, check=False)
 
 
+def build_net(kind, targs, dpid_base, protocols, ctrls):
+    """Build (not start) the prefixed topology of userspace OVS switches in
+    fail-mode secure, attached to the remote controllers [(ip, port)]."""
+    topo = LabTopo(kind=kind, args=targs, prefix=PREFIX, dpid_base=dpid_base)
+
+    def switch(name, **params):
+        return LabSwitch(name, datapath='user', protocols=protocols,
+                         failMode='secure', **params)
+
+    net = Mininet(topo=topo, switch=switch, controller=None,
+                  autoSetMacs=True, build=False, waitConnected=False)
+    for i, (ip, port) in enumerate(ctrls):
+        net.addController('%sc%d' % (PREFIX, i), controller=LabController,
+                          ip=ip, port=port)
+    net.build()
+    return net
+
+
 # --------------------------------------------------------------------------
 # Ping
 
@@ -451,19 +469,7 @@ def main():
     result = None
     code = 3
     try:
-        topo = LabTopo(kind=kind, args=targs, prefix=PREFIX,
-                       dpid_base=args.dpid_base)
-
-        def switch(name, **params):
-            return LabSwitch(name, datapath='user', protocols=args.protocols,
-                             failMode='secure', **params)
-
-        net = Mininet(topo=topo, switch=switch, controller=None,
-                      autoSetMacs=True, build=False, waitConnected=False)
-        for i, (ip, port) in enumerate(ctrls):
-            net.addController('%sc%d' % (PREFIX, i), controller=LabController,
-                              ip=ip, port=port)
-        net.build()
+        net = build_net(kind, targs, args.dpid_base, args.protocols, ctrls)
         offset = log_offset()
         net.start()
         t_started = time.time()
