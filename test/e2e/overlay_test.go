@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -12,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nimbus-sdn/nimbus/internal/etcdtest"
 	"github.com/nimbus-sdn/nimbus/internal/hvlab"
-	"github.com/nimbus-sdn/nimbus/internal/ovslab"
 	"github.com/nimbus-sdn/nimbus/node/names"
 )
 
@@ -116,51 +113,14 @@ func TestOverlayIsolation(t *testing.T) {
 		phase = time.Now()
 	}
 
-	// Cleanups run in reverse: agents, controller, etcd, then the lab.
-	l := hvlab.New(t, hvlab.Options{Hypervisors: 3})
-	hvs := l.Hypervisors()
-	lap("lab")
-	etcd := etcdtest.Start(t, 1)
-	endpoints := strings.Join(etcd.Endpoints(), ",")
-	ofPort := ovslab.FreePort(t)
-	c := &controller{t: t, OF: fmt.Sprintf("127.0.0.1:%d", ofPort), API: fmt.Sprintf("127.0.0.1:%d", ovslab.FreePort(t))}
-	// OpenFlow on all addresses: the hypervisors reach it at their
-	// RootMgmtIP.
-	c.args = []string{"serve", "--openflow-listen", fmt.Sprintf("0.0.0.0:%d", ofPort), "--api-listen", c.API,
-		"--log-level", "debug", "--etcd-endpoints", endpoints, "--replica-id", "r1"}
-	c.start()
-	lap("etcd+controller")
-
-	for _, hv := range hvs {
-		ovslab.StartProcess(t, controllerBin, []string{"node", "--chassis", hv.Name(), "--tunnel-ip", hv.TunnelIP(),
-			"--datapath-type", "netdev", "--controllers", hv.ControllerTarget(ofPort),
-			"--etcd-endpoints", endpoints, "--resync", "5s", "--log-level", "debug"}, hv.Env())
-	}
-	// Every br-int has a GRE port to each peer and talks to the controller.
-	waitFor(t, 30*time.Second, "GRE mesh from the node agents", func() bool {
-		for _, hv := range hvs {
-			out, err := hv.VsctlErr("list-ports", "br-int")
-			if err != nil {
-				return false
-			}
-			for _, peer := range hvs {
-				if peer != hv && !strings.Contains(out, names.TunnelPortName(peer.Name())) {
-					return false
-				}
-			}
-		}
-		return true
-	})
-	waitFor(t, 30*time.Second, "3 switches connected", func() bool {
-		var h struct{ Switches []string }
-		return getJSON("http://"+c.API+"/healthz", &h) == nil && len(h.Switches) == 3
-	})
+	env := startOverlay(t, hvlab.Options{}, nil)
+	l, hvs, c := env.l, env.hvs, env.c
 	for _, hv := range hvs[1:] {
 		if typ := hv.Vsctl("get", "interface", names.TunnelPortName(hvs[0].Name()), "type"); typ != "gre" {
 			t.Errorf("%s: tunnel type %s", hv.Name(), typ)
 		}
 	}
-	lap("agents (br-int, chassis, GRE mesh, switches connected)")
+	lap("lab, etcd, controller, agents (br-int, chassis, GRE mesh, switches connected)")
 
 	// Two tenants, same CIDR.
 	nb := neutron{t: t, api: c.API}
