@@ -34,11 +34,13 @@ type LinkStore interface {
 // lldpCookie marks the LLDP punt flow.
 var lldpCookie = pipeline.Cookie(pipeline.AppTopology, 1)
 
-// LLDPFlow sends every LLDP frame to the controller, before any
+// LLDPFlow sends LLDP frames to the controller, before any
 // classification. Every switch that is not a chassis holds it while
-// discovery is on.
+// discovery is on. It sits in the PrioritySpecific band so that the
+// isolation app's guard drops of LLDP from ports bound to tenant VMs win:
+// a tenant cannot forge (or relay) links.
 func LLDPFlow() *flow.Flow {
-	return &flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PriorityGuard, Cookie: lldpCookie,
+	return &flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific, Cookie: lldpCookie,
 		Match:   flow.M().EthType(topology.EthTypeLLDP),
 		Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}}
 }

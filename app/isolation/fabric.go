@@ -127,6 +127,9 @@ func (a *App) desiredFabric(in app.Input, chassis []*model.Chassis) (app.Desired
 		b.fabricNetwork(ns, linkPorts, fab.TreePorts(me, members))
 		for _, l := range ns.local {
 			b.localPort(ns, l)
+			// A tenant's LLDP never reaches discovery: no forged links.
+			b.add(&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PriorityGuard, Cookie: portCookie(l.port.ID),
+				Match: flow.M().InPort(l.ofport).EthType(topology.EthTypeLLDP)})
 			if ls := a.lease(ns, l); ls != nil {
 				leases.byPort[l.ofport] = ls
 			}

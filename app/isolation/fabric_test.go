@@ -102,6 +102,10 @@ func TestFabricShortestPathAndReroute(t *testing.T) {
 	if u := unicastTo(flows, "fa:16:3e:00:00:02"); !strings.Contains(u, "set_field:4198->vlan_vid,output:2") {
 		t.Errorf("s1 -> h2: %q", u)
 	}
+	// LLDP from the tenant's port is dropped above the discovery punt.
+	if !strings.Contains(flows, "table=0, priority=30000,in_port=1,dl_type=0x88cc actions=drop") {
+		t.Errorf("no guard against LLDP from h1's port:\n%s", flows)
+	}
 	// Tagged frames from both links join the network; untagged ones drop.
 	for _, want := range []string{"in_port=2,dl_vlan=101", "in_port=3,dl_vlan=101", "in_port=2,dl_vlan=102"} {
 		if !strings.Contains(flows, want) {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/nimbus-sdn/nimbus/internal/etcdtest"
 	"github.com/nimbus-sdn/nimbus/internal/hvlab"
 	"github.com/nimbus-sdn/nimbus/internal/ovslab"
+	"github.com/nimbus-sdn/nimbus/topology"
 )
 
 // fabricLab is a running test/mininet/fabric.py.
@@ -338,6 +340,25 @@ func TestFabricIsolation(t *testing.T) {
 				}
 				if _, r, _ := a1.ping("10.0.0.13", 2, "-M", "do", "-s", "1473"); r != 0 {
 					t.Errorf("1501-byte packets with DF got through")
+				}
+			})
+			t.Run("forged LLDP from a tenant ignored", func(t *testing.T) {
+				// a1 claims, by LLDP, that its port is linked to b2's
+				// switch port: discovery must not record it.
+				var other uint64
+				for name, d := range lab.Switches {
+					if name != a1.sw {
+						other, _ = strconv.ParseUint(d, 16, 64)
+						break
+					}
+				}
+				frame := hex.EncodeToString(topology.LLDPFrame(other, 1, 0x02000000beef))
+				py := fmt.Sprintf("import socket,binascii,time\ns=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\ns.bind((%q,0))\n"+
+					"for _ in range(5):\n    s.send(binascii.unhexlify(%q)); time.sleep(0.1)\n", a1.intf, frame)
+				a1.exec("python3", "-c", py)
+				time.Sleep(time.Second)
+				if got := c.metric("nimbus_fabric_links", ""); got != float64(2*tc.links) {
+					t.Errorf("links in the store after a forged LLDP: %v, want %d", got, 2*tc.links)
 				}
 			})
 			if tc.cut {
