@@ -156,10 +156,7 @@ func (h *fabricHost) dhcp(dir string) (ip, mtu string) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	script := filepath.Join(dir, "udhcpc.sh")
-	if err := os.WriteFile(script, []byte(overlayDHCPScript), 0o755); err != nil {
-		h.t.Fatal(err)
-	}
+	script := dhcpScript(h.t)
 	outFile := filepath.Join(dir, "lease-"+h.name)
 	args := append([]string{"env", "OUT=" + outFile}, client...)
 	args = append(args, "-i", h.intf, "-f", "-q", "-n", "-t", "5", "-T", "1", "-A", "1", "-O", "mtu", "-s", script)

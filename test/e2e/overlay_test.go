@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nimbus-sdn/nimbus/internal/hvlab"
+	"github.com/nimbus-sdn/nimbus/internal/ovslab"
 	"github.com/nimbus-sdn/nimbus/node/names"
 )
 
@@ -47,26 +48,17 @@ func (n neutron) post(path string, body any) map[string]any {
 	return nil
 }
 
-// overlayDHCPScript configures eth0 from the lease (address, router, MTU)
-// and records "ip mtu" for the test.
-const overlayDHCPScript = `#!/bin/sh
-case "$1" in
-deconfig)
-	ip -4 addr flush dev "$interface"
-	ip link set "$interface" up
-	;;
-bound|renew)
-	ip -4 addr flush dev "$interface"
-	[ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
-	ip addr add "$ip/${mask:-$subnet}" dev "$interface"
-	if [ -n "$router" ]; then
-		ip route replace default via "${router%% *}" dev "$interface"
-	fi
-	echo "$ip ${mtu:-none}" > "$OUT"
-	;;
-esac
-exit 0
-`
+// dhcpScript is the udhcpc script the labs use (test/mininet/udhcpc.sh):
+// it configures the interface from the lease and, with OUT set, writes
+// "<address> <mtu|none>" there.
+func dhcpScript(t *testing.T) string {
+	t.Helper()
+	root, err := ovslab.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(root, "test/mininet/udhcpc.sh")
+}
 
 // dhcp runs udhcpc in the VM and returns the leased address and the MTU
 // option ("none" when absent).
@@ -76,10 +68,7 @@ func overlayDHCP(t *testing.T, vm *hvlab.VM, dir string) (ip, mtu string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script := filepath.Join(dir, "udhcpc.sh")
-	if err := os.WriteFile(script, []byte(overlayDHCPScript), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	script := dhcpScript(t)
 	out := filepath.Join(dir, "lease-"+vm.Name())
 	args := append([]string{"env", "OUT=" + out}, client...)
 	args = append(args, "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-A", "1", "-O", "mtu", "-s", script)
