@@ -66,6 +66,7 @@ type discovery struct {
 	mu      sync.Mutex
 	seen    map[string]time.Time  // link key -> last frame
 	written map[string]model.Link // what we last wrote, until the mirror shows it
+	gone    map[uint64]time.Time  // receiving switches absent from the topology, since
 	ops     chan linkOp
 }
 
@@ -82,7 +83,7 @@ func (a *agent) discover(ctx context.Context) {
 	if m.cfg.LLDPInterval <= 0 || m.cfg.Links == nil {
 		return
 	}
-	d := &discovery{seen: map[string]time.Time{}, written: map[string]model.Link{}, ops: make(chan linkOp, 256)}
+	d := &discovery{seen: map[string]time.Time{}, written: map[string]model.Link{}, gone: map[uint64]time.Time{}, ops: make(chan linkOp, 256)}
 	a.mu.Lock()
 	a.disc = d
 	a.mu.Unlock()
@@ -147,25 +148,46 @@ func (a *agent) sweepLinks(snap *model.Snapshot, start time.Time, chassis bool) 
 	now := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	topo := a.m.graph.Snapshot()
 	for _, l := range snap.Links() {
-		if l.DstDPID != dpid {
-			continue
-		}
 		k := l.Key()
-		last, ok := d.seen[k]
-		if !ok {
-			last = start
-		}
-		up := false
-		if sw != nil && !chassis {
-			p, ok := sw.Ports[l.DstPort]
-			up = ok && p.Up
+		var up bool
+		var last time.Time
+		switch {
+		case l.DstDPID == dpid:
+			var ok bool
+			if last, ok = d.seen[k]; !ok {
+				last = start
+			}
+			if sw != nil && !chassis {
+				p, ok := sw.Ports[l.DstPort]
+				up = ok && p.Up
+			}
+		case l.SrcDPID == dpid && topo.Switches[l.DstDPID] == nil:
+			// The receiving switch is gone (every switch connects to
+			// every replica), so no master sweeps this record: the
+			// sending side collects it after ten link timeouts. Path
+			// computation ignores it meanwhile (its switch is absent), so
+			// waiting costs nothing, and a switch that only blinked keeps
+			// its links.
+			since, ok := d.gone[l.DstDPID]
+			if !ok {
+				d.gone[l.DstDPID] = now
+				continue
+			}
+			if now.Sub(since) <= 10*a.m.linkTimeout() {
+				continue
+			}
+			up, last = false, since
+		default:
+			continue
 		}
 		if !up || now.Sub(last) > a.m.linkTimeout() {
 			if w, ok := d.written[k]; ok && w == (model.Link{}) {
 				continue // delete already queued
 			}
-			a.log.Info("link gone", "src_dpid", ofproto.DPIDString(l.SrcDPID), "src_port", l.SrcPort, "port", l.DstPort,
+			a.log.Info("link gone", "src_dpid", ofproto.DPIDString(l.SrcDPID), "src_port", l.SrcPort,
+				"dst_dpid", ofproto.DPIDString(l.DstDPID), "dst_port", l.DstPort,
 				"port_up", up, "last_lldp", now.Sub(last).Round(time.Millisecond))
 			d.written[k] = model.Link{}
 			delete(d.seen, k)
@@ -173,6 +195,11 @@ func (a *agent) sweepLinks(snap *model.Snapshot, start time.Time, chassis bool) 
 			case d.ops <- linkOp{del: true, link: *l}:
 			default:
 			}
+		}
+	}
+	for g := range d.gone {
+		if topo.Switches[g] != nil {
+			delete(d.gone, g)
 		}
 	}
 	// Forget writes the mirror now reflects.

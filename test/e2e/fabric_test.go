@@ -359,7 +359,9 @@ func TestFabricIsolation(t *testing.T) {
 				}
 			})
 			if tc.cut {
-				t.Run("link cut while pinging", func(t *testing.T) { fabricCut(t, lab, a1, "10.0.0.13") })
+				var cut [2]string
+				t.Run("link cut while pinging", func(t *testing.T) { cut = fabricCut(t, lab, a1, "10.0.0.13") })
+				t.Run("switch removed", func(t *testing.T) { fabricRemoveSwitch(t, lab, c, a1, cut) })
 			}
 			if t.Failed() {
 				fabricDump(t, lab)
@@ -370,7 +372,7 @@ func TestFabricIsolation(t *testing.T) {
 
 // fabricCut pings dst from h every 10 ms, cuts the first link on the
 // path in the middle, and checks that replies resume on another path.
-func fabricCut(t *testing.T, lab *fabricLab, h *fabricHost, dst string) {
+func fabricCut(t *testing.T, lab *fabricLab, h *fabricHost, dst string) (cut [2]string) {
 	// The path's first hop: where h's switch sends frames for dst's MAC.
 	mac := ""
 	if out, err := h.execErr("ip", "neigh", "show", dst); err == nil {
@@ -398,6 +400,7 @@ func fabricCut(t *testing.T, lab *fabricLab, h *fabricHost, dst string) {
 	if peer == "" {
 		t.Fatalf("%s is not a fabric link (links %v)", egress, lab.Links)
 	}
+	cut = [2]string{egress, peer}
 	cmd := exec.Command("ip", "netns", "exec", h.ns, "ping", "-n", "-i", "0.01", "-c", "500", "-W", "1", dst)
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
@@ -448,6 +451,40 @@ func fabricCut(t *testing.T, lab *fabricLab, h *fabricHost, dst string) {
 	out, _ = exec.Command("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", h.sw, "dl_dst="+mac).CombinedOutput()
 	if m2 := regexp.MustCompile(`push_vlan.*output:(\d+)`).FindStringSubmatch(string(out)); m2 == nil || m2[1] == m[1] {
 		t.Errorf("after the cut %s does not send %s another way (was %s):\n%s", h.sw, mac, egress, out)
+	}
+	return cut
+}
+
+// fabricRemoveSwitch deletes the switch at the far end of the cut link
+// (off the rerouted path): the links into it, which no master sweeps any
+// more, are collected from the store, and h still reaches 10.0.0.13.
+func fabricRemoveSwitch(t *testing.T, lab *fabricLab, c *controller, h *fabricHost, cut [2]string) {
+	if cut[1] == "" {
+		t.Skip("no link was cut")
+	}
+	sw, _, _ := strings.Cut(cut[1], "-eth")
+	if sw == h.sw {
+		t.Fatalf("the cut link's far end %s is the pinging host's switch", cut[1])
+	}
+	want := 0
+	for _, l := range lab.Links {
+		if (l[0] == cut[0] && l[1] == cut[1]) || (l[0] == cut[1] && l[1] == cut[0]) ||
+			strings.HasPrefix(l[0], sw+"-") || strings.HasPrefix(l[1], sw+"-") {
+			continue
+		}
+		want += 2
+	}
+	if out, err := exec.Command("ovs-vsctl", "del-br", sw).CombinedOutput(); err != nil {
+		t.Fatalf("del-br %s: %v %s", sw, err, out)
+	}
+	// Links from the removed switch expire at their receiving switches
+	// (one link timeout); links into it are collected by the sending side
+	// after ten.
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d link records after removing %s", want, sw), func() bool {
+		return c.metric("nimbus_fabric_links", "") == float64(want)
+	})
+	if s, r, out := h.ping("10.0.0.13", 3); s == 0 || r != s {
+		t.Errorf("%s -> 10.0.0.13 after removing %s: %d/%d\n%s", h.name, sw, r, s, out)
 	}
 }
 
