@@ -126,16 +126,7 @@ func (h *handler) updatePool(rc *reqCtx, id string) (model.Record, error) {
 	if req.LBMethod.Set && !lbMethods[req.LBMethod.V] {
 		return nil, invalidInput("lb_method", "'%s' is not in ['ROUND_ROBIN', 'LEAST_CONNECTIONS', 'SOURCE_IP']", req.LBMethod.V)
 	}
-	d := h.defs["lb/pools"]
-	var p *model.LBPool
-	err := h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if p, err = txGet[*model.LBPool](tx, model.KindPool, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, p, id); err != nil {
-			return err
-		}
+	p, err := ownedTxn(h, rc, "lb/pools", id, func(tx *store.Tx, p *model.LBPool) error {
 		setNameDesc(&p.Base, req.Name, req.Description)
 		if req.LBMethod.Set {
 			p.LBMethod = req.LBMethod.V
@@ -150,15 +141,7 @@ func (h *handler) updatePool(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deletePool(rc *reqCtx, id string) error {
-	d := h.defs["lb/pools"]
-	return h.retryPlan(rc, func() (*plan, error) {
-		p, rev, err := getT[*model.LBPool](h, rc, model.KindPool, id)
-		if err != nil {
-			return nil, err
-		}
-		if err := rc.checkOwner(d, p, id); err != nil {
-			return nil, err
-		}
+	return ownedPlan(h, rc, "lb/pools", id, func(p *model.LBPool, rev int64) (*plan, error) {
 		if p.VIPID != "" {
 			return nil, conflict("PoolInUse", "Pool %s is still in use", id)
 		}
@@ -468,16 +451,7 @@ func (h *handler) updateVIP(rc *reqCtx, id string) (model.Record, error) {
 			return nil, err
 		}
 	}
-	d := h.defs["lb/vips"]
-	var v *model.LBVIP
-	err := h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if v, err = txGet[*model.LBVIP](tx, model.KindVIP, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, v, id); err != nil {
-			return err
-		}
+	v, err := ownedTxn(h, rc, "lb/vips", id, func(tx *store.Tx, v *model.LBVIP) error {
 		setNameDesc(&v.Base, req.Name, req.Description)
 		if req.AdminStateUp.Set && !req.AdminStateUp.Null {
 			v.AdminStateUp = req.AdminStateUp.V
@@ -527,15 +501,7 @@ func (h *handler) updateVIP(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteVIP(rc *reqCtx, id string) error {
-	d := h.defs["lb/vips"]
-	return h.txn(rc, func(tx *store.Tx) error {
-		v, err := txGet[*model.LBVIP](tx, model.KindVIP, id)
-		if err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, v, id); err != nil {
-			return err
-		}
+	_, err := ownedTxn(h, rc, "lb/vips", id, func(tx *store.Tx, v *model.LBVIP) error {
 		if p, err := txGet[*model.Port](tx, model.KindPort, v.PortID); err != nil {
 			return err
 		} else if p != nil {
@@ -557,6 +523,7 @@ func (h *handler) deleteVIP(rc *reqCtx, id string) error {
 		tx.Delete(model.KindVIP, id)
 		return nil
 	})
+	return err
 }
 
 // ---- members ----
@@ -678,16 +645,7 @@ func (h *handler) updateMember(rc *reqCtx, id string) (model.Record, error) {
 	if req.Weight.Set && (req.Weight.V < 0 || req.Weight.V > 256) {
 		return nil, invalidInput("weight", "'%d' is not in the range 0-256", req.Weight.V)
 	}
-	d := h.defs["lb/members"]
-	var m *model.LBMember
-	err := h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if m, err = txGet[*model.LBMember](tx, model.KindMember, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, m, id); err != nil {
-			return err
-		}
+	m, err := ownedTxn(h, rc, "lb/members", id, func(tx *store.Tx, m *model.LBMember) error {
 		if req.Weight.Set && !req.Weight.Null {
 			m.Weight = req.Weight.V
 		}
@@ -706,19 +664,12 @@ func (h *handler) updateMember(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteMember(rc *reqCtx, id string) error {
-	d := h.defs["lb/members"]
-	return h.txn(rc, func(tx *store.Tx) error {
-		m, err := txGet[*model.LBMember](tx, model.KindMember, id)
-		if err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, m, id); err != nil {
-			return err
-		}
+	_, err := ownedTxn(h, rc, "lb/members", id, func(tx *store.Tx, m *model.LBMember) error {
 		tx.DelRaw(refKey(refPoolMembers, m.PoolID, m.ID))
 		tx.Delete(model.KindMember, id)
 		return nil
 	})
+	return err
 }
 
 // ---- health monitors ----
@@ -890,16 +841,7 @@ func (h *handler) updateHM(rc *reqCtx, id string) (model.Record, error) {
 	if _, err := readBody(rc, "health_monitor", &req, "tenant_id", "project_id", "type"); err != nil {
 		return nil, err
 	}
-	d := h.defs["lb/health_monitors"]
-	var hm *model.LBHealthMonitor
-	err := h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if hm, err = txGet[*model.LBHealthMonitor](tx, model.KindHealthMonitor, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, hm, id); err != nil {
-			return err
-		}
+	hm, err := ownedTxn(h, rc, "lb/health_monitors", id, func(tx *store.Tx, hm *model.LBHealthMonitor) error {
 		if err := req.apply(hm); err != nil {
 			return err
 		}
@@ -910,15 +852,7 @@ func (h *handler) updateHM(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteHM(rc *reqCtx, id string) error {
-	d := h.defs["lb/health_monitors"]
-	return h.retryPlan(rc, func() (*plan, error) {
-		hm, rev, err := getT[*model.LBHealthMonitor](h, rc, model.KindHealthMonitor, id)
-		if err != nil {
-			return nil, err
-		}
-		if err := rc.checkOwner(d, hm, id); err != nil {
-			return nil, err
-		}
+	return ownedPlan(h, rc, "lb/health_monitors", id, func(hm *model.LBHealthMonitor, rev int64) (*plan, error) {
 		pools, prev, err := h.listRaw(rc, refPrefix(refHMPools, id))
 		if err != nil {
 			return nil, err

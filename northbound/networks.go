@@ -267,16 +267,7 @@ func (h *handler) updateNetwork(rc *reqCtx, id string) (model.Record, error) {
 	if !rc.admin && (req.External.Set || req.Shared.Set) {
 		return nil, forbidden("(rule:update_network:shared) is disallowed by policy")
 	}
-	var n *model.Network
-	d := h.defs["networks"]
-	err := h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if n, err = txGet[*model.Network](tx, model.KindNetwork, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, n, id); err != nil {
-			return err
-		}
+	n, err := ownedTxn(h, rc, "networks", id, func(tx *store.Tx, n *model.Network) error {
 		setNameDesc(&n.Base, req.Name, req.Description)
 		if req.AdminStateUp.Set && !req.AdminStateUp.Null {
 			n.AdminStateUp = req.AdminStateUp.V
@@ -304,15 +295,7 @@ func (h *handler) updateNetwork(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteNetwork(rc *reqCtx, id string) error {
-	d := h.defs["networks"]
-	return h.retryPlan(rc, func() (*plan, error) {
-		n, rev, err := getT[*model.Network](h, rc, model.KindNetwork, id)
-		if err != nil {
-			return nil, err
-		}
-		if err := rc.checkOwner(d, n, id); err != nil {
-			return nil, err
-		}
+	return ownedPlan(h, rc, "networks", id, func(n *model.Network, rev int64) (*plan, error) {
 		ports, _, err := h.listRaw(rc, refPrefix(refNetPorts, id))
 		if err != nil {
 			return nil, err
@@ -663,16 +646,8 @@ func (h *handler) updateSubnet(rc *reqCtx, id string) (model.Record, error) {
 	if req.SegmentID.Set && !req.SegmentID.Null {
 		return nil, badRequest("Routed network segments are not supported.")
 	}
-	d := h.defs["subnets"]
-	var s *model.Subnet
-	err := h.txn(rc, func(tx *store.Tx) error {
+	s, err := ownedTxn(h, rc, "subnets", id, func(tx *store.Tx, s *model.Subnet) error {
 		var err error
-		if s, err = txGet[*model.Subnet](tx, model.KindSubnet, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, s, id); err != nil {
-			return err
-		}
 		c, _ := parseCIDR(s.CIDR)
 		setNameDesc(&s.Base, req.Name, req.Description)
 		if req.EnableDHCP.Set && !req.EnableDHCP.Null {
@@ -732,15 +707,7 @@ func (h *handler) updateSubnet(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteSubnet(rc *reqCtx, id string) error {
-	d := h.defs["subnets"]
-	return h.retryPlan(rc, func() (*plan, error) {
-		s, rev, err := getT[*model.Subnet](h, rc, model.KindSubnet, id)
-		if err != nil {
-			return nil, err
-		}
-		if err := rc.checkOwner(d, s, id); err != nil {
-			return nil, err
-		}
+	return ownedPlan(h, rc, "subnets", id, func(s *model.Subnet, rev int64) (*plan, error) {
 		ips, _, err := h.listRaw(rc, ipamPrefix(id))
 		if err != nil {
 			return nil, err

@@ -573,16 +573,8 @@ func (h *handler) updatePort(rc *reqCtx, id string) (model.Record, error) {
 			return nil, invalidInput("mac_address", "'%s' is not a valid MAC address", req.MACAddress.V)
 		}
 	}
-	d := h.defs["ports"]
-	var p *model.Port
-	err = h.txn(rc, func(tx *store.Tx) error {
+	p, err := ownedTxn(h, rc, "ports", id, func(tx *store.Tx, p *model.Port) error {
 		var err error
-		if p, err = txGet[*model.Port](tx, model.KindPort, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, p, id); err != nil {
-			return err
-		}
 		old := *p
 		old.SecurityGroups = append([]string{}, p.SecurityGroups...)
 		old.FixedIPs = append([]model.FixedIP{}, p.FixedIPs...)
@@ -661,15 +653,7 @@ func hasIP(fs []model.FixedIP, ip string) bool {
 }
 
 func (h *handler) deletePort(rc *reqCtx, id string) error {
-	d := h.defs["ports"]
-	return h.txn(rc, func(tx *store.Tx) error {
-		p, err := txGet[*model.Port](tx, model.KindPort, id)
-		if err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, p, id); err != nil {
-			return err
-		}
+	_, err := ownedTxn(h, rc, "ports", id, func(tx *store.Tx, p *model.Port) error {
 		switch p.DeviceOwner {
 		case ownerRouterIface, ownerRouterGW, ownerFloatingIP, ownerLBVIP:
 			return conflict("ServicePortInUse", "Port %s cannot be deleted directly via the port API: has device owner %s.", id, p.DeviceOwner)
@@ -680,6 +664,7 @@ func (h *handler) deletePort(rc *reqCtx, id string) error {
 		releasePortTx(tx, p)
 		return nil
 	})
+	return err
 }
 
 // disassociatePortFIPs clears every floating IP pointing at port.

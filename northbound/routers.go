@@ -268,16 +268,7 @@ func (h *handler) updateRouter(rc *reqCtx, id string) (model.Record, error) {
 			return nil, err
 		}
 	}
-	d := h.defs["routers"]
-	var rt *model.Router
-	err = h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if rt, err = txGet[*model.Router](tx, model.KindRouter, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, rt, id); err != nil {
-			return err
-		}
+	rt, err := ownedTxn(h, rc, "routers", id, func(tx *store.Tx, rt *model.Router) error {
 		setNameDesc(&rt.Base, req.Name, req.Description)
 		if req.AdminStateUp.Set && !req.AdminStateUp.Null {
 			rt.AdminStateUp = req.AdminStateUp.V
@@ -294,15 +285,7 @@ func (h *handler) updateRouter(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteRouter(rc *reqCtx, id string) error {
-	d := h.defs["routers"]
-	return h.retryPlan(rc, func() (*plan, error) {
-		rt, rev, err := getT[*model.Router](h, rc, model.KindRouter, id)
-		if err != nil {
-			return nil, err
-		}
-		if err := rc.checkOwner(d, rt, id); err != nil {
-			return nil, err
-		}
+	return ownedPlan(h, rc, "routers", id, func(rt *model.Router, rev int64) (*plan, error) {
 		if len(rt.Interfaces) > 0 {
 			return nil, conflict("RouterInUse", "Router %s still has ports", id)
 		}
@@ -814,16 +797,7 @@ func (h *handler) updateFIP(rc *reqCtx, id string) (model.Record, error) {
 			return nil, invalidInput("fixed_ip_address", "'%s' is not a valid IP address", req.FixedIP.V)
 		}
 	}
-	d := h.defs["floatingips"]
-	var f *model.FloatingIP
-	err := h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if f, err = txGet[*model.FloatingIP](tx, model.KindFloatingIP, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, f, id); err != nil {
-			return err
-		}
+	f, err := ownedTxn(h, rc, "floatingips", id, func(tx *store.Tx, f *model.FloatingIP) error {
 		setNameDesc(&f.Base, oStr{}, req.Description)
 		if req.PortID.Set {
 			if req.PortID.Null || req.PortID.V == "" {
@@ -842,15 +816,7 @@ func (h *handler) updateFIP(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteFIP(rc *reqCtx, id string) error {
-	d := h.defs["floatingips"]
-	return h.txn(rc, func(tx *store.Tx) error {
-		f, err := txGet[*model.FloatingIP](tx, model.KindFloatingIP, id)
-		if err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, f, id); err != nil {
-			return err
-		}
+	_, err := ownedTxn(h, rc, "floatingips", id, func(tx *store.Tx, f *model.FloatingIP) error {
 		disassociateTx(tx, f)
 		if p, err := txGet[*model.Port](tx, model.KindPort, f.FloatingPortID); err != nil {
 			return err
@@ -860,4 +826,5 @@ func (h *handler) deleteFIP(rc *reqCtx, id string) error {
 		tx.Delete(model.KindFloatingIP, id)
 		return nil
 	})
+	return err
 }

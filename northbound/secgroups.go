@@ -176,16 +176,7 @@ func (h *handler) updateSG(rc *reqCtx, id string) (model.Record, error) {
 	if req.Stateful.Set && !req.Stateful.Null && !req.Stateful.V {
 		return nil, badRequest("Stateless security groups are not supported.")
 	}
-	d := h.defs["security-groups"]
-	var sg *model.SecurityGroup
-	err := h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if sg, err = txGet[*model.SecurityGroup](tx, model.KindSecurityGroup, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, sg, id); err != nil {
-			return err
-		}
+	sg, err := ownedTxn(h, rc, "security-groups", id, func(tx *store.Tx, sg *model.SecurityGroup) error {
 		isDefault := tx.GetRaw(defaultSGKey(sg.ProjectID)) == sg.ID
 		if req.Name.Set && req.Name.V != sg.Name && (isDefault || req.Name.V == "default") {
 			return conflict("SecurityGroupCannotUpdateDefault", "Updating default security group not allowed.")
@@ -198,15 +189,7 @@ func (h *handler) updateSG(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteSG(rc *reqCtx, id string) error {
-	d := h.defs["security-groups"]
-	return h.retryPlan(rc, func() (*plan, error) {
-		sg, rev, err := getT[*model.SecurityGroup](h, rc, model.KindSecurityGroup, id)
-		if err != nil {
-			return nil, err
-		}
-		if err := rc.checkOwner(d, sg, id); err != nil {
-			return nil, err
-		}
+	return ownedPlan(h, rc, "security-groups", id, func(sg *model.SecurityGroup, rev int64) (*plan, error) {
 		def, err := h.getRaw(rc, defaultSGKey(sg.ProjectID))
 		if err != nil {
 			return nil, err
@@ -486,16 +469,7 @@ func (h *handler) updateRule(rc *reqCtx, id string) (model.Record, error) {
 	if err := checkLen("description", req.Description, 255); err != nil {
 		return nil, err
 	}
-	d := h.defs["security-group-rules"]
-	var r *model.SGRule
-	err := h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if r, err = txGet[*model.SGRule](tx, model.KindSGRule, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, r, id); err != nil {
-			return err
-		}
+	r, err := ownedTxn(h, rc, "security-group-rules", id, func(tx *store.Tx, r *model.SGRule) error {
 		setNameDesc(&r.Base, oStr{}, req.Description)
 		touch(&r.Base)
 		return tx.Put(r)
@@ -504,17 +478,10 @@ func (h *handler) updateRule(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteRule(rc *reqCtx, id string) error {
-	d := h.defs["security-group-rules"]
-	return h.txn(rc, func(tx *store.Tx) error {
-		r, err := txGet[*model.SGRule](tx, model.KindSGRule, id)
-		if err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, r, id); err != nil {
-			return err
-		}
+	_, err := ownedTxn(h, rc, "security-group-rules", id, func(tx *store.Tx, r *model.SGRule) error {
 		tx.DelRaw(refKey(refSGRules, r.SecurityGroupID, r.ID))
 		tx.Delete(model.KindSGRule, id)
 		return nil
 	})
+	return err
 }
