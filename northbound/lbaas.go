@@ -25,6 +25,9 @@ type poolReq struct {
 	Provider     oStr  `json:"provider"`
 }
 
+func (r *poolReq) owner() (oStr, oStr)    { return r.TenantID, r.ProjectID }
+func (r *poolReq) nameDesc() (oStr, oStr) { return r.Name, r.Description }
+
 const lbProvider = "nimbus"
 
 func (h *handler) poolDef() *resDef {
@@ -70,13 +73,7 @@ func (h *handler) poolDef() *resDef {
 
 func (h *handler) createPool(rc *reqCtx) (model.Record, error) {
 	var req poolReq
-	if _, err := readBody(rc, "pool", &req); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "pool", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -117,10 +114,7 @@ func (h *handler) createPool(rc *reqCtx) (model.Record, error) {
 
 func (h *handler) updatePool(rc *reqCtx, id string) (model.Record, error) {
 	var req poolReq
-	if _, err := readBody(rc, "pool", &req, "tenant_id", "project_id", "subnet_id", "protocol", "provider"); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
+	if err := readNamed(rc, "pool", &req, "tenant_id", "project_id", "subnet_id", "protocol", "provider"); err != nil {
 		return nil, err
 	}
 	if req.LBMethod.Set && !lbMethods[req.LBMethod.V] {
@@ -279,6 +273,9 @@ type vipReq struct {
 	SessionPersistence oRaw  `json:"session_persistence"`
 }
 
+func (r *vipReq) owner() (oStr, oStr)    { return r.TenantID, r.ProjectID }
+func (r *vipReq) nameDesc() (oStr, oStr) { return r.Name, r.Description }
+
 func (h *handler) vipDef() *resDef {
 	d := &resDef{singular: "vip", plural: "vips", path: "lb/vips", kind: model.KindVIP,
 		what: "Vip", notFoundType: "VipNotFound",
@@ -339,13 +336,7 @@ func parsePersistence(o oRaw) (any, error) {
 
 func (h *handler) createVIP(rc *reqCtx) (model.Record, error) {
 	var req vipReq
-	if _, err := readBody(rc, "vip", &req); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "vip", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -435,10 +426,7 @@ func (h *handler) createVIP(rc *reqCtx) (model.Record, error) {
 
 func (h *handler) updateVIP(rc *reqCtx, id string) (model.Record, error) {
 	var req vipReq
-	if _, err := readBody(rc, "vip", &req, "tenant_id", "project_id", "subnet_id", "address", "protocol_port", "protocol"); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
+	if err := readNamed(rc, "vip", &req, "tenant_id", "project_id", "subnet_id", "address", "protocol_port", "protocol"); err != nil {
 		return nil, err
 	}
 	if req.ConnectionLimit.Set && !req.ConnectionLimit.Null && req.ConnectionLimit.V < -1 {
@@ -538,6 +526,8 @@ type memberReq struct {
 	AdminStateUp oBool `json:"admin_state_up"`
 }
 
+func (r *memberReq) owner() (oStr, oStr) { return r.TenantID, r.ProjectID }
+
 func (h *handler) memberDef() *resDef {
 	d := &resDef{singular: "member", plural: "members", path: "lb/members", kind: model.KindMember,
 		what: "Member", notFoundType: "MemberNotFound",
@@ -596,10 +586,7 @@ func (h *handler) memberPoolTx(rc *reqCtx, tx *store.Tx, m *model.LBMember, pool
 
 func (h *handler) createMember(rc *reqCtx) (model.Record, error) {
 	var req memberReq
-	if _, err := readBody(rc, "member", &req); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "member", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -639,7 +626,7 @@ func (h *handler) createMember(rc *reqCtx) (model.Record, error) {
 
 func (h *handler) updateMember(rc *reqCtx, id string) (model.Record, error) {
 	var req memberReq
-	if _, err := readBody(rc, "member", &req, "tenant_id", "project_id", "address", "protocol_port"); err != nil {
+	if err := readNamed(rc, "member", &req, "tenant_id", "project_id", "address", "protocol_port"); err != nil {
 		return nil, err
 	}
 	if req.Weight.Set && (req.Weight.V < 0 || req.Weight.V > 256) {
@@ -686,6 +673,8 @@ type hmReq struct {
 	ExpectedCodes oStr  `json:"expected_codes"`
 	AdminStateUp  oBool `json:"admin_state_up"`
 }
+
+func (r *hmReq) owner() (oStr, oStr) { return r.TenantID, r.ProjectID }
 
 func (h *handler) healthMonitorDef() *resDef {
 	d := &resDef{singular: "health_monitor", plural: "health_monitors", path: "lb/health_monitors",
@@ -804,10 +793,7 @@ func validCodes(s string) bool {
 
 func (h *handler) createHM(rc *reqCtx) (model.Record, error) {
 	var req hmReq
-	if _, err := readBody(rc, "health_monitor", &req); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "health_monitor", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -838,7 +824,7 @@ func (h *handler) createHM(rc *reqCtx) (model.Record, error) {
 
 func (h *handler) updateHM(rc *reqCtx, id string) (model.Record, error) {
 	var req hmReq
-	if _, err := readBody(rc, "health_monitor", &req, "tenant_id", "project_id", "type"); err != nil {
+	if err := readNamed(rc, "health_monitor", &req, "tenant_id", "project_id", "type"); err != nil {
 		return nil, err
 	}
 	hm, err := ownedTxn(h, rc, "lb/health_monitors", id, func(tx *store.Tx, hm *model.LBHealthMonitor) error {

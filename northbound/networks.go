@@ -25,6 +25,9 @@ type networkReq struct {
 	AZHints      oRaw  `json:"availability_zone_hints"`
 }
 
+func (r *networkReq) owner() (oStr, oStr)    { return r.TenantID, r.ProjectID }
+func (r *networkReq) nameDesc() (oStr, oStr) { return r.Name, r.Description }
+
 func (h *handler) networkDef() *resDef {
 	d := &resDef{singular: "network", plural: "networks", path: "networks", kind: model.KindNetwork,
 		what: "Network", notFoundType: "NetworkNotFound",
@@ -90,13 +93,7 @@ func (h *handler) maxMTU(typ, physnet string) int {
 
 func (h *handler) createNetwork(rc *reqCtx) (model.Record, error) {
 	var req networkReq
-	if _, err := readBody(rc, "network", &req); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "network", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -257,11 +254,8 @@ func (h *handler) allocateSegment(rc *reqCtx, tx *store.Tx, typ, physnet string)
 
 func (h *handler) updateNetwork(rc *reqCtx, id string) (model.Record, error) {
 	var req networkReq
-	if _, err := readBody(rc, "network", &req, "tenant_id", "project_id", "provider:network_type",
+	if err := readNamed(rc, "network", &req, "tenant_id", "project_id", "provider:network_type",
 		"provider:physical_network", "provider:segmentation_id", "availability_zone_hints"); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
 		return nil, err
 	}
 	if !rc.admin && (req.External.Set || req.Shared.Set) {
@@ -365,6 +359,9 @@ type subnetReq struct {
 	SegmentID       oStr  `json:"segment_id"`
 	ServiceTypes    oRaw  `json:"service_types"`
 }
+
+func (r *subnetReq) owner() (oStr, oStr)    { return r.TenantID, r.ProjectID }
+func (r *subnetReq) nameDesc() (oStr, oStr) { return r.Name, r.Description }
 
 func (h *handler) subnetDef() *resDef {
 	d := &resDef{singular: "subnet", plural: "subnets", path: "subnets", kind: model.KindSubnet,
@@ -489,13 +486,7 @@ func parseHostRoutes(o oRaw) ([]model.HostRoute, error) {
 
 func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 	var req subnetReq
-	if _, err := readBody(rc, "subnet", &req); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "subnet", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -636,11 +627,8 @@ func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 
 func (h *handler) updateSubnet(rc *reqCtx, id string) (model.Record, error) {
 	var req subnetReq
-	if _, err := readBody(rc, "subnet", &req, "tenant_id", "project_id", "network_id", "ip_version", "cidr",
+	if err := readNamed(rc, "subnet", &req, "tenant_id", "project_id", "network_id", "ip_version", "cidr",
 		"subnetpool_id", "prefixlen", "use_default_subnetpool", "ipv6_ra_mode", "ipv6_address_mode"); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
 		return nil, err
 	}
 	if req.SegmentID.Set && !req.SegmentID.Null {

@@ -46,3 +46,36 @@ func ownedPlan[T model.Record](h *handler, rc *reqCtx, path, id string, build fu
 		return build(r, rev)
 	})
 }
+
+// ownedBody is a create body: it may name its owning project.
+type ownedBody interface {
+	owner() (tenant, project oStr)
+}
+
+// namedBody is a body whose name and description are length-checked
+// (a body with only a description returns an unset name).
+type namedBody interface {
+	nameDesc() (name, desc oStr)
+}
+
+// readCreate reads a create body into req, checks its name and
+// description and resolves the new resource's project (projectOf).
+func readCreate(rc *reqCtx, singular string, req ownedBody) (string, error) {
+	if err := readNamed(rc, singular, req); err != nil {
+		return "", err
+	}
+	tenant, project := req.owner()
+	return projectOf(rc, tenant, project)
+}
+
+// readNamed reads a body into req, refusing the readonly attributes
+// (on update), and checks its name and description.
+func readNamed(rc *reqCtx, singular string, req any, readonly ...string) error {
+	if _, err := readBody(rc, singular, req, readonly...); err != nil {
+		return err
+	}
+	if n, ok := req.(namedBody); ok {
+		return checkNameDesc(n.nameDesc())
+	}
+	return nil
+}

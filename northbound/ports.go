@@ -39,6 +39,9 @@ type portReq struct {
 	SecGroups    oRaw  `json:"security_groups"`
 }
 
+func (r *portReq) owner() (oStr, oStr)    { return r.TenantID, r.ProjectID }
+func (r *portReq) nameDesc() (oStr, oStr) { return r.Name, r.Description }
+
 func (h *handler) portDef() *resDef {
 	d := &resDef{singular: "port", plural: "ports", path: "ports", kind: model.KindPort,
 		what: "Port", notFoundType: "PortNotFound",
@@ -384,13 +387,7 @@ func (h *handler) resolveSGs(rc *reqCtx, tx *store.Tx, project string, o oRaw) (
 
 func (h *handler) createPort(rc *reqCtx) (model.Record, error) {
 	var req portReq
-	if _, err := readBody(rc, "port", &req); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "port", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -542,10 +539,7 @@ func (h *handler) portAttrs(rc *reqCtx, p *model.Port, req *portReq) error {
 
 func (h *handler) updatePort(rc *reqCtx, id string) (model.Record, error) {
 	var req portReq
-	if _, err := readBody(rc, "port", &req, "tenant_id", "project_id", "network_id"); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
+	if err := readNamed(rc, "port", &req, "tenant_id", "project_id", "network_id"); err != nil {
 		return nil, err
 	}
 	var fixed []fixedReq

@@ -25,6 +25,9 @@ type routerReq struct {
 	AZHints      oRaw  `json:"availability_zone_hints"`
 }
 
+func (r *routerReq) owner() (oStr, oStr)    { return r.TenantID, r.ProjectID }
+func (r *routerReq) nameDesc() (oStr, oStr) { return r.Name, r.Description }
+
 func (h *handler) routerDef() *resDef {
 	d := &resDef{singular: "router", plural: "routers", path: "routers", kind: model.KindRouter,
 		what: "Router", notFoundType: "RouterNotFound",
@@ -189,13 +192,7 @@ func (h *handler) setGatewayTx(rc *reqCtx, tx *store.Tx, rt *model.Router, g *gw
 
 func (h *handler) createRouter(rc *reqCtx) (model.Record, error) {
 	var req routerReq
-	if _, err := readBody(rc, "router", &req); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "router", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -252,10 +249,7 @@ func checkRouterExtras(req *routerReq) error {
 
 func (h *handler) updateRouter(rc *reqCtx, id string) (model.Record, error) {
 	var req routerReq
-	if _, err := readBody(rc, "router", &req, "tenant_id", "project_id"); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
+	if err := readNamed(rc, "router", &req, "tenant_id", "project_id"); err != nil {
 		return nil, err
 	}
 	if err := checkRouterExtras(&req); err != nil {
@@ -591,6 +585,9 @@ type fipReq struct {
 	FixedIP     oStr `json:"fixed_ip_address"`
 }
 
+func (r *fipReq) owner() (oStr, oStr)    { return r.TenantID, r.ProjectID }
+func (r *fipReq) nameDesc() (oStr, oStr) { return oStr{}, r.Description }
+
 func (h *handler) floatingIPDef() *resDef {
 	d := &resDef{singular: "floatingip", plural: "floatingips", path: "floatingips", kind: model.KindFloatingIP,
 		what: "Floating IP", notFoundType: "FloatingIPNotFound",
@@ -721,13 +718,7 @@ func disassociateTx(tx *store.Tx, f *model.FloatingIP) {
 
 func (h *handler) createFIP(rc *reqCtx) (model.Record, error) {
 	var req fipReq
-	if _, err := readBody(rc, "floatingip", &req); err != nil {
-		return nil, err
-	}
-	if err := checkLen("description", req.Description, 255); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "floatingip", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -786,10 +777,7 @@ func (h *handler) createFIP(rc *reqCtx) (model.Record, error) {
 
 func (h *handler) updateFIP(rc *reqCtx, id string) (model.Record, error) {
 	var req fipReq
-	if _, err := readBody(rc, "floatingip", &req, "tenant_id", "project_id", "floating_network_id", "floating_ip_address", "subnet_id"); err != nil {
-		return nil, err
-	}
-	if err := checkLen("description", req.Description, 255); err != nil {
+	if err := readNamed(rc, "floatingip", &req, "tenant_id", "project_id", "floating_network_id", "floating_ip_address", "subnet_id"); err != nil {
 		return nil, err
 	}
 	if req.FixedIP.Set && !req.FixedIP.Null && req.FixedIP.V != "" {

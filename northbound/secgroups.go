@@ -16,6 +16,9 @@ type sgReq struct {
 	Stateful    oBool `json:"stateful"`
 }
 
+func (r *sgReq) owner() (oStr, oStr)    { return r.TenantID, r.ProjectID }
+func (r *sgReq) nameDesc() (oStr, oStr) { return r.Name, r.Description }
+
 func (h *handler) secGroupDef() *resDef {
 	d := &resDef{singular: "security_group", plural: "security_groups", path: "security-groups",
 		kind: model.KindSecurityGroup, what: "Security group", notFoundType: "SecurityGroupNotFound",
@@ -129,13 +132,7 @@ func (h *handler) ensureDefaultSGOutside(rc *reqCtx, project string) error {
 
 func (h *handler) createSG(rc *reqCtx) (model.Record, error) {
 	var req sgReq
-	if _, err := readBody(rc, "security_group", &req); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "security_group", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -167,10 +164,7 @@ func (h *handler) createSG(rc *reqCtx) (model.Record, error) {
 
 func (h *handler) updateSG(rc *reqCtx, id string) (model.Record, error) {
 	var req sgReq
-	if _, err := readBody(rc, "security_group", &req, "tenant_id", "project_id"); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
+	if err := readNamed(rc, "security_group", &req, "tenant_id", "project_id"); err != nil {
 		return nil, err
 	}
 	if req.Stateful.Set && !req.Stateful.Null && !req.Stateful.V {
@@ -247,6 +241,8 @@ type ruleReq struct {
 	RemoteAddrGrp  oStr `json:"remote_address_group_id"`
 }
 
+func (r *ruleReq) nameDesc() (oStr, oStr) { return oStr{}, r.Description }
+
 func (h *handler) sgRuleDef() *resDef {
 	d := &resDef{singular: "security_group_rule", plural: "security_group_rules", path: "security-group-rules",
 		kind: model.KindSGRule, what: "Security group rule", notFoundType: "SecurityGroupRuleNotFound",
@@ -272,10 +268,7 @@ var protoNames = map[string]int{"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "i
 
 func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 	var req ruleReq
-	if _, err := readBody(rc, "security_group_rule", &req); err != nil {
-		return nil, err
-	}
-	if err := checkLen("description", req.Description, 255); err != nil {
+	if err := readNamed(rc, "security_group_rule", &req); err != nil {
 		return nil, err
 	}
 	r := &model.SGRule{}
@@ -462,11 +455,8 @@ func sameRule(a, b *model.SGRule) bool {
 
 func (h *handler) updateRule(rc *reqCtx, id string) (model.Record, error) {
 	var req ruleReq
-	if _, err := readBody(rc, "security_group_rule", &req, "tenant_id", "project_id", "security_group_id", "direction",
+	if err := readNamed(rc, "security_group_rule", &req, "tenant_id", "project_id", "security_group_id", "direction",
 		"ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix", "remote_group_id", "remote_address_group_id"); err != nil {
-		return nil, err
-	}
-	if err := checkLen("description", req.Description, 255); err != nil {
 		return nil, err
 	}
 	r, err := ownedTxn(h, rc, "security-group-rules", id, func(tx *store.Tx, r *model.SGRule) error {
