@@ -187,14 +187,7 @@ func (h *handler) poolAction(rc *reqCtx, id string, rest []string) (int, any, er
 			return 0, nil, badRequest("Failed to parse request. Required attribute 'id' not specified")
 		}
 		hmd := h.defs["lb/health_monitors"]
-		err := h.txn(rc, func(tx *store.Tx) error {
-			p, err := txGet[*model.LBPool](tx, model.KindPool, id)
-			if err != nil {
-				return err
-			}
-			if err := rc.checkOwner(d, p, id); err != nil {
-				return err
-			}
+		_, err := ownedTxn(h, rc, "lb/pools", id, func(tx *store.Tx, p *model.LBPool) error {
 			hm, err := txGet[*model.LBHealthMonitor](tx, model.KindHealthMonitor, req.ID.V)
 			if err != nil {
 				return err
@@ -218,14 +211,7 @@ func (h *handler) poolAction(rc *reqCtx, id string, rest []string) (int, any, er
 		return http.StatusCreated, map[string]any{"health_monitor": map[string]any{"id": req.ID.V}}, nil
 	case len(rest) == 2 && rest[0] == "health_monitors" && rc.r.Method == http.MethodDelete:
 		hmID := rest[1]
-		err := h.txn(rc, func(tx *store.Tx) error {
-			p, err := txGet[*model.LBPool](tx, model.KindPool, id)
-			if err != nil {
-				return err
-			}
-			if err := rc.checkOwner(d, p, id); err != nil {
-				return err
-			}
+		_, err := ownedTxn(h, rc, "lb/pools", id, func(tx *store.Tx, p *model.LBPool) error {
 			var keep []string
 			found := false
 			for _, x := range p.HealthMonitorIDs {

@@ -371,16 +371,9 @@ func ifaceInfo(rt *model.Router, p *model.Port) map[string]any {
 }
 
 func (h *handler) addInterface(rc *reqCtx, id, subID, portID string) (int, any, error) {
-	d := h.defs["routers"]
 	var info map[string]any
-	err := h.txn(rc, func(tx *store.Tx) error {
-		rt, err := txGet[*model.Router](tx, model.KindRouter, id)
-		if err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, rt, id); err != nil {
-			return err
-		}
+	_, err := ownedTxn(h, rc, "routers", id, func(tx *store.Tx, rt *model.Router) error {
+		var err error
 		// CIDRs the router already has.
 		type have struct{ subnet, cidr string }
 		var haves []have
@@ -486,16 +479,8 @@ func (h *handler) addInterface(rc *reqCtx, id, subID, portID string) (int, any, 
 }
 
 func (h *handler) removeInterface(rc *reqCtx, id, subID, portID string) (int, any, error) {
-	d := h.defs["routers"]
 	var info map[string]any
-	err := h.txn(rc, func(tx *store.Tx) error {
-		rt, err := txGet[*model.Router](tx, model.KindRouter, id)
-		if err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, rt, id); err != nil {
-			return err
-		}
+	_, err := ownedTxn(h, rc, "routers", id, func(tx *store.Tx, rt *model.Router) error {
 		var p *model.Port
 		for _, pid := range rt.Interfaces {
 			ip, err := txGet[*model.Port](tx, model.KindPort, pid)
