@@ -35,7 +35,7 @@ func (h *handler) poolDef() *resDef {
 		what: "Pool", notFoundType: "PoolNotFound",
 		attrs: attrSet("subnet_id protocol lb_method admin_state_up health_monitors health_monitors_status members vip_id provider status status_description"),
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
+	d.views = viewsWith(func(rc *reqCtx) (map[string][]any, error) {
 		members, err := listT[*model.LBMember](h, rc, model.KindMember)
 		if err != nil {
 			return nil, err
@@ -44,26 +44,23 @@ func (h *handler) poolDef() *resDef {
 		for _, m := range members {
 			byPool[m.PoolID] = append(byPool[m.PoolID], m.ID)
 		}
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			p := r.(*model.LBPool)
-			v := baseView(p, "vip_id")
-			hms := []any{}
-			st := []any{}
-			for _, hm := range p.HealthMonitorIDs {
-				hms = append(hms, hm)
-				st = append(st, map[string]any{"monitor_id": hm, "status": "ACTIVE", "status_description": nil})
-			}
-			v["health_monitors"] = hms
-			v["health_monitors_status"] = st
-			v["members"] = append([]any{}, byPool[p.ID]...)
-			v["provider"] = lbProvider
-			v["status"] = "ACTIVE"
-			v["status_description"] = nil
-			out = append(out, v)
+		return byPool, nil
+	}, func(rc *reqCtx, byPool map[string][]any, p *model.LBPool) map[string]any {
+		v := baseView(p, "vip_id")
+		hms := []any{}
+		st := []any{}
+		for _, hm := range p.HealthMonitorIDs {
+			hms = append(hms, hm)
+			st = append(st, map[string]any{"monitor_id": hm, "status": "ACTIVE", "status_description": nil})
 		}
-		return out, nil
-	}
+		v["health_monitors"] = hms
+		v["health_monitors_status"] = st
+		v["members"] = append([]any{}, byPool[p.ID]...)
+		v["provider"] = lbProvider
+		v["status"] = "ACTIVE"
+		v["status_description"] = nil
+		return v
+	})
 	d.create = h.createPool
 	d.update = h.updatePool
 	d.del = h.deletePool
@@ -268,26 +265,19 @@ func (h *handler) vipDef() *resDef {
 		attrs: attrSet("subnet_id address port_id protocol_port protocol pool_id admin_state_up connection_limit " +
 			"session_persistence status status_description"),
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
-		ex, err := h.extras(rc, model.KindVIP)
-		if err != nil {
-			return nil, err
+	d.views = viewsWith(func(rc *reqCtx) (map[string]map[string]any, error) {
+		return h.extras(rc, model.KindVIP)
+	}, func(rc *reqCtx, ex map[string]map[string]any, vp *model.LBVIP) map[string]any {
+		v := baseView(vp)
+		v["connection_limit"] = -1
+		v["session_persistence"] = nil
+		for k, x := range ex[vp.ID] {
+			v[k] = x
 		}
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			vp := r.(*model.LBVIP)
-			v := baseView(vp)
-			v["connection_limit"] = -1
-			v["session_persistence"] = nil
-			for k, x := range ex[vp.ID] {
-				v[k] = x
-			}
-			v["status"] = "ACTIVE"
-			v["status_description"] = nil
-			out = append(out, v)
-		}
-		return out, nil
-	}
+		v["status"] = "ACTIVE"
+		v["status_description"] = nil
+		return v
+	})
 	d.create = h.createVIP
 	d.update = h.updateVIP
 	d.del = h.deleteVIP
@@ -519,20 +509,16 @@ func (h *handler) memberDef() *resDef {
 		what: "Member", notFoundType: "MemberNotFound",
 		attrs: attrSet("pool_id address protocol_port weight admin_state_up status status_description"),
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			v := baseView(r)
-			delete(v, "name")
-			delete(v, "description")
-			if v["status"] == nil {
-				v["status"] = "ACTIVE"
-			}
-			v["status_description"] = nil
-			out = append(out, v)
+	d.views = viewsOf(func(rc *reqCtx, r *model.LBMember) map[string]any {
+		v := baseView(r)
+		delete(v, "name")
+		delete(v, "description")
+		if v["status"] == nil {
+			v["status"] = "ACTIVE"
 		}
-		return out, nil
-	}
+		v["status_description"] = nil
+		return v
+	})
 	d.create = h.createMember
 	d.update = h.updateMember
 	d.del = h.deleteMember
@@ -667,7 +653,7 @@ func (h *handler) healthMonitorDef() *resDef {
 		kind: model.KindHealthMonitor, what: "Health_monitor", notFoundType: "HealthMonitorNotFound",
 		attrs: attrSet("type delay timeout max_retries http_method url_path expected_codes admin_state_up pools status status_description"),
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
+	d.views = viewsWith(func(rc *reqCtx) (map[string][]any, error) {
 		pools, err := listT[*model.LBPool](h, rc, model.KindPool)
 		if err != nil {
 			return nil, err
@@ -678,24 +664,21 @@ func (h *handler) healthMonitorDef() *resDef {
 				byHM[hm] = append(byHM[hm], map[string]any{"pool_id": p.ID, "status": "ACTIVE", "status_description": nil})
 			}
 		}
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			hm := r.(*model.LBHealthMonitor)
-			v := baseView(hm)
-			delete(v, "name")
-			delete(v, "description")
-			v["pools"] = append([]any{}, byHM[hm.ID]...)
-			v["status"] = "ACTIVE"
-			v["status_description"] = nil
-			if hm.Type == "PING" || hm.Type == "TCP" {
-				delete(v, "http_method")
-				delete(v, "url_path")
-				delete(v, "expected_codes")
-			}
-			out = append(out, v)
+		return byHM, nil
+	}, func(rc *reqCtx, byHM map[string][]any, hm *model.LBHealthMonitor) map[string]any {
+		v := baseView(hm)
+		delete(v, "name")
+		delete(v, "description")
+		v["pools"] = append([]any{}, byHM[hm.ID]...)
+		v["status"] = "ACTIVE"
+		v["status_description"] = nil
+		if hm.Type == "PING" || hm.Type == "TCP" {
+			delete(v, "http_method")
+			delete(v, "url_path")
+			delete(v, "expected_codes")
 		}
-		return out, nil
-	}
+		return v
+	})
 	d.create = h.createHM
 	d.update = h.updateHM
 	d.del = h.deleteHM

@@ -39,7 +39,7 @@ func (h *handler) networkDef() *resDef {
 		n := r.(*model.Network)
 		return rc.owns(n.ProjectID) || n.Shared || n.External
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
+	d.views = viewsWith(func(rc *reqCtx) (map[string][]any, error) {
 		subnets, err := listT[*model.Subnet](h, rc, model.KindSubnet)
 		if err != nil {
 			return nil, err
@@ -48,29 +48,26 @@ func (h *handler) networkDef() *resDef {
 		for _, s := range subnets {
 			byNet[s.NetworkID] = append(byNet[s.NetworkID], s.ID)
 		}
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			n := r.(*model.Network)
-			v := baseView(n, "provider:physical_network", "provider:segmentation_id")
-			if !rc.admin {
-				delete(v, "provider:network_type")
-				delete(v, "provider:physical_network")
-				delete(v, "provider:segmentation_id")
-			}
-			v["status"] = "ACTIVE"
-			if !n.AdminStateUp {
-				v["status"] = "DOWN"
-			}
-			v["subnets"] = append([]any{}, byNet[n.ID]...)
-			v["availability_zones"] = []any{}
-			v["availability_zone_hints"] = []any{}
-			v["ipv4_address_scope"] = nil
-			v["ipv6_address_scope"] = nil
-			v["is_default"] = false
-			out = append(out, v)
+		return byNet, nil
+	}, func(rc *reqCtx, byNet map[string][]any, n *model.Network) map[string]any {
+		v := baseView(n, "provider:physical_network", "provider:segmentation_id")
+		if !rc.admin {
+			delete(v, "provider:network_type")
+			delete(v, "provider:physical_network")
+			delete(v, "provider:segmentation_id")
 		}
-		return out, nil
-	}
+		v["status"] = "ACTIVE"
+		if !n.AdminStateUp {
+			v["status"] = "DOWN"
+		}
+		v["subnets"] = append([]any{}, byNet[n.ID]...)
+		v["availability_zones"] = []any{}
+		v["availability_zone_hints"] = []any{}
+		v["ipv4_address_scope"] = nil
+		v["ipv6_address_scope"] = nil
+		v["is_default"] = false
+		return v
+	})
 	d.create = h.createNetwork
 	d.update = h.updateNetwork
 	d.del = h.deleteNetwork
@@ -377,24 +374,20 @@ func (h *handler) subnetDef() *resDef {
 		n, _, err := getT[*model.Network](h, rc, model.KindNetwork, s.NetworkID)
 		return err == nil && n != nil && (n.Shared || n.External)
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			v := baseView(r, "gateway_ip")
-			for _, k := range []string{"allocation_pools", "dns_nameservers", "host_routes"} {
-				if v[k] == nil {
-					v[k] = []any{}
-				}
+	d.views = viewsOf(func(rc *reqCtx, r *model.Subnet) map[string]any {
+		v := baseView(r, "gateway_ip")
+		for _, k := range []string{"allocation_pools", "dns_nameservers", "host_routes"} {
+			if v[k] == nil {
+				v[k] = []any{}
 			}
-			v["subnetpool_id"] = nil
-			v["ipv6_ra_mode"] = nil
-			v["ipv6_address_mode"] = nil
-			v["segment_id"] = nil
-			v["service_types"] = []any{}
-			out = append(out, v)
 		}
-		return out, nil
-	}
+		v["subnetpool_id"] = nil
+		v["ipv6_ra_mode"] = nil
+		v["ipv6_address_mode"] = nil
+		v["segment_id"] = nil
+		v["service_types"] = []any{}
+		return v
+	})
 	d.create = h.createSubnet
 	d.update = h.updateSubnet
 	d.del = h.deleteSubnet

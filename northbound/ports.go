@@ -49,43 +49,38 @@ func (h *handler) portDef() *resDef {
 			"binding:profile binding:vif_type binding:vif_details binding:vnic_type port_security_enabled " +
 			"allowed_address_pairs security_groups extra_dhcp_opts"),
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			p := r.(*model.Port)
-			v := baseView(p, "binding:host_id")
-			if v["binding:host_id"] == nil {
-				v["binding:host_id"] = ""
-			}
-			if v["binding:profile"] == nil {
-				v["binding:profile"] = map[string]any{}
-			}
-			v["binding:vif_type"] = "unbound"
-			if p.HostID != "" {
-				v["binding:vif_type"] = "ovs"
-			}
-			if p.VIFType != "" {
-				v["binding:vif_type"] = p.VIFType
-			}
-			v["binding:vif_details"] = map[string]any{}
-			v["binding:vnic_type"] = "normal"
-			if vt := p.Extra["binding:vnic_type"]; vt != "" {
-				v["binding:vnic_type"] = vt
-			}
-			delete(v, "extra")
-			if v["status"] == nil {
-				v["status"] = "DOWN"
-			}
-			for _, k := range []string{"fixed_ips", "allowed_address_pairs", "security_groups"} {
-				if v[k] == nil {
-					v[k] = []any{}
-				}
-			}
-			v["extra_dhcp_opts"] = []any{}
-			out = append(out, v)
+	d.views = viewsOf(func(rc *reqCtx, p *model.Port) map[string]any {
+		v := baseView(p, "binding:host_id")
+		if v["binding:host_id"] == nil {
+			v["binding:host_id"] = ""
 		}
-		return out, nil
-	}
+		if v["binding:profile"] == nil {
+			v["binding:profile"] = map[string]any{}
+		}
+		v["binding:vif_type"] = "unbound"
+		if p.HostID != "" {
+			v["binding:vif_type"] = "ovs"
+		}
+		if p.VIFType != "" {
+			v["binding:vif_type"] = p.VIFType
+		}
+		v["binding:vif_details"] = map[string]any{}
+		v["binding:vnic_type"] = "normal"
+		if vt := p.Extra["binding:vnic_type"]; vt != "" {
+			v["binding:vnic_type"] = vt
+		}
+		delete(v, "extra")
+		if v["status"] == nil {
+			v["status"] = "DOWN"
+		}
+		for _, k := range []string{"fixed_ips", "allowed_address_pairs", "security_groups"} {
+			if v[k] == nil {
+				v[k] = []any{}
+			}
+		}
+		v["extra_dhcp_opts"] = []any{}
+		return v
+	})
 	d.create = h.createPort
 	d.update = h.updatePort
 	d.del = h.deletePort

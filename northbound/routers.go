@@ -33,30 +33,25 @@ func (h *handler) routerDef() *resDef {
 		what: "Router", notFoundType: "RouterNotFound",
 		attrs: attrSet("admin_state_up external_gateway_info status routes distributed ha availability_zones availability_zone_hints"),
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			rt := r.(*model.Router)
-			v := baseView(rt)
-			delete(v, "interfaces")
-			if rt.Gateway != nil {
-				fips := []any{}
-				for _, f := range rt.Gateway.ExternalFixedIPs {
-					fips = append(fips, map[string]any{"subnet_id": f.SubnetID, "ip_address": f.IPAddress})
-				}
-				v["external_gateway_info"] = map[string]any{"network_id": rt.Gateway.NetworkID,
-					"enable_snat": rt.Gateway.EnableSNAT, "external_fixed_ips": fips}
+	d.views = viewsOf(func(rc *reqCtx, rt *model.Router) map[string]any {
+		v := baseView(rt)
+		delete(v, "interfaces")
+		if rt.Gateway != nil {
+			fips := []any{}
+			for _, f := range rt.Gateway.ExternalFixedIPs {
+				fips = append(fips, map[string]any{"subnet_id": f.SubnetID, "ip_address": f.IPAddress})
 			}
-			v["status"] = "ACTIVE"
-			v["routes"] = []any{}
-			v["distributed"] = true
-			v["ha"] = false
-			v["availability_zones"] = []any{}
-			v["availability_zone_hints"] = []any{}
-			out = append(out, v)
+			v["external_gateway_info"] = map[string]any{"network_id": rt.Gateway.NetworkID,
+				"enable_snat": rt.Gateway.EnableSNAT, "external_fixed_ips": fips}
 		}
-		return out, nil
-	}
+		v["status"] = "ACTIVE"
+		v["routes"] = []any{}
+		v["distributed"] = true
+		v["ha"] = false
+		v["availability_zones"] = []any{}
+		v["availability_zone_hints"] = []any{}
+		return v
+	})
 	d.create = h.createRouter
 	d.update = h.updateRouter
 	d.del = h.deleteRouter
@@ -578,20 +573,15 @@ func (h *handler) floatingIPDef() *resDef {
 		what: "Floating IP", notFoundType: "FloatingIPNotFound",
 		attrs: attrSet("floating_network_id floating_ip_address floating_port_id port_id fixed_ip_address router_id status"),
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			f := r.(*model.FloatingIP)
-			v := baseView(f, "port_id", "fixed_ip_address", "router_id", "floating_port_id")
-			v["status"] = "DOWN"
-			if f.PortID != "" {
-				v["status"] = "ACTIVE"
-			}
-			delete(v, "name")
-			out = append(out, v)
+	d.views = viewsOf(func(rc *reqCtx, f *model.FloatingIP) map[string]any {
+		v := baseView(f, "port_id", "fixed_ip_address", "router_id", "floating_port_id")
+		v["status"] = "DOWN"
+		if f.PortID != "" {
+			v["status"] = "ACTIVE"
 		}
-		return out, nil
-	}
+		delete(v, "name")
+		return v
+	})
 	d.create = h.createFIP
 	d.update = h.updateFIP
 	d.del = h.deleteFIP

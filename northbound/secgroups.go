@@ -47,7 +47,7 @@ func (h *handler) secGroupDef() *resDef {
 		}
 		return nil
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
+	d.views = viewsWith(func(rc *reqCtx) (map[string][]any, error) {
 		rules, err := listT[*model.SGRule](h, rc, model.KindSGRule)
 		if err != nil {
 			return nil, err
@@ -56,17 +56,14 @@ func (h *handler) secGroupDef() *resDef {
 		for _, r := range rules {
 			bySG[r.SecurityGroupID] = append(bySG[r.SecurityGroupID], ruleView(r))
 		}
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			sg := r.(*model.SecurityGroup)
-			v := baseView(sg)
-			v["security_group_rules"] = append([]any{}, bySG[sg.ID]...)
-			v["stateful"] = true
-			v["shared"] = false
-			out = append(out, v)
-		}
-		return out, nil
-	}
+		return bySG, nil
+	}, func(rc *reqCtx, bySG map[string][]any, sg *model.SecurityGroup) map[string]any {
+		v := baseView(sg)
+		v["security_group_rules"] = append([]any{}, bySG[sg.ID]...)
+		v["stateful"] = true
+		v["shared"] = false
+		return v
+	})
 	d.create = h.createSG
 	d.update = h.updateSG
 	d.del = h.deleteSG
@@ -249,13 +246,7 @@ func (h *handler) sgRuleDef() *resDef {
 		attrs: attrSet("security_group_id direction ethertype protocol port_range_min port_range_max remote_ip_prefix " +
 			"remote_group_id remote_address_group_id normalized_cidr"),
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			out = append(out, ruleView(r.(*model.SGRule)))
-		}
-		return out, nil
-	}
+	d.views = viewsOf(func(_ *reqCtx, r *model.SGRule) map[string]any { return ruleView(r) })
 	d.create = h.createRule
 	d.update = h.updateRule
 	d.del = h.deleteRule
