@@ -287,20 +287,16 @@ func (h *handler) updateNetwork(rc *reqCtx, id string) (model.Record, error) {
 
 func (h *handler) deleteNetwork(rc *reqCtx, id string) error {
 	return ownedPlan(h, rc, "networks", id, func(n *model.Network, rev int64) (*plan, error) {
-		ports, _, err := h.listRaw(rc, refPrefix(refNetPorts, id))
-		if err != nil {
+		p := &plan{}
+		p.delRecord(model.KindNetwork, id, rev)
+		if err := h.noRefs(rc, p, refPrefix(refNetPorts, id), conflict("NetworkInUse",
+			"Unable to complete operation on network %s. There are one or more ports still in use on the network.", id)); err != nil {
 			return nil, err
-		}
-		if len(ports) > 0 {
-			return nil, conflict("NetworkInUse", "Unable to complete operation on network %s. There are one or more ports still in use on the network.", id)
 		}
 		subs, srev, err := h.listRaw(rc, refPrefix(refNetSubnets, id))
 		if err != nil {
 			return nil, err
 		}
-		p := &plan{}
-		p.delRecord(model.KindNetwork, id, rev)
-		p.empty(refPrefix(refNetPorts, id))
 		p.unchangedSince(refPrefix(refNetSubnets, id), srev)
 		for _, kv := range subs {
 			sid := kv.key[strings.LastIndex(kv.key, "/")+1:]
@@ -311,16 +307,12 @@ func (h *handler) deleteNetwork(rc *reqCtx, id string) error {
 			if s == nil {
 				continue
 			}
-			pools, _, err := h.listRaw(rc, refPrefix(refSubnetPools, sid))
-			if err != nil {
+			if err := h.noRefs(rc, p, refPrefix(refSubnetPools, sid), conflict("NetworkInUse",
+				"Unable to complete operation on network %s. Subnet %s is used by load balancer pools.", id, sid)); err != nil {
 				return nil, err
-			}
-			if len(pools) > 0 {
-				return nil, conflict("NetworkInUse", "Unable to complete operation on network %s. Subnet %s is used by load balancer pools.", id, sid)
 			}
 			p.delRecord(model.KindSubnet, sid, rev)
 			p.empty(ipamPrefix(sid))
-			p.empty(refPrefix(refSubnetPools, sid))
 		}
 		p.delPrefix(refPrefix(refNetSubnets, id))
 		switch n.NetworkType {

@@ -79,3 +79,35 @@ func readNamed(rc *reqCtx, singular string, req any, readonly ...string) error {
 	}
 	return nil
 }
+
+// noRefs refuses a delete with inUse (a 409) while any reference key
+// exists under prefix, and guards plan p against one appearing before
+// it commits.
+func (h *handler) noRefs(rc *reqCtx, p *plan, prefix string, inUse error) error {
+	kvs, _, err := h.listRaw(rc, prefix)
+	if err != nil {
+		return err
+	}
+	if len(kvs) > 0 {
+		return inUse
+	}
+	p.empty(prefix)
+	return nil
+}
+
+// externalNetTx reads network id in tx for a gateway or floating IP: 404
+// if it does not exist, 400 with notExternal (one %s: the id) if it is
+// not external.
+func externalNetTx(tx *store.Tx, id, notExternal string) (*model.Network, error) {
+	n, err := txGet[*model.Network](tx, model.KindNetwork, id)
+	if err != nil {
+		return nil, err
+	}
+	if n == nil {
+		return nil, notFound("NetworkNotFound", "Network", id)
+	}
+	if !n.External {
+		return nil, badRequest(notExternal, id)
+	}
+	return n, nil
+}

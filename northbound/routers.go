@@ -152,15 +152,9 @@ func (h *handler) setGatewayTx(rc *reqCtx, tx *store.Tx, rt *model.Router, g *gw
 	if !g.Present {
 		return nil
 	}
-	n, err := txGet[*model.Network](tx, model.KindNetwork, g.NetworkID)
+	n, err := externalNetTx(tx, g.NetworkID, "Bad router request: Network %s is not an external network.")
 	if err != nil {
 		return err
-	}
-	if n == nil {
-		return notFound("NetworkNotFound", "Network", g.NetworkID)
-	}
-	if !n.External {
-		return badRequest("Bad router request: Network %s is not an external network.", g.NetworkID)
 	}
 	p := &model.Port{NetworkID: n.ID, DeviceOwner: ownerRouterGW, DeviceID: rt.ID, AdminStateUp: true, Status: "ACTIVE",
 		FixedIPs: []model.FixedIP{}, AllowedAddressPairs: []model.AddressPair{}, SecurityGroups: []string{}}
@@ -278,16 +272,12 @@ func (h *handler) deleteRouter(rc *reqCtx, id string) error {
 		if len(rt.Interfaces) > 0 {
 			return nil, conflict("RouterInUse", "Router %s still has ports", id)
 		}
-		fips, _, err := h.listRaw(rc, refPrefix(refRouterFIPs, id))
-		if err != nil {
-			return nil, err
-		}
-		if len(fips) > 0 {
-			return nil, conflict("RouterInUse", "Router %s still has floating IPs associated through it", id)
-		}
 		p := &plan{}
 		p.delRecord(model.KindRouter, id, rev)
-		p.empty(refPrefix(refRouterFIPs, id))
+		if err := h.noRefs(rc, p, refPrefix(refRouterFIPs, id), conflict("RouterInUse",
+			"Router %s still has floating IPs associated through it", id)); err != nil {
+			return nil, err
+		}
 		gp, grev, err := getT[*model.Port](h, rc, model.KindPort, gwPortID(id))
 		if err != nil {
 			return nil, err
@@ -717,15 +707,9 @@ func (h *handler) createFIP(rc *reqCtx) (model.Record, error) {
 	stamp(&f.Base, newID(), project, oStr{}, req.Description)
 	err = h.txn(rc, func(tx *store.Tx) error {
 		f.PortID, f.FixedIPAddress, f.RouterID = "", "", ""
-		n, err := txGet[*model.Network](tx, model.KindNetwork, f.FloatingNetworkID)
+		n, err := externalNetTx(tx, f.FloatingNetworkID, "Bad floatingip request: Network %s is not a valid external network.")
 		if err != nil {
 			return err
-		}
-		if n == nil {
-			return notFound("NetworkNotFound", "Network", f.FloatingNetworkID)
-		}
-		if !n.External {
-			return badRequest("Bad floatingip request: Network %s is not a valid external network.", n.ID)
 		}
 		var reqs []fixedReq
 		if req.SubnetID.V != "" || req.Address.V != "" {

@@ -188,20 +188,15 @@ func (h *handler) deleteSG(rc *reqCtx, id string) error {
 		if def == id && !rc.admin {
 			return nil, conflict("SecurityGroupCannotRemoveDefault", "Removing default security group not allowed.")
 		}
-		ports, _, err := h.listRaw(rc, refPrefix(refSGPorts, id))
-		if err != nil {
+		p := &plan{}
+		p.delRecord(model.KindSecurityGroup, id, rev)
+		if err := h.noRefs(rc, p, refPrefix(refSGPorts, id), conflict("SecurityGroupInUse", "Security Group %s in use.", id)); err != nil {
 			return nil, err
-		}
-		if len(ports) > 0 {
-			return nil, conflict("SecurityGroupInUse", "Security Group %s in use.", id)
 		}
 		rules, rrev, err := h.listRaw(rc, refPrefix(refSGRules, id))
 		if err != nil {
 			return nil, err
 		}
-		p := &plan{}
-		p.delRecord(model.KindSecurityGroup, id, rev)
-		p.empty(refPrefix(refSGPorts, id))
 		p.unchangedSince(refPrefix(refSGRules, id), rrev)
 		for _, kv := range rules {
 			rid := kv.key[strings.LastIndex(kv.key, "/")+1:]
