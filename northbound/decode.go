@@ -127,23 +127,36 @@ func trimJSON(b []byte) string {
 	return s
 }
 
-// fieldIndex maps a request struct's json names to field indexes.
+// fieldIndexes maps a request struct's json names to field index paths.
 var fieldIndexes sync.Map
 
-func fieldsOf(t reflect.Type) map[string]int {
+// fieldsOf lists a request struct's attributes by json name. The fields
+// of an embedded struct without a json name (ownerAttrs, nameAttrs)
+// count as the outer struct's own, as in encoding/json.
+func fieldsOf(t reflect.Type) map[string][]int {
 	if v, ok := fieldIndexes.Load(t); ok {
-		return v.(map[string]int)
+		return v.(map[string][]int)
 	}
-	m := map[string]int{}
-	for i := 0; i < t.NumField(); i++ {
-		tag := t.Field(i).Tag.Get("json")
-		name, _, _ := strings.Cut(tag, ",")
-		if name != "" && name != "-" {
-			m[name] = i
-		}
-	}
+	m := map[string][]int{}
+	addFields(m, t, nil)
 	fieldIndexes.Store(t, m)
 	return m
+}
+
+func addFields(m map[string][]int, t reflect.Type, at []int) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		idx := append(append([]int{}, at...), i)
+		tag := f.Tag.Get("json")
+		if f.Anonymous && tag == "" && f.Type.Kind() == reflect.Struct {
+			addFields(m, f.Type, idx)
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if name != "" && name != "-" {
+			m[name] = idx
+		}
+	}
 }
 
 const maxBody = 1 << 20
@@ -211,7 +224,7 @@ func decodeBody(b []byte, singular string, dst any, readonly ...string) (map[str
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		f := v.Field(fi[k]).Addr().Interface()
+		f := v.FieldByIndex(fi[k]).Addr().Interface()
 		if err := json.Unmarshal(attrs[k], f); err != nil {
 			return nil, invalidInput(k, "%s", jsonErr(err))
 		}

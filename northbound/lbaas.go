@@ -14,19 +14,14 @@ var lbProtocols = map[string]bool{"TCP": true, "HTTP": true, "HTTPS": true}
 var lbMethods = map[string]bool{"ROUND_ROBIN": true, "LEAST_CONNECTIONS": true, "SOURCE_IP": true}
 
 type poolReq struct {
-	Name         oStr  `json:"name"`
-	Description  oStr  `json:"description"`
-	TenantID     oStr  `json:"tenant_id"`
-	ProjectID    oStr  `json:"project_id"`
+	nameAttrs
+	ownerAttrs
 	SubnetID     oStr  `json:"subnet_id"`
 	Protocol     oStr  `json:"protocol"`
 	LBMethod     oStr  `json:"lb_method"`
 	AdminStateUp oBool `json:"admin_state_up"`
 	Provider     oStr  `json:"provider"`
 }
-
-func (r *poolReq) owner() (oStr, oStr)    { return r.TenantID, r.ProjectID }
-func (r *poolReq) nameDesc() (oStr, oStr) { return r.Name, r.Description }
 
 const lbProvider = "nimbus"
 
@@ -242,10 +237,8 @@ func (h *handler) poolAction(rc *reqCtx, id string, rest []string) (int, any, er
 // ---- VIPs ----
 
 type vipReq struct {
-	Name               oStr  `json:"name"`
-	Description        oStr  `json:"description"`
-	TenantID           oStr  `json:"tenant_id"`
-	ProjectID          oStr  `json:"project_id"`
+	nameAttrs
+	ownerAttrs
 	SubnetID           oStr  `json:"subnet_id"`
 	Address            oStr  `json:"address"`
 	ProtocolPort       oInt  `json:"protocol_port"`
@@ -255,9 +248,6 @@ type vipReq struct {
 	ConnectionLimit    oInt  `json:"connection_limit"`
 	SessionPersistence oRaw  `json:"session_persistence"`
 }
-
-func (r *vipReq) owner() (oStr, oStr)    { return r.TenantID, r.ProjectID }
-func (r *vipReq) nameDesc() (oStr, oStr) { return r.Name, r.Description }
 
 func (h *handler) vipDef() *resDef {
 	d := &resDef{singular: "vip", plural: "vips", path: "lb/vips", kind: model.KindVIP,
@@ -493,16 +483,13 @@ func (h *handler) deleteVIP(rc *reqCtx, id string) error {
 // ---- members ----
 
 type memberReq struct {
-	TenantID     oStr  `json:"tenant_id"`
-	ProjectID    oStr  `json:"project_id"`
+	ownerAttrs
 	PoolID       oStr  `json:"pool_id"`
 	Address      oStr  `json:"address"`
 	ProtocolPort oInt  `json:"protocol_port"`
 	Weight       oInt  `json:"weight"`
 	AdminStateUp oBool `json:"admin_state_up"`
 }
-
-func (r *memberReq) owner() (oStr, oStr) { return r.TenantID, r.ProjectID }
 
 func (h *handler) memberDef() *resDef {
 	d := &resDef{singular: "member", plural: "members", path: "lb/members", kind: model.KindMember,
@@ -634,8 +621,7 @@ func (h *handler) deleteMember(rc *reqCtx, id string) error {
 // ---- health monitors ----
 
 type hmReq struct {
-	TenantID      oStr  `json:"tenant_id"`
-	ProjectID     oStr  `json:"project_id"`
+	ownerAttrs
 	Type          oStr  `json:"type"`
 	Delay         oInt  `json:"delay"`
 	Timeout       oInt  `json:"timeout"`
@@ -645,8 +631,6 @@ type hmReq struct {
 	ExpectedCodes oStr  `json:"expected_codes"`
 	AdminStateUp  oBool `json:"admin_state_up"`
 }
-
-func (r *hmReq) owner() (oStr, oStr) { return r.TenantID, r.ProjectID }
 
 func (h *handler) healthMonitorDef() *resDef {
 	d := &resDef{singular: "health_monitor", plural: "health_monitors", path: "lb/health_monitors",

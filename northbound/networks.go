@@ -10,10 +10,8 @@ import (
 )
 
 type networkReq struct {
-	Name         oStr  `json:"name"`
-	Description  oStr  `json:"description"`
-	TenantID     oStr  `json:"tenant_id"`
-	ProjectID    oStr  `json:"project_id"`
+	nameAttrs
+	ownerAttrs
 	AdminStateUp oBool `json:"admin_state_up"`
 	Shared       oBool `json:"shared"`
 	External     oBool `json:"router:external"`
@@ -24,9 +22,6 @@ type networkReq struct {
 	PortSecurity oBool `json:"port_security_enabled"`
 	AZHints      oRaw  `json:"availability_zone_hints"`
 }
-
-func (r *networkReq) owner() (oStr, oStr)    { return r.TenantID, r.ProjectID }
-func (r *networkReq) nameDesc() (oStr, oStr) { return r.Name, r.Description }
 
 func (h *handler) networkDef() *resDef {
 	d := &resDef{singular: "network", plural: "networks", path: "networks", kind: model.KindNetwork,
@@ -328,10 +323,8 @@ func (h *handler) deleteNetwork(rc *reqCtx, id string) error {
 // ---- subnets ----
 
 type subnetReq struct {
-	Name            oStr  `json:"name"`
-	Description     oStr  `json:"description"`
-	TenantID        oStr  `json:"tenant_id"`
-	ProjectID       oStr  `json:"project_id"`
+	nameAttrs
+	ownerAttrs
 	NetworkID       oStr  `json:"network_id"`
 	IPVersion       oInt  `json:"ip_version"`
 	CIDR            oStr  `json:"cidr"`
@@ -348,9 +341,6 @@ type subnetReq struct {
 	SegmentID       oStr  `json:"segment_id"`
 	ServiceTypes    oRaw  `json:"service_types"`
 }
-
-func (r *subnetReq) owner() (oStr, oStr)    { return r.TenantID, r.ProjectID }
-func (r *subnetReq) nameDesc() (oStr, oStr) { return r.Name, r.Description }
 
 func (h *handler) subnetDef() *resDef {
 	d := &resDef{singular: "subnet", plural: "subnets", path: "subnets", kind: model.KindSubnet,

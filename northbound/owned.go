@@ -111,3 +111,20 @@ func externalNetTx(tx *store.Tx, id, notExternal string) (*model.Network, error)
 	}
 	return n, nil
 }
+
+// ownerAttrs are the owner attributes of a request body; a request
+// struct embeds them (decodeBody counts their fields as its own).
+type ownerAttrs struct {
+	TenantID  oStr `json:"tenant_id"`
+	ProjectID oStr `json:"project_id"`
+}
+
+func (a *ownerAttrs) owner() (oStr, oStr) { return a.TenantID, a.ProjectID }
+
+// nameAttrs are the name and description of a request body.
+type nameAttrs struct {
+	Name        oStr `json:"name"`
+	Description oStr `json:"description"`
+}
+
+func (a *nameAttrs) nameDesc() (oStr, oStr) { return a.Name, a.Description }

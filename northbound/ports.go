@@ -21,10 +21,8 @@ const (
 )
 
 type portReq struct {
-	Name         oStr  `json:"name"`
-	Description  oStr  `json:"description"`
-	TenantID     oStr  `json:"tenant_id"`
-	ProjectID    oStr  `json:"project_id"`
+	nameAttrs
+	ownerAttrs
 	NetworkID    oStr  `json:"network_id"`
 	AdminStateUp oBool `json:"admin_state_up"`
 	MACAddress   oStr  `json:"mac_address"`
@@ -38,9 +36,6 @@ type portReq struct {
 	AddrPairs    oRaw  `json:"allowed_address_pairs"`
 	SecGroups    oRaw  `json:"security_groups"`
 }
-
-func (r *portReq) owner() (oStr, oStr)    { return r.TenantID, r.ProjectID }
-func (r *portReq) nameDesc() (oStr, oStr) { return r.Name, r.Description }
 
 func (h *handler) portDef() *resDef {
 	d := &resDef{singular: "port", plural: "ports", path: "ports", kind: model.KindPort,

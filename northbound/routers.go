@@ -13,10 +13,8 @@ import (
 )
 
 type routerReq struct {
-	Name         oStr  `json:"name"`
-	Description  oStr  `json:"description"`
-	TenantID     oStr  `json:"tenant_id"`
-	ProjectID    oStr  `json:"project_id"`
+	nameAttrs
+	ownerAttrs
 	AdminStateUp oBool `json:"admin_state_up"`
 	Gateway      oRaw  `json:"external_gateway_info"`
 	Routes       oRaw  `json:"routes"`
@@ -24,9 +22,6 @@ type routerReq struct {
 	HA           oBool `json:"ha"`
 	AZHints      oRaw  `json:"availability_zone_hints"`
 }
-
-func (r *routerReq) owner() (oStr, oStr)    { return r.TenantID, r.ProjectID }
-func (r *routerReq) nameDesc() (oStr, oStr) { return r.Name, r.Description }
 
 func (h *handler) routerDef() *resDef {
 	d := &resDef{singular: "router", plural: "routers", path: "routers", kind: model.KindRouter,
@@ -545,9 +540,8 @@ func (h *handler) removeInterface(rc *reqCtx, id, subID, portID string) (int, an
 // ---- floating IPs ----
 
 type fipReq struct {
+	ownerAttrs
 	Description oStr `json:"description"`
-	TenantID    oStr `json:"tenant_id"`
-	ProjectID   oStr `json:"project_id"`
 	NetworkID   oStr `json:"floating_network_id"`
 	Address     oStr `json:"floating_ip_address"`
 	SubnetID    oStr `json:"subnet_id"`
@@ -555,7 +549,6 @@ type fipReq struct {
 	FixedIP     oStr `json:"fixed_ip_address"`
 }
 
-func (r *fipReq) owner() (oStr, oStr)    { return r.TenantID, r.ProjectID }
 func (r *fipReq) nameDesc() (oStr, oStr) { return oStr{}, r.Description }
 
 func (h *handler) floatingIPDef() *resDef {

@@ -9,15 +9,10 @@ import (
 )
 
 type sgReq struct {
-	Name        oStr  `json:"name"`
-	Description oStr  `json:"description"`
-	TenantID    oStr  `json:"tenant_id"`
-	ProjectID   oStr  `json:"project_id"`
-	Stateful    oBool `json:"stateful"`
+	nameAttrs
+	ownerAttrs
+	Stateful oBool `json:"stateful"`
 }
-
-func (r *sgReq) owner() (oStr, oStr)    { return r.TenantID, r.ProjectID }
-func (r *sgReq) nameDesc() (oStr, oStr) { return r.Name, r.Description }
 
 func (h *handler) secGroupDef() *resDef {
 	d := &resDef{singular: "security_group", plural: "security_groups", path: "security-groups",
@@ -219,9 +214,8 @@ func (h *handler) deleteSG(rc *reqCtx, id string) error {
 // ---- rules ----
 
 type ruleReq struct {
+	ownerAttrs
 	Description    oStr `json:"description"`
-	TenantID       oStr `json:"tenant_id"`
-	ProjectID      oStr `json:"project_id"`
 	SecurityGroup  oStr `json:"security_group_id"`
 	Direction      oStr `json:"direction"`
 	EtherType      oStr `json:"ethertype"`
