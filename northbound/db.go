@@ -253,6 +253,21 @@ func (h *handler) commit(rc *reqCtx, p *plan) (bool, error) {
 	return resp.Succeeded, nil
 }
 
+// noRefs refuses a delete with inUse (a 409) while any reference key
+// exists under prefix, and guards plan p against one appearing before
+// it commits.
+func (h *handler) noRefs(rc *reqCtx, p *plan, prefix string, inUse error) error {
+	kvs, _, err := h.listRaw(rc, prefix)
+	if err != nil {
+		return err
+	}
+	if len(kvs) > 0 {
+		return inUse
+	}
+	p.empty(prefix)
+	return nil
+}
+
 // retryPlan builds and commits a plan until it succeeds or build fails.
 func (h *handler) retryPlan(rc *reqCtx, build func() (*plan, error)) error {
 	for i := 0; ; i++ {

@@ -255,6 +255,56 @@ func decodeRaw(attr string, o oRaw, dst any) error {
 	return nil
 }
 
+// ownerAttrs are the owner attributes of a request body; a request
+// struct embeds them (decodeBody counts their fields as its own).
+type ownerAttrs struct {
+	TenantID  oStr `json:"tenant_id"`
+	ProjectID oStr `json:"project_id"`
+}
+
+func (a *ownerAttrs) owner() (oStr, oStr) { return a.TenantID, a.ProjectID }
+
+// nameAttrs are the name and description of a request body.
+type nameAttrs struct {
+	Name        oStr `json:"name"`
+	Description oStr `json:"description"`
+}
+
+func (a *nameAttrs) nameDesc() (oStr, oStr) { return a.Name, a.Description }
+
+// ownedBody is a create body: it may name its owning project.
+type ownedBody interface {
+	owner() (tenant, project oStr)
+}
+
+// namedBody is a body whose name and description are length-checked
+// (a body with only a description returns an unset name).
+type namedBody interface {
+	nameDesc() (name, desc oStr)
+}
+
+// readCreate reads a create body into req, checks its name and
+// description and resolves the new resource's project (projectOf).
+func readCreate(rc *reqCtx, singular string, req ownedBody) (string, error) {
+	if err := readNamed(rc, singular, req); err != nil {
+		return "", err
+	}
+	tenant, project := req.owner()
+	return projectOf(rc, tenant, project)
+}
+
+// readNamed reads a body into req, refusing the readonly attributes
+// (on update), and checks its name and description.
+func readNamed(rc *reqCtx, singular string, req any, readonly ...string) error {
+	if _, err := readBody(rc, singular, req, readonly...); err != nil {
+		return err
+	}
+	if n, ok := req.(namedBody); ok {
+		return checkNameDesc(n.nameDesc())
+	}
+	return nil
+}
+
 // projectOf resolves the owner of a new resource: tenant_id/project_id
 // from the body, else the caller's project (X-Project-Id in noauth).
 func projectOf(rc *reqCtx, tenant, project oStr) (string, error) {

@@ -120,6 +120,23 @@ func parseGateway(rc *reqCtx, o oRaw) (*gwReq, error) {
 	return g, nil
 }
 
+// externalNetTx reads network id in tx for a gateway or floating IP: 404
+// if it does not exist, 400 with notExternal (one %s: the id) if it is
+// not external.
+func externalNetTx(tx *store.Tx, id, notExternal string) (*model.Network, error) {
+	n, err := txGet[*model.Network](tx, model.KindNetwork, id)
+	if err != nil {
+		return nil, err
+	}
+	if n == nil {
+		return nil, notFound("NetworkNotFound", "Network", id)
+	}
+	if !n.External {
+		return nil, badRequest(notExternal, id)
+	}
+	return n, nil
+}
+
 // setGatewayTx makes rt's gateway what g says (g.Present false: none).
 func (h *handler) setGatewayTx(rc *reqCtx, tx *store.Tx, rt *model.Router, g *gwReq) error {
 	cur := rt.Gateway
