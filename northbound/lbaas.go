@@ -131,23 +131,11 @@ func (h *handler) deletePool(rc *reqCtx, id string) error {
 		if p.VIPID != "" {
 			return nil, conflict("PoolInUse", "Pool %s is still in use", id)
 		}
-		members, mrev, err := h.listRaw(rc, refPrefix(refPoolMembers, id))
-		if err != nil {
-			return nil, err
-		}
 		pl := &plan{}
 		pl.delRecord(model.KindPool, id, rev)
-		pl.unchangedSince(refPrefix(refPoolMembers, id), mrev)
-		for _, kv := range members {
-			_, mr, err := h.get(rc, model.KindMember, kv.val)
-			if err != nil {
-				return nil, err
-			}
-			if mr > 0 {
-				pl.delRecord(model.KindMember, kv.val, mr)
-			}
+		if err := h.delChildren(rc, pl, refPrefix(refPoolMembers, id), model.KindMember); err != nil {
+			return nil, err
 		}
-		pl.delPrefix(refPrefix(refPoolMembers, id))
 		for _, hm := range p.HealthMonitorIDs {
 			pl.del(refKey(refHMPools, hm, id))
 		}

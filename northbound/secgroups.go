@@ -188,22 +188,9 @@ func (h *handler) deleteSG(rc *reqCtx, id string) error {
 		if err := h.noRefs(rc, p, refPrefix(refSGPorts, id), conflict("SecurityGroupInUse", "Security Group %s in use.", id)); err != nil {
 			return nil, err
 		}
-		rules, rrev, err := h.listRaw(rc, refPrefix(refSGRules, id))
-		if err != nil {
+		if err := h.delChildren(rc, p, refPrefix(refSGRules, id), model.KindSGRule); err != nil {
 			return nil, err
 		}
-		p.unchangedSince(refPrefix(refSGRules, id), rrev)
-		for _, kv := range rules {
-			rid := kv.key[strings.LastIndex(kv.key, "/")+1:]
-			_, rev, err := h.get(rc, model.KindSGRule, rid)
-			if err != nil {
-				return nil, err
-			}
-			if rev > 0 {
-				p.delRecord(model.KindSGRule, rid, rev)
-			}
-		}
-		p.delPrefix(refPrefix(refSGRules, id))
 		if def == id {
 			p.del(defaultSGKey(sg.ProjectID))
 		}
