@@ -253,6 +253,43 @@ func (h *handler) commit(rc *reqCtx, p *plan) (bool, error) {
 	return resp.Succeeded, nil
 }
 
+// noRefs refuses a delete with inUse (a 409) while any reference key
+// exists under prefix, and guards plan p against one appearing before
+// it commits.
+func (h *handler) noRefs(rc *reqCtx, p *plan, prefix string, inUse error) error {
+	kvs, _, err := h.listRaw(rc, prefix)
+	if err != nil {
+		return err
+	}
+	if len(kvs) > 0 {
+		return inUse
+	}
+	p.empty(prefix)
+	return nil
+}
+
+// delChildren deletes, in plan p, the records of kind k indexed under
+// the reference prefix (their ids are the values) and the index itself;
+// p fails if a child is added meanwhile. A child already gone is skipped.
+func (h *handler) delChildren(rc *reqCtx, p *plan, prefix string, k model.Kind) error {
+	kvs, rev, err := h.listRaw(rc, prefix)
+	if err != nil {
+		return err
+	}
+	p.unchangedSince(prefix, rev)
+	for _, kv := range kvs {
+		_, crev, err := h.get(rc, k, kv.val)
+		if err != nil {
+			return err
+		}
+		if crev > 0 {
+			p.delRecord(k, kv.val, crev)
+		}
+	}
+	p.delPrefix(prefix)
+	return nil
+}
+
 // retryPlan builds and commits a plan until it succeeds or build fails.
 func (h *handler) retryPlan(rc *reqCtx, build func() (*plan, error)) error {
 	for i := 0; ; i++ {

@@ -127,23 +127,36 @@ func trimJSON(b []byte) string {
 	return s
 }
 
-// fieldIndex maps a request struct's json names to field indexes.
+// fieldIndexes maps a request struct's json names to field index paths.
 var fieldIndexes sync.Map
 
-func fieldsOf(t reflect.Type) map[string]int {
+// fieldsOf lists a request struct's attributes by json name. The fields
+// of an embedded struct without a json name (ownerAttrs, nameAttrs)
+// count as the outer struct's own, as in encoding/json.
+func fieldsOf(t reflect.Type) map[string][]int {
 	if v, ok := fieldIndexes.Load(t); ok {
-		return v.(map[string]int)
+		return v.(map[string][]int)
 	}
-	m := map[string]int{}
-	for i := 0; i < t.NumField(); i++ {
-		tag := t.Field(i).Tag.Get("json")
-		name, _, _ := strings.Cut(tag, ",")
-		if name != "" && name != "-" {
-			m[name] = i
-		}
-	}
+	m := map[string][]int{}
+	addFields(m, t, nil)
 	fieldIndexes.Store(t, m)
 	return m
+}
+
+func addFields(m map[string][]int, t reflect.Type, at []int) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		idx := append(append([]int{}, at...), i)
+		tag := f.Tag.Get("json")
+		if f.Anonymous && tag == "" && f.Type.Kind() == reflect.Struct {
+			addFields(m, f.Type, idx)
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if name != "" && name != "-" {
+			m[name] = idx
+		}
+	}
 }
 
 const maxBody = 1 << 20
@@ -211,7 +224,7 @@ func decodeBody(b []byte, singular string, dst any, readonly ...string) (map[str
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		f := v.Field(fi[k]).Addr().Interface()
+		f := v.FieldByIndex(fi[k]).Addr().Interface()
 		if err := json.Unmarshal(attrs[k], f); err != nil {
 			return nil, invalidInput(k, "%s", jsonErr(err))
 		}
@@ -238,6 +251,56 @@ func jsonErr(err error) string {
 func decodeRaw(attr string, o oRaw, dst any) error {
 	if err := json.Unmarshal(o.V, dst); err != nil {
 		return invalidInput(attr, "%s", jsonErr(err))
+	}
+	return nil
+}
+
+// ownerAttrs are the owner attributes of a request body; a request
+// struct embeds them (decodeBody counts their fields as its own).
+type ownerAttrs struct {
+	TenantID  oStr `json:"tenant_id"`
+	ProjectID oStr `json:"project_id"`
+}
+
+func (a *ownerAttrs) owner() (oStr, oStr) { return a.TenantID, a.ProjectID }
+
+// nameAttrs are the name and description of a request body.
+type nameAttrs struct {
+	Name        oStr `json:"name"`
+	Description oStr `json:"description"`
+}
+
+func (a *nameAttrs) nameDesc() (oStr, oStr) { return a.Name, a.Description }
+
+// ownedBody is a create body: it may name its owning project.
+type ownedBody interface {
+	owner() (tenant, project oStr)
+}
+
+// namedBody is a body whose name and description are length-checked
+// (a body with only a description returns an unset name).
+type namedBody interface {
+	nameDesc() (name, desc oStr)
+}
+
+// readCreate reads a create body into req, checks its name and
+// description and resolves the new resource's project (projectOf).
+func readCreate(rc *reqCtx, singular string, req ownedBody) (string, error) {
+	if err := readNamed(rc, singular, req); err != nil {
+		return "", err
+	}
+	tenant, project := req.owner()
+	return projectOf(rc, tenant, project)
+}
+
+// readNamed reads a body into req, refusing the readonly attributes
+// (on update), and checks its name and description.
+func readNamed(rc *reqCtx, singular string, req any, readonly ...string) error {
+	if _, err := readBody(rc, singular, req, readonly...); err != nil {
+		return err
+	}
+	if n, ok := req.(namedBody); ok {
+		return checkNameDesc(n.nameDesc())
 	}
 	return nil
 }

@@ -14,10 +14,8 @@ var lbProtocols = map[string]bool{"TCP": true, "HTTP": true, "HTTPS": true}
 var lbMethods = map[string]bool{"ROUND_ROBIN": true, "LEAST_CONNECTIONS": true, "SOURCE_IP": true}
 
 type poolReq struct {
-	Name         oStr  `json:"name"`
-	Description  oStr  `json:"description"`
-	TenantID     oStr  `json:"tenant_id"`
-	ProjectID    oStr  `json:"project_id"`
+	nameAttrs
+	ownerAttrs
 	SubnetID     oStr  `json:"subnet_id"`
 	Protocol     oStr  `json:"protocol"`
 	LBMethod     oStr  `json:"lb_method"`
@@ -32,7 +30,7 @@ func (h *handler) poolDef() *resDef {
 		what: "Pool", notFoundType: "PoolNotFound",
 		attrs: attrSet("subnet_id protocol lb_method admin_state_up health_monitors health_monitors_status members vip_id provider status status_description"),
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
+	d.views = viewsWith(func(rc *reqCtx) (map[string][]any, error) {
 		members, err := listT[*model.LBMember](h, rc, model.KindMember)
 		if err != nil {
 			return nil, err
@@ -41,26 +39,23 @@ func (h *handler) poolDef() *resDef {
 		for _, m := range members {
 			byPool[m.PoolID] = append(byPool[m.PoolID], m.ID)
 		}
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			p := r.(*model.LBPool)
-			v := baseView(p, "vip_id")
-			hms := []any{}
-			st := []any{}
-			for _, hm := range p.HealthMonitorIDs {
-				hms = append(hms, hm)
-				st = append(st, map[string]any{"monitor_id": hm, "status": "ACTIVE", "status_description": nil})
-			}
-			v["health_monitors"] = hms
-			v["health_monitors_status"] = st
-			v["members"] = append([]any{}, byPool[p.ID]...)
-			v["provider"] = lbProvider
-			v["status"] = "ACTIVE"
-			v["status_description"] = nil
-			out = append(out, v)
+		return byPool, nil
+	}, func(rc *reqCtx, byPool map[string][]any, p *model.LBPool) map[string]any {
+		v := baseView(p, "vip_id")
+		hms := []any{}
+		st := []any{}
+		for _, hm := range p.HealthMonitorIDs {
+			hms = append(hms, hm)
+			st = append(st, map[string]any{"monitor_id": hm, "status": "ACTIVE", "status_description": nil})
 		}
-		return out, nil
-	}
+		v["health_monitors"] = hms
+		v["health_monitors_status"] = st
+		v["members"] = append([]any{}, byPool[p.ID]...)
+		v["provider"] = lbProvider
+		v["status"] = "ACTIVE"
+		v["status_description"] = nil
+		return v
+	})
 	d.create = h.createPool
 	d.update = h.updatePool
 	d.del = h.deletePool
@@ -70,13 +65,7 @@ func (h *handler) poolDef() *resDef {
 
 func (h *handler) createPool(rc *reqCtx) (model.Record, error) {
 	var req poolReq
-	if _, err := readBody(rc, "pool", &req); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "pool", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -117,25 +106,13 @@ func (h *handler) createPool(rc *reqCtx) (model.Record, error) {
 
 func (h *handler) updatePool(rc *reqCtx, id string) (model.Record, error) {
 	var req poolReq
-	if _, err := readBody(rc, "pool", &req, "tenant_id", "project_id", "subnet_id", "protocol", "provider"); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
+	if err := readNamed(rc, "pool", &req, "tenant_id", "project_id", "subnet_id", "protocol", "provider"); err != nil {
 		return nil, err
 	}
 	if req.LBMethod.Set && !lbMethods[req.LBMethod.V] {
 		return nil, invalidInput("lb_method", "'%s' is not in ['ROUND_ROBIN', 'LEAST_CONNECTIONS', 'SOURCE_IP']", req.LBMethod.V)
 	}
-	d := h.defs["lb/pools"]
-	var p *model.LBPool
-	err := h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if p, err = txGet[*model.LBPool](tx, model.KindPool, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, p, id); err != nil {
-			return err
-		}
+	p, err := ownedTxn(h, rc, "lb/pools", id, func(tx *store.Tx, p *model.LBPool) error {
 		setNameDesc(&p.Base, req.Name, req.Description)
 		if req.LBMethod.Set {
 			p.LBMethod = req.LBMethod.V
@@ -150,35 +127,15 @@ func (h *handler) updatePool(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deletePool(rc *reqCtx, id string) error {
-	d := h.defs["lb/pools"]
-	return h.retryPlan(rc, func() (*plan, error) {
-		p, rev, err := getT[*model.LBPool](h, rc, model.KindPool, id)
-		if err != nil {
-			return nil, err
-		}
-		if err := rc.checkOwner(d, p, id); err != nil {
-			return nil, err
-		}
+	return ownedPlan(h, rc, "lb/pools", id, func(p *model.LBPool, rev int64) (*plan, error) {
 		if p.VIPID != "" {
 			return nil, conflict("PoolInUse", "Pool %s is still in use", id)
 		}
-		members, mrev, err := h.listRaw(rc, refPrefix(refPoolMembers, id))
-		if err != nil {
-			return nil, err
-		}
 		pl := &plan{}
 		pl.delRecord(model.KindPool, id, rev)
-		pl.unchangedSince(refPrefix(refPoolMembers, id), mrev)
-		for _, kv := range members {
-			_, mr, err := h.get(rc, model.KindMember, kv.val)
-			if err != nil {
-				return nil, err
-			}
-			if mr > 0 {
-				pl.delRecord(model.KindMember, kv.val, mr)
-			}
+		if err := h.delChildren(rc, pl, refPrefix(refPoolMembers, id), model.KindMember); err != nil {
+			return nil, err
 		}
-		pl.delPrefix(refPrefix(refPoolMembers, id))
 		for _, hm := range p.HealthMonitorIDs {
 			pl.del(refKey(refHMPools, hm, id))
 		}
@@ -210,14 +167,7 @@ func (h *handler) poolAction(rc *reqCtx, id string, rest []string) (int, any, er
 			return 0, nil, badRequest("Failed to parse request. Required attribute 'id' not specified")
 		}
 		hmd := h.defs["lb/health_monitors"]
-		err := h.txn(rc, func(tx *store.Tx) error {
-			p, err := txGet[*model.LBPool](tx, model.KindPool, id)
-			if err != nil {
-				return err
-			}
-			if err := rc.checkOwner(d, p, id); err != nil {
-				return err
-			}
+		_, err := ownedTxn(h, rc, "lb/pools", id, func(tx *store.Tx, p *model.LBPool) error {
 			hm, err := txGet[*model.LBHealthMonitor](tx, model.KindHealthMonitor, req.ID.V)
 			if err != nil {
 				return err
@@ -241,14 +191,7 @@ func (h *handler) poolAction(rc *reqCtx, id string, rest []string) (int, any, er
 		return http.StatusCreated, map[string]any{"health_monitor": map[string]any{"id": req.ID.V}}, nil
 	case len(rest) == 2 && rest[0] == "health_monitors" && rc.r.Method == http.MethodDelete:
 		hmID := rest[1]
-		err := h.txn(rc, func(tx *store.Tx) error {
-			p, err := txGet[*model.LBPool](tx, model.KindPool, id)
-			if err != nil {
-				return err
-			}
-			if err := rc.checkOwner(d, p, id); err != nil {
-				return err
-			}
+		_, err := ownedTxn(h, rc, "lb/pools", id, func(tx *store.Tx, p *model.LBPool) error {
 			var keep []string
 			found := false
 			for _, x := range p.HealthMonitorIDs {
@@ -282,10 +225,8 @@ func (h *handler) poolAction(rc *reqCtx, id string, rest []string) (int, any, er
 // ---- VIPs ----
 
 type vipReq struct {
-	Name               oStr  `json:"name"`
-	Description        oStr  `json:"description"`
-	TenantID           oStr  `json:"tenant_id"`
-	ProjectID          oStr  `json:"project_id"`
+	nameAttrs
+	ownerAttrs
 	SubnetID           oStr  `json:"subnet_id"`
 	Address            oStr  `json:"address"`
 	ProtocolPort       oInt  `json:"protocol_port"`
@@ -302,26 +243,19 @@ func (h *handler) vipDef() *resDef {
 		attrs: attrSet("subnet_id address port_id protocol_port protocol pool_id admin_state_up connection_limit " +
 			"session_persistence status status_description"),
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
-		ex, err := h.extras(rc, model.KindVIP)
-		if err != nil {
-			return nil, err
+	d.views = viewsWith(func(rc *reqCtx) (map[string]map[string]any, error) {
+		return h.extras(rc, model.KindVIP)
+	}, func(rc *reqCtx, ex map[string]map[string]any, vp *model.LBVIP) map[string]any {
+		v := baseView(vp)
+		v["connection_limit"] = -1
+		v["session_persistence"] = nil
+		for k, x := range ex[vp.ID] {
+			v[k] = x
 		}
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			vp := r.(*model.LBVIP)
-			v := baseView(vp)
-			v["connection_limit"] = -1
-			v["session_persistence"] = nil
-			for k, x := range ex[vp.ID] {
-				v[k] = x
-			}
-			v["status"] = "ACTIVE"
-			v["status_description"] = nil
-			out = append(out, v)
-		}
-		return out, nil
-	}
+		v["status"] = "ACTIVE"
+		v["status_description"] = nil
+		return v
+	})
 	d.create = h.createVIP
 	d.update = h.updateVIP
 	d.del = h.deleteVIP
@@ -356,13 +290,7 @@ func parsePersistence(o oRaw) (any, error) {
 
 func (h *handler) createVIP(rc *reqCtx) (model.Record, error) {
 	var req vipReq
-	if _, err := readBody(rc, "vip", &req); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "vip", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -452,10 +380,7 @@ func (h *handler) createVIP(rc *reqCtx) (model.Record, error) {
 
 func (h *handler) updateVIP(rc *reqCtx, id string) (model.Record, error) {
 	var req vipReq
-	if _, err := readBody(rc, "vip", &req, "tenant_id", "project_id", "subnet_id", "address", "protocol_port", "protocol"); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
+	if err := readNamed(rc, "vip", &req, "tenant_id", "project_id", "subnet_id", "address", "protocol_port", "protocol"); err != nil {
 		return nil, err
 	}
 	if req.ConnectionLimit.Set && !req.ConnectionLimit.Null && req.ConnectionLimit.V < -1 {
@@ -468,16 +393,7 @@ func (h *handler) updateVIP(rc *reqCtx, id string) (model.Record, error) {
 			return nil, err
 		}
 	}
-	d := h.defs["lb/vips"]
-	var v *model.LBVIP
-	err := h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if v, err = txGet[*model.LBVIP](tx, model.KindVIP, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, v, id); err != nil {
-			return err
-		}
+	v, err := ownedTxn(h, rc, "lb/vips", id, func(tx *store.Tx, v *model.LBVIP) error {
 		setNameDesc(&v.Base, req.Name, req.Description)
 		if req.AdminStateUp.Set && !req.AdminStateUp.Null {
 			v.AdminStateUp = req.AdminStateUp.V
@@ -527,15 +443,7 @@ func (h *handler) updateVIP(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteVIP(rc *reqCtx, id string) error {
-	d := h.defs["lb/vips"]
-	return h.txn(rc, func(tx *store.Tx) error {
-		v, err := txGet[*model.LBVIP](tx, model.KindVIP, id)
-		if err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, v, id); err != nil {
-			return err
-		}
+	_, err := ownedTxn(h, rc, "lb/vips", id, func(tx *store.Tx, v *model.LBVIP) error {
 		if p, err := txGet[*model.Port](tx, model.KindPort, v.PortID); err != nil {
 			return err
 		} else if p != nil {
@@ -557,13 +465,13 @@ func (h *handler) deleteVIP(rc *reqCtx, id string) error {
 		tx.Delete(model.KindVIP, id)
 		return nil
 	})
+	return err
 }
 
 // ---- members ----
 
 type memberReq struct {
-	TenantID     oStr  `json:"tenant_id"`
-	ProjectID    oStr  `json:"project_id"`
+	ownerAttrs
 	PoolID       oStr  `json:"pool_id"`
 	Address      oStr  `json:"address"`
 	ProtocolPort oInt  `json:"protocol_port"`
@@ -576,20 +484,16 @@ func (h *handler) memberDef() *resDef {
 		what: "Member", notFoundType: "MemberNotFound",
 		attrs: attrSet("pool_id address protocol_port weight admin_state_up status status_description"),
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			v := baseView(r)
-			delete(v, "name")
-			delete(v, "description")
-			if v["status"] == nil {
-				v["status"] = "ACTIVE"
-			}
-			v["status_description"] = nil
-			out = append(out, v)
+	d.views = viewsOf(func(rc *reqCtx, r *model.LBMember) map[string]any {
+		v := baseView(r)
+		delete(v, "name")
+		delete(v, "description")
+		if v["status"] == nil {
+			v["status"] = "ACTIVE"
 		}
-		return out, nil
-	}
+		v["status_description"] = nil
+		return v
+	})
 	d.create = h.createMember
 	d.update = h.updateMember
 	d.del = h.deleteMember
@@ -629,10 +533,7 @@ func (h *handler) memberPoolTx(rc *reqCtx, tx *store.Tx, m *model.LBMember, pool
 
 func (h *handler) createMember(rc *reqCtx) (model.Record, error) {
 	var req memberReq
-	if _, err := readBody(rc, "member", &req); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "member", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -672,22 +573,13 @@ func (h *handler) createMember(rc *reqCtx) (model.Record, error) {
 
 func (h *handler) updateMember(rc *reqCtx, id string) (model.Record, error) {
 	var req memberReq
-	if _, err := readBody(rc, "member", &req, "tenant_id", "project_id", "address", "protocol_port"); err != nil {
+	if err := readNamed(rc, "member", &req, "tenant_id", "project_id", "address", "protocol_port"); err != nil {
 		return nil, err
 	}
 	if req.Weight.Set && (req.Weight.V < 0 || req.Weight.V > 256) {
 		return nil, invalidInput("weight", "'%d' is not in the range 0-256", req.Weight.V)
 	}
-	d := h.defs["lb/members"]
-	var m *model.LBMember
-	err := h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if m, err = txGet[*model.LBMember](tx, model.KindMember, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, m, id); err != nil {
-			return err
-		}
+	m, err := ownedTxn(h, rc, "lb/members", id, func(tx *store.Tx, m *model.LBMember) error {
 		if req.Weight.Set && !req.Weight.Null {
 			m.Weight = req.Weight.V
 		}
@@ -706,26 +598,18 @@ func (h *handler) updateMember(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteMember(rc *reqCtx, id string) error {
-	d := h.defs["lb/members"]
-	return h.txn(rc, func(tx *store.Tx) error {
-		m, err := txGet[*model.LBMember](tx, model.KindMember, id)
-		if err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, m, id); err != nil {
-			return err
-		}
+	_, err := ownedTxn(h, rc, "lb/members", id, func(tx *store.Tx, m *model.LBMember) error {
 		tx.DelRaw(refKey(refPoolMembers, m.PoolID, m.ID))
 		tx.Delete(model.KindMember, id)
 		return nil
 	})
+	return err
 }
 
 // ---- health monitors ----
 
 type hmReq struct {
-	TenantID      oStr  `json:"tenant_id"`
-	ProjectID     oStr  `json:"project_id"`
+	ownerAttrs
 	Type          oStr  `json:"type"`
 	Delay         oInt  `json:"delay"`
 	Timeout       oInt  `json:"timeout"`
@@ -741,7 +625,7 @@ func (h *handler) healthMonitorDef() *resDef {
 		kind: model.KindHealthMonitor, what: "Health_monitor", notFoundType: "HealthMonitorNotFound",
 		attrs: attrSet("type delay timeout max_retries http_method url_path expected_codes admin_state_up pools status status_description"),
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
+	d.views = viewsWith(func(rc *reqCtx) (map[string][]any, error) {
 		pools, err := listT[*model.LBPool](h, rc, model.KindPool)
 		if err != nil {
 			return nil, err
@@ -752,24 +636,21 @@ func (h *handler) healthMonitorDef() *resDef {
 				byHM[hm] = append(byHM[hm], map[string]any{"pool_id": p.ID, "status": "ACTIVE", "status_description": nil})
 			}
 		}
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			hm := r.(*model.LBHealthMonitor)
-			v := baseView(hm)
-			delete(v, "name")
-			delete(v, "description")
-			v["pools"] = append([]any{}, byHM[hm.ID]...)
-			v["status"] = "ACTIVE"
-			v["status_description"] = nil
-			if hm.Type == "PING" || hm.Type == "TCP" {
-				delete(v, "http_method")
-				delete(v, "url_path")
-				delete(v, "expected_codes")
-			}
-			out = append(out, v)
+		return byHM, nil
+	}, func(rc *reqCtx, byHM map[string][]any, hm *model.LBHealthMonitor) map[string]any {
+		v := baseView(hm)
+		delete(v, "name")
+		delete(v, "description")
+		v["pools"] = append([]any{}, byHM[hm.ID]...)
+		v["status"] = "ACTIVE"
+		v["status_description"] = nil
+		if hm.Type == "PING" || hm.Type == "TCP" {
+			delete(v, "http_method")
+			delete(v, "url_path")
+			delete(v, "expected_codes")
 		}
-		return out, nil
-	}
+		return v
+	})
 	d.create = h.createHM
 	d.update = h.updateHM
 	d.del = h.deleteHM
@@ -853,10 +734,7 @@ func validCodes(s string) bool {
 
 func (h *handler) createHM(rc *reqCtx) (model.Record, error) {
 	var req hmReq
-	if _, err := readBody(rc, "health_monitor", &req); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "health_monitor", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -887,19 +765,10 @@ func (h *handler) createHM(rc *reqCtx) (model.Record, error) {
 
 func (h *handler) updateHM(rc *reqCtx, id string) (model.Record, error) {
 	var req hmReq
-	if _, err := readBody(rc, "health_monitor", &req, "tenant_id", "project_id", "type"); err != nil {
+	if err := readNamed(rc, "health_monitor", &req, "tenant_id", "project_id", "type"); err != nil {
 		return nil, err
 	}
-	d := h.defs["lb/health_monitors"]
-	var hm *model.LBHealthMonitor
-	err := h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if hm, err = txGet[*model.LBHealthMonitor](tx, model.KindHealthMonitor, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, hm, id); err != nil {
-			return err
-		}
+	hm, err := ownedTxn(h, rc, "lb/health_monitors", id, func(tx *store.Tx, hm *model.LBHealthMonitor) error {
 		if err := req.apply(hm); err != nil {
 			return err
 		}
@@ -910,15 +779,7 @@ func (h *handler) updateHM(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteHM(rc *reqCtx, id string) error {
-	d := h.defs["lb/health_monitors"]
-	return h.retryPlan(rc, func() (*plan, error) {
-		hm, rev, err := getT[*model.LBHealthMonitor](h, rc, model.KindHealthMonitor, id)
-		if err != nil {
-			return nil, err
-		}
-		if err := rc.checkOwner(d, hm, id); err != nil {
-			return nil, err
-		}
+	return ownedPlan(h, rc, "lb/health_monitors", id, func(hm *model.LBHealthMonitor, rev int64) (*plan, error) {
 		pools, prev, err := h.listRaw(rc, refPrefix(refHMPools, id))
 		if err != nil {
 			return nil, err

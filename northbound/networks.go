@@ -10,10 +10,8 @@ import (
 )
 
 type networkReq struct {
-	Name         oStr  `json:"name"`
-	Description  oStr  `json:"description"`
-	TenantID     oStr  `json:"tenant_id"`
-	ProjectID    oStr  `json:"project_id"`
+	nameAttrs
+	ownerAttrs
 	AdminStateUp oBool `json:"admin_state_up"`
 	Shared       oBool `json:"shared"`
 	External     oBool `json:"router:external"`
@@ -36,7 +34,7 @@ func (h *handler) networkDef() *resDef {
 		n := r.(*model.Network)
 		return rc.owns(n.ProjectID) || n.Shared || n.External
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
+	d.views = viewsWith(func(rc *reqCtx) (map[string][]any, error) {
 		subnets, err := listT[*model.Subnet](h, rc, model.KindSubnet)
 		if err != nil {
 			return nil, err
@@ -45,29 +43,26 @@ func (h *handler) networkDef() *resDef {
 		for _, s := range subnets {
 			byNet[s.NetworkID] = append(byNet[s.NetworkID], s.ID)
 		}
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			n := r.(*model.Network)
-			v := baseView(n, "provider:physical_network", "provider:segmentation_id")
-			if !rc.admin {
-				delete(v, "provider:network_type")
-				delete(v, "provider:physical_network")
-				delete(v, "provider:segmentation_id")
-			}
-			v["status"] = "ACTIVE"
-			if !n.AdminStateUp {
-				v["status"] = "DOWN"
-			}
-			v["subnets"] = append([]any{}, byNet[n.ID]...)
-			v["availability_zones"] = []any{}
-			v["availability_zone_hints"] = []any{}
-			v["ipv4_address_scope"] = nil
-			v["ipv6_address_scope"] = nil
-			v["is_default"] = false
-			out = append(out, v)
+		return byNet, nil
+	}, func(rc *reqCtx, byNet map[string][]any, n *model.Network) map[string]any {
+		v := baseView(n, "provider:physical_network", "provider:segmentation_id")
+		if !rc.admin {
+			delete(v, "provider:network_type")
+			delete(v, "provider:physical_network")
+			delete(v, "provider:segmentation_id")
 		}
-		return out, nil
-	}
+		v["status"] = "ACTIVE"
+		if !n.AdminStateUp {
+			v["status"] = "DOWN"
+		}
+		v["subnets"] = append([]any{}, byNet[n.ID]...)
+		v["availability_zones"] = []any{}
+		v["availability_zone_hints"] = []any{}
+		v["ipv4_address_scope"] = nil
+		v["ipv6_address_scope"] = nil
+		v["is_default"] = false
+		return v
+	})
 	d.create = h.createNetwork
 	d.update = h.updateNetwork
 	d.del = h.deleteNetwork
@@ -90,13 +85,7 @@ func (h *handler) maxMTU(typ, physnet string) int {
 
 func (h *handler) createNetwork(rc *reqCtx) (model.Record, error) {
 	var req networkReq
-	if _, err := readBody(rc, "network", &req); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "network", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -257,26 +246,14 @@ func (h *handler) allocateSegment(rc *reqCtx, tx *store.Tx, typ, physnet string)
 
 func (h *handler) updateNetwork(rc *reqCtx, id string) (model.Record, error) {
 	var req networkReq
-	if _, err := readBody(rc, "network", &req, "tenant_id", "project_id", "provider:network_type",
+	if err := readNamed(rc, "network", &req, "tenant_id", "project_id", "provider:network_type",
 		"provider:physical_network", "provider:segmentation_id", "availability_zone_hints"); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
 		return nil, err
 	}
 	if !rc.admin && (req.External.Set || req.Shared.Set) {
 		return nil, forbidden("(rule:update_network:shared) is disallowed by policy")
 	}
-	var n *model.Network
-	d := h.defs["networks"]
-	err := h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if n, err = txGet[*model.Network](tx, model.KindNetwork, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, n, id); err != nil {
-			return err
-		}
+	n, err := ownedTxn(h, rc, "networks", id, func(tx *store.Tx, n *model.Network) error {
 		setNameDesc(&n.Base, req.Name, req.Description)
 		if req.AdminStateUp.Set && !req.AdminStateUp.Null {
 			n.AdminStateUp = req.AdminStateUp.V
@@ -304,29 +281,17 @@ func (h *handler) updateNetwork(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteNetwork(rc *reqCtx, id string) error {
-	d := h.defs["networks"]
-	return h.retryPlan(rc, func() (*plan, error) {
-		n, rev, err := getT[*model.Network](h, rc, model.KindNetwork, id)
-		if err != nil {
+	return ownedPlan(h, rc, "networks", id, func(n *model.Network, rev int64) (*plan, error) {
+		p := &plan{}
+		p.delRecord(model.KindNetwork, id, rev)
+		if err := h.noRefs(rc, p, refPrefix(refNetPorts, id), conflict("NetworkInUse",
+			"Unable to complete operation on network %s. There are one or more ports still in use on the network.", id)); err != nil {
 			return nil, err
-		}
-		if err := rc.checkOwner(d, n, id); err != nil {
-			return nil, err
-		}
-		ports, _, err := h.listRaw(rc, refPrefix(refNetPorts, id))
-		if err != nil {
-			return nil, err
-		}
-		if len(ports) > 0 {
-			return nil, conflict("NetworkInUse", "Unable to complete operation on network %s. There are one or more ports still in use on the network.", id)
 		}
 		subs, srev, err := h.listRaw(rc, refPrefix(refNetSubnets, id))
 		if err != nil {
 			return nil, err
 		}
-		p := &plan{}
-		p.delRecord(model.KindNetwork, id, rev)
-		p.empty(refPrefix(refNetPorts, id))
 		p.unchangedSince(refPrefix(refNetSubnets, id), srev)
 		for _, kv := range subs {
 			sid := kv.key[strings.LastIndex(kv.key, "/")+1:]
@@ -337,16 +302,12 @@ func (h *handler) deleteNetwork(rc *reqCtx, id string) error {
 			if s == nil {
 				continue
 			}
-			pools, _, err := h.listRaw(rc, refPrefix(refSubnetPools, sid))
-			if err != nil {
+			if err := h.noRefs(rc, p, refPrefix(refSubnetPools, sid), conflict("NetworkInUse",
+				"Unable to complete operation on network %s. Subnet %s is used by load balancer pools.", id, sid)); err != nil {
 				return nil, err
-			}
-			if len(pools) > 0 {
-				return nil, conflict("NetworkInUse", "Unable to complete operation on network %s. Subnet %s is used by load balancer pools.", id, sid)
 			}
 			p.delRecord(model.KindSubnet, sid, rev)
 			p.empty(ipamPrefix(sid))
-			p.empty(refPrefix(refSubnetPools, sid))
 		}
 		p.delPrefix(refPrefix(refNetSubnets, id))
 		switch n.NetworkType {
@@ -362,10 +323,8 @@ func (h *handler) deleteNetwork(rc *reqCtx, id string) error {
 // ---- subnets ----
 
 type subnetReq struct {
-	Name            oStr  `json:"name"`
-	Description     oStr  `json:"description"`
-	TenantID        oStr  `json:"tenant_id"`
-	ProjectID       oStr  `json:"project_id"`
+	nameAttrs
+	ownerAttrs
 	NetworkID       oStr  `json:"network_id"`
 	IPVersion       oInt  `json:"ip_version"`
 	CIDR            oStr  `json:"cidr"`
@@ -397,24 +356,20 @@ func (h *handler) subnetDef() *resDef {
 		n, _, err := getT[*model.Network](h, rc, model.KindNetwork, s.NetworkID)
 		return err == nil && n != nil && (n.Shared || n.External)
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			v := baseView(r, "gateway_ip")
-			for _, k := range []string{"allocation_pools", "dns_nameservers", "host_routes"} {
-				if v[k] == nil {
-					v[k] = []any{}
-				}
+	d.views = viewsOf(func(rc *reqCtx, r *model.Subnet) map[string]any {
+		v := baseView(r, "gateway_ip")
+		for _, k := range []string{"allocation_pools", "dns_nameservers", "host_routes"} {
+			if v[k] == nil {
+				v[k] = []any{}
 			}
-			v["subnetpool_id"] = nil
-			v["ipv6_ra_mode"] = nil
-			v["ipv6_address_mode"] = nil
-			v["segment_id"] = nil
-			v["service_types"] = []any{}
-			out = append(out, v)
 		}
-		return out, nil
-	}
+		v["subnetpool_id"] = nil
+		v["ipv6_ra_mode"] = nil
+		v["ipv6_address_mode"] = nil
+		v["segment_id"] = nil
+		v["service_types"] = []any{}
+		return v
+	})
 	d.create = h.createSubnet
 	d.update = h.updateSubnet
 	d.del = h.deleteSubnet
@@ -506,13 +461,7 @@ func parseHostRoutes(o oRaw) ([]model.HostRoute, error) {
 
 func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 	var req subnetReq
-	if _, err := readBody(rc, "subnet", &req); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "subnet", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -653,26 +602,15 @@ func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 
 func (h *handler) updateSubnet(rc *reqCtx, id string) (model.Record, error) {
 	var req subnetReq
-	if _, err := readBody(rc, "subnet", &req, "tenant_id", "project_id", "network_id", "ip_version", "cidr",
+	if err := readNamed(rc, "subnet", &req, "tenant_id", "project_id", "network_id", "ip_version", "cidr",
 		"subnetpool_id", "prefixlen", "use_default_subnetpool", "ipv6_ra_mode", "ipv6_address_mode"); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
 		return nil, err
 	}
 	if req.SegmentID.Set && !req.SegmentID.Null {
 		return nil, badRequest("Routed network segments are not supported.")
 	}
-	d := h.defs["subnets"]
-	var s *model.Subnet
-	err := h.txn(rc, func(tx *store.Tx) error {
+	s, err := ownedTxn(h, rc, "subnets", id, func(tx *store.Tx, s *model.Subnet) error {
 		var err error
-		if s, err = txGet[*model.Subnet](tx, model.KindSubnet, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, s, id); err != nil {
-			return err
-		}
 		c, _ := parseCIDR(s.CIDR)
 		setNameDesc(&s.Base, req.Name, req.Description)
 		if req.EnableDHCP.Set && !req.EnableDHCP.Null {
@@ -732,15 +670,7 @@ func (h *handler) updateSubnet(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteSubnet(rc *reqCtx, id string) error {
-	d := h.defs["subnets"]
-	return h.retryPlan(rc, func() (*plan, error) {
-		s, rev, err := getT[*model.Subnet](h, rc, model.KindSubnet, id)
-		if err != nil {
-			return nil, err
-		}
-		if err := rc.checkOwner(d, s, id); err != nil {
-			return nil, err
-		}
+	return ownedPlan(h, rc, "subnets", id, func(s *model.Subnet, rev int64) (*plan, error) {
 		ips, _, err := h.listRaw(rc, ipamPrefix(id))
 		if err != nil {
 			return nil, err

@@ -21,10 +21,8 @@ const (
 )
 
 type portReq struct {
-	Name         oStr  `json:"name"`
-	Description  oStr  `json:"description"`
-	TenantID     oStr  `json:"tenant_id"`
-	ProjectID    oStr  `json:"project_id"`
+	nameAttrs
+	ownerAttrs
 	NetworkID    oStr  `json:"network_id"`
 	AdminStateUp oBool `json:"admin_state_up"`
 	MACAddress   oStr  `json:"mac_address"`
@@ -46,43 +44,38 @@ func (h *handler) portDef() *resDef {
 			"binding:profile binding:vif_type binding:vif_details binding:vnic_type port_security_enabled " +
 			"allowed_address_pairs security_groups extra_dhcp_opts"),
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			p := r.(*model.Port)
-			v := baseView(p, "binding:host_id")
-			if v["binding:host_id"] == nil {
-				v["binding:host_id"] = ""
-			}
-			if v["binding:profile"] == nil {
-				v["binding:profile"] = map[string]any{}
-			}
-			v["binding:vif_type"] = "unbound"
-			if p.HostID != "" {
-				v["binding:vif_type"] = "ovs"
-			}
-			if p.VIFType != "" {
-				v["binding:vif_type"] = p.VIFType
-			}
-			v["binding:vif_details"] = map[string]any{}
-			v["binding:vnic_type"] = "normal"
-			if vt := p.Extra["binding:vnic_type"]; vt != "" {
-				v["binding:vnic_type"] = vt
-			}
-			delete(v, "extra")
-			if v["status"] == nil {
-				v["status"] = "DOWN"
-			}
-			for _, k := range []string{"fixed_ips", "allowed_address_pairs", "security_groups"} {
-				if v[k] == nil {
-					v[k] = []any{}
-				}
-			}
-			v["extra_dhcp_opts"] = []any{}
-			out = append(out, v)
+	d.views = viewsOf(func(rc *reqCtx, p *model.Port) map[string]any {
+		v := baseView(p, "binding:host_id")
+		if v["binding:host_id"] == nil {
+			v["binding:host_id"] = ""
 		}
-		return out, nil
-	}
+		if v["binding:profile"] == nil {
+			v["binding:profile"] = map[string]any{}
+		}
+		v["binding:vif_type"] = "unbound"
+		if p.HostID != "" {
+			v["binding:vif_type"] = "ovs"
+		}
+		if p.VIFType != "" {
+			v["binding:vif_type"] = p.VIFType
+		}
+		v["binding:vif_details"] = map[string]any{}
+		v["binding:vnic_type"] = "normal"
+		if vt := p.Extra["binding:vnic_type"]; vt != "" {
+			v["binding:vnic_type"] = vt
+		}
+		delete(v, "extra")
+		if v["status"] == nil {
+			v["status"] = "DOWN"
+		}
+		for _, k := range []string{"fixed_ips", "allowed_address_pairs", "security_groups"} {
+			if v[k] == nil {
+				v[k] = []any{}
+			}
+		}
+		v["extra_dhcp_opts"] = []any{}
+		return v
+	})
 	d.create = h.createPort
 	d.update = h.updatePort
 	d.del = h.deletePort
@@ -384,13 +377,7 @@ func (h *handler) resolveSGs(rc *reqCtx, tx *store.Tx, project string, o oRaw) (
 
 func (h *handler) createPort(rc *reqCtx) (model.Record, error) {
 	var req portReq
-	if _, err := readBody(rc, "port", &req); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "port", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -542,10 +529,7 @@ func (h *handler) portAttrs(rc *reqCtx, p *model.Port, req *portReq) error {
 
 func (h *handler) updatePort(rc *reqCtx, id string) (model.Record, error) {
 	var req portReq
-	if _, err := readBody(rc, "port", &req, "tenant_id", "project_id", "network_id"); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
+	if err := readNamed(rc, "port", &req, "tenant_id", "project_id", "network_id"); err != nil {
 		return nil, err
 	}
 	var fixed []fixedReq
@@ -573,16 +557,8 @@ func (h *handler) updatePort(rc *reqCtx, id string) (model.Record, error) {
 			return nil, invalidInput("mac_address", "'%s' is not a valid MAC address", req.MACAddress.V)
 		}
 	}
-	d := h.defs["ports"]
-	var p *model.Port
-	err = h.txn(rc, func(tx *store.Tx) error {
+	p, err := ownedTxn(h, rc, "ports", id, func(tx *store.Tx, p *model.Port) error {
 		var err error
-		if p, err = txGet[*model.Port](tx, model.KindPort, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, p, id); err != nil {
-			return err
-		}
 		old := *p
 		old.SecurityGroups = append([]string{}, p.SecurityGroups...)
 		old.FixedIPs = append([]model.FixedIP{}, p.FixedIPs...)
@@ -661,15 +637,7 @@ func hasIP(fs []model.FixedIP, ip string) bool {
 }
 
 func (h *handler) deletePort(rc *reqCtx, id string) error {
-	d := h.defs["ports"]
-	return h.txn(rc, func(tx *store.Tx) error {
-		p, err := txGet[*model.Port](tx, model.KindPort, id)
-		if err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, p, id); err != nil {
-			return err
-		}
+	_, err := ownedTxn(h, rc, "ports", id, func(tx *store.Tx, p *model.Port) error {
 		switch p.DeviceOwner {
 		case ownerRouterIface, ownerRouterGW, ownerFloatingIP, ownerLBVIP:
 			return conflict("ServicePortInUse", "Port %s cannot be deleted directly via the port API: has device owner %s.", id, p.DeviceOwner)
@@ -680,6 +648,7 @@ func (h *handler) deletePort(rc *reqCtx, id string) error {
 		releasePortTx(tx, p)
 		return nil
 	})
+	return err
 }
 
 // disassociatePortFIPs clears every floating IP pointing at port.

@@ -272,3 +272,25 @@ func isNil(r model.Record) bool {
 	v := reflect.ValueOf(r)
 	return v.Kind() == reflect.Pointer && v.IsNil()
 }
+
+// viewsOf makes a resDef.views from the view of one record.
+func viewsOf[T model.Record](view func(rc *reqCtx, r T) map[string]any) func(*reqCtx, []model.Record) ([]map[string]any, error) {
+	return viewsWith(func(*reqCtx) (struct{}, error) { return struct{}{}, nil },
+		func(rc *reqCtx, _ struct{}, r T) map[string]any { return view(rc, r) })
+}
+
+// viewsWith is viewsOf for views that share what load reads once per
+// call (an index of child ids, say); load runs even for no records.
+func viewsWith[T model.Record, C any](load func(rc *reqCtx) (C, error), view func(rc *reqCtx, c C, r T) map[string]any) func(*reqCtx, []model.Record) ([]map[string]any, error) {
+	return func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
+		c, err := load(rc)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]map[string]any, 0, len(recs))
+		for _, r := range recs {
+			out = append(out, view(rc, c, r.(T)))
+		}
+		return out, nil
+	}
+}

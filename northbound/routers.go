@@ -13,10 +13,8 @@ import (
 )
 
 type routerReq struct {
-	Name         oStr  `json:"name"`
-	Description  oStr  `json:"description"`
-	TenantID     oStr  `json:"tenant_id"`
-	ProjectID    oStr  `json:"project_id"`
+	nameAttrs
+	ownerAttrs
 	AdminStateUp oBool `json:"admin_state_up"`
 	Gateway      oRaw  `json:"external_gateway_info"`
 	Routes       oRaw  `json:"routes"`
@@ -30,30 +28,25 @@ func (h *handler) routerDef() *resDef {
 		what: "Router", notFoundType: "RouterNotFound",
 		attrs: attrSet("admin_state_up external_gateway_info status routes distributed ha availability_zones availability_zone_hints"),
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			rt := r.(*model.Router)
-			v := baseView(rt)
-			delete(v, "interfaces")
-			if rt.Gateway != nil {
-				fips := []any{}
-				for _, f := range rt.Gateway.ExternalFixedIPs {
-					fips = append(fips, map[string]any{"subnet_id": f.SubnetID, "ip_address": f.IPAddress})
-				}
-				v["external_gateway_info"] = map[string]any{"network_id": rt.Gateway.NetworkID,
-					"enable_snat": rt.Gateway.EnableSNAT, "external_fixed_ips": fips}
+	d.views = viewsOf(func(rc *reqCtx, rt *model.Router) map[string]any {
+		v := baseView(rt)
+		delete(v, "interfaces")
+		if rt.Gateway != nil {
+			fips := []any{}
+			for _, f := range rt.Gateway.ExternalFixedIPs {
+				fips = append(fips, map[string]any{"subnet_id": f.SubnetID, "ip_address": f.IPAddress})
 			}
-			v["status"] = "ACTIVE"
-			v["routes"] = []any{}
-			v["distributed"] = true
-			v["ha"] = false
-			v["availability_zones"] = []any{}
-			v["availability_zone_hints"] = []any{}
-			out = append(out, v)
+			v["external_gateway_info"] = map[string]any{"network_id": rt.Gateway.NetworkID,
+				"enable_snat": rt.Gateway.EnableSNAT, "external_fixed_ips": fips}
 		}
-		return out, nil
-	}
+		v["status"] = "ACTIVE"
+		v["routes"] = []any{}
+		v["distributed"] = true
+		v["ha"] = false
+		v["availability_zones"] = []any{}
+		v["availability_zone_hints"] = []any{}
+		return v
+	})
 	d.create = h.createRouter
 	d.update = h.updateRouter
 	d.del = h.deleteRouter
@@ -127,6 +120,23 @@ func parseGateway(rc *reqCtx, o oRaw) (*gwReq, error) {
 	return g, nil
 }
 
+// externalNetTx reads network id in tx for a gateway or floating IP: 404
+// if it does not exist, 400 with notExternal (one %s: the id) if it is
+// not external.
+func externalNetTx(tx *store.Tx, id, notExternal string) (*model.Network, error) {
+	n, err := txGet[*model.Network](tx, model.KindNetwork, id)
+	if err != nil {
+		return nil, err
+	}
+	if n == nil {
+		return nil, notFound("NetworkNotFound", "Network", id)
+	}
+	if !n.External {
+		return nil, badRequest(notExternal, id)
+	}
+	return n, nil
+}
+
 // setGatewayTx makes rt's gateway what g says (g.Present false: none).
 func (h *handler) setGatewayTx(rc *reqCtx, tx *store.Tx, rt *model.Router, g *gwReq) error {
 	cur := rt.Gateway
@@ -154,15 +164,9 @@ func (h *handler) setGatewayTx(rc *reqCtx, tx *store.Tx, rt *model.Router, g *gw
 	if !g.Present {
 		return nil
 	}
-	n, err := txGet[*model.Network](tx, model.KindNetwork, g.NetworkID)
+	n, err := externalNetTx(tx, g.NetworkID, "Bad router request: Network %s is not an external network.")
 	if err != nil {
 		return err
-	}
-	if n == nil {
-		return notFound("NetworkNotFound", "Network", g.NetworkID)
-	}
-	if !n.External {
-		return badRequest("Bad router request: Network %s is not an external network.", g.NetworkID)
 	}
 	p := &model.Port{NetworkID: n.ID, DeviceOwner: ownerRouterGW, DeviceID: rt.ID, AdminStateUp: true, Status: "ACTIVE",
 		FixedIPs: []model.FixedIP{}, AllowedAddressPairs: []model.AddressPair{}, SecurityGroups: []string{}}
@@ -189,13 +193,7 @@ func (h *handler) setGatewayTx(rc *reqCtx, tx *store.Tx, rt *model.Router, g *gw
 
 func (h *handler) createRouter(rc *reqCtx) (model.Record, error) {
 	var req routerReq
-	if _, err := readBody(rc, "router", &req); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "router", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -252,10 +250,7 @@ func checkRouterExtras(req *routerReq) error {
 
 func (h *handler) updateRouter(rc *reqCtx, id string) (model.Record, error) {
 	var req routerReq
-	if _, err := readBody(rc, "router", &req, "tenant_id", "project_id"); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
+	if err := readNamed(rc, "router", &req, "tenant_id", "project_id"); err != nil {
 		return nil, err
 	}
 	if err := checkRouterExtras(&req); err != nil {
@@ -268,16 +263,7 @@ func (h *handler) updateRouter(rc *reqCtx, id string) (model.Record, error) {
 			return nil, err
 		}
 	}
-	d := h.defs["routers"]
-	var rt *model.Router
-	err = h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if rt, err = txGet[*model.Router](tx, model.KindRouter, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, rt, id); err != nil {
-			return err
-		}
+	rt, err := ownedTxn(h, rc, "routers", id, func(tx *store.Tx, rt *model.Router) error {
 		setNameDesc(&rt.Base, req.Name, req.Description)
 		if req.AdminStateUp.Set && !req.AdminStateUp.Null {
 			rt.AdminStateUp = req.AdminStateUp.V
@@ -294,28 +280,16 @@ func (h *handler) updateRouter(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteRouter(rc *reqCtx, id string) error {
-	d := h.defs["routers"]
-	return h.retryPlan(rc, func() (*plan, error) {
-		rt, rev, err := getT[*model.Router](h, rc, model.KindRouter, id)
-		if err != nil {
-			return nil, err
-		}
-		if err := rc.checkOwner(d, rt, id); err != nil {
-			return nil, err
-		}
+	return ownedPlan(h, rc, "routers", id, func(rt *model.Router, rev int64) (*plan, error) {
 		if len(rt.Interfaces) > 0 {
 			return nil, conflict("RouterInUse", "Router %s still has ports", id)
 		}
-		fips, _, err := h.listRaw(rc, refPrefix(refRouterFIPs, id))
-		if err != nil {
-			return nil, err
-		}
-		if len(fips) > 0 {
-			return nil, conflict("RouterInUse", "Router %s still has floating IPs associated through it", id)
-		}
 		p := &plan{}
 		p.delRecord(model.KindRouter, id, rev)
-		p.empty(refPrefix(refRouterFIPs, id))
+		if err := h.noRefs(rc, p, refPrefix(refRouterFIPs, id), conflict("RouterInUse",
+			"Router %s still has floating IPs associated through it", id)); err != nil {
+			return nil, err
+		}
 		gp, grev, err := getT[*model.Port](h, rc, model.KindPort, gwPortID(id))
 		if err != nil {
 			return nil, err
@@ -394,16 +368,9 @@ func ifaceInfo(rt *model.Router, p *model.Port) map[string]any {
 }
 
 func (h *handler) addInterface(rc *reqCtx, id, subID, portID string) (int, any, error) {
-	d := h.defs["routers"]
 	var info map[string]any
-	err := h.txn(rc, func(tx *store.Tx) error {
-		rt, err := txGet[*model.Router](tx, model.KindRouter, id)
-		if err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, rt, id); err != nil {
-			return err
-		}
+	_, err := ownedTxn(h, rc, "routers", id, func(tx *store.Tx, rt *model.Router) error {
+		var err error
 		// CIDRs the router already has.
 		type have struct{ subnet, cidr string }
 		var haves []have
@@ -509,16 +476,8 @@ func (h *handler) addInterface(rc *reqCtx, id, subID, portID string) (int, any, 
 }
 
 func (h *handler) removeInterface(rc *reqCtx, id, subID, portID string) (int, any, error) {
-	d := h.defs["routers"]
 	var info map[string]any
-	err := h.txn(rc, func(tx *store.Tx) error {
-		rt, err := txGet[*model.Router](tx, model.KindRouter, id)
-		if err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, rt, id); err != nil {
-			return err
-		}
+	_, err := ownedTxn(h, rc, "routers", id, func(tx *store.Tx, rt *model.Router) error {
 		var p *model.Port
 		for _, pid := range rt.Interfaces {
 			ip, err := txGet[*model.Port](tx, model.KindPort, pid)
@@ -598,9 +557,8 @@ func (h *handler) removeInterface(rc *reqCtx, id, subID, portID string) (int, an
 // ---- floating IPs ----
 
 type fipReq struct {
+	ownerAttrs
 	Description oStr `json:"description"`
-	TenantID    oStr `json:"tenant_id"`
-	ProjectID   oStr `json:"project_id"`
 	NetworkID   oStr `json:"floating_network_id"`
 	Address     oStr `json:"floating_ip_address"`
 	SubnetID    oStr `json:"subnet_id"`
@@ -608,25 +566,22 @@ type fipReq struct {
 	FixedIP     oStr `json:"fixed_ip_address"`
 }
 
+func (r *fipReq) nameDesc() (oStr, oStr) { return oStr{}, r.Description }
+
 func (h *handler) floatingIPDef() *resDef {
 	d := &resDef{singular: "floatingip", plural: "floatingips", path: "floatingips", kind: model.KindFloatingIP,
 		what: "Floating IP", notFoundType: "FloatingIPNotFound",
 		attrs: attrSet("floating_network_id floating_ip_address floating_port_id port_id fixed_ip_address router_id status"),
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			f := r.(*model.FloatingIP)
-			v := baseView(f, "port_id", "fixed_ip_address", "router_id", "floating_port_id")
-			v["status"] = "DOWN"
-			if f.PortID != "" {
-				v["status"] = "ACTIVE"
-			}
-			delete(v, "name")
-			out = append(out, v)
+	d.views = viewsOf(func(rc *reqCtx, f *model.FloatingIP) map[string]any {
+		v := baseView(f, "port_id", "fixed_ip_address", "router_id", "floating_port_id")
+		v["status"] = "DOWN"
+		if f.PortID != "" {
+			v["status"] = "ACTIVE"
 		}
-		return out, nil
-	}
+		delete(v, "name")
+		return v
+	})
 	d.create = h.createFIP
 	d.update = h.updateFIP
 	d.del = h.deleteFIP
@@ -738,13 +693,7 @@ func disassociateTx(tx *store.Tx, f *model.FloatingIP) {
 
 func (h *handler) createFIP(rc *reqCtx) (model.Record, error) {
 	var req fipReq
-	if _, err := readBody(rc, "floatingip", &req); err != nil {
-		return nil, err
-	}
-	if err := checkLen("description", req.Description, 255); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "floatingip", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -768,15 +717,9 @@ func (h *handler) createFIP(rc *reqCtx) (model.Record, error) {
 	stamp(&f.Base, newID(), project, oStr{}, req.Description)
 	err = h.txn(rc, func(tx *store.Tx) error {
 		f.PortID, f.FixedIPAddress, f.RouterID = "", "", ""
-		n, err := txGet[*model.Network](tx, model.KindNetwork, f.FloatingNetworkID)
+		n, err := externalNetTx(tx, f.FloatingNetworkID, "Bad floatingip request: Network %s is not a valid external network.")
 		if err != nil {
 			return err
-		}
-		if n == nil {
-			return notFound("NetworkNotFound", "Network", f.FloatingNetworkID)
-		}
-		if !n.External {
-			return badRequest("Bad floatingip request: Network %s is not a valid external network.", n.ID)
 		}
 		var reqs []fixedReq
 		if req.SubnetID.V != "" || req.Address.V != "" {
@@ -803,10 +746,7 @@ func (h *handler) createFIP(rc *reqCtx) (model.Record, error) {
 
 func (h *handler) updateFIP(rc *reqCtx, id string) (model.Record, error) {
 	var req fipReq
-	if _, err := readBody(rc, "floatingip", &req, "tenant_id", "project_id", "floating_network_id", "floating_ip_address", "subnet_id"); err != nil {
-		return nil, err
-	}
-	if err := checkLen("description", req.Description, 255); err != nil {
+	if err := readNamed(rc, "floatingip", &req, "tenant_id", "project_id", "floating_network_id", "floating_ip_address", "subnet_id"); err != nil {
 		return nil, err
 	}
 	if req.FixedIP.Set && !req.FixedIP.Null && req.FixedIP.V != "" {
@@ -814,16 +754,7 @@ func (h *handler) updateFIP(rc *reqCtx, id string) (model.Record, error) {
 			return nil, invalidInput("fixed_ip_address", "'%s' is not a valid IP address", req.FixedIP.V)
 		}
 	}
-	d := h.defs["floatingips"]
-	var f *model.FloatingIP
-	err := h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if f, err = txGet[*model.FloatingIP](tx, model.KindFloatingIP, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, f, id); err != nil {
-			return err
-		}
+	f, err := ownedTxn(h, rc, "floatingips", id, func(tx *store.Tx, f *model.FloatingIP) error {
 		setNameDesc(&f.Base, oStr{}, req.Description)
 		if req.PortID.Set {
 			if req.PortID.Null || req.PortID.V == "" {
@@ -842,15 +773,7 @@ func (h *handler) updateFIP(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteFIP(rc *reqCtx, id string) error {
-	d := h.defs["floatingips"]
-	return h.txn(rc, func(tx *store.Tx) error {
-		f, err := txGet[*model.FloatingIP](tx, model.KindFloatingIP, id)
-		if err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, f, id); err != nil {
-			return err
-		}
+	_, err := ownedTxn(h, rc, "floatingips", id, func(tx *store.Tx, f *model.FloatingIP) error {
 		disassociateTx(tx, f)
 		if p, err := txGet[*model.Port](tx, model.KindPort, f.FloatingPortID); err != nil {
 			return err
@@ -860,4 +783,5 @@ func (h *handler) deleteFIP(rc *reqCtx, id string) error {
 		tx.Delete(model.KindFloatingIP, id)
 		return nil
 	})
+	return err
 }

@@ -9,11 +9,9 @@ import (
 )
 
 type sgReq struct {
-	Name        oStr  `json:"name"`
-	Description oStr  `json:"description"`
-	TenantID    oStr  `json:"tenant_id"`
-	ProjectID   oStr  `json:"project_id"`
-	Stateful    oBool `json:"stateful"`
+	nameAttrs
+	ownerAttrs
+	Stateful oBool `json:"stateful"`
 }
 
 func (h *handler) secGroupDef() *resDef {
@@ -44,7 +42,7 @@ func (h *handler) secGroupDef() *resDef {
 		}
 		return nil
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
+	d.views = viewsWith(func(rc *reqCtx) (map[string][]any, error) {
 		rules, err := listT[*model.SGRule](h, rc, model.KindSGRule)
 		if err != nil {
 			return nil, err
@@ -53,17 +51,14 @@ func (h *handler) secGroupDef() *resDef {
 		for _, r := range rules {
 			bySG[r.SecurityGroupID] = append(bySG[r.SecurityGroupID], ruleView(r))
 		}
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			sg := r.(*model.SecurityGroup)
-			v := baseView(sg)
-			v["security_group_rules"] = append([]any{}, bySG[sg.ID]...)
-			v["stateful"] = true
-			v["shared"] = false
-			out = append(out, v)
-		}
-		return out, nil
-	}
+		return bySG, nil
+	}, func(rc *reqCtx, bySG map[string][]any, sg *model.SecurityGroup) map[string]any {
+		v := baseView(sg)
+		v["security_group_rules"] = append([]any{}, bySG[sg.ID]...)
+		v["stateful"] = true
+		v["shared"] = false
+		return v
+	})
 	d.create = h.createSG
 	d.update = h.updateSG
 	d.del = h.deleteSG
@@ -129,13 +124,7 @@ func (h *handler) ensureDefaultSGOutside(rc *reqCtx, project string) error {
 
 func (h *handler) createSG(rc *reqCtx) (model.Record, error) {
 	var req sgReq
-	if _, err := readBody(rc, "security_group", &req); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(rc, req.TenantID, req.ProjectID)
+	project, err := readCreate(rc, "security_group", &req)
 	if err != nil {
 		return nil, err
 	}
@@ -167,25 +156,13 @@ func (h *handler) createSG(rc *reqCtx) (model.Record, error) {
 
 func (h *handler) updateSG(rc *reqCtx, id string) (model.Record, error) {
 	var req sgReq
-	if _, err := readBody(rc, "security_group", &req, "tenant_id", "project_id"); err != nil {
-		return nil, err
-	}
-	if err := checkNameDesc(req.Name, req.Description); err != nil {
+	if err := readNamed(rc, "security_group", &req, "tenant_id", "project_id"); err != nil {
 		return nil, err
 	}
 	if req.Stateful.Set && !req.Stateful.Null && !req.Stateful.V {
 		return nil, badRequest("Stateless security groups are not supported.")
 	}
-	d := h.defs["security-groups"]
-	var sg *model.SecurityGroup
-	err := h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if sg, err = txGet[*model.SecurityGroup](tx, model.KindSecurityGroup, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, sg, id); err != nil {
-			return err
-		}
+	sg, err := ownedTxn(h, rc, "security-groups", id, func(tx *store.Tx, sg *model.SecurityGroup) error {
 		isDefault := tx.GetRaw(defaultSGKey(sg.ProjectID)) == sg.ID
 		if req.Name.Set && req.Name.V != sg.Name && (isDefault || req.Name.V == "default") {
 			return conflict("SecurityGroupCannotUpdateDefault", "Updating default security group not allowed.")
@@ -198,15 +175,7 @@ func (h *handler) updateSG(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteSG(rc *reqCtx, id string) error {
-	d := h.defs["security-groups"]
-	return h.retryPlan(rc, func() (*plan, error) {
-		sg, rev, err := getT[*model.SecurityGroup](h, rc, model.KindSecurityGroup, id)
-		if err != nil {
-			return nil, err
-		}
-		if err := rc.checkOwner(d, sg, id); err != nil {
-			return nil, err
-		}
+	return ownedPlan(h, rc, "security-groups", id, func(sg *model.SecurityGroup, rev int64) (*plan, error) {
 		def, err := h.getRaw(rc, defaultSGKey(sg.ProjectID))
 		if err != nil {
 			return nil, err
@@ -214,32 +183,14 @@ func (h *handler) deleteSG(rc *reqCtx, id string) error {
 		if def == id && !rc.admin {
 			return nil, conflict("SecurityGroupCannotRemoveDefault", "Removing default security group not allowed.")
 		}
-		ports, _, err := h.listRaw(rc, refPrefix(refSGPorts, id))
-		if err != nil {
-			return nil, err
-		}
-		if len(ports) > 0 {
-			return nil, conflict("SecurityGroupInUse", "Security Group %s in use.", id)
-		}
-		rules, rrev, err := h.listRaw(rc, refPrefix(refSGRules, id))
-		if err != nil {
-			return nil, err
-		}
 		p := &plan{}
 		p.delRecord(model.KindSecurityGroup, id, rev)
-		p.empty(refPrefix(refSGPorts, id))
-		p.unchangedSince(refPrefix(refSGRules, id), rrev)
-		for _, kv := range rules {
-			rid := kv.key[strings.LastIndex(kv.key, "/")+1:]
-			_, rev, err := h.get(rc, model.KindSGRule, rid)
-			if err != nil {
-				return nil, err
-			}
-			if rev > 0 {
-				p.delRecord(model.KindSGRule, rid, rev)
-			}
+		if err := h.noRefs(rc, p, refPrefix(refSGPorts, id), conflict("SecurityGroupInUse", "Security Group %s in use.", id)); err != nil {
+			return nil, err
 		}
-		p.delPrefix(refPrefix(refSGRules, id))
+		if err := h.delChildren(rc, p, refPrefix(refSGRules, id), model.KindSGRule); err != nil {
+			return nil, err
+		}
 		if def == id {
 			p.del(defaultSGKey(sg.ProjectID))
 		}
@@ -250,9 +201,8 @@ func (h *handler) deleteSG(rc *reqCtx, id string) error {
 // ---- rules ----
 
 type ruleReq struct {
+	ownerAttrs
 	Description    oStr `json:"description"`
-	TenantID       oStr `json:"tenant_id"`
-	ProjectID      oStr `json:"project_id"`
 	SecurityGroup  oStr `json:"security_group_id"`
 	Direction      oStr `json:"direction"`
 	EtherType      oStr `json:"ethertype"`
@@ -264,19 +214,15 @@ type ruleReq struct {
 	RemoteAddrGrp  oStr `json:"remote_address_group_id"`
 }
 
+func (r *ruleReq) nameDesc() (oStr, oStr) { return oStr{}, r.Description }
+
 func (h *handler) sgRuleDef() *resDef {
 	d := &resDef{singular: "security_group_rule", plural: "security_group_rules", path: "security-group-rules",
 		kind: model.KindSGRule, what: "Security group rule", notFoundType: "SecurityGroupRuleNotFound",
 		attrs: attrSet("security_group_id direction ethertype protocol port_range_min port_range_max remote_ip_prefix " +
 			"remote_group_id remote_address_group_id normalized_cidr"),
 	}
-	d.views = func(rc *reqCtx, recs []model.Record) ([]map[string]any, error) {
-		out := make([]map[string]any, 0, len(recs))
-		for _, r := range recs {
-			out = append(out, ruleView(r.(*model.SGRule)))
-		}
-		return out, nil
-	}
+	d.views = viewsOf(func(_ *reqCtx, r *model.SGRule) map[string]any { return ruleView(r) })
 	d.create = h.createRule
 	d.update = h.updateRule
 	d.del = h.deleteRule
@@ -289,10 +235,7 @@ var protoNames = map[string]int{"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "i
 
 func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 	var req ruleReq
-	if _, err := readBody(rc, "security_group_rule", &req); err != nil {
-		return nil, err
-	}
-	if err := checkLen("description", req.Description, 255); err != nil {
+	if err := readNamed(rc, "security_group_rule", &req); err != nil {
 		return nil, err
 	}
 	r := &model.SGRule{}
@@ -479,23 +422,11 @@ func sameRule(a, b *model.SGRule) bool {
 
 func (h *handler) updateRule(rc *reqCtx, id string) (model.Record, error) {
 	var req ruleReq
-	if _, err := readBody(rc, "security_group_rule", &req, "tenant_id", "project_id", "security_group_id", "direction",
+	if err := readNamed(rc, "security_group_rule", &req, "tenant_id", "project_id", "security_group_id", "direction",
 		"ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix", "remote_group_id", "remote_address_group_id"); err != nil {
 		return nil, err
 	}
-	if err := checkLen("description", req.Description, 255); err != nil {
-		return nil, err
-	}
-	d := h.defs["security-group-rules"]
-	var r *model.SGRule
-	err := h.txn(rc, func(tx *store.Tx) error {
-		var err error
-		if r, err = txGet[*model.SGRule](tx, model.KindSGRule, id); err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, r, id); err != nil {
-			return err
-		}
+	r, err := ownedTxn(h, rc, "security-group-rules", id, func(tx *store.Tx, r *model.SGRule) error {
 		setNameDesc(&r.Base, oStr{}, req.Description)
 		touch(&r.Base)
 		return tx.Put(r)
@@ -504,17 +435,10 @@ func (h *handler) updateRule(rc *reqCtx, id string) (model.Record, error) {
 }
 
 func (h *handler) deleteRule(rc *reqCtx, id string) error {
-	d := h.defs["security-group-rules"]
-	return h.txn(rc, func(tx *store.Tx) error {
-		r, err := txGet[*model.SGRule](tx, model.KindSGRule, id)
-		if err != nil {
-			return err
-		}
-		if err := rc.checkOwner(d, r, id); err != nil {
-			return err
-		}
+	_, err := ownedTxn(h, rc, "security-group-rules", id, func(tx *store.Tx, r *model.SGRule) error {
 		tx.DelRaw(refKey(refSGRules, r.SecurityGroupID, r.ID))
 		tx.Delete(model.KindSGRule, id)
 		return nil
 	})
+	return err
 }
