@@ -74,6 +74,10 @@ func TestNetworkCRUDAndSegmentation(t *testing.T) {
 	a.network(t, "p1", "v3", "provider:network_type", "vlan", "provider:physical_network", "physnet2", "provider:segmentation_id", 7)
 	a.do("POST", "/v2.0/networks", map[string]any{"network": map[string]any{"project_id": "p1", "provider:network_type": "vlan",
 		"provider:physical_network": "physnet2", "provider:segmentation_id": 7}}).err(t, 409, "VlanIdInUse")
+	// A VLAN id serves one network across physical networks (the data
+	// plane keys VLAN networks by id): VLAN 100 is physnet1's already.
+	a.do("POST", "/v2.0/networks", map[string]any{"network": map[string]any{"project_id": "p1", "provider:network_type": "vlan",
+		"provider:physical_network": "physnet2", "provider:segmentation_id": 100}}).err(t, 409, "VlanIdInUse")
 	f := a.network(t, "p1", "ext", "provider:network_type", "flat", "provider:physical_network", "public", "router:external", true)
 	if f["mtu"] != float64(1500) || f["router:external"] != true {
 		t.Fatalf("flat: %s", fmtJSON(f))

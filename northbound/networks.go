@@ -183,6 +183,10 @@ func (h *handler) createNetwork(rc *reqCtx) (model.Record, error) {
 					}
 					return conflict("TunnelIdInUse", "Unable to create the network. The tunnel ID %d is in use.", req.SegID.V)
 				}
+				if typ == model.NetVLAN && tx.GetRaw(vlanIDKey(req.SegID.V)) != "" {
+					return conflict("VlanIdInUse", "Unable to create the network. The VLAN %d is in use on another physical network; "+
+						"Nimbus keeps VLAN ids unique across physical networks.", req.SegID.V)
+				}
 				n.SegmentationID = req.SegID.V
 			} else {
 				physnet, id, err := h.allocateSegment(rc, tx, typ, n.PhysicalNetwork)
@@ -192,6 +196,9 @@ func (h *handler) createNetwork(rc *reqCtx) (model.Record, error) {
 				n.PhysicalNetwork, n.SegmentationID = physnet, id
 			}
 			tx.PutRaw(segKey(typ, n.PhysicalNetwork, n.SegmentationID), n.ID)
+			if typ == model.NetVLAN {
+				tx.PutRaw(vlanIDKey(n.SegmentationID), n.ID)
+			}
 		}
 		return tx.Put(n)
 	})
@@ -236,7 +243,7 @@ func (h *handler) allocateSegment(rc *reqCtx, tx *store.Tx, typ, physnet string)
 			if used[id] {
 				continue
 			}
-			if tx.GetRaw(segKey(typ, r.physnet, id)) == "" {
+			if tx.GetRaw(segKey(typ, r.physnet, id)) == "" && (typ != model.NetVLAN || tx.GetRaw(vlanIDKey(id)) == "") {
 				return r.physnet, id, nil
 			}
 		}
@@ -315,6 +322,9 @@ func (h *handler) deleteNetwork(rc *reqCtx, id string) error {
 			p.del(segKey("flat", n.PhysicalNetwork, 0))
 		case model.NetVLAN, model.NetGRE:
 			p.del(segKey(n.NetworkType, n.PhysicalNetwork, n.SegmentationID))
+			if n.NetworkType == model.NetVLAN {
+				p.del(vlanIDKey(n.SegmentationID))
+			}
 		}
 		return p, nil
 	})
