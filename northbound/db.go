@@ -42,6 +42,7 @@ func segKey(typ, physnet string, id int) string {
 	}
 	return fmt.Sprintf("%sseg/%s/%s/%d", nbPrefix, typ, physnet, id)
 }
+
 // vlanIDKey reserves a VLAN id across every physical network: the data
 // plane keys a VLAN network by its id alone (the fabric carries every
 // physnet's tags on the same links), so one id serves one network.
