@@ -146,7 +146,7 @@ func getT[T model.Record](h *handler, rc *reqCtx, k model.Kind, id string) (T, i
 func (h *handler) listKind(rc *reqCtx, k model.Kind) ([]model.Record, error) {
 	resp, err := h.st.Client().Get(rc, store.KindPrefix(k), clientv3.WithPrefix())
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+		return nil, fmt.Errorf("northbound: %w: %w", store.ErrUnavailable, err)
 	}
 	out := make([]model.Record, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
@@ -183,7 +183,7 @@ type rawKV struct {
 func (h *handler) listRaw(rc *reqCtx, prefix string) ([]rawKV, int64, error) {
 	resp, err := h.st.Client().Get(rc, store.Prefix+prefix, clientv3.WithPrefix())
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+		return nil, 0, fmt.Errorf("northbound: %w: %w", store.ErrUnavailable, err)
 	}
 	out := make([]rawKV, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
@@ -195,7 +195,7 @@ func (h *handler) listRaw(rc *reqCtx, prefix string) ([]rawKV, int64, error) {
 func (h *handler) getRaw(rc *reqCtx, key string) (string, error) {
 	resp, err := h.st.Client().Get(rc, store.Prefix+key)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+		return "", fmt.Errorf("northbound: %w: %w", store.ErrUnavailable, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return "", nil
@@ -254,7 +254,7 @@ func (p *plan) unchangedSince(prefix string, rev int64) {
 func (h *handler) commit(rc *reqCtx, p *plan) (bool, error) {
 	resp, err := h.st.Client().Txn(rc).If(p.cmps...).Then(p.ops...).Commit()
 	if err != nil {
-		return false, fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+		return false, fmt.Errorf("northbound: %w: %w", store.ErrUnavailable, err)
 	}
 	return resp.Succeeded, nil
 }
@@ -311,7 +311,7 @@ func (h *handler) retryPlan(rc *reqCtx, build func() (*plan, error)) error {
 			return errf(409, "Conflict", "The resource changed too often while the request ran; retry.")
 		}
 		if err := rc.Err(); err != nil {
-			return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+			return fmt.Errorf("northbound: %w: %w", store.ErrUnavailable, err)
 		}
 	}
 }

@@ -689,8 +689,11 @@ func (h *handler) deleteSubnet(rc *reqCtx, id string) error {
 		if err != nil {
 			return nil, err
 		}
-		if len(ips) > 0 || len(pools) > 0 {
+		if len(ips) > 0 {
 			return nil, conflict("SubnetInUse", "Unable to complete operation on subnet %s: One or more ports have an IP allocation from this subnet.", id)
+		}
+		if len(pools) > 0 {
+			return nil, conflict("SubnetInUse", "Unable to complete operation on subnet %s: One or more load balancer pools use this subnet.", id)
 		}
 		p := &plan{}
 		p.delRecord(model.KindSubnet, id, rev)

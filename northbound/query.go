@@ -34,13 +34,7 @@ func parseListQuery(q url.Values, known map[string]bool) (*listQuery, error) {
 		}
 		lq.filters[k] = vs
 	}
-	for _, f := range q["fields"] {
-		for _, s := range strings.Split(f, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				lq.fields = append(lq.fields, s)
-			}
-		}
-	}
+	lq.fields = parseFields(q["fields"])
 	lq.sortKeys = q["sort_key"]
 	for _, k := range lq.sortKeys {
 		if !known[k] {
@@ -312,6 +306,20 @@ func project(v map[string]any, fields []string) map[string]any {
 	for _, f := range fields {
 		if x, ok := v[f]; ok {
 			out[f] = x
+		}
+	}
+	return out
+}
+
+// parseFields reads fields=a,b&fields=c (spaces trimmed, empties dropped),
+// the same for lists and shows.
+func parseFields(vs []string) []string {
+	var out []string
+	for _, f := range vs {
+		for _, s := range strings.Split(f, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
 		}
 	}
 	return out

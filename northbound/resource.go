@@ -162,11 +162,7 @@ func (h *handler) show(rc *reqCtx, d *resDef, id string) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	var fields []string
-	for _, f := range rc.r.URL.Query()["fields"] {
-		fields = append(fields, strings.Split(f, ",")...)
-	}
-	return http.StatusOK, map[string]any{d.singular: project(v, fields)}, nil
+	return http.StatusOK, map[string]any{d.singular: project(v, parseFields(rc.r.URL.Query()["fields"]))}, nil
 }
 
 func (h *handler) create(rc *reqCtx, d *resDef) (int, any, error) {
