@@ -30,6 +30,9 @@ func Check(f *flow.Flow) error {
 	if f.Priority == PriorityMiss && app != AppPipeline {
 		return fmt.Errorf("pipeline: flow %s: only the pipeline owns the miss band", f.KeyText())
 	}
+	if f.Meter != 0 && !declaredMeter(f.Meter) {
+		return fmt.Errorf("pipeline: flow %s: meter %d is not declared in pipeline.Meters", f.KeyText(), f.Meter)
+	}
 	if err := f.Match.Validate(); err != nil {
 		return fmt.Errorf("pipeline: flow %s: %w", f.KeyText(), err)
 	}

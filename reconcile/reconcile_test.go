@@ -228,3 +228,11 @@ type countObs struct{ drift int }
 
 func (o *countObs) Reconciled(uint64, time.Duration, *reconcile.Ops, error) {}
 func (o *countObs) DriftRepaired(_ uint64, n int)                           { o.drift += n }
+
+func TestPipelineMetersAreOurs(t *testing.T) {
+	for _, m := range pipeline.Meters {
+		if !reconcile.OursMeter(m.ID) {
+			t.Errorf("meter %s (0x%x) is outside Nimbus's meter range", m.Name, m.ID)
+		}
+	}
+}

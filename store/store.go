@@ -6,6 +6,7 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -344,6 +345,30 @@ func (s *Store) Remove(ctx context.Context, k model.Kind, id string, guards ...c
 		return s.why(ctx, key, fmt.Errorf("store: remove %s %s refused", k, id), guards)
 	}
 	return nil
+}
+
+// Secret returns the cluster-wide secret stored under name, creating it
+// (32 random bytes) if no replica has yet: the first writer wins, every
+// replica reads the same bytes.
+func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
+	key := Prefix + "secrets/" + name
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("store: secret %s: %w", name, err)
+	}
+	resp, err := s.c.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(b))).Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if resp.Succeeded {
+		return b, nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return nil, fmt.Errorf("store: secret %s vanished", name)
+	}
+	return kvs[0].Value, nil
 }
 
 // why tells a failed guard from a failed revision check.

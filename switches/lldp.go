@@ -41,6 +41,7 @@ var lldpCookie = pipeline.Cookie(pipeline.AppTopology, 1)
 // a tenant cannot forge (or relay) links.
 func LLDPFlow() *flow.Flow {
 	return &flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific, Cookie: lldpCookie,
+		Meter:   pipeline.MeterLLDP.ID,
 		Match:   flow.M().EthType(topology.EthTypeLLDP),
 		Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}}
 }
@@ -126,7 +127,7 @@ func (a *agent) sendLLDP() {
 			continue
 		}
 		b = ofproto.AppendPacketOut(b, a.c.NextXid(), ofproto.NoBuffer, flow.PortController,
-			[]flow.Action{flow.Output{Port: p.No}}, topology.LLDPFrame(a.c.DPID(), p.No, p.MAC))
+			[]flow.Action{flow.Output{Port: p.No}}, topology.LLDPFrame(a.c.DPID(), p.No, p.MAC, a.m.cfg.LLDPKey))
 	}
 	if len(b) > 0 {
 		// Send, not Queue: Queue flushes only when this connection's
@@ -229,7 +230,7 @@ func (a *agent) lldpIn(inPort uint32, data []byte) {
 	if snap, _ := a.m.cfg.Model(); isChassis(snap, a.c.DPID()) {
 		return
 	}
-	src, sport, ok := topology.ParseLLDP(data)
+	src, sport, ok := topology.ParseLLDP(data, a.m.cfg.LLDPKey)
 	if !ok {
 		a.m.cfg.Metrics.MalformedLLDP.Inc()
 		return

@@ -41,6 +41,9 @@ type Config struct {
 	// (default 4 x LLDPInterval).
 	LinkTimeout time.Duration
 	Links       LinkStore
+	// LLDPKey authenticates discovery frames (HMAC): frames naming a
+	// switch port without the cluster's key are ignored. Empty: none.
+	LLDPKey []byte
 }
 
 // Manager implements ofproto.Session.
@@ -334,6 +337,7 @@ func (m *Manager) Desired(in app.Input, log *slog.Logger) (*flow.State, bool) {
 	}
 	if m.cfg.LLDPInterval > 0 && in.Switch != nil && (in.Model == nil || !isChassis(in.Model, in.Switch.DPID)) {
 		st.AddFlow(LLDPFlow())
+		st.Meters[pipeline.MeterLLDP.ID] = pipeline.MeterLLDP.Meter()
 	}
 	ok := true
 	for _, ap := range m.cfg.Apps {

@@ -17,30 +17,50 @@ func ring4() []Link {
 }
 
 func TestLLDPRoundTrip(t *testing.T) {
-	f := LLDPFrame(0x00000000000000a1, 7, 0x0200000000aa)
-	if len(f) < 60 {
-		t.Fatalf("frame %d bytes, want >= 60", len(f))
-	}
-	d, p, ok := ParseLLDP(f)
-	if !ok || d != 0xa1 || p != 7 {
-		t.Fatalf("ParseLLDP = %x %d %v", d, p, ok)
-	}
-	for _, bad := range [][]byte{nil, f[:13], f[:20], append(append([]byte{}, f[:14]...), 0x02, 0x07, 7, 'x')} {
-		if _, _, ok := ParseLLDP(bad); ok {
-			t.Errorf("ParseLLDP(%x) accepted", bad)
+	key := []byte("cluster key")
+	for _, k := range [][]byte{nil, key} {
+		f := LLDPFrame(0x00000000000000a1, 7, 0x0200000000aa, k)
+		if len(f) < 60 {
+			t.Fatalf("frame %d bytes, want >= 60", len(f))
 		}
+		d, p, ok := ParseLLDP(f, k)
+		if !ok || d != 0xa1 || p != 7 {
+			t.Fatalf("ParseLLDP = %x %d %v", d, p, ok)
+		}
+		for _, bad := range [][]byte{nil, f[:13], f[:20], append(append([]byte{}, f[:14]...), 0x02, 0x07, 7, 'x')} {
+			if _, _, ok := ParseLLDP(bad, k); ok {
+				t.Errorf("ParseLLDP(%x) accepted", bad)
+			}
+		}
+	}
+	// With a key: an unauthenticated frame, another key's frame, and a
+	// frame whose port was changed after signing are all refused.
+	if _, _, ok := ParseLLDP(LLDPFrame(0xa1, 7, 0, nil), key); ok {
+		t.Error("frame without authenticator accepted")
+	}
+	if _, _, ok := ParseLLDP(LLDPFrame(0xa1, 7, 0, []byte("other")), key); ok {
+		t.Error("frame signed with another key accepted")
+	}
+	f := LLDPFrame(0xa1, 7, 0, key)
+	f[14+2+1+len("dpid:0000000000000000")+2+1+3] = 8 // port 7 -> 8
+	if _, p, ok := ParseLLDP(f, key); ok {
+		t.Errorf("tampered frame accepted (port %d)", p)
 	}
 }
 
 func FuzzParseLLDP(f *testing.F) {
-	f.Add(LLDPFrame(1, 2, 3))
+	key := []byte("k")
+	f.Add(LLDPFrame(1, 2, 3, key))
+	f.Add(LLDPFrame(1, 2, 3, nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d, p, ok := ParseLLDP(b)
-		if ok {
-			// Whatever parses must re-encode to a frame that parses the same.
-			d2, p2, ok2 := ParseLLDP(LLDPFrame(d, p, 0))
-			if !ok2 || d2 != d || p2 != p {
-				t.Fatalf("re-encode %x/%d -> %x/%d %v", d, p, d2, p2, ok2)
+		for _, k := range [][]byte{nil, key} {
+			d, p, ok := ParseLLDP(b, k)
+			if ok {
+				// Whatever parses must re-encode to a frame that parses the same.
+				d2, p2, ok2 := ParseLLDP(LLDPFrame(d, p, 0, k), k)
+				if !ok2 || d2 != d || p2 != p {
+					t.Fatalf("re-encode %x/%d -> %x/%d %v", d, p, d2, p2, ok2)
+				}
 			}
 		}
 	})

@@ -155,7 +155,7 @@ func (a *App) desiredFabric(in app.Input, chassis []*model.Chassis) (app.Desired
 		}
 	}
 	a.leases.Store(me, leases)
-	d.Flows, d.Groups = b.flows, b.groups
+	d.Flows, d.Groups, d.Meters = b.flows, b.groups, b.meters()
 	return d, nil
 }
 

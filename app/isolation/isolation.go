@@ -301,7 +301,7 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 		}
 	}
 	a.leases.Store(in.Switch.DPID, leases)
-	d.Flows, d.Groups = b.flows, b.groups
+	d.Flows, d.Groups, d.Meters = b.flows, b.groups, b.meters()
 	return d, nil
 }
 
@@ -338,8 +338,17 @@ func indexNetworks(m *model.Snapshot) map[string]*netState {
 
 // builder accumulates flows.
 type builder struct {
-	flows  []*flow.Flow
-	groups []*flow.Group
+	flows     []*flow.Flow
+	groups    []*flow.Group
+	dhcpMeter bool // a DHCP punt needs pipeline.MeterDHCP
+}
+
+// meters returns the meters the flows use.
+func (b *builder) meters() []*flow.Meter {
+	if b.dhcpMeter {
+		return []*flow.Meter{pipeline.MeterDHCP.Meter()}
+	}
+	return nil
 }
 
 func (b *builder) add(f *flow.Flow) { b.flows = append(b.flows, f) }
@@ -434,7 +443,9 @@ func (b *builder) network(ns *netState, phy uint32, tunnels map[string]uint32, t
 func (b *builder) dhcpPunt(ns *netState) {
 	for _, s := range ns.subnets {
 		if s.EnableDHCP {
+			b.dhcpMeter = true
 			b.add(&flow.Flow{Table: pipeline.DHCP.ID(), Priority: pipeline.PriorityNormal, Cookie: netCookie(ns.n.ID),
+				Meter: pipeline.MeterDHCP.ID,
 				Match: matchBits(netMatch(ns.key), pipeline.RegPortClass, ClassVM).EthType(flow.EthTypeIPv4).
 					Set(flow.IPProto, flow.ProtoUDP).Set(flow.UDPSrc, 68).Set(flow.UDPDst, 67),
 				Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})

@@ -46,6 +46,17 @@ func state(t *testing.T, a *App, in app.Input) *flow.State {
 		}
 		st.Groups[g.ID] = g
 	}
+	for _, m := range d.Meters {
+		if !reconcile.OursMeter(m.ID) {
+			t.Errorf("meter %d outside nimbus range", m.ID)
+		}
+		st.Meters[m.ID] = m
+	}
+	for _, f := range st.Flows {
+		if f.Meter != 0 && st.Meters[f.Meter] == nil {
+			t.Errorf("flow %s uses meter %d the app did not declare", f.KeyText(), f.Meter)
+		}
+	}
 	return st
 }
 

@@ -129,8 +129,15 @@ func serve(args []string) error {
 		learning.New(learning.Config{IdleTimeout: uint16(cfg.Learning.IdleTimeout)}),
 		isolation.New(isolation.Config{}),
 	}
+	// The LLDP key is shared by every replica through etcd, so any
+	// replica verifies frames another one sent.
+	lldpKey, err := st.Secret(ctx, "lldp")
+	if err != nil {
+		return fmt.Errorf("controller: LLDP key: %w", err)
+	}
 	mgr := switches.New(ctx, switches.Config{Apps: apps, ReconcileInterval: cfg.Reconcile.Interval, Metrics: m, Logger: log,
-		Model: mirror.Snapshot, Cluster: cl, LLDPInterval: cfg.Topology.LLDPInterval, LinkTimeout: cfg.Topology.LinkTimeout, Links: st})
+		Model: mirror.Snapshot, Cluster: cl, LLDPInterval: cfg.Topology.LLDPInterval, LinkTimeout: cfg.Topology.LinkTimeout, Links: st,
+		LLDPKey: lldpKey})
 	go func() {
 		ch := mirror.Subscribe()
 		for {

@@ -66,6 +66,16 @@ func main() {
 		fmt.Fprintf(w, "| `%s` | %d | %s |\n", b.Name, b.Value, b.Doc)
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintln(w, "## Meters")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Flows that send tenant-reachable packets to the controller go through a per-switch meter; a flood above the rate is dropped in the switch.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| meter | id | rate | use |")
+	fmt.Fprintln(w, "|---|---:|---:|---|")
+	for _, m := range pipeline.Meters {
+		fmt.Fprintf(w, "| %s | 0x%08x | %d pkt/s | %s |\n", m.Name, m.ID, m.RatePPS, m.Purpose)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "## Registers and metadata")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| name | field | bits | use |")

@@ -349,7 +349,7 @@ func TestFabricIsolation(t *testing.T) {
 						break
 					}
 				}
-				frame := hex.EncodeToString(topology.LLDPFrame(other, 1, 0x02000000beef))
+				frame := hex.EncodeToString(topology.LLDPFrame(other, 1, 0x02000000beef, nil))
 				py := fmt.Sprintf("import socket,binascii,time\ns=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\ns.bind((%q,0))\n"+
 					"for _ in range(5):\n    s.send(binascii.unhexlify(%q)); time.sleep(0.1)\n", a1.intf, frame)
 				a1.exec("python3", "-c", py)
@@ -528,6 +528,37 @@ func TestFabricFailover(t *testing.T) {
 		fabricDump(t, lab)
 		t.Fatalf("h1 -> h3 before the failover: %d/%d\n%s", r, s, out)
 	}
+
+	t.Run("forged LLDP flood from an unbound port", func(t *testing.T) {
+		// h2 is bound to no Neutron port, so its port has no guard: its
+		// frames reach the discovery punt. They carry no valid
+		// authenticator (the key is the cluster's secret in etcd), so no
+		// link appears, and the punt's meter (1000 pkt/s per switch) lets
+		// only part of a burst reach the controller.
+		h2 := lab.host(t, "h2")
+		malformed := func() float64 {
+			var n float64
+			for _, c := range cs {
+				n += c.metric("nimbus_lldp_malformed_total", "")
+			}
+			return n
+		}
+		before := malformed()
+		const burst = 3000
+		frame := hex.EncodeToString(topology.LLDPFrame(fabricDPIDBase+3, 2, 0x02000000beef, nil))
+		py := fmt.Sprintf("import socket,binascii\ns=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\ns.bind((%q,0))\n"+
+			"f=binascii.unhexlify(%q)\nfor _ in range(%d):\n    s.send(f)\n", h2.intf, frame, burst)
+		h2.exec("python3", "-c", py)
+		time.Sleep(time.Second)
+		got := malformed() - before
+		t.Logf("%d forged LLDP frames sent from %s: %v reached the controller", burst, h2.name, got)
+		if got == 0 || got > burst/2 {
+			t.Errorf("%v of %d forged frames reached the controller: want some (the punt works) and well under half (the meter)", got, burst)
+		}
+		if n := cs[0].metric("nimbus_fabric_links", ""); n != 8 {
+			t.Errorf("links after forged frames: %v, want 8", n)
+		}
+	})
 
 	dpid := fmt.Sprintf("%016x", fabricDPIDBase+1) // h1's switch
 	old, gen := masterOf(t, cs, dpid)

@@ -1,0 +1,40 @@
+package pipeline
+
+import "github.com/nimbus-sdn/nimbus/flow"
+
+// MeterDef is a meter Nimbus installs on every switch that needs it.
+// Ids come from Nimbus's meter range (reconcile.MeterIDBase, 0x004e0000,
+// and up; a reconcile test checks they stay in it).
+type MeterDef struct {
+	ID      uint32
+	Name    string
+	RatePPS uint32
+	Purpose string
+}
+
+// Controller protection: every flow that punts packets a tenant can send
+// (or forge) goes through a per-switch packet-rate meter, so a flood costs
+// the controller at most the meter's rate per switch.
+var (
+	MeterLLDP = &MeterDef{ID: 0x004e0001, Name: "lldp_punt", RatePPS: 1000,
+		Purpose: "LLDP frames sent to the controller by the discovery punt (fabric switches)"}
+	MeterDHCP = &MeterDef{ID: 0x004e0002, Name: "dhcp_punt", RatePPS: 500,
+		Purpose: "DHCP requests sent to the controller's DHCP responder"}
+)
+
+// Meters lists the declared meters.
+var Meters = []*MeterDef{MeterLLDP, MeterDHCP}
+
+// Meter is the OpenFlow meter: drop above RatePPS packets per second.
+func (m *MeterDef) Meter() *flow.Meter {
+	return &flow.Meter{ID: m.ID, Flags: flow.MeterPktps, Bands: []flow.Band{{Type: flow.BandDrop, Rate: m.RatePPS}}}
+}
+
+func declaredMeter(id uint32) bool {
+	for _, m := range Meters {
+		if m.ID == id {
+			return true
+		}
+	}
+	return false
+}
