@@ -25,7 +25,7 @@ import (
 //	nb/defaultsg/<project>         id of the project's default group
 //	nb/extra/<kind>/<id>           attributes the model has no field for
 //	nb/quota/<project>             quota overrides
-//	nb/usage/<project>/<resource>  records counted against the quota (quota.go)
+//	nb/usage/<project>/<resource>/<k|over>  records counted against the quota, sharded (quota.go)
 const nbPrefix = "nb/"
 
 func ipamKey(subnet, ip string) string         { return nbPrefix + "ipam/" + subnet + "/" + ip }

@@ -62,7 +62,7 @@ func (h *handler) extensionsAPI(rest []string) (int, any, error) {
 
 // Quotas are enforced on create for network, subnet, port, router,
 // floatingip, security_group and security_group_rule (quota.go: a
-// per-project usage counter moved in the create and delete
+// per-project usage counter, sharded, moved in the create and delete
 // transactions); the LBaaS and other limits are stored and reported
 // only. -1 is unlimited.
 
@@ -164,6 +164,10 @@ func (h *handler) quotasAPI(rc *reqCtx, rest []string) (int, any, error) {
 			}
 			nb, _ := json.Marshal(cur)
 			tx.PutRaw(quotaKey(project), string(nb))
+			// The usage counters' capacities follow the limit.
+			for _, k := range keys {
+				rebalanceUsage(tx, project, k, cur[k])
+			}
 			merged = h.mergedQuota(string(nb))
 			return nil
 		})
@@ -175,7 +179,20 @@ func (h *handler) quotasAPI(rc *reqCtx, rest []string) (int, any, error) {
 		if !rc.admin {
 			return 0, nil, forbidden("(rule:delete_quota) is disallowed by policy")
 		}
-		err := h.txn(rc, func(tx *store.Tx) error { tx.DelRaw(quotaKey(project)); return nil })
+		err := h.txn(rc, func(tx *store.Tx) error {
+			cur := map[string]int{}
+			if v := tx.GetRaw(quotaKey(project)); v != "" {
+				json.Unmarshal([]byte(v), &cur)
+			}
+			tx.DelRaw(quotaKey(project))
+			// Back to the defaults: the counters' capacities follow.
+			for k := range cur {
+				if _, ok := defaultQuotas[k]; ok {
+					rebalanceUsage(tx, project, k, defaultQuotas[k])
+				}
+			}
+			return nil
+		})
 		if err != nil {
 			return 0, nil, err
 		}

@@ -243,3 +243,64 @@ func TestQuotaParallelAcrossReplicas(t *testing.T) {
 		t.Fatalf("network used %v, %d networks exist, quota %d", got, len(nets), k)
 	}
 }
+
+// The usage is split over shards: a limit lowered below the usage, or
+// unlimited records pushed past it, still refuse creates until deletes
+// bring the usage back under the limit, through both the transactional
+// (ports) and the planned (networks) delete paths.
+func TestQuotaShardsLoweredLimit(t *testing.T) {
+	a := newAPI(t, openEmbedded(t), northbound.Config{})
+	u := a.tenant("p1")
+	a.setQuota(t, "p1", map[string]any{"network": 40, "port": 40})
+	var nets []string
+	for i := 0; i < 20; i++ {
+		nets = append(nets, str(u.network(t, "p1", fmt.Sprint("n", i)), "id"))
+	}
+	u.subnet(t, "p1", nets[0], "10.0.0.0/24")
+	var ports []string
+	for i := 0; i < 20; i++ {
+		ports = append(ports, str(u.port(t, "p1", nets[0]), "id"))
+	}
+	a.setQuota(t, "p1", map[string]any{"network": 3, "port": 17})
+	if n, p := a.used(t, "p1", "network"), a.used(t, "p1", "port"); n != 20 || p != 20 {
+		t.Fatalf("used %v networks %v ports, want 20 and 20", n, p)
+	}
+	for i := 19; i >= 3; i-- {
+		overQuota(t, u.do("POST", "/v2.0/networks", map[string]any{"network": map[string]any{}}), "network")
+		u.do("DELETE", "/v2.0/networks/"+nets[i], nil).must(t, 204)
+	}
+	if got := a.used(t, "p1", "network"); got != 3 {
+		t.Fatalf("network used %v, want 3", got)
+	}
+	overQuota(t, u.do("POST", "/v2.0/networks", map[string]any{"network": map[string]any{}}), "network")
+	for i := 19; i >= 17; i-- {
+		overQuota(t, u.do("POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": nets[0]}}), "port")
+		u.do("DELETE", "/v2.0/ports/"+ports[i], nil).must(t, 204)
+	}
+	overQuota(t, u.do("POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": nets[0]}}), "port")
+	u.do("DELETE", "/v2.0/ports/"+ports[0], nil).must(t, 204)
+	u.port(t, "p1", nets[0])
+	overQuota(t, u.do("POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": nets[0]}}), "port")
+	if got := a.used(t, "p1", "port"); got != 17 {
+		t.Fatalf("port used %v, want 17", got)
+	}
+	// Raising the limit again frees exactly the difference.
+	a.setQuota(t, "p1", map[string]any{"network": 5})
+	u.network(t, "p1", "a")
+	u.network(t, "p1", "b")
+	overQuota(t, u.do("POST", "/v2.0/networks", map[string]any{"network": map[string]any{}}), "network")
+	// Unlimited (35 networks), then back to a limit below the usage and
+	// just above it.
+	a.setQuota(t, "p1", map[string]any{"network": -1})
+	for i := 0; i < 30; i++ {
+		u.network(t, "p1", fmt.Sprint("m", i))
+	}
+	a.setQuota(t, "p1", map[string]any{"network": 33})
+	overQuota(t, u.do("POST", "/v2.0/networks", map[string]any{"network": map[string]any{}}), "network")
+	a.setQuota(t, "p1", map[string]any{"network": 36})
+	u.network(t, "p1", "last")
+	overQuota(t, u.do("POST", "/v2.0/networks", map[string]any{"network": map[string]any{}}), "network")
+	if got := a.used(t, "p1", "network"); got != 36 {
+		t.Fatalf("network used %v, want 36", got)
+	}
+}

@@ -78,10 +78,16 @@ func newRule(project, sg, dir, eth, remoteGroup string) *model.SGRule {
 	return r
 }
 
-// putRuleTx writes a new rule and counts it toward its project's usage
-// (callers that may refuse it claimQuota first).
+// putRuleTx writes a new rule made on the caller's behalf and counts it
+// toward its project's usage, never refusing it.
 func putRuleTx(tx *store.Tx, r *model.SGRule) error {
 	countUsage(tx, r.ProjectID, "security_group_rule", 1)
+	return storeRuleTx(tx, r)
+}
+
+// storeRuleTx writes a new rule without counting it (createRule claims
+// it first).
+func storeRuleTx(tx *store.Tx, r *model.SGRule) error {
 	tx.PutRaw(refKey(refSGRules, r.SecurityGroupID, r.ID), r.ID)
 	return tx.Put(r)
 }
@@ -398,10 +404,10 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 				return conflict("SecurityGroupRuleExists", "Security group rule already exists. Rule id is %s.", o.ID)
 			}
 		}
-		if err := checkQuota(tx, project, "security_group_rule"); err != nil {
+		if err := claimQuota(tx, r.ProjectID, "security_group_rule"); err != nil {
 			return err
 		}
-		return putRuleTx(tx, r)
+		return storeRuleTx(tx, r)
 	})
 	if err != nil {
 		return nil, err
