@@ -24,6 +24,7 @@ func BenchmarkPortCreate(b *testing.B) {
 			rs := replicas(b, c, n, northbound.Config{})
 			net := str(rs[0].network(b, "p1", "n"), "id")
 			rs[0].subnet(b, "p1", net, "10.0.0.0/16")
+			rs[0].do("PUT", "/v2.0/quotas/p1", map[string]any{"quota": map[string]any{"port": -1}}).must(b, 200)
 			const workers = 16
 			lat := make([]time.Duration, b.N)
 			var next atomic.Int64

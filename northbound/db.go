@@ -25,6 +25,7 @@ import (
 //	nb/defaultsg/<project>         id of the project's default group
 //	nb/extra/<kind>/<id>           attributes the model has no field for
 //	nb/quota/<project>             quota overrides
+//	nb/usage/<project>/<resource>/<k|over>  records counted against the quota, sharded (quota.go)
 const nbPrefix = "nb/"
 
 func ipamKey(subnet, ip string) string         { return nbPrefix + "ipam/" + subnet + "/" + ip }
@@ -208,8 +209,9 @@ func (h *handler) getRaw(rc *reqCtx, key string) (string, error) {
 // express: it commits only if every key read is unchanged and every
 // guarded prefix is as observed.
 type plan struct {
-	cmps []clientv3.Cmp
-	ops  []clientv3.Op
+	cmps  []clientv3.Cmp
+	ops   []clientv3.Op
+	usage map[string]int // usage counter key -> records released (release)
 }
 
 // delRecord deletes a record last seen at modRev.
@@ -252,6 +254,9 @@ func (p *plan) unchangedSince(prefix string, rev int64) {
 
 // commit runs the plan; false means a guard failed (re-read and retry).
 func (h *handler) commit(rc *reqCtx, p *plan) (bool, error) {
+	if err := h.resolveUsage(rc, p); err != nil {
+		return false, err
+	}
 	resp, err := h.st.Client().Txn(rc).If(p.cmps...).Then(p.ops...).Commit()
 	if err != nil {
 		return false, fmt.Errorf("northbound: %w: %w", store.ErrUnavailable, err)
@@ -277,19 +282,24 @@ func (h *handler) noRefs(rc *reqCtx, p *plan, prefix string, inUse error) error 
 // delChildren deletes, in plan p, the records of kind k indexed under
 // the reference prefix (their ids are the values) and the index itself;
 // p fails if a child is added meanwhile. A child already gone is skipped.
-func (h *handler) delChildren(rc *reqCtx, p *plan, prefix string, k model.Kind) error {
+// With a quota resource name, each deleted child is released from its
+// project's usage.
+func (h *handler) delChildren(rc *reqCtx, p *plan, prefix string, k model.Kind, resource ...string) error {
 	kvs, rev, err := h.listRaw(rc, prefix)
 	if err != nil {
 		return err
 	}
 	p.unchangedSince(prefix, rev)
 	for _, kv := range kvs {
-		_, crev, err := h.get(rc, k, kv.val)
+		c, crev, err := h.get(rc, k, kv.val)
 		if err != nil {
 			return err
 		}
 		if crev > 0 {
 			p.delRecord(k, kv.val, crev)
+			for _, res := range resource {
+				p.release(projectOfRecord(c), res)
+			}
 		}
 	}
 	p.delPrefix(prefix)

@@ -58,7 +58,13 @@ func (h *handler) extensionsAPI(rest []string) (int, any, error) {
 	return 0, nil, errf(http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
 }
 
-// ---- quotas (stored, reported; not enforced) ----
+// ---- quotas ----
+
+// Quotas are enforced on create for network, subnet, port, router,
+// floatingip, security_group and security_group_rule (quota.go: a
+// per-project usage counter, sharded, moved in the create and delete
+// transactions); the LBaaS and other limits are stored and reported
+// only. -1 is unlimited.
 
 var defaultQuotas = map[string]int{"network": 100, "subnet": 100, "port": 500, "router": 10, "floatingip": 50,
 	"security_group": 10, "security_group_rule": 100, "pool": 10, "vip": 10, "member": -1, "health_monitor": -1,
@@ -102,9 +108,13 @@ func (h *handler) quotasAPI(rc *reqCtx, rest []string) (int, any, error) {
 		if err != nil {
 			return 0, nil, err
 		}
+		used, err := h.usage(rc, project)
+		if err != nil {
+			return 0, nil, err
+		}
 		det := map[string]any{}
 		for k, lim := range h.mergedQuota(v) {
-			det[k] = map[string]any{"limit": lim, "used": 0, "reserved": 0}
+			det[k] = map[string]any{"limit": lim, "used": used[k], "reserved": 0}
 		}
 		return http.StatusOK, map[string]any{"quota": det}, nil
 	case len(rest) != 1:
@@ -154,6 +164,10 @@ func (h *handler) quotasAPI(rc *reqCtx, rest []string) (int, any, error) {
 			}
 			nb, _ := json.Marshal(cur)
 			tx.PutRaw(quotaKey(project), string(nb))
+			// The usage counters' capacities follow the limit.
+			for _, k := range keys {
+				rebalanceUsage(tx, project, k, cur[k])
+			}
 			merged = h.mergedQuota(string(nb))
 			return nil
 		})
@@ -165,7 +179,20 @@ func (h *handler) quotasAPI(rc *reqCtx, rest []string) (int, any, error) {
 		if !rc.admin {
 			return 0, nil, forbidden("(rule:delete_quota) is disallowed by policy")
 		}
-		err := h.txn(rc, func(tx *store.Tx) error { tx.DelRaw(quotaKey(project)); return nil })
+		err := h.txn(rc, func(tx *store.Tx) error {
+			cur := map[string]int{}
+			if v := tx.GetRaw(quotaKey(project)); v != "" {
+				json.Unmarshal([]byte(v), &cur)
+			}
+			tx.DelRaw(quotaKey(project))
+			// Back to the defaults: the counters' capacities follow.
+			for k := range cur {
+				if _, ok := defaultQuotas[k]; ok {
+					rebalanceUsage(tx, project, k, defaultQuotas[k])
+				}
+			}
+			return nil
+		})
 		if err != nil {
 			return 0, nil, err
 		}

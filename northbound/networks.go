@@ -168,6 +168,9 @@ func (h *handler) createNetwork(rc *reqCtx) (model.Record, error) {
 		n.MTU = req.MTU.V
 	}
 	err = h.txn(rc, func(tx *store.Tx) error {
+		if err := claimQuota(tx, project, "network"); err != nil {
+			return err
+		}
 		n.SegmentationID = 0
 		switch typ {
 		case model.NetFlat:
@@ -291,6 +294,7 @@ func (h *handler) deleteNetwork(rc *reqCtx, id string) error {
 	return ownedPlan(h, rc, "networks", id, func(n *model.Network, rev int64) (*plan, error) {
 		p := &plan{}
 		p.delRecord(model.KindNetwork, id, rev)
+		p.release(n.ProjectID, "network")
 		if err := h.noRefs(rc, p, refPrefix(refNetPorts, id), conflict("NetworkInUse",
 			"Unable to complete operation on network %s. There are one or more ports still in use on the network.", id)); err != nil {
 			return nil, err
@@ -314,6 +318,7 @@ func (h *handler) deleteNetwork(rc *reqCtx, id string) error {
 				return nil, err
 			}
 			p.delRecord(model.KindSubnet, sid, rev)
+			p.release(projectOfRecord(s), "subnet")
 			p.empty(ipamPrefix(sid))
 		}
 		p.delPrefix(refPrefix(refNetSubnets, id))
@@ -601,6 +606,9 @@ func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 		if err := tx.Put(n); err != nil {
 			return err
 		}
+		if err := claimQuota(tx, project, "subnet"); err != nil {
+			return err
+		}
 		tx.PutRaw(refKey(refNetSubnets, n.ID, s.ID), s.ID)
 		return tx.Put(s)
 	})
@@ -697,6 +705,7 @@ func (h *handler) deleteSubnet(rc *reqCtx, id string) error {
 		}
 		p := &plan{}
 		p.delRecord(model.KindSubnet, id, rev)
+		p.release(s.ProjectID, "subnet")
 		p.empty(ipamPrefix(id))
 		p.empty(refPrefix(refSubnetPools, id))
 		p.del(refKey(refNetSubnets, s.NetworkID, id))

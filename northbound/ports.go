@@ -313,8 +313,12 @@ func putPortTx(tx *store.Tx, p *model.Port) error {
 	return tx.Put(p)
 }
 
-// releasePortTx deletes port p, its addresses and index keys.
+// releasePortTx deletes port p, its addresses and index keys, and
+// releases it from its project's port usage. Every port delete but the
+// router gateway port's in deleteRouter (a port of no project) goes
+// through here.
 func releasePortTx(tx *store.Tx, p *model.Port) {
+	countUsage(tx, p.ProjectID, "port", -1)
 	for _, f := range p.FixedIPs {
 		if tx.GetRaw(ipamKey(f.SubnetID, f.IPAddress)) == p.ID {
 			tx.DelRaw(ipamKey(f.SubnetID, f.IPAddress))
@@ -331,6 +335,7 @@ func releasePortTx(tx *store.Tx, p *model.Port) {
 }
 
 // newInternalPort creates a port Nimbus owns (router, floating IP, VIP).
+// It counts toward project's port usage but is never refused for it.
 func (h *handler) newInternalPort(rc *reqCtx, tx *store.Tx, project, network, owner, device string, reqs []fixedReq) (*model.Port, error) {
 	p := &model.Port{NetworkID: network, DeviceOwner: owner, DeviceID: device, AdminStateUp: true, Status: "ACTIVE",
 		FixedIPs: []model.FixedIP{}, AllowedAddressPairs: []model.AddressPair{}, SecurityGroups: []string{}}
@@ -345,6 +350,7 @@ func (h *handler) newInternalPort(rc *reqCtx, tx *store.Tx, project, network, ow
 	if len(p.FixedIPs) == 0 {
 		return nil, badRequest("Network %s has no IPv4 subnet to allocate an address from.", network)
 	}
+	countUsage(tx, project, "port", 1)
 	return p, putPortTx(tx, p)
 }
 
@@ -454,6 +460,9 @@ func (h *handler) createPort(rc *reqCtx) (model.Record, error) {
 			p.SecurityGroups = []string{sg}
 		}
 		if err := checkPortSecurity(p); err != nil {
+			return err
+		}
+		if err := claimQuota(tx, project, "port"); err != nil {
 			return err
 		}
 		return putPortTx(tx, p)

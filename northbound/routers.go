@@ -212,6 +212,9 @@ func (h *handler) createRouter(rc *reqCtx) (model.Record, error) {
 		rt.AdminStateUp = req.AdminStateUp.V
 	}
 	err = h.txn(rc, func(tx *store.Tx) error {
+		if err := claimQuota(tx, project, "router"); err != nil {
+			return err
+		}
 		rt.Gateway = nil
 		if g != nil && g.Present {
 			if err := h.setGatewayTx(rc, tx, rt, g); err != nil {
@@ -286,6 +289,7 @@ func (h *handler) deleteRouter(rc *reqCtx, id string) error {
 		}
 		p := &plan{}
 		p.delRecord(model.KindRouter, id, rev)
+		p.release(rt.ProjectID, "router")
 		if err := h.noRefs(rc, p, refPrefix(refRouterFIPs, id), conflict("RouterInUse",
 			"Router %s still has floating IPs associated through it", id)); err != nil {
 			return nil, err
@@ -430,6 +434,8 @@ func (h *handler) addInterface(rc *reqCtx, id, subID, portID string) (int, any, 
 				return err
 			}
 			p.FixedIPs = []model.FixedIP{{SubnetID: s.ID, IPAddress: ip}}
+			// Counted, never refused: Neutron makes this port itself.
+			countUsage(tx, p.ProjectID, "port", 1)
 		} else {
 			if p, err = txGet[*model.Port](tx, model.KindPort, portID); err != nil {
 				return err
@@ -716,6 +722,9 @@ func (h *handler) createFIP(rc *reqCtx) (model.Record, error) {
 	f := &model.FloatingIP{FloatingNetworkID: req.NetworkID.V}
 	stamp(&f.Base, newID(), project, oStr{}, req.Description)
 	err = h.txn(rc, func(tx *store.Tx) error {
+		if err := claimQuota(tx, project, "floatingip"); err != nil {
+			return err
+		}
 		f.PortID, f.FixedIPAddress, f.RouterID = "", "", ""
 		n, err := externalNetTx(tx, f.FloatingNetworkID, "Bad floatingip request: Network %s is not a valid external network.")
 		if err != nil {
@@ -781,6 +790,7 @@ func (h *handler) deleteFIP(rc *reqCtx, id string) error {
 			releasePortTx(tx, p)
 		}
 		tx.Delete(model.KindFloatingIP, id)
+		countUsage(tx, f.ProjectID, "floatingip", -1)
 		return nil
 	})
 	return err

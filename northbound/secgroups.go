@@ -78,7 +78,16 @@ func newRule(project, sg, dir, eth, remoteGroup string) *model.SGRule {
 	return r
 }
 
+// putRuleTx writes a new rule made on the caller's behalf and counts it
+// toward its project's usage, never refusing it.
 func putRuleTx(tx *store.Tx, r *model.SGRule) error {
+	countUsage(tx, r.ProjectID, "security_group_rule", 1)
+	return storeRuleTx(tx, r)
+}
+
+// storeRuleTx writes a new rule without counting it (createRule claims
+// it first).
+func storeRuleTx(tx *store.Tx, r *model.SGRule) error {
 	tx.PutRaw(refKey(refSGRules, r.SecurityGroupID, r.ID), r.ID)
 	return tx.Put(r)
 }
@@ -92,6 +101,8 @@ func (h *handler) ensureDefaultSG(tx *store.Tx, project string) (string, error) 
 	}
 	sg := &model.SecurityGroup{}
 	stamp(&sg.Base, newID(), project, oStr{Set: true, V: "default"}, oStr{Set: true, V: "Default security group"})
+	// Counted, never refused, with its rules (as in Neutron).
+	countUsage(tx, project, "security_group", 1)
 	if err := tx.Put(sg); err != nil {
 		return "", err
 	}
@@ -137,6 +148,11 @@ func (h *handler) createSG(rc *reqCtx) (model.Record, error) {
 	sg := &model.SecurityGroup{}
 	stamp(&sg.Base, newID(), project, req.Name, req.Description)
 	err = h.txn(rc, func(tx *store.Tx) error {
+		// The claim comes before the default group is made, as Neutron
+		// checks the quota before its plugin adds the default group.
+		if err := claimQuota(tx, project, "security_group"); err != nil {
+			return err
+		}
 		if _, err := h.ensureDefaultSG(tx, project); err != nil {
 			return err
 		}
@@ -185,10 +201,11 @@ func (h *handler) deleteSG(rc *reqCtx, id string) error {
 		}
 		p := &plan{}
 		p.delRecord(model.KindSecurityGroup, id, rev)
+		p.release(sg.ProjectID, "security_group")
 		if err := h.noRefs(rc, p, refPrefix(refSGPorts, id), conflict("SecurityGroupInUse", "Security Group %s in use.", id)); err != nil {
 			return nil, err
 		}
-		if err := h.delChildren(rc, p, refPrefix(refSGRules, id), model.KindSGRule); err != nil {
+		if err := h.delChildren(rc, p, refPrefix(refSGRules, id), model.KindSGRule, "security_group_rule"); err != nil {
 			return nil, err
 		}
 		if def == id {
@@ -387,7 +404,10 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 				return conflict("SecurityGroupRuleExists", "Security group rule already exists. Rule id is %s.", o.ID)
 			}
 		}
-		return putRuleTx(tx, r)
+		if err := claimQuota(tx, r.ProjectID, "security_group_rule"); err != nil {
+			return err
+		}
+		return storeRuleTx(tx, r)
 	})
 	if err != nil {
 		return nil, err
@@ -438,6 +458,7 @@ func (h *handler) deleteRule(rc *reqCtx, id string) error {
 	_, err := ownedTxn(h, rc, "security-group-rules", id, func(tx *store.Tx, r *model.SGRule) error {
 		tx.DelRaw(refKey(refSGRules, r.SecurityGroupID, r.ID))
 		tx.Delete(model.KindSGRule, id)
+		countUsage(tx, r.ProjectID, "security_group_rule", -1)
 		return nil
 	})
 	return err
