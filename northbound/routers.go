@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"iter"
 	"net/http"
 	"strings"
 
@@ -378,13 +379,9 @@ func (h *handler) addInterface(rc *reqCtx, id, subID, portID string) (int, any, 
 		// CIDRs the router already has.
 		type have struct{ subnet, cidr string }
 		var haves []have
-		for _, pid := range rt.Interfaces {
-			p, err := txGet[*model.Port](tx, model.KindPort, pid)
+		for p, err := range routerPorts(tx, rt) {
 			if err != nil {
 				return err
-			}
-			if p == nil {
-				continue
 			}
 			for _, f := range p.FixedIPs {
 				s, err := txGet[*model.Subnet](tx, model.KindSubnet, f.SubnetID)
@@ -485,15 +482,11 @@ func (h *handler) removeInterface(rc *reqCtx, id, subID, portID string) (int, an
 	var info map[string]any
 	_, err := ownedTxn(h, rc, "routers", id, func(tx *store.Tx, rt *model.Router) error {
 		var p *model.Port
-		for _, pid := range rt.Interfaces {
-			ip, err := txGet[*model.Port](tx, model.KindPort, pid)
+		for ip, err := range routerPorts(tx, rt) {
 			if err != nil {
 				return err
 			}
-			if ip == nil {
-				continue
-			}
-			if portID != "" && pid != portID {
+			if portID != "" && ip.ID != portID {
 				continue
 			}
 			if subID != "" {
@@ -638,13 +631,9 @@ func (h *handler) associateTx(rc *reqCtx, tx *store.Tx, f *model.FloatingIP, por
 		if rt == nil || rt.Gateway == nil || rt.Gateway.NetworkID != f.FloatingNetworkID {
 			continue
 		}
-		for _, pid := range rt.Interfaces {
-			ip, err := txGet[*model.Port](tx, model.KindPort, pid)
+		for ip, err := range routerPorts(tx, rt) {
 			if err != nil {
 				return err
-			}
-			if ip == nil {
-				continue
 			}
 			for _, x := range ip.FixedIPs {
 				if x.SubnetID == fixed.SubnetID {
@@ -794,4 +783,22 @@ func (h *handler) deleteFIP(rc *reqCtx, id string) error {
 		return nil
 	})
 	return err
+}
+
+// routerPorts yields a router's interface ports that still exist, reading
+// each in tx only when the loop reaches it, so a loop that stops early
+// keeps the transaction's read set as small as before.
+func routerPorts(tx *store.Tx, rt *model.Router) iter.Seq2[*model.Port, error] {
+	return func(yield func(*model.Port, error) bool) {
+		for _, pid := range rt.Interfaces {
+			p, err := txGet[*model.Port](tx, model.KindPort, pid)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if p != nil && !yield(p, nil) {
+				return
+			}
+		}
+	}
 }

@@ -109,10 +109,6 @@ func floodGroupID(key uint32, localOnly bool) uint32 {
 // and other apps that need to flood on a tenant network).
 func FloodGroupID(key uint32, localOnly bool) uint32 { return floodGroupID(key, localOnly) }
 
-// ParseDPID reads a chassis datapath id as OVS prints it (16 hex digits,
-// optionally 0x-prefixed).
-func ParseDPID(s string) (uint64, error) { return model.ParseDPID(s) }
-
 type located struct {
 	port    *model.Port
 	mac     flow.MAC

@@ -213,27 +213,6 @@ func (vm *VM) Ping(dst string, count, size int, dontFragment bool) (sent, receiv
 	return sent, received
 }
 
-// dhcpScript is the udhcpc event script: it configures eth0 inside the VM
-// namespace only (the stock scripts rewrite /etc/resolv.conf, which is the
-// root namespace's file).
-const dhcpScript = `#!/bin/sh
-case "$1" in
-deconfig)
-	ip -4 addr flush dev "$interface"
-	ip link set "$interface" up
-	;;
-bound|renew)
-	ip -4 addr flush dev "$interface"
-	ip addr add "$ip/${mask:-$subnet}" dev "$interface"
-	if [ -n "$router" ]; then
-		ip route replace default via "${router%% *}" dev "$interface"
-	fi
-	echo "$ip" > "$HVLAB_DHCP_OUT"
-	;;
-esac
-exit 0
-`
-
 // DHCPClient returns the argv prefix of the DHCP client (busybox udhcpc),
 // or an error naming the package to install.
 func DHCPClient() ([]string, error) {
@@ -251,26 +230,42 @@ func DHCPClient() ([]string, error) {
 // the address. It fails the test when no lease is obtained.
 func (vm *VM) DHCP() string {
 	vm.t.Helper()
+	vm.ip, _ = Lease(vm.t, vm.ns, "eth0", vm.hv.lab.dir)
+	return vm.ip
+}
+
+// Lease runs a one-shot DHCP client (busybox udhcpc: 5 discovers 1 s
+// apart, asking for the MTU option) on iface inside namespace ns, with the
+// labs' event script test/mininet/udhcpc.sh, which configures the address,
+// MTU and default route inside ns only (the stock scripts rewrite
+// /etc/resolv.conf, which is the root namespace's file). It returns the
+// leased address and the MTU option ("none" when absent), and fails the
+// test when no lease is obtained. dir holds the lease file.
+func Lease(t testing.TB, ns, iface, dir string) (ip, mtu string) {
+	t.Helper()
 	client, err := DHCPClient()
 	if err != nil {
-		vm.t.Fatalf("hvlab: %v", err)
+		t.Fatalf("hvlab: %v", err)
 	}
-	dir := vm.hv.lab.dir
-	script := filepath.Join(dir, "udhcpc.script")
-	if err := os.WriteFile(script, []byte(dhcpScript), 0o755); err != nil {
-		vm.t.Fatalf("hvlab: %v", err)
+	root, err := ovslab.RepoRoot()
+	if err != nil {
+		t.Fatalf("hvlab: %v", err)
 	}
-	outFile := filepath.Join(dir, "dhcp-"+sanitize(vm.opts.PortID))
+	outFile := filepath.Join(dir, "lease-"+sanitize(ns+"-"+iface))
 	_ = os.Remove(outFile)
-	args := append([]string{"ip", "netns", "exec", vm.ns, "env", "HVLAB_DHCP_OUT=" + outFile}, client...)
-	args = append(args, "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-A", "1", "-s", script)
-	out, err := run(nil, args[0], args[1:]...)
+	args := append([]string{"netns", "exec", ns, "env", "OUT=" + outFile}, client...)
+	args = append(args, "-i", iface, "-f", "-q", "-n", "-t", "5", "-T", "1", "-A", "1", "-O", "mtu",
+		"-s", filepath.Join(root, "test/mininet/udhcpc.sh"))
+	out, err := run(nil, "ip", args...)
 	b, rerr := os.ReadFile(outFile)
 	if err != nil || rerr != nil {
-		vm.t.Fatalf("hvlab: VM %s: DHCP failed: %v %v\n%s", vm.Name(), err, rerr, out)
+		t.Fatalf("hvlab: %s %s: DHCP failed: %v %v\n%s", ns, iface, err, rerr, out)
 	}
-	vm.ip = strings.TrimSpace(string(b))
-	return vm.ip
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		t.Fatalf("hvlab: %s %s: lease file %q", ns, iface, b)
+	}
+	return f[0], f[1]
 }
 
 // Capture is a running tcpdump started by Tcpdump.

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -152,24 +151,7 @@ func (h *fabricHost) ping(dst string, count int, extra ...string) (sent, receive
 // and returns the leased address and MTU option.
 func (h *fabricHost) dhcp(dir string) (ip, mtu string) {
 	h.t.Helper()
-	client, err := hvlab.DHCPClient()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	script := dhcpScript(h.t)
-	outFile := filepath.Join(dir, "lease-"+h.name)
-	args := append([]string{"env", "OUT=" + outFile}, client...)
-	args = append(args, "-i", h.intf, "-f", "-q", "-n", "-t", "5", "-T", "1", "-A", "1", "-O", "mtu", "-s", script)
-	log, err := h.execErr(args...)
-	b, rerr := os.ReadFile(outFile)
-	if err != nil || rerr != nil {
-		h.t.Fatalf("%s: DHCP failed: %v %v\n%s", h.name, err, rerr, log)
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		h.t.Fatalf("%s: lease file %q", h.name, b)
-	}
-	return f[0], f[1]
+	return hvlab.Lease(h.t, h.ns, h.intf, dir)
 }
 
 // Datapath ids of fabric lab switches: base+1, base+2, ...

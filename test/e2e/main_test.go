@@ -5,12 +5,9 @@ package e2e
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -94,41 +91,12 @@ func (c *controller) target() string { return "tcp:" + c.OF }
 // the given label fragment).
 func (c *controller) metric(name, labels string) float64 {
 	c.t.Helper()
-	resp, err := http.Get("http://" + c.API + "/metrics")
+	v, err := ovslab.Metric(c.API, name, labels)
 	if err != nil {
-		c.t.Fatalf("metrics: %v", err)
+		c.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var sum float64
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, name) || strings.HasPrefix(line, "#") {
-			continue
-		}
-		rest := strings.TrimPrefix(line, name)
-		if rest != "" && rest[0] != ' ' && rest[0] != '{' {
-			continue
-		}
-		if labels != "" && !strings.Contains(rest, labels) {
-			continue
-		}
-		f := strings.Fields(rest)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err == nil {
-			sum += v
-		}
-	}
-	return sum
+	return v
 }
 
 // waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+var waitFor = ovslab.WaitFor

@@ -5,14 +5,11 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nimbus-sdn/nimbus/internal/hvlab"
-	"github.com/nimbus-sdn/nimbus/internal/ovslab"
 	"github.com/nimbus-sdn/nimbus/node/names"
 )
 
@@ -46,42 +43,6 @@ func (n neutron) post(path string, body any) map[string]any {
 	}
 	n.t.Fatalf("POST %s: unexpected answer %s", path, raw)
 	return nil
-}
-
-// dhcpScript is the udhcpc script the labs use (test/mininet/udhcpc.sh):
-// it configures the interface from the lease and, with OUT set, writes
-// "<address> <mtu|none>" there.
-func dhcpScript(t *testing.T) string {
-	t.Helper()
-	root, err := ovslab.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(root, "test/mininet/udhcpc.sh")
-}
-
-// dhcp runs udhcpc in the VM and returns the leased address and the MTU
-// option ("none" when absent).
-func overlayDHCP(t *testing.T, vm *hvlab.VM, dir string) (ip, mtu string) {
-	t.Helper()
-	client, err := hvlab.DHCPClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	script := dhcpScript(t)
-	out := filepath.Join(dir, "lease-"+vm.Name())
-	args := append([]string{"env", "OUT=" + out}, client...)
-	args = append(args, "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-A", "1", "-O", "mtu", "-s", script)
-	log, err := vm.ExecErr(args...)
-	b, rerr := os.ReadFile(out)
-	if err != nil || rerr != nil {
-		t.Fatalf("VM %s: DHCP failed: %v %v\n%s", vm.Name(), err, rerr, log)
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		t.Fatalf("VM %s: lease file %q", vm.Name(), b)
-	}
-	return f[0], f[1]
 }
 
 // TestOverlayIsolation runs the controller (real etcd) and one node agent
@@ -162,7 +123,7 @@ func TestOverlayIsolation(t *testing.T) {
 		dir := t.TempDir()
 		for _, s := range specs {
 			vm := vms[s.name].For(t)
-			ip, mtu := overlayDHCP(t, vm, dir)
+			ip, mtu := hvlab.Lease(t, vm.NS(), "eth0", dir)
 			if ip != s.ip {
 				t.Errorf("%s leased %s, want %s", s.name, ip, s.ip)
 			}

@@ -42,31 +42,7 @@ func startOverlay(t *testing.T, opts hvlab.Options, physnets []string, nodeArgs 
 	c.args = []string{"serve", "--openflow-listen", fmt.Sprintf("0.0.0.0:%d", ofPort), "--api-listen", c.API,
 		"--log-level", "debug", "--etcd-endpoints", endpoints, "--replica-id", "r1"}
 	c.start()
-	for _, hv := range hvs {
-		args := []string{"node", "--chassis", hv.Name(), "--tunnel-ip", hv.TunnelIP(),
-			"--datapath-type", "netdev", "--controllers", hv.ControllerTarget(ofPort),
-			"--etcd-endpoints", endpoints, "--resync", "5s", "--log-level", "debug"}
-		ovslab.StartProcess(t, controllerBin, append(args, nodeArgs...), hv.Env())
-	}
-	waitFor(t, 30*time.Second, "GRE mesh and physnet patch ports from the node agents", func() bool {
-		for _, hv := range hvs {
-			out, err := hv.VsctlErr("list-ports", "br-int")
-			if err != nil {
-				return false
-			}
-			for _, peer := range hvs {
-				if peer != hv && !strings.Contains(out, names.TunnelPortName(peer.Name())) {
-					return false
-				}
-			}
-			for _, pn := range physnets {
-				if !strings.Contains(out, names.PhysPortName(pn)) {
-					return false
-				}
-			}
-		}
-		return true
-	})
+	l.StartAgents(t, controllerBin, ofPort, endpoints, physnets, append([]string{"--resync", "5s", "--log-level", "debug"}, nodeArgs...)...)
 	waitFor(t, 30*time.Second, "3 switches connected", func() bool {
 		var h struct{ Switches []string }
 		return getJSON("http://"+c.API+"/healthz", &h) == nil && len(h.Switches) == 3
@@ -149,7 +125,7 @@ func TestOverlayVLAN(t *testing.T) {
 	ok := t.Run("dhcp", func(t *testing.T) {
 		dir := t.TempDir()
 		for _, s := range specs {
-			ip, mtu := overlayDHCP(t, vms[s.name].For(t), dir)
+			ip, mtu := hvlab.Lease(t, vms[s.name].For(t).NS(), "eth0", dir)
 			if ip != s.ip {
 				t.Errorf("%s leased %s, want %s", s.name, ip, s.ip)
 			}
