@@ -28,7 +28,6 @@ import (
 	"github.com/nimbus-sdn/nimbus/internal/etcdtest"
 	"github.com/nimbus-sdn/nimbus/internal/hvlab"
 	"github.com/nimbus-sdn/nimbus/internal/ovslab"
-	"github.com/nimbus-sdn/nimbus/node/names"
 )
 
 func env(name string, def int) int {
@@ -141,41 +140,17 @@ func (c *ctl) watchConns(dpids []string) func() []time.Duration {
 	return func() []time.Duration { <-done; return out }
 }
 
-// metric sums a metric's samples whose labels contain labels.
+// metric sums a metric's samples whose labels contain labels (-1 when
+// the controller does not answer).
 func (c *ctl) metric(name, labels string) float64 {
-	resp, err := http.Get("http://" + c.api + "/metrics")
+	v, err := ovslab.Metric(c.api, name, labels)
 	if err != nil {
 		return -1
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var sum float64
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, name) {
-			continue
-		}
-		rest := strings.TrimPrefix(line, name)
-		if rest == "" || (rest[0] != ' ' && rest[0] != '{') || !strings.Contains(rest, labels) {
-			continue
-		}
-		f := strings.Fields(rest)
-		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-			sum += v
-		}
-	}
-	return sum
+	return v
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+var waitFor = ovslab.WaitFor
 
 func pct(d []time.Duration, p float64) time.Duration {
 	s := append([]time.Duration(nil), d...)
@@ -231,25 +206,7 @@ func TestConvergence(t *testing.T) {
 	etcd := etcdtest.Start(t, 1)
 	b := &bench{t: t, bin: bin, endpoint: strings.Join(etcd.Endpoints(), ","), ofPort: ovslab.FreePort(t), hvs: hvs}
 	c1 := b.startCtl(b.ofPort)
-	for _, hv := range hvs {
-		ovslab.StartProcess(t, bin, []string{"node", "--chassis", hv.Name(), "--tunnel-ip", hv.TunnelIP(),
-			"--datapath-type", "netdev", "--controllers", hv.ControllerTarget(b.ofPort),
-			"--etcd-endpoints", b.endpoint, "--resync", "60s", "--log-level", "info"}, hv.Env())
-	}
-	waitFor(t, 30*time.Second, "GRE mesh", func() bool {
-		for _, hv := range hvs {
-			out, err := hv.VsctlErr("list-ports", "br-int")
-			if err != nil {
-				return false
-			}
-			for _, peer := range hvs {
-				if peer != hv && !strings.Contains(out, names.TunnelPortName(peer.Name())) {
-					return false
-				}
-			}
-		}
-		return true
-	})
+	l.StartAgents(t, bin, b.ofPort, b.endpoint, nil, "--resync", "60s", "--log-level", "info")
 	waitFor(t, 30*time.Second, "3 switches", func() bool { return c1.switches() == 3 })
 	// The agents set the controller rows once at setup; cap OVS's
 	// reconnect backoff at 1 s so a (re)started controller is found fast.
@@ -599,6 +556,17 @@ func convergence(t *testing.T, b *bench, c1 *ctl) {
 	dir := t.TempDir()
 	var sum, max, nmax time.Duration
 	var ratios []string
+	meters := make([][]string, len(hvs))
+	// The flows use the controller's punt meters: ovs-ofctl adds them
+	// first (one add-meter each; there is no bulk form), timed with the rest.
+	addMeters := func(hv *hvlab.Hypervisor, specs []string) error {
+		for _, m := range specs {
+			if out, err := hv.OfctlErr("add-meter", "br-load", m); err != nil {
+				return fmt.Errorf("add-meter %s: %v %s", m, err, out)
+			}
+		}
+		return nil
+	}
 	for h, hv := range hvs {
 		flows := hv.Ofctl("dump-flows", "--no-stats", "--no-names", "br-int")
 		groups := hv.Ofctl("dump-groups", "--no-names", "br-int")
@@ -618,10 +586,14 @@ func convergence(t *testing.T, b *bench, c1 *ctl) {
 		gf := filepath.Join(dir, hv.Name()+".groups")
 		_ = os.WriteFile(ff, []byte(strings.Join(fl, "\n")+"\n"), 0o644)
 		_ = os.WriteFile(gf, []byte(strings.Join(gl, "\n")+"\n"), 0o644)
+		meters[h] = meterSpecs(hv.Ofctl("dump-meters", "br-int"))
 		hv.Vsctl("--", "add-br", "br-load", "--", "set", "bridge", "br-load", "datapath_type=netdev",
 			"fail_mode=secure", "protocols=OpenFlow13", "other_config:disable-in-band=true")
 		time.Sleep(500 * time.Millisecond)
 		s := time.Now()
+		if err := addMeters(hv, meters[h]); err != nil {
+			t.Fatalf("%s %v", hv.Name(), err)
+		}
 		if len(gl) > 0 {
 			if out, err := hv.OfctlErr("--bundle", "add-groups", "br-load", gf); err != nil {
 				t.Fatalf("%s add-groups: %v %s", hv.Name(), err, out)
@@ -671,6 +643,9 @@ func convergence(t *testing.T, b *bench, c1 *ctl) {
 			defer lwg.Done()
 			s := time.Now()
 			gf, ff := filepath.Join(dir, hv.Name()+".groups"), filepath.Join(dir, hv.Name()+".flows")
+			if err := addMeters(hv, meters[i]); err != nil {
+				t.Errorf("%s %v", hv.Name(), err)
+			}
 			if out, err := hv.OfctlErr("--bundle", "add-groups", "br-load", gf); err != nil {
 				t.Errorf("%s add-groups: %v %s", hv.Name(), err, out)
 			}
@@ -724,4 +699,21 @@ func convergedFromLog(log string) (connAt, doneAt map[string]time.Time) {
 		}
 	}
 	return connAt, doneAt
+}
+
+// meterSpecs turns `ovs-ofctl dump-meters` output ("meter=N pktps bands="
+// then one "type=drop rate=R" line per band) into add-meter arguments
+// ("meter=N,pktps,band=type=drop,rate=R").
+func meterSpecs(dump string) []string {
+	var out []string
+	for _, line := range strings.Split(dump, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "meter="):
+			out = append(out, strings.Join(strings.Fields(strings.TrimSuffix(line, "bands=")), ","))
+		case strings.HasPrefix(line, "type=") && len(out) > 0:
+			out[len(out)-1] += ",band=" + strings.Join(strings.Fields(line), ",")
+		}
+	}
+	return out
 }
