@@ -70,7 +70,15 @@ type Config struct {
 	// RequestTimeout bounds each request's etcd work (default 10s); past
 	// it the answer is 503.
 	RequestTimeout time.Duration
-	Logger         *slog.Logger
+	// Per-object list bounds, Neutron's options of the same names and
+	// defaults: host routes and DNS servers per subnet (20, 5), fixed
+	// IPs per port (5), allowed address pairs per port (10). Zero means
+	// the default.
+	MaxSubnetHostRoutes    int
+	MaxDNSNameservers      int
+	MaxFixedIPsPerPort     int
+	MaxAllowedAddressPairs int
+	Logger                 *slog.Logger
 }
 
 // GREOverhead is what a GRE-over-IPv4 encapsulation takes from the
@@ -104,6 +112,18 @@ func (c *Config) setDefaults() {
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 10 * time.Second
+	}
+	if c.MaxSubnetHostRoutes <= 0 {
+		c.MaxSubnetHostRoutes = 20
+	}
+	if c.MaxDNSNameservers <= 0 {
+		c.MaxDNSNameservers = 5
+	}
+	if c.MaxFixedIPsPerPort <= 0 {
+		c.MaxFixedIPsPerPort = 5
+	}
+	if c.MaxAllowedAddressPairs <= 0 {
+		c.MaxAllowedAddressPairs = 10
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

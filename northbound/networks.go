@@ -428,10 +428,15 @@ func parsePools(o oRaw, c cidr4) ([]model.Pool, error) {
 	return out, nil
 }
 
-func parseNameservers(o oRaw) ([]string, error) {
+// parseNameservers reads dns_nameservers, at most max of them (Neutron's
+// max_dns_nameservers); subnet names the subnet in the error.
+func parseNameservers(o oRaw, max int, subnet string) ([]string, error) {
 	var ns []string
 	if err := decodeRaw("dns_nameservers", o, &ns); err != nil {
 		return nil, err
+	}
+	if len(ns) > max {
+		return nil, errf(400, "DNSNameServersExhausted", "Unable to complete operation for %s. The number of DNS nameservers exceeds the limit %d.", subnet, max)
 	}
 	seen := map[string]bool{}
 	out := []string{}
@@ -449,10 +454,15 @@ func parseNameservers(o oRaw) ([]string, error) {
 	return out, nil
 }
 
-func parseHostRoutes(o oRaw) ([]model.HostRoute, error) {
+// parseHostRoutes reads host_routes, at most max of them (Neutron's
+// max_subnet_host_routes); subnet names the subnet in the error.
+func parseHostRoutes(o oRaw, max int, subnet string) ([]model.HostRoute, error) {
 	var raw []map[string]any
 	if err := decodeRaw("host_routes", o, &raw); err != nil {
 		return nil, err
+	}
+	if len(raw) > max {
+		return nil, errf(400, "HostRoutesExhausted", "Unable to complete operation for %s. The number of host routes exceeds the limit %d.", subnet, max)
 	}
 	out := []model.HostRoute{}
 	for _, m := range raw {
@@ -563,12 +573,12 @@ func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 		s.AllocationPools = []model.Pool{}
 	}
 	if req.DNSNameservers.Set && !req.DNSNameservers.Null {
-		if s.DNSNameservers, err = parseNameservers(req.DNSNameservers); err != nil {
+		if s.DNSNameservers, err = parseNameservers(req.DNSNameservers, h.cfg.MaxDNSNameservers, "new subnet"); err != nil {
 			return nil, err
 		}
 	}
 	if req.HostRoutes.Set && !req.HostRoutes.Null {
-		if s.HostRoutes, err = parseHostRoutes(req.HostRoutes); err != nil {
+		if s.HostRoutes, err = parseHostRoutes(req.HostRoutes, h.cfg.MaxSubnetHostRoutes, "new subnet"); err != nil {
 			return nil, err
 		}
 	}
@@ -668,7 +678,7 @@ func (h *handler) updateSubnet(rc *reqCtx, id string) (model.Record, error) {
 		if req.DNSNameservers.Set {
 			s.DNSNameservers = []string{}
 			if !req.DNSNameservers.Null {
-				if s.DNSNameservers, err = parseNameservers(req.DNSNameservers); err != nil {
+				if s.DNSNameservers, err = parseNameservers(req.DNSNameservers, h.cfg.MaxDNSNameservers, s.ID); err != nil {
 					return err
 				}
 			}
@@ -676,7 +686,7 @@ func (h *handler) updateSubnet(rc *reqCtx, id string) (model.Record, error) {
 		if req.HostRoutes.Set {
 			s.HostRoutes = []model.HostRoute{}
 			if !req.HostRoutes.Null {
-				if s.HostRoutes, err = parseHostRoutes(req.HostRoutes); err != nil {
+				if s.HostRoutes, err = parseHostRoutes(req.HostRoutes, h.cfg.MaxSubnetHostRoutes, s.ID); err != nil {
 					return err
 				}
 			}

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"net"
 	"sort"
 	"strings"
 
@@ -74,6 +73,7 @@ func (h *handler) portDef() *resDef {
 			}
 		}
 		v["extra_dhcp_opts"] = []any{}
+		hideBinding(rc, v)
 		return v
 	})
 	d.create = h.createPort
@@ -88,10 +88,15 @@ type fixedReq struct {
 	IPAddress string `json:"ip_address"`
 }
 
-func parseFixedIPs(o oRaw) ([]fixedReq, error) {
+// parseFixedIPs reads a fixed_ips list of at most max entries (Neutron's
+// max_fixed_ips_per_port).
+func parseFixedIPs(o oRaw, max int) ([]fixedReq, error) {
 	var raw []map[string]any
 	if err := decodeRaw("fixed_ips", o, &raw); err != nil {
 		return nil, err
+	}
+	if len(raw) > max {
+		return nil, errf(400, "InvalidInput", "Invalid input for operation: Exceeded maximum amount of fixed ips per port (%d).", max)
 	}
 	out := make([]fixedReq, 0, len(raw))
 	for _, m := range raw {
@@ -126,10 +131,15 @@ func parseFixedIPs(o oRaw) ([]fixedReq, error) {
 	return out, nil
 }
 
-func parseAddrPairs(o oRaw) ([]model.AddressPair, error) {
+// parseAddrPairs reads allowed_address_pairs, at most max of them
+// (Neutron's max_allowed_address_pair).
+func parseAddrPairs(o oRaw, max int) ([]model.AddressPair, error) {
 	var raw []map[string]any
 	if err := decodeRaw("allowed_address_pairs", o, &raw); err != nil {
 		return nil, err
+	}
+	if len(raw) > max {
+		return nil, errf(400, "AllowedAddressPairExhausted", "The number of allowed address pair exceeds the maximum %d.", max)
 	}
 	out := []model.AddressPair{}
 	seen := map[string]bool{}
@@ -158,9 +168,9 @@ func parseAddrPairs(o oRaw) ([]model.AddressPair, error) {
 			}
 		}
 		if ap.MACAddress != "" {
-			mac, err := normMAC(ap.MACAddress)
+			mac, err := parseMAC("allowed_address_pairs", ap.MACAddress)
 			if err != nil {
-				return nil, invalidInput("allowed_address_pairs", "'%s' is not a valid MAC address", ap.MACAddress)
+				return nil, err
 			}
 			ap.MACAddress = mac
 		}
@@ -172,14 +182,6 @@ func parseAddrPairs(o oRaw) ([]model.AddressPair, error) {
 		out = append(out, ap)
 	}
 	return out, nil
-}
-
-func normMAC(s string) (string, error) {
-	hw, err := net.ParseMAC(s)
-	if err != nil || len(hw) != 6 {
-		return "", fmt.Errorf("bad mac")
-	}
-	return hw.String(), nil
 }
 
 func randomMAC() string {
@@ -220,7 +222,10 @@ func (h *handler) assignIPs(rc *reqCtx, tx *store.Tx, p *model.Port, reqs []fixe
 	for _, s := range subs {
 		byID[s.ID] = s
 	}
-	routerPort := p.DeviceOwner == ownerRouterIface
+	// The gateway exemption: only a router interface may hold a subnet's
+	// gateway IP, and through the port API only an admin makes one
+	// (add_router_interface claims it itself).
+	gwOK := rc.admin && p.DeviceOwner == ownerRouterIface
 	out := []model.FixedIP{}
 	taken := map[string]bool{}
 	if dflt {
@@ -266,7 +271,7 @@ func (h *handler) assignIPs(rc *reqCtx, tx *store.Tx, p *model.Port, reqs []fixe
 			if taken[s.ID+"/"+ip] {
 				return nil, invalidInput("fixed_ips", "Duplicate IP address '%s'", ip)
 			}
-			ip, err := claimIP(tx, s, ip, p.ID, routerPort)
+			ip, err := claimIP(tx, s, ip, p.ID, gwOK || p.DeviceOwner == ownerRouterIface && hasIP(keep, ip))
 			if err != nil {
 				return nil, err
 			}
@@ -319,6 +324,7 @@ func putPortTx(tx *store.Tx, p *model.Port) error {
 // through here.
 func releasePortTx(tx *store.Tx, p *model.Port) {
 	countUsage(tx, p.ProjectID, "port", -1)
+	releasePortName(tx, p)
 	for _, f := range p.FixedIPs {
 		if tx.GetRaw(ipamKey(f.SubnetID, f.IPAddress)) == p.ID {
 			tx.DelRaw(ipamKey(f.SubnetID, f.IPAddress))
@@ -398,20 +404,25 @@ func (h *handler) createPort(rc *reqCtx) (model.Record, error) {
 	}
 	mac := ""
 	if req.MACAddress.Set && !req.MACAddress.Null {
-		if mac, err = normMAC(req.MACAddress.V); err != nil {
-			return nil, invalidInput("mac_address", "'%s' is not a valid MAC address", req.MACAddress.V)
+		if mac, err = parseMAC("mac_address", req.MACAddress.V); err != nil {
+			return nil, err
 		}
 	}
 	var fixed []fixedReq
 	dflt := !req.FixedIPs.Set || req.FixedIPs.Null
 	if !dflt {
-		if fixed, err = parseFixedIPs(req.FixedIPs); err != nil {
+		if fixed, err = parseFixedIPs(req.FixedIPs, h.cfg.MaxFixedIPsPerPort); err != nil {
 			return nil, err
 		}
 	}
 	var pairs []model.AddressPair
 	if req.AddrPairs.Set && !req.AddrPairs.Null {
-		if pairs, err = parseAddrPairs(req.AddrPairs); err != nil {
+		if pairs, err = parseAddrPairs(req.AddrPairs, h.cfg.MaxAllowedAddressPairs); err != nil {
+			return nil, err
+		}
+	}
+	if rc.admin {
+		if err := h.checkProfile(rc, req.Profile); err != nil {
 			return nil, err
 		}
 	}
@@ -426,6 +437,9 @@ func (h *handler) createPort(rc *reqCtx) (model.Record, error) {
 		}
 		if !rc.admin && n.ProjectID != project && !n.Shared {
 			return forbidden("(rule:create_port:network) is disallowed by policy")
+		}
+		if err := rc.portPolicy("create_port", n, &req, fixed); err != nil {
+			return err
 		}
 		p.PortSecurity = n.PortSecurity
 		if req.PortSecurity.Set && !req.PortSecurity.Null {
@@ -463,6 +477,9 @@ func (h *handler) createPort(rc *reqCtx) (model.Record, error) {
 			return err
 		}
 		if err := claimQuota(tx, project, "port"); err != nil {
+			return err
+		}
+		if err := claimPortName(tx, p); err != nil {
 			return err
 		}
 		return putPortTx(tx, p)
@@ -546,14 +563,14 @@ func (h *handler) updatePort(rc *reqCtx, id string) (model.Record, error) {
 	if req.FixedIPs.Set {
 		fixed = []fixedReq{}
 		if !req.FixedIPs.Null {
-			if fixed, err = parseFixedIPs(req.FixedIPs); err != nil {
+			if fixed, err = parseFixedIPs(req.FixedIPs, h.cfg.MaxFixedIPsPerPort); err != nil {
 				return nil, err
 			}
 		}
 	}
 	var pairs []model.AddressPair
 	if req.AddrPairs.Set && !req.AddrPairs.Null {
-		if pairs, err = parseAddrPairs(req.AddrPairs); err != nil {
+		if pairs, err = parseAddrPairs(req.AddrPairs, h.cfg.MaxAllowedAddressPairs); err != nil {
 			return nil, err
 		}
 	}
@@ -562,18 +579,43 @@ func (h *handler) updatePort(rc *reqCtx, id string) (model.Record, error) {
 		if req.MACAddress.Null {
 			return nil, invalidInput("mac_address", "null is not a valid MAC address")
 		}
-		if mac, err = normMAC(req.MACAddress.V); err != nil {
-			return nil, invalidInput("mac_address", "'%s' is not a valid MAC address", req.MACAddress.V)
+		if mac, err = parseMAC("mac_address", req.MACAddress.V); err != nil {
+			return nil, err
+		}
+	}
+	if rc.admin {
+		if err := h.checkProfile(rc, req.Profile); err != nil {
+			return nil, err
 		}
 	}
 	p, err := ownedTxn(h, rc, "ports", id, func(tx *store.Tx, p *model.Port) error {
 		var err error
+		n, err := txGet[*model.Network](tx, model.KindNetwork, p.NetworkID)
+		if err != nil {
+			return err
+		}
+		if n == nil {
+			return notFound("NetworkNotFound", "Network", p.NetworkID)
+		}
+		if err := rc.portPolicy("update_port", n, &req, fixed); err != nil {
+			return err
+		}
 		old := *p
 		old.SecurityGroups = append([]string{}, p.SecurityGroups...)
 		old.FixedIPs = append([]model.FixedIP{}, p.FixedIPs...)
+		if !rc.admin && serviceOwned(p.DeviceOwner) &&
+			(req.DeviceOwner.Set && req.DeviceOwner.V != p.DeviceOwner || req.DeviceID.Set && req.DeviceID.V != p.DeviceID) {
+			return conflict("ServicePortInUse", "Port %s cannot be updated directly via the port API: has device owner %s; its device_owner and device_id are the service's.", p.ID, p.DeviceOwner)
+		}
 		setNameDesc(&p.Base, req.Name, req.Description)
 		if err := h.portAttrs(rc, p, &req); err != nil {
 			return err
+		}
+		if portNameOf(&old) != portNameOf(p) || old.HostID != p.HostID {
+			releasePortName(tx, &old)
+			if err := claimPortName(tx, p); err != nil {
+				return err
+			}
 		}
 		if mac != "" && mac != p.MACAddress {
 			if _, err := claimMAC(tx, mac, p.ID); err != nil {
@@ -627,6 +669,11 @@ func (h *handler) updatePort(rc *reqCtx, id string) (model.Record, error) {
 				}
 			}
 		}
+		if p.DeviceOwner != old.DeviceOwner {
+			if err := checkGatewayHolder(tx, p); err != nil {
+				return err
+			}
+		}
 		for _, sg := range old.SecurityGroups {
 			tx.DelRaw(refKey(refSGPorts, sg, p.ID))
 		}
@@ -647,9 +694,17 @@ func hasIP(fs []model.FixedIP, ip string) bool {
 
 func (h *handler) deletePort(rc *reqCtx, id string) error {
 	_, err := ownedTxn(h, rc, "ports", id, func(tx *store.Tx, p *model.Port) error {
-		switch p.DeviceOwner {
-		case ownerRouterIface, ownerRouterGW, ownerFloatingIP, ownerLBVIP:
-			return conflict("ServicePortInUse", "Port %s cannot be deleted directly via the port API: has device owner %s.", id, p.DeviceOwner)
+		// A service's port goes with its router, floating IP or VIP; one
+		// whose service object is gone (or does not hold it) is an
+		// orphan and may be deleted, as in Neutron.
+		if serviceOwned(p.DeviceOwner) {
+			inUse, err := serviceInUse(tx, p)
+			if err != nil {
+				return err
+			}
+			if inUse {
+				return conflict("ServicePortInUse", "Port %s cannot be deleted directly via the port API: has device owner %s.", id, p.DeviceOwner)
+			}
 		}
 		if err := h.disassociatePortFIPs(tx, p.ID); err != nil {
 			return err

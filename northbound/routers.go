@@ -100,7 +100,7 @@ func parseGateway(rc *reqCtx, o oRaw) (*gwReq, error) {
 			}
 		case "external_fixed_ips":
 			if string(v) != "null" {
-				f, err := parseFixedIPs(oRaw{Set: true, V: v})
+				f, err := parseFixedIPs(oRaw{Set: true, V: v}, rc.h.cfg.MaxFixedIPsPerPort)
 				if err != nil {
 					return nil, err
 				}
@@ -417,6 +417,13 @@ func (h *handler) addInterface(rc *reqCtx, id, subID, portID string) (int, any, 
 			if s.GatewayIP == "" {
 				return badRequest("Bad router request: Subnet for router interface must have a gateway IP.")
 			}
+			// The interface port takes the subnet's gateway IP with
+			// device_owner network:router_interface: Neutron creates it
+			// in the caller's name, so create_port:fixed_ips:ip_address
+			// and create_port:device_owner need the network's owner.
+			if err := h.ownsNetworkTx(rc, tx, s.NetworkID, "create_port:fixed_ips:ip_address"); err != nil {
+				return err
+			}
 			if err := checkOverlap(s); err != nil {
 				return err
 			}
@@ -445,6 +452,11 @@ func (h *handler) addInterface(rc *reqCtx, id, subID, portID string) (int, any, 
 			}
 			if len(p.FixedIPs) == 0 {
 				return badRequest("Bad router request: Router port must have at least one fixed IP.")
+			}
+			// The port becomes network:router_interface in the caller's
+			// name (update_port:device_owner needs the network's owner).
+			if err := h.ownsNetworkTx(rc, tx, p.NetworkID, "update_port:device_owner"); err != nil {
+				return err
 			}
 			for _, f := range p.FixedIPs {
 				s, err := txGet[*model.Subnet](tx, model.KindSubnet, f.SubnetID)
@@ -476,6 +488,25 @@ func (h *handler) addInterface(rc *reqCtx, id, subID, portID string) (int, any, 
 		return 0, nil, err
 	}
 	return http.StatusOK, info, nil
+}
+
+// ownsNetworkTx answers 403 under rule unless the caller is admin or
+// owns network id.
+func (h *handler) ownsNetworkTx(rc *reqCtx, tx *store.Tx, id, rule string) error {
+	if rc.admin {
+		return nil
+	}
+	n, err := txGet[*model.Network](tx, model.KindNetwork, id)
+	if err != nil {
+		return err
+	}
+	if n == nil {
+		return notFound("NetworkNotFound", "Network", id)
+	}
+	if !rc.netOwner(n) {
+		return forbidden("(rule:%s) is disallowed by policy: network %s belongs to another project", rule, id)
+	}
+	return nil
 }
 
 func (h *handler) removeInterface(rc *reqCtx, id, subID, portID string) (int, any, error) {
