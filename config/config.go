@@ -32,6 +32,11 @@ type Config struct {
 		KeystoneURL    string `mapstructure:"keystone_url"`
 		ServiceToken   string `mapstructure:"service_token"`
 		DefaultProject string `mapstructure:"default_project"`
+		// Neutron's list bounds, same names and defaults.
+		MaxSubnetHostRoutes    int `mapstructure:"max_subnet_host_routes"`
+		MaxDNSNameservers      int `mapstructure:"max_dns_nameservers"`
+		MaxFixedIPsPerPort     int `mapstructure:"max_fixed_ips_per_port"`
+		MaxAllowedAddressPairs int `mapstructure:"max_allowed_address_pair"`
 	} `mapstructure:"api"`
 	Network struct {
 		VLANRanges        []string `mapstructure:"vlan_ranges"`
@@ -92,6 +97,10 @@ var options = []option{
 	{"api.keystone_url", "api-keystone-url", "Keystone base URL for api.auth=keystone", ""},
 	{"api.service_token", "api-service-token", "service token used to validate callers' tokens with Keystone", ""},
 	{"api.default_project", "api-default-project", "project for noauth creates that name none (empty: 400 like Neutron)", ""},
+	{"api.max_subnet_host_routes", "api-max-subnet-host-routes", "most host_routes per subnet (Neutron's max_subnet_host_routes)", 20},
+	{"api.max_dns_nameservers", "api-max-dns-nameservers", "most dns_nameservers per subnet (Neutron's max_dns_nameservers)", 5},
+	{"api.max_fixed_ips_per_port", "api-max-fixed-ips-per-port", "most fixed_ips per port (Neutron's max_fixed_ips_per_port)", 5},
+	{"api.max_allowed_address_pair", "api-max-allowed-address-pair", "most allowed_address_pairs per port (Neutron's max_allowed_address_pair)", 10},
 	{"network.vlan_ranges", "vlan-ranges", "tenant VLAN pools, physnet:min:max (comma separated)", []string{"physnet1:1000:2999"}},
 	{"network.gre_ranges", "gre-ranges", "tenant GRE key pools, min:max (comma separated)", []string{"1:65535"}},
 	{"network.tenant_network_type", "tenant-network-type", "type of networks created without provider:network_type (gre or vlan)", "gre"},
@@ -266,6 +275,12 @@ func (c *Config) validate() error {
 		}
 	default:
 		return fmt.Errorf("config: api.auth %q is not noauth or keystone", c.API.Auth)
+	}
+	for k, v := range map[string]int{"api.max_subnet_host_routes": c.API.MaxSubnetHostRoutes, "api.max_dns_nameservers": c.API.MaxDNSNameservers,
+		"api.max_fixed_ips_per_port": c.API.MaxFixedIPsPerPort, "api.max_allowed_address_pair": c.API.MaxAllowedAddressPairs} {
+		if v < 1 || v > 1000 {
+			return fmt.Errorf("config: %s %d out of range 1..1000", k, v)
+		}
 	}
 	if c.Network.MTU < 576 || c.Network.MTU > 9216 {
 		return fmt.Errorf("config: network.mtu %d out of range 576..9216", c.Network.MTU)

@@ -281,7 +281,9 @@ func status(args []string) error {
 // northboundConfig maps configuration to the Neutron API's settings.
 func northboundConfig(cfg *config.Config, log *slog.Logger) (northbound.Config, error) {
 	nc := northbound.Config{Auth: cfg.API.Auth, KeystoneURL: cfg.API.KeystoneURL, ServiceToken: cfg.API.ServiceToken,
-		DefaultProject: cfg.API.DefaultProject, TenantNetworkType: cfg.Network.TenantNetworkType, GlobalMTU: cfg.Network.MTU, Logger: log}
+		DefaultProject: cfg.API.DefaultProject, TenantNetworkType: cfg.Network.TenantNetworkType, GlobalMTU: cfg.Network.MTU, Logger: log,
+		MaxSubnetHostRoutes: cfg.API.MaxSubnetHostRoutes, MaxDNSNameservers: cfg.API.MaxDNSNameservers,
+		MaxFixedIPsPerPort: cfg.API.MaxFixedIPsPerPort, MaxAllowedAddressPairs: cfg.API.MaxAllowedAddressPairs}
 	for _, r := range cfg.Network.VLANRanges {
 		var v northbound.VLANRange
 		parts := strings.Split(r, ":")
