@@ -358,6 +358,13 @@ func (h *handler) createVIP(rc *reqCtx) (model.Record, error) {
 		if s == nil || !h.defs["subnets"].isVisible(rc, s) {
 			return notFound("SubnetNotFound", "Subnet", v.SubnetID)
 		}
+		// A chosen address is create_port:fixed_ips:ip_address: the
+		// network's owner's (or an admin's) on a shared network.
+		if addr != "" {
+			if err := h.ownsNetworkTx(rc, tx, s.NetworkID, "create_port:fixed_ips:ip_address"); err != nil {
+				return err
+			}
+		}
 		reqs := []fixedReq{{SubnetID: s.ID, IPAddress: addr}}
 		port, err := h.newInternalPort(rc, tx, project, s.NetworkID, ownerLBVIP, v.ID, reqs)
 		if err != nil {

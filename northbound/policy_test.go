@@ -303,6 +303,11 @@ func TestSharedNetworkOwnerAttributes(t *testing.T) {
 		t2.do("PUT", "/v2.0/ports/"+pid, map[string]any{"port": attrs}).err(t, 403, "PolicyNotAuthorized")
 	}
 	t2.do("PUT", "/v2.0/ports/"+pid, map[string]any{"port": map[string]any{"name": "ok", "fixed_ips": []any{map[string]any{"subnet_id": sid}}}}).must(t, 200)
+	// A load balancer VIP is a port too: no chosen address on t1's network.
+	pool := str(t2.create(t, "/v2.0/lb/pools", "pool", map[string]any{"subnet_id": sid, "protocol": "TCP", "lb_method": "ROUND_ROBIN"}), "id")
+	t2.do("POST", "/v2.0/lb/vips", map[string]any{"vip": map[string]any{"pool_id": pool, "subnet_id": sid, "protocol": "TCP", "protocol_port": 80,
+		"address": "10.0.0.60"}}).err(t, 403, "PolicyNotAuthorized")
+	t2.create(t, "/v2.0/lb/vips", "vip", map[string]any{"pool_id": pool, "subnet_id": sid, "protocol": "TCP", "protocol_port": 80})
 	// The network's owner may set them; a MAC changes only by an admin.
 	o := t1.create(t, "/v2.0/ports", "port", map[string]any{"network_id": sh, "mac_address": "fa:16:3e:11:22:35",
 		"fixed_ips": []any{map[string]any{"ip_address": "10.0.0.52"}}, "allowed_address_pairs": []any{map[string]any{"ip_address": "10.0.0.0/24"}}})
