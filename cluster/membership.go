@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -222,7 +223,7 @@ func (m *Membership) Resign(r Role, holdoff time.Duration) {
 
 // observeHook, when set (tests), runs after the observer decided a slave
 // role and before it publishes it.
-var observeHook func(dpid uint64, r Role)
+var observeHook atomic.Pointer[func(dpid uint64, r Role)]
 
 func (m *Membership) run(ctx context.Context) {
 	log := m.cl.log.With("dpid", DPIDKey(m.dpid))
@@ -345,8 +346,8 @@ func (m *Membership) observe(ctx context.Context, e *concurrency.Election, epoch
 			}
 			last = kv.CreateRevision
 			r := Role{Master: false, Generation: uint64(kv.CreateRevision) + off, rev: kv.CreateRevision}
-			if h := observeHook; h != nil {
-				h(m.dpid, r)
+			if h := observeHook.Load(); h != nil {
+				(*h)(m.dpid, r)
 			}
 			m.mu.Lock()
 			if m.epoch == epoch && m.guardKey == "" && ctx.Err() == nil {

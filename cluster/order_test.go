@@ -1,0 +1,100 @@
+package cluster_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nimbus-sdn/nimbus/cluster"
+	"github.com/nimbus-sdn/nimbus/internal/etcdtest"
+)
+
+// recorder is a fake switch: it records the roles it is sent, in order.
+type recorder struct {
+	mu    sync.Mutex
+	roles []cluster.Role
+}
+
+func (r *recorder) follow(ctx context.Context, m *cluster.Membership) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case role := <-m.Roles():
+			r.mu.Lock()
+			r.roles = append(r.roles, role)
+			r.mu.Unlock()
+		}
+	}
+}
+
+func (r *recorder) get() []cluster.Role {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]cluster.Role(nil), r.roles...)
+}
+
+// Finding 10: the observer of the old leader decides "slave of a" just
+// before this replica is elected, and publishes it just after. That
+// older decision must not reach the switch after the newer MASTER role
+// (the switch would be left with no master, or with a STALE refusal).
+func TestStaleObserverCannotOvertakeMaster(t *testing.T) {
+	embedded := etcdtest.Embedded(t)
+	ep := []string{embedded.Client().Endpoints()[0]}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	const dpid = 7
+	a := newReplica(t, "a", ep)
+	ma := a.cl.Join(ctx, dpid)
+	ra := nextRole(t, ma, true)
+
+	entered, release := make(chan cluster.Role, 1), make(chan struct{})
+	var once sync.Once
+	t.Cleanup(cluster.SetObserveHook(func(d uint64, r cluster.Role) {
+		if d != dpid || r.Generation != ra.Generation {
+			return
+		}
+		once.Do(func() {
+			entered <- r
+			<-release
+		})
+	}))
+	b := newReplica(t, "b", ep)
+	mb := b.cl.Join(ctx, dpid)
+	rec := &recorder{}
+	go rec.follow(ctx, mb)
+	select {
+	case <-entered: // b's observer decided "slave of a" and is held there
+	case <-time.After(15 * time.Second):
+		t.Fatal("b never observed a as leader")
+	}
+	ma.Leave() // a resigns: b is elected
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		rs := rec.get()
+		if len(rs) > 0 && rs[len(rs)-1].Master {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b never became master: %+v", rs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(release) // the stale decision now tries to go out
+	time.Sleep(time.Second)
+	rs := rec.get()
+	t.Logf("roles delivered to b: %+v", rs)
+	last := rs[len(rs)-1]
+	if !last.Master {
+		t.Fatalf("a stale slave role overtook the master role: %+v", rs)
+	}
+	if ok, _ := mb.IsMaster(); !ok {
+		t.Fatal("b is not master")
+	}
+	for i := 1; i < len(rs); i++ {
+		if rs[i].Seq <= rs[i-1].Seq {
+			t.Fatalf("role %d (seq %d) delivered after seq %d: %+v", i, rs[i].Seq, rs[i-1].Seq, rs)
+		}
+	}
+}
