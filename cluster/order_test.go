@@ -98,3 +98,40 @@ func TestStaleObserverCannotOvertakeMaster(t *testing.T) {
 		}
 	}
 }
+
+// Finding 9: a master that cannot take the switch resigns with a
+// holdoff; another replica connected to the switch is elected, with a
+// higher generation, and the first stays out for the holdoff.
+func TestResignHandsOverToAnotherReplica(t *testing.T) {
+	embedded := etcdtest.Embedded(t)
+	ep := []string{embedded.Client().Endpoints()[0]}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	a, b := newReplica(t, "a", ep), newReplica(t, "b", ep)
+	ma := a.cl.Join(ctx, 9)
+	ra := nextRole(t, ma, true)
+	mb := b.cl.Join(ctx, 9)
+	nextRole(t, mb, false)
+	// A resignation for a role we no longer hold is ignored.
+	ma.Resign(cluster.Role{Master: true, Generation: ra.Generation - 1}, time.Hour)
+	time.Sleep(200 * time.Millisecond)
+	if ok, _ := ma.IsMaster(); !ok {
+		t.Fatal("a stale resignation deposed the current master")
+	}
+	t0 := time.Now()
+	ma.Resign(ra, 3*time.Second)
+	rb := nextRole(t, mb, true)
+	if rb.Generation <= ra.Generation {
+		t.Fatalf("b's generation %d not above a's %d", rb.Generation, ra.Generation)
+	}
+	if ok, _ := ma.IsMaster(); ok {
+		t.Fatal("a still master after resigning")
+	}
+	t.Logf("b master %s after a resigned", time.Since(t0).Round(time.Millisecond))
+	// b leaves: a campaigns again once its holdoff is over.
+	mb.Leave()
+	nextRole(t, ma, true)
+	if d := time.Since(t0); d < 3*time.Second {
+		t.Fatalf("a re-elected %s after resigning, within its 3s holdoff", d)
+	}
+}

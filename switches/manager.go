@@ -122,8 +122,9 @@ type agent struct {
 	mu          sync.Mutex
 	mem         *cluster.Membership
 	connected   time.Time
-	masterSince time.Time // zero unless the switch confirmed us as MASTER
-	unconfirmed bool      // elected master, not (yet) confirmed by the switch (role.go)
+	masterSince time.Time             // zero unless the switch confirmed us as MASTER
+	unconfirmed bool                  // elected master, not (yet) confirmed by the switch (role.go)
+	masterFn    func(context.Context) // replaces master in tests
 
 	m        *Manager
 	c        *ofproto.Conn

@@ -83,7 +83,11 @@ func (a *agent) followRoles(ctx context.Context, mem roleSource, c roleConn) {
 			a.log.Info("took mastership", "generation", role.Generation, "took", time.Since(start).Round(time.Microsecond))
 			rctx, cancel := context.WithCancel(ctx)
 			stop, done = cancel, make(chan struct{})
-			go func(done chan struct{}) { defer close(done); a.master(rctx) }(done)
+			run := a.master
+			if a.masterFn != nil {
+				run = a.masterFn
+			}
+			go func(done chan struct{}) { defer close(done); run(rctx) }(done)
 			continue
 		}
 		if stop != nil {
