@@ -113,6 +113,9 @@ func (m *Metrics) DriftRepaired(dpid uint64, n int) { m.DriftRepairs.Add(float64
 
 var _ reconcile.Observer = (*Metrics)(nil)
 
+// DBSize implements store.Observer.
+func (m *Metrics) DBSize(bytes int64) { m.EtcdDBSizeBytes.Set(float64(bytes)) }
+
 // Defragmented implements store.Observer.
 func (m *Metrics) Defragmented(before, after int64, err error) {
 	if err != nil {
