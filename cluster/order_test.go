@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -133,5 +134,43 @@ func TestResignHandsOverToAnotherReplica(t *testing.T) {
 	nextRole(t, ma, true)
 	if d := time.Since(t0); d < 3*time.Second {
 		t.Fatalf("a re-elected %s after resigning, within its 3s holdoff", d)
+	}
+}
+
+// The generation offset is raised only by the current master, every
+// replica derives the same generation from it, and it keeps rising
+// across elections.
+func TestRaiseGenerationFencedAndShared(t *testing.T) {
+	embedded := etcdtest.Embedded(t)
+	ep := []string{embedded.Client().Endpoints()[0]}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	a, b := newReplica(t, "a", ep), newReplica(t, "b", ep)
+	ma := a.cl.Join(ctx, 11)
+	ra := nextRole(t, ma, true)
+	mb := b.cl.Join(ctx, 11)
+	nextRole(t, mb, false)
+	const switchGen = uint64(1) << 50
+	// A replica that is not master cannot move the offset.
+	if _, err := mb.RaiseGeneration(ctx, cluster.Role{Master: true, Generation: 1}, switchGen); !errors.Is(err, cluster.ErrNotMaster) {
+		t.Fatalf("slave raised the generation: %v", err)
+	}
+	raised, err := ma.RaiseGeneration(ctx, ra, switchGen)
+	if err != nil || raised.Generation != switchGen+1 {
+		t.Fatalf("raise: %+v %v, want generation %d", raised, err, switchGen+1)
+	}
+	st, err := a.cl.Status(ctx)
+	if err != nil || uint64(st.Switches[0].Generation) != raised.Generation {
+		t.Fatalf("status %+v %v, want generation %d", st, err, raised.Generation)
+	}
+	// Hand over: b's generation is its election revision plus the same
+	// offset, above the raised one; a's old role can no longer raise it.
+	ma.Resign(raised, time.Hour)
+	rb := nextRole(t, mb, true)
+	if int64(rb.Generation-raised.Generation) <= 0 {
+		t.Fatalf("b's generation %d not above the raised %d", rb.Generation, raised.Generation)
+	}
+	if _, err := ma.RaiseGeneration(ctx, raised, switchGen<<1); !errors.Is(err, cluster.ErrNotMaster) {
+		t.Fatalf("deposed master raised the generation: %v", err)
 	}
 }

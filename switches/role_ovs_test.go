@@ -16,6 +16,7 @@ import (
 	"github.com/nimbus-sdn/nimbus/internal/ovslab"
 	"github.com/nimbus-sdn/nimbus/metrics"
 	"github.com/nimbus-sdn/nimbus/ofproto"
+	"github.com/nimbus-sdn/nimbus/store"
 	"github.com/nimbus-sdn/nimbus/switches"
 )
 
@@ -50,7 +51,19 @@ func TestMasterDespiteHigherSwitchGeneration(t *testing.T) {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	st := etcdtest.Embedded(t) // real etcd (embedded member)
+	t.Run("embedded-etcd", func(t *testing.T) { masterDespiteHigherGeneration(t, log, etcdtest.Embedded(t)) })
+	t.Run("etcd-server", func(t *testing.T) {
+		c := etcdtest.Start(t, 1)
+		st, err := store.Open(context.Background(), store.Config{Endpoints: c.Endpoints(), Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		masterDespiteHigherGeneration(t, log, st)
+	})
+}
+
+func masterDespiteHigherGeneration(t *testing.T, log *slog.Logger, st *store.Store) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	cl := cluster.New(st.Client(), cluster.Config{ReplicaID: "r1", APIAddr: "127.0.0.1:1", Logger: log})
