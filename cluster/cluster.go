@@ -34,6 +34,9 @@ const (
 	replicasPrefix = store.Prefix + "cluster/replicas/"
 	mastersPrefix  = store.Prefix + "cluster/masters/"
 	connsPrefix    = store.Prefix + "cluster/conns/"
+	// gensPrefix holds each switch's generation offset (a decimal
+	// uint64), added to election revisions to make role generation_ids.
+	gensPrefix = store.Prefix + "cluster/generations/"
 )
 
 // Config configures a replica.

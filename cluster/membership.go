@@ -3,11 +3,13 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -18,16 +20,32 @@ import (
 type Role struct {
 	Master bool
 	// Generation is the OpenFlow role generation_id: the election
-	// revision of the current master (ours when Master).
+	// revision of the current master (ours when Master) plus the
+	// switch's generation offset (see RaiseGeneration). 0 on a slave
+	// role means "no master known".
 	Generation uint64
+	// Seq numbers this switch's role changes in the order this replica
+	// decided them: a change with a higher Seq is newer. Roles() never
+	// delivers a lower Seq after a higher one.
+	Seq uint64
+	// rev is the election revision Generation derives from.
+	rev int64
 }
 
 // Membership is this replica's candidacy for one switch.
+//
+// Role changes come from two goroutines (the campaign and the observer
+// of the current leader). Both decide and publish under mu, so a
+// decision made on stale knowledge (the observer saw the old leader
+// just before we were elected) is dropped instead of overtaking a newer
+// one; one dispatcher goroutine then delivers the latest decision on
+// Roles(), coalescing changes the consumer had no time to act on.
 type Membership struct {
 	cl     *Cluster
 	dpid   uint64
 	roles  chan Role
-	resign chan struct{}
+	notify chan struct{} // a newer role is pending
+	resign chan time.Duration
 	cancel context.CancelFunc
 
 	mu sync.Mutex
@@ -36,15 +54,12 @@ type Membership struct {
 	guardKey string
 	guardRev int64
 	since    time.Time
-}
-
-func (m *Membership) setLeader(key string, rev int64) {
-	m.mu.Lock()
-	m.guardKey, m.guardRev = key, rev
-	if key != "" {
-		m.since = time.Now()
-	}
-	m.mu.Unlock()
+	// epoch changes whenever this replica's own standing changes
+	// (campaign round started, elected, lost): an observer's decision
+	// from an older epoch is stale.
+	epoch   uint64
+	seq     uint64
+	pending Role
 }
 
 // IsMaster reports whether this replica currently masters the switch,
@@ -60,15 +75,18 @@ func (m *Membership) IsMaster() (bool, time.Time) {
 // call Leave to stop.
 func (cl *Cluster) Join(ctx context.Context, dpid uint64) *Membership {
 	ctx, cancel := context.WithCancel(ctx)
-	m := &Membership{cl: cl, dpid: dpid, roles: make(chan Role, 16), resign: make(chan struct{}, 1), cancel: cancel}
+	m := &Membership{cl: cl, dpid: dpid, roles: make(chan Role), notify: make(chan struct{}, 1),
+		resign: make(chan time.Duration, 1), cancel: cancel}
 	cl.mu.Lock()
 	cl.members[dpid] = m
 	cl.mu.Unlock()
+	go m.dispatch(ctx)
 	go m.run(ctx)
 	return m
 }
 
-// Roles delivers role changes in order.
+// Roles delivers role changes in order (the latest one when several
+// happened while the consumer was busy).
 func (m *Membership) Roles() <-chan Role { return m.roles }
 
 // Leave stops campaigning (and resigns if master).
@@ -90,17 +108,136 @@ func (m *Membership) Guard() clientv3.Cmp {
 	return clientv3.Compare(clientv3.CreateRevision(m.guardKey), "=", m.guardRev)
 }
 
-func (m *Membership) emit(ctx context.Context, r Role) {
+// publishLocked numbers r and makes it the pending role. m.mu is held.
+func (m *Membership) publishLocked(r Role) {
+	m.seq++
+	r.Seq = m.seq
+	m.pending = r
 	select {
-	case m.roles <- r:
-	case <-ctx.Done():
+	case m.notify <- struct{}{}:
+	default:
 	}
 }
+
+// dispatch is the only sender on m.roles: it offers the newest pending
+// role until the consumer takes it.
+func (m *Membership) dispatch(ctx context.Context) {
+	var cur Role
+	var have bool
+	var sent uint64
+	for {
+		var out chan Role
+		if have {
+			out = m.roles
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.notify:
+			m.mu.Lock()
+			if p := m.pending; p.Seq > sent && p.Seq > cur.Seq {
+				cur, have = p, true
+			}
+			m.mu.Unlock()
+		case out <- cur:
+			sent, have = cur.Seq, false
+		}
+	}
+}
+
+// genKey holds the switch's generation offset.
+func (m *Membership) genKey() string { return gensPrefix + DPIDKey(m.dpid) }
+
+// offset reads the switch's generation offset (0 when none was set).
+func (m *Membership) offset(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := m.cl.c.Get(ctx, m.genKey())
+	if err != nil {
+		return 0, fmt.Errorf("cluster: reading generation offset: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, nil
+	}
+	off, err := strconv.ParseUint(string(resp.Kvs[0].Value), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("cluster: generation offset of %s: %w", DPIDKey(m.dpid), err)
+	}
+	return off, nil
+}
+
+// ErrNotMaster is returned for a mastership request made by a replica
+// that no longer holds (or never held) the role it names.
+var ErrNotMaster = errors.New("cluster: not the master of this switch")
+
+// RaiseGeneration lifts the switch's generation offset so that the
+// master role r gets a generation above above (the generation the
+// switch holds, learned from a ROLE_REQUEST NOCHANGE after a STALE
+// refusal, e.g. after an etcd restore lowered the revisions). The offset
+// is written in a transaction fenced by our election key, so only the
+// current master moves it; every replica adds it to the election
+// revision, so generations stay the same everywhere and rise with each
+// election. It returns r with its new generation.
+func (m *Membership) RaiseGeneration(ctx context.Context, r Role, above uint64) (Role, error) {
+	m.mu.Lock()
+	key, rev := m.guardKey, m.guardRev
+	m.mu.Unlock()
+	if !r.Master || key == "" || rev != r.rev {
+		return r, ErrNotMaster
+	}
+	// OpenFlow compares generations by signed 64-bit distance: "above"
+	// is meaningful whatever the values, and wraps like the switch does.
+	if int64(above-r.Generation) < 0 {
+		return r, fmt.Errorf("cluster: generation %d of switch %s is already above %d", r.Generation, DPIDKey(m.dpid), above)
+	}
+	off := above + 1 - uint64(rev)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := m.cl.c.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", rev)).
+		Then(clientv3.OpPut(m.genKey(), strconv.FormatUint(off, 10))).Commit()
+	if err != nil {
+		return r, fmt.Errorf("cluster: raising generation of %s: %w", DPIDKey(m.dpid), err)
+	}
+	if !resp.Succeeded {
+		return r, fmt.Errorf("cluster: raising generation of %s: %w", DPIDKey(m.dpid), ErrNotMaster)
+	}
+	r.Generation = uint64(rev) + off
+	return r, nil
+}
+
+// Resign gives up the master role r (if this replica still holds it)
+// and stays out of the election for holdoff, so that another replica
+// connected to the switch gets the chance to take it.
+func (m *Membership) Resign(r Role, holdoff time.Duration) {
+	m.mu.Lock()
+	ok := r.Master && m.guardKey != "" && m.guardRev == r.rev
+	m.mu.Unlock()
+	if !ok {
+		return
+	}
+	select {
+	case m.resign <- holdoff:
+	default:
+	}
+}
+
+// observeHook, when set (tests), runs after the observer decided a slave
+// role and before it publishes it.
+var observeHook atomic.Pointer[func(dpid uint64, r Role)]
 
 func (m *Membership) run(ctx context.Context) {
 	log := m.cl.log.With("dpid", DPIDKey(m.dpid))
 	pfx := mastersPrefix + DPIDKey(m.dpid)
+	var holdoff time.Duration
 	for ctx.Err() == nil {
+		if holdoff > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(holdoff):
+			}
+			holdoff = 0
+		}
 		s, err := m.cl.waitSession(ctx)
 		if err != nil {
 			return
@@ -122,7 +259,11 @@ func (m *Membership) run(ctx context.Context) {
 		}()
 		// While waiting, follow the current leader to send SLAVE with a
 		// valid generation.
-		go m.observe(sctx, e)
+		m.mu.Lock()
+		m.epoch++
+		epoch := m.epoch
+		m.mu.Unlock()
+		go m.observe(sctx, e, epoch)
 		err = e.Campaign(sctx, m.cl.cfg.ReplicaID)
 		if err == nil {
 			// Campaign can return success after our own key was deleted
@@ -138,6 +279,10 @@ func (m *Membership) run(ctx context.Context) {
 				err = errors.New("cluster: elected on a key that no longer exists")
 			}
 		}
+		var off uint64
+		if err == nil {
+			off, err = m.offset(sctx)
+		}
 		if err != nil {
 			scancel()
 			if ctx.Err() == nil {
@@ -145,9 +290,19 @@ func (m *Membership) run(ctx context.Context) {
 			}
 			continue
 		}
-		m.setLeader(e.Key(), e.Rev())
-		log.Info("elected master", "generation", e.Rev())
-		m.emit(ctx, Role{Master: true, Generation: uint64(e.Rev())})
+		// A resign request left from an earlier mastership is not for
+		// this one.
+		select {
+		case <-m.resign:
+		default:
+		}
+		gen := uint64(e.Rev()) + off
+		m.mu.Lock()
+		m.epoch++
+		m.guardKey, m.guardRev, m.since = e.Key(), e.Rev(), time.Now()
+		m.publishLocked(Role{Master: true, Generation: gen, rev: e.Rev()})
+		m.mu.Unlock()
+		log.Info("elected master", "generation", gen, "revision", e.Rev())
 		select {
 		case <-sctx.Done():
 			if ctx.Err() != nil {
@@ -156,30 +311,55 @@ func (m *Membership) run(ctx context.Context) {
 				c()
 			}
 			log.Warn("lost mastership: session ended")
-		case <-m.resign:
+		case holdoff = <-m.resign:
 			rctx, c := context.WithTimeout(context.Background(), 2*time.Second)
 			err := e.Resign(rctx)
 			c()
-			log.Info("resigned mastership for rebalancing", "err", err)
+			log.Info("resigned mastership", "holdoff", holdoff, "err", err)
 		}
 		scancel()
-		m.setLeader("", 0)
-		m.emit(ctx, Role{Master: false})
+		m.mu.Lock()
+		m.epoch++
+		m.guardKey, m.guardRev = "", 0
+		m.publishLocked(Role{Master: false})
+		m.mu.Unlock()
 	}
 }
 
-func (m *Membership) observe(ctx context.Context, e *concurrency.Election) {
+// observe follows the election's leader and publishes a slave role with
+// its generation each time it changes, as long as this replica's own
+// standing is still the one of epoch (not elected meanwhile).
+func (m *Membership) observe(ctx context.Context, e *concurrency.Election, epoch uint64) {
 	var last int64
-	for resp := range e.Observe(ctx) {
-		if len(resp.Kvs) == 0 {
-			continue
+	for ctx.Err() == nil {
+		for resp := range e.Observe(ctx) {
+			if len(resp.Kvs) == 0 {
+				continue
+			}
+			kv := resp.Kvs[0]
+			if string(kv.Value) == m.cl.cfg.ReplicaID || kv.CreateRevision == last {
+				continue
+			}
+			off, err := m.offset(ctx)
+			if err != nil {
+				continue // the next leader change tries again
+			}
+			last = kv.CreateRevision
+			r := Role{Master: false, Generation: uint64(kv.CreateRevision) + off, rev: kv.CreateRevision}
+			if h := observeHook.Load(); h != nil {
+				(*h)(m.dpid, r)
+			}
+			m.mu.Lock()
+			if m.epoch == epoch && m.guardKey == "" && ctx.Err() == nil {
+				m.publishLocked(r)
+			}
+			m.mu.Unlock()
 		}
-		kv := resp.Kvs[0]
-		if string(kv.Value) == m.cl.cfg.ReplicaID || kv.CreateRevision == last {
-			continue
+		// Observe ends when its watch fails (e.g. compacted): follow again.
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
 		}
-		last = kv.CreateRevision
-		m.emit(ctx, Role{Master: false, Generation: uint64(kv.CreateRevision)})
 	}
 }
 
@@ -256,7 +436,7 @@ func (cl *Cluster) rebalance(ctx context.Context) {
 		}
 		if want := owners[dpid]; want != "" && want != cl.cfg.ReplicaID {
 			select {
-			case m.resign <- struct{}{}:
+			case m.resign <- 0:
 			default:
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,7 +26,7 @@ type ReplicaStatus struct {
 type SwitchStatus struct {
 	DPID       string   `json:"dpid"`
 	Master     string   `json:"master"`
-	Generation int64    `json:"generation"`
+	Generation int64    `json:"generation"` // the OpenFlow generation_id (as int64)
 	Connected  []string `json:"connected"`
 }
 
@@ -44,6 +45,7 @@ func (cl *Cluster) Status(ctx context.Context) (*Status, error) {
 		clientv3.OpGet(replicasPrefix, clientv3.WithPrefix()),
 		clientv3.OpGet(mastersPrefix, clientv3.WithPrefix()),
 		clientv3.OpGet(connsPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly()),
+		clientv3.OpGet(gensPrefix, clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return nil, err
@@ -68,6 +70,16 @@ func (cl *Cluster) Status(ctx context.Context) (*Status, error) {
 		s := get(d)
 		if s.Generation == 0 || kv.CreateRevision < s.Generation {
 			s.Master, s.Generation = string(kv.Value), kv.CreateRevision
+		}
+	}
+	// The generation is the master's election revision plus the
+	// switch's offset (see Membership.RaiseGeneration).
+	for _, kv := range resp.Responses[3].GetResponseRange().Kvs {
+		d := strings.TrimPrefix(string(kv.Key), gensPrefix)
+		if s := sw[d]; s != nil && s.Master != "" {
+			if off, err := strconv.ParseUint(string(kv.Value), 10, 64); err == nil {
+				s.Generation = int64(uint64(s.Generation) + off)
+			}
 		}
 	}
 	for _, kv := range resp.Responses[2].GetResponseRange().Kvs {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,7 +65,11 @@ type Config struct {
 		EmbedClientURL string        `mapstructure:"embed_client_url"`
 		EmbedPeerURL   string        `mapstructure:"embed_peer_url"`
 		DialTimeout    time.Duration `mapstructure:"dial_timeout"`
-		TLS            struct {
+		// Embedded etcd maintenance (finding 12).
+		AutoCompactionMode      string        `mapstructure:"auto_compaction_mode"`
+		AutoCompactionRetention string        `mapstructure:"auto_compaction_retention"`
+		DefragInterval          time.Duration `mapstructure:"defrag_interval"`
+		TLS                     struct {
 			Cert string `mapstructure:"cert"`
 			Key  string `mapstructure:"key"`
 			CA   string `mapstructure:"ca"`
@@ -116,6 +121,9 @@ var options = []option{
 	{"etcd.embed_client_url", "etcd-embed-client-url", "client URL of the embedded etcd (off the standard 2379 so a system etcd can coexist)", "http://127.0.0.1:12379"},
 	{"etcd.embed_peer_url", "etcd-embed-peer-url", "peer URL of the embedded etcd", "http://127.0.0.1:12380"},
 	{"etcd.dial_timeout", "etcd-dial-timeout", "etcd connection timeout", 5 * time.Second},
+	{"etcd.auto_compaction_mode", "etcd-auto-compaction-mode", "embedded etcd: compact old revisions by age (periodic) or count (revision)", "periodic"},
+	{"etcd.auto_compaction_retention", "etcd-auto-compaction-retention", "embedded etcd: history kept, a duration (periodic) or a number of revisions (revision); 0 disables compaction", "1h"},
+	{"etcd.defrag_interval", "etcd-defrag-interval", "embedded etcd: defragment this often when a quarter of the file is free (0 disables)", 24 * time.Hour},
 	{"etcd.tls.cert", "etcd-tls-cert", "etcd client certificate", ""},
 	{"etcd.tls.key", "etcd-tls-key", "etcd client key", ""},
 	{"etcd.tls.ca", "etcd-tls-ca", "CA of the etcd servers", ""},
@@ -288,6 +296,12 @@ func (c *Config) validate() error {
 	if c.Cluster.LeaseTTL < 2 {
 		return fmt.Errorf("config: cluster.lease_ttl %d is below etcd's minimum of 2 seconds", c.Cluster.LeaseTTL)
 	}
+	if err := validCompaction(c.Etcd.AutoCompactionMode, c.Etcd.AutoCompactionRetention); err != nil {
+		return err
+	}
+	if c.Etcd.DefragInterval < 0 || (c.Etcd.DefragInterval > 0 && c.Etcd.DefragInterval < time.Minute) {
+		return fmt.Errorf("config: etcd.defrag_interval %s must be 0 (off) or at least 1m", c.Etcd.DefragInterval)
+	}
 	for i, e := range c.Etcd.Endpoints {
 		c.Etcd.Endpoints[i] = strings.TrimSpace(e)
 	}
@@ -300,6 +314,28 @@ func (c *Config) validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("config: log.format %q is not text or json", c.Log.Format)
+	}
+	return nil
+}
+
+// validCompaction checks the embedded etcd's compaction settings as etcd
+// reads them: periodic takes a duration (or a whole number of hours),
+// revision a number of revisions.
+func validCompaction(mode, retention string) error {
+	switch mode {
+	case "periodic":
+		if n, err := strconv.Atoi(retention); err == nil && n >= 0 {
+			return nil
+		}
+		if d, err := time.ParseDuration(retention); err != nil || d < 0 {
+			return fmt.Errorf("config: etcd.auto_compaction_retention %q is not a duration (periodic mode)", retention)
+		}
+	case "revision":
+		if n, err := strconv.ParseInt(retention, 10, 64); err != nil || n < 0 {
+			return fmt.Errorf("config: etcd.auto_compaction_retention %q is not a number of revisions (revision mode)", retention)
+		}
+	default:
+		return fmt.Errorf("config: etcd.auto_compaction_mode %q is not periodic or revision", mode)
 	}
 	return nil
 }

@@ -70,3 +70,27 @@ func TestValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestEtcdMaintenanceKeys(t *testing.T) {
+	c, err := load(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Etcd.AutoCompactionMode != "periodic" || c.Etcd.AutoCompactionRetention != "1h" || c.Etcd.DefragInterval != 24*time.Hour {
+		t.Fatalf("etcd maintenance defaults: %+v", c.Etcd)
+	}
+	c, err = load(t, []string{"--etcd-defrag-interval", "0"}, []string{"NIMBUS_ETCD_AUTO_COMPACTION_MODE=revision", "NIMBUS_ETCD_AUTO_COMPACTION_RETENTION=5000"})
+	if err != nil || c.Etcd.AutoCompactionMode != "revision" || c.Etcd.AutoCompactionRetention != "5000" || c.Etcd.DefragInterval != 0 {
+		t.Fatalf("etcd maintenance from env and flags: %+v %v", c, err)
+	}
+	for _, args := range [][]string{
+		{"--etcd-auto-compaction-mode", "sometimes"},
+		{"--etcd-auto-compaction-mode", "revision", "--etcd-auto-compaction-retention", "1h"},
+		{"--etcd-auto-compaction-retention", "soon"},
+		{"--etcd-defrag-interval", "1s"},
+	} {
+		if _, err := load(t, args, nil); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}

@@ -35,6 +35,18 @@ type Metrics struct {
 	// PacketInFlowAdds counts flows installed by packet-in handlers.
 	PacketInFlowAdds prometheus.Counter
 
+	// Mastership alarms: MASTER role requests the switch refused or that
+	// failed, generation raises after a STALE refusal, resignations
+	// after a takeover that kept failing, and switches this replica was
+	// elected to master that have not confirmed it yet.
+	RoleRequestFailures  prometheus.Counter
+	RoleGenerationRaises prometheus.Counter
+	MastershipResigns    prometheus.Counter
+	SwitchesUnconfirmed  prometheus.Gauge
+	// Embedded etcd maintenance (store.Observer).
+	EtcdDefrags     *prometheus.CounterVec
+	EtcdDBSizeBytes prometheus.Gauge
+
 	packetIns [256]prometheus.Counter
 }
 
@@ -62,6 +74,13 @@ func New() *Metrics {
 		m.FabricLinks, m.MalformedLLDP,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.PacketInFlowAdds = m.FlowMods.WithLabelValues("packet_in", "add")
+	m.RoleRequestFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_role_request_failures_total", Help: "MASTER role requests refused by the switch (or failed) while this replica was elected master."})
+	m.RoleGenerationRaises = prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_role_generation_raises_total", Help: "Times a switch held a generation_id above the election's and the switch's generation offset was raised past it."})
+	m.MastershipResigns = prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_mastership_resigns_total", Help: "Elections this replica resigned because the switch kept refusing its MASTER role."})
+	m.SwitchesUnconfirmed = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nimbus_switches_master_unconfirmed", Help: "Switches this replica was elected to master whose MASTER role is not confirmed (still trying, or stood aside after failing and no other master seen)."})
+	m.EtcdDefrags = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_etcd_defrags_total", Help: "Scheduled defragmentations of the embedded etcd member, by result (ok or error)."}, []string{"result"})
+	m.EtcdDBSizeBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nimbus_etcd_db_size_bytes", Help: "Size of the embedded etcd member's database file, as of the last maintenance pass."})
+	r.MustRegister(m.RoleRequestFailures, m.RoleGenerationRaises, m.MastershipResigns, m.SwitchesUnconfirmed, m.EtcdDefrags, m.EtcdDBSizeBytes)
 	for i := range m.packetIns {
 		m.packetIns[i] = m.PacketIns.WithLabelValues(pipeline.AppID(i).String())
 	}
@@ -93,6 +112,19 @@ func (m *Metrics) Reconciled(dpid uint64, d time.Duration, ops *reconcile.Ops, e
 func (m *Metrics) DriftRepaired(dpid uint64, n int) { m.DriftRepairs.Add(float64(n)) }
 
 var _ reconcile.Observer = (*Metrics)(nil)
+
+// DBSize implements store.Observer.
+func (m *Metrics) DBSize(bytes int64) { m.EtcdDBSizeBytes.Set(float64(bytes)) }
+
+// Defragmented implements store.Observer.
+func (m *Metrics) Defragmented(before, after int64, err error) {
+	if err != nil {
+		m.EtcdDefrags.WithLabelValues("error").Inc()
+		return
+	}
+	m.EtcdDefrags.WithLabelValues("ok").Inc()
+	m.EtcdDBSizeBytes.Set(float64(after))
+}
 
 // String is for debugging.
 func (m *Metrics) String() string { return fmt.Sprintf("metrics(%p)", m) }

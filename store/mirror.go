@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -11,6 +12,10 @@ import (
 
 	"github.com/nimbus-sdn/nimbus/model"
 )
+
+// mirrorLoadedHook, when set (tests), runs between the mirror's read and
+// its watch.
+var mirrorLoadedHook atomic.Pointer[func(rev int64)]
 
 // Mirror keeps an immutable snapshot of the model current: it reads the
 // whole prefix at revision R, then watches from R+1 and applies each
@@ -102,6 +107,9 @@ func (m *Mirror) once(ctx context.Context) error {
 		return err
 	}
 	m.publish(snap)
+	if h := mirrorLoadedHook.Load(); h != nil {
+		(*h)(snap.Revision)
+	}
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer wcancel()
 	wch := m.s.c.Watch(wctx, Prefix+"model/", clientv3.WithPrefix(), clientv3.WithRev(snap.Revision+1))

@@ -33,6 +33,12 @@ import (
 	"github.com/nimbus-sdn/nimbus/model"
 )
 
+// Embedded etcd compaction defaults: keep an hour of history.
+const (
+	DefaultAutoCompactionMode      = "periodic"
+	DefaultAutoCompactionRetention = "1h"
+)
+
 // Prefix is the versioned root of every Nimbus key.
 const Prefix = "/nimbus/v1/"
 
@@ -54,6 +60,13 @@ type Config struct {
 	// EmbedClientURL and EmbedPeerURL for the embedded etcd.
 	EmbedClientURL string
 	EmbedPeerURL   string
+	// AutoCompactionMode ("periodic" or "revision") and
+	// AutoCompactionRetention ("1h" / "30m" in periodic mode, a number of
+	// revisions in revision mode) configure the embedded etcd's
+	// compaction of old revisions. Empty: periodic, 1h. An external
+	// cluster compacts by its own --auto-compaction-* flags.
+	AutoCompactionMode      string
+	AutoCompactionRetention string
 	// TLS client certificates for an external cluster.
 	CertFile, KeyFile, CAFile string
 	DialTimeout               time.Duration
@@ -65,6 +78,7 @@ type Store struct {
 	c      *clientv3.Client
 	log    *slog.Logger
 	etcd   *embed.Etcd
+	embed  string // client URL of the embedded member
 	prefix string
 }
 
@@ -84,7 +98,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.etcd = e
+		s.etcd, s.embed = e, ep
 		endpoints = []string{ep}
 	}
 	cc := clientv3.Config{Endpoints: endpoints, DialTimeout: cfg.DialTimeout, Logger: zap.NewNop(),
@@ -164,6 +178,16 @@ func startEmbedded(cfg Config) (*embed.Etcd, string, error) {
 	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	ec.InitialCluster = ec.Name + "=" + pu.String()
+	// Compact old revisions, or history grows until the space quota
+	// refuses every write (defragmentation then returns the space: see
+	// Maintain).
+	ec.AutoCompactionMode, ec.AutoCompactionRetention = cfg.AutoCompactionMode, cfg.AutoCompactionRetention
+	if ec.AutoCompactionMode == "" {
+		ec.AutoCompactionMode = DefaultAutoCompactionMode
+	}
+	if ec.AutoCompactionRetention == "" {
+		ec.AutoCompactionRetention = DefaultAutoCompactionRetention
+	}
 	ec.LogLevel = "error"
 	ec.Logger = "zap"
 	ec.LogOutputs = []string{"stderr"}

@@ -122,7 +122,9 @@ type agent struct {
 	mu          sync.Mutex
 	mem         *cluster.Membership
 	connected   time.Time
-	masterSince time.Time // zero unless the switch confirmed us as MASTER
+	masterSince time.Time             // zero unless the switch confirmed us as MASTER
+	unconfirmed bool                  // elected master, not (yet) confirmed by the switch (role.go)
+	masterFn    func(context.Context) // replaces master in tests
 
 	m        *Manager
 	c        *ofproto.Conn
@@ -205,58 +207,7 @@ func (a *agent) run(ctx context.Context) {
 	a.mem = mem
 	a.mu.Unlock()
 	defer mem.Leave()
-	var stop context.CancelFunc
-	var done chan struct{}
-	stopRec := func() {
-		if stop != nil {
-			stop()
-			<-done
-			stop = nil
-		}
-	}
-	defer stopRec()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case role := <-mem.Roles():
-			if role.Master {
-				start := time.Now()
-				if _, _, err := a.c.SetRole(ctx, ofproto.RoleMaster, role.Generation); err != nil {
-					a.log.Warn("switch refused MASTER role", "generation", role.Generation, "err", err)
-					continue
-				}
-				if err := a.c.Barrier(ctx); err != nil {
-					a.log.Warn("barrier after role change failed", "err", err)
-					continue
-				}
-				a.m.cfg.Metrics.MastershipChanges.Inc()
-				a.m.cfg.Metrics.SwitchesMastered.Inc()
-				a.mu.Lock()
-				a.masterSince = time.Now()
-				a.mu.Unlock()
-				a.log.Info("took mastership", "generation", role.Generation, "took", time.Since(start).Round(time.Microsecond))
-				stopRec()
-				rctx, cancel := context.WithCancel(ctx)
-				stop, done = cancel, make(chan struct{})
-				go func(done chan struct{}) { defer close(done); a.master(rctx) }(done)
-				continue
-			}
-			if stop != nil {
-				a.m.cfg.Metrics.SwitchesMastered.Dec()
-				a.log.Info("gave up mastership")
-			}
-			a.mu.Lock()
-			a.masterSince = time.Time{}
-			a.mu.Unlock()
-			stopRec()
-			if role.Generation != 0 {
-				if _, _, err := a.c.SetRole(ctx, ofproto.RoleSlave, role.Generation); err != nil {
-					a.log.Debug("SLAVE role request refused", "generation", role.Generation, "err", err)
-				}
-			}
-		}
-	}
+	a.followRoles(ctx, mem, a.c)
 }
 
 // master runs the reconciler while this replica masters the switch.

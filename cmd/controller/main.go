@@ -97,6 +97,7 @@ func serve(args []string) error {
 	// State: etcd, embedded when no endpoints are configured.
 	st, err := store.Open(ctx, store.Config{Endpoints: cfg.Etcd.Endpoints, DataDir: cfg.Etcd.DataDir,
 		EmbedClientURL: cfg.Etcd.EmbedClientURL, EmbedPeerURL: cfg.Etcd.EmbedPeerURL, DialTimeout: cfg.Etcd.DialTimeout,
+		AutoCompactionMode: cfg.Etcd.AutoCompactionMode, AutoCompactionRetention: cfg.Etcd.AutoCompactionRetention,
 		CertFile: cfg.Etcd.TLS.Cert, KeyFile: cfg.Etcd.TLS.Key, CAFile: cfg.Etcd.TLS.CA, Logger: log})
 	if err != nil {
 		return err
@@ -104,6 +105,7 @@ func serve(args []string) error {
 	defer st.Close()
 	if st.Embedded() {
 		log.Info("started embedded etcd", "data_dir", cfg.Etcd.DataDir, "client_url", cfg.Etcd.EmbedClientURL)
+		go st.Maintain(ctx, cfg.Etcd.DefragInterval, m) // defragment our own member
 	}
 	mirror := st.NewMirror()
 	go mirror.Run(ctx)
