@@ -69,7 +69,7 @@ type event struct {
 
 type eventSession struct{ ev chan event }
 
-func (s eventSession) OnConnect(c *Conn) Handler         { s.ev <- event{true, c}; return nil }
+func (s eventSession) OnConnect(c *Conn) Handler       { s.ev <- event{true, c}; return nil }
 func (s eventSession) OnDisconnect(c *Conn, err error) { s.ev <- event{false, c} }
 
 func (s eventSession) next(t *testing.T, what string) event {
