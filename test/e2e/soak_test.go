@@ -69,6 +69,13 @@ func TestSoakJunkConnectionsAndFakeSwitches(t *testing.T) {
 	if err := ping.Start(); err != nil {
 		t.Fatal(err)
 	}
+	pingDone := false
+	t.Cleanup(func() {
+		if !pingDone {
+			ping.Process.Kill()
+			ping.Wait()
+		}
+	})
 
 	var stats soakStats
 	for i := 0; i < soakJunk; i++ {
@@ -89,6 +96,8 @@ func TestSoakJunkConnectionsAndFakeSwitches(t *testing.T) {
 
 	// Sample while the attack runs; every 10 s delete the learned flows,
 	// so the pings need the controller's packet-in path again.
+	learnedBefore := c.metric("nimbus_flow_mods_total", `source="packet_in"`)
+	flushes := 0
 	peak := base
 	start := time.Now()
 	lastFlush := start
@@ -102,12 +111,14 @@ func TestSoakJunkConnectionsAndFakeSwitches(t *testing.T) {
 		if time.Since(lastFlush) >= 10*time.Second {
 			br.DelFlows(fmt.Sprintf("cookie=0x%x/0x%x", pipeline.CookieDynamic, pipeline.CookieDynamic))
 			lastFlush = time.Now()
+			flushes++
 		}
 	}
 	open := c.metric("nimbus_openflow_connections", "")
 	stop()
 	wg.Wait()
 	ping.Wait()
+	pingDone = true
 	attackEnd := time.Now()
 	t.Logf("attack: %s; junk connections made %d, fake switch connections %d (handshakes completed %d), bytes sent %d MiB; open at the end %v",
 		soakAttack, stats.junk.Load(), stats.fakes.Load(), stats.handshakes.Load(), stats.bytes.Load()>>20, open)
@@ -148,6 +159,12 @@ func TestSoakJunkConnectionsAndFakeSwitches(t *testing.T) {
 	t.Logf("pings during the attack: %d sent, %d received", sent, recv)
 	if sent == 0 || recv < sent*95/100 {
 		t.Errorf("pings lost during the attack: %d of %d\n%s", sent-recv, sent, pingOut.String())
+	}
+
+	learned := c.metric("nimbus_flow_mods_total", `source="packet_in"`) - learnedBefore
+	t.Logf("learned flows deleted %d times during the attack; flows relearned through packet-ins: %v", flushes, learned)
+	if learned < float64(flushes) {
+		t.Errorf("only %v flows relearned after %d flushes: the packet-in path stalled under attack", learned, flushes)
 	}
 
 	// The defences fired.
