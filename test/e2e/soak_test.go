@@ -109,7 +109,7 @@ func TestSoakJunkConnectionsAndFakeSwitches(t *testing.T) {
 		s := soakSample(t, c)
 		peak.rss, peak.goroutines = max(peak.rss, s.rss), max(peak.goroutines, s.goroutines)
 		if time.Since(lastFlush) >= 10*time.Second {
-			br.DelFlows(fmt.Sprintf("cookie=0x%x/0x%x", pipeline.CookieDynamic, pipeline.CookieDynamic))
+			br.Ofctl("del-flows", br.Name, fmt.Sprintf("cookie=0x%x/0x%x", pipeline.CookieDynamic, pipeline.CookieDynamic))
 			lastFlush = time.Now()
 			flushes++
 		}
