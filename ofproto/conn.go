@@ -56,9 +56,12 @@ type Config struct {
 // Defaults of the multipart caps and the request timeout.
 //
 // 32 MiB holds the largest flow dump we expect from a real switch with
-// room to spare: Nimbus flows encode in 150-300 bytes in a FLOW_STATS
-// reply, so 32 MiB is 110k-220k flows, above the 100k-flow tables the
-// benchmarks load; groups and meters are far fewer. A switch holding more
+// room to spare: a flow takes about 100-300 bytes in a FLOW_STATS reply
+// (56 fixed, the OXM match, the instructions), so 32 MiB is 110k-330k
+// flows, above the 100k-flow tables measured in the lab; groups and
+// meters are far fewer. The cap is per reply and per connection: the
+// worst case a listener holds is max_conns times it, which the
+// connection caps bound. A switch holding more
 // needs openflow.max_multipart_bytes raised. It is one cap rather than one
 // per type because flows dominate; PORT_DESC, whose size the protocol
 // itself bounds, gets the tighter portDescMaxBytes.
