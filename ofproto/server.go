@@ -328,7 +328,7 @@ func (s *Server) handle(ctx context.Context, nc net.Conn) {
 	defer stop()
 	if err := c.Handshake(); err != nil {
 		if errors.Is(err, ErrVersion) {
-			c.log.Warn("switch rejected: HELLO_FAILED sent", "err", err)
+			s.logLimited("version", slog.LevelWarn, "switch rejected: HELLO_FAILED sent", "remote", nc.RemoteAddr().String(), "err", err)
 		} else {
 			s.dropped(DroppedHandshake)
 			s.logLimited("handshake", slog.LevelWarn, "switch handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
