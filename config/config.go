@@ -21,10 +21,23 @@ type Config struct {
 		Listen       string        `mapstructure:"listen"`
 		EchoInterval time.Duration `mapstructure:"echo_interval"`
 		DeadAfter    time.Duration `mapstructure:"dead_after"`
-		TLS          struct {
+		// Listener bounds (see README): handshake and request timeouts,
+		// multipart reply caps, connection caps, and the echo probe that
+		// settles a duplicate datapath id.
+		HandshakeTimeout  time.Duration `mapstructure:"handshake_timeout"`
+		RequestTimeout    time.Duration `mapstructure:"request_timeout"`
+		MaxMultipartBytes int           `mapstructure:"max_multipart_bytes"`
+		MaxMultipartParts int           `mapstructure:"max_multipart_parts"`
+		MaxConns          int           `mapstructure:"max_conns"`
+		MaxConnsPerAddr   int           `mapstructure:"max_conns_per_addr"`
+		DuplicateProbe    time.Duration `mapstructure:"duplicate_probe"`
+		TLS               struct {
 			Cert string `mapstructure:"cert"`
 			Key  string `mapstructure:"key"`
 			CA   string `mapstructure:"ca"`
+			// BindDPID accepts a switch only if its certificate names
+			// its datapath id (or the chassis that owns it).
+			BindDPID bool `mapstructure:"bind_dpid"`
 		} `mapstructure:"tls"`
 	} `mapstructure:"openflow"`
 	API struct {
@@ -97,6 +110,14 @@ var options = []option{
 	{"openflow.tls.cert", "openflow-tls-cert", "TLS certificate (enables TLS with client-certificate verification)", ""},
 	{"openflow.tls.key", "openflow-tls-key", "TLS private key", ""},
 	{"openflow.tls.ca", "openflow-tls-ca", "CA that signs switch certificates", ""},
+	{"openflow.tls.bind_dpid", "openflow-tls-bind-dpid", "accept a switch only if its certificate names its datapath id (CN or DNS SAN <16 hex>, or dpid:<16 hex>), or the chassis that registered that datapath id", false},
+	{"openflow.handshake_timeout", "openflow-handshake-timeout", "close a connection that has not completed HELLO and FEATURES (and TLS) within this", 10 * time.Second},
+	{"openflow.request_timeout", "openflow-request-timeout", "close a switch that leaves a request (role, barrier, dump, bundle, echo) unanswered this long", 30 * time.Second},
+	{"openflow.max_multipart_bytes", "openflow-max-multipart-bytes", "cap on one multipart reply (flow, group, meter dumps; PORT_DESC is capped at 4 MiB); beyond it the request fails and the switch is closed", 32 << 20},
+	{"openflow.max_multipart_parts", "openflow-max-multipart-parts", "cap on the parts of one multipart reply", 1 << 18},
+	{"openflow.max_conns", "openflow-max-conns", "cap on open OpenFlow connections; more are closed at once", 4096},
+	{"openflow.max_conns_per_addr", "openflow-max-conns-per-addr", "cap on open OpenFlow connections from one remote IP (labs run many bridges from 127.0.0.1)", 256},
+	{"openflow.duplicate_probe", "openflow-duplicate-probe", "when a connection claims a connected datapath id, the old session must answer an echo within this or be replaced; if it answers, the newcomer is refused", time.Second},
 	{"api.listen", "api-listen", "HTTP API listen address (Neutron API, /healthz, /metrics)", ":9696"},
 	{"api.auth", "api-auth", "noauth (every caller is admin) or keystone", "noauth"},
 	{"api.keystone_url", "api-keystone-url", "Keystone base URL for api.auth=keystone", ""},
@@ -145,6 +166,8 @@ func Flags(fs *pflag.FlagSet) {
 		switch d := o.def.(type) {
 		case string:
 			fs.String(o.flag, d, o.help)
+		case bool:
+			fs.Bool(o.flag, d, o.help)
 		case int:
 			fs.Int(o.flag, d, o.help)
 		case time.Duration:
@@ -262,6 +285,21 @@ func knownList(known map[string]bool) string {
 func (c *Config) validate() error {
 	if c.OpenFlow.EchoInterval <= 0 || c.OpenFlow.DeadAfter <= c.OpenFlow.EchoInterval {
 		return fmt.Errorf("config: openflow.dead_after (%s) must exceed openflow.echo_interval (%s) > 0", c.OpenFlow.DeadAfter, c.OpenFlow.EchoInterval)
+	}
+	of := &c.OpenFlow
+	if of.HandshakeTimeout <= 0 || of.RequestTimeout <= 0 || of.DuplicateProbe <= 0 {
+		return fmt.Errorf("config: openflow.handshake_timeout (%s), openflow.request_timeout (%s) and openflow.duplicate_probe (%s) must be positive",
+			of.HandshakeTimeout, of.RequestTimeout, of.DuplicateProbe)
+	}
+	if of.MaxMultipartBytes < 64<<10 || of.MaxMultipartParts < 1 {
+		return fmt.Errorf("config: openflow.max_multipart_bytes %d must be at least 65536 and openflow.max_multipart_parts %d at least 1",
+			of.MaxMultipartBytes, of.MaxMultipartParts)
+	}
+	if of.MaxConns < 1 || of.MaxConnsPerAddr < 1 {
+		return fmt.Errorf("config: openflow.max_conns %d and openflow.max_conns_per_addr %d must be at least 1", of.MaxConns, of.MaxConnsPerAddr)
+	}
+	if of.TLS.BindDPID && (of.TLS.Cert == "" || of.TLS.Key == "" || of.TLS.CA == "") {
+		return fmt.Errorf("config: openflow.tls.bind_dpid needs OpenFlow TLS (openflow.tls.cert, key and ca)")
 	}
 	if c.Reconcile.Interval < 100*time.Millisecond {
 		return fmt.Errorf("config: reconcile.interval %s is below 100ms", c.Reconcile.Interval)

@@ -94,3 +94,29 @@ func TestEtcdMaintenanceKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenFlowListenerKeys(t *testing.T) {
+	c, err := load(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	of := c.OpenFlow
+	if of.MaxConns != 4096 || of.MaxConnsPerAddr != 256 || of.MaxMultipartBytes != 32<<20 || of.MaxMultipartParts != 1<<18 ||
+		of.RequestTimeout != 30*time.Second || of.HandshakeTimeout != 10*time.Second || of.DuplicateProbe != time.Second || of.TLS.BindDPID {
+		t.Fatalf("openflow defaults: %+v", of)
+	}
+	c, err = load(t, []string{"--openflow-max-conns", "10", "--openflow-tls-cert", "c", "--openflow-tls-key", "k", "--openflow-tls-ca", "a"},
+		[]string{"NIMBUS_OPENFLOW_TLS_BIND_DPID=true", "NIMBUS_OPENFLOW_REQUEST_TIMEOUT=2s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OpenFlow.MaxConns != 10 || !c.OpenFlow.TLS.BindDPID || c.OpenFlow.RequestTimeout != 2*time.Second {
+		t.Fatalf("openflow keys not applied: %+v", c.OpenFlow)
+	}
+	if _, err := load(t, []string{"--openflow-tls-bind-dpid"}, nil); err == nil || !strings.Contains(err.Error(), "bind_dpid needs") {
+		t.Fatalf("bind_dpid without TLS: %v", err)
+	}
+	if _, err := load(t, []string{"--openflow-max-conns-per-addr", "0"}, nil); err == nil {
+		t.Fatal("max_conns_per_addr 0 accepted")
+	}
+}

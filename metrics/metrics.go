@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/nimbus-sdn/nimbus/ofproto"
 	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/reconcile"
 )
@@ -46,6 +47,12 @@ type Metrics struct {
 	// Embedded etcd maintenance (store.Observer).
 	EtcdDefrags     *prometheus.CounterVec
 	EtcdDBSizeBytes prometheus.Gauge
+	// The OpenFlow listener: open connections (handshaking or not),
+	// connections refused by reason, and connections closed for
+	// misbehaviour by reason (see ofproto.Observer).
+	OpenFlowConns   prometheus.Gauge
+	OpenFlowRefused *prometheus.CounterVec
+	OpenFlowDropped *prometheus.CounterVec
 
 	packetIns [256]prometheus.Counter
 }
@@ -68,10 +75,15 @@ func New() *Metrics {
 		SwitchesMastered:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "nimbus_switches_mastered", Help: "Switches this replica is master of."}),
 		FabricLinks:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "nimbus_fabric_links", Help: "Fabric links in the store (LLDP-discovered, one per direction)."}),
 		MalformedLLDP:      prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_lldp_malformed_total", Help: "LLDP frames received that Nimbus did not send or could not parse."}),
+		OpenFlowConns:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "nimbus_openflow_connections", Help: "Open OpenFlow connections, handshaking or not."}),
+		OpenFlowRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_openflow_connections_refused_total",
+			Help: "OpenFlow connections refused: max_conns, max_conns_per_addr, duplicate_dpid, dpid_not_bound."}, []string{"reason"}),
+		OpenFlowDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_openflow_connections_dropped_total",
+			Help: "OpenFlow connections closed for misbehaviour: handshake, request_timeout, multipart_too_big."}, []string{"reason"}),
 	}
 	r.MustRegister(m.SwitchesConnected, m.PacketIns, m.FlowMods, m.ReconcileDuration, m.ReconcileErrors,
 		m.DriftRepairs, m.ContractViolations, m.MalformedClosures, m.MastershipChanges, m.SwitchesMastered,
-		m.FabricLinks, m.MalformedLLDP,
+		m.FabricLinks, m.MalformedLLDP, m.OpenFlowConns, m.OpenFlowRefused, m.OpenFlowDropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.PacketInFlowAdds = m.FlowMods.WithLabelValues("packet_in", "add")
 	m.RoleRequestFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_role_request_failures_total", Help: "MASTER role requests refused by the switch (or failed) while this replica was elected master."})
@@ -125,6 +137,17 @@ func (m *Metrics) Defragmented(before, after int64, err error) {
 	m.EtcdDefrags.WithLabelValues("ok").Inc()
 	m.EtcdDBSizeBytes.Set(float64(after))
 }
+
+// OpenConns implements ofproto.Observer.
+func (m *Metrics) OpenConns(n int) { m.OpenFlowConns.Set(float64(n)) }
+
+// ConnRefused implements ofproto.Observer.
+func (m *Metrics) ConnRefused(reason string) { m.OpenFlowRefused.WithLabelValues(reason).Inc() }
+
+// ConnDropped implements ofproto.Observer.
+func (m *Metrics) ConnDropped(reason string) { m.OpenFlowDropped.WithLabelValues(reason).Inc() }
+
+var _ ofproto.Observer = (*Metrics)(nil)
 
 // String is for debugging.
 func (m *Metrics) String() string { return fmt.Sprintf("metrics(%p)", m) }

@@ -2,6 +2,7 @@ package ofproto
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -38,8 +39,62 @@ type Config struct {
 	MaxMessage int
 	// MissSendLen is sent in SET_CONFIG.
 	MissSendLen uint16
-	Logger      *slog.Logger
+	// RequestTimeout bounds every request/reply exchange (role, barrier,
+	// port description, flow/group/meter dumps, bundles, echo probes): a
+	// switch that leaves a request unanswered this long, or stops between
+	// two parts of a multipart reply this long, is closed. A multipart
+	// reply must also end within multipartTimeoutFactor times it.
+	RequestTimeout time.Duration
+	// MaxMultipartBytes caps the joined body of one multipart reply, and
+	// MaxMultipartParts its number of parts. A reply beyond either fails
+	// its request with ErrMultipartTooBig and closes the connection.
+	MaxMultipartBytes int
+	MaxMultipartParts int
+	Logger            *slog.Logger
 }
+
+// Defaults of the multipart caps and the request timeout.
+//
+// 32 MiB holds the largest flow dump we expect from a real switch with
+// room to spare: a flow takes about 100-300 bytes in a FLOW_STATS reply
+// (56 fixed, the OXM match, the instructions), so 32 MiB is 110k-330k
+// flows, above the 100k-flow tables measured in the lab; groups and
+// meters are far fewer. The cap is per reply and per connection: the
+// worst case a listener holds is max_conns times it, which the
+// connection caps bound. A switch holding more
+// needs openflow.max_multipart_bytes raised. It is one cap rather than one
+// per type because flows dominate; PORT_DESC, whose size the protocol
+// itself bounds, gets the tighter portDescMaxBytes.
+//
+// The parts cap stops an endless stream of empty REPLY_MORE parts (which
+// never grows the byte count). 262,144 parts leaves room for switches
+// that put a single flow in each part (some hardware switches do) up to
+// the byte cap.
+const (
+	DefaultMaxMultipartBytes = 32 << 20
+	DefaultMaxMultipartParts = 1 << 18
+	DefaultRequestTimeout    = 30 * time.Second
+	// portDescMaxBytes: OVS port numbers are 16 bits (at most 0xff00
+	// ports) and ofp_port is 64 bytes, so a genuine PORT_DESC reply is
+	// never larger than about 4 MiB.
+	portDescMaxBytes = 0xff00 * portLen
+	// multipartTimeoutFactor bounds a whole multipart exchange at this
+	// many RequestTimeouts, however steadily the parts come.
+	multipartTimeoutFactor = 10
+)
+
+// Read buffer sizes: a connection reads through a small buffer until its
+// handshake completes, so a junk connection costs little; a switch then
+// gets a buffer that holds a full-size message and a burst of packet-ins.
+const (
+	handshakeReadBuf = 4 << 10
+	sessionReadBuf   = 64 << 10
+	// handshakeMaxMessage caps the messages a peer may send before
+	// FEATURES_REPLY (HELLO, FEATURES_REPLY, ECHO_REQUEST, ERROR: a few
+	// dozen bytes from a real switch). Other messages are skipped without
+	// being buffered.
+	handshakeMaxMessage = 4 << 10
+)
 
 func (c *Config) defaults() {
 	if c.EchoInterval <= 0 {
@@ -57,6 +112,15 @@ func (c *Config) defaults() {
 	if c.MissSendLen == 0 {
 		c.MissSendLen = flow.MaxLenNoBuffer
 	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.MaxMultipartBytes <= 0 {
+		c.MaxMultipartBytes = DefaultMaxMultipartBytes
+	}
+	if c.MaxMultipartParts <= 0 {
+		c.MaxMultipartParts = DefaultMaxMultipartParts
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -68,8 +132,20 @@ var ErrClosed = errors.New("ofproto: connection closed")
 // ErrVersion is returned when a peer cannot speak OpenFlow 1.3.
 var ErrVersion = errors.New("ofproto: peer does not support OpenFlow 1.3")
 
+// ErrTimeout is returned (wrapped) when a switch leaves a request
+// unanswered for Config.RequestTimeout; the connection is closed.
+var ErrTimeout = errors.New("ofproto: switch did not answer in time")
+
+// ErrMultipartTooBig is returned (wrapped) when a multipart reply exceeds
+// its byte or part cap; the connection is closed.
+var ErrMultipartTooBig = errors.New("ofproto: multipart reply too large")
+
 type call struct {
+	what      string // request type, for errors
 	multipart bool
+	maxBytes  int // cap of the joined multipart body
+	nparts    int
+	progress  atomic.Int64 // unix nanos of the last multipart part
 	parts     []byte
 	done      chan struct{}
 	reply     []byte
@@ -144,7 +220,7 @@ func (c *Conn) NextXid() uint32 {
 // newConn wraps nc; Handshake must be called next.
 func newConn(nc net.Conn, cfg Config) *Conn {
 	cfg.defaults()
-	c := &Conn{nc: nc, br: bufio.NewReaderSize(nc, 256<<10), cfg: cfg,
+	c := &Conn{nc: nc, br: bufio.NewReaderSize(nc, handshakeReadBuf), cfg: cfg,
 		pending: map[uint32]*call{}, done: make(chan struct{}), log: cfg.Logger.With("remote", nc.RemoteAddr().String())}
 	c.lastRx.Store(time.Now().UnixNano())
 	return c
@@ -171,25 +247,74 @@ func (c *Conn) Close(reason error) {
 
 // readMsg reads one message into c.body (reused between calls).
 func (c *Conn) readMsg() (Header, []byte, error) {
-	if _, err := io.ReadFull(c.br, c.hdr[:]); err != nil {
-		return Header{}, nil, err
-	}
-	h, err := ParseHeader(c.hdr[:])
+	h, err := c.readHeader()
 	if err != nil {
 		return h, nil, err
 	}
-	if int(h.Length) > c.cfg.MaxMessage {
-		return h, nil, malformed("%s of %d bytes exceeds limit %d", TypeName(h.Type), h.Length, c.cfg.MaxMessage)
+	return c.readBody(h)
+}
+
+func (c *Conn) readHeader() (Header, error) {
+	if _, err := io.ReadFull(c.br, c.hdr[:]); err != nil {
+		return Header{}, err
 	}
+	h, err := ParseHeader(c.hdr[:])
+	if err != nil {
+		return h, err
+	}
+	if int(h.Length) > c.cfg.MaxMessage {
+		return h, malformed("%s of %d bytes exceeds limit %d", TypeName(h.Type), h.Length, c.cfg.MaxMessage)
+	}
+	return h, nil
+}
+
+// readBody reads the body of the message whose header is h. The body
+// buffer grows with the largest message seen, up to MaxMessage.
+func (c *Conn) readBody(h Header) (Header, []byte, error) {
 	n := int(h.Length) - HeaderLen
 	if cap(c.body) < n {
-		c.body = make([]byte, n, max(n, 4096))
+		c.body = make([]byte, n, max(n, 512))
 	}
 	c.body = c.body[:n]
 	if _, err := io.ReadFull(c.br, c.body); err != nil {
 		return h, nil, err
 	}
 	return h, c.body, nil
+}
+
+// readHandshakeMsg reads one message during the handshake: the messages
+// the handshake uses must be small, and any other is skipped unbuffered,
+// so a peer that never completes the handshake costs only handshakeReadBuf.
+func (c *Conn) readHandshakeMsg() (Header, []byte, error) {
+	for {
+		h, err := c.readHeader()
+		if err != nil {
+			return h, nil, err
+		}
+		switch h.Type {
+		case TypeHello, TypeFeaturesReply, TypeEchoRequest, TypeError:
+			if int(h.Length) > handshakeMaxMessage {
+				return h, nil, malformed("%s of %d bytes during the handshake exceeds limit %d", TypeName(h.Type), h.Length, handshakeMaxMessage)
+			}
+			return c.readBody(h)
+		}
+		if _, err := c.br.Discard(int(h.Length) - HeaderLen); err != nil {
+			return h, nil, err
+		}
+	}
+}
+
+// growReader swaps the handshake's small read buffer for the session's.
+func (c *Conn) growReader() {
+	if c.br.Size() >= sessionReadBuf {
+		return
+	}
+	var r io.Reader = c.nc
+	if n := c.br.Buffered(); n > 0 {
+		rest, _ := c.br.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(rest)), c.nc)
+	}
+	c.br = bufio.NewReaderSize(r, sessionReadBuf)
 }
 
 // Queue appends a message to the write buffer without flushing; the read
@@ -273,7 +398,12 @@ func (c *Conn) writeBig(b []byte) error {
 
 // register sets up a pending call for xid.
 func (c *Conn) register(xid uint32, multipart bool) *call {
-	p := &call{multipart: multipart, done: make(chan struct{})}
+	return c.registerCall(xid, &call{what: "request", multipart: multipart, maxBytes: c.cfg.MaxMultipartBytes})
+}
+
+func (c *Conn) registerCall(xid uint32, p *call) *call {
+	p.done = make(chan struct{})
+	p.progress.Store(time.Now().UnixNano())
 	c.pmu.Lock()
 	c.pending[xid] = p
 	c.pmu.Unlock()
@@ -286,24 +416,62 @@ func (c *Conn) unregister(xid uint32) {
 	c.pmu.Unlock()
 }
 
+// wait waits for the reply to xid. The caller's ctx ending abandons the
+// request; the switch not answering within RequestTimeout (for a
+// multipart reply: not sending its next part) closes the connection, since
+// a switch that ignores requests cannot be managed.
 func (c *Conn) wait(ctx context.Context, xid uint32, p *call) ([]byte, error) {
-	select {
-	case <-p.done:
-		return p.reply, p.err
-	case <-ctx.Done():
-		c.unregister(xid)
-		return nil, fmt.Errorf("ofproto: waiting for reply to xid %d: %w", xid, ctx.Err())
-	case <-c.done:
-		c.unregister(xid)
-		return nil, fmt.Errorf("%w: %v", ErrClosed, c.closeErr)
+	timeout := c.cfg.RequestTimeout
+	start := time.Now()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return p.reply, p.err
+		case <-ctx.Done():
+			c.unregister(xid)
+			return nil, fmt.Errorf("ofproto: waiting for reply to xid %d: %w", xid, ctx.Err())
+		case <-c.done:
+			c.unregister(xid)
+			return nil, fmt.Errorf("%w: %v", ErrClosed, c.closeErr)
+		case now := <-t.C:
+			// A multipart reply still coming is given more time, part by
+			// part, up to multipartTimeoutFactor timeouts in all.
+			idle := now.Sub(time.Unix(0, p.progress.Load()))
+			if p.multipart && idle < timeout && now.Sub(start) < multipartTimeoutFactor*timeout {
+				t.Reset(timeout - idle)
+				continue
+			}
+			c.unregister(xid)
+			select {
+			case <-p.done: // answered meanwhile
+				return p.reply, p.err
+			default:
+			}
+			err := fmt.Errorf("%w: no reply to %s (xid %d) after %s", ErrTimeout, p.what, xid, now.Sub(start).Round(time.Millisecond))
+			c.log.Warn("closing connection: switch left a request unanswered", "request", p.what, "xid", xid, "timeout", timeout)
+			c.Close(err)
+			return nil, err
+		}
 	}
 }
 
 // RoundTrip sends msg (whose xid is xid) and waits for the reply with the
 // same xid. For multipart requests the reply bodies are concatenated
 // without their multipart headers. An OFPT_ERROR reply becomes *OFError.
+// A switch that does not answer within Config.RequestTimeout is closed
+// and the error wraps ErrTimeout.
 func (c *Conn) RoundTrip(ctx context.Context, xid uint32, msg []byte, multipart bool) ([]byte, error) {
-	p := c.register(xid, multipart)
+	what := "request"
+	if len(msg) >= HeaderLen {
+		what = TypeName(msg[1])
+	}
+	return c.roundTrip(ctx, xid, msg, &call{what: what, multipart: multipart, maxBytes: c.cfg.MaxMultipartBytes})
+}
+
+func (c *Conn) roundTrip(ctx context.Context, xid uint32, msg []byte, p *call) ([]byte, error) {
+	c.registerCall(xid, p)
 	if err := c.Send(msg); err != nil {
 		c.unregister(xid)
 		return nil, err
@@ -318,10 +486,24 @@ func (c *Conn) Barrier(ctx context.Context) error {
 	return err
 }
 
-// Multipart runs a multipart request and returns the joined reply body.
+// Echo sends an ECHO_REQUEST and waits for its reply: a liveness probe.
+func (c *Conn) Echo(ctx context.Context) error {
+	xid := c.NextXid()
+	_, err := c.RoundTrip(ctx, xid, AppendEcho(nil, TypeEchoRequest, xid, nil), false)
+	return err
+}
+
+// Multipart runs a multipart request and returns the joined reply body,
+// at most Config.MaxMultipartBytes (less for PORT_DESC) in at most
+// Config.MaxMultipartParts parts.
 func (c *Conn) Multipart(ctx context.Context, mpType uint16, body []byte) ([]byte, error) {
 	xid := c.NextXid()
-	return c.RoundTrip(ctx, xid, AppendMultipartReq(nil, xid, mpType, body), true)
+	limit := c.cfg.MaxMultipartBytes
+	if mpType == MPPortDesc {
+		limit = min(limit, portDescMaxBytes)
+	}
+	return c.roundTrip(ctx, xid, AppendMultipartReq(nil, xid, mpType, body),
+		&call{what: fmt.Sprintf("MULTIPART_REQUEST type %d", mpType), multipart: true, maxBytes: limit})
 }
 
 // DumpFlows returns every flow whose cookie matches cookie under mask.
@@ -371,8 +553,11 @@ func (c *Conn) SetRole(ctx context.Context, role uint32, generation uint64) (uin
 	return ParseRoleReply(b)
 }
 
-// deliver hands a reply to its pending call. It reports whether one waited.
-func (c *Conn) deliver(h Header, body []byte, ofErr *OFError) bool {
+// deliver hands a reply to its pending call. It reports whether one
+// waited. A multipart reply beyond its caps fails its call and returns
+// an error wrapping ErrMultipartTooBig: the read loop then closes the
+// connection.
+func (c *Conn) deliver(h Header, body []byte, ofErr *OFError) (bool, error) {
 	c.pmu.Lock()
 	defer c.pmu.Unlock()
 	p, ok := c.pending[h.Xid]
@@ -381,21 +566,32 @@ func (c *Conn) deliver(h Header, body []byte, ofErr *OFError) bool {
 			for _, w := range c.watches {
 				if h.Xid-w.lo <= w.hi-w.lo {
 					w.errs = append(w.errs, ofErr)
-					return true
+					return true, nil
 				}
 			}
 		}
-		return false
+		return false, nil
 	}
+	var fatal error
 	if ofErr != nil {
 		p.err = ofErr
 	} else if p.multipart {
 		if len(body) < 8 {
 			p.err = malformed("short multipart reply")
+		} else if n := len(p.parts) + len(body) - 8; n > p.maxBytes || p.nparts >= c.cfg.MaxMultipartParts {
+			fatal = fmt.Errorf("%w: reply to %s (xid %d) passed %d bytes or %d parts (caps %d bytes, %d parts)",
+				ErrMultipartTooBig, p.what, h.Xid, n, p.nparts+1, p.maxBytes, c.cfg.MaxMultipartParts)
+			p.err, p.parts = fatal, nil
 		} else {
+			p.nparts++
+			if n > cap(p.parts) {
+				// Grow by doubling, but never past the cap.
+				p.parts = append(make([]byte, 0, min(max(2*cap(p.parts), n, 4096), p.maxBytes)), p.parts...)
+			}
 			p.parts = append(p.parts, body[8:]...)
 			if be.Uint16(body[2:])&1 != 0 { // OFPMPF_REPLY_MORE
-				return true
+				p.progress.Store(time.Now().UnixNano())
+				return true, nil
 			}
 			p.reply = p.parts
 		}
@@ -404,7 +600,7 @@ func (c *Conn) deliver(h Header, body []byte, ofErr *OFError) bool {
 	}
 	delete(c.pending, h.Xid)
 	close(p.done)
-	return true
+	return true, fatal
 }
 
 // Handshake performs HELLO negotiation and FEATURES, then SET_CONFIG.
@@ -415,7 +611,7 @@ func (c *Conn) Handshake() error {
 	if err := c.Send(AppendHello(nil, c.NextXid())); err != nil {
 		return err
 	}
-	h, body, err := c.readMsg()
+	h, body, err := c.readHandshakeMsg()
 	if err != nil {
 		return fmt.Errorf("ofproto: reading HELLO: %w", err)
 	}
@@ -436,7 +632,7 @@ func (c *Conn) Handshake() error {
 		return err
 	}
 	for {
-		h, body, err = c.readMsg()
+		h, body, err = c.readHandshakeMsg()
 		if err != nil {
 			return fmt.Errorf("ofproto: reading FEATURES_REPLY: %w", err)
 		}
@@ -451,6 +647,7 @@ func (c *Conn) Handshake() error {
 			}
 			c.Features = f
 			c.log = c.log.With("dpid", DPIDString(f.DPID))
+			c.growReader()
 			return c.Send(AppendSetConfig(nil, c.NextXid(), 0, c.cfg.MissSendLen))
 		case TypeEchoRequest:
 			c.Send(AppendEcho(nil, TypeEchoReply, h.Xid, body))
@@ -521,13 +718,15 @@ func (c *Conn) dispatch(h Header, body []byte) error {
 	case TypeEchoRequest:
 		c.Queue(AppendEcho(nil, TypeEchoReply, h.Xid, body))
 	case TypeEchoReply:
-		c.deliver(h, body, nil)
+		if _, err := c.deliver(h, body, nil); err != nil {
+			return err
+		}
 	case TypeError:
 		e, err := ParseError(h.Xid, body)
 		if err != nil {
 			return err
 		}
-		if !c.deliver(h, body, e) {
+		if ok, _ := c.deliver(h, body, e); !ok {
 			c.log.Warn("switch reported an error for an untracked request", "err", e)
 		}
 	case TypePortStatus:
@@ -553,7 +752,12 @@ func (c *Conn) dispatch(h Header, body []byte) error {
 				return err
 			}
 		}
-		if !c.deliver(h, body, nil) {
+		ok, err := c.deliver(h, body, nil)
+		if err != nil {
+			c.log.Warn("closing connection: multipart reply over its cap", "err", err)
+			return err
+		}
+		if !ok {
 			c.log.Debug("unsolicited reply", "type", TypeName(h.Type), "xid", h.Xid)
 		}
 	case TypeHello:

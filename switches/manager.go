@@ -153,8 +153,12 @@ func (m *Manager) OnConnect(c *ofproto.Conn) ofproto.Handler {
 	sw := &reconcile.OFSwitch{Conn: c, Logger: a.log}
 	a.rec = reconcile.New(dpid, sw, reconcile.Options{Interval: m.cfg.ReconcileInterval, Logger: a.log, Observer: m.cfg.Metrics})
 	m.mu.Lock()
+	// ofproto.Server hands a datapath id over only after the previous
+	// session's OnDisconnect (a live session is never evicted: a
+	// duplicate is refused there), so this is a safety net for other
+	// callers.
 	if old := m.agents[dpid]; old != nil {
-		old.log.Info("switch reconnected; replacing the old connection")
+		old.log.Warn("second session for a connected switch; replacing the old connection")
 		old.cancel()
 		old.c.Close(errors.New("switches: replaced by a new connection"))
 	}

@@ -152,8 +152,12 @@ func serve(args []string) error {
 		}
 	}()
 
-	srv := &ofproto.Server{Addr: cfg.OpenFlow.Listen, Session: mgr, Logger: log,
-		Conn: ofproto.Config{EchoInterval: cfg.OpenFlow.EchoInterval, DeadAfter: cfg.OpenFlow.DeadAfter}}
+	srv := &ofproto.Server{Addr: cfg.OpenFlow.Listen, Session: mgr, Logger: log, Observer: m,
+		MaxConns: cfg.OpenFlow.MaxConns, MaxConnsPerAddr: cfg.OpenFlow.MaxConnsPerAddr, DupProbe: cfg.OpenFlow.DuplicateProbe,
+		BindDPID: cfg.OpenFlow.TLS.BindDPID, ChassisOf: mgr.ChassisOwner,
+		Conn: ofproto.Config{EchoInterval: cfg.OpenFlow.EchoInterval, DeadAfter: cfg.OpenFlow.DeadAfter,
+			HandshakeTimeout: cfg.OpenFlow.HandshakeTimeout, RequestTimeout: cfg.OpenFlow.RequestTimeout,
+			MaxMultipartBytes: cfg.OpenFlow.MaxMultipartBytes, MaxMultipartParts: cfg.OpenFlow.MaxMultipartParts}}
 	tf := ofproto.TLSFiles{Cert: cfg.OpenFlow.TLS.Cert, Key: cfg.OpenFlow.TLS.Key, CA: cfg.OpenFlow.TLS.CA}
 	if tf.Enabled() {
 		if srv.TLS, err = tf.Config(); err != nil {
