@@ -5,6 +5,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"sort"
 	"strings"
@@ -32,6 +33,13 @@ type Config struct {
 		KeystoneURL    string `mapstructure:"keystone_url"`
 		ServiceToken   string `mapstructure:"service_token"`
 		DefaultProject string `mapstructure:"default_project"`
+		// Metrics: "api" serves /metrics on api.listen, "off" nowhere,
+		// anything else is a listen address of its own.
+		Metrics           string        `mapstructure:"metrics"`
+		ReadHeaderTimeout time.Duration `mapstructure:"read_header_timeout"`
+		ReadTimeout       time.Duration `mapstructure:"read_timeout"`
+		WriteTimeout      time.Duration `mapstructure:"write_timeout"`
+		IdleTimeout       time.Duration `mapstructure:"idle_timeout"`
 	} `mapstructure:"api"`
 	Network struct {
 		VLANRanges        []string `mapstructure:"vlan_ranges"`
@@ -59,6 +67,8 @@ type Config struct {
 		EmbedClientURL string        `mapstructure:"embed_client_url"`
 		EmbedPeerURL   string        `mapstructure:"embed_peer_url"`
 		DialTimeout    time.Duration `mapstructure:"dial_timeout"`
+		Username       string        `mapstructure:"username"`
+		Password       string        `mapstructure:"password"`
 		TLS            struct {
 			Cert string `mapstructure:"cert"`
 			Key  string `mapstructure:"key"`
@@ -71,6 +81,9 @@ type Config struct {
 		LeaseTTL     int           `mapstructure:"lease_ttl"`
 		PeerTimeout  time.Duration `mapstructure:"peer_timeout"`
 		Settle       time.Duration `mapstructure:"settle"`
+		Secret       string        `mapstructure:"secret"`
+		Listen       string        `mapstructure:"listen"`
+		Advertise    string        `mapstructure:"advertise"`
 	} `mapstructure:"cluster"`
 }
 
@@ -92,6 +105,11 @@ var options = []option{
 	{"api.keystone_url", "api-keystone-url", "Keystone base URL for api.auth=keystone", ""},
 	{"api.service_token", "api-service-token", "service token used to validate callers' tokens with Keystone", ""},
 	{"api.default_project", "api-default-project", "project for noauth creates that name none (empty: 400 like Neutron)", ""},
+	{"api.metrics", "api-metrics", "where /metrics is served: api (on api.listen), off, or a listen address of its own (e.g. 127.0.0.1:9100)", "api"},
+	{"api.read_header_timeout", "api-read-header-timeout", "HTTP servers: time allowed to read a request's headers (slowloris bound)", 10 * time.Second},
+	{"api.read_timeout", "api-read-timeout", "HTTP servers: time allowed to read a whole request, body included", 60 * time.Second},
+	{"api.write_timeout", "api-write-timeout", "HTTP servers: time allowed to write a response (cluster heartbeat streams are exempt)", 120 * time.Second},
+	{"api.idle_timeout", "api-idle-timeout", "HTTP servers: keep-alive connections idle this long are closed", 120 * time.Second},
 	{"network.vlan_ranges", "vlan-ranges", "tenant VLAN pools, physnet:min:max (comma separated)", []string{"physnet1:1000:2999"}},
 	{"network.gre_ranges", "gre-ranges", "tenant GRE key pools, min:max (comma separated)", []string{"1:65535"}},
 	{"network.tenant_network_type", "tenant-network-type", "type of networks created without provider:network_type (gre or vlan)", "gre"},
@@ -107,6 +125,8 @@ var options = []option{
 	{"etcd.embed_client_url", "etcd-embed-client-url", "client URL of the embedded etcd (off the standard 2379 so a system etcd can coexist)", "http://127.0.0.1:12379"},
 	{"etcd.embed_peer_url", "etcd-embed-peer-url", "peer URL of the embedded etcd", "http://127.0.0.1:12380"},
 	{"etcd.dial_timeout", "etcd-dial-timeout", "etcd connection timeout", 5 * time.Second},
+	{"etcd.username", "etcd-username", "etcd user (with etcd auth enabled; a client certificate's CN also authenticates)", ""},
+	{"etcd.password", "etcd-password", "password of etcd.username (prefer NIMBUS_ETCD_PASSWORD or the config file to a flag)", ""},
 	{"etcd.tls.cert", "etcd-tls-cert", "etcd client certificate", ""},
 	{"etcd.tls.key", "etcd-tls-key", "etcd client key", ""},
 	{"etcd.tls.ca", "etcd-tls-ca", "CA of the etcd servers", ""},
@@ -114,6 +134,9 @@ var options = []option{
 	{"cluster.advertise_api", "advertise-api", "host:port where peers reach this replica's API (default: api.listen, 127.0.0.1 if unspecified)", ""},
 	{"cluster.lease_ttl", "lease-ttl", "replica lease TTL, seconds (min 2); peers fence a dead replica faster through heartbeat streams", 2},
 	{"cluster.peer_timeout", "peer-timeout", "a peer whose heartbeat stream stalls this long is fenced", 1500 * time.Millisecond},
+	{"cluster.secret", "cluster-secret", "shared secret authenticating /cluster/v1 between replicas (empty: generated once and kept in etcd)", ""},
+	{"cluster.listen", "cluster-listen", "listen address of a dedicated /cluster/v1 server (heartbeats apart from API load); empty: served on api.listen", ""},
+	{"cluster.advertise", "cluster-advertise", "host:port where peers reach cluster.listen (default: cluster.listen, 127.0.0.1 if unspecified)", ""},
 	{"cluster.settle", "settle", "a replica must be up this long before mastership rebalances toward it", 3 * time.Second},
 }
 
@@ -266,6 +289,26 @@ func (c *Config) validate() error {
 		}
 	default:
 		return fmt.Errorf("config: api.auth %q is not noauth or keystone", c.API.Auth)
+	}
+	for name, d := range map[string]time.Duration{"api.read_header_timeout": c.API.ReadHeaderTimeout, "api.read_timeout": c.API.ReadTimeout,
+		"api.write_timeout": c.API.WriteTimeout, "api.idle_timeout": c.API.IdleTimeout} {
+		if d <= 0 {
+			return fmt.Errorf("config: %s %s must be positive", name, d)
+		}
+	}
+	if c.API.ReadHeaderTimeout > c.API.ReadTimeout {
+		return fmt.Errorf("config: api.read_header_timeout %s exceeds api.read_timeout %s", c.API.ReadHeaderTimeout, c.API.ReadTimeout)
+	}
+	if c.API.Metrics == "" {
+		return fmt.Errorf("config: api.metrics is empty (want api, off or a listen address)")
+	}
+	if c.API.Metrics != "api" && c.API.Metrics != "off" {
+		if _, _, err := net.SplitHostPort(c.API.Metrics); err != nil {
+			return fmt.Errorf("config: api.metrics %q is not api, off or host:port: %w", c.API.Metrics, err)
+		}
+	}
+	if c.Cluster.Secret != "" && len(c.Cluster.Secret) < 16 {
+		return fmt.Errorf("config: cluster.secret is shorter than 16 characters")
 	}
 	if c.Network.MTU < 576 || c.Network.MTU > 9216 {
 		return fmt.Errorf("config: network.mtu %d out of range 576..9216", c.Network.MTU)
