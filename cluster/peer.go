@@ -56,6 +56,7 @@ func (cl *Cluster) watchPeer(ctx context.Context, r Replica) {
 	tr := &http.Transport{DialContext: (&net.Dialer{Timeout: time.Second}).DialContext, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
+	warned := false
 	for ctx.Err() == nil {
 		cl.mu.Lock()
 		cur, ok := cl.replicas[r.ID]
@@ -71,7 +72,16 @@ func (cl *Cluster) watchPeer(ctx context.Context, r Replica) {
 			cl.fence(r, err)
 			return
 		}
-		log.Debug("peer heartbeat not reachable yet", "err", err)
+		if errors.Is(err, ErrUnauthorized) {
+			// Not fenced (it may be fine), but failover toward and from
+			// it is slow until the secrets (or clocks) agree.
+			if !warned {
+				log.Warn("peer refuses our heartbeat request: cluster.secret differs, or clocks are more than 5 minutes apart", "err", err)
+				warned = true
+			}
+		} else {
+			log.Debug("peer heartbeat not reachable yet", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(200 * time.Millisecond):
@@ -96,6 +106,9 @@ func (cl *Cluster) stream(ctx context.Context, client *http.Client, r Replica) (
 		return false, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		return false, fmt.Errorf("%w: heartbeat refused by %s", ErrUnauthorized, r.ID)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return false, fmt.Errorf("heartbeat status %s", resp.Status)
 	}
