@@ -45,6 +45,14 @@ type Config struct {
 	ReplicaID string
 	// APIAddr is where peers reach this replica's HTTP API (host:port).
 	APIAddr string
+	// ClusterAddr, when set, is where peers reach this replica's
+	// /cluster/v1 endpoints (heartbeats) on a listener of their own;
+	// empty means APIAddr.
+	ClusterAddr string
+	// Secret authenticates /cluster/v1 requests between replicas (see
+	// Sign). Empty refuses every request: set it (cmd/controller always
+	// does, from cluster.secret or the secret kept in etcd).
+	Secret []byte
 	// OpenFlowAddr is advertised in status.
 	OpenFlowAddr string
 	// LeaseTTL in seconds (etcd's minimum is 2 with default settings).
@@ -81,6 +89,7 @@ func (c *Config) defaults() {
 type Replica struct {
 	ID       string    `json:"id"`
 	API      string    `json:"api"`
+	Cluster  string    `json:"cluster,omitempty"`
 	OpenFlow string    `json:"openflow"`
 	Lease    int64     `json:"lease"`
 	Started  time.Time `json:"started"`
@@ -150,7 +159,7 @@ func (cl *Cluster) sessionOnce(ctx context.Context) error {
 		}
 	}
 	gcancel()
-	reg := Replica{ID: cl.cfg.ReplicaID, API: cl.cfg.APIAddr, OpenFlow: cl.cfg.OpenFlowAddr, Lease: int64(s.Lease()), Started: cl.started}
+	reg := Replica{ID: cl.cfg.ReplicaID, API: cl.cfg.APIAddr, Cluster: cl.cfg.ClusterAddr, OpenFlow: cl.cfg.OpenFlowAddr, Lease: int64(s.Lease()), Started: cl.started}
 	v, _ := json.Marshal(reg)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	_, err = cl.c.Put(pctx, replicasPrefix+cl.cfg.ReplicaID, string(v), clientv3.WithLease(s.Lease()))

@@ -18,6 +18,8 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+var testSecret = []byte("cluster-test-secret-0123456789ab")
+
 // replica is an in-process replica: a cluster handle with its own etcd
 // client and heartbeat server.
 type replica struct {
@@ -36,7 +38,8 @@ func newReplica(t *testing.T, id string, endpoints []string) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := cluster.New(st.Client(), cluster.Config{ReplicaID: id, APIAddr: ln.Addr().String(), Settle: time.Hour, Logger: quiet})
+	cl := cluster.New(st.Client(), cluster.Config{ReplicaID: id, APIAddr: ln.Addr().String(), Settle: time.Hour, Logger: quiet,
+		Secret: testSecret})
 	mux := http.NewServeMux()
 	mux.HandleFunc(cluster.HeartbeatPath, cl.HeartbeatHandler())
 	ctx, cancel := context.WithCancel(context.Background())

@@ -15,26 +15,35 @@ const HeartbeatPath = "/cluster/v1/heartbeat"
 
 // HeartbeatHandler streams a byte every HeartbeatInterval for as long as
 // the peer stays connected. When this process dies the kernel closes the
-// stream, and the peer fences us at once.
+// stream, and the peer fences us at once. Requests not signed with the
+// cluster secret get 401. The stream lives as long as the peer, so it
+// lifts the server's read and write deadlines (http.Server ReadTimeout
+// and WriteTimeout) for its own connection: they bound ordinary requests,
+// and would otherwise cut the stream and have the peer fence us.
 func (cl *Cluster) HeartbeatHandler() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.WriteHeader(http.StatusOK)
-		t := time.NewTicker(cl.cfg.HeartbeatInterval)
-		defer t.Stop()
-		for {
-			if _, err := w.Write([]byte{'.'}); err != nil {
-				return
-			}
-			if err := rc.Flush(); err != nil {
-				return
-			}
-			select {
-			case <-r.Context().Done():
-				return
-			case <-t.C:
-			}
+	return cl.Protect(http.HandlerFunc(cl.heartbeat)).ServeHTTP
+}
+
+func (cl *Cluster) heartbeat(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	// ErrNotSupported only for writers without deadlines (tests).
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.WriteHeader(http.StatusOK)
+	t := time.NewTicker(cl.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		if _, err := w.Write([]byte{'.'}); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-t.C:
 		}
 	}
 }
@@ -47,6 +56,7 @@ func (cl *Cluster) watchPeer(ctx context.Context, r Replica) {
 	tr := &http.Transport{DialContext: (&net.Dialer{Timeout: time.Second}).DialContext, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
+	warned := false
 	for ctx.Err() == nil {
 		cl.mu.Lock()
 		cur, ok := cl.replicas[r.ID]
@@ -62,7 +72,16 @@ func (cl *Cluster) watchPeer(ctx context.Context, r Replica) {
 			cl.fence(r, err)
 			return
 		}
-		log.Debug("peer heartbeat not reachable yet", "err", err)
+		if errors.Is(err, ErrUnauthorized) {
+			// Not fenced (it may be fine), but failover toward and from
+			// it is slow until the secrets (or clocks) agree.
+			if !warned {
+				log.Warn("peer refuses our heartbeat request: cluster.secret differs, or clocks are more than 5 minutes apart", "err", err)
+				warned = true
+			}
+		} else {
+			log.Debug("peer heartbeat not reachable yet", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(200 * time.Millisecond):
@@ -73,15 +92,23 @@ func (cl *Cluster) watchPeer(ctx context.Context, r Replica) {
 func (cl *Cluster) stream(ctx context.Context, client *http.Client, r Replica) (worked bool, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req, err := http.NewRequestWithContext(sctx, http.MethodGet, "http://"+r.API+HeartbeatPath+"?from="+cl.cfg.ReplicaID, nil)
+	addr := r.API
+	if r.Cluster != "" {
+		addr = r.Cluster
+	}
+	req, err := http.NewRequestWithContext(sctx, http.MethodGet, "http://"+addr+HeartbeatPath+"?from="+cl.cfg.ReplicaID, nil)
 	if err != nil {
 		return false, err
 	}
+	Authorize(req, cl.cfg.Secret)
 	resp, err := client.Do(req)
 	if err != nil {
 		return false, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		return false, fmt.Errorf("%w: heartbeat refused by %s", ErrUnauthorized, r.ID)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return false, fmt.Errorf("heartbeat status %s", resp.Status)
 	}

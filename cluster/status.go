@@ -103,9 +103,10 @@ func (cl *Cluster) Status(ctx context.Context) (*Status, error) {
 	return st, nil
 }
 
-// StatusHandler serves Status as JSON; 503 when etcd is unreachable.
+// StatusHandler serves Status as JSON; 503 when etcd is unreachable, 401
+// for a request not signed with the cluster secret.
 func (cl *Cluster) StatusHandler() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return cl.Protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		st, err := cl.Status(r.Context())
 		if err != nil {
@@ -114,5 +115,5 @@ func (cl *Cluster) StatusHandler() http.HandlerFunc {
 			return
 		}
 		json.NewEncoder(w).Encode(st)
-	}
+	})).ServeHTTP
 }

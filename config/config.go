@@ -5,6 +5,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -51,6 +52,13 @@ type Config struct {
 		MaxDNSNameservers      int `mapstructure:"max_dns_nameservers"`
 		MaxFixedIPsPerPort     int `mapstructure:"max_fixed_ips_per_port"`
 		MaxAllowedAddressPairs int `mapstructure:"max_allowed_address_pair"`
+		// Metrics: "api" serves /metrics on api.listen, "off" nowhere,
+		// anything else is a listen address of its own.
+		Metrics           string        `mapstructure:"metrics"`
+		ReadHeaderTimeout time.Duration `mapstructure:"read_header_timeout"`
+		ReadTimeout       time.Duration `mapstructure:"read_timeout"`
+		WriteTimeout      time.Duration `mapstructure:"write_timeout"`
+		IdleTimeout       time.Duration `mapstructure:"idle_timeout"`
 	} `mapstructure:"api"`
 	Network struct {
 		VLANRanges        []string `mapstructure:"vlan_ranges"`
@@ -82,6 +90,8 @@ type Config struct {
 		AutoCompactionMode      string        `mapstructure:"auto_compaction_mode"`
 		AutoCompactionRetention string        `mapstructure:"auto_compaction_retention"`
 		DefragInterval          time.Duration `mapstructure:"defrag_interval"`
+		Username                string        `mapstructure:"username"`
+		Password                string        `mapstructure:"password"`
 		TLS                     struct {
 			Cert string `mapstructure:"cert"`
 			Key  string `mapstructure:"key"`
@@ -94,6 +104,9 @@ type Config struct {
 		LeaseTTL     int           `mapstructure:"lease_ttl"`
 		PeerTimeout  time.Duration `mapstructure:"peer_timeout"`
 		Settle       time.Duration `mapstructure:"settle"`
+		Secret       string        `mapstructure:"secret"`
+		Listen       string        `mapstructure:"listen"`
+		Advertise    string        `mapstructure:"advertise"`
 	} `mapstructure:"cluster"`
 }
 
@@ -127,6 +140,11 @@ var options = []option{
 	{"api.max_dns_nameservers", "api-max-dns-nameservers", "most dns_nameservers per subnet (Neutron's max_dns_nameservers)", 5},
 	{"api.max_fixed_ips_per_port", "api-max-fixed-ips-per-port", "most fixed_ips per port (Neutron's max_fixed_ips_per_port)", 5},
 	{"api.max_allowed_address_pair", "api-max-allowed-address-pair", "most allowed_address_pairs per port (Neutron's max_allowed_address_pair)", 10},
+	{"api.metrics", "api-metrics", "where /metrics is served: api (on api.listen), off, or a listen address of its own (e.g. 127.0.0.1:9100)", "api"},
+	{"api.read_header_timeout", "api-read-header-timeout", "HTTP servers: time allowed to read a request's headers (slowloris bound)", 10 * time.Second},
+	{"api.read_timeout", "api-read-timeout", "HTTP servers: time allowed to read a whole request, body included", 60 * time.Second},
+	{"api.write_timeout", "api-write-timeout", "HTTP servers: time allowed to write a response (cluster heartbeat streams are exempt)", 120 * time.Second},
+	{"api.idle_timeout", "api-idle-timeout", "HTTP servers: keep-alive connections idle this long are closed", 120 * time.Second},
 	{"network.vlan_ranges", "vlan-ranges", "tenant VLAN pools, physnet:min:max (comma separated)", []string{"physnet1:1000:2999"}},
 	{"network.gre_ranges", "gre-ranges", "tenant GRE key pools, min:max (comma separated)", []string{"1:65535"}},
 	{"network.tenant_network_type", "tenant-network-type", "type of networks created without provider:network_type (gre or vlan)", "gre"},
@@ -145,6 +163,8 @@ var options = []option{
 	{"etcd.auto_compaction_mode", "etcd-auto-compaction-mode", "embedded etcd: compact old revisions by age (periodic) or count (revision)", "periodic"},
 	{"etcd.auto_compaction_retention", "etcd-auto-compaction-retention", "embedded etcd: history kept, a duration (periodic) or a number of revisions (revision); 0 disables compaction", "1h"},
 	{"etcd.defrag_interval", "etcd-defrag-interval", "embedded etcd: defragment this often when a quarter of the file is free (0 disables)", 24 * time.Hour},
+	{"etcd.username", "etcd-username", "etcd user (with etcd auth enabled; a client certificate's CN also authenticates)", ""},
+	{"etcd.password", "etcd-password", "password of etcd.username (prefer NIMBUS_ETCD_PASSWORD or the config file to a flag)", ""},
 	{"etcd.tls.cert", "etcd-tls-cert", "etcd client certificate", ""},
 	{"etcd.tls.key", "etcd-tls-key", "etcd client key", ""},
 	{"etcd.tls.ca", "etcd-tls-ca", "CA of the etcd servers", ""},
@@ -152,6 +172,9 @@ var options = []option{
 	{"cluster.advertise_api", "advertise-api", "host:port where peers reach this replica's API (default: api.listen, 127.0.0.1 if unspecified)", ""},
 	{"cluster.lease_ttl", "lease-ttl", "replica lease TTL, seconds (min 2); peers fence a dead replica faster through heartbeat streams", 2},
 	{"cluster.peer_timeout", "peer-timeout", "a peer whose heartbeat stream stalls this long is fenced", 1500 * time.Millisecond},
+	{"cluster.secret", "cluster-secret", "shared secret authenticating /cluster/v1 between replicas (empty: generated once and kept in etcd)", ""},
+	{"cluster.listen", "cluster-listen", "listen address of a dedicated /cluster/v1 server (heartbeats apart from API load); empty: served on api.listen", ""},
+	{"cluster.advertise", "cluster-advertise", "host:port where peers reach cluster.listen (default: cluster.listen, 127.0.0.1 if unspecified)", ""},
 	{"cluster.settle", "settle", "a replica must be up this long before mastership rebalances toward it", 3 * time.Second},
 }
 
@@ -327,6 +350,26 @@ func (c *Config) validate() error {
 		if v < 1 || v > 1000 {
 			return fmt.Errorf("config: %s %d out of range 1..1000", k, v)
 		}
+	}
+	for name, d := range map[string]time.Duration{"api.read_header_timeout": c.API.ReadHeaderTimeout, "api.read_timeout": c.API.ReadTimeout,
+		"api.write_timeout": c.API.WriteTimeout, "api.idle_timeout": c.API.IdleTimeout} {
+		if d <= 0 {
+			return fmt.Errorf("config: %s %s must be positive", name, d)
+		}
+	}
+	if c.API.ReadHeaderTimeout > c.API.ReadTimeout {
+		return fmt.Errorf("config: api.read_header_timeout %s exceeds api.read_timeout %s", c.API.ReadHeaderTimeout, c.API.ReadTimeout)
+	}
+	if c.API.Metrics == "" {
+		return fmt.Errorf("config: api.metrics is empty (want api, off or a listen address)")
+	}
+	if c.API.Metrics != "api" && c.API.Metrics != "off" {
+		if _, _, err := net.SplitHostPort(c.API.Metrics); err != nil {
+			return fmt.Errorf("config: api.metrics %q is not api, off or host:port: %w", c.API.Metrics, err)
+		}
+	}
+	if c.Cluster.Secret != "" && len(c.Cluster.Secret) < 16 {
+		return fmt.Errorf("config: cluster.secret is shorter than 16 characters")
 	}
 	if c.Network.MTU < 576 || c.Network.MTU > 9216 {
 		return fmt.Errorf("config: network.mtu %d out of range 576..9216", c.Network.MTU)

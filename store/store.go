@@ -69,8 +69,11 @@ type Config struct {
 	AutoCompactionRetention string
 	// TLS client certificates for an external cluster.
 	CertFile, KeyFile, CAFile string
-	DialTimeout               time.Duration
-	Logger                    *slog.Logger
+	// Username and Password authenticate to an etcd with auth enabled
+	// (a client certificate's CN does too, without them).
+	Username, Password string
+	DialTimeout        time.Duration
+	Logger             *slog.Logger
 }
 
 // Store is a handle on the model in etcd.
@@ -102,6 +105,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		endpoints = []string{ep}
 	}
 	cc := clientv3.Config{Endpoints: endpoints, DialTimeout: cfg.DialTimeout, Logger: zap.NewNop(),
+		Username: cfg.Username, Password: cfg.Password,
 		// etcd servers refuse client pings more often than every 5 s
 		// (GOAWAY too_many_pings, which also kills lease keepalives).
 		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 3 * time.Second,

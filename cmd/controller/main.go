@@ -1,7 +1,10 @@
 // Command controller is the Nimbus SDN controller.
 //
-//	controller serve    run the controller (default)
-//	controller version  print the version
+//	controller serve       run the controller (default)
+//	controller status      print the cluster status
+//	controller node        run the node agent on a hypervisor
+//	controller etcd-roles  create etcd users and roles (a chassis writes only its own record)
+//	controller version     print the version
 package main
 
 import (
@@ -50,12 +53,14 @@ func main() {
 		err = status(args)
 	case "node":
 		err = nodeAgent(args)
+	case "etcd-roles":
+		err = etcdRolesCmd(args)
 	case "version":
 		fmt.Println("nimbus", version)
 	case "help":
-		fmt.Println("usage: controller [serve|status|node|version] [flags]; controller serve --help lists the flags")
+		fmt.Println("usage: controller [serve|status|node|etcd-roles|version] [flags]; controller serve --help lists the flags")
 	default:
-		err = fmt.Errorf("controller: unknown command %q (want serve, status, node or version)", cmd)
+		err = fmt.Errorf("controller: unknown command %q (want serve, status, node, etcd-roles or version)", cmd)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
@@ -95,10 +100,7 @@ func serve(args []string) error {
 	m := metrics.New()
 
 	// State: etcd, embedded when no endpoints are configured.
-	st, err := store.Open(ctx, store.Config{Endpoints: cfg.Etcd.Endpoints, DataDir: cfg.Etcd.DataDir,
-		EmbedClientURL: cfg.Etcd.EmbedClientURL, EmbedPeerURL: cfg.Etcd.EmbedPeerURL, DialTimeout: cfg.Etcd.DialTimeout,
-		AutoCompactionMode: cfg.Etcd.AutoCompactionMode, AutoCompactionRetention: cfg.Etcd.AutoCompactionRetention,
-		CertFile: cfg.Etcd.TLS.Cert, KeyFile: cfg.Etcd.TLS.Key, CAFile: cfg.Etcd.TLS.CA, Logger: log})
+	st, err := store.Open(ctx, etcdConfig(cfg, cfg.Etcd.Endpoints, log))
 	if err != nil {
 		return err
 	}
@@ -118,14 +120,34 @@ func serve(args []string) error {
 	}
 	advertise := cfg.Cluster.AdvertiseAPI
 	if advertise == "" {
-		host, port, _ := net.SplitHostPort(cfg.API.Listen)
-		if host == "" || host == "0.0.0.0" || host == "::" {
-			host = "127.0.0.1"
-		}
-		advertise = net.JoinHostPort(host, port)
+		advertise = loopbackIfUnspecified(cfg.API.Listen)
 	}
-	cl := cluster.New(st.Client(), cluster.Config{ReplicaID: replicaID, APIAddr: advertise, OpenFlowAddr: cfg.OpenFlow.Listen,
-		LeaseTTL: cfg.Cluster.LeaseTTL, PeerTimeout: cfg.Cluster.PeerTimeout, Settle: cfg.Cluster.Settle, Logger: log})
+	// The cluster's own secret authenticates /cluster/v1 between
+	// replicas: configured, or generated once and kept in etcd (like the
+	// LLDP key) so every replica reads the same bytes.
+	clusterSecret := []byte(cfg.Cluster.Secret)
+	if len(clusterSecret) == 0 {
+		if clusterSecret, err = st.Secret(ctx, "cluster"); err != nil {
+			return fmt.Errorf("controller: cluster secret: %w", err)
+		}
+	}
+	clusterAddr := ""
+	if cfg.Cluster.Listen != "" {
+		clusterAddr = cfg.Cluster.Advertise
+		if clusterAddr == "" {
+			clusterAddr = loopbackIfUnspecified(cfg.Cluster.Listen)
+		}
+	}
+	// Membership (lease keepalives, elections) gets an etcd connection of
+	// its own, so a burst of API reads and writes on the model's
+	// connection never delays a keepalive.
+	cst, err := store.Open(ctx, etcdConfig(cfg, st.Client().Endpoints(), log))
+	if err != nil {
+		return err
+	}
+	defer cst.Close()
+	cl := cluster.New(cst.Client(), cluster.Config{ReplicaID: replicaID, APIAddr: advertise, ClusterAddr: clusterAddr, Secret: clusterSecret,
+		OpenFlowAddr: cfg.OpenFlow.Listen, LeaseTTL: cfg.Cluster.LeaseTTL, PeerTimeout: cfg.Cluster.PeerTimeout, Settle: cfg.Cluster.Settle, Logger: log})
 
 	apps := []app.App{
 		learning.New(learning.Config{IdleTimeout: uint16(cfg.Learning.IdleTimeout)}),
@@ -169,11 +191,12 @@ func serve(args []string) error {
 		return err
 	}
 
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", m.Handler())
-	mux.HandleFunc(cluster.HeartbeatPath, cl.HeartbeatHandler())
-	mux.HandleFunc(cluster.StatusPath, cl.StatusHandler())
-	mux.HandleFunc("/cluster/v1/local", func(w http.ResponseWriter, r *http.Request) {
+	// /cluster/v1: peer heartbeats, status and this replica's switches,
+	// all signed with the cluster secret (401 otherwise).
+	clusterMux := http.NewServeMux()
+	clusterMux.HandleFunc(cluster.HeartbeatPath, cl.HeartbeatHandler())
+	clusterMux.HandleFunc(cluster.StatusPath, cl.StatusHandler())
+	clusterMux.Handle("/cluster/v1/local", cl.Protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		out := map[string]any{}
 		for _, d := range mgr.Connected() {
 			master, since := mgr.MasterSince(d)
@@ -181,7 +204,13 @@ func serve(args []string) error {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"replica": replicaID, "switches": out})
-	})
+	})))
+	clusterMux.Handle("/cluster/", cl.Protect(http.NotFoundHandler()))
+	mux := http.NewServeMux()
+	if cfg.API.Metrics == "api" {
+		mux.Handle("/metrics", m.Handler())
+	}
+	mux.Handle("/cluster/", clusterMux)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		dpids := mgr.Connected()
 		sort.Slice(dpids, func(i, j int) bool { return dpids[i] < dpids[j] })
@@ -192,7 +221,9 @@ func serve(args []string) error {
 		w.Header().Set("Content-Type", "application/json")
 		etcdOK := true
 		hctx, cancel := context.WithTimeout(r.Context(), time.Second)
-		if _, err := st.Client().Get(hctx, "health"); err != nil {
+		// Under the Nimbus prefix: with etcd auth, the controller role covers
+		// only that.
+		if _, err := st.Client().Get(hctx, store.Prefix+"health"); err != nil {
 			etcdOK = false
 		}
 		cancel()
@@ -210,20 +241,54 @@ func serve(args []string) error {
 	// The Neutron API takes every other path; /healthz, /metrics and
 	// /cluster/ are more specific and win.
 	mux.Handle("/", northbound.NewHandler(st, nbCfg))
-	ln, err := net.Listen("tcp", cfg.API.Listen)
-	if err != nil {
-		return fmt.Errorf("controller: api listen on %s: %w", cfg.API.Listen, err)
+	// Every server bounds how long a client may take to send headers and
+	// body and to read the answer, and how long an idle keep-alive lives:
+	// a slow or silent client cannot pin a goroutine and a socket. The
+	// heartbeat stream lifts its own deadlines (see cluster).
+	var servers []*http.Server
+	listen := func(name, addr string, h http.Handler) (net.Addr, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("controller: %s listen on %s: %w", name, addr, err)
+		}
+		hs := newHTTPServer(ctx, cfg, h)
+		servers = append(servers, hs)
+		go func() {
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error(name+" server failed", "err", err)
+				stop()
+			}
+		}()
+		return ln.Addr(), nil
 	}
-	// Request contexts end with ctx, so long-lived streams (peer
-	// heartbeats) stop at shutdown instead of holding it up.
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
-	go func() {
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("api server failed", "err", err)
-			stop()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, hs := range servers {
+			hs.Shutdown(sctx)
 		}
 	}()
-	log.Info("nimbus controller started", "replica", replicaID, "openflow", ofAddr.String(), "tls", srv.TLS != nil, "api", ln.Addr().String(), "version", version)
+	if cfg.Cluster.Listen != "" {
+		// Heartbeats on a listener of their own: API load (connections,
+		// slow clients, a full accept queue) cannot starve them.
+		if _, err := listen("cluster", cfg.Cluster.Listen, clusterMux); err != nil {
+			return err
+		}
+	}
+	switch cfg.API.Metrics {
+	case "api", "off":
+	default:
+		mm := http.NewServeMux()
+		mm.Handle("/metrics", m.Handler())
+		if _, err := listen("metrics", cfg.API.Metrics, mm); err != nil {
+			return err
+		}
+	}
+	apiAddr, err := listen("api", cfg.API.Listen, mux)
+	if err != nil {
+		return err
+	}
+	log.Info("nimbus controller started", "replica", replicaID, "openflow", ofAddr.String(), "tls", srv.TLS != nil, "api", apiAddr.String(), "cluster", cfg.Cluster.Listen, "metrics", cfg.API.Metrics, "version", version)
 	go func() {
 		if err := cl.Run(ctx); err != nil && ctx.Err() == nil {
 			log.Error("cluster stopped", "err", err)
@@ -231,26 +296,65 @@ func serve(args []string) error {
 	}()
 
 	err = srv.Serve(ctx)
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	hs.Shutdown(sctx)
-	log.Info("nimbus controller stopped")
+	log.Info("nimbus controller stopping")
 	return err
+}
+
+// newHTTPServer is an HTTP server with the configured timeouts; request
+// contexts end with ctx, so long-lived streams (peer heartbeats) stop at
+// shutdown instead of holding it up.
+func newHTTPServer(ctx context.Context, cfg *config.Config, h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: cfg.API.ReadHeaderTimeout, ReadTimeout: cfg.API.ReadTimeout,
+		WriteTimeout: cfg.API.WriteTimeout, IdleTimeout: cfg.API.IdleTimeout, MaxHeaderBytes: 64 << 10,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+}
+
+// etcdConfig is the store configuration for endpoints (empty: embedded).
+func etcdConfig(cfg *config.Config, endpoints []string, log *slog.Logger) store.Config {
+	return store.Config{Endpoints: endpoints, DataDir: cfg.Etcd.DataDir,
+		EmbedClientURL: cfg.Etcd.EmbedClientURL, EmbedPeerURL: cfg.Etcd.EmbedPeerURL, DialTimeout: cfg.Etcd.DialTimeout,
+		AutoCompactionMode: cfg.Etcd.AutoCompactionMode, AutoCompactionRetention: cfg.Etcd.AutoCompactionRetention,
+		CertFile: cfg.Etcd.TLS.Cert, KeyFile: cfg.Etcd.TLS.Key, CAFile: cfg.Etcd.TLS.CA,
+		Username: cfg.Etcd.Username, Password: cfg.Etcd.Password, Logger: log}
+}
+
+// loopbackIfUnspecified turns ":9696" or "0.0.0.0:9696" into
+// "127.0.0.1:9696" for advertising.
+func loopbackIfUnspecified(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // status prints the cluster status from a replica's API.
 func status(args []string) error {
 	fs := pflag.NewFlagSet("status", pflag.ContinueOnError)
-	api := fs.String("api", "127.0.0.1:9696", "API address of any replica")
+	api := fs.String("api", "127.0.0.1:9696", "API (or cluster.listen) address of any replica")
 	asJSON := fs.Bool("json", false, "print JSON")
+	config.Flags(fs) // the cluster secret: cluster.secret, or read from etcd.* like serve
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil
 		}
 		return err
 	}
+	cfg, err := config.Load(fs, os.Environ())
+	if err != nil {
+		return err
+	}
+	secret, err := readClusterSecret(cfg)
+	if err != nil {
+		return err
+	}
 	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get("http://" + *api + cluster.StatusPath)
+	req, err := http.NewRequest(http.MethodGet, "http://"+*api+cluster.StatusPath, nil)
+	if err != nil {
+		return fmt.Errorf("controller: status: %w", err)
+	}
+	cluster.Authorize(req, secret)
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("controller: status: %w", err)
 	}
@@ -282,6 +386,33 @@ func status(args []string) error {
 		fmt.Printf("%s\t%s\t%d\t%s\n", s.DPID, s.Master, s.Generation, strings.Join(s.Connected, ","))
 	}
 	return nil
+}
+
+// readClusterSecret is cluster.secret, or else the secret the replicas
+// keep in etcd (etcd.endpoints, or the embedded etcd's client URL).
+func readClusterSecret(cfg *config.Config) ([]byte, error) {
+	if cfg.Cluster.Secret != "" {
+		return []byte(cfg.Cluster.Secret), nil
+	}
+	eps := cfg.Etcd.Endpoints
+	if len(eps) == 0 {
+		eps = []string{cfg.Etcd.EmbedClientURL}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Etcd.DialTimeout)
+	defer cancel()
+	st, err := store.Open(ctx, etcdConfig(cfg, eps, slog.New(slog.DiscardHandler)))
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	resp, err := st.Client().Get(ctx, store.Prefix+"secrets/cluster")
+	if err != nil {
+		return nil, fmt.Errorf("controller: reading the cluster secret from etcd %v (or set cluster.secret): %w", eps, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, fmt.Errorf("controller: no cluster secret in etcd %v yet (has a replica started?)", eps)
+	}
+	return resp.Kvs[0].Value, nil
 }
 
 // northboundConfig maps configuration to the Neutron API's settings.
@@ -325,6 +456,12 @@ func nodeAgent(args []string) error {
 	controllers := fs.StringSlice("controllers", []string{"tcp:127.0.0.1:6653"}, "OpenFlow targets of every controller replica")
 	mappings := fs.String("bridge-mappings", "", "physical network mappings, physnet1:br-phy,...")
 	endpoints := fs.StringSlice("etcd-endpoints", nil, "etcd cluster endpoints (required)")
+	etcdCert := fs.String("etcd-tls-cert", "", "etcd client certificate (its CN is the etcd user with etcd client-cert auth)")
+	etcdKey := fs.String("etcd-tls-key", "", "etcd client key")
+	etcdCA := fs.String("etcd-tls-ca", "", "CA of the etcd servers")
+	etcdUser := fs.String("etcd-username", "", "etcd user (see controller etcd-roles); the password comes from NIMBUS_ETCD_PASSWORD or --etcd-password-file")
+	etcdPassFile := fs.String("etcd-password-file", "", "file holding the etcd user's password")
+	etcdDial := fs.Duration("etcd-dial-timeout", 5*time.Second, "etcd connection timeout")
 	resync := fs.Duration("resync", 30*time.Second, "re-read OVS and repair drift this often")
 	ifacePoll := fs.Duration("iface-poll", time.Second, "re-read br-int's external_ids:iface-id this often and publish changes in the chassis record")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -347,7 +484,19 @@ func nodeAgent(args []string) error {
 	log := newLogger(*level, "text").With("chassis", *chassis)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	st, err := store.Open(ctx, store.Config{Endpoints: *endpoints, Logger: log})
+	password := os.Getenv("NIMBUS_ETCD_PASSWORD")
+	if *etcdPassFile != "" {
+		b, err := os.ReadFile(*etcdPassFile)
+		if err != nil {
+			return fmt.Errorf("controller node: etcd password: %w", err)
+		}
+		password = strings.TrimSpace(string(b))
+	}
+	if (*etcdCert == "") != (*etcdKey == "") {
+		return errors.New("controller node: --etcd-tls-cert and --etcd-tls-key go together")
+	}
+	st, err := store.Open(ctx, store.Config{Endpoints: *endpoints, CertFile: *etcdCert, KeyFile: *etcdKey, CAFile: *etcdCA,
+		Username: *etcdUser, Password: password, DialTimeout: *etcdDial, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/nimbus-sdn/nimbus/cluster"
 )
 
 // clusterStatus is GET /cluster/v1/status.
@@ -124,4 +126,19 @@ func parseLogLine(line string) (logRecord, bool) {
 	}
 	r.Raw = line
 	return r, true
+}
+
+// clusterSecret is the replicas' cluster.secret (NIMBUS_CLUSTER_SECRET in
+// childEnv), so the bench can sign its /cluster/v1 requests.
+const clusterSecret = "failbench-cluster-secret-0123456789"
+
+// signer signs /cluster/v1 requests with clusterSecret.
+type signer struct{ rt http.RoundTripper }
+
+func (s signer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.HasPrefix(r.URL.Path, "/cluster/") {
+		r = r.Clone(r.Context())
+		cluster.Authorize(r, []byte(clusterSecret))
+	}
+	return s.rt.RoundTrip(r)
 }

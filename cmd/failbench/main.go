@@ -201,7 +201,7 @@ func run(cfg config) int {
 	defer cancel()
 
 	b := &bench{cfg: cfg, out: os.Stdout,
-		client: &http.Client{Timeout: time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8, DisableCompression: true}}}
+		client: &http.Client{Timeout: time.Second, Transport: signer{&http.Transport{MaxIdleConnsPerHost: 8, DisableCompression: true}}}}
 	if cfg.jsonOut {
 		b.out = os.Stderr
 	}

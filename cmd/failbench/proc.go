@@ -284,7 +284,7 @@ func (b *bench) newReplica(id string, endpoints []string) (*replica, error) {
 		return nil, err
 	}
 	r := &replica{id: id, ofAddr: fmt.Sprintf("127.0.0.1:%d", ofp), api: fmt.Sprintf("127.0.0.1:%d", ap)}
-	r.p = &proc{name: id, bin: b.cfg.controllerBin, dir: dir, logPath: filepath.Join(dir, "controller.log"), env: childEnv(),
+	r.p = &proc{name: id, bin: b.cfg.controllerBin, dir: dir, logPath: filepath.Join(dir, "controller.log"), env: childEnv("NIMBUS_CLUSTER_SECRET=" + clusterSecret),
 		args: []string{"serve", "--openflow-listen", r.ofAddr, "--api-listen", r.api,
 			"--etcd-endpoints", strings.Join(endpoints, ","), "--replica-id", id,
 			"--log-format", "json", "--log-level", b.cfg.logLevel}}

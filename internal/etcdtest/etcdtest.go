@@ -27,6 +27,7 @@ type Member struct {
 	log       *os.File
 	t         testing.TB
 	done      chan struct{}
+	http      *http.Client // nil: http.DefaultClient
 }
 
 // Cluster is a set of members.
@@ -120,8 +121,12 @@ func (m *Member) start(bin string) {
 func (m *Member) WaitHealthy(d time.Duration) {
 	m.t.Helper()
 	deadline := time.Now().Add(d)
+	hc := m.http
+	if hc == nil {
+		hc = http.DefaultClient
+	}
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(m.ClientURL + "/health")
+		resp, err := hc.Get(m.ClientURL + "/health")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {

@@ -31,7 +31,14 @@ func startReplicas(t *testing.T, endpoints []string, n int) []*controller {
 
 func getJSON(url string, v any) error {
 	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if strings.Contains(url, "/cluster/") {
+		cluster.Authorize(req, []byte(e2eClusterSecret))
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}
@@ -299,7 +306,7 @@ func TestFailoverKillMasterLosesNoPackets(t *testing.T) {
 		t.Fatalf("after failover master=%v generation %d (was %d)", nm, ngen, gen)
 	}
 	// `controller status` shows the survivors and who masters what.
-	out, err := exec.Command(controllerBin, "status", "--api", nm.API).CombinedOutput()
+	out, err := exec.Command(controllerBin, "status", "--api", nm.API, "--cluster-secret", e2eClusterSecret).CombinedOutput()
 	if err != nil {
 		t.Fatalf("controller status: %v\n%s", err, out)
 	}
@@ -409,7 +416,9 @@ func TestEtcdOutage(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusServiceUnavailable
 	})
-	resp, err := http.Get("http://" + cs[0].API + cluster.StatusPath)
+	sreq, _ := http.NewRequest(http.MethodGet, "http://"+cs[0].API+cluster.StatusPath, nil)
+	cluster.Authorize(sreq, []byte(e2eClusterSecret))
+	resp, err := http.DefaultClient.Do(sreq)
 	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("status during outage: %v %v", resp, err)
 	}

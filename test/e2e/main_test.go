@@ -17,6 +17,9 @@ import (
 
 var controllerBin string
 
+// e2eClusterSecret is the cluster.secret of the controllers tests start.
+const e2eClusterSecret = "e2e-cluster-secret-0123456789"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(ovslab.EnvE2E) == "1" {
 		dir, err := os.MkdirTemp("", "nimbus-e2e")
@@ -60,6 +63,11 @@ func startController(t *testing.T, extra ...string) *controller {
 		OF:  fmt.Sprintf("127.0.0.1:%d", ovslab.FreePort(t)),
 		API: fmt.Sprintf("127.0.0.1:%d", ovslab.FreePort(t))}
 	c.args = append([]string{"serve", "--openflow-listen", c.OF, "--api-listen", c.API, "--log-level", "debug"}, extra...)
+	if !strings.Contains(strings.Join(extra, " "), "--cluster-secret") {
+		// Every replica of a test shares it; getJSON signs /cluster/v1
+		// requests with it.
+		c.args = append(c.args, "--cluster-secret", e2eClusterSecret)
+	}
 	if !strings.Contains(strings.Join(extra, " "), "--etcd-endpoints") {
 		// Embedded etcd: its own data dir and ports, kept across restarts.
 		c.args = append(c.args, "--etcd-data-dir", filepath.Join(t.TempDir(), "etcd"),
