@@ -55,6 +55,10 @@ type App struct {
 	// leases holds, per datapath, the DHCP answers the latest Desired
 	// computed (map[uint64]*leaseTable). The packet-in handler reads it.
 	leases sync.Map
+	// trimmed remembers, per subnet id, the [DNS, routes] counts last
+	// logged as dropped from DHCP replies ([2]int), so the warning is not
+	// repeated on every computation.
+	trimmed sync.Map
 }
 
 // New makes the app with defaults filled in.
