@@ -181,7 +181,7 @@ func (b *builder) fabricNetwork(ns *netState, linkPorts, tree []uint32) {
 	}
 	if len(buckets) > 0 {
 		g := floodGroupID(ns.key, false)
-		b.groups = append(b.groups, &flow.Group{ID: g, Type: flow.GroupAll, Buckets: buckets})
+		b.floodGroups(g, buckets)
 		for _, class := range []uint64{ClassVM, ClassPhys} {
 			b.add(&flow.Flow{Table: pipeline.L2Forward.ID(), Priority: pipeline.PriorityDefault, Cookie: ck,
 				Match:   matchBits(netMatch(ns.key), pipeline.RegPortClass, class),

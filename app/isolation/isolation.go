@@ -109,6 +109,14 @@ func floodGroupID(key uint32, localOnly bool) uint32 {
 	return id
 }
 
+// chainGroupBase starts the ids of chained flood groups (a network with
+// more ports on one switch than pipeline.MaxGroupBuckets): above every
+// network's flood groups (VLAN keys end at (1<<23|4094)<<1|1 < 1<<24 +
+// 1<<13), inside isolation's 1<<25 ids. They are handed out in order
+// (network id, all then local) each time a switch's state is computed,
+// so the same model gives the same ids.
+const chainGroupBase = reconcile.GroupIDBase + uint32(pipeline.AppIsolation)<<25 + 1<<24 + 1<<14
+
 // FloodGroupID is the flood group of a network key (exported for tests
 // and other apps that need to flood on a tenant network).
 func FloodGroupID(key uint32, localOnly bool) uint32 { return floodGroupID(key, localOnly) }
@@ -340,7 +348,17 @@ func indexNetworks(m *model.Snapshot) map[string]*netState {
 type builder struct {
 	flows     []*flow.Flow
 	groups    []*flow.Group
-	dhcpMeter bool // a DHCP punt needs pipeline.MeterDHCP
+	dhcpMeter bool   // a DHCP punt needs pipeline.MeterDHCP
+	chains    uint32 // chained flood groups handed out so far
+}
+
+// floodGroups adds the flood group head (split into a chain when its
+// buckets do not fit one group, pipeline.MaxGroupBuckets).
+func (b *builder) floodGroups(head uint32, buckets []flow.Bucket) {
+	b.groups = append(b.groups, pipeline.ChainGroup(head, buckets, func() uint32 {
+		b.chains++
+		return chainGroupBase + b.chains - 1
+	})...)
 }
 
 // meters returns the meters the flows use.
@@ -423,9 +441,8 @@ func (b *builder) network(ns *netState, phy uint32, tunnels map[string]uint32, t
 			setBits(pipeline.RegOutPort, uint64(l.ofport)), flow.Resubmit{InPort: flow.PortInPort, Table: pipeline.EgressACL.ID()}}})
 	}
 	all, local := floodGroupID(ns.key, false), floodGroupID(ns.key, true)
-	b.groups = append(b.groups,
-		&flow.Group{ID: all, Type: flow.GroupAll, Buckets: append(append([]flow.Bucket{}, localBuckets...), remoteBuckets...)},
-		&flow.Group{ID: local, Type: flow.GroupAll, Buckets: localBuckets})
+	b.floodGroups(all, append(append([]flow.Bucket{}, localBuckets...), remoteBuckets...))
+	b.floodGroups(local, localBuckets)
 	// Broadcast, multicast and unknown unicast: no dl_dst flow matched.
 	for _, c := range []struct {
 		class uint64
