@@ -9,7 +9,9 @@ package isolation
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/nimbus-sdn/nimbus/app"
@@ -138,6 +140,40 @@ type netState struct {
 	subnets []*model.Subnet      // sorted by id
 	dhcpIP  map[string]flow.IPv4 // subnet id -> DHCP port address
 	dhcpMAC flow.MAC             // the network's DHCP port MAC, if any
+	// gateways are the IPv4 gateway addresses of the network's subnets.
+	gateways []flow.IPv4
+	// routerIfaces is the set of port ids that may hold a gateway
+	// address (shared by every network; see routerInterfaces).
+	routerIfaces map[string]bool
+}
+
+// mayHoldGateway tells whether port p may use its network's gateway
+// addresses: only a router interface a router of the model lists.
+func (ns *netState) mayHoldGateway(p *model.Port) bool { return ns.routerIfaces[p.ID] }
+
+// isGateway tells whether v is a gateway address of the network.
+func (ns *netState) isGateway(v flow.IPv4) bool { return slices.Contains(ns.gateways, v) }
+
+// routerInterfaces returns the ports that may hold a subnet's gateway
+// address: a port a router lists in its interfaces, whose device_id is
+// that router and whose device_owner is a router interface. What a port
+// claims (its device_owner alone) is not enough: a tenant could create a
+// port as a "router interface" with the gateway address on a shared
+// network, then change its device_owner.
+func routerInterfaces(m *model.Snapshot) map[string]bool {
+	ifaces := map[string]bool{}
+	for _, rt := range m.Routers() {
+		for _, pid := range rt.Interfaces {
+			r, ok := m.Get(model.KindPort, pid)
+			if !ok {
+				continue
+			}
+			if p, ok := r.(*model.Port); ok && p.DeviceID == rt.ID && strings.HasPrefix(p.DeviceOwner, "network:router_interface") {
+				ifaces[pid] = true
+			}
+		}
+	}
+	return ifaces
 }
 
 // Desired computes the switch's isolation flows and groups.
@@ -317,14 +353,18 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 // subnets and DHCP port addresses.
 func indexNetworks(m *model.Snapshot) map[string]*netState {
 	nets := map[string]*netState{}
+	ifaces := routerInterfaces(m)
 	for _, n := range m.Networks() {
 		if k, ok := NetworkKey(n); ok {
-			nets[n.ID] = &netState{n: n, key: k, hosts: map[string]bool{}, dhcpIP: map[string]flow.IPv4{}}
+			nets[n.ID] = &netState{n: n, key: k, hosts: map[string]bool{}, dhcpIP: map[string]flow.IPv4{}, routerIfaces: ifaces}
 		}
 	}
 	for _, s := range m.Subnets() {
 		if ns := nets[s.NetworkID]; ns != nil && s.IPVersion != 6 {
 			ns.subnets = append(ns.subnets, s)
+			if gw, err := flow.ParseIPv4(s.GatewayIP); err == nil && gw != 0 {
+				ns.gateways = append(ns.gateways, gw)
+			}
 		}
 	}
 	for _, p := range m.Ports() {
@@ -494,8 +534,12 @@ func (b *builder) localPort(ns *netState, l *located) {
 			prefix int
 		}
 		var pairs []pair
+		gwOK := ns.mayHoldGateway(l.port)
 		for _, ip := range l.port.FixedIPs {
 			if v, err := flow.ParseIPv4(ip.IPAddress); err == nil {
+				if ns.isGateway(v) && !gwOK {
+					continue // a gateway address only for a router interface
+				}
 				pairs = append(pairs, pair{l.mac, v, 32})
 			}
 		}
@@ -522,6 +566,7 @@ func (b *builder) localPort(ns *netState, l *located) {
 			a4 := pfx.Masked().Addr().As4()
 			pairs = append(pairs, pair{mac, flow.IPv4(uint32(a4[0])<<24 | uint32(a4[1])<<16 | uint32(a4[2])<<8 | uint32(a4[3])), pfx.Bits()})
 		}
+		guarded := map[flow.IPv4]bool{}
 		for _, p := range pairs {
 			mask := uint64(0)
 			if p.prefix < 32 {
@@ -530,6 +575,22 @@ func (b *builder) localPort(ns *netState, l *located) {
 			base := flow.M().InPort(o).EthSrc(p.mac)
 			ps(base.EthType(flow.EthTypeIPv4).SetMasked(flow.IPv4Src, uint64(p.ip), mask))
 			ps(base.EthType(flow.EthTypeARP).SetMasked(flow.ARPSpa, uint64(p.ip), mask))
+			// An allowed address pair that covers a gateway address
+			// does not let the port speak for the gateway.
+			cover := flow.IPv4(0)
+			if p.prefix > 0 {
+				cover = flow.IPv4(^uint32(0) << (32 - p.prefix))
+			}
+			for _, gw := range ns.gateways {
+				if gwOK || guarded[gw] || gw&cover != p.ip&cover {
+					continue
+				}
+				guarded[gw] = true
+				for _, m := range []flow.Match{flow.M().InPort(o).EthType(flow.EthTypeIPv4).Set(flow.IPv4Src, uint64(gw)),
+					flow.M().InPort(o).EthType(flow.EthTypeARP).Set(flow.ARPSpa, uint64(gw))} {
+					b.add(&flow.Flow{Table: pipeline.PortSecurity.ID(), Priority: pipeline.PrioritySpecific, Cookie: ck, Match: m})
+				}
+			}
 		}
 		// DHCP before the port has an address.
 		ps(flow.M().InPort(o).EthSrc(l.mac).EthType(flow.EthTypeIPv4).Set(flow.IPv4Src, 0).
@@ -568,7 +629,7 @@ func (b *builder) remotePort(ns *netState, l *located, phy uint32, tunnels map[s
 func (b *builder) arp(ns *netState, l *located) {
 	for _, ip := range l.port.FixedIPs {
 		v, err := flow.ParseIPv4(ip.IPAddress)
-		if err != nil {
+		if err != nil || (ns.isGateway(v) && !ns.mayHoldGateway(l.port)) {
 			continue
 		}
 		b.add(&flow.Flow{Table: pipeline.ARPResponder.ID(), Priority: pipeline.PriorityNormal, Cookie: portCookie(l.port.ID),
