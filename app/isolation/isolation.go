@@ -61,6 +61,9 @@ type App struct {
 	// logged as dropped from DHCP replies ([2]int), so the warning is not
 	// repeated on every computation.
 	trimmed sync.Map
+	// failures are the binding failures already logged.
+	failMu   sync.Mutex
+	failures map[string]bool
 }
 
 // New makes the app with defaults filled in.
@@ -207,10 +210,8 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 	// Index every chassis's switch ports by name and iface-id. A name seen
 	// on two chassis (a migration in progress) binds to the first chassis
 	// by name; Neutron's binding:host_id settles it once OVS catches up.
-	type bound struct {
-		chassis string
-		port    topology.Port
-	}
+	// A switch's own ports (LOCAL, tunnels, uplinks) are never indexed:
+	// no Neutron port binds to them (infraPort).
 	byName, byIface := map[string]bound{}, map[string]bound{}
 	local := map[string]topology.Port{}
 	for _, p := range in.Switch.Ports {
@@ -222,34 +223,48 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 			continue
 		}
 		for _, p := range sw.Ports {
+			if infraPort(c, p) {
+				continue
+			}
 			if _, dup := byName[p.Name]; !dup {
-				byName[p.Name] = bound{c.Name, p}
+				byName[p.Name] = bound{c.Name, sw.DPID, p}
 			}
 			if a.cfg.IfaceIDs != nil {
 				if id := a.cfg.IfaceIDs.IfaceID(c, p); id != "" {
 					if _, dup := byIface[id]; !dup {
-						byIface[id] = bound{c.Name, p}
+						byIface[id] = bound{c.Name, sw.DPID, p}
 					}
 				}
 			}
 		}
 	}
-	bind := func(p *model.Port) (bound, bool) {
+	bind := func(p *model.Port) (claim, bool) {
 		if b, ok := byIface[p.ID]; ok {
-			return b, true
+			return claim{p, claimIfaceID, b}, true
 		}
 		if b, ok := byName[names.VMPortName(p.ID)]; ok {
-			return b, true
+			return claim{p, claimTapName, b}, true
 		}
 		if pn, _ := p.Profile["port_name"].(string); pn != "" {
 			if b, ok := byName[pn]; ok {
-				return b, true
+				return claim{p, claimProfile, b}, true
 			}
 		}
-		return bound{}, false
+		return claim{}, false
 	}
 
 	nets := indexNetworks(in.Model)
+	var claims []claim
+	for _, p := range in.Model.Ports() {
+		if nets[p.NetworkID] == nil {
+			continue
+		}
+		if c, ok := bind(p); ok {
+			claims = append(claims, c)
+		}
+	}
+	// One interface, one Neutron port.
+	bindings := a.settleBindings(claims)
 	for _, p := range in.Model.Ports() {
 		ns := nets[p.NetworkID]
 		if ns == nil {
@@ -260,7 +275,7 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 			continue
 		}
 		l := &located{port: p, mac: mac}
-		if bd, ok := bind(p); ok {
+		if bd, ok := bindings[p.ID]; ok {
 			l.chassis, l.ofport = bd.chassis, bd.port.No
 		}
 		if l.chassis == "" && p.HostID != "" && p.HostID != self.Name {
