@@ -13,6 +13,11 @@ func TestBaseFlowsPassContract(t *testing.T) {
 			t.Errorf("base flow %s: %v", f, err)
 		}
 	}
+	for _, f := range BaseFlows() {
+		if f.Meter == 0 && punts(f.Actions) {
+			t.Errorf("base flow %s punts to the controller without a meter", f)
+		}
+	}
 	if len(BaseFlows()) != len(Tables) {
 		t.Fatal("one miss flow per table")
 	}
@@ -42,6 +47,7 @@ func TestCheckRejectsContractBreaches(t *testing.T) {
 		"may not resubmit":    {Table: L2Forward.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Actions: []flow.Action{flow.Resubmit{InPort: flow.PortInPort, Table: Output.ID()}}},
 		"miss band":           {Table: L2Forward.ID(), Priority: PriorityMiss, Cookie: Cookie(AppIsolation, 1)},
 		"dynamic flow":        {Table: L2Forward.ID(), Priority: 5, Cookie: DynamicCookie(AppIsolation, 1)},
+		"without a meter":     {Table: L2Learning.ID(), Priority: 5, Cookie: Cookie(AppLearning, 1), Actions: []flow.Action{flow.Output{Port: flow.PortController}}},
 		"cannot be masked":    {Table: L2Forward.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Match: flow.M().SetMasked(flow.EthType, 0x800, 0xff00)},
 	}
 	for want, f := range cases {
