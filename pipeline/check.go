@@ -11,7 +11,8 @@ import (
 // the cookie is ours and names an app allowed to write the table, the
 // match fields are ones the table accepts (with prerequisites), gotos and
 // resubmits only go forward to declared tables, and priorities of static
-// flows stay out of the miss band.
+// flows stay out of the miss band, and every punt to the controller goes
+// through a declared meter.
 func Check(f *flow.Flow) error {
 	t := ByID(f.Table)
 	if t == nil {
@@ -32,6 +33,9 @@ func Check(f *flow.Flow) error {
 	}
 	if f.Meter != 0 && !declaredMeter(f.Meter) {
 		return fmt.Errorf("pipeline: flow %s: meter %d is not declared in pipeline.Meters", f.KeyText(), f.Meter)
+	}
+	if f.Meter == 0 && punts(f.Actions) {
+		return fmt.Errorf("pipeline: flow %s: sends to the controller without a meter (declare one in pipeline.Meters)", f.KeyText())
 	}
 	if err := f.Match.Validate(); err != nil {
 		return fmt.Errorf("pipeline: flow %s: %w", f.KeyText(), err)
@@ -72,6 +76,16 @@ func Check(f *flow.Flow) error {
 		}
 	}
 	return nil
+}
+
+// punts reports whether actions send the packet to the controller.
+func punts(acts []flow.Action) bool {
+	for _, a := range acts {
+		if o, ok := a.(flow.Output); ok && o.Port == flow.PortController {
+			return true
+		}
+	}
+	return false
 }
 
 // isPrereq allows dl_type and nw_proto when they only serve as another

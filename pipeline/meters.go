@@ -20,10 +20,12 @@ var (
 		Purpose: "LLDP frames sent to the controller by the discovery punt (fabric switches)"}
 	MeterDHCP = &MeterDef{ID: 0x004e0002, Name: "dhcp_punt", RatePPS: 500,
 		Purpose: "DHCP requests sent to the controller's DHCP responder"}
+	MeterLearning = &MeterDef{ID: 0x004e0003, Name: "learning_punt", RatePPS: 1000,
+		Purpose: "L2 learning misses sent to the controller (plain switches; chassis have no learning fallback)"}
 )
 
 // Meters lists the declared meters.
-var Meters = []*MeterDef{MeterLLDP, MeterDHCP}
+var Meters = []*MeterDef{MeterLLDP, MeterDHCP, MeterLearning}
 
 // Meter is the OpenFlow meter: drop above RatePPS packets per second.
 func (m *MeterDef) Meter() *flow.Meter {

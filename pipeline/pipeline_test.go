@@ -13,6 +13,11 @@ func TestBaseFlowsPassContract(t *testing.T) {
 			t.Errorf("base flow %s: %v", f, err)
 		}
 	}
+	for _, f := range BaseFlows() {
+		if f.Meter == 0 && punts(f.Actions) {
+			t.Errorf("base flow %s punts to the controller without a meter", f)
+		}
+	}
 	if len(BaseFlows()) != len(Tables) {
 		t.Fatal("one miss flow per table")
 	}
@@ -42,6 +47,7 @@ func TestCheckRejectsContractBreaches(t *testing.T) {
 		"may not resubmit":    {Table: L2Forward.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Actions: []flow.Action{flow.Resubmit{InPort: flow.PortInPort, Table: Output.ID()}}},
 		"miss band":           {Table: L2Forward.ID(), Priority: PriorityMiss, Cookie: Cookie(AppIsolation, 1)},
 		"dynamic flow":        {Table: L2Forward.ID(), Priority: 5, Cookie: DynamicCookie(AppIsolation, 1)},
+		"without a meter":     {Table: L2Learning.ID(), Priority: 5, Cookie: Cookie(AppLearning, 1), Actions: []flow.Action{flow.Output{Port: flow.PortController}}},
 		"cannot be masked":    {Table: L2Forward.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Match: flow.M().SetMasked(flow.EthType, 0x800, 0xff00)},
 	}
 	for want, f := range cases {
@@ -74,6 +80,54 @@ func TestBitAllocationsDoNotOverlap(t *testing.T) {
 		for _, b := range AllBits[i+1:] {
 			if a.Field == b.Field && a.Mask()&b.Mask() != 0 {
 				t.Errorf("%s and %s overlap in %s", a.Name, b.Name, a.Field)
+			}
+		}
+	}
+}
+
+func TestChainGroup(t *testing.T) {
+	for _, n := range []int{0, 1, MaxGroupBuckets, MaxGroupBuckets + 1, 2*MaxGroupBuckets - 1, 2 * MaxGroupBuckets, 5000} {
+		var buckets []flow.Bucket
+		for i := 0; i < n; i++ {
+			buckets = append(buckets, flow.Bucket{Actions: []flow.Action{flow.Output{Port: uint32(i + 1)}}})
+		}
+		ids := uint32(100)
+		gs := ChainGroup(7, buckets, func() uint32 { ids++; return ids })
+		byID := map[uint32]*flow.Group{}
+		for _, g := range gs {
+			if len(g.Buckets) > MaxGroupBuckets {
+				t.Fatalf("n=%d: group %d has %d buckets", n, g.ID, len(g.Buckets))
+			}
+			byID[g.ID] = g
+		}
+		// Walk the chain from the head.
+		var got []uint32
+		seen := map[uint32]bool{}
+		for id := uint32(7); ; {
+			g := byID[id]
+			if g == nil || seen[id] {
+				t.Fatalf("n=%d: chain broken or looping at %d", n, id)
+			}
+			seen[id] = true
+			id = 0
+			for _, b := range g.Buckets {
+				switch a := b.Actions[0].(type) {
+				case flow.Output:
+					got = append(got, a.Port)
+				case flow.GroupAction:
+					id = a.ID
+				}
+			}
+			if id == 0 {
+				break
+			}
+		}
+		if len(seen) != len(gs) || len(got) != n {
+			t.Fatalf("n=%d: walked %d groups of %d, %d outputs", n, len(seen), len(gs), len(got))
+		}
+		for i, p := range got {
+			if p != uint32(i+1) {
+				t.Fatalf("n=%d: output %d is port %d", n, i, p)
 			}
 		}
 	}

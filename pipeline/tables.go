@@ -64,7 +64,7 @@ var (
 	L2Forward    = &Table{Name: "l2_forward", Owner: AppIsolation, Purpose: "known unicast to its port or tunnel; broadcast to the network's flood group", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"egress_acl"}}
 	EgressACL    = &Table{Name: "egress_acl", Owner: AppSecGroup, Purpose: "stateful security groups, VM ingress direction", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"output"}}
 	Output       = &Table{Name: "output", Owner: AppIsolation, Purpose: "emit to the egress port chosen earlier (reg3)", Miss: MissDrop, Matches: fields(l2l3...)}
-	L2Learning   = &Table{Name: "l2_learning", Owner: AppLearning, Purpose: "MAC learning for ports no tenant network covers: learned (in_port, dl_src, dl_dst) flows with idle timeouts; misses go to the controller", Miss: MissController, Matches: []flow.Field{flow.InPort, flow.EthSrc, flow.EthDst}, Dynamic: true}
+	L2Learning   = &Table{Name: "l2_learning", Owner: AppLearning, Purpose: "MAC learning for ports no tenant network covers, on plain switches: learned (in_port, dl_src, dl_dst) flows with idle timeouts; the learning app's metered punt (learning_punt) sends the rest to the controller; on a chassis nothing is punted and the miss drops", Miss: MissDrop, Matches: []flow.Field{flow.InPort, flow.EthSrc, flow.EthDst}, Dynamic: true}
 )
 
 // Tables is the ordered pipeline; a table's index is its id.

@@ -2,6 +2,7 @@ package isolation
 
 import (
 	"encoding/binary"
+	"log/slog"
 	"net/netip"
 
 	"github.com/nimbus-sdn/nimbus/app"
@@ -93,10 +94,32 @@ func (a *App) lease(ns *netState, l *located) *lease {
 			if ns.n.MTU > 0 && ns.n.MTU < 65536 {
 				ls.mtu = uint16(ns.n.MTU)
 			}
+			// Bound the reply to one frame of the network: a subnet with
+			// more host routes (or DNS servers) than fit loses the tail,
+			// with a warning (once per subnet and count).
+			var dd, dr int
+			ls.dns, ls.routes, dd, dr = fitOptions(ls.dns, ls.routes, ls.router, replyLimit(ls.mtu, 0)-fixedReplyIP)
+			a.warnTrimmed(s.ID, dd, dr)
 			return ls
 		}
 	}
 	return nil
+}
+
+// warnTrimmed logs, once per subnet and count, that the subnet's DHCP
+// reply could not hold all of its DNS servers and host routes.
+func (a *App) warnTrimmed(subnet string, droppedDNS, droppedRoutes int) {
+	key := [2]int{droppedDNS, droppedRoutes}
+	if old, ok := a.trimmed.Load(subnet); ok && old.([2]int) == key {
+		return
+	}
+	if droppedDNS == 0 && droppedRoutes == 0 {
+		a.trimmed.Delete(subnet)
+		return
+	}
+	a.trimmed.Store(subnet, key)
+	slog.Warn("isolation: dhcp: subnet's options do not fit one reply; the tail is not sent",
+		"subnet", subnet, "dropped_host_routes", droppedRoutes, "dropped_dns_servers", droppedDNS)
 }
 
 // NewSwitchHandler makes the DHCP server of one switch.

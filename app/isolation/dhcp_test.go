@@ -85,11 +85,13 @@ func decodeReply(t *testing.T, b []byte) decoded {
 		if o[i] == OptEnd {
 			return d
 		}
-		n := int(o[i+1])
-		if _, dup := d.opts[o[i]]; dup {
-			t.Fatalf("option %d twice", o[i])
+		if i+1 >= len(o) || i+2+int(o[i+1]) > len(o) {
+			t.Fatalf("option %d overruns the packet", o[i])
 		}
-		d.opts[o[i]] = o[i+2 : i+2+n]
+		n := int(o[i+1])
+		// RFC 3396: an option that appears more than once is one long
+		// option, its pieces concatenated in order.
+		d.opts[o[i]] = append(d.opts[o[i]], o[i+2:i+2+n]...)
 		i += 2 + n
 	}
 	t.Fatal("no end option")

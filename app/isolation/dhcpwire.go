@@ -30,6 +30,7 @@ const (
 	OptLeaseTime    = 51
 	OptMsgType      = 53
 	OptServerID     = 54
+	OptMaxMsgSize   = 57
 	OptRenewalTime  = 58
 	OptRebindTime   = 59
 	OptClasslessRts = 121
@@ -63,6 +64,9 @@ type Request struct {
 	MsgType     uint8
 	RequestedIP flow.IPv4
 	ServerID    flow.IPv4
+	// MaxMsgSize is the client's option 57 (the largest IP datagram it
+	// accepts), 0 if absent.
+	MaxMsgSize uint16
 }
 
 // ParseRequest decodes an Ethernet/IPv4/UDP(68->67)/BOOTP request into r
@@ -134,6 +138,10 @@ func ParseRequest(b []byte, r *Request) error {
 			if n == 4 {
 				r.ServerID = flow.IPv4(binary.BigEndian.Uint32(v))
 			}
+		case OptMaxMsgSize:
+			if n == 2 {
+				r.MaxMsgSize = binary.BigEndian.Uint16(v)
+			}
 		}
 		i += 2 + n
 	}
@@ -143,7 +151,84 @@ func ParseRequest(b []byte, r *Request) error {
 	return nil
 }
 
-// reply encodes the server's answer as a whole Ethernet frame.
+// Reply size bounds. A reply is one unfragmented IP datagram: it never
+// exceeds the network's MTU, 1500 bytes, or the client's option 57; it is
+// never held to less than the 576 bytes every client accepts (RFC 2131).
+const (
+	minReplyIP = 576
+	maxReplyIP = 1500
+	// fixedReplyIP is what every reply holds besides the variable options
+	// (DNS, routes): IP, UDP and BOOTP headers, the magic cookie, message
+	// type, server id, lease, renewal and rebind times, mask, router, MTU
+	// and the end option.
+	fixedReplyIP = ipLen + udpLen + bootpLen + 4 + 3 + 6 + 6 + 6 + 6 + 6 + 6 + 4 + 1
+)
+
+// replyLimit is the largest IP datagram a reply may be, from the
+// network's MTU (0: unknown) and the client's option 57 (0: absent).
+func replyLimit(mtu, clientMax uint16) int {
+	limit := maxReplyIP
+	if mtu != 0 && int(mtu) < limit {
+		limit = int(mtu)
+	}
+	if clientMax != 0 && int(clientMax) < limit {
+		limit = int(clientMax)
+	}
+	return max(limit, minReplyIP)
+}
+
+// optLen is the encoded size of an option carrying n data bytes, split
+// into 255-byte pieces as RFC 3396 allows (0 for no data: not sent).
+func optLen(n int) int {
+	if n == 0 {
+		return 0
+	}
+	return n + 2*((n+254)/255)
+}
+
+// appendLongOpt appends an option of any length: data longer than 255
+// bytes is split into consecutive options with the same code, which the
+// client concatenates (RFC 3396). A length byte never wraps.
+func appendLongOpt(b []byte, code uint8, data []byte) []byte {
+	for len(data) > 0 {
+		n := min(len(data), 255)
+		b = append(append(b, code, byte(n)), data[:n]...)
+		data = data[n:]
+	}
+	return b
+}
+
+func routeLen(rt Route) int { return 1 + (rt.Bits+7)/8 + 4 }
+
+// fitOptions bounds the variable options to budget bytes (encoded):
+// host routes are dropped from the end first (the default route that
+// stands in for option 3 is kept), then DNS servers. It returns how many
+// of each it dropped; dns and routes are not modified.
+func fitOptions(dns []flow.IPv4, routes []Route, router flow.IPv4, budget int) (keptDNS []flow.IPv4, keptRoutes []Route, droppedDNS, droppedRoutes int) {
+	rtBytes := 0
+	if router != 0 && len(routes) > 0 {
+		rtBytes = routeLen(Route{NextHop: router})
+	}
+	for _, rt := range routes {
+		rtBytes += routeLen(rt)
+	}
+	nr := len(routes)
+	for nr > 0 && optLen(4*len(dns))+optLen(rtBytes) > budget {
+		nr--
+		rtBytes -= routeLen(routes[nr])
+		if nr == 0 {
+			rtBytes = 0 // without host routes, option 3 alone carries the router
+		}
+	}
+	nd := len(dns)
+	for nd > 0 && optLen(4*nd)+optLen(rtBytes) > budget {
+		nd--
+	}
+	return dns[:nd], routes[:nr], len(dns) - nd, len(routes) - nr
+}
+
+// reply encodes the server's answer as a whole Ethernet frame, at most
+// replyLimit bytes of IP datagram.
 func reply(r *Request, ls *lease, typ uint8) []byte {
 	b := make([]byte, ethLen+ipLen+udpLen, 400)
 	// BOOTP fixed part.
@@ -168,23 +253,26 @@ func reply(r *Request, ls *lease, typ uint8) []byte {
 		if ls.router != 0 {
 			b = appendIPOpt(b, OptRouter, ls.router)
 		}
-		if len(ls.dns) > 0 {
-			b = append(b, OptDNS, byte(4*len(ls.dns)))
-			for _, d := range ls.dns {
-				b = binary.BigEndian.AppendUint32(b, uint32(d))
+		// The lease was fitted to the network's MTU; a client that
+		// asks for less (option 57) gets fewer routes, then DNS servers.
+		dns, routes, _, _ := fitOptions(ls.dns, ls.routes, ls.router, replyLimit(ls.mtu, r.MaxMsgSize)-fixedReplyIP)
+		if len(dns) > 0 {
+			var data []byte
+			for _, d := range dns {
+				data = binary.BigEndian.AppendUint32(data, uint32(d))
 			}
+			b = appendLongOpt(b, OptDNS, data)
 		}
 		if ls.mtu != 0 {
 			b = append(b, OptMTU, 2, byte(ls.mtu>>8), byte(ls.mtu))
 		}
-		if len(ls.routes) > 0 {
+		if len(routes) > 0 {
 			// RFC 3442: a client that gets option 121 ignores option 3,
 			// so the default route goes in here too.
-			routes := ls.routes
 			if ls.router != 0 {
 				routes = append(append([]Route{}, routes...), Route{Dst: 0, Bits: 0, NextHop: ls.router})
 			}
-			b = appendRoutes(b, routes)
+			b = appendLongOpt(b, OptClasslessRts, appendRoutes(nil, routes))
 		}
 	}
 	b = append(b, OptEnd)
@@ -214,9 +302,8 @@ func reply(r *Request, ls *lease, typ uint8) []byte {
 	return b
 }
 
+// appendRoutes appends option 121's data (without code and length).
 func appendRoutes(b []byte, routes []Route) []byte {
-	b = append(b, OptClasslessRts, 0)
-	start := len(b)
 	for _, rt := range routes {
 		b = append(b, byte(rt.Bits))
 		var dst [4]byte
@@ -224,7 +311,6 @@ func appendRoutes(b []byte, routes []Route) []byte {
 		b = append(b, dst[:(rt.Bits+7)/8]...)
 		b = binary.BigEndian.AppendUint32(b, uint32(rt.NextHop))
 	}
-	b[start-1] = byte(len(b) - start)
 	return b
 }
 

@@ -39,7 +39,7 @@ func (a *App) desiredFabric(in app.Input, chassis []*model.Chassis) (app.Desired
 		}
 	}
 	var sws []uint64
-	byName := map[string]topology.End{}
+	byName := map[string]bound{}
 	for _, dp := range in.Topology.DPIDs() {
 		if isChassis[dp] {
 			continue
@@ -50,8 +50,11 @@ func (a *App) desiredFabric(in app.Input, chassis []*model.Chassis) (app.Desired
 			sw = in.Switch
 		}
 		for _, p := range sw.Ports {
+			if infraPort(nil, p) {
+				continue // LOCAL, tunnels, patches: never a VM's
+			}
 			if _, dup := byName[p.Name]; !dup {
-				byName[p.Name] = topology.End{DPID: dp, Port: p.No}
+				byName[p.Name] = bound{dpid: dp, port: p}
 			}
 		}
 	}
@@ -73,6 +76,26 @@ func (a *App) desiredFabric(in app.Input, chassis []*model.Chassis) (app.Desired
 	fab := topology.NewFabric(sws, links, alive)
 
 	nets := indexNetworks(in.Model)
+	var claims []claim
+	for _, p := range in.Model.Ports() {
+		if ns := nets[p.NetworkID]; ns == nil || !onFabric(ns.n) {
+			continue
+		}
+		c := claim{port: p, how: claimTapName}
+		var ok bool
+		c.at, ok = byName[names.VMPortName(p.ID)]
+		if !ok {
+			if pn, _ := p.Profile["port_name"].(string); pn != "" {
+				c.how = claimProfile
+				c.at, ok = byName[pn]
+			}
+		}
+		if ok && !fab.IsLinkPort(c.at.dpid, c.at.port.No) {
+			claims = append(claims, c)
+		}
+	}
+	// One interface, one Neutron port.
+	bindings := a.settleBindings(claims)
 	where := map[*located]uint64{}
 	hosts := map[string]map[uint64]bool{}
 	for _, p := range in.Model.Ports() {
@@ -84,19 +107,14 @@ func (a *App) desiredFabric(in app.Input, chassis []*model.Chassis) (app.Desired
 		if err != nil {
 			continue
 		}
-		e, ok := byName[names.VMPortName(p.ID)]
+		bd, ok := bindings[p.ID]
 		if !ok {
-			if pn, _ := p.Profile["port_name"].(string); pn != "" {
-				e, ok = byName[pn]
-			}
-		}
-		if !ok || fab.IsLinkPort(e.DPID, e.Port) {
 			continue
 		}
-		l := &located{port: p, mac: mac, ofport: e.Port}
-		where[l] = e.DPID
+		l := &located{port: p, mac: mac, ofport: bd.port.No}
+		where[l] = bd.dpid
 		ns.all = append(ns.all, l)
-		if e.DPID == me {
+		if bd.dpid == me {
 			ns.local = append(ns.local, l)
 		} else {
 			ns.remote = append(ns.remote, l)
@@ -104,7 +122,7 @@ func (a *App) desiredFabric(in app.Input, chassis []*model.Chassis) (app.Desired
 		if hosts[ns.n.ID] == nil {
 			hosts[ns.n.ID] = map[uint64]bool{}
 		}
-		hosts[ns.n.ID][e.DPID] = true
+		hosts[ns.n.ID][bd.dpid] = true
 	}
 
 	ids := make([]string, 0, len(hosts))
@@ -181,7 +199,7 @@ func (b *builder) fabricNetwork(ns *netState, linkPorts, tree []uint32) {
 	}
 	if len(buckets) > 0 {
 		g := floodGroupID(ns.key, false)
-		b.groups = append(b.groups, &flow.Group{ID: g, Type: flow.GroupAll, Buckets: buckets})
+		b.floodGroups(g, buckets)
 		for _, class := range []uint64{ClassVM, ClassPhys} {
 			b.add(&flow.Flow{Table: pipeline.L2Forward.ID(), Priority: pipeline.PriorityDefault, Cookie: ck,
 				Match:   matchBits(netMatch(ns.key), pipeline.RegPortClass, class),

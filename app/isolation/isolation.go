@@ -9,7 +9,9 @@ package isolation
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/nimbus-sdn/nimbus/app"
@@ -55,6 +57,13 @@ type App struct {
 	// leases holds, per datapath, the DHCP answers the latest Desired
 	// computed (map[uint64]*leaseTable). The packet-in handler reads it.
 	leases sync.Map
+	// trimmed remembers, per subnet id, the [DNS, routes] counts last
+	// logged as dropped from DHCP replies ([2]int), so the warning is not
+	// repeated on every computation.
+	trimmed sync.Map
+	// failures are the binding failures already logged.
+	failMu   sync.Mutex
+	failures map[string]bool
 }
 
 // New makes the app with defaults filled in.
@@ -105,6 +114,14 @@ func floodGroupID(key uint32, localOnly bool) uint32 {
 	return id
 }
 
+// chainGroupBase starts the ids of chained flood groups (a network with
+// more ports on one switch than pipeline.MaxGroupBuckets): above every
+// network's flood groups (VLAN keys end at (1<<23|4094)<<1|1 < 1<<24 +
+// 1<<13), inside isolation's 1<<25 ids. They are handed out in order
+// (network id, all then local) each time a switch's state is computed,
+// so the same model gives the same ids.
+const chainGroupBase = reconcile.GroupIDBase + uint32(pipeline.AppIsolation)<<25 + 1<<24 + 1<<14
+
 // FloodGroupID is the flood group of a network key (exported for tests
 // and other apps that need to flood on a tenant network).
 func FloodGroupID(key uint32, localOnly bool) uint32 { return floodGroupID(key, localOnly) }
@@ -126,6 +143,40 @@ type netState struct {
 	subnets []*model.Subnet      // sorted by id
 	dhcpIP  map[string]flow.IPv4 // subnet id -> DHCP port address
 	dhcpMAC flow.MAC             // the network's DHCP port MAC, if any
+	// gateways are the IPv4 gateway addresses of the network's subnets.
+	gateways []flow.IPv4
+	// routerIfaces is the set of port ids that may hold a gateway
+	// address (shared by every network; see routerInterfaces).
+	routerIfaces map[string]bool
+}
+
+// mayHoldGateway tells whether port p may use its network's gateway
+// addresses: only a router interface a router of the model lists.
+func (ns *netState) mayHoldGateway(p *model.Port) bool { return ns.routerIfaces[p.ID] }
+
+// isGateway tells whether v is a gateway address of the network.
+func (ns *netState) isGateway(v flow.IPv4) bool { return slices.Contains(ns.gateways, v) }
+
+// routerInterfaces returns the ports that may hold a subnet's gateway
+// address: a port a router lists in its interfaces, whose device_id is
+// that router and whose device_owner is a router interface. What a port
+// claims (its device_owner alone) is not enough: a tenant could create a
+// port as a "router interface" with the gateway address on a shared
+// network, then change its device_owner.
+func routerInterfaces(m *model.Snapshot) map[string]bool {
+	ifaces := map[string]bool{}
+	for _, rt := range m.Routers() {
+		for _, pid := range rt.Interfaces {
+			r, ok := m.Get(model.KindPort, pid)
+			if !ok {
+				continue
+			}
+			if p, ok := r.(*model.Port); ok && p.DeviceID == rt.ID && strings.HasPrefix(p.DeviceOwner, "network:router_interface") {
+				ifaces[pid] = true
+			}
+		}
+	}
+	return ifaces
 }
 
 // Desired computes the switch's isolation flows and groups.
@@ -159,10 +210,8 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 	// Index every chassis's switch ports by name and iface-id. A name seen
 	// on two chassis (a migration in progress) binds to the first chassis
 	// by name; Neutron's binding:host_id settles it once OVS catches up.
-	type bound struct {
-		chassis string
-		port    topology.Port
-	}
+	// A switch's own ports (LOCAL, tunnels, uplinks) are never indexed:
+	// no Neutron port binds to them (infraPort).
 	byName, byIface := map[string]bound{}, map[string]bound{}
 	local := map[string]topology.Port{}
 	for _, p := range in.Switch.Ports {
@@ -174,34 +223,48 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 			continue
 		}
 		for _, p := range sw.Ports {
+			if infraPort(c, p) {
+				continue
+			}
 			if _, dup := byName[p.Name]; !dup {
-				byName[p.Name] = bound{c.Name, p}
+				byName[p.Name] = bound{c.Name, sw.DPID, p}
 			}
 			if a.cfg.IfaceIDs != nil {
 				if id := a.cfg.IfaceIDs.IfaceID(c, p); id != "" {
 					if _, dup := byIface[id]; !dup {
-						byIface[id] = bound{c.Name, p}
+						byIface[id] = bound{c.Name, sw.DPID, p}
 					}
 				}
 			}
 		}
 	}
-	bind := func(p *model.Port) (bound, bool) {
+	bind := func(p *model.Port) (claim, bool) {
 		if b, ok := byIface[p.ID]; ok {
-			return b, true
+			return claim{p, claimIfaceID, b}, true
 		}
 		if b, ok := byName[names.VMPortName(p.ID)]; ok {
-			return b, true
+			return claim{p, claimTapName, b}, true
 		}
 		if pn, _ := p.Profile["port_name"].(string); pn != "" {
 			if b, ok := byName[pn]; ok {
-				return b, true
+				return claim{p, claimProfile, b}, true
 			}
 		}
-		return bound{}, false
+		return claim{}, false
 	}
 
 	nets := indexNetworks(in.Model)
+	var claims []claim
+	for _, p := range in.Model.Ports() {
+		if nets[p.NetworkID] == nil {
+			continue
+		}
+		if c, ok := bind(p); ok {
+			claims = append(claims, c)
+		}
+	}
+	// One interface, one Neutron port.
+	bindings := a.settleBindings(claims)
 	for _, p := range in.Model.Ports() {
 		ns := nets[p.NetworkID]
 		if ns == nil {
@@ -212,7 +275,7 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 			continue
 		}
 		l := &located{port: p, mac: mac}
-		if bd, ok := bind(p); ok {
+		if bd, ok := bindings[p.ID]; ok {
 			l.chassis, l.ofport = bd.chassis, bd.port.No
 		}
 		if l.chassis == "" && p.HostID != "" && p.HostID != self.Name {
@@ -305,14 +368,18 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 // subnets and DHCP port addresses.
 func indexNetworks(m *model.Snapshot) map[string]*netState {
 	nets := map[string]*netState{}
+	ifaces := routerInterfaces(m)
 	for _, n := range m.Networks() {
 		if k, ok := NetworkKey(n); ok {
-			nets[n.ID] = &netState{n: n, key: k, hosts: map[string]bool{}, dhcpIP: map[string]flow.IPv4{}}
+			nets[n.ID] = &netState{n: n, key: k, hosts: map[string]bool{}, dhcpIP: map[string]flow.IPv4{}, routerIfaces: ifaces}
 		}
 	}
 	for _, s := range m.Subnets() {
 		if ns := nets[s.NetworkID]; ns != nil && s.IPVersion != 6 {
 			ns.subnets = append(ns.subnets, s)
+			if gw, err := flow.ParseIPv4(s.GatewayIP); err == nil && gw != 0 {
+				ns.gateways = append(ns.gateways, gw)
+			}
 		}
 	}
 	for _, p := range m.Ports() {
@@ -336,7 +403,17 @@ func indexNetworks(m *model.Snapshot) map[string]*netState {
 type builder struct {
 	flows     []*flow.Flow
 	groups    []*flow.Group
-	dhcpMeter bool // a DHCP punt needs pipeline.MeterDHCP
+	dhcpMeter bool   // a DHCP punt needs pipeline.MeterDHCP
+	chains    uint32 // chained flood groups handed out so far
+}
+
+// floodGroups adds the flood group head (split into a chain when its
+// buckets do not fit one group, pipeline.MaxGroupBuckets).
+func (b *builder) floodGroups(head uint32, buckets []flow.Bucket) {
+	b.groups = append(b.groups, pipeline.ChainGroup(head, buckets, func() uint32 {
+		b.chains++
+		return chainGroupBase + b.chains - 1
+	})...)
 }
 
 // meters returns the meters the flows use.
@@ -419,9 +496,8 @@ func (b *builder) network(ns *netState, phy uint32, tunnels map[string]uint32, t
 			setBits(pipeline.RegOutPort, uint64(l.ofport)), flow.Resubmit{InPort: flow.PortInPort, Table: pipeline.EgressACL.ID()}}})
 	}
 	all, local := floodGroupID(ns.key, false), floodGroupID(ns.key, true)
-	b.groups = append(b.groups,
-		&flow.Group{ID: all, Type: flow.GroupAll, Buckets: append(append([]flow.Bucket{}, localBuckets...), remoteBuckets...)},
-		&flow.Group{ID: local, Type: flow.GroupAll, Buckets: localBuckets})
+	b.floodGroups(all, append(append([]flow.Bucket{}, localBuckets...), remoteBuckets...))
+	b.floodGroups(local, localBuckets)
 	// Broadcast, multicast and unknown unicast: no dl_dst flow matched.
 	for _, c := range []struct {
 		class uint64
@@ -473,8 +549,12 @@ func (b *builder) localPort(ns *netState, l *located) {
 			prefix int
 		}
 		var pairs []pair
+		gwOK := ns.mayHoldGateway(l.port)
 		for _, ip := range l.port.FixedIPs {
 			if v, err := flow.ParseIPv4(ip.IPAddress); err == nil {
+				if ns.isGateway(v) && !gwOK {
+					continue // a gateway address only for a router interface
+				}
 				pairs = append(pairs, pair{l.mac, v, 32})
 			}
 		}
@@ -501,6 +581,7 @@ func (b *builder) localPort(ns *netState, l *located) {
 			a4 := pfx.Masked().Addr().As4()
 			pairs = append(pairs, pair{mac, flow.IPv4(uint32(a4[0])<<24 | uint32(a4[1])<<16 | uint32(a4[2])<<8 | uint32(a4[3])), pfx.Bits()})
 		}
+		guarded := map[flow.IPv4]bool{}
 		for _, p := range pairs {
 			mask := uint64(0)
 			if p.prefix < 32 {
@@ -509,6 +590,22 @@ func (b *builder) localPort(ns *netState, l *located) {
 			base := flow.M().InPort(o).EthSrc(p.mac)
 			ps(base.EthType(flow.EthTypeIPv4).SetMasked(flow.IPv4Src, uint64(p.ip), mask))
 			ps(base.EthType(flow.EthTypeARP).SetMasked(flow.ARPSpa, uint64(p.ip), mask))
+			// An allowed address pair that covers a gateway address
+			// does not let the port speak for the gateway.
+			cover := flow.IPv4(0)
+			if p.prefix > 0 {
+				cover = flow.IPv4(^uint32(0) << (32 - p.prefix))
+			}
+			for _, gw := range ns.gateways {
+				if gwOK || guarded[gw] || gw&cover != p.ip&cover {
+					continue
+				}
+				guarded[gw] = true
+				for _, m := range []flow.Match{flow.M().InPort(o).EthType(flow.EthTypeIPv4).Set(flow.IPv4Src, uint64(gw)),
+					flow.M().InPort(o).EthType(flow.EthTypeARP).Set(flow.ARPSpa, uint64(gw))} {
+					b.add(&flow.Flow{Table: pipeline.PortSecurity.ID(), Priority: pipeline.PrioritySpecific, Cookie: ck, Match: m})
+				}
+			}
 		}
 		// DHCP before the port has an address.
 		ps(flow.M().InPort(o).EthSrc(l.mac).EthType(flow.EthTypeIPv4).Set(flow.IPv4Src, 0).
@@ -547,7 +644,7 @@ func (b *builder) remotePort(ns *netState, l *located, phy uint32, tunnels map[s
 func (b *builder) arp(ns *netState, l *located) {
 	for _, ip := range l.port.FixedIPs {
 		v, err := flow.ParseIPv4(ip.IPAddress)
-		if err != nil {
+		if err != nil || (ns.isGateway(v) && !ns.mayHoldGateway(l.port)) {
 			continue
 		}
 		b.add(&flow.Flow{Table: pipeline.ARPResponder.ID(), Priority: pipeline.PriorityNormal, Cookie: portCookie(l.port.ID),

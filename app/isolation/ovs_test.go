@@ -2,13 +2,16 @@ package isolation
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/internal/ovslab"
+	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/ofproto"
 	"github.com/nimbus-sdn/nimbus/reconcile"
 )
@@ -18,11 +21,11 @@ type capture struct{ conns chan *ofproto.Conn }
 func (c *capture) OnConnect(conn *ofproto.Conn) ofproto.Handler { c.conns <- conn; return nil }
 func (c *capture) OnDisconnect(*ofproto.Conn, error)            {}
 
-// TestOVSTrace installs hv1's golden state on a real bridge through our
-// own codec and bundle path (so OVS accepts every flow and group, group
-// buckets that resubmit included), then asks ofproto/trace where packets
-// go. Port numbers match the scenario; names are the bridge's own.
-func TestOVSTrace(t *testing.T) {
+// ovsApply connects a fresh bridge (ports 1-4, a GRE port 10 and port
+// 20) to an in-test OpenFlow server and installs st through our own codec
+// and bundle path, then checks that OVS holds exactly st.
+func ovsApply(t *testing.T, st *flow.State) *ovslab.Bridge {
+	t.Helper()
 	ovslab.RequireE2E(t)
 	sess := &capture{conns: make(chan *ofproto.Conn, 4)}
 	srv := &ofproto.Server{Addr: "127.0.0.1:0", Session: sess,
@@ -42,15 +45,14 @@ func TestOVSTrace(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("bridge never connected")
 	}
-	for _, n := range []int{1, 2, 3} {
+	for _, n := range []int{1, 2, 3, 4} {
 		br.AddPort("", n)
 	}
 	br.AddPortType("", 10, "gre", map[string]string{"remote_ip": "127.0.0.77", "key": "flow"})
 	br.AddPort("", 20)
 
-	st := state(t, New(Config{}), newScenario().input("hv1"))
 	sw := &reconcile.OFSwitch{Conn: conn}
-	actx, acancel := context.WithTimeout(ctx, 20*time.Second)
+	actx, acancel := context.WithTimeout(ctx, 60*time.Second)
 	defer acancel()
 	if err := sw.Apply(actx, reconcile.Diff(st, reconcile.NewActual(), true)); err != nil {
 		t.Fatalf("OVS refused the isolation flows: %v", err)
@@ -62,6 +64,16 @@ func TestOVSTrace(t *testing.T) {
 	if ops := reconcile.Diff(st, got, true); !ops.Empty() {
 		t.Fatalf("OVS holds something else than we sent:\n%s", ops.Text())
 	}
+	return br
+}
+
+// TestOVSTrace installs hv1's golden state on a real bridge through our
+// own codec and bundle path (so OVS accepts every flow and group, group
+// buckets that resubmit included), then asks ofproto/trace where packets
+// go. Port numbers match the scenario; names are the bridge's own.
+func TestOVSTrace(t *testing.T) {
+	ovslab.RequireE2E(t)
+	br := ovsApply(t, state(t, New(Config{}), newScenario().input("hv1")))
 
 	a1, a2 := "dl_src=fa:16:3e:0a:00:01", "fa:16:3e:0a:00:02"
 	cases := []struct {
@@ -86,6 +98,8 @@ func TestOVSTrace(t *testing.T) {
 		{"VLAN 200 from the uplink reaches v1 untagged", "in_port=20,dl_vlan=200,dl_dst=fa:16:3e:0f:00:01", []string{"pop_vlan", "output:3"}, nil},
 		{"v1 to v2 leaves tagged on the uplink", "in_port=3,ip,dl_src=fa:16:3e:0f:00:01,nw_src=10.0.0.21,dl_dst=fa:16:3e:0f:00:02",
 			[]string{"push_vlan:0x8100", "output:20"}, nil},
+		{"a port no network covers is dropped: no learning fallback on a chassis", "in_port=4,ip,dl_src=fa:16:3e:44:44:44,dl_dst=ff:ff:ff:ff:ff:ff",
+			[]string{"Datapath actions: drop"}, []string{"CONTROLLER", "FLOOD", "output:"}},
 		{"DHCP discover goes to the controller", "udp,in_port=1," + a1 + ",nw_src=0.0.0.0,nw_dst=255.255.255.255,udp_src=68,udp_dst=67,dl_dst=ff:ff:ff:ff:ff:ff",
 			[]string{"CONTROLLER:65535"}, nil},
 	}
@@ -104,5 +118,44 @@ func TestOVSTrace(t *testing.T) {
 				t.Errorf("%s: trace has %q:\n%s", c.name, w, tr)
 			}
 		}
+	}
+}
+
+// TestOVSFloodChain installs a network with 2,000 ports on hv1 (only the
+// last, ofport 4, exists on the bridge: outputs to the others are no-ops)
+// and traces a broadcast: OVS accepts the chained groups, and the flood
+// walks the whole chain to the last port, which gets the frame.
+func TestOVSFloodChain(t *testing.T) {
+	ovslab.RequireE2E(t)
+	s := newScenario()
+	const n = 2000
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("e%07d-0000-4000-8000-000000000000", i)
+		no := uint32(100 + i)
+		if i == n-1 {
+			no = 4
+		}
+		s.port(&model.Port{Base: model.Base{ID: id}, NetworkID: "net-a", MACAddress: fmt.Sprintf("fa:16:3e:e0:%02x:%02x", i>>8, i&0xff),
+			FixedIPs: []model.FixedIP{{SubnetID: "sub-a", IPAddress: fmt.Sprintf("10.0.%d.%d", 1+i/250, 1+i%250)}}}, "hv1", no, "")
+	}
+	br := ovsApply(t, state(t, New(Config{}), s.input("hv1")))
+	tr := br.Trace("in_port=1,ip,dl_src=fa:16:3e:0a:00:01,nw_src=10.0.0.11,dl_dst=ff:ff:ff:ff:ff:ff")
+	for _, w := range []string{fmt.Sprintf("group:%d", chainGroupBase), fmt.Sprintf("set_field:%#x->reg3", 100+n-2), "set_field:0x4->reg3", "set_field:0x64->tun_id"} {
+		if !strings.Contains(tr, w) {
+			t.Errorf("trace lacks %q", w)
+		}
+	}
+	if strings.Contains(tr, "resubmit") && strings.Contains(strings.ToLower(tr), "over max") || strings.Contains(tr, "too many resubmits") {
+		t.Errorf("flood hit OVS's translation limit")
+	}
+	if os.Getenv("SHOW_TRACE") != "" {
+		t.Logf("%s", tr)
+	}
+	last := strings.LastIndex(tr, "Datapath actions:")
+	if last < 0 {
+		t.Fatalf("no datapath actions:\n%s", tr)
+	}
+	if dp := strings.TrimSpace(tr[last:]); dp == "Datapath actions: drop" {
+		t.Errorf("the last port of the chain got nothing: %s", dp)
 	}
 }

@@ -1,14 +1,37 @@
 // Package learning is the L2 learning app: the default for ports that no
-// tenant network covers. It learns each source MAC's port from packet-ins
-// and installs (in_port, dl_src, dl_dst) -> output flows with an idle
-// timeout, so after the first packet a conversation is forwarded by the
-// switch alone. Unknown and broadcast destinations are flooded.
+// tenant network covers, on plain OpenFlow switches (Mininet, a fabric
+// of top-of-rack switches). It learns each source MAC's port from
+// packet-ins and installs (in_port, dl_src, dl_dst) -> output flows with
+// an idle timeout, so after the first packet a conversation is forwarded
+// by the switch alone. Unknown and broadcast destinations are flooded.
+//
+// Every packet-in it gets comes through a metered punt
+// (pipeline.MeterLearning): the l2_learning table's miss drops, and the
+// app installs the punt itself, with the meter, on the switches where it
+// runs.
+//
+// On a chassis's br-int there is no fallback at all: a port no network
+// covers (a tap not bound yet, a stray interface) has its frames dropped,
+// as Neutron's OVS agent does with its "dead VLAN". Flooding them would
+// reach tenant VMs, tunnels and the provider uplink, and nothing on a
+// br-int needs a learning switch: every legitimate port there is a
+// tenant port, a tunnel or an uplink, all handled by isolation.
+//
+// On a plain switch, a port that a Neutron port claims (its tap name or
+// binding:profile port_name) is a tenant's: floods skip it (a group of
+// the other ports replaces OFPP_FLOOD) and its packet-ins are ignored.
+// A plain switch without such ports floods with OFPP_FLOOD, as before.
 package learning
 
 import (
+	"sort"
+	"sync"
+
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/flow"
+	"github.com/nimbus-sdn/nimbus/node/names"
 	"github.com/nimbus-sdn/nimbus/pipeline"
+	"github.com/nimbus-sdn/nimbus/reconcile"
 )
 
 // Config tunes the app.
@@ -20,7 +43,21 @@ type Config struct {
 }
 
 // App is the learning app.
-type App struct{ cfg Config }
+type App struct {
+	cfg Config
+	// plans holds each switch's flood plan (map[uint64]*plan), replaced
+	// by Desired and read by the packet-in handler.
+	plans sync.Map
+}
+
+// plan is what the handler may do on one switch.
+type plan struct {
+	off    bool            // a chassis: no fallback, packet-ins ignored
+	flood  []flow.Action   // OFPP_FLOOD, or the group of the plain ports
+	tenant map[uint32]bool // ports claimed by Neutron ports: never learned from, never sent to
+}
+
+var floodAll = &plan{flood: []flow.Action{flow.Output{Port: flow.PortFlood}}}
 
 // New makes the app with defaults filled in.
 func New(cfg Config) *App {
@@ -36,16 +73,94 @@ func New(cfg Config) *App {
 func (a *App) Name() string       { return "learning" }
 func (a *App) ID() pipeline.AppID { return pipeline.AppLearning }
 
-// Desired: the learning table's miss flow (to the controller) comes from
-// the pipeline declaration; the app adds no static flows of its own.
-func (a *App) Desired(app.Input) (app.Desired, error) { return app.Desired{}, nil }
+// PuntCookie marks the metered punt flow.
+var PuntCookie = pipeline.Cookie(pipeline.AppLearning, 0)
+
+// floodGroupID is the group of a plain switch's ports that are not a
+// tenant's; chained groups (pipeline.MaxGroupBuckets) follow it.
+const floodGroupID = reconcile.GroupIDBase + uint32(pipeline.AppLearning)<<25
+
+// PuntFlow is the l2_learning flow that sends misses to the controller
+// through the learning meter.
+func PuntFlow() *flow.Flow {
+	return &flow.Flow{Table: pipeline.L2Learning.ID(), Priority: pipeline.PriorityDefault, Cookie: PuntCookie,
+		Meter: pipeline.MeterLearning.ID, Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}}
+}
+
+// Desired: nothing on a chassis (the table's miss drops); elsewhere the
+// metered punt, and the flood group when Neutron ports claim some of the
+// switch's ports.
+func (a *App) Desired(in app.Input) (app.Desired, error) {
+	var d app.Desired
+	if in.Switch == nil {
+		return d, nil
+	}
+	dp := in.Switch.DPID
+	if in.Model != nil {
+		for _, c := range in.Model.Chassis() {
+			if id, err := c.DatapathID(); err == nil && id == dp {
+				a.plans.Store(dp, &plan{off: true})
+				return d, nil
+			}
+		}
+	}
+	d.Flows = []*flow.Flow{PuntFlow()}
+	d.Meters = []*flow.Meter{pipeline.MeterLearning.Meter()}
+	tenant := tenantPorts(in)
+	if len(tenant) == 0 {
+		a.plans.Store(dp, floodAll)
+		return d, nil
+	}
+	var plain []uint32
+	for no := range in.Switch.Ports {
+		if !tenant[no] && no != flow.PortLocal {
+			plain = append(plain, no)
+		}
+	}
+	sort.Slice(plain, func(i, j int) bool { return plain[i] < plain[j] })
+	buckets := make([]flow.Bucket, len(plain))
+	for i, no := range plain {
+		buckets[i] = flow.Bucket{Actions: []flow.Action{flow.Output{Port: no}}}
+	}
+	next := floodGroupID
+	d.Groups = pipeline.ChainGroup(floodGroupID, buckets, func() uint32 { next++; return next })
+	a.plans.Store(dp, &plan{flood: []flow.Action{flow.GroupAction{ID: floodGroupID}}, tenant: tenant})
+	return d, nil
+}
+
+// tenantPorts are the switch's ports a Neutron port claims by tap name or
+// binding:profile port_name (a superset of what isolation binds).
+func tenantPorts(in app.Input) map[uint32]bool {
+	if in.Model == nil {
+		return nil
+	}
+	claimed := map[string]bool{}
+	for _, p := range in.Model.Ports() {
+		claimed[names.VMPortName(p.ID)] = true
+		if pn, _ := p.Profile["port_name"].(string); pn != "" {
+			claimed[pn] = true
+		}
+	}
+	var out map[uint32]bool
+	for no, p := range in.Switch.Ports {
+		if claimed[p.Name] && no != flow.PortLocal {
+			if out == nil {
+				out = map[uint32]bool{}
+			}
+			out[no] = true
+		}
+	}
+	return out
+}
 
 // NewSwitchHandler makes the per-switch MAC table.
 func (a *App) NewSwitchHandler(dpid uint64) app.SwitchHandler {
-	return &handler{cfg: a.cfg, macs: make(map[flow.MAC]uint32), match: make(flow.Match, 3)}
+	return &handler{a: a, dpid: dpid, cfg: a.cfg, macs: make(map[flow.MAC]uint32), match: make(flow.Match, 3)}
 }
 
 type handler struct {
+	a     *App
+	dpid  uint64
 	cfg   Config
 	macs  map[flow.MAC]uint32
 	match flow.Match
@@ -55,8 +170,22 @@ type handler struct {
 // LearnedCookie marks learned flows: learning app, dynamic.
 var LearnedCookie = pipeline.DynamicCookie(pipeline.AppLearning, 1)
 
+// maxReflect bounds the frames the handler sends back out: a packet-out
+// carrying more would not fit one OpenFlow message.
+const maxReflect = 65535 - 512
+
 func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 	if len(pi.Data) < 14 {
+		return
+	}
+	// Before Desired has seen the switch, it is treated as a plain one
+	// (no punt of ours is installed yet, so nothing of a chassis's comes
+	// here through it).
+	pl := floodAll
+	if v, ok := h.a.plans.Load(h.dpid); ok {
+		pl = v.(*plan)
+	}
+	if pl.off || pl.tenant[pi.InPort] {
 		return
 	}
 	dst, src := flow.MACFromBytes(pi.Data[0:6]), flow.MACFromBytes(pi.Data[6:12])
@@ -74,9 +203,12 @@ func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 		h.macs[src] = pi.InPort
 	}
 	port, known := h.macs[dst]
-	if dst.IsMulticast() || !known {
+	if dst.IsMulticast() || !known || pl.tenant[port] {
+		if pi.BufferID == app.NoBuffer && len(pi.Data) > maxReflect {
+			return
+		}
 		out.PacketOuts = append(out.PacketOuts, app.PacketOut{BufferID: pi.BufferID, InPort: pi.InPort,
-			Actions: floodActions, Data: pi.Data})
+			Actions: pl.flood, Data: pi.Data})
 		return
 	}
 	if port == pi.InPort {
@@ -91,14 +223,12 @@ func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 	out.Flows = append(out.Flows, app.FlowOut{BufferID: pi.BufferID, Flow: flow.Flow{
 		Table: pipeline.L2Learning.ID(), Priority: pipeline.PriorityLearned, Cookie: LearnedCookie,
 		IdleTimeout: h.cfg.IdleTimeout, Match: m, Actions: outAct}})
-	if pi.BufferID == app.NoBuffer {
+	if pi.BufferID == app.NoBuffer && len(pi.Data) <= maxReflect {
 		out.PacketOuts = append(out.PacketOuts, app.PacketOut{BufferID: app.NoBuffer, InPort: pi.InPort, Actions: outAct, Data: pi.Data})
 	}
 }
 
 func (h *handler) FlowRemoved(uint64, flow.Match) {}
-
-var floodActions = []flow.Action{flow.Output{Port: flow.PortFlood}}
 
 func outputActions(port uint32) []flow.Action {
 	if port < 4096 {

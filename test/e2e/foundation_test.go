@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nimbus-sdn/nimbus/app/learning"
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/internal/ovslab"
 	"github.com/nimbus-sdn/nimbus/pipeline"
@@ -15,7 +16,8 @@ import (
 
 // pipelineSpecs renders the pipeline's base flows the way ovs-ofctl
 // prints them: cookie, table, priority, actions; plus the LLDP punt every
-// plain (non-chassis) switch holds for link discovery.
+// plain (non-chassis) switch holds for link discovery and the learning
+// app's metered punt.
 func pipelineSpecs() []string {
 	var out []string
 	for _, f := range pipeline.BaseFlows() {
@@ -23,6 +25,8 @@ func pipelineSpecs() []string {
 	}
 	l := switches.LLDPFlow()
 	out = append(out, fmt.Sprintf("cookie=0x%x table=%d priority=%d dl_type=0x88cc actions=%s", l.Cookie, l.Table, l.Priority, l.InstructionsString()))
+	p := learning.PuntFlow()
+	out = append(out, fmt.Sprintf("cookie=0x%x table=%d priority=%d actions=%s", p.Cookie, p.Table, p.Priority, p.InstructionsString()))
 	sort.Strings(out)
 	return out
 }
