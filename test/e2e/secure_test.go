@@ -198,7 +198,7 @@ func TestSecureDeployment(t *testing.T) {
 	clusterAddr := fmt.Sprintf("127.0.0.1:%d", ovslab.FreePort(t))
 	c.args = []string{"serve", "--openflow-listen", fmt.Sprintf("0.0.0.0:%d", ofPort), "--api-listen", c.API, "--replica-id", "r1",
 		"--log-level", "debug",
-		"--openflow-tls-cert", ofCert, "--openflow-tls-key", ofKey, "--openflow-tls-ca", pki.CA,
+		"--openflow-tls-cert", ofCert, "--openflow-tls-key", ofKey, "--openflow-tls-ca", pki.CA, "--openflow-tls-bind-dpid",
 		"--etcd-endpoints", ep, "--etcd-tls-cert", etcdCert, "--etcd-tls-key", etcdKey, "--etcd-tls-ca", pki.CA,
 		"--api-auth", "keystone", "--api-keystone-url", ksURL, "--api-service-token", "svc-token",
 		"--api-metrics", "off", "--api-read-header-timeout", "1s", "--cluster-listen", clusterAddr}
@@ -208,7 +208,9 @@ func TestSecureDeployment(t *testing.T) {
 
 	// Node agents: etcd over TLS as their chassis user, br-int to ssl:.
 	for _, hv := range hvs {
-		swCert, swKey := pki.Issue(hv.Name() + "-ovs")
+		// openflow.tls.bind_dpid: br-int's datapath id belongs to the
+		// chassis, so its certificate must name the chassis (CN).
+		swCert, swKey := pki.Issue(hv.Name())
 		hv.Vsctl("set-ssl", swKey, swCert, pki.CA)
 		agCert, agKey := pki.Issue("nimbus-chassis-" + hv.Name())
 		ovslab.StartProcess(t, controllerBin, []string{"node", "--chassis", hv.Name(), "--tunnel-ip", hv.TunnelIP(),
