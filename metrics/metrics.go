@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/nimbus-sdn/nimbus/app/learning"
+	"github.com/nimbus-sdn/nimbus/ofproto"
 	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/reconcile"
 )
@@ -35,6 +37,18 @@ type Metrics struct {
 	// PacketInFlowAdds counts flows installed by packet-in handlers.
 	PacketInFlowAdds prometheus.Counter
 
+	// UnencodableReplies counts packet-in replies dropped because they
+	// do not fit an OpenFlow message (by app and message kind).
+	UnencodableReplies *prometheus.CounterVec
+	// ReconcileRefused counts groups and flows the reconciler refused to
+	// send because they cannot be encoded (by kind).
+	ReconcileRefused *prometheus.CounterVec
+	// LearningDropped counts frames the learning app did not flood back
+	// because they were too large to send without a switch buffer.
+	LearningDropped prometheus.CounterFunc
+	// ConnPanics counts switch connections closed by a recovered panic.
+	ConnPanics prometheus.CounterFunc
+
 	packetIns [256]prometheus.Counter
 }
 
@@ -56,10 +70,16 @@ func New() *Metrics {
 		SwitchesMastered:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "nimbus_switches_mastered", Help: "Switches this replica is master of."}),
 		FabricLinks:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "nimbus_fabric_links", Help: "Fabric links in the store (LLDP-discovered, one per direction)."}),
 		MalformedLLDP:      prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_lldp_malformed_total", Help: "LLDP frames received that Nimbus did not send or could not parse."}),
+		UnencodableReplies: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_packet_in_replies_dropped_total", Help: "Packet-in replies dropped because they cannot be encoded (too large for one OpenFlow message), by app and message."}, []string{"app", "message"}),
+		ReconcileRefused:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_reconcile_refused_total", Help: "Groups and flows the reconciler refused to send because they cannot be encoded (e.g. a group too large for one message), by kind."}, []string{"kind"}),
+		LearningDropped: prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "nimbus_learning_dropped_total", Help: "Frames the learning app did not send back out: too large for a packet-out and not buffered by the switch."},
+			func() float64 { return float64(learning.Dropped()) }),
+		ConnPanics: prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "nimbus_openflow_panics_total", Help: "Switch connections closed because serving them panicked (the panic was recovered; a bug)."},
+			func() float64 { return float64(ofproto.Panics()) }),
 	}
 	r.MustRegister(m.SwitchesConnected, m.PacketIns, m.FlowMods, m.ReconcileDuration, m.ReconcileErrors,
 		m.DriftRepairs, m.ContractViolations, m.MalformedClosures, m.MastershipChanges, m.SwitchesMastered,
-		m.FabricLinks, m.MalformedLLDP,
+		m.FabricLinks, m.MalformedLLDP, m.UnencodableReplies, m.ReconcileRefused, m.LearningDropped, m.ConnPanics,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.PacketInFlowAdds = m.FlowMods.WithLabelValues("packet_in", "add")
 	for i := range m.packetIns {
@@ -87,6 +107,11 @@ func (m *Metrics) Reconciled(dpid uint64, d time.Duration, ops *reconcile.Ops, e
 		m.FlowMods.WithLabelValues("reconcile", "modify").Add(float64(len(ops.FlowMods)))
 		m.FlowMods.WithLabelValues("reconcile", "delete").Add(float64(len(ops.FlowDels)))
 	}
+}
+
+// Refused implements reconcile.RefusalObserver.
+func (m *Metrics) Refused(dpid uint64, kind string, id string, err error) {
+	m.ReconcileRefused.WithLabelValues(kind).Inc()
 }
 
 // DriftRepaired implements reconcile.Observer.
