@@ -163,28 +163,28 @@ func ValidateAction(a flow.Action) error {
 	switch a := a.(type) {
 	case flow.SetField:
 		if !a.F.Valid() {
-			return fmt.Errorf("ofproto: set_field on unknown field %d", a.F)
+			return fmt.Errorf("%w: set_field on unknown field %d", ErrUnencodable, a.F)
 		}
 		if a.Mask&^a.F.FullMask() != 0 {
-			return fmt.Errorf("ofproto: set_field mask 0x%x exceeds %s", a.Mask, a.F)
+			return fmt.Errorf("%w: set_field mask 0x%x exceeds %s", ErrUnencodable, a.Mask, a.F)
 		}
 		if a.Mask != 0 && a.Mask != a.F.FullMask() {
 			if _, _, ok := contiguous(a.Mask); !ok {
-				return fmt.Errorf("ofproto: set_field mask 0x%x on %s is not contiguous", a.Mask, a.F)
+				return fmt.Errorf("%w: set_field mask 0x%x on %s is not contiguous", ErrUnencodable, a.Mask, a.F)
 			}
 		} else if a.F == flow.InPort {
 			if _, ok := port16(uint32(a.Value)); !ok {
-				return fmt.Errorf("ofproto: set_field:%d->in_port does not fit OVS's 16-bit in_port", a.Value)
+				return fmt.Errorf("%w: set_field:%d->in_port does not fit OVS's 16-bit in_port", ErrUnencodable, a.Value)
 			}
 		}
 	case flow.Move:
 		if !a.Src.Valid() || !a.Dst.Valid() || a.NBits == 0 ||
 			int(a.SrcOfs+a.NBits) > 8*a.Src.Def().Bytes || int(a.DstOfs+a.NBits) > 8*a.Dst.Def().Bytes {
-			return fmt.Errorf("ofproto: bad move %s", a)
+			return fmt.Errorf("%w: bad move %s", ErrUnencodable, a)
 		}
 	case flow.CT:
 		if a.ZoneSrc != 0 && !a.ZoneSrc.Valid() {
-			return fmt.Errorf("ofproto: ct zone from unknown field")
+			return fmt.Errorf("%w: ct zone from unknown field", ErrUnencodable)
 		}
 		for _, e := range a.Exec {
 			if err := ValidateAction(e); err != nil {

@@ -155,6 +155,11 @@ type FlowStats struct {
 	// Unknown is set when the flow uses fields or actions Nimbus does not
 	// model; its Flow is then only approximate.
 	Unknown bool
+	// UnknownMatch is set when the unmodelled part is in the match (an
+	// experimenter OXM such as OVS's tcp_flags, say): Flow.Match then
+	// lacks those fields, so the flow's identity on the switch is not
+	// Flow.Key().
+	UnknownMatch bool
 }
 
 // ParseFlowStats decodes the body of an OFPMP_FLOW reply.
@@ -182,7 +187,7 @@ func ParseFlowStats(b []byte) ([]FlowStats, error) {
 		fs.Bytes = be.Uint64(e[40:])
 		m, n, err := ParseMatch(e[48:])
 		if err == ErrUnknownField {
-			fs.Unknown = true
+			fs.Unknown, fs.UnknownMatch = true, true
 		} else if err != nil {
 			return nil, err
 		}

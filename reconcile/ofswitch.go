@@ -30,6 +30,10 @@ func (s *OFSwitch) Dump(ctx context.Context) (*Actual, error) {
 	}
 	a := NewActual()
 	for i := range fs {
+		if fs[i].UnknownMatch {
+			a.AddUnmodelledMatch(&fs[i].Flow)
+			continue
+		}
 		a.AddDumped(&fs[i].Flow, fs[i].Unknown)
 	}
 	gs, err := s.Conn.DumpGroups(ctx)
