@@ -149,7 +149,7 @@ func TestTxnRefusesOneMessage(t *testing.T) {
 // panicHandler panics on every packet-in.
 type panicHandler struct{}
 
-func (panicHandler) PacketIn(c *Conn, p *PacketIn)             { panic("handler bug") }
+func (panicHandler) PacketIn(c *Conn, p *PacketIn)            { panic("handler bug") }
 func (panicHandler) PortStatus(c *Conn, reason uint8, p Port) {}
 func (panicHandler) FlowRemoved(c *Conn, r FlowRemoved)       {}
 
