@@ -255,3 +255,51 @@ func TestCommitClassifiesBundleOpenErrors(t *testing.T) {
 		ps.wait(t, nil)
 	}
 }
+
+// Finding 6: an experimenter OXM (OVS's tcp_flags in OpenFlow 1.3: ONF
+// experimenter, field 42) is skipped like an unknown field, not fatal.
+func TestParseMatchSkipsExperimenterOXM(t *testing.T) {
+	m := put16(nil, 1)
+	m = put16(m, 0)
+	m = appendOXM(m, flow.EthType, flow.EthTypeIPv4, 0)
+	m = put32(m, 0xffff<<16|42<<9|1<<8|8) // masked, 4-byte id + 2 + 2
+	m = put32(m, ONFID)
+	m = put16(m, 0x002)
+	m = put16(m, 0x002)
+	m = appendOXM(m, flow.IPProto, flow.ProtoTCP, 0)
+	be.PutUint16(m[2:], uint16(len(m)))
+	m = pad8(m, 0)
+	got, n, err := ParseMatch(m)
+	if !errors.Is(err, ErrUnknownField) || n != len(m) {
+		t.Fatalf("ParseMatch: %v, consumed %d of %d", err, n, len(m))
+	}
+	if want := flow.M().EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP).Normalize(); got.String() != want.String() {
+		t.Errorf("match %s, want %s", got, want)
+	}
+	// An experimenter OXM too short to hold its experimenter id is
+	// malformed.
+	bad := put16(nil, 1)
+	bad = put16(bad, 4+4+2)
+	bad = put32(bad, 0xffff<<16|42<<9|2)
+	bad = put16(bad, 0)
+	if _, _, err := ParseMatch(pad8(bad, 0)); !errors.Is(err, ErrMalformed) {
+		t.Errorf("short experimenter OXM: %v", err)
+	}
+}
+
+// The same with OVS's own encoding of the flow from the issue, dumped as
+// flow stats: the flow is kept, marked as having an unmodelled match.
+func TestOracleForeignTCPFlagsFlow(t *testing.T) {
+	_, fm := ovsEncodeFlow(t, "table=0,priority=5,tcp,tcp_flags=+syn,actions=drop")
+	stats := flowStatsFromFlowMod(fm, 1, 0, 0)
+	fs, err := ParseFlowStats(append(stats, flowStatsFromFlowMod(must(AppendFlowMod(nil, 1, sampleFlows()[0], FlowModOpts{Command: FCAdd})), 1, 0, 0)...))
+	if err != nil {
+		t.Fatalf("dump with a tcp_flags flow: %v", err)
+	}
+	if len(fs) != 2 || !fs[0].Unknown || !fs[0].UnknownMatch || fs[1].Unknown || fs[1].UnknownMatch {
+		t.Fatalf("flow stats %+v", fs)
+	}
+	if fs[0].Flow.Priority != 5 || !strings.Contains(fs[0].Flow.Match.String(), "tcp") {
+		t.Errorf("foreign flow decoded as %s", &fs[0].Flow)
+	}
+}

@@ -271,12 +271,12 @@ func AppendGroupMod(b []byte, xid uint32, cmd uint16, g *flow.Group) ([]byte, er
 	if cmd != GCDelete {
 		var err error
 		if b, err = appendBuckets(b, g.Buckets); err != nil {
-			return b[:s], fmt.Errorf("ofproto: group %d: %w", g.ID, err)
+			return b[:s], fmt.Errorf("ofproto: group 0x%x: %w", g.ID, err)
 		}
 	}
 	b, err := finishMsg(b, s)
 	if err != nil {
-		return b, fmt.Errorf("ofproto: group %d with %d buckets: %w", g.ID, len(g.Buckets), err)
+		return b, fmt.Errorf("ofproto: group 0x%x with %d buckets: %w", g.ID, len(g.Buckets), err)
 	}
 	return b, nil
 }
