@@ -261,7 +261,7 @@ func parseBuckets(b []byte) ([]flow.Bucket, error) {
 }
 
 // AppendGroupMod appends an OFPT_GROUP_MOD. A group whose buckets do not
-// fit one message (about 4,000 single-output buckets) is ErrTooLarge, and
+// fit one message (about 2,000 single-output buckets) is ErrTooLarge, and
 // b comes back as it was.
 func AppendGroupMod(b []byte, xid uint32, cmd uint16, g *flow.Group) ([]byte, error) {
 	b, s := startMsg(b, TypeGroupMod, xid)
