@@ -258,19 +258,42 @@ func fuzzSeeds() [][]byte {
 	}
 }
 
+// grow pads the first message of data with n zero bytes (fixing its
+// length, at most 65535), so that small inputs reach full-size messages.
+func grow(data []byte, n uint16) []byte {
+	if n == 0 || len(data) < 8 {
+		return data
+	}
+	l := int(binary.BigEndian.Uint16(data[2:]))
+	if l < 8 || l > len(data) {
+		return data
+	}
+	nl := min(l+int(n), maxFullMessage)
+	out := make([]byte, 0, len(data)+nl-l)
+	out = append(out, data[:l]...)
+	out = append(out, make([]byte, nl-l)...)
+	binary.BigEndian.PutUint16(out[2:], uint16(nl))
+	return append(out, data[l:]...)
+}
+
 // FuzzSwitchConn feeds arbitrary bytes from a switch, after a real
 // handshake, to the OpenFlow server with the learning and isolation apps
-// loaded and full-size messages allowed. Whatever the input, the
-// connection must end only because the input did (or was malformed):
-// never by a panic, recovered or not.
+// loaded and full-size messages allowed. The second argument grows the
+// first message by that many zero bytes, so mutations of small inputs
+// reach the 65535-byte limit. Whatever the input, the connection must end
+// only because the input did (or was malformed): never by a panic,
+// recovered or not.
 func FuzzSwitchConn(f *testing.F) {
 	for _, s := range fuzzSeeds() {
-		f.Add(s)
+		f.Add(s, uint16(0))
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
+	// Finding 1 again, from a 94-byte input.
+	f.Add(packetIn(ofproto.NoBuffer, 0, broadcastFrame(60)), uint16(maxFrame-60))
+	f.Fuzz(func(t *testing.T, data []byte, n uint16) {
 		if len(data) > 4*maxFullMessage {
 			return
 		}
+		data = grow(data, n)
 		panics := ofproto.Panics()
 		s := connect(t, 0xf022)
 		s.nc.Write(data) // fails once the controller closes on a malformed message
