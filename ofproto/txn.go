@@ -99,10 +99,9 @@ var ErrNoBundles = errors.New("ofproto: switch does not support bundles")
 
 // Error codes that mean "no bundle support" in reply to a bundle open.
 const (
-	brcBadType         = 1  // OFPBRC_BAD_TYPE: experimenter messages unknown
-	brcBadExperimenter = 3  // OFPBRC_BAD_EXPERIMENTER: ONF id unknown
-	brcBadExpType      = 4  // OFPBRC_BAD_EXP_TYPE: bundle control unknown
-	ErrCodeIsSlave     = 10 // OFPBRC_IS_SLAVE
+	brcBadType         = 1 // OFPBRC_BAD_TYPE: experimenter messages unknown
+	brcBadExperimenter = 3 // OFPBRC_BAD_EXPERIMENTER: ONF id unknown
+	brcBadExpType      = 4 // OFPBRC_BAD_EXP_TYPE: bundle control unknown
 
 	etBundleFailed   = 17 // OFPET_BUNDLE_FAILED (OpenFlow 1.4 numbering)
 	etExperimenter   = 0xffff

@@ -63,8 +63,9 @@ func TypeName(t uint8) string { return of.Type(t).String() }
 const (
 	ErrHelloFailed      = uint16(ofp.ErrTypeHelloFailed)
 	ErrBadRequest       = uint16(ofp.ErrTypeBadRequest)
-	ErrCodeIncompatible = 0 // OFPHFC_INCOMPATIBLE
-	ErrCodeBadLen       = 6 // OFPBRC_BAD_LEN
+	ErrCodeIncompatible = 0  // OFPHFC_INCOMPATIBLE
+	ErrCodeBadLen       = 6  // OFPBRC_BAD_LEN
+	ErrCodeIsSlave      = 10 // OFPBRC_IS_SLAVE: the connection is a slave
 	ErrRoleRequestFail  = 11
 	ErrCodeStale        = 0 // OFPRRFC_STALE
 )
