@@ -258,17 +258,19 @@ func fuzzSeeds() [][]byte {
 	}
 }
 
-// grow pads the first message of data with n zero bytes (fixing its
-// length, at most 65535), so that small inputs reach full-size messages.
+// grow pads the first message of data with zero bytes up to 65536-n bytes
+// (fixing its length; n == 0 leaves data alone), so that small inputs
+// reach full-size messages and small n explore the sizes just below the
+// limit.
 func grow(data []byte, n uint16) []byte {
 	if n == 0 || len(data) < 8 {
 		return data
 	}
 	l := int(binary.BigEndian.Uint16(data[2:]))
-	if l < 8 || l > len(data) {
+	nl := maxFullMessage + 1 - int(n)
+	if l < 8 || l > len(data) || nl <= l {
 		return data
 	}
-	nl := min(l+int(n), maxFullMessage)
 	out := make([]byte, 0, len(data)+nl-l)
 	out = append(out, data[:l]...)
 	out = append(out, make([]byte, nl-l)...)
@@ -278,9 +280,9 @@ func grow(data []byte, n uint16) []byte {
 
 // FuzzSwitchConn feeds arbitrary bytes from a switch, after a real
 // handshake, to the OpenFlow server with the learning and isolation apps
-// loaded and full-size messages allowed. The second argument grows the
-// first message by that many zero bytes, so mutations of small inputs
-// reach the 65535-byte limit. Whatever the input, the connection must end
+// loaded and full-size messages allowed. The second argument pads the
+// first message up to 65536-n bytes (see grow), so mutations of small
+// inputs reach the 65535-byte limit. Whatever the input, the connection must end
 // only because the input did (or was malformed): never by a panic,
 // recovered or not.
 func FuzzSwitchConn(f *testing.F) {
@@ -288,7 +290,7 @@ func FuzzSwitchConn(f *testing.F) {
 		f.Add(s, uint16(0))
 	}
 	// Finding 1 again, from a 94-byte input.
-	f.Add(packetIn(ofproto.NoBuffer, 0, broadcastFrame(60)), uint16(maxFrame-60))
+	f.Add(packetIn(ofproto.NoBuffer, 0, broadcastFrame(60)), uint16(1))
 	f.Fuzz(func(t *testing.T, data []byte, n uint16) {
 		if len(data) > 4*maxFullMessage {
 			return
