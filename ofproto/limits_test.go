@@ -3,6 +3,7 @@ package ofproto
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -241,6 +242,7 @@ func TestCommitClassifiesBundleOpenErrors(t *testing.T) {
 			ps.c.pmu.Lock()
 			_, registered = ps.c.pending[open]
 			ps.c.pmu.Unlock()
+			runtime.Gosched()
 		}
 		go ps.sw.Write(AppendError(nil, open, ErrBadRequest, c.code, nil))
 		err := <-res
