@@ -148,3 +148,46 @@ func TestSlaveBundleRefusalKeepsBundlesE2E(t *testing.T) {
 		t.Fatalf("flows after the master's bundle: %+v", fs)
 	}
 }
+
+// Finding 1, reconciler side, against OVS: a flood group too large for one
+// message is refused (with the flow that uses it); the rest of the switch
+// converges and later passes send nothing.
+func TestOversizedFloodGroupRefusedE2E(t *testing.T) {
+	ovslab.RequireE2E(t)
+	target, conns := server(t)
+	br := ovslab.NewBridge(t, ovslab.BridgeOptions{Controllers: []string{target}})
+	conn := accept(t, conns, br)
+	big := floodGroup(reconcile.GroupIDBase+1, 3000)
+	small := floodGroup(reconcile.GroupIDBase+2, 3)
+	st := desired(portFlow(1, 1), groupFlow(2, big.ID), groupFlow(3, small.ID))
+	st.Groups[big.ID], st.Groups[small.ID] = big, small
+	obs := &refusalObs{}
+	r := reconcile.New(br.DPID, &reconcile.OFSwitch{Conn: conn}, reconcile.Options{Observer: obs})
+	r.SetDesired(st, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := r.Pass(ctx, true); err != nil {
+		t.Fatalf("pass with an oversized flood group: %v", err)
+	}
+	for _, full := range []bool{true, false} {
+		if ops, err := r.Pass(ctx, full); err != nil || !ops.Empty() {
+			t.Fatalf("pass (full=%v) after the refusal: %v\n%s", full, err, ops.Text())
+		}
+	}
+	if len(obs.refused) != 2 {
+		t.Errorf("refusals counted: %v", obs.refused)
+	}
+	groups := strings.Join(br.DumpGroups(), "\n")
+	if !strings.Contains(groups, "group_id=1308622850") || strings.Contains(groups, "group_id=1308622849") {
+		t.Errorf("groups on the switch:\n%s", groups)
+	}
+	n := 0
+	for _, f := range br.DumpFlows() {
+		if f.Cookie>>56 == 0x4e {
+			n++
+		}
+	}
+	if want := len(st.Flows) - 1; n != want {
+		t.Errorf("%d of our flows on the switch, want %d (all but the one using the refused group)", n, want)
+	}
+}
