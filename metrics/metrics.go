@@ -117,7 +117,10 @@ func (m *Metrics) Refused(dpid uint64, kind string, id string, err error) {
 // DriftRepaired implements reconcile.Observer.
 func (m *Metrics) DriftRepaired(dpid uint64, n int) { m.DriftRepairs.Add(float64(n)) }
 
-var _ reconcile.Observer = (*Metrics)(nil)
+var (
+	_ reconcile.Observer        = (*Metrics)(nil)
+	_ reconcile.RefusalObserver = (*Metrics)(nil)
+)
 
 // String is for debugging.
 func (m *Metrics) String() string { return fmt.Sprintf("metrics(%p)", m) }

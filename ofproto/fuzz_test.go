@@ -393,10 +393,21 @@ func FuzzParseActions(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		as, err := ParseActions(data)
 		checkErr(t, "ParseActions", err, true)
-		if err != nil || !encodable(as) {
+		if err != nil && err != ErrUnknownField {
 			return
 		}
-		enc := must(AppendActions(nil, as))
+		// Whatever was decoded, encoding it never panics: what the wire
+		// cannot express is ErrUnencodable.
+		enc, eerr := AppendActions(nil, as)
+		if err != nil || !encodable(as) {
+			if !errors.Is(eerr, ErrUnencodable) {
+				t.Fatalf("encoding unencodable %s: %v; input %x", flow.ActionsString(as), eerr, data)
+			}
+			return
+		}
+		if eerr != nil {
+			t.Fatalf("encoding %s: %v; input %x", flow.ActionsString(as), eerr, data)
+		}
 		again, err := ParseActions(enc)
 		if err != nil || flow.ActionsString(again) != flow.ActionsString(as) {
 			t.Fatalf("re-encoding %s decodes to %s (%v); input %x", flow.ActionsString(as), flow.ActionsString(again), err, data)
@@ -420,10 +431,17 @@ func FuzzParseFlowStats(f *testing.F) {
 		}
 		for _, fs := range fss {
 			fl := fs.Flow
+			fm, eerr := AppendFlowMod(nil, 1, &fl, FlowModOpts{Command: FCAdd})
 			if fs.Unknown || !encodable(fl.Actions) {
+				// Never a panic; an error only for what cannot be encoded.
+				if eerr != nil && !errors.Is(eerr, ErrUnencodable) {
+					t.Fatalf("encoding unmodelled %s: %v; input %x", fl.String(), eerr, data)
+				}
 				continue
 			}
-			fm := must(AppendFlowMod(nil, 1, &fl, FlowModOpts{Command: FCAdd}))
+			if eerr != nil {
+				t.Fatalf("encoding %s: %v; input %x", fl.String(), eerr, data)
+			}
 			again, err := ParseFlowStats(flowStatsFromFlowMod(fm, fs.DurationSec, fs.Packets, fs.Bytes))
 			if err != nil || len(again) != 1 || again[0].Flow.String() != fl.String() || again[0].Flow.Flags != fl.Flags {
 				t.Fatalf("re-encoding %s decodes to %v (%v); input %x", fl.String(), again, err, data)
@@ -493,6 +511,9 @@ func FuzzParseGroupDesc(f *testing.F) {
 		for _, g := range gs {
 			for _, b := range g.Buckets {
 				if !encodable(b.Actions) {
+					if _, eerr := AppendGroupMod(nil, 1, GCAdd, &g); !errors.Is(eerr, ErrUnencodable) {
+						t.Fatalf("encoding unencodable %s: %v; input %x", g.String(), eerr, data)
+					}
 					continue groups
 				}
 			}
