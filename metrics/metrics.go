@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/nimbus-sdn/nimbus/app/learning"
 	"github.com/nimbus-sdn/nimbus/ofproto"
 	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/reconcile"
@@ -53,6 +54,17 @@ type Metrics struct {
 	OpenFlowConns   prometheus.Gauge
 	OpenFlowRefused *prometheus.CounterVec
 	OpenFlowDropped *prometheus.CounterVec
+	// UnencodableReplies counts packet-in replies dropped because they
+	// do not fit an OpenFlow message (by app and message kind).
+	UnencodableReplies *prometheus.CounterVec
+	// ReconcileRefused counts groups and flows the reconciler refused to
+	// send because they cannot be encoded (by kind).
+	ReconcileRefused *prometheus.CounterVec
+	// LearningDropped counts frames the learning app did not flood back
+	// because they were too large to send without a switch buffer.
+	LearningDropped prometheus.CounterFunc
+	// ConnPanics counts switch connections closed by a recovered panic.
+	ConnPanics prometheus.CounterFunc
 
 	packetIns [256]prometheus.Counter
 }
@@ -80,10 +92,16 @@ func New() *Metrics {
 			Help: "OpenFlow connections refused: max_conns, max_conns_per_addr, duplicate_dpid, dpid_not_bound."}, []string{"reason"}),
 		OpenFlowDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_openflow_connections_dropped_total",
 			Help: "OpenFlow connections closed for misbehaviour: handshake, request_timeout, multipart_too_big."}, []string{"reason"}),
+		UnencodableReplies: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_packet_in_replies_dropped_total", Help: "Packet-in replies dropped because they cannot be encoded (too large for one OpenFlow message), by app and message."}, []string{"app", "message"}),
+		ReconcileRefused:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_reconcile_refused_total", Help: "Groups and flows the reconciler refused to send because they cannot be encoded (e.g. a group too large for one message), by kind."}, []string{"kind"}),
+		LearningDropped: prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "nimbus_learning_dropped_total", Help: "Frames the learning app did not send back out: too large for a packet-out and not buffered by the switch."},
+			func() float64 { return float64(learning.Dropped()) }),
+		ConnPanics: prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "nimbus_openflow_panics_total", Help: "Switch connections closed because serving them panicked (the panic was recovered; a bug)."},
+			func() float64 { return float64(ofproto.Panics()) }),
 	}
 	r.MustRegister(m.SwitchesConnected, m.PacketIns, m.FlowMods, m.ReconcileDuration, m.ReconcileErrors,
 		m.DriftRepairs, m.ContractViolations, m.MalformedClosures, m.MastershipChanges, m.SwitchesMastered,
-		m.FabricLinks, m.MalformedLLDP, m.OpenFlowConns, m.OpenFlowRefused, m.OpenFlowDropped,
+		m.FabricLinks, m.MalformedLLDP, m.OpenFlowConns, m.OpenFlowRefused, m.OpenFlowDropped, m.UnencodableReplies, m.ReconcileRefused, m.LearningDropped, m.ConnPanics,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.PacketInFlowAdds = m.FlowMods.WithLabelValues("packet_in", "add")
 	m.RoleRequestFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "nimbus_role_request_failures_total", Help: "MASTER role requests refused by the switch (or failed) while this replica was elected master."})
@@ -120,10 +138,18 @@ func (m *Metrics) Reconciled(dpid uint64, d time.Duration, ops *reconcile.Ops, e
 	}
 }
 
+// Refused implements reconcile.RefusalObserver.
+func (m *Metrics) Refused(dpid uint64, kind string, id string, err error) {
+	m.ReconcileRefused.WithLabelValues(kind).Inc()
+}
+
 // DriftRepaired implements reconcile.Observer.
 func (m *Metrics) DriftRepaired(dpid uint64, n int) { m.DriftRepairs.Add(float64(n)) }
 
-var _ reconcile.Observer = (*Metrics)(nil)
+var (
+	_ reconcile.Observer        = (*Metrics)(nil)
+	_ reconcile.RefusalObserver = (*Metrics)(nil)
+)
 
 // DBSize implements store.Observer.
 func (m *Metrics) DBSize(bytes int64) { m.EtcdDBSizeBytes.Set(float64(bytes)) }

@@ -139,10 +139,13 @@ func startNX(b []byte, subtype uint16) ([]byte, int) {
 	return put16(b, subtype), start
 }
 
-func finishAction(b []byte, start int) []byte {
+func finishAction(b []byte, start int) ([]byte, error) {
 	b = pad8(b, start)
+	if n := len(b) - start; n > maxMsgLen {
+		return b[:start], fmt.Errorf("%w: action of %d bytes", ErrTooLarge, n)
+	}
 	be.PutUint16(b[start+2:], uint16(len(b)-start))
-	return b
+	return b, nil
 }
 
 // contiguous returns the offset and width of a contiguous mask.
@@ -160,73 +163,86 @@ func ValidateAction(a flow.Action) error {
 	switch a := a.(type) {
 	case flow.SetField:
 		if !a.F.Valid() {
-			return fmt.Errorf("ofproto: set_field on unknown field %d", a.F)
+			return fmt.Errorf("%w: set_field on unknown field %d", ErrUnencodable, a.F)
 		}
 		if a.Mask&^a.F.FullMask() != 0 {
-			return fmt.Errorf("ofproto: set_field mask 0x%x exceeds %s", a.Mask, a.F)
+			return fmt.Errorf("%w: set_field mask 0x%x exceeds %s", ErrUnencodable, a.Mask, a.F)
 		}
 		if a.Mask != 0 && a.Mask != a.F.FullMask() {
 			if _, _, ok := contiguous(a.Mask); !ok {
-				return fmt.Errorf("ofproto: set_field mask 0x%x on %s is not contiguous", a.Mask, a.F)
+				return fmt.Errorf("%w: set_field mask 0x%x on %s is not contiguous", ErrUnencodable, a.Mask, a.F)
 			}
 		} else if a.F == flow.InPort {
 			if _, ok := port16(uint32(a.Value)); !ok {
-				return fmt.Errorf("ofproto: set_field:%d->in_port does not fit OVS's 16-bit in_port", a.Value)
+				return fmt.Errorf("%w: set_field:%d->in_port does not fit OVS's 16-bit in_port", ErrUnencodable, a.Value)
 			}
 		}
 	case flow.Move:
 		if !a.Src.Valid() || !a.Dst.Valid() || a.NBits == 0 ||
 			int(a.SrcOfs+a.NBits) > 8*a.Src.Def().Bytes || int(a.DstOfs+a.NBits) > 8*a.Dst.Def().Bytes {
-			return fmt.Errorf("ofproto: bad move %s", a)
+			return fmt.Errorf("%w: bad move %s", ErrUnencodable, a)
 		}
 	case flow.CT:
 		if a.ZoneSrc != 0 && !a.ZoneSrc.Valid() {
-			return fmt.Errorf("ofproto: ct zone from unknown field")
+			return fmt.Errorf("%w: ct zone from unknown field", ErrUnencodable)
 		}
 		for _, e := range a.Exec {
 			if err := ValidateAction(e); err != nil {
 				return err
 			}
 		}
+	case *flow.NAT:
+		return fmt.Errorf("%w: nat outside ct", ErrUnencodable)
 	case flow.Opaque:
-		return fmt.Errorf("ofproto: cannot encode %s", a)
+		return fmt.Errorf("%w: %s", ErrUnencodable, a)
+	case nil:
+		return fmt.Errorf("%w: nil action", ErrUnencodable)
 	}
 	return nil
 }
 
-// AppendActions appends an action list.
-func AppendActions(b []byte, as []flow.Action) []byte {
+// AppendActions appends an action list. An action the encoder cannot
+// express (see ValidateAction) is an error wrapping ErrUnencodable; b then
+// comes back as it was.
+func AppendActions(b []byte, as []flow.Action) ([]byte, error) {
+	start := len(b)
 	for _, a := range as {
-		b = appendAction(b, a)
+		var err error
+		if b, err = appendAction(b, a); err != nil {
+			return b[:start], err
+		}
 	}
-	return b
+	return b, nil
 }
 
-func appendAction(b []byte, a flow.Action) []byte {
+func appendAction(b []byte, a flow.Action) ([]byte, error) {
+	if err := ValidateAction(a); err != nil {
+		return b, err
+	}
 	switch a := a.(type) {
 	case flow.Output:
 		b = put16(b, atOutput)
 		b = put16(b, 16)
 		b = put32(b, a.Port)
 		b = put16(b, a.MaxLen)
-		return pad(b, 6)
+		return pad(b, 6), nil
 	case flow.GroupAction:
 		b = put16(b, atGroup)
 		b = put16(b, 8)
-		return put32(b, a.ID)
+		return put32(b, a.ID), nil
 	case flow.PushVLAN:
 		b = put16(b, atPushVLAN)
 		b = put16(b, 8)
 		b = put16(b, a.EthType)
-		return pad(b, 2)
+		return pad(b, 2), nil
 	case flow.PopVLAN:
 		b = put16(b, atPopVLAN)
 		b = put16(b, 8)
-		return pad(b, 4)
+		return pad(b, 4), nil
 	case flow.DecTTL:
 		b = put16(b, atDecNwTTL)
 		b = put16(b, 8)
-		return pad(b, 4)
+		return pad(b, 4), nil
 	case flow.SetField:
 		if a.Mask == 0 || a.Mask == a.F.FullMask() {
 			start := len(b)
@@ -285,11 +301,14 @@ func appendAction(b []byte, a flow.Action) []byte {
 			b = appendNAT(b, a.NAT)
 		}
 		for _, e := range a.Exec {
-			b = appendAction(b, e)
+			var err error
+			if b, err = appendAction(b, e); err != nil {
+				return b[:start], err
+			}
 		}
 		return finishAction(b, start)
 	}
-	panic(fmt.Sprintf("ofproto: cannot encode action %T", a))
+	return b, fmt.Errorf("%w: action %T", ErrUnencodable, a)
 }
 
 func appendNAT(b []byte, n *flow.NAT) []byte {
@@ -322,7 +341,10 @@ func appendNAT(b []byte, n *flow.NAT) []byte {
 	if n.PortMax != 0 {
 		b = put16(b, n.PortMax)
 	}
-	return finishAction(b, start)
+	// Fixed size (at most 32 bytes).
+	b = pad8(b, start)
+	be.PutUint16(b[start+2:], uint16(len(b)-start))
+	return b
 }
 
 // ParseActions decodes a whole action list. Well-formed actions Nimbus

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -502,7 +503,11 @@ func (c *Conn) Multipart(ctx context.Context, mpType uint16, body []byte) ([]byt
 	if mpType == MPPortDesc {
 		limit = min(limit, portDescMaxBytes)
 	}
-	return c.roundTrip(ctx, xid, AppendMultipartReq(nil, xid, mpType, body),
+	msg, err := AppendMultipartReq(nil, xid, mpType, body)
+	if err != nil {
+		return nil, err
+	}
+	return c.roundTrip(ctx, xid, msg,
 		&call{what: fmt.Sprintf("MULTIPART_REQUEST type %d", mpType), multipart: true, maxBytes: limit})
 }
 
@@ -661,8 +666,15 @@ func (c *Conn) Handshake() error {
 // DPIDString formats a datapath id as OVS does.
 func DPIDString(d uint64) string { return fmt.Sprintf("%016x", d) }
 
-// Serve runs the read loop until the connection fails. h may be nil.
-func (c *Conn) Serve(h Handler) error {
+// Serve runs the read loop until the connection fails. h may be nil. A
+// panic in the loop or a handler closes this connection only (see
+// recovered).
+func (c *Conn) Serve(h Handler) (served error) {
+	defer func() {
+		if v := recover(); v != nil {
+			served = c.recovered(v)
+		}
+	}()
 	c.handler = h
 	go c.keepalive()
 	var err error
@@ -701,6 +713,25 @@ func (c *Conn) Serve(h Handler) error {
 	if errors.Is(err, ErrMalformed) {
 		c.log.Warn("closing connection: malformed message from switch", "err", err)
 	}
+	c.Close(err)
+	return err
+}
+
+// ErrPanic is wrapped by the close reason of a connection whose read loop
+// or handler panicked.
+var ErrPanic = errors.New("ofproto: panic while serving switch")
+
+var panics atomic.Uint64
+
+// Panics counts connections closed by a recovered panic (a metric).
+func Panics() uint64 { return panics.Load() }
+
+// recovered is the last line of defence: a bug reached by one switch's
+// input closes that switch's connection, not the process.
+func (c *Conn) recovered(v any) error {
+	panics.Add(1)
+	err := fmt.Errorf("%w: %v", ErrPanic, v)
+	c.log.Error("panic while serving switch; closing its connection", "panic", v, "stack", string(debug.Stack()))
 	c.Close(err)
 	return err
 }

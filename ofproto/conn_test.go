@@ -59,7 +59,7 @@ func (s *fakeSwitch) handshake(dpid uint64) {
 	b = append(b, 254, 0, 0, 0)
 	b = put32(b, 0)
 	b = put32(b, 0)
-	go s.nc.Write(finishMsg(b, st))
+	go s.nc.Write(must(finishMsg(b, st)))
 	if h, _ := s.read(); h.Type != TypeSetConfig {
 		s.t.Fatalf("want SET_CONFIG, got %s", TypeName(h.Type))
 	}
@@ -166,7 +166,7 @@ func TestBarrierAndMultipartMatchedByXid(t *testing.T) {
 		p := make([]byte, portLen)
 		be.PutUint32(p, no)
 		copy(p[16:], "eth")
-		return finishMsg(append(b, p...), st)
+		return must(finishMsg(append(b, p...), st))
 	}
 	sw.nc.Write(part(1, 1))
 	sw.nc.Write(part(0, 2))

@@ -169,7 +169,9 @@ func (h *checkingHandler) PacketIn(c *Conn, p *PacketIn) {
 		h.tb.Errorf("packet-in data of %d bytes from a message of at most %d", len(p.Data), fuzzMaxMessage)
 	}
 	// Handlers may reply; the reply must not break the read loop.
-	c.Queue(AppendPacketOut(nil, c.NextXid(), p.BufferID, p.InPort, []flow.Action{flow.Output{Port: flow.PortFlood}}, p.Data))
+	if po, err := AppendPacketOut(nil, c.NextXid(), p.BufferID, p.InPort, []flow.Action{flow.Output{Port: flow.PortFlood}}, p.Data); err == nil {
+		c.Queue(po)
+	}
 }
 
 func (h *checkingHandler) PortStatus(c *Conn, reason uint8, p Port) {
@@ -185,15 +187,15 @@ func switchMessageSeeds() [][]byte {
 	frame := testFrame()
 	var fs []byte
 	for _, f := range sampleFlows()[:6] {
-		fs = append(fs, flowStatsFromFlowMod(AppendFlowMod(nil, 1, f, FlowModOpts{Command: FCAdd}), 1, 2, 3)...)
+		fs = append(fs, flowStatsFromFlowMod(must(AppendFlowMod(nil, 1, f, FlowModOpts{Command: FCAdd})), 1, 2, 3)...)
 	}
 	var gd []byte
 	for _, g := range sampleGroups() {
-		gd = append(gd, groupDescFromGroupMod(AppendGroupMod(nil, 1, GCAdd, g))...)
+		gd = append(gd, groupDescFromGroupMod(must(AppendGroupMod(nil, 1, GCAdd, g)))...)
 	}
 	var mc []byte
 	for _, m := range sampleMeters() {
-		mc = append(mc, meterConfigFromMeterMod(AppendMeterMod(nil, 1, GCAdd, m))...)
+		mc = append(mc, meterConfigFromMeterMod(must(AppendMeterMod(nil, 1, GCAdd, m)))...)
 	}
 	var pd []byte
 	for _, p := range samplePorts() {
@@ -354,9 +356,9 @@ func encodable(as []flow.Action) bool {
 
 func FuzzParseMatch(f *testing.F) {
 	for _, fl := range sampleFlows() {
-		f.Add(AppendMatch(nil, fl.Match))
+		f.Add(must(AppendMatch(nil, fl.Match)))
 	}
-	f.Add(AppendMatch(nil, nil))
+	f.Add(must(AppendMatch(nil, nil)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, n, err := ParseMatch(data)
 		checkErr(t, "ParseMatch", err, true)
@@ -366,7 +368,7 @@ func FuzzParseMatch(f *testing.F) {
 		if n > len(data) || n%8 != 0 || n < 8 {
 			t.Fatalf("consumed %d of %d bytes", n, len(data))
 		}
-		again, n2, err := ParseMatch(AppendMatch(nil, m))
+		again, n2, err := ParseMatch(must(AppendMatch(nil, m)))
 		if err != nil || again.String() != m.String() {
 			t.Fatalf("re-encoding %q decodes to %q (%v)", m, again, err)
 		}
@@ -378,11 +380,11 @@ func FuzzParseMatch(f *testing.F) {
 
 func FuzzParseActions(f *testing.F) {
 	for _, fl := range sampleFlows() {
-		f.Add(AppendActions(nil, fl.Actions))
+		f.Add(must(AppendActions(nil, fl.Actions)))
 	}
 	for _, g := range sampleGroups() {
 		for _, b := range g.Buckets {
-			f.Add(AppendActions(nil, b.Actions))
+			f.Add(must(AppendActions(nil, b.Actions)))
 		}
 	}
 	if b, err := hex.DecodeString(ovsNXMActions); err == nil {
@@ -391,10 +393,21 @@ func FuzzParseActions(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		as, err := ParseActions(data)
 		checkErr(t, "ParseActions", err, true)
-		if err != nil || !encodable(as) {
+		if err != nil && err != ErrUnknownField {
 			return
 		}
-		enc := AppendActions(nil, as)
+		// Whatever was decoded, encoding it never panics: what the wire
+		// cannot express is ErrUnencodable.
+		enc, eerr := AppendActions(nil, as)
+		if err != nil || !encodable(as) {
+			if !errors.Is(eerr, ErrUnencodable) {
+				t.Fatalf("encoding unencodable %s: %v; input %x", flow.ActionsString(as), eerr, data)
+			}
+			return
+		}
+		if eerr != nil {
+			t.Fatalf("encoding %s: %v; input %x", flow.ActionsString(as), eerr, data)
+		}
 		again, err := ParseActions(enc)
 		if err != nil || flow.ActionsString(again) != flow.ActionsString(as) {
 			t.Fatalf("re-encoding %s decodes to %s (%v); input %x", flow.ActionsString(as), flow.ActionsString(again), err, data)
@@ -405,7 +418,7 @@ func FuzzParseActions(f *testing.F) {
 func FuzzParseFlowStats(f *testing.F) {
 	var all []byte
 	for _, fl := range sampleFlows() {
-		e := flowStatsFromFlowMod(AppendFlowMod(nil, 1, fl, FlowModOpts{Command: FCAdd}), 1, 2, 3)
+		e := flowStatsFromFlowMod(must(AppendFlowMod(nil, 1, fl, FlowModOpts{Command: FCAdd})), 1, 2, 3)
 		f.Add(e)
 		all = append(all, e...)
 	}
@@ -418,10 +431,17 @@ func FuzzParseFlowStats(f *testing.F) {
 		}
 		for _, fs := range fss {
 			fl := fs.Flow
+			fm, eerr := AppendFlowMod(nil, 1, &fl, FlowModOpts{Command: FCAdd})
 			if fs.Unknown || !encodable(fl.Actions) {
+				// Never a panic; an error only for what cannot be encoded.
+				if eerr != nil && !errors.Is(eerr, ErrUnencodable) {
+					t.Fatalf("encoding unmodelled %s: %v; input %x", fl.String(), eerr, data)
+				}
 				continue
 			}
-			fm := AppendFlowMod(nil, 1, &fl, FlowModOpts{Command: FCAdd})
+			if eerr != nil {
+				t.Fatalf("encoding %s: %v; input %x", fl.String(), eerr, data)
+			}
 			again, err := ParseFlowStats(flowStatsFromFlowMod(fm, fs.DurationSec, fs.Packets, fs.Bytes))
 			if err != nil || len(again) != 1 || again[0].Flow.String() != fl.String() || again[0].Flow.Flags != fl.Flags {
 				t.Fatalf("re-encoding %s decodes to %v (%v); input %x", fl.String(), again, err, data)
@@ -476,7 +496,7 @@ func FuzzParsePacketIn(f *testing.F) {
 func FuzzParseGroupDesc(f *testing.F) {
 	var all []byte
 	for _, g := range sampleGroups() {
-		e := groupDescFromGroupMod(AppendGroupMod(nil, 1, GCAdd, g))
+		e := groupDescFromGroupMod(must(AppendGroupMod(nil, 1, GCAdd, g)))
 		f.Add(e)
 		all = append(all, e...)
 	}
@@ -491,10 +511,13 @@ func FuzzParseGroupDesc(f *testing.F) {
 		for _, g := range gs {
 			for _, b := range g.Buckets {
 				if !encodable(b.Actions) {
+					if _, eerr := AppendGroupMod(nil, 1, GCAdd, &g); !errors.Is(eerr, ErrUnencodable) {
+						t.Fatalf("encoding unencodable %s: %v; input %x", g.String(), eerr, data)
+					}
 					continue groups
 				}
 			}
-			again, err := ParseGroupDesc(groupDescFromGroupMod(AppendGroupMod(nil, 1, GCAdd, &g)))
+			again, err := ParseGroupDesc(groupDescFromGroupMod(must(AppendGroupMod(nil, 1, GCAdd, &g))))
 			if err != nil || len(again) != 1 || again[0].String() != g.String() {
 				t.Fatalf("re-encoding %s decodes to %v (%v); input %x", g.String(), again, err, data)
 			}
@@ -505,7 +528,7 @@ func FuzzParseGroupDesc(f *testing.F) {
 func FuzzParseMeterConfig(f *testing.F) {
 	var all []byte
 	for _, m := range sampleMeters() {
-		e := meterConfigFromMeterMod(AppendMeterMod(nil, 1, GCAdd, m))
+		e := meterConfigFromMeterMod(must(AppendMeterMod(nil, 1, GCAdd, m)))
 		f.Add(e)
 		all = append(all, e...)
 	}
@@ -520,7 +543,7 @@ func FuzzParseMeterConfig(f *testing.F) {
 			if 16+16*len(m.Bands) > 65535 {
 				continue
 			}
-			again, err := ParseMeterConfig(meterConfigFromMeterMod(AppendMeterMod(nil, 1, GCAdd, &m)))
+			again, err := ParseMeterConfig(meterConfigFromMeterMod(must(AppendMeterMod(nil, 1, GCAdd, &m))))
 			if err != nil || len(again) != 1 || fmt.Sprint(again[0]) != fmt.Sprint(m) {
 				t.Fatalf("re-encoding %+v decodes to %+v (%v)", m, again, err)
 			}
@@ -618,7 +641,7 @@ func TestConnServeDelivers(t *testing.T) {
 	defer ps.sw.Close()
 	var fs []byte
 	for _, f := range sampleFlows() {
-		fs = append(fs, flowStatsFromFlowMod(AppendFlowMod(nil, 1, f, FlowModOpts{Command: FCAdd}), 1, 2, 3)...)
+		fs = append(fs, flowStatsFromFlowMod(must(AppendFlowMod(nil, 1, f, FlowModOpts{Command: FCAdd})), 1, 2, 3)...)
 	}
 	mp := ps.c.register(1, true)
 	rr := ps.c.register(2, false)

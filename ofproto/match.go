@@ -2,6 +2,7 @@ package ofproto
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/nimbus-sdn/nimbus/flow"
 )
@@ -45,16 +46,24 @@ func readUint(b []byte) uint64 {
 	return v
 }
 
-// AppendMatch appends an ofp_match (OXM type) with padding.
-func AppendMatch(b []byte, m flow.Match) []byte {
+// AppendMatch appends an ofp_match (OXM type) with padding. A field
+// Nimbus does not know cannot be encoded: b comes back as it was, with an
+// error wrapping ErrUnencodable.
+func AppendMatch(b []byte, m flow.Match) ([]byte, error) {
 	start := len(b)
 	b = put16(b, 1) // OFPMT_OXM
 	b = put16(b, 0)
 	for _, x := range m {
+		if !x.F.Valid() {
+			return b[:start], fmt.Errorf("%w: match on unknown field %d", ErrUnencodable, x.F)
+		}
 		b = appendOXM(b, x.F, x.Value, x.Mask)
 	}
+	if n := len(b) - start; n > maxMsgLen {
+		return b[:start], fmt.Errorf("%w: match of %d bytes", ErrTooLarge, n)
+	}
 	be.PutUint16(b[start+2:], uint16(len(b)-start))
-	return pad8(b, start)
+	return pad8(b, start), nil
 }
 
 // ParseMatch decodes an ofp_match at the start of b and returns it and the
@@ -104,7 +113,14 @@ func parseOXM(b []byte) (flow.MatchField, int, error) {
 		return flow.MatchField{}, 0, malformed("OXM length %d exceeds %d", n, len(b)-4)
 	}
 	if class == 0xffff {
-		return flow.MatchField{}, 0, malformed("experimenter OXM not supported")
+		// An experimenter OXM (OVS writes tcp_flags in OpenFlow 1.3 as
+		// one, under the ONF id): its payload starts with the
+		// experimenter id. Nimbus models none of them, so it is skipped
+		// like an unknown basic field and the flow marked unmodelled.
+		if n < 4 {
+			return flow.MatchField{}, 0, malformed("experimenter OXM of %d bytes has no experimenter id", n)
+		}
+		return flow.MatchField{}, 4 + n, nil
 	}
 	f, ok := flow.FieldByOXM(class, code)
 	if !ok {

@@ -8,7 +8,7 @@ import (
 
 // appendInstructions appends the flow's instructions in the order OVS
 // prints them.
-func appendInstructions(b []byte, f *flow.Flow) []byte {
+func appendInstructions(b []byte, f *flow.Flow) ([]byte, error) {
 	if f.Meter != 0 {
 		b = put16(b, itMeter)
 		b = put16(b, 8)
@@ -19,8 +19,11 @@ func appendInstructions(b []byte, f *flow.Flow) []byte {
 		b = put16(b, itApplyActions)
 		b = put16(b, 0)
 		b = pad(b, 4)
-		b = AppendActions(b, f.Actions)
-		be.PutUint16(b[start+2:], uint16(len(b)-start))
+		var err error
+		if b, err = AppendActions(b, f.Actions); err != nil {
+			return b, err
+		}
+		be.PutUint16(b[start+2:], uint16(len(b)-start)) // checked with the message
 	}
 	if f.MetadataMask != 0 {
 		b = put16(b, itWriteMetadata)
@@ -35,7 +38,7 @@ func appendInstructions(b []byte, f *flow.Flow) []byte {
 		b = append(b, f.Goto)
 		b = pad(b, 3)
 	}
-	return b
+	return b, nil
 }
 
 // parseInstructions fills the flow's instructions from b.
@@ -86,8 +89,10 @@ type FlowModOpts struct {
 	CookieMask uint64 // for modify/delete: restrict to this cookie
 }
 
-// AppendFlowMod appends an OFPT_FLOW_MOD.
-func AppendFlowMod(b []byte, xid uint32, f *flow.Flow, o FlowModOpts) []byte {
+// AppendFlowMod appends an OFPT_FLOW_MOD. A flow that does not fit one
+// message (ErrTooLarge) or uses what the wire cannot express
+// (ErrUnencodable) is an error, and b comes back as it was.
+func AppendFlowMod(b []byte, xid uint32, f *flow.Flow, o FlowModOpts) ([]byte, error) {
 	b, s := startMsg(b, TypeFlowMod, xid)
 	b = put64(b, f.Cookie)
 	b = put64(b, o.CookieMask)
@@ -104,15 +109,20 @@ func AppendFlowMod(b []byte, xid uint32, f *flow.Flow, o FlowModOpts) []byte {
 	b = put32(b, GroupAny)
 	b = put16(b, f.Flags)
 	b = pad(b, 2)
-	b = AppendMatch(b, f.Match)
+	var err error
+	if b, err = AppendMatch(b, f.Match); err != nil {
+		return b[:s], fmt.Errorf("ofproto: flow-mod: %w", err)
+	}
 	if o.Command != FCDelete && o.Command != FCDeleteStrict {
-		b = appendInstructions(b, f)
+		if b, err = appendInstructions(b, f); err != nil {
+			return b[:s], fmt.Errorf("ofproto: flow-mod: %w", err)
+		}
 	}
 	return finishMsg(b, s)
 }
 
 // AppendMultipartReq appends a multipart request with the given body.
-func AppendMultipartReq(b []byte, xid uint32, mpType uint16, body []byte) []byte {
+func AppendMultipartReq(b []byte, xid uint32, mpType uint16, body []byte) ([]byte, error) {
 	b, s := startMsg(b, TypeMultipartReq, xid)
 	b = put16(b, mpType)
 	b = put16(b, 0)
@@ -132,7 +142,8 @@ func FlowStatsRequestBody(table uint8, cookie, cookieMask uint64) []byte {
 	b = pad(b, 4)
 	b = put64(b, cookie)
 	b = put64(b, cookieMask)
-	return AppendMatch(b, nil)
+	b, _ = AppendMatch(b, nil) // an empty match always encodes
+	return b
 }
 
 // FlowStats is one dumped flow with its counters.
@@ -144,6 +155,11 @@ type FlowStats struct {
 	// Unknown is set when the flow uses fields or actions Nimbus does not
 	// model; its Flow is then only approximate.
 	Unknown bool
+	// UnknownMatch is set when the unmodelled part is in the match (an
+	// experimenter OXM such as OVS's tcp_flags, say): Flow.Match then
+	// lacks those fields, so the flow's identity on the switch is not
+	// Flow.Key().
+	UnknownMatch bool
 }
 
 // ParseFlowStats decodes the body of an OFPMP_FLOW reply.
@@ -171,7 +187,7 @@ func ParseFlowStats(b []byte) ([]FlowStats, error) {
 		fs.Bytes = be.Uint64(e[40:])
 		m, n, err := ParseMatch(e[48:])
 		if err == ErrUnknownField {
-			fs.Unknown = true
+			fs.Unknown, fs.UnknownMatch = true, true
 		} else if err != nil {
 			return nil, err
 		}
@@ -187,7 +203,7 @@ func ParseFlowStats(b []byte) ([]FlowStats, error) {
 	return out, nil
 }
 
-func appendBuckets(b []byte, bs []flow.Bucket) []byte {
+func appendBuckets(b []byte, bs []flow.Bucket) ([]byte, error) {
 	for _, bk := range bs {
 		start := len(b)
 		b = put16(b, 0)
@@ -203,10 +219,13 @@ func appendBuckets(b []byte, bs []flow.Bucket) []byte {
 		b = put32(b, wp)
 		b = put32(b, wg)
 		b = pad(b, 4)
-		b = AppendActions(b, bk.Actions)
-		be.PutUint16(b[start:], uint16(len(b)-start))
+		var err error
+		if b, err = AppendActions(b, bk.Actions); err != nil {
+			return b, err
+		}
+		be.PutUint16(b[start:], uint16(len(b)-start)) // checked with the message
 	}
-	return b
+	return b, nil
 }
 
 func parseBuckets(b []byte) ([]flow.Bucket, error) {
@@ -241,16 +260,25 @@ func parseBuckets(b []byte) ([]flow.Bucket, error) {
 	return out, unknown
 }
 
-// AppendGroupMod appends an OFPT_GROUP_MOD.
-func AppendGroupMod(b []byte, xid uint32, cmd uint16, g *flow.Group) []byte {
+// AppendGroupMod appends an OFPT_GROUP_MOD. A group whose buckets do not
+// fit one message (about 2,000 single-output buckets) is ErrTooLarge, and
+// b comes back as it was.
+func AppendGroupMod(b []byte, xid uint32, cmd uint16, g *flow.Group) ([]byte, error) {
 	b, s := startMsg(b, TypeGroupMod, xid)
 	b = put16(b, cmd)
 	b = append(b, g.Type, 0)
 	b = put32(b, g.ID)
 	if cmd != GCDelete {
-		b = appendBuckets(b, g.Buckets)
+		var err error
+		if b, err = appendBuckets(b, g.Buckets); err != nil {
+			return b[:s], fmt.Errorf("ofproto: group 0x%x: %w", g.ID, err)
+		}
 	}
-	return finishMsg(b, s)
+	b, err := finishMsg(b, s)
+	if err != nil {
+		return b, fmt.Errorf("ofproto: group 0x%x with %d buckets: %w", g.ID, len(g.Buckets), err)
+	}
+	return b, nil
 }
 
 // ParseGroupDesc decodes the body of an OFPMP_GROUP_DESC reply.
@@ -293,7 +321,7 @@ func appendBands(b []byte, bands []flow.Band) []byte {
 }
 
 // AppendMeterMod appends an OFPT_METER_MOD.
-func AppendMeterMod(b []byte, xid uint32, cmd uint16, m *flow.Meter) []byte {
+func AppendMeterMod(b []byte, xid uint32, cmd uint16, m *flow.Meter) ([]byte, error) {
 	b, s := startMsg(b, TypeMeterMod, xid)
 	b = put16(b, cmd)
 	b = put16(b, m.Flags)
@@ -405,8 +433,15 @@ func ParsePacketIn(body []byte, full bool) (PacketIn, error) {
 	return p, nil
 }
 
-// AppendPacketOut appends an OFPT_PACKET_OUT.
-func AppendPacketOut(b []byte, xid, bufferID, inPort uint32, actions []flow.Action, data []byte) []byte {
+// PacketOutOverhead is the size of a packet-out without its data when
+// its action list is one output action: the most data such a packet-out
+// carries is 65535 minus this.
+const PacketOutOverhead = HeaderLen + 16 + 16
+
+// AppendPacketOut appends an OFPT_PACKET_OUT. Data that does not fit one
+// message with its actions is ErrTooLarge (b comes back as it was): a
+// caller with a buffer id should release the buffered packet instead.
+func AppendPacketOut(b []byte, xid, bufferID, inPort uint32, actions []flow.Action, data []byte) ([]byte, error) {
 	b, s := startMsg(b, TypePacketOut, xid)
 	b = put32(b, bufferID)
 	b = put32(b, inPort)
@@ -414,9 +449,16 @@ func AppendPacketOut(b []byte, xid, bufferID, inPort uint32, actions []flow.Acti
 	b = put16(b, 0)
 	b = pad(b, 6)
 	as := len(b)
-	b = AppendActions(b, actions)
-	be.PutUint16(b[alenAt:], uint16(len(b)-as))
+	var err error
+	if b, err = AppendActions(b, actions); err != nil {
+		return b[:s], fmt.Errorf("ofproto: packet-out: %w", err)
+	}
+	be.PutUint16(b[alenAt:], uint16(len(b)-as)) // checked with the message
 	if bufferID == NoBuffer {
+		if len(b)-s+len(data) > maxMsgLen {
+			// Checked before the copy: the data may be large.
+			return b[:s], fmt.Errorf("%w: packet-out of %d bytes of data (at most %d fit)", ErrTooLarge, len(data), maxMsgLen-(len(b)-s))
+		}
 		b = append(b, data...)
 	}
 	return finishMsg(b, s)
@@ -530,7 +572,7 @@ func AppendHello(b []byte, xid uint32) []byte {
 	b = put16(b, 1) // OFPHET_VERSIONBITMAP
 	b = put16(b, 8)
 	b = put32(b, 1<<Version)
-	return finishMsg(b, s)
+	return finishFixed(b, s)
 }
 
 // HelloSupports13 reports whether a peer's HELLO allows OpenFlow 1.3.
@@ -563,7 +605,7 @@ func AppendError(b []byte, xid uint32, typ, code uint16, data []byte) []byte {
 		data = data[:64]
 	}
 	b = append(b, data...)
-	return finishMsg(b, s)
+	return finishFixed(b, s)
 }
 
 // OFError is an OpenFlow error reply, matched to the request it answers.
@@ -593,6 +635,9 @@ func errorName(typ, code uint16) string {
 	if typ == 11 && code == 0 {
 		return name + "/STALE"
 	}
+	if typ == ErrBadRequest && code == ErrCodeIsSlave {
+		return name + "/IS_SLAVE"
+	}
 	return fmt.Sprintf("%s code %d", name, code)
 }
 
@@ -613,7 +658,7 @@ func AppendSetConfig(b []byte, xid uint32, flags, missSendLen uint16) []byte {
 	b, s := startMsg(b, TypeSetConfig, xid)
 	b = put16(b, flags)
 	b = put16(b, missSendLen)
-	return finishMsg(b, s)
+	return finishFixed(b, s)
 }
 
 // AppendRoleRequest appends an OFPT_ROLE_REQUEST.
@@ -622,7 +667,7 @@ func AppendRoleRequest(b []byte, xid, role uint32, generation uint64) []byte {
 	b = put32(b, role)
 	b = pad(b, 4)
 	b = put64(b, generation)
-	return finishMsg(b, s)
+	return finishFixed(b, s)
 }
 
 // ParseRoleReply decodes an OFPT_ROLE_REPLY body.
@@ -633,11 +678,19 @@ func ParseRoleReply(b []byte) (role uint32, generation uint64, err error) {
 	return be.Uint32(b), be.Uint64(b[8:]), nil
 }
 
-// AppendEcho appends an echo request or reply.
+// MaxEchoData is the most data an echo carries: an echo request read from
+// the wire cannot carry more, so a reply always echoes all of it.
+const MaxEchoData = maxMsgLen - HeaderLen
+
+// AppendEcho appends an echo request or reply, with at most MaxEchoData
+// bytes of data (any beyond are left out).
 func AppendEcho(b []byte, typ uint8, xid uint32, data []byte) []byte {
 	b, s := startMsg(b, typ, xid)
+	if len(data) > MaxEchoData {
+		data = data[:MaxEchoData]
+	}
 	b = append(b, data...)
-	return finishMsg(b, s)
+	return finishFixed(b, s)
 }
 
 // ONF bundle extension (EXT-230) for OpenFlow 1.3.
@@ -666,20 +719,32 @@ func AppendBundleControl(b []byte, xid, bundleID uint32, typ, flags uint16) []by
 	b = put32(b, bundleID)
 	b = put16(b, typ)
 	b = put16(b, flags)
-	return finishMsg(b, s)
+	return finishFixed(b, s)
 }
 
+// BundleAddOverhead is what wrapping a message in a bundle add costs: a
+// message that goes in a bundle must fit 65535 minus this.
+const BundleAddOverhead = HeaderLen + 16
+
 // AppendBundleAdd wraps the message produced by inner (which must use the
-// same xid, as the extension requires) in an ONF bundle add message.
-func AppendBundleAdd(b []byte, xid, bundleID uint32, flags uint16, inner func([]byte) []byte) []byte {
+// same xid, as the extension requires) in an ONF bundle add message. An
+// error from inner, or an inner message too large to wrap, is returned
+// with b as it was.
+func AppendBundleAdd(b []byte, xid, bundleID uint32, flags uint16, inner func([]byte) ([]byte, error)) ([]byte, error) {
 	b, s := startMsg(b, TypeExperimenter, xid)
 	b = put32(b, ONFID)
 	b = put32(b, onftBundleAdd)
 	b = put32(b, bundleID)
 	b = pad(b, 2)
 	b = put16(b, flags)
-	b = inner(b)
-	return finishMsg(b, s)
+	var err error
+	if b, err = inner(b); err != nil {
+		return b[:s], err
+	}
+	if b, err = finishMsg(b, s); err != nil {
+		return b, fmt.Errorf("ofproto: bundle add: %w", err)
+	}
+	return b, nil
 }
 
 // ParseBundleControl decodes an ONF bundle control body (after the

@@ -354,7 +354,7 @@ func TestOracleFlowMod(t *testing.T) {
 			if err := c.f.Match.Validate(); err != nil {
 				t.Fatalf("fixture: %v", err)
 			}
-			ours := AppendFlowMod(nil, 1, c.f, FlowModOpts{Command: FCAdd, BufferID: NoBuffer})
+			ours := must(AppendFlowMod(nil, 1, c.f, FlowModOpts{Command: FCAdd, BufferID: NoBuffer}))
 			got := printedText(ofpPrint(t, ours))
 			wantAll(t, got, append([]string{"OFPT_FLOW_MOD (OF1.3) (xid=0x1): ADD"}, c.want...)...)
 
@@ -382,7 +382,7 @@ func TestOracleFlowMod(t *testing.T) {
 func TestOracleSampleFlows(t *testing.T) {
 	ovsOfctl(t)
 	for _, f := range sampleFlows() {
-		out := ofpPrint(t, AppendFlowMod(nil, 1, f, FlowModOpts{Command: FCAdd, BufferID: NoBuffer}))
+		out := ofpPrint(t, must(AppendFlowMod(nil, 1, f, FlowModOpts{Command: FCAdd, BufferID: NoBuffer})))
 		wantAll(t, out, "OFPT_FLOW_MOD (OF1.3)", fmt.Sprintf("priority=%d", f.Priority))
 	}
 }
@@ -406,7 +406,7 @@ func TestOracleFlowModCommands(t *testing.T) {
 		{FlowModOpts{Command: FCDelete, CookieMask: 0xf},
 			[]string{"DEL table:3 priority=100,ip,nw_dst=10.0.0.1 cookie:0x5/0xf actions=drop"}},
 	} {
-		out := printedText(ofpPrint(t, AppendFlowMod(nil, 9, f, c.o)))
+		out := printedText(ofpPrint(t, must(AppendFlowMod(nil, 9, f, c.o))))
 		wantAll(t, out, append([]string{"OFPT_FLOW_MOD (OF1.3) (xid=0x9):"}, c.want...)...)
 	}
 }
@@ -425,7 +425,7 @@ func TestOracleGroupMod(t *testing.T) {
 		{"group_id=5,type=all", sampleGroups()[4]},
 	} {
 		t.Run(c.ovs, func(t *testing.T) {
-			ours := AppendGroupMod(nil, 1, GCAdd, c.g)
+			ours := must(AppendGroupMod(nil, 1, GCAdd, c.g))
 			got := printedText(ofpPrint(t, ours))
 			wantAll(t, got, "OFPT_GROUP_MOD (OF1.3) (xid=0x1):", "ADD "+c.ovs)
 			ovsText, ovsBytes := ovsEncodeGroup(t, c.ovs)
@@ -441,11 +441,11 @@ func TestOracleGroupMod(t *testing.T) {
 			}
 		})
 	}
-	out := ofpPrint(t, AppendGroupMod(nil, 2, GCModify, sampleGroups()[1]))
+	out := ofpPrint(t, must(AppendGroupMod(nil, 2, GCModify, sampleGroups()[1])))
 	wantAll(t, out, "MOD group_id=2,type=select,bucket=weight:10")
-	out = ofpPrint(t, AppendGroupMod(nil, 3, GCDelete, &flow.Group{ID: 9, Type: flow.GroupAll}))
+	out = ofpPrint(t, must(AppendGroupMod(nil, 3, GCDelete, &flow.Group{ID: 9, Type: flow.GroupAll})))
 	wantAll(t, out, "DEL group_id=9")
-	out = ofpPrint(t, AppendGroupMod(nil, 3, GCDelete, &flow.Group{ID: GroupAll}))
+	out = ofpPrint(t, must(AppendGroupMod(nil, 3, GCDelete, &flow.Group{ID: GroupAll})))
 	wantAll(t, out, "DEL group_id=4294967292") // OFPG_ALL
 }
 
@@ -462,7 +462,7 @@ func TestOracleMeterMod(t *testing.T) {
 		{GCModify, sampleMeters()[0], "MOD meter=1 kbps burst stats bands=\ntype=drop rate=1000 burst_size=100"},
 		{GCDelete, &flow.Meter{ID: 7}, "DEL meter=7"},
 	} {
-		out := ofpPrint(t, AppendMeterMod(nil, 4, c.cmd, c.m))
+		out := ofpPrint(t, must(AppendMeterMod(nil, 4, c.cmd, c.m)))
 		wantAll(t, out, "OFPT_METER_MOD (OF1.3) (xid=0x4):", c.want)
 	}
 }
@@ -487,17 +487,17 @@ func TestOracleSimpleMessages(t *testing.T) {
 		{"role slave", AppendRoleRequest(nil, 8, RoleSlave, 1<<40), []string{"OFPT_ROLE_REQUEST (OF1.3) (xid=0x8): role=secondary generation_id=1099511627776"}},
 		{"role equal", AppendRoleRequest(nil, 8, RoleEqual, 0), []string{"OFPT_ROLE_REQUEST (OF1.3) (xid=0x8): role=equal"}},
 		{"role nochange", AppendRoleRequest(nil, 8, RoleNoChange, 0), []string{"OFPT_ROLE_REQUEST (OF1.3) (xid=0x8): role=nochange"}},
-		{"flow stats all", AppendMultipartReq(nil, 9, MPFlow, FlowStatsRequestBody(TableAll, 0, 0)),
+		{"flow stats all", must(AppendMultipartReq(nil, 9, MPFlow, FlowStatsRequestBody(TableAll, 0, 0))),
 			[]string{"OFPST_FLOW request (OF1.3) (xid=0x9):"}},
-		{"flow stats cookie", AppendMultipartReq(nil, 9, MPFlow, FlowStatsRequestBody(TableAll, 0x1200, 0xff00)),
+		{"flow stats cookie", must(AppendMultipartReq(nil, 9, MPFlow, FlowStatsRequestBody(TableAll, 0x1200, 0xff00))),
 			[]string{"OFPST_FLOW request (OF1.3) (xid=0x9):"}},
-		{"flow stats table", AppendMultipartReq(nil, 9, MPFlow, FlowStatsRequestBody(5, 0x1, ^uint64(0))),
+		{"flow stats table", must(AppendMultipartReq(nil, 9, MPFlow, FlowStatsRequestBody(5, 0x1, ^uint64(0)))),
 			[]string{"OFPST_FLOW request (OF1.3) (xid=0x9): table=5"}},
-		{"group desc", AppendMultipartReq(nil, 10, MPGroupDesc, nil), []string{"OFPST_GROUP_DESC request (OF1.3) (xid=0xa): group_id=ALL"}},
-		{"meter config", AppendMultipartReq(nil, 11, MPMeterConfig, MeterConfigRequestBody()),
+		{"group desc", must(AppendMultipartReq(nil, 10, MPGroupDesc, nil)), []string{"OFPST_GROUP_DESC request (OF1.3) (xid=0xa): group_id=ALL"}},
+		{"meter config", must(AppendMultipartReq(nil, 11, MPMeterConfig, MeterConfigRequestBody())),
 			[]string{"OFPST_METER_CONFIG request (OF1.3) (xid=0xb): meter=all"}},
-		{"port desc", AppendMultipartReq(nil, 12, MPPortDesc, nil), []string{"OFPST_PORT_DESC request (OF1.3) (xid=0xc): port=ANY"}},
-		{"desc", AppendMultipartReq(nil, 13, MPDesc, nil), []string{"OFPST_DESC request (OF1.3) (xid=0xd):"}},
+		{"port desc", must(AppendMultipartReq(nil, 12, MPPortDesc, nil)), []string{"OFPST_PORT_DESC request (OF1.3) (xid=0xc): port=ANY"}},
+		{"desc", must(AppendMultipartReq(nil, 13, MPDesc, nil)), []string{"OFPST_DESC request (OF1.3) (xid=0xd):"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			wantAll(t, printedText(ofpPrint(t, c.msg)), c.want...)
@@ -508,18 +508,18 @@ func TestOracleSimpleMessages(t *testing.T) {
 func TestOraclePacketOut(t *testing.T) {
 	ovsOfctl(t)
 	frame := testFrame()
-	out := ofpPrint(t, AppendPacketOut(nil, 1, NoBuffer, flow.PortController,
-		[]flow.Action{flow.SetField{F: flow.Reg0, Value: 1}, flow.Resubmit{InPort: flow.PortInPort, Table: 2}, flow.Output{Port: 3}}, frame))
+	out := ofpPrint(t, must(AppendPacketOut(nil, 1, NoBuffer, flow.PortController,
+		[]flow.Action{flow.SetField{F: flow.Reg0, Value: 1}, flow.Resubmit{InPort: flow.PortInPort, Table: 2}, flow.Output{Port: 3}}, frame)))
 	wantAll(t, out, "OFPT_PACKET_OUT (OF1.3) (xid=0x1):", "in_port=CONTROLLER",
 		"actions=set_field:0x1->reg0,resubmit(,2),output:3",
 		fmt.Sprintf("data_len=%d", len(frame)),
 		"udp,vlan_tci=0x0000,dl_src=aa:bb:cc:dd:ee:01,dl_dst=ff:ff:ff:ff:ff:ff,nw_src=10.0.0.1,nw_dst=192.168.1.7,nw_tos=0,nw_ecn=0,nw_ttl=64,nw_frag=no,tp_src=68,tp_dst=67 udp_csum:0")
-	out = ofpPrint(t, AppendPacketOut(nil, 2, 0x77, 5, []flow.Action{flow.Output{Port: flow.PortTable}}, frame))
+	out = ofpPrint(t, must(AppendPacketOut(nil, 2, 0x77, 5, []flow.Action{flow.Output{Port: flow.PortTable}}, frame)))
 	wantAll(t, out, "OFPT_PACKET_OUT (OF1.3) (xid=0x2):", "in_port=5", "actions=TABLE", "buffer=0x00000077")
 	if strings.Contains(out, "data_len") {
 		t.Errorf("a buffered packet-out carries data:\n%s", out)
 	}
-	out = ofpPrint(t, AppendPacketOut(nil, 3, NoBuffer, flow.PortController, nil, frame))
+	out = ofpPrint(t, must(AppendPacketOut(nil, 3, NoBuffer, flow.PortController, nil, frame)))
 	wantAll(t, out, "actions=drop")
 }
 
@@ -556,14 +556,18 @@ func TestOracleBundle(t *testing.T) {
 			[]string{"ONFT_BUNDLE_CONTROL (OF1.3) (xid=0x2):", "bundle_id=0x2a type=COMMIT_REQUEST", "flags=atomic ordered"}},
 		{"discard", AppendBundleControl(nil, 2, 42, BundleDiscardRequest, 0),
 			[]string{"ONFT_BUNDLE_CONTROL (OF1.3) (xid=0x2):", "bundle_id=0x2a type=DISCARD_REQUEST"}},
-		{"add flow", AppendBundleAdd(nil, 3, 42, BundleAtomic|BundleOrdered, func(b []byte) []byte {
+		{"add flow", must(AppendBundleAdd(nil, 3, 42, BundleAtomic|BundleOrdered, func(b []byte) ([]byte, error) {
 			return AppendFlowMod(b, 3, f, FlowModOpts{Command: FCAdd, BufferID: NoBuffer})
-		}), []string{"ONFT_BUNDLE_ADD_MESSAGE (OF1.3) (xid=0x3):", "bundle_id=0x2a flags=atomic ordered",
-			"OFPT_FLOW_MOD (OF1.3) (xid=0x3): ADD table:3 priority=100,ip actions=ct(commit,zone=5,nat(src=10.0.0.1-10.0.0.5:1000-2000))"}},
-		{"add group", AppendBundleAdd(nil, 4, 42, BundleAtomic, func(b []byte) []byte {
+		})),
+
+			[]string{"ONFT_BUNDLE_ADD_MESSAGE (OF1.3) (xid=0x3):", "bundle_id=0x2a flags=atomic ordered",
+				"OFPT_FLOW_MOD (OF1.3) (xid=0x3): ADD table:3 priority=100,ip actions=ct(commit,zone=5,nat(src=10.0.0.1-10.0.0.5:1000-2000))"}},
+		{"add group", must(AppendBundleAdd(nil, 4, 42, BundleAtomic, func(b []byte) ([]byte, error) {
 			return AppendGroupMod(b, 4, GCAdd, sampleGroups()[1])
-		}), []string{"ONFT_BUNDLE_ADD_MESSAGE (OF1.3) (xid=0x4):", "bundle_id=0x2a flags=atomic",
-			"OFPT_GROUP_MOD (OF1.3) (xid=0x4):", "ADD group_id=2,type=select"}},
+		})),
+
+			[]string{"ONFT_BUNDLE_ADD_MESSAGE (OF1.3) (xid=0x4):", "bundle_id=0x2a flags=atomic",
+				"OFPT_GROUP_MOD (OF1.3) (xid=0x4):", "ADD group_id=2,type=select"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			wantAll(t, printedText(ofpPrint(t, c.msg)), c.want...)
@@ -611,7 +615,7 @@ func TestOracleSwitchMessages(t *testing.T) {
 	// Dumps: every sample flow, group and meter as a multipart reply.
 	var fsBody []byte
 	for _, f := range sampleFlows() {
-		fsBody = append(fsBody, flowStatsFromFlowMod(AppendFlowMod(nil, 1, f, FlowModOpts{Command: FCAdd}), 12, 3, 180)...)
+		fsBody = append(fsBody, flowStatsFromFlowMod(must(AppendFlowMod(nil, 1, f, FlowModOpts{Command: FCAdd})), 12, 3, 180)...)
 	}
 	out = ofpPrint(t, multipartReply(9, MPFlow, 0, fsBody))
 	wantAll(t, out, "OFPST_FLOW reply (OF1.3) (xid=0x9):", "cookie=0x1234, duration=12s, table=0, n_packets=3, n_bytes=180, priority=100,in_port=1,dl_dst=aa:bb:cc:dd:ee:01 actions=output:2")
@@ -620,13 +624,13 @@ func TestOracleSwitchMessages(t *testing.T) {
 	}
 	var gBody []byte
 	for _, g := range sampleGroups() {
-		gBody = append(gBody, groupDescFromGroupMod(AppendGroupMod(nil, 1, GCAdd, g))...)
+		gBody = append(gBody, groupDescFromGroupMod(must(AppendGroupMod(nil, 1, GCAdd, g)))...)
 	}
 	out = ofpPrint(t, multipartReply(10, MPGroupDesc, 0, gBody))
 	wantAll(t, out, "OFPST_GROUP_DESC reply (OF1.3) (xid=0xa):", "group_id=3,type=ff,bucket=watch_port:4,actions=output:4")
 	var mBody []byte
 	for _, m := range sampleMeters() {
-		mBody = append(mBody, meterConfigFromMeterMod(AppendMeterMod(nil, 1, GCAdd, m))...)
+		mBody = append(mBody, meterConfigFromMeterMod(must(AppendMeterMod(nil, 1, GCAdd, m)))...)
 	}
 	out = ofpPrint(t, multipartReply(11, MPMeterConfig, 0, mBody))
 	wantAll(t, out, "OFPST_METER_CONFIG reply (OF1.3) (xid=0xb):", "meter=1 kbps burst stats bands=", "type=drop rate=1000 burst_size=100",
@@ -774,7 +778,7 @@ func TestOracleOfctlRequests(t *testing.T) {
 	}
 	fm := func(cmd uint8, cookie, cookieMask uint64, actions ...flow.Action) []byte {
 		f := &flow.Flow{Table: 3, Priority: 100, Cookie: cookie, Match: ipMatch().Set(flow.IPv4Dst, uint64(ipA)), Actions: actions}
-		return AppendFlowMod(nil, 1, f, FlowModOpts{Command: cmd, BufferID: NoBuffer, CookieMask: cookieMask})
+		return must(AppendFlowMod(nil, 1, f, FlowModOpts{Command: cmd, BufferID: NoBuffer, CookieMask: cookieMask}))
 	}
 	for _, c := range []struct {
 		name string
@@ -782,24 +786,24 @@ func TestOracleOfctlRequests(t *testing.T) {
 		ours []byte
 	}{
 		{"dump-flows cookie filter", []string{"dump-flows", "TARGET", "cookie=0x1200/0xff00"},
-			AppendMultipartReq(nil, 1, MPFlow, FlowStatsRequestBody(TableAll, 0x1200, 0xff00))},
+			must(AppendMultipartReq(nil, 1, MPFlow, FlowStatsRequestBody(TableAll, 0x1200, 0xff00)))},
 		{"dump-flows table and exact cookie", []string{"dump-flows", "TARGET", "table=5,cookie=0x1/-1"},
-			AppendMultipartReq(nil, 1, MPFlow, FlowStatsRequestBody(5, 0x1, ^uint64(0)))},
+			must(AppendMultipartReq(nil, 1, MPFlow, FlowStatsRequestBody(5, 0x1, ^uint64(0))))},
 		{"dump-flows all", []string{"dump-flows", "TARGET"},
-			AppendMultipartReq(nil, 1, MPFlow, FlowStatsRequestBody(TableAll, 0, 0))},
-		{"dump-groups", []string{"dump-groups", "TARGET"}, AppendMultipartReq(nil, 1, MPGroupDesc, nil)},
-		{"dump-meters", []string{"dump-meters", "TARGET"}, AppendMultipartReq(nil, 1, MPMeterConfig, MeterConfigRequestBody())},
-		{"dump-ports-desc", []string{"dump-ports-desc", "TARGET"}, AppendMultipartReq(nil, 1, MPPortDesc, nil)},
+			must(AppendMultipartReq(nil, 1, MPFlow, FlowStatsRequestBody(TableAll, 0, 0)))},
+		{"dump-groups", []string{"dump-groups", "TARGET"}, must(AppendMultipartReq(nil, 1, MPGroupDesc, nil))},
+		{"dump-meters", []string{"dump-meters", "TARGET"}, must(AppendMultipartReq(nil, 1, MPMeterConfig, MeterConfigRequestBody()))},
+		{"dump-ports-desc", []string{"dump-ports-desc", "TARGET"}, must(AppendMultipartReq(nil, 1, MPPortDesc, nil))},
 		{"del-flows strict", []string{"--strict", "del-flows", "TARGET", "cookie=0x5/-1,table=3,priority=100,ip,nw_dst=10.0.0.1"},
 			fm(FCDeleteStrict, 5, ^uint64(0))},
 		{"mod-flows strict", []string{"--strict", "mod-flows", "TARGET", "cookie=0x5/-1,table=3,priority=100,ip,nw_dst=10.0.0.1,actions=output:2"},
 			fm(FCModifyStrict, 5, ^uint64(0), flow.Output{Port: 2})},
 		{"add-meter drop", []string{"add-meter", "TARGET", "meter=1,kbps,burst,stats,bands=type=drop,rate=1000,burst_size=100"},
-			AppendMeterMod(nil, 1, GCAdd, sampleMeters()[0])},
+			must(AppendMeterMod(nil, 1, GCAdd, sampleMeters()[0]))},
 		{"add-meter dscp", []string{"add-meter", "TARGET", "meter=2,pktps,bands=type=dscp_remark,rate=50,prec_level=1,type=drop,rate=100"},
-			AppendMeterMod(nil, 1, GCAdd, sampleMeters()[1])},
-		{"del-meter", []string{"del-meter", "TARGET", "meter=7"}, AppendMeterMod(nil, 1, GCDelete, &flow.Meter{ID: 7})},
-		{"del-groups", []string{"del-groups", "TARGET", "group_id=9"}, AppendGroupMod(nil, 1, GCDelete, &flow.Group{ID: 9})},
+			must(AppendMeterMod(nil, 1, GCAdd, sampleMeters()[1]))},
+		{"del-meter", []string{"del-meter", "TARGET", "meter=7"}, must(AppendMeterMod(nil, 1, GCDelete, &flow.Meter{ID: 7}))},
+		{"del-groups", []string{"del-groups", "TARGET", "group_id=9"}, must(AppendGroupMod(nil, 1, GCDelete, &flow.Group{ID: 9}))},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got := oneMsg(t, ofctlSwitch(t, append([]string{"-O", "OpenFlow13", "--no-names"}, c.args...)...))
@@ -832,9 +836,10 @@ func TestOracleOfctlRequests(t *testing.T) {
 		addXid := be.Uint32(msgs[1][4:])
 		want := [][]byte{
 			AppendBundleControl(nil, 1, id, BundleOpenRequest, flags),
-			AppendBundleAdd(nil, addXid, id, flags, func(b []byte) []byte {
+			must(AppendBundleAdd(nil, addXid, id, flags, func(b []byte) ([]byte, error) {
 				return AppendFlowMod(b, addXid, f, FlowModOpts{Command: FCAdd, BufferID: NoBuffer})
-			}),
+			})),
+
 			AppendBundleControl(nil, 1, id, BundleCommitRequest, flags),
 		}
 		for i := range want {

@@ -164,10 +164,8 @@ func (s *Server) Listen() (net.Addr, error) {
 	return ln.Addr(), nil
 }
 
-// Serve accepts connections until ctx ends.
-func (s *Server) Serve(ctx context.Context) error {
-	s.mu.Lock()
-	ln := s.ln
+// initLocked fills in the defaults and the bookkeeping maps, once.
+func (s *Server) initLocked() {
 	if s.MaxConns <= 0 {
 		s.MaxConns = DefaultMaxConns
 	}
@@ -177,9 +175,18 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.DupProbe <= 0 {
 		s.DupProbe = DefaultDupProbe
 	}
-	s.perAddr = map[string]int{}
-	s.sessions = map[uint64]*session{}
-	s.limits = map[string]*rateLimit{}
+	if s.sessions == nil {
+		s.perAddr = map[string]int{}
+		s.sessions = map[uint64]*session{}
+		s.limits = map[string]*rateLimit{}
+	}
+}
+
+// Serve accepts connections until ctx ends.
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	ln := s.ln
+	s.initLocked()
 	s.mu.Unlock()
 	go func() {
 		<-ctx.Done()

@@ -381,7 +381,7 @@ func portDescPart(xid uint32, more bool, n int) []byte {
 	b = put16(b, flags)
 	b = pad(b, 4)
 	b = append(b, make([]byte, n*portLen)...)
-	return finishMsg(b, st)
+	return finishFixed(b, st)
 }
 
 // A PORT_DESC reply that never ends (REPLY_MORE forever) is cut off at the
@@ -436,7 +436,7 @@ func TestMultipartCaps(t *testing.T) {
 			b = put16(b, MPFlow)
 			b = put16(b, 1)
 			b = pad(b, 4)
-			part := finishMsg(append(b, make([]byte, tc.ports*portLen)...), st)
+			part := finishFixed(append(b, make([]byte, tc.ports*portLen)...), st)
 			for i := 0; i < 10000; i++ {
 				if _, err := sw.nc.Write(part); err != nil {
 					break

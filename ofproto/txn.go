@@ -36,8 +36,20 @@ func (c *Conn) Begin(bundle bool) *Txn {
 // Len is the number of messages in the transaction.
 func (t *Txn) Len() int { return t.n }
 
-func (t *Txn) xid(desc fmt.Stringer) uint32 {
+// add encodes one message with a fresh xid. A message that cannot be
+// encoded (ErrTooLarge, ErrUnencodable) is not added, and its error is
+// returned; the transaction stays usable.
+func (t *Txn) add(desc fmt.Stringer, enc func(b []byte, xid uint32) ([]byte, error)) error {
 	x := t.c.NextXid()
+	var err error
+	if t.bundle {
+		t.buf, err = AppendBundleAdd(t.buf, x, t.id, BundleAtomic|BundleOrdered, func(b []byte) ([]byte, error) { return enc(b, x) })
+	} else {
+		t.buf, err = enc(t.buf, x)
+	}
+	if err != nil {
+		return err
+	}
 	if !t.started {
 		t.lo, t.started = x, true
 	}
@@ -46,27 +58,19 @@ func (t *Txn) xid(desc fmt.Stringer) uint32 {
 	if len(t.descs) < 10000 {
 		t.descs[x] = desc
 	}
-	return x
+	return nil
 }
 
-func (t *Txn) add(xid uint32, enc func([]byte) []byte) {
-	if t.bundle {
-		t.buf = AppendBundleAdd(t.buf, xid, t.id, BundleAtomic|BundleOrdered, enc)
-	} else {
-		t.buf = enc(t.buf)
-	}
+// FlowMod adds a flow-mod. A flow that cannot be encoded is left out and
+// its error returned.
+func (t *Txn) FlowMod(f *flow.Flow, o FlowModOpts) error {
+	return t.add(f, func(b []byte, x uint32) ([]byte, error) { return AppendFlowMod(b, x, f, o) })
 }
 
-// FlowMod adds a flow-mod.
-func (t *Txn) FlowMod(f *flow.Flow, o FlowModOpts) {
-	x := t.xid(f)
-	t.add(x, func(b []byte) []byte { return AppendFlowMod(b, x, f, o) })
-}
-
-// GroupMod adds a group-mod.
-func (t *Txn) GroupMod(cmd uint16, g *flow.Group) {
-	x := t.xid(g)
-	t.add(x, func(b []byte) []byte { return AppendGroupMod(b, x, cmd, g) })
+// GroupMod adds a group-mod. A group that cannot be encoded (too many
+// buckets for one message) is left out and its error returned.
+func (t *Txn) GroupMod(cmd uint16, g *flow.Group) error {
+	return t.add(g, func(b []byte, x uint32) ([]byte, error) { return AppendGroupMod(b, x, cmd, g) })
 }
 
 // TxnError lists the messages a switch rejected.
@@ -88,8 +92,43 @@ func (e *TxnError) Error() string {
 }
 
 // ErrNoBundles is returned by Commit when the switch refuses to open a
-// bundle; the caller can retry with Begin(false).
+// bundle because it does not support them; the caller can retry with
+// Begin(false). Any other refusal (a slave connection's OFPBRC_IS_SLAVE,
+// out of bundles...) is returned as it is: bundles still work.
 var ErrNoBundles = errors.New("ofproto: switch does not support bundles")
+
+// Error codes that mean "no bundle support" in reply to a bundle open.
+const (
+	brcBadType         = 1 // OFPBRC_BAD_TYPE: experimenter messages unknown
+	brcBadExperimenter = 3 // OFPBRC_BAD_EXPERIMENTER: ONF id unknown
+	brcBadExpType      = 4 // OFPBRC_BAD_EXP_TYPE: bundle control unknown
+
+	etBundleFailed   = 17 // OFPET_BUNDLE_FAILED (OpenFlow 1.4 numbering)
+	etExperimenter   = 0xffff
+	bfcBadType       = 6    // OFPBFC_BAD_TYPE: bundle control type unsupported
+	bfcBadFlags      = 7    // OFPBFC_BAD_FLAGS: atomic/ordered unsupported
+	onfBundleErrBase = 2300 // OpenFlow 1.3 (ONF EXT-230): OFPBFC_x is experimenter error 2300+x
+)
+
+// bundlesUnsupported reports whether a switch's error in reply to a
+// bundle open says it cannot do bundles at all. OVS answers a slave
+// connection's bundle with BAD_REQUEST/IS_SLAVE, which says nothing about
+// bundle support; only a switch that does not know the message
+// (BAD_TYPE, BAD_EXPERIMENTER, BAD_EXP_TYPE) or the bundle type or flags
+// (OFPBFC_BAD_TYPE, OFPBFC_BAD_FLAGS, in the OpenFlow 1.4 or the ONF 1.3
+// encoding) turns bundles off.
+func bundlesUnsupported(e *OFError) bool {
+	switch e.Type {
+	case ErrBadRequest:
+		return e.Code == brcBadType || e.Code == brcBadExperimenter || e.Code == brcBadExpType
+	case etBundleFailed:
+		return e.Code == bfcBadType || e.Code == bfcBadFlags
+	case etExperimenter:
+		return len(e.Data) >= 4 && be.Uint32(e.Data) == ONFID &&
+			(e.Code == onfBundleErrBase+bfcBadType || e.Code == onfBundleErrBase+bfcBadFlags)
+	}
+	return false
+}
 
 // Commit sends everything and waits until the switch has applied it.
 func (t *Txn) Commit(ctx context.Context) error {
@@ -135,10 +174,10 @@ func (t *Txn) Commit(ctx context.Context) error {
 		if _, err := c.wait(ctx, openX, openCall); err != nil {
 			c.unregister(finX)
 			var oe *OFError
-			if errors.As(err, &oe) && (oe.Type == ErrBadRequest || oe.Type == 17) {
-				return fmt.Errorf("%w: %v", ErrNoBundles, err)
+			if errors.As(err, &oe) && bundlesUnsupported(oe) {
+				return fmt.Errorf("%w: %w", ErrNoBundles, err)
 			}
-			return err
+			return fmt.Errorf("ofproto: bundle open: %w", err)
 		}
 	}
 	_, err := c.wait(ctx, finX, fin)
@@ -162,12 +201,15 @@ func (t *Txn) Commit(ctx context.Context) error {
 	return nil
 }
 
-// MeterMod adds a meter-mod. OVS does not accept meter mods inside
-// bundles, so this is only valid in a transaction begun with bundle false.
-func (t *Txn) MeterMod(cmd uint16, m *flow.Meter) {
+// ErrMeterInBundle: OVS does not accept meter mods inside bundles, so
+// MeterMod is only valid in a transaction begun with bundle false.
+var ErrMeterInBundle = errors.New("ofproto: meter mods cannot go in a bundle")
+
+// MeterMod adds a meter-mod (only in a transaction begun with bundle
+// false: ErrMeterInBundle otherwise).
+func (t *Txn) MeterMod(cmd uint16, m *flow.Meter) error {
 	if t.bundle {
-		panic("ofproto: meter mods cannot go in a bundle")
+		return ErrMeterInBundle
 	}
-	x := t.xid(m)
-	t.add(x, func(b []byte) []byte { return AppendMeterMod(b, x, cmd, m) })
+	return t.add(m, func(b []byte, x uint32) ([]byte, error) { return AppendMeterMod(b, x, cmd, m) })
 }

@@ -63,8 +63,9 @@ func TypeName(t uint8) string { return of.Type(t).String() }
 const (
 	ErrHelloFailed      = uint16(ofp.ErrTypeHelloFailed)
 	ErrBadRequest       = uint16(ofp.ErrTypeBadRequest)
-	ErrCodeIncompatible = 0 // OFPHFC_INCOMPATIBLE
-	ErrCodeBadLen       = 6 // OFPBRC_BAD_LEN
+	ErrCodeIncompatible = 0  // OFPHFC_INCOMPATIBLE
+	ErrCodeBadLen       = 6  // OFPBRC_BAD_LEN
+	ErrCodeIsSlave      = 10 // OFPBRC_IS_SLAVE: the connection is a slave
 	ErrRoleRequestFail  = 11
 	ErrCodeStale        = 0 // OFPRRFC_STALE
 )
@@ -123,6 +124,14 @@ const (
 // ErrMalformed is wrapped by every decoding error.
 var ErrMalformed = errors.New("ofproto: malformed message")
 
+// ErrTooLarge is wrapped by every encoding error for a message (or an
+// object inside one) that does not fit OpenFlow's 16-bit length.
+var ErrTooLarge = errors.New("ofproto: message too large")
+
+// ErrUnencodable is wrapped by every encoding error for content the wire
+// format cannot express (an unknown field or action type).
+var ErrUnencodable = errors.New("ofproto: cannot encode")
+
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)
 }
@@ -174,19 +183,28 @@ func startMsg(b []byte, typ uint8, xid uint32) ([]byte, int) {
 	return put32(b, xid), start
 }
 
-func finishMsg(b []byte, start int) []byte {
+// finishMsg fixes the length of a message whose size depends on its
+// content. A message over 65535 bytes cannot go on the wire (its length
+// would wrap): it is removed from b again and ErrTooLarge returned, with b
+// as it was before the message began.
+func finishMsg(b []byte, start int) ([]byte, error) {
 	n := len(b) - start
 	if n > maxMsgLen {
-		// Callers size messages; an oversized one is a programming error
-		// that must not reach the wire with a wrapped length.
-		panic(fmt.Sprintf("ofproto: message of %d bytes exceeds 65535", n))
+		return b[:start], fmt.Errorf("%w: %s of %d bytes exceeds 65535", ErrTooLarge, TypeName(b[start+1]), n)
 	}
 	be.PutUint16(b[start+2:], uint16(n))
+	return b, nil
+}
+
+// finishFixed fixes the length of a message whose size is bounded by
+// construction (a few dozen bytes), so it cannot exceed the limit.
+func finishFixed(b []byte, start int) []byte {
+	be.PutUint16(b[start+2:], uint16(len(b)-start))
 	return b
 }
 
 // AppendSimple appends a body-less message (barrier, features request...).
 func AppendSimple(b []byte, typ uint8, xid uint32) []byte {
 	b, s := startMsg(b, typ, xid)
-	return finishMsg(b, s)
+	return finishFixed(b, s)
 }

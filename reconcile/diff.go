@@ -77,6 +77,19 @@ func (a *Actual) AddDumped(f *flow.Flow, unknown bool) {
 	}
 }
 
+// unmodelledMatch marks the Foreign key of a flow whose match has fields
+// Nimbus does not model.
+const unmodelledMatch = " +unmodelled-match"
+
+// AddUnmodelledMatch files a dumped flow whose match holds fields Nimbus
+// does not model (an experimenter OXM such as OVS's tcp_flags). Its
+// decoded match lacks them, so its key would name a different flow: it is
+// kept apart, never matches a desired flow, and is never touched, whoever
+// owns it.
+func (a *Actual) AddUnmodelledMatch(f *flow.Flow) {
+	a.Foreign[f.Key()+unmodelledMatch] = true
+}
+
 // Clone copies the Actual (flows are shared: they are never mutated).
 func (a *Actual) Clone() *Actual {
 	c := NewActual()

@@ -18,6 +18,8 @@ type OFSwitch struct {
 	// NoMeters is set once the switch refused a meter request.
 	NoMeters bool
 	Logger   *slog.Logger
+
+	scratch []byte
 }
 
 // Dump reads flows, groups and meters.
@@ -28,6 +30,10 @@ func (s *OFSwitch) Dump(ctx context.Context) (*Actual, error) {
 	}
 	a := NewActual()
 	for i := range fs {
+		if fs[i].UnknownMatch {
+			a.AddUnmodelledMatch(&fs[i].Flow)
+			continue
+		}
 		a.AddDumped(&fs[i].Flow, fs[i].Unknown)
 	}
 	gs, err := s.Conn.DumpGroups(ctx)
@@ -75,48 +81,111 @@ func (s *OFSwitch) Apply(ctx context.Context, ops *Ops) error {
 		s.log().Warn("switch refused bundles; applying changes without atomicity", "err", err)
 		err = s.main(ctx, ops, false)
 	}
-	if err != nil {
+	var refused *RefusedError
+	if err != nil && !errors.As(err, &refused) {
 		return err
 	}
 	if len(ops.MeterDels) > 0 {
-		return s.meters(ctx, nil, nil, ops.MeterDels)
+		if err := s.meters(ctx, nil, nil, ops.MeterDels); err != nil {
+			return err
+		}
+	}
+	if refused != nil {
+		return refused
 	}
 	return nil
 }
 
 func (s *OFSwitch) main(ctx context.Context, ops *Ops, bundle bool) error {
 	t := s.Conn.Begin(bundle)
+	// Groups that cannot be encoded are found before anything is added:
+	// in an atomic bundle, one flow naming a group that never got there
+	// would fail everything.
+	bad := groupRefusals(ops, func(add bool, g *flow.Group) error { return s.tryGroup(g, bundle) })
+	var refused []Refusal
+	for _, g := range append(append([]*flow.Group{}, ops.GroupAdds...), ops.GroupMods...) {
+		if err := bad[g.ID]; err != nil {
+			refused = append(refused, Refusal{Group: g, Err: err})
+		}
+	}
+	added := make(map[uint32]bool, len(ops.GroupAdds))
 	for _, g := range ops.GroupAdds {
-		t.GroupMod(ofproto.GCAdd, g)
+		added[g.ID] = true
+	}
+	group := func(cmd uint16, g *flow.Group) {
+		if bad[g.ID] != nil {
+			return
+		}
+		if err := t.GroupMod(cmd, g); err != nil {
+			refused = append(refused, Refusal{Group: g, Err: err})
+		}
+	}
+	fl := func(f *flow.Flow, o ofproto.FlowModOpts, checkGroups bool) {
+		if checkGroups && bad != nil {
+			if id, ok := usesGroup(f.Actions, bad, added); ok {
+				refused = append(refused, Refusal{Flow: f, Err: fmt.Errorf("reconcile: uses refused group 0x%x", id)})
+				return
+			}
+		}
+		if err := t.FlowMod(f, o); err != nil {
+			refused = append(refused, Refusal{Flow: f, Err: err})
+		}
+	}
+	for _, g := range ops.GroupAdds {
+		group(ofproto.GCAdd, g)
 	}
 	for _, g := range ops.GroupMods {
-		t.GroupMod(ofproto.GCModify, g)
+		group(ofproto.GCModify, g)
 	}
 	for _, f := range ops.FlowDels {
-		t.FlowMod(f, ofproto.FlowModOpts{Command: ofproto.FCDeleteStrict, CookieMask: ^uint64(0)})
+		fl(f, ofproto.FlowModOpts{Command: ofproto.FCDeleteStrict, CookieMask: ^uint64(0)}, false)
 	}
 	for _, f := range ops.FlowMods {
-		t.FlowMod(f, ofproto.FlowModOpts{Command: ofproto.FCModifyStrict, CookieMask: ^uint64(0)})
+		fl(f, ofproto.FlowModOpts{Command: ofproto.FCModifyStrict, CookieMask: ^uint64(0)}, true)
 	}
 	for _, f := range ops.FlowAdds {
-		t.FlowMod(f, ofproto.FlowModOpts{Command: ofproto.FCAdd, BufferID: ofproto.NoBuffer})
+		fl(f, ofproto.FlowModOpts{Command: ofproto.FCAdd, BufferID: ofproto.NoBuffer}, true)
 	}
 	for _, g := range ops.GroupDels {
-		t.GroupMod(ofproto.GCDelete, g)
+		group(ofproto.GCDelete, g)
 	}
-	return t.Commit(ctx)
+	if err := t.Commit(ctx); err != nil {
+		return err
+	}
+	if len(refused) > 0 {
+		return &RefusedError{Refused: refused}
+	}
+	return nil
+}
+
+// tryGroup encodes g's add (the largest form) as it would be sent, into a
+// scratch buffer, to learn whether it fits.
+func (s *OFSwitch) tryGroup(g *flow.Group, bundle bool) error {
+	enc := func(b []byte) ([]byte, error) { return ofproto.AppendGroupMod(b, 0, ofproto.GCAdd, g) }
+	var err error
+	if bundle {
+		s.scratch, err = ofproto.AppendBundleAdd(s.scratch[:0], 0, 0, 0, enc)
+	} else {
+		s.scratch, err = enc(s.scratch[:0])
+	}
+	return err
 }
 
 func (s *OFSwitch) meters(ctx context.Context, adds, mods, dels []*flow.Meter) error {
 	t := s.Conn.Begin(false)
+	// A meter-mod is at most a few hundred bytes: it always encodes.
+	var err error
 	for _, m := range adds {
-		t.MeterMod(ofproto.GCAdd, m)
+		err = errors.Join(err, t.MeterMod(ofproto.GCAdd, m))
 	}
 	for _, m := range mods {
-		t.MeterMod(ofproto.GCModify, m)
+		err = errors.Join(err, t.MeterMod(ofproto.GCModify, m))
 	}
 	for _, m := range dels {
-		t.MeterMod(ofproto.GCDelete, m)
+		err = errors.Join(err, t.MeterMod(ofproto.GCDelete, m))
+	}
+	if err != nil {
+		return fmt.Errorf("reconcile: meters: %w", err)
 	}
 	if err := t.Commit(ctx); err != nil {
 		return fmt.Errorf("reconcile: meters: %w", err)

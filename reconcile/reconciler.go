@@ -52,6 +52,7 @@ type Reconciler struct {
 	actual   *Actual // what we believe the switch holds; nil forces a dump
 	last     *Ops
 	passes   int
+	refused  map[string]string // "kind id" -> error, as last logged
 
 	kick chan struct{}
 }
@@ -163,9 +164,17 @@ func (r *Reconciler) Pass(ctx context.Context, full bool) (*Ops, error) {
 		r.log.Warn("desired flow collides with a foreign flow; left alone", "flow", f.String())
 	}
 	var err error
+	var refused []Refusal
 	if !ops.Empty() {
 		err = r.sw.Apply(ctx, ops)
+		var re *RefusedError
+		if errors.As(err, &re) {
+			// Everything else was applied.
+			refused, err = re.Refused, nil
+			ops = ops.without(refused)
+		}
 	}
+	r.noteRefused(refused)
 	r.opt.Observer.Reconciled(r.dpid, time.Since(start), ops, err)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -187,6 +196,48 @@ func (r *Reconciler) Pass(ctx context.Context, full bool) (*Ops, error) {
 		r.opt.Observer.DriftRepaired(r.dpid, drift)
 	}
 	return ops, nil
+}
+
+// noteRefused logs and counts objects the switch side refused to send,
+// once each until the refusal ends or changes: they are retried (and
+// refused again) on every pass while they stay desired.
+func (r *Reconciler) noteRefused(refused []Refusal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(refused) == 0 && len(r.refused) == 0 {
+		return
+	}
+	now := make(map[string]string, len(refused))
+	for _, x := range refused {
+		k, msg := x.Kind()+" "+x.ID(), x.Err.Error()
+		now[k] = msg
+		if r.refused[k] == msg {
+			continue
+		}
+		r.log.Error("reconcile: refusing to send "+x.Kind()+"; the rest of the switch is applied",
+			x.Kind(), x.ID(), "err", x.Err)
+		if o, ok := r.opt.Observer.(RefusalObserver); ok {
+			o.Refused(r.dpid, x.Kind(), x.ID(), x.Err)
+		}
+	}
+	for k := range r.refused {
+		if _, ok := now[k]; !ok {
+			r.log.Info("reconcile: previously refused object no longer refused", "object", k)
+		}
+	}
+	r.refused = now
+}
+
+// Refused lists the objects ("group 0x..." or "flow <key>") refused on the
+// last pass that sent something, with why.
+func (r *Reconciler) Refused() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]string, len(r.refused))
+	for k, v := range r.refused {
+		out[k] = v
+	}
+	return out
 }
 
 // ErrNotReady is returned when there is no desired state yet.

@@ -126,8 +126,12 @@ func (a *agent) sendLLDP() {
 		if p.No >= flow.PortMax || !p.Up {
 			continue
 		}
-		b = ofproto.AppendPacketOut(b, a.c.NextXid(), ofproto.NoBuffer, flow.PortController,
+		var err error
+		b, err = ofproto.AppendPacketOut(b, a.c.NextXid(), ofproto.NoBuffer, flow.PortController,
 			[]flow.Action{flow.Output{Port: p.No}}, topology.LLDPFrame(a.c.DPID(), p.No, p.MAC, a.m.cfg.LLDPKey))
+		if err != nil { // an LLDP frame is ~100 bytes: not expected
+			a.log.Error("LLDP packet-out not encodable", "port", p.No, "err", err)
+		}
 	}
 	if len(b) > 0 {
 		// Send, not Queue: Queue flushes only when this connection's

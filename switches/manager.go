@@ -367,21 +367,44 @@ func (a *agent) PacketIn(c *ofproto.Conn, p *ofproto.PacketIn) {
 			a.log.Error("packet-in flow refused", "app", id, "err", err)
 			continue
 		}
+		var err error
 		if fo.Delete {
-			b = ofproto.AppendFlowMod(b, c.NextXid(), &fo.Flow, ofproto.FlowModOpts{Command: ofproto.FCDelete, CookieMask: ^uint64(0)})
+			if b, err = ofproto.AppendFlowMod(b, c.NextXid(), &fo.Flow, ofproto.FlowModOpts{Command: ofproto.FCDelete, CookieMask: ^uint64(0)}); err != nil {
+				a.unencodable(id, "flow-mod", err)
+			}
 			continue
 		}
-		b = ofproto.AppendFlowMod(b, c.NextXid(), &fo.Flow, ofproto.FlowModOpts{Command: ofproto.FCAdd, BufferID: fo.BufferID})
+		if b, err = ofproto.AppendFlowMod(b, c.NextXid(), &fo.Flow, ofproto.FlowModOpts{Command: ofproto.FCAdd, BufferID: fo.BufferID}); err != nil {
+			a.unencodable(id, "flow-mod", err)
+			continue
+		}
 		a.m.cfg.Metrics.PacketInFlowAdds.Inc()
 	}
 	for i := range a.out.PacketOuts {
 		po := &a.out.PacketOuts[i]
-		b = ofproto.AppendPacketOut(b, c.NextXid(), po.BufferID, po.InPort, po.Actions, po.Data)
+		var err error
+		if b, err = ofproto.AppendPacketOut(b, c.NextXid(), po.BufferID, po.InPort, po.Actions, po.Data); err != nil {
+			// A frame too large for one message (the switch gave no
+			// buffer id): dropped, the rest of the reply still goes.
+			a.unencodable(id, "packet-out", err)
+		}
 	}
 	a.buf = b
 	if len(b) > 0 {
 		c.Queue(b)
 	}
+}
+
+// unencodable drops one reply of a packet-in handler that cannot be
+// encoded (ErrTooLarge, ErrUnencodable); the others still go.
+func (a *agent) unencodable(id pipeline.AppID, what string, err error) {
+	a.m.cfg.Metrics.UnencodableReplies.WithLabelValues(id.String(), what).Inc()
+	if errors.Is(err, ofproto.ErrTooLarge) {
+		// Driven by the switch's input (a huge frame): no log flood.
+		a.log.Debug("packet-in reply dropped: too large", "app", id, "message", what, "err", err)
+		return
+	}
+	a.log.Error("packet-in reply dropped: cannot encode", "app", id, "message", what, "err", err)
 }
 
 // PortStatus updates the topology and recomputes desired state.

@@ -21,11 +21,19 @@
 // binding:profile port_name) is a tenant's: floods skip it (a group of
 // the other ports replaces OFPP_FLOOD) and its packet-ins are ignored.
 // A plain switch without such ports floods with OFPP_FLOOD, as before.
+//
+// A frame goes back out by the switch's buffer id when it gave one, and
+// otherwise as the packet-out's data. A frame too large for that (over
+// MaxPacketOutData bytes: it cannot be encoded in one OpenFlow message) is
+// dropped and counted (Dropped), never sent.
 package learning
 
 import (
+	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/flow"
@@ -40,7 +48,21 @@ type Config struct {
 	IdleTimeout uint16
 	// MaxMACs bounds the per-switch MAC table.
 	MaxMACs int
+	// Logger gets a debug line per dropped frame (default slog.Default()).
+	Logger *slog.Logger
 }
+
+// MaxPacketOutData is the most frame data a packet-out with one output
+// action carries: 65535 minus the header (8), the packet-out fields (16)
+// and the action (16). ofproto.PacketOutOverhead; apps do not import the
+// wire library.
+const MaxPacketOutData = 0xffff - 40
+
+var dropped atomic.Uint64
+
+// Dropped counts frames not sent back out because they were larger than
+// MaxPacketOutData and the switch had not buffered them (a metric).
+func Dropped() uint64 { return dropped.Load() }
 
 // App is the learning app.
 type App struct {
@@ -66,6 +88,9 @@ func New(cfg Config) *App {
 	}
 	if cfg.MaxMACs == 0 {
 		cfg.MaxMACs = 65536
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	return &App{cfg: cfg}
 }
@@ -170,10 +195,6 @@ type handler struct {
 // LearnedCookie marks learned flows: learning app, dynamic.
 var LearnedCookie = pipeline.DynamicCookie(pipeline.AppLearning, 1)
 
-// maxReflect bounds the frames the handler sends back out: a packet-out
-// carrying more would not fit one OpenFlow message.
-const maxReflect = 65535 - 512
-
 func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 	if len(pi.Data) < 14 {
 		return
@@ -204,11 +225,10 @@ func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 	}
 	port, known := h.macs[dst]
 	if dst.IsMulticast() || !known || pl.tenant[port] {
-		if pi.BufferID == app.NoBuffer && len(pi.Data) > maxReflect {
-			return
+		if h.sendable(pi) {
+			out.PacketOuts = append(out.PacketOuts, app.PacketOut{BufferID: pi.BufferID, InPort: pi.InPort,
+				Actions: pl.flood, Data: pi.Data})
 		}
-		out.PacketOuts = append(out.PacketOuts, app.PacketOut{BufferID: pi.BufferID, InPort: pi.InPort,
-			Actions: pl.flood, Data: pi.Data})
 		return
 	}
 	if port == pi.InPort {
@@ -223,9 +243,22 @@ func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 	out.Flows = append(out.Flows, app.FlowOut{BufferID: pi.BufferID, Flow: flow.Flow{
 		Table: pipeline.L2Learning.ID(), Priority: pipeline.PriorityLearned, Cookie: LearnedCookie,
 		IdleTimeout: h.cfg.IdleTimeout, Match: m, Actions: outAct}})
-	if pi.BufferID == app.NoBuffer && len(pi.Data) <= maxReflect {
+	if pi.BufferID == app.NoBuffer && h.sendable(pi) {
 		out.PacketOuts = append(out.PacketOuts, app.PacketOut{BufferID: app.NoBuffer, InPort: pi.InPort, Actions: outAct, Data: pi.Data})
 	}
+}
+
+// sendable reports whether the frame can go back out: by its buffer id,
+// or as data that fits one packet-out. A frame that cannot is dropped
+// (the learned flow, if any, still carries the rest of the conversation).
+func (h *handler) sendable(pi *app.PacketIn) bool {
+	if pi.BufferID != app.NoBuffer || len(pi.Data) <= MaxPacketOutData {
+		return true
+	}
+	dropped.Add(1)
+	h.cfg.Logger.Debug("learning: frame too large to send back without a switch buffer; dropped",
+		"dpid", fmt.Sprintf("%016x", pi.DPID), "in_port", pi.InPort, "bytes", len(pi.Data))
+	return false
 }
 
 func (h *handler) FlowRemoved(uint64, flow.Match) {}

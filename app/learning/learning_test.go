@@ -8,6 +8,7 @@ import (
 
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/flow"
+	"github.com/nimbus-sdn/nimbus/ofproto"
 	"github.com/nimbus-sdn/nimbus/pipeline"
 )
 
@@ -98,5 +99,47 @@ func BenchmarkPacketIn(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		out.Reset()
 		h.PacketIn(&pis[i%len(pis)], &out)
+	}
+}
+
+// Finding 1: a frame too large to go back out in one packet-out (a
+// packet-in with an empty match carries up to 65,501 bytes; a packet-out
+// with one output action, at most MaxPacketOutData) is released by its
+// buffer id when the switch gave one, and otherwise dropped and counted.
+func TestFrameTooLargeForPacketOut(t *testing.T) {
+	if MaxPacketOutData != 0xffff-ofproto.PacketOutOverhead {
+		t.Fatalf("MaxPacketOutData %d out of step with ofproto (%d)", MaxPacketOutData, 0xffff-ofproto.PacketOutOverhead)
+	}
+	big := func(n int, dst string) []byte {
+		f := make([]byte, n)
+		copy(f, frame(dst, "02:00:00:00:00:01"))
+		return f
+	}
+	h := New(Config{}).NewSwitchHandler(1)
+	var out app.Out
+	pin := func(buf uint32, data []byte) {
+		out.Reset()
+		h.PacketIn(&app.PacketIn{DPID: 1, InPort: 1, BufferID: buf, Data: data}, &out)
+	}
+	before := Dropped()
+	pin(app.NoBuffer, big(65535-34, "ff:ff:ff:ff:ff:ff"))
+	if len(out.PacketOuts) != 0 || Dropped() != before+1 {
+		t.Fatalf("unbuffered 65,501-byte broadcast: %d packet-outs, %d dropped", len(out.PacketOuts), Dropped()-before)
+	}
+	pin(7, big(65535-34, "ff:ff:ff:ff:ff:ff"))
+	if len(out.PacketOuts) != 1 || out.PacketOuts[0].BufferID != 7 || Dropped() != before+1 {
+		t.Fatalf("buffered broadcast: %+v", out.PacketOuts)
+	}
+	pin(app.NoBuffer, big(MaxPacketOutData, "ff:ff:ff:ff:ff:ff"))
+	if len(out.PacketOuts) != 1 || len(out.PacketOuts[0].Data) != MaxPacketOutData {
+		t.Fatal("the largest frame that fits was not flooded")
+	}
+	// A known destination: the flow is still learned, only the frame
+	// itself is dropped.
+	out.Reset()
+	h.PacketIn(&app.PacketIn{DPID: 1, InPort: 2, BufferID: app.NoBuffer, Data: frame("02:00:00:00:00:09", "02:00:00:00:00:02")}, &out)
+	pin(app.NoBuffer, big(MaxPacketOutData+1, "02:00:00:00:00:02"))
+	if len(out.Flows) != 1 || len(out.PacketOuts) != 0 || Dropped() != before+2 {
+		t.Fatalf("unbuffered oversized unicast: %d flows, %d packet-outs, %d dropped", len(out.Flows), len(out.PacketOuts), Dropped()-before)
 	}
 }
