@@ -236,6 +236,13 @@ type Chassis struct {
 	// external_ids:iface-id to that id (a Neutron port id), as the node
 	// agent last read them from OVS.
 	Interfaces map[string]string `json:"interfaces,omitempty"`
+	// Ports maps the name of every interface of br-int's ports (tunnels,
+	// patch ports, taps) that has an OpenFlow port number to it, as the
+	// node agent last read them from OVS. Controllers bind ports to this
+	// chassis from it, so what they compute does not depend on whether
+	// this chassis's switch is connected to them. nil: an agent that does
+	// not publish it.
+	Ports map[string]uint32 `json:"ports,omitempty"`
 }
 
 // Key is the chassis name.

@@ -49,9 +49,9 @@ type Agent struct {
 	cfg  Config
 	log  *slog.Logger
 	dpid string
-	// ifaces is what register publishes as model.Chassis.Interfaces
-	// (touched only by Setup and Run's goroutine).
-	ifaces map[string]string
+	// ifaces is what register publishes as model.Chassis.Interfaces and
+	// Ports (touched only by Setup and Run's goroutine).
+	ifaces map[string]Iface
 }
 
 // New checks the configuration and fills defaults.
@@ -116,7 +116,7 @@ func (a *Agent) Setup(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	ifaces, err := o.IfaceIDs(ctx, a.cfg.Bridge)
+	ifaces, err := o.Interfaces(ctx, a.cfg.Bridge)
 	if err != nil {
 		return err
 	}
@@ -124,10 +124,10 @@ func (a *Agent) Setup(ctx context.Context) error {
 	return a.register(ctx)
 }
 
-// pollIfaces re-reads the bridge's iface-ids and, when they changed,
-// updates the chassis record.
+// pollIfaces re-reads the bridge's interfaces (iface-ids and OpenFlow
+// port numbers) and, when they changed, updates the chassis record.
 func (a *Agent) pollIfaces(ctx context.Context) error {
-	cur, err := a.cfg.OVS.IfaceIDs(ctx, a.cfg.Bridge)
+	cur, err := a.cfg.OVS.Interfaces(ctx, a.cfg.Bridge)
 	if err != nil {
 		return err
 	}
@@ -140,7 +140,7 @@ func (a *Agent) pollIfaces(ctx context.Context) error {
 		a.ifaces = prev // retried at the next poll
 		return err
 	}
-	a.log.Debug("interface iface-ids published", "interfaces", len(cur))
+	a.log.Debug("interfaces published", "interfaces", len(cur))
 	return nil
 }
 
@@ -148,8 +148,19 @@ func (a *Agent) pollIfaces(ctx context.Context) error {
 // revision, retried on conflict).
 func (a *Agent) register(ctx context.Context) error {
 	want := &model.Chassis{Name: a.cfg.Chassis, TunnelIP: a.cfg.TunnelIP, DPID: a.dpid, Mappings: a.cfg.Mappings}
-	if len(a.ifaces) > 0 {
-		want.Interfaces = maps.Clone(a.ifaces)
+	for name, it := range a.ifaces {
+		if it.IfaceID != "" {
+			if want.Interfaces == nil {
+				want.Interfaces = map[string]string{}
+			}
+			want.Interfaces[name] = it.IfaceID
+		}
+		if it.OFPort != 0 {
+			if want.Ports == nil {
+				want.Ports = map[string]uint32{}
+			}
+			want.Ports[name] = it.OFPort
+		}
 	}
 	for {
 		r, rev, err := a.cfg.Store.Get(ctx, model.KindChassis, a.cfg.Chassis)
@@ -164,7 +175,7 @@ func (a *Agent) register(ctx context.Context) error {
 		default:
 			old := r.(*model.Chassis)
 			if old.TunnelIP == want.TunnelIP && old.DPID == want.DPID && maps.Equal(old.Mappings, want.Mappings) &&
-				maps.Equal(old.Interfaces, want.Interfaces) {
+				maps.Equal(old.Interfaces, want.Interfaces) && maps.Equal(old.Ports, want.Ports) {
 				return nil
 			}
 			if _, err = a.cfg.Store.Update(ctx, want, rev); err == nil {

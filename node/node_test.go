@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -74,6 +75,7 @@ type fakeOVS struct {
 	dptype  map[string]string
 	ctl     map[string][]string
 	fail    error
+	ofports int // OpenFlow port numbers handed out so far
 }
 
 func newFakeOVS() *fakeOVS {
@@ -124,6 +126,13 @@ func (f *fakeOVS) setPort(bridge, port string, cols map[string]string) error {
 	if f.bridges[bridge] == nil {
 		return errors.New("no bridge " + bridge)
 	}
+	// Like OVS: a port keeps its OpenFlow number while it exists.
+	if old := f.bridges[bridge][port]; old != nil && old["ofport"] != "" {
+		cols["ofport"] = old["ofport"]
+	} else {
+		f.ofports++
+		cols["ofport"] = strconv.Itoa(f.ofports)
+	}
 	f.bridges[bridge][port] = cols
 	return nil
 }
@@ -143,14 +152,13 @@ func (f *fakeOVS) DeletePort(_ context.Context, bridge, port string) error {
 	return nil
 }
 
-func (f *fakeOVS) IfaceIDs(_ context.Context, bridge string) (map[string]string, error) {
+func (f *fakeOVS) Interfaces(_ context.Context, bridge string) (map[string]Iface, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := map[string]string{}
+	out := map[string]Iface{}
 	for p, cols := range f.bridges[bridge] {
-		if id := cols["iface-id"]; id != "" {
-			out[p] = id
-		}
+		n, _ := strconv.Atoi(cols["ofport"])
+		out[p] = Iface{OFPort: uint32(n), IfaceID: cols["iface-id"]}
 	}
 	return out, nil
 }
@@ -331,9 +339,10 @@ func TestParseMappings(t *testing.T) {
 	}
 }
 
-// The agent publishes its bridge's external_ids:iface-id in the chassis
-// record, and follows changes within a few polls.
-func TestAgentPublishesIfaceIDs(t *testing.T) {
+// The agent publishes its bridge's interfaces (external_ids:iface-id and
+// OpenFlow port numbers) in the chassis record, and follows changes within
+// a few polls.
+func TestAgentPublishesInterfaces(t *testing.T) {
 	backends(t, func(t *testing.T, o OVS, bridge, sfx string) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -367,6 +376,8 @@ func TestAgentPublishesIfaceIDs(t *testing.T) {
 			cancel()
 			<-done
 		}()
+		// The bridge has no other port: the VM's is the only one
+		// published, with the OpenFlow number OVS gave it.
 		published := func(want map[string]string) func() (bool, string) {
 			return func() (bool, string) {
 				r, _, err := st.Get(ctx, model.KindChassis, "self"+sfx)
@@ -374,7 +385,12 @@ func TestAgentPublishesIfaceIDs(t *testing.T) {
 					return false, err.Error()
 				}
 				c := r.(*model.Chassis)
-				return c.DPID != "" && maps.Equal(c.Interfaces, want), fmt.Sprintf("%+v", c)
+				ports := len(c.Ports) == 0
+				if want != nil {
+					ifaces, _ := o.Interfaces(ctx, bridge)
+					ports = len(c.Ports) == 1 && c.Ports[vm] != 0 && c.Ports[vm] == ifaces[vm].OFPort
+				}
+				return c.DPID != "" && maps.Equal(c.Interfaces, want) && ports, fmt.Sprintf("%+v", c)
 			}
 		}
 		waitFor(t, "registration without interfaces", published(nil))
@@ -389,14 +405,16 @@ func TestAgentPublishesIfaceIDs(t *testing.T) {
 	})
 }
 
-func TestParseIfaceIDs(t *testing.T) {
-	js := `{"data":[["tapa",["map",[["attached-mac","fa:16:3e:00:00:01"],["iface-id","p1"]]]],` +
-		`["other",["map",[["iface-id","p2"]]]],["nomap",["map",[]]]],"headings":["name","external_ids"]}`
-	got, err := parseIfaceIDs(js, map[string]bool{"tapa": true, "nomap": true})
-	if err != nil || !maps.Equal(got, map[string]string{"tapa": "p1"}) {
-		t.Fatalf("parseIfaceIDs = %v, %v", got, err)
+func TestParseInterfaces(t *testing.T) {
+	js := `{"data":[["tapa",3,["map",[["attached-mac","fa:16:3e:00:00:01"],["iface-id","p1"]]]],` +
+		`["other",4,["map",[["iface-id","p2"]]]],["nomap",5,["map",[]]],["new",["set",[]],["map",[]]],` +
+		`["failed",-1,["map",[["iface-id","p3"]]]]],"headings":["name","ofport","external_ids"]}`
+	got, err := parseInterfaces(js, map[string]bool{"tapa": true, "nomap": true, "new": true, "failed": true})
+	want := map[string]Iface{"tapa": {3, "p1"}, "nomap": {OFPort: 5}, "new": {}, "failed": {IfaceID: "p3"}}
+	if err != nil || !maps.Equal(got, want) {
+		t.Fatalf("parseInterfaces = %v, %v; want %v", got, err, want)
 	}
-	if _, err := parseIfaceIDs("not json", nil); err == nil {
+	if _, err := parseInterfaces("not json", nil); err == nil {
 		t.Fatal("no error for bad input")
 	}
 }

@@ -43,9 +43,18 @@ type OVS interface {
 	SetPatch(ctx context.Context, bridge, port, peer string) error
 	// DeletePort removes a port if it exists.
 	DeletePort(ctx context.Context, bridge, port string) error
-	// IfaceIDs maps the bridge's interfaces that have an
-	// external_ids:iface-id to it.
-	IfaceIDs(ctx context.Context, bridge string) (map[string]string, error)
+	// Interfaces returns the bridge's interfaces (those of its ports; not
+	// the bridge's own internal interface) by name.
+	Interfaces(ctx context.Context, bridge string) (map[string]Iface, error)
+}
+
+// Iface is one interface of a bridge.
+type Iface struct {
+	// OFPort is its OpenFlow port number, 0 while OVS has not assigned
+	// one (or failed to open the interface).
+	OFPort uint32
+	// IfaceID is its external_ids:iface-id (a Neutron port id), "" if none.
+	IfaceID string
 }
 
 // Vswitch implements OVS with github.com/digitalocean/go-openvswitch
@@ -233,47 +242,54 @@ func (v Vswitch) DeletePort(_ context.Context, bridge, port string) error {
 	return lib(v.client().VSwitch.DeletePort(bridge, port), "del-port", bridge, port)
 }
 
-func (v Vswitch) IfaceIDs(ctx context.Context, bridge string) (map[string]string, error) {
+func (v Vswitch) Interfaces(ctx context.Context, bridge string) (map[string]Iface, error) {
 	on, err := v.ports(bridge)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := v.run(ctx, "--format=json", "--columns=name,external_ids", "find", "Interface", `external_ids:iface-id!=""`)
+	// One call for every interface (all bridges), filtered to ours.
+	rows, err := v.run(ctx, "--format=json", "--columns=name,ofport,external_ids", "list", "Interface")
 	if err != nil {
 		return nil, err
 	}
-	return parseIfaceIDs(rows, on)
+	return parseInterfaces(rows, on)
 }
 
-// parseIfaceIDs reads `ovs-vsctl --format=json --columns=name,external_ids
-// find Interface` (external_ids is ["map", [[key, value], ...]]) and keeps
-// the interfaces in on.
-func parseIfaceIDs(js string, on map[string]bool) (map[string]string, error) {
+// parseInterfaces reads `ovs-vsctl --format=json
+// --columns=name,ofport,external_ids list Interface` (ofport is a number,
+// or ["set", []] before OVS assigns one; external_ids is ["map", [[key,
+// value], ...]]) and keeps the interfaces in on.
+func parseInterfaces(js string, on map[string]bool) (map[string]Iface, error) {
 	var tbl struct {
 		Data [][]json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal([]byte(js), &tbl); err != nil {
 		return nil, fmt.Errorf("node: reading interfaces: %w", err)
 	}
-	out := map[string]string{}
+	out := map[string]Iface{}
 	for _, row := range tbl.Data {
-		if len(row) != 2 {
+		if len(row) != 3 {
 			continue
 		}
 		var name string
+		if json.Unmarshal(row[0], &name) != nil || !on[name] {
+			continue
+		}
+		var it Iface
+		var ofport int64
+		if json.Unmarshal(row[1], &ofport) == nil && ofport > 0 && ofport < 0xffffff00 {
+			it.OFPort = uint32(ofport)
+		}
 		var ext []json.RawMessage
-		if json.Unmarshal(row[0], &name) != nil || !on[name] || json.Unmarshal(row[1], &ext) != nil || len(ext) != 2 {
-			continue
-		}
 		var pairs [][2]string
-		if json.Unmarshal(ext[1], &pairs) != nil {
-			continue
-		}
-		for _, kv := range pairs {
-			if kv[0] == "iface-id" && kv[1] != "" {
-				out[name] = kv[1]
+		if json.Unmarshal(row[2], &ext) == nil && len(ext) == 2 && json.Unmarshal(ext[1], &pairs) == nil {
+			for _, kv := range pairs {
+				if kv[0] == "iface-id" {
+					it.IfaceID = kv[1]
+				}
 			}
 		}
+		out[name] = it
 	}
 	return out, nil
 }

@@ -6,6 +6,7 @@ package switches
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -191,7 +192,14 @@ func (m *Manager) OnDisconnect(c *ofproto.Conn, err error) {
 func (a *agent) run(ctx context.Context) {
 	ports, err := a.c.PortDesc(ctx)
 	if err != nil {
-		a.log.Warn("port description failed", "err", err)
+		// Without its port list every binding on the switch would look
+		// gone, and a complete desired state would prune its flows: drop
+		// the connection instead, the switch reconnects.
+		if ctx.Err() == nil {
+			a.log.Warn("port description failed; closing the connection", "err", err)
+			a.c.Close(fmt.Errorf("switches: port description: %w", err))
+		}
+		return
 	}
 	tp := make([]topology.Port, 0, len(ports))
 	for _, p := range ports {
@@ -273,6 +281,13 @@ func (a *agent) refresh() {
 	a.refreshMu.Lock()
 	defer a.refreshMu.Unlock()
 	snap, complete := a.m.cfg.Model()
+	if !complete {
+		// The init guard: nothing is computed from a model that has not
+		// loaded (chassis, ports and networks would all look absent, and
+		// e.g. a chassis would get a fabric switch's flows). The first
+		// load triggers RefreshAll.
+		return
+	}
 	topo := a.m.graph.Snapshot()
 	sw := topo.Switches[a.c.DPID()]
 	if sw == nil {

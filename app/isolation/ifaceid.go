@@ -20,3 +20,25 @@ func (ChassisIfaceIDs) IfaceID(ch *model.Chassis, p topology.Port) string {
 	}
 	return ch.Interfaces[p.Name]
 }
+
+// ChassisSwitch is the port list bindings to another chassis come from:
+// the ports its node agent published in its record (model.Chassis.Ports),
+// so that a switch's desired state does not depend on which other switches
+// happen to be connected to this replica (after a controller restart the
+// peers come back in any order). Only a chassis whose agent does not
+// publish its ports falls back to the live topology (its switch while
+// connected, nil otherwise). A switch's own ports always come from its own
+// port description (app.Input.Switch).
+func ChassisSwitch(c *model.Chassis, dpid uint64, topo *topology.Snapshot) *topology.Switch {
+	if c.Ports == nil {
+		if topo != nil {
+			return topo.Switches[dpid]
+		}
+		return nil
+	}
+	sw := &topology.Switch{DPID: dpid, Ports: make(map[uint32]topology.Port, len(c.Ports))}
+	for name, no := range c.Ports {
+		sw.Ports[no] = topology.Port{No: no, Name: name, Up: true}
+	}
+	return sw
+}

@@ -195,11 +195,10 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 		}
 		if dp == in.Switch.DPID {
 			self = c
+			continue
 		}
-		if in.Topology != nil {
-			if sw := in.Topology.Switches[dp]; sw != nil {
-				switches[c.Name] = sw
-			}
+		if sw := ChassisSwitch(c, dp, in.Topology); sw != nil {
+			switches[c.Name] = sw
 		}
 	}
 	if self == nil {
