@@ -299,8 +299,10 @@ func (p Packet) WireString() string {
 			add("nw_tos=%d", p.IPDSCP<<2)
 		}
 		switch p.IPProto {
-		case flow.ProtoTCP, flow.ProtoUDP:
-			add("tp_src=%d,tp_dst=%d", p.TPSrc, p.TPDst)
+		case flow.ProtoTCP:
+			add("tcp_src=%d,tcp_dst=%d", p.TPSrc, p.TPDst)
+		case flow.ProtoUDP:
+			add("udp_src=%d,udp_dst=%d", p.TPSrc, p.TPDst)
 		case flow.ProtoICMP:
 			add("icmp_type=%d,icmp_code=%d", p.ICMPType, p.ICMPCode)
 		}
