@@ -199,9 +199,10 @@ type recirc struct {
 //   - ct(): see Switch.Conntrack. With a table, a copy of the packet with
 //     ct_state = +trk plus the tracker's bits, ct_zone and ct_mark set
 //     recirculates to that table after the current pass (registers and
-//     metadata kept); the current pass continues with the packet's ct
-//     fields unchanged. exec() may only set ct_mark, on commit. nat() is
-//     not modelled (error).
+//     metadata kept); the current pass continues with the conntrack fields
+//     cleared (untracked), as OVS does. exec() may only set ct_mark, on
+//     commit. nat() is not modelled (error). There is no connection
+//     table: state comes only from the tracker.
 //   - learn is not used by any app and has no value in package flow; any
 //     action the model does not know (flow.Opaque) is an error.
 func (s *Switch) Walk(inPort uint32, p Packet) (*Result, error) {
@@ -714,13 +715,14 @@ func (w *walker) ct(p *Packet, a flow.CT) error {
 		}
 		mark = uint32(uint64(mark)&^m | s.Value&m)
 	}
-	if a.Table == flow.CTNoTable {
-		w.tracef("%s: no recirculation", a)
-		return nil
+	if a.Table != flow.CTNoTable {
+		q := p.Clone()
+		q.CTState, q.CTZone, q.CTMark = state|flow.CTTracked, zone, mark
+		w.recirc = append(w.recirc, recirc{table: a.Table, pkt: q})
+		w.tracef("%s: recirculates to table %d with ct_state=0x%x", a, a.Table, q.CTState)
 	}
-	q := p.Clone()
-	q.CTState, q.CTZone, q.CTMark = state|flow.CTTracked, zone, mark
-	w.recirc = append(w.recirc, recirc{table: a.Table, pkt: q})
-	w.tracef("%s: recirculates to table %d with ct_state=0x%x", a, a.Table, q.CTState)
+	// As in OVS, the conntrack fields exist only in the recirculation:
+	// the current pass goes on untracked.
+	p.CTState, p.CTZone, p.CTMark = 0, 0, 0
 	return nil
 }

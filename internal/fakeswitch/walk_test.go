@@ -255,6 +255,14 @@ func TestConntrack(t *testing.T) {
 	})
 	wantPorts(t, walk(t, s, 1, ipPkt()), 5, 3)
 
+	// After ct() the pass goes on untracked, with or without recirculation.
+	clear := sw(&flow.Flow{Table: 0, Priority: 1, Actions: []flow.Action{flow.CT{Zone: 3, Table: flow.CTNoTable}, flow.Output{Port: 2}}})
+	in := ipPkt()
+	in.CTState, in.CTZone, in.CTMark = flow.CTTracked|flow.CTEstablished, 3, 7
+	if p := walk(t, clear, 1, in).Emits[0].Packet; p.CTState != 0 || p.CTZone != 0 || p.CTMark != 0 {
+		t.Fatalf("ct fields after ct(): %s", p)
+	}
+
 	nat := sw(&flow.Flow{Table: 0, Priority: 1, Actions: []flow.Action{flow.CT{Table: 1, NAT: &flow.NAT{}}}})
 	if _, err := nat.Walk(1, ipPkt()); !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("nat: %v", err)
