@@ -176,8 +176,10 @@ type recirc struct {
 //     port like any other. NORMAL, TABLE and ANY are errors.
 //   - output:CONTROLLER is a punt with reason no_match from a table-miss
 //     flow (priority 0, empty match) and action otherwise.
-//   - resubmit(port,table) looks the packet up in the table with in_port
-//     temporarily changed; its changes to the packet persist. A miss in a
+//   - resubmit(port,table) looks the packet up in the table as if it had
+//     come in on port; only that lookup: the flow found, IN_PORT and the
+//     in_port output rule see the real in_port (as OVS restores it). The
+//     resubmitted flows' changes to the packet persist. A miss in a
 //     resubmitted table does nothing.
 //   - groups: every bucket works on its own copy of the packet and never
 //     changes the caller's; bucket actions are an action set, so they run
@@ -185,12 +187,16 @@ type recirc struct {
 //     order, then only the last of group, output, resubmit or ct), as OVS
 //     does. ALL runs every bucket; INDIRECT its one bucket; SELECT one live
 //     bucket of non-zero weight, chosen by the switch's SelectBucket or by
-//     a weighted hash of the L2-L4 headers (deterministic, but not OVS's
-//     hash); FF the first live bucket (watch port live in the port list, or
+//     a weighted hash of the L2-L4 headers (deterministic, but not OVS's:
+//     OVS 3.1 selects by dp_hash after a recirculation that ofproto/trace
+//     does not follow, so no trace can confirm a choice); FF the first live bucket (watch port live in the port list, or
 //     a watch group with a live bucket). Groups may chain.
-//   - set_field (masked too, as Nicira reg_load) and move (reg_move) are
-//     ignored when the packet lacks the field, as OVS does with unmet
-//     prerequisites; dl_vlan on an untagged frame is such a case.
+//   - a flow whose set_field or move needs a prerequisite its match does
+//     not guarantee (arp_op without arp, dl_vlan without a tag matched or
+//     pushed) is an error, as OVS refuses to install it. At run time
+//     set_field (masked too, as Nicira reg_load) and move (reg_move) are
+//     ignored when the packet lacks the field (possible in group buckets),
+//     as OVS does with unmet prerequisites.
 //   - push_vlan copies the outer tag's VID and PCP (0 for an untagged
 //     frame); pop_vlan on an untagged frame does nothing.
 //   - dec_ttl on a non-IPv4 frame does nothing; on TTL 0 or 1 it punts with
@@ -287,7 +293,13 @@ func (w *walker) lookup(p *Packet, id uint8) (*flow.Flow, error) {
 }
 
 // table looks the packet up in table id and runs the flow it hits.
-func (w *walker) table(p *Packet, id uint8) error {
+func (w *walker) table(p *Packet, id uint8) error { return w.tableAs(p, id, p.InPort) }
+
+// tableAs is table with the lookup done as if the packet had come in on
+// inPort. Only the lookup: OVS restores the real in_port before running
+// the flow it finds, so IN_PORT and the in_port output rule see the real
+// one.
+func (w *walker) tableAs(p *Packet, id uint8, inPort uint32) error {
 	w.lookups++
 	if w.lookups > MaxLookups {
 		return fmt.Errorf("fakeswitch: more than %d table lookups", MaxLookups)
@@ -297,7 +309,10 @@ func (w *walker) table(p *Packet, id uint8) error {
 	}
 	w.depth++
 	defer func() { w.depth-- }()
+	real := p.InPort
+	p.InPort = inPort
 	f, err := w.lookup(p, id)
+	p.InPort = real
 	if err != nil {
 		return err
 	}
@@ -318,6 +333,9 @@ func (w *walker) run(p *Packet, f *flow.Flow) error {
 			return fmt.Errorf("fakeswitch: flow %s uses meter %d, which the switch lacks", f.KeyText(), f.Meter)
 		}
 		w.tracef("meter %d: pass", f.Meter)
+	}
+	if err := consistent(f); err != nil {
+		return err
 	}
 	stop, err := w.actions(p, f.Actions, f)
 	if err != nil || stop {
@@ -382,13 +400,11 @@ func (w *walker) actions(p *Packet, acts []flow.Action, rule *flow.Flow) (stop b
 				return false, err
 			}
 		case flow.Resubmit:
-			old := p.InPort
+			in := p.InPort
 			if a.InPort != flow.PortInPort {
-				p.InPort = a.InPort
+				in = a.InPort
 			}
-			err := w.table(p, a.Table)
-			p.InPort = old
-			if err != nil {
+			if err := w.tableAs(p, a.Table, in); err != nil {
 				return false, err
 			}
 		case flow.CT:
@@ -724,5 +740,58 @@ func (w *walker) ct(p *Packet, a flow.CT) error {
 	// As in OVS, the conntrack fields exist only in the recirculation:
 	// the current pass goes on untracked.
 	p.CTState, p.CTZone, p.CTMark = 0, 0, 0
+	return nil
+}
+
+// consistent refuses a flow whose actions set or move a field that its
+// match (as changed by the actions before) does not guarantee: an ARP
+// field without dl_type=arp, a TCP port without nw_proto=6, dl_vlan or
+// dl_vlan_pcp without a VLAN tag matched or pushed. Open vSwitch rejects
+// such a flow when it is added (OFPBAC_MATCH_INCONSISTENT), so a walk
+// through it would describe a flow no switch holds.
+func consistent(f *flow.Flow) error {
+	known := map[flow.Field]uint64{}
+	tagged := false
+	for _, x := range f.Match {
+		if x.Mask == 0 {
+			known[x.F] = x.Value
+		}
+		if x.F == flow.VlanVID && x.Value&flow.VlanPresent != 0 {
+			tagged = true
+		}
+	}
+	need := func(a flow.Action, fs ...flow.Field) error {
+		for _, fd := range fs {
+			if fd == flow.VlanVID || fd == flow.VlanPCP {
+				if !tagged {
+					return fmt.Errorf("fakeswitch: flow %s: %s needs a VLAN tag the match does not guarantee (OVS rejects the flow)", f.KeyText(), a)
+				}
+				continue
+			}
+			for _, pr := range fd.Def().Prereq {
+				if v, ok := known[pr.F]; !ok || v != pr.Value {
+					return fmt.Errorf("fakeswitch: flow %s: %s needs %s=%s in the match (OVS rejects the flow)",
+						f.KeyText(), a, pr.F, pr.F.FormatValue(pr.Value))
+				}
+			}
+		}
+		return nil
+	}
+	for _, a := range f.Actions {
+		var err error
+		switch a := a.(type) {
+		case flow.PushVLAN:
+			tagged = true
+		case flow.PopVLAN:
+			tagged = false
+		case flow.SetField:
+			err = need(a, a.F)
+		case flow.Move:
+			err = need(a, a.Src, a.Dst)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }

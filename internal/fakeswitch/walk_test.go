@@ -78,12 +78,17 @@ func TestResubmitKeepsChangesAndRestoresInPort(t *testing.T) {
 			flow.SetField{F: flow.EthDst, Value: uint64(bcast)}, flow.Output{Port: flow.PortInPort}}},
 	)
 	r := walk(t, s, 1, ipPkt())
-	// In table 5, in_port is 9: IN_PORT emits to 9. Back in table 0 it is 1
-	// again: output:1 is skipped and IN_PORT emits to 1, with the rewrite.
-	wantPorts(t, r, 9, 1)
+	// Table 5 is looked up as if from port 9, but its flow runs with the
+	// real in_port (as in OVS): IN_PORT emits to 1 there; back in table 0,
+	// output:1 is skipped and IN_PORT emits to 1, with the rewrite.
+	wantPorts(t, r, 1, 1)
 	if r.Emits[1].Packet.EthDst != bcast || r.Emits[1].Packet.InPort != 1 {
 		t.Fatalf("rewrite lost after resubmit: %s", r.Emits[1].Packet)
 	}
+	// Without the in_port override, table 5 misses.
+	s = sw(&flow.Flow{Table: 0, Priority: 1, Actions: []flow.Action{flow.Resubmit{InPort: flow.PortInPort, Table: 5}}},
+		&flow.Flow{Table: 5, Priority: 1, Match: flow.M().InPort(9), Actions: []flow.Action{flow.Output{Port: 2}}})
+	wantPorts(t, walk(t, s, 1, ipPkt()))
 	// A miss in a resubmitted table is no drop of the caller.
 	s = sw(&flow.Flow{Table: 0, Priority: 1, Actions: []flow.Action{flow.Resubmit{InPort: flow.PortInPort, Table: 7}, flow.Output{Port: 4}}})
 	wantPorts(t, walk(t, s, 1, ipPkt()), 4)
@@ -192,7 +197,6 @@ func TestVLANAndSetField(t *testing.T) {
 			flow.PopVLAN{}, flow.SetField{F: flow.Reg0, Value: 0x30, Mask: 0xf0}, flow.SetField{F: flow.Reg0, Value: 0x5, Mask: 0xf},
 			flow.Move{Src: flow.Reg0, SrcOfs: 4, Dst: flow.Reg1, DstOfs: 8, NBits: 4}}, Goto: 1},
 		&flow.Flow{Table: 0, Priority: 1, Match: flow.M().Set(flow.VlanVID, 0), Actions: []flow.Action{
-			flow.SetField{F: flow.VlanVID, Value: flow.VlanPresent | 7}, // untagged: ignored
 			flow.PushVLAN{EthType: 0x8100}, flow.SetField{F: flow.VlanVID, Value: flow.VlanPresent | 300},
 			flow.PushVLAN{EthType: 0x88a8}, flow.Output{Port: 2}}},
 		&flow.Flow{Table: 1, Priority: 1, Match: flow.M().SetMasked(flow.Reg1, 0x300, 0xf00).Set(flow.VlanVID, 0).Reg(0, 0x35),
@@ -211,10 +215,21 @@ func TestVLANAndSetField(t *testing.T) {
 	if len(v) != 2 || v[0] != (VLAN{TPID: 0x88a8, VID: 300}) || v[1] != (VLAN{TPID: 0x8100, VID: 300}) {
 		t.Fatalf("tags %+v", v)
 	}
-	// set_field on a field the packet lacks is ignored, as OVS does.
-	s = sw(&flow.Flow{Table: 0, Priority: 1, Actions: []flow.Action{flow.SetField{F: flow.ARPOp, Value: 2}, flow.Output{Port: 2}}})
-	if r := walk(t, s, 1, ipPkt()); r.Emits[0].Packet.ARPOp != 0 || !strings.Contains(r.TraceText(), "unmet prerequisites") {
-		t.Fatalf("ARP set on IP: %s", r.Emits[0].Packet)
+	// A flow that sets a field its match does not guarantee is refused,
+	// as OVS refuses to install it.
+	for _, a := range []flow.Action{flow.SetField{F: flow.ARPOp, Value: 2}, flow.SetField{F: flow.VlanVID, Value: flow.VlanPresent | 5},
+		flow.Move{Src: flow.EthSrc, Dst: flow.ARPSha, NBits: 48}} {
+		s = sw(&flow.Flow{Table: 0, Priority: 1, Actions: []flow.Action{a, flow.Output{Port: 2}}})
+		if _, err := s.Walk(1, ipPkt()); err == nil || !strings.Contains(err.Error(), "OVS rejects") {
+			t.Errorf("%s without its prerequisite: %v", a, err)
+		}
+	}
+	// In a group bucket (no match) it is ignored at run time, as OVS does.
+	s = sw(&flow.Flow{Table: 0, Priority: 1, Actions: []flow.Action{flow.GroupAction{ID: 1}}})
+	s.InstallGroup(&flow.Group{ID: 1, Type: flow.GroupIndirect, Buckets: []flow.Bucket{{Actions: []flow.Action{
+		flow.SetField{F: flow.ARPOp, Value: 2}, flow.SetField{F: flow.VlanVID, Value: flow.VlanPresent | 5}, flow.Output{Port: 2}}}}})
+	if r := walk(t, s, 1, ipPkt()); r.Emits[0].Packet.ARPOp != 0 || len(r.Emits[0].Packet.VLANs) != 0 || !strings.Contains(r.TraceText(), "unmet prerequisites") {
+		t.Fatalf("bucket sets on a packet lacking the fields: %s", r.Emits[0].Packet)
 	}
 }
 
