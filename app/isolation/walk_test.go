@@ -182,9 +182,9 @@ func walkCases() []walkCase {
 				t.Fatalf("verdict %s, want one punt only\n%s", r, r.TraceText())
 			}
 			p := ps[0]
-			if pipeline.CookieApp(p.Cookie) != pipeline.AppIsolation || p.Cookie != netCookie("net-a") ||
+			if pipeline.CookieApp(p.Cookie) != pipeline.AppIsolation || p.Cookie != pipeline.Cookie(pipeline.AppIsolation, pipeline.ObjectID("net-a")) ||
 				p.Reason != fakeswitch.ReasonAction || p.MaxLen != flow.MaxLenNoBuffer || p.Table != pipeline.DHCP.ID() {
-				t.Fatalf("punt %+v, want isolation's net-a cookie 0x%x from the DHCP table, reason action, whole packet", p, netCookie("net-a"))
+				t.Fatalf("punt %+v, want isolation's net-a cookie from the DHCP table, reason action, whole packet", p)
 			}
 			if p.Packet.WireString() != dhcp.WireString() {
 				t.Fatalf("punted packet rewritten: %s", p.Packet.WireString())
