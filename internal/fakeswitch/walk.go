@@ -189,8 +189,9 @@ type recirc struct {
 //     bucket of non-zero weight, chosen by the switch's SelectBucket or by
 //     a weighted hash of the L2-L4 headers (deterministic, but not OVS's:
 //     OVS 3.1 selects by dp_hash after a recirculation that ofproto/trace
-//     does not follow, so no trace can confirm a choice); FF the first live bucket (watch port live in the port list, or
-//     a watch group with a live bucket). Groups may chain.
+//     does not follow, so no trace can confirm a choice); FF the first
+//     live bucket (watch port live in the port list, or a watch group with
+//     a live bucket). Groups may chain.
 //   - a flow whose set_field or move needs a prerequisite its match does
 //     not guarantee (arp_op without arp, dl_vlan without a tag matched or
 //     pushed) is an error, as OVS refuses to install it. At run time
