@@ -1,8 +1,23 @@
-// Package fakeswitch is an in-memory OpenFlow 1.3 flow table for unit
-// tests of the reconciler and apps. It applies changes with OpenFlow's
+// Package fakeswitch is an in-memory OpenFlow 1.3 switch for unit tests
+// of the reconciler and apps, in the spirit of Faucet's fakeoftable.
+//
+// As a flow store it applies the reconciler's changes with OpenFlow's
 // semantics (add replaces, modify-strict keeps a flow's age, delete-strict
 // honours the cookie guard) and remembers when each flow was created, so
 // tests can prove a flow was never deleted and re-added.
+//
+// As a table model it walks packets: give Walk a Packet (header fields,
+// or Parse a frame) and an in-port, and it returns where the packet goes
+// (each output with the packet as rewritten there, each punt to the
+// controller with its reason and cookie, or a drop), following the
+// flows, groups and meters of package flow as Open vSwitch executes them:
+// priorities and masked matches, goto_table, write_metadata, apply-actions
+// in order, Nicira resubmit, registers, reg_load and reg_move, VLAN push
+// and pop, set_field, dec_ttl, groups of every type, and a minimal ct().
+// See Walk for the exact rules and the limits. Anything the model does not
+// know is an error wrapping ErrUnsupported, never silently passed over.
+// Real OVS and ofproto/trace stay the oracle in the e2e tier
+// (app/isolation's agreement test compares the two).
 package fakeswitch
 
 import (
@@ -30,6 +45,16 @@ type Switch struct {
 	Messages int
 	// FailNext makes the next Apply fail with this error.
 	FailNext error
+	// ports are the switch's ports and their liveness (nil: not given).
+	ports map[uint32]bool
+
+	// Conntrack answers ct() during walks (nil: NewConnections, every
+	// packet +trk+new).
+	Conntrack Conntrack
+	// SelectBucket, if set, chooses the bucket of a select group (an
+	// index into g.Buckets; a dead or out-of-range choice drops). Nil: a
+	// weighted hash of the packet's L2-L4 headers.
+	SelectBucket func(g *flow.Group, p Packet) int
 }
 
 // New makes an empty switch.
@@ -42,6 +67,68 @@ func (s *Switch) Install(f *flow.Flow) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.flows[f.Key()] = &Entry{Flow: f, Created: 0}
+}
+
+// InstallGroup puts a group directly, replacing one with its id.
+func (s *Switch) InstallGroup(g *flow.Group) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.groups[g.ID] = g
+}
+
+// InstallMeter puts a meter directly, replacing one with its id.
+func (s *Switch) InstallMeter(m *flow.Meter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.meters[m.ID] = m
+}
+
+// Load installs a whole state (flows, groups, meters), as if the
+// reconciler had pushed it to an empty switch.
+func (s *Switch) Load(st *flow.State) {
+	for _, f := range st.Flows {
+		s.Install(f)
+	}
+	for _, g := range st.Groups {
+		s.InstallGroup(g)
+	}
+	for _, m := range st.Meters {
+		s.InstallMeter(m)
+	}
+}
+
+// FromState makes a switch holding st with the given ports, all live.
+func FromState(st *flow.State, ports ...uint32) *Switch {
+	s := New()
+	s.Load(st)
+	if len(ports) > 0 {
+		s.SetPorts(ports...)
+	}
+	return s
+}
+
+// SetPorts declares the switch's ports, all live, replacing any earlier
+// list. FLOOD and ALL need it; with it, output to a port not in it is
+// dropped, and fast-failover groups watch these ports.
+func (s *Switch) SetPorts(ports ...uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ports = map[uint32]bool{}
+	for _, p := range ports {
+		s.ports[p] = true
+	}
+}
+
+// SetPortLive marks a declared port up or down (for fast-failover
+// watch ports; a down port still receives outputs, as in OVS where only
+// the group's liveness sees link state).
+func (s *Switch) SetPortLive(port uint32, live bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ports == nil {
+		s.ports = map[uint32]bool{}
+	}
+	s.ports[port] = live
 }
 
 // Remove deletes a flow directly (drift).
