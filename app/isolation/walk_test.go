@@ -1,7 +1,9 @@
 package isolation
 
 import (
+	"fmt"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/nimbus-sdn/nimbus/flow"
@@ -190,10 +192,12 @@ func walkCases() []walkCase {
 				t.Fatalf("punted packet rewritten: %s", p.Packet.WireString())
 			}
 		}},
-		{"a frame from LOCAL goes to L2 learning, whose miss punts (no_match)", flow.PortLocal, udpPkt(macA1, macA2, "10.0.0.11", "10.0.0.12", 1, 2), func(t *testing.T, r *fakeswitch.Result) {
-			ps := r.Punts()
-			if len(ps) != 1 || len(r.Emits) != 1 || ps[0].Reason != fakeswitch.ReasonNoMatch || pipeline.CookieApp(ps[0].Cookie) != pipeline.AppPipeline {
-				t.Fatalf("verdict %s %+v\n%s", r, ps, r.TraceText())
+		// A chassis has no learning fallback (finding 11 of the hardening
+		// issue): a port no network covers, LOCAL included, is dropped
+		// in l2_learning instead of being punted and flooded.
+		{"a frame from LOCAL reaches l2_learning and is dropped (no fallback on a chassis)", flow.PortLocal, udpPkt(macA1, macA2, "10.0.0.11", "10.0.0.12", 1, 2), func(t *testing.T, r *fakeswitch.Result) {
+			if len(r.Emits) != 0 || !strings.Contains(r.TraceText(), fmt.Sprintf("table %d:", pipeline.L2Learning.ID())) {
+				t.Fatalf("verdict %s\n%s", r, r.TraceText())
 			}
 		}},
 	}
