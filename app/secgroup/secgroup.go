@@ -31,9 +31,9 @@ const MarkRevoked = 1
 
 // Priorities within the two tables (see README.md).
 const (
-	prioGuard   = pipeline.PriorityGuard     // invalid, revoked, DHCP server spoofing
-	prioPass    = pipeline.PrioritySpecific  // ARP, DHCP, replies and related
-	prioRule    = pipeline.PriorityNormal    // one flow per rule match
+	prioGuard   = pipeline.PriorityGuard       // invalid, revoked, DHCP server spoofing
+	prioPass    = pipeline.PrioritySpecific    // ARP, DHCP, replies and related
+	prioRule    = pipeline.PriorityNormal      // one flow per rule match
 	prioRevoke  = pipeline.PriorityDefault + 3 // established, no rule allows it any more
 	prioDenied  = pipeline.PriorityDefault + 2 // tracked, no rule allows it
 	prioTrack   = pipeline.PriorityDefault + 1 // untracked IPv4: conntrack lookup
