@@ -1,0 +1,268 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nimbus-sdn/nimbus/internal/hvlab"
+)
+
+// openstackCLI runs the real `openstack` client against the controller's
+// API with no authentication and returns its stdout.
+func openstackCLI(t *testing.T, api string, args ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("openstack"); err != nil {
+		t.Fatalf("openstack CLI not installed: run scripts/deps.sh (python3-openstackclient)")
+	}
+	full := append([]string{"--os-auth-type", "none", "--os-endpoint", "http://" + api}, args...)
+	cmd := exec.Command("openstack", full...)
+	cmd.Env = append(os.Environ(), "OS_CLOUD=", "OS_AUTH_URL=", "HOME="+t.TempDir())
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("openstack %v: %v\n%s%s", args, err, out.String(), errb.String())
+	}
+	return out.String()
+}
+
+func openstackJSON(t *testing.T, api string, args ...string) map[string]any {
+	t.Helper()
+	out := openstackCLI(t, api, append(args, "-f", "json")...)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("openstack %v: not JSON: %v\n%s", args, err, out)
+	}
+	return m
+}
+
+// tcpOK tells whether vm fetches http://ip:port/ (busybox httpd on the
+// other side) within 2 s.
+func tcpOK(vm *hvlab.VM, ip string, port int) bool {
+	out, err := vm.ExecErr("busybox", "timeout", "3", "busybox", "wget", "-q", "-T", "2", "-O", "-", fmt.Sprintf("http://%s:%d/", ip, port))
+	return err == nil && strings.Contains(out, "nimbus-sg")
+}
+
+// serve starts busybox httpd on each port in vm, serving a page
+// containing "nimbus-sg"; they are stopped at cleanup.
+func serve(t *testing.T, vm *hvlab.VM, ports ...int) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/index.html", []byte("nimbus-sg\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ports {
+		cmd := exec.Command("ip", "netns", "exec", vm.NS(), "busybox", "httpd", "-f", "-p", fmt.Sprint(p), "-h", dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	}
+}
+
+// stream is a live TCP connection from one VM to an echo server in
+// another: the client sends a line every 100 ms and counts the echoes.
+type stream struct {
+	mu     sync.Mutex
+	echoes int
+	cmd    *exec.Cmd
+}
+
+func (s *stream) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.echoes
+}
+
+func startStream(t *testing.T, client, server *hvlab.VM, port int) *stream {
+	t.Helper()
+	srv := exec.Command("ip", "netns", "exec", server.NS(), "socat", fmt.Sprintf("TCP-LISTEN:%d,reuseaddr", port), "EXEC:/bin/cat")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	time.Sleep(300 * time.Millisecond)
+	s := &stream{}
+	s.cmd = exec.Command("ip", "netns", "exec", client.NS(), "sh", "-c",
+		fmt.Sprintf("while true; do echo tick; sleep 0.1; done | socat - TCP:%s:%d", server.IP(), port))
+	pipe, err := s.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.cmd.Process.Kill(); _ = s.cmd.Wait() })
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := pipe.Read(buf)
+			s.mu.Lock()
+			s.echoes += strings.Count(string(buf[:n]), "tick")
+			s.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return s
+}
+
+// TestSecurityGroups runs the controller and 3 hypervisors (GRE) and
+// checks Neutron's security group semantics with real traffic:
+//
+//	s1 (hv0), s2 (hv1): the project's default group
+//	w1 (hv2): group "web" (made with the openstack CLI), ingress TCP 8080
+//	o1 (hv1): port_security_enabled=false
+func TestSecurityGroups(t *testing.T) {
+	hvlab.RequireE2E(t)
+	if _, err := hvlab.DHCPClient(); err != nil {
+		t.Fatal(err)
+	}
+	for _, bin := range []string{"socat", "ethtool", "busybox"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Fatalf("%s not installed: run scripts/deps.sh", bin)
+		}
+	}
+	env := startOverlay(t, hvlab.Options{}, nil)
+	l, hvs, c, nb := env.l, env.hvs, env.c, env.nb
+	const project = "sg-project"
+	n := nb.post("networks", map[string]any{"network": map[string]any{"name": "sg-net", "project_id": project, "provider:network_type": "gre"}})
+	s := nb.post("subnets", map[string]any{"subnet": map[string]any{"network_id": n["id"], "project_id": project,
+		"cidr": "10.0.0.0/24", "ip_version": 4, "gateway_ip": "10.0.0.1"}})
+
+	// The web group and its rule through the real openstack CLI.
+	web := openstackJSON(t, c.API, "security group", "create", "--project", project, "web")
+	webID := web["id"].(string)
+	rule := openstackJSON(t, c.API, "security group rule", "create", "--project", project, "--ingress",
+		"--protocol", "tcp", "--dst-port", "8080", webID)
+	ruleID := rule["id"].(string)
+	t.Logf("group web %s, rule tcp/8080 %s", webID, ruleID)
+
+	type spec struct {
+		name, ip string
+		hv       *hvlab.Hypervisor
+		extra    map[string]any
+	}
+	specs := []spec{
+		{"s1", "10.0.0.11", hvs[0], nil},
+		{"s2", "10.0.0.12", hvs[1], nil},
+		{"w1", "10.0.0.13", hvs[2], map[string]any{"security_groups": []string{webID}}},
+		{"o1", "10.0.0.14", hvs[1], map[string]any{"port_security_enabled": false}},
+	}
+	vms := map[string]*hvlab.VM{}
+	for _, sp := range specs {
+		body := map[string]any{"network_id": n["id"], "project_id": project, "name": sp.name, "binding:host_id": sp.hv.Name(),
+			"fixed_ips": []any{map[string]any{"subnet_id": s["id"], "ip_address": sp.ip}}}
+		for k, v := range sp.extra {
+			body[k] = v
+		}
+		p := nb.post("ports", map[string]any{"port": body})
+		vms[sp.name] = l.AddVM(t, sp.hv, p["id"].(string), p["mac_address"].(string), "")
+		t.Logf("%s: port %s groups %v on %s", sp.name, p["id"], p["security_groups"], sp.hv.Name())
+	}
+	dir := t.TempDir()
+	for _, sp := range specs {
+		vm := vms[sp.name].For(t)
+		if ip, _ := hvlab.Lease(t, vm.NS(), "eth0", dir); ip != sp.ip {
+			t.Fatalf("%s leased %s, want %s", sp.name, ip, sp.ip)
+		}
+		vm.Exec("ethtool", "-K", "eth0", "tx", "off")
+	}
+	for _, hv := range hvs {
+		for _, peer := range hvs {
+			if peer != hv {
+				hv.Appctl("tnl/neigh/set", "br-phy", peer.TunnelIP(), peer.Exec("cat", "/sys/class/net/br-phy/address"))
+			}
+		}
+	}
+	s1, s2, w1, o1 := vms["s1"], vms["s2"], vms["w1"], vms["o1"]
+	serve(t, w1, 8080, 8081)
+	serve(t, o1, 9999)
+	serve(t, s2, 8080)
+
+	pingOK := func(from *hvlab.VM, to string) bool {
+		sent, got := from.Ping(to, 2, 0, false)
+		return got == sent
+	}
+	pingNone := func(from *hvlab.VM, to string) bool {
+		_, got := from.Ping(to, 2, 0, false)
+		return got == 0
+	}
+	if !t.Run("default group members reach each other across chassis", func(t *testing.T) {
+		waitFor(t, 30*time.Second, "s1 <-> s2 ping", func() bool { return pingOK(s1.For(t), "10.0.0.12") && pingOK(s2.For(t), "10.0.0.11") })
+		if !tcpOK(s1.For(t), "10.0.0.12", 8080) {
+			t.Errorf("s1 -> s2 tcp/8080 failed")
+		}
+	}) {
+		dumpHVs(t, hvs)
+		t.FailNow()
+	}
+	t.Run("others are blocked", func(t *testing.T) {
+		if !pingNone(w1.For(t), "10.0.0.11") {
+			t.Errorf("w1 (web) pinged s1 (default)")
+		}
+		if !pingNone(o1.For(t), "10.0.0.12") {
+			t.Errorf("o1 (no port security) pinged s2 (default)")
+		}
+		if !pingNone(s1.For(t), "10.0.0.13") {
+			t.Errorf("s1 pinged w1 (web has no ICMP rule)")
+		}
+	})
+	t.Run("ingress rule by port", func(t *testing.T) {
+		waitFor(t, 20*time.Second, "s1 -> w1 tcp/8080", func() bool { return tcpOK(s1.For(t), "10.0.0.13", 8080) })
+		if tcpOK(s1.For(t), "10.0.0.13", 8081) {
+			t.Errorf("s1 -> w1 tcp/8081 allowed with only tcp/8080 open")
+		}
+		if !tcpOK(s2.For(t), "10.0.0.13", 8080) {
+			t.Errorf("s2 -> w1 tcp/8080 failed")
+		}
+	})
+	t.Run("outbound connection gets its replies", func(t *testing.T) {
+		// s1's ingress rules allow only the default group; o1 is not in
+		// it, yet the answers to s1's own connection come back.
+		if !tcpOK(s1.For(t), "10.0.0.14", 9999) {
+			t.Errorf("s1 -> o1 tcp/9999: no answer")
+		}
+		if !pingOK(s1.For(t), "10.0.0.14") {
+			t.Errorf("s1 -> o1 ping: no answer")
+		}
+	})
+	t.Run("port_security_enabled=false is unfiltered", func(t *testing.T) {
+		if !tcpOK(w1.For(t), "10.0.0.14", 9999) || !pingOK(w1.For(t), "10.0.0.14") {
+			t.Errorf("w1 -> o1 blocked")
+		}
+		if !pingOK(s2.For(t), "10.0.0.14") {
+			t.Errorf("s2 -> o1 (same chassis) blocked")
+		}
+	})
+	t.Run("removing the rule stops a live connection", func(t *testing.T) {
+		st := startStream(t, s1.For(t), w1.For(t), 8080)
+		waitFor(t, 10*time.Second, "echoes on the live connection", func() bool { return st.count() >= 5 })
+		// An unrelated connection lives on (s1 -> s2, default group).
+		other := startStream(t, s2.For(t), s1.For(t), 7000)
+		waitFor(t, 10*time.Second, "echoes on the unrelated connection", func() bool { return other.count() >= 5 })
+		openstackCLI(t, c.API, "security group rule", "delete", ruleID)
+		time.Sleep(2 * time.Second) // the flows reach hv2
+		before, otherBefore := st.count(), other.count()
+		time.Sleep(2 * time.Second)
+		if after := st.count(); after != before {
+			t.Errorf("the connection goes on after its rule was removed: %d -> %d echoes", before, after)
+		}
+		if otherAfter := other.count(); otherAfter <= otherBefore {
+			t.Errorf("the unrelated connection stopped: %d -> %d echoes", otherBefore, otherAfter)
+		}
+		if tcpOK(s1.For(t), "10.0.0.13", 8080) {
+			t.Errorf("a new connection to w1 tcp/8080 still allowed")
+		}
+		t.Logf("revoked connection: %d echoes; unrelated: %d -> %d", before, otherBefore, other.count())
+	})
+	if t.Failed() {
+		dumpHVs(t, hvs)
+	}
+}
