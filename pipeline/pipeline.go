@@ -140,7 +140,8 @@ var (
 	RegRouter    = Bits{"router", flow.Reg5, 0, 16, "router id for L3 lookups"}
 	RegLB        = Bits{"lb", flow.Reg6, 0, 16, "load-balancer VIP index"}
 	MetaNetwork  = Bits{"network", flow.Metadata, 0, 24, "network key, mirrored in metadata for write_metadata users"}
+	RegSGRemote  = Bits{"sg_remote", flow.Reg7, 0, 32, "security groups: bits 0-29 the remote groups the packet's remote address belongs to, bit 30 classified in the from-VM ACL table, bit 31 in the to-VM ACL table"}
 )
 
 // AllBits lists every allocation (for docs and overlap checks).
-var AllBits = []Bits{RegPortClass, RegFlags, RegNetwork, RegInPort, RegOutPort, RegCTZone, RegRouter, RegLB, MetaNetwork}
+var AllBits = []Bits{RegPortClass, RegFlags, RegNetwork, RegInPort, RegOutPort, RegCTZone, RegRouter, RegLB, MetaNetwork, RegSGRemote}

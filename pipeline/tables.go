@@ -58,7 +58,7 @@ var l2l3 = []flow.Field{flow.EthSrc, flow.EthDst, flow.EthType, flow.VlanVID, fl
 var (
 	Classifier   = &Table{Name: "classifier", Owner: AppPipeline, Purpose: "classify the ingress port (VM, tunnel, physical or fabric link); LLDP goes to the controller; ports no tenant network covers go to L2 learning", Miss: MissGoto, MissTable: "l2_learning", Writers: []AppID{AppIsolation, AppTopology}, Matches: fields(flow.TunnelID, flow.VlanVID, flow.EthSrc, flow.EthType), Next: []string{"port_security", "l2_forward", "l2_learning"}}
 	PortSecurity = &Table{Name: "port_security", Owner: AppIsolation, Purpose: "drop frames whose source MAC/IP is not the port's (fixed IPs, allowed address pairs)", Miss: MissDrop, Matches: fields(l2l3...), Next: []string{"ingress_acl"}}
-	IngressACL   = &Table{Name: "ingress_acl", Owner: AppSecGroup, Purpose: "stateful security groups, VM egress direction (conntrack commit/lookup)", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"arp_responder"}, Recirculate: true}
+	IngressACL   = &Table{Name: "ingress_acl", Owner: AppSecGroup, Purpose: "stateful security groups, VM egress direction (conntrack commit/lookup)", Miss: MissNext, Matches: fields(append([]flow.Field{flow.Reg7}, l2l3...)...), Next: []string{"arp_responder"}, Recirculate: true}
 	ARPResponder = &Table{Name: "arp_responder", Owner: AppIsolation, Purpose: "answer ARP for known addresses on the local chassis", Miss: MissNext, Writers: []AppID{AppL3Router, AppNAT, AppLB}, Matches: fields(l2l3...), Next: []string{"dhcp"}}
 	DHCP         = &Table{Name: "dhcp", Owner: AppIsolation, Purpose: "send DHCP requests to the controller's DHCP responder", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"lb"}}
 	LB           = &Table{Name: "lb", Owner: AppLB, Purpose: "VIP to member selection (select groups, health-checked)", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"dnat"}}
@@ -66,7 +66,7 @@ var (
 	L3Routing    = &Table{Name: "l3_routing", Owner: AppL3Router, Purpose: "distributed routing between tenant subnets", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"snat"}}
 	SNAT         = &Table{Name: "snat", Owner: AppNAT, Purpose: "SNAT and floating IP SNAT toward the external network", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"l2_forward"}}
 	L2Forward    = &Table{Name: "l2_forward", Owner: AppIsolation, Purpose: "known unicast to its port or tunnel; broadcast to the network's flood group", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"egress_acl"}}
-	EgressACL    = &Table{Name: "egress_acl", Owner: AppSecGroup, Purpose: "stateful security groups, VM ingress direction", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"output"}, Recirculate: true}
+	EgressACL    = &Table{Name: "egress_acl", Owner: AppSecGroup, Purpose: "stateful security groups, VM ingress direction", Miss: MissNext, Matches: fields(append([]flow.Field{flow.Reg7}, l2l3...)...), Next: []string{"output"}, Recirculate: true}
 	Output       = &Table{Name: "output", Owner: AppIsolation, Purpose: "emit to the egress port chosen earlier (reg3)", Miss: MissDrop, Matches: fields(l2l3...)}
 	L2Learning   = &Table{Name: "l2_learning", Owner: AppLearning, Purpose: "MAC learning for ports no tenant network covers, on plain switches: learned (in_port, dl_src, dl_dst) flows with idle timeouts; the learning app's metered punt (learning_punt) sends the rest to the controller; on a chassis nothing is punted and the miss drops", Miss: MissDrop, Matches: []flow.Field{flow.InPort, flow.EthSrc, flow.EthDst}, Dynamic: true}
 )

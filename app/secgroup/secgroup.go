@@ -31,13 +31,26 @@ const MarkRevoked = 1
 
 // Priorities within the two tables (see README.md).
 const (
-	prioGuard   = pipeline.PriorityGuard       // invalid, revoked, DHCP server spoofing
-	prioPass    = pipeline.PrioritySpecific    // ARP, DHCP, replies and related
-	prioRule    = pipeline.PriorityNormal      // one flow per rule match
-	prioRevoke  = pipeline.PriorityDefault + 3 // established, no rule allows it any more
-	prioDenied  = pipeline.PriorityDefault + 2 // tracked, no rule allows it
-	prioTrack   = pipeline.PriorityDefault + 1 // untracked IPv4: conntrack lookup
-	prioDropAll = pipeline.PriorityDefault     // anything else of a filtered port
+	prioGuard    = pipeline.PriorityGuard         // invalid, revoked, DHCP server spoofing
+	prioPass     = pipeline.PrioritySpecific      // ARP, DHCP, replies and related
+	prioRule     = pipeline.PriorityNormal        // one flow per rule match
+	prioClassify = pipeline.PriorityDefault + 200 // + prefix length: remote address classification, conntrack
+	prioRevoke   = pipeline.PriorityDefault + 2   // established, no rule allows it any more
+	prioDenied   = pipeline.PriorityDefault + 1   // classified and tracked, no rule allows it
+	prioDropAll  = pipeline.PriorityDefault       // anything else of a filtered port
+)
+
+// Remote group bits (pipeline.RegSGRemote): a packet's remote address is
+// classified once per table into the remote groups it belongs to, one bit
+// per group referenced by a rule in that direction on the switch, so that
+// a rule with a remote group of N ports costs one flow per local port and
+// the group costs N flows (not N per rule per port). Groups past
+// maxGroupBits in one direction fall back to one flow per address.
+const (
+	maxGroupBits = 30
+	flagFromVM   = 1 << 30 // classified in the from-VM table
+	flagToVM     = 1 << 31 // classified in the to-VM table
+	groupMask    = 1<<maxGroupBits - 1
 )
 
 // App is the security group app.
@@ -68,20 +81,135 @@ func Filtered(p *model.Port) bool {
 // Desired computes the switch's security group flows.
 func (a *App) Desired(in app.Input) (app.Desired, error) {
 	var d app.Desired
-	ports := localPorts(in)
+	var ports []boundPort
+	for _, bp := range localPorts(in) {
+		if Filtered(bp.port) {
+			ports = append(ports, bp)
+		}
+	}
 	if len(ports) == 0 {
 		return d, nil
 	}
 	ix := index(in.Model)
 	b := &builder{seen: map[string]bool{}}
-	for _, bp := range ports {
-		if !Filtered(bp.port) {
-			continue
+	for _, ingress := range []bool{false, true} {
+		dr := newDirection(ix, ports, ingress)
+		b.classify(ix, dr, ports)
+		for _, bp := range ports {
+			b.port(ix, dr, bp)
 		}
-		b.port(ix, bp)
 	}
 	d.Flows = b.flows
 	return d, nil
+}
+
+// direction is one of the two tables with its remote group bits.
+type direction struct {
+	t       *pipeline.Table
+	ingress bool // the VM's ingress rules (traffic to the VM)
+	flag    uint64
+	bit     map[string]uint // remote group -> bit
+}
+
+func newDirection(ix *modelIndex, ports []boundPort, ingress bool) *direction {
+	dr := &direction{t: fromVM, flag: flagFromVM, ingress: ingress, bit: map[string]uint{}}
+	if ingress {
+		dr.t, dr.flag = toVM, flagToVM
+	}
+	refs := map[string]bool{}
+	for _, bp := range ports {
+		for _, g := range bp.port.SecurityGroups {
+			for _, r := range ix.rules[g] {
+				if (r.Direction == "ingress") == ingress && r.RemoteGroupID != "" && len(ix.addrs[r.RemoteGroupID]) > 0 {
+					refs[r.RemoteGroupID] = true
+				}
+			}
+		}
+	}
+	ids := make([]string, 0, len(refs))
+	for g := range refs {
+		ids = append(ids, g)
+	}
+	sort.Strings(ids)
+	for i, g := range ids {
+		if i < maxGroupBits {
+			dr.bit[g] = uint(i)
+		}
+	}
+	return dr
+}
+
+func (dr *direction) remoteField() flow.Field {
+	if dr.ingress {
+		return flow.IPv4Src
+	}
+	return flow.IPv4Dst
+}
+
+// classified matches packets this table has classified and tracked.
+func (dr *direction) classified(m flow.Match) flow.Match {
+	return m.SetMasked(flow.Reg7, dr.flag, dr.flag)
+}
+
+// classify emits, per network with filtered ports here, the flows that
+// set the remote group bits from the packet's remote address and send it
+// through conntrack in the network's zone, back to this table. A longer
+// prefix wins and carries the bits of every shorter prefix covering it.
+func (b *builder) classify(ix *modelIndex, dr *direction, ports []boundPort) {
+	groups := make([]string, 0, len(dr.bit))
+	for g := range dr.bit {
+		groups = append(groups, g)
+	}
+	sort.Strings(groups)
+	bits := map[prefix]uint64{}
+	var short []prefix // prefixes shorter than /32
+	for _, g := range groups {
+		for _, a := range ix.addrs[g] {
+			if _, ok := bits[a]; !ok && a.bits < 32 {
+				short = append(short, a)
+			}
+			bits[a] |= 1 << dr.bit[g]
+		}
+	}
+	addrs := make([]prefix, 0, len(bits))
+	for a := range bits {
+		addrs = append(addrs, a)
+	}
+	sort.Slice(addrs, func(i, j int) bool {
+		if addrs[i].ip != addrs[j].ip {
+			return addrs[i].ip < addrs[j].ip
+		}
+		return addrs[i].bits < addrs[j].bits
+	})
+	all := map[prefix]uint64{}
+	for _, a := range addrs {
+		v := bits[a]
+		for _, s := range short {
+			if s.bits < a.bits && uint64(a.ip)&s.mask() == uint64(s.ip) {
+				v |= bits[s]
+			}
+		}
+		all[a] = v
+	}
+	keys := map[uint32]bool{}
+	for _, bp := range ports {
+		if keys[bp.key] {
+			continue
+		}
+		keys[bp.key] = true
+		zone := Zone(bp.key)
+		net := matchBits(nil, pipeline.RegNetwork, uint64(bp.key)).EthType(flow.EthTypeIPv4).SetMasked(flow.Reg7, 0, dr.flag)
+		load := func(v uint64) []flow.Action {
+			return []flow.Action{flow.SetField{F: flow.Reg7, Value: v | dr.flag, Mask: groupMask | dr.flag},
+				flow.CT{Zone: zone, Table: dr.t.ID()}}
+		}
+		ck := cookie(fmt.Sprintf("network-key:%d", bp.key))
+		b.add(&flow.Flow{Table: dr.t.ID(), Priority: prioClassify - 1, Cookie: ck, Match: net, Actions: load(0)})
+		for _, a := range addrs {
+			b.add(&flow.Flow{Table: dr.t.ID(), Priority: prioClassify + uint16(a.bits), Cookie: cookie(fmt.Sprintf("address:%s/%d", a.ip, a.bits)),
+				Match: net.SetMasked(dr.remoteField(), uint64(a.ip), a.mask()), Actions: load(all[a])})
+		}
+	}
 }
 
 // modelIndex holds the rules by group and the addresses of each group's
@@ -195,77 +323,60 @@ func cookie(id string) uint64 { return pipeline.Cookie(pipeline.AppSecGroup, pip
 
 func next(t *pipeline.Table) uint8 { return pipeline.ByName(t.Next[0]).ID() }
 
-// dir is one direction of one port.
-type dir struct {
-	t       *pipeline.Table
-	base    flow.Match // the port
-	zone    uint16
-	ingress bool // the VM's ingress rules (traffic to the VM)
+// state matches the port's packets classified and tracked here with
+// the ct_state bits on set and off clear.
+func (dr *direction) state(base flow.Match, on, off uint64) flow.Match {
+	on |= flow.CTTracked
+	return dr.classified(base).SetMasked(flow.CTState, on, on|off)
 }
 
-func (d dir) tracked() flow.Match {
-	return d.base.Set(flow.CTZone, uint64(d.zone))
-}
-
-func ctState(on, off uint64) (uint64, uint64) { return on, on | off }
-
-func (d dir) state(on, off uint64) flow.Match {
-	v, m := ctState(on|flow.CTTracked, off)
-	return d.tracked().SetMasked(flow.CTState, v, m)
-}
-
-// port emits a filtered port's flows in both directions.
-func (b *builder) port(ix *modelIndex, bp boundPort) {
+// port emits a filtered port's flows in one direction.
+func (b *builder) port(ix *modelIndex, dr *direction, bp boundPort) {
 	ck := cookie(bp.port.ID)
 	zone := Zone(bp.key)
-	dirs := []dir{
-		{t: fromVM, base: flow.M().InPort(bp.ofport), zone: zone},
-		{t: toVM, base: matchBits(nil, pipeline.RegOutPort, uint64(bp.ofport)), zone: zone, ingress: true},
+	base := flow.M().InPort(bp.ofport)
+	if dr.ingress {
+		base = matchBits(nil, pipeline.RegOutPort, uint64(bp.ofport))
 	}
-	udp := func(m flow.Match, sport, dport uint64) flow.Match {
-		return m.EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoUDP).Set(flow.UDPSrc, sport).Set(flow.UDPDst, dport)
+	t := dr.t.ID()
+	pass := next(dr.t)
+	udp := func(sport, dport uint64) flow.Match {
+		return base.EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoUDP).Set(flow.UDPSrc, sport).Set(flow.UDPDst, dport)
 	}
-	for _, d := range dirs {
-		pass := next(d.t)
-		// ARP and DHCP are never filtered (Neutron's base rules); a VM
-		// never answers as a DHCP server.
-		b.add(&flow.Flow{Table: d.t.ID(), Priority: prioPass, Cookie: ck, Match: d.base.EthType(flow.EthTypeARP), Goto: pass})
-		if d.ingress {
-			b.add(&flow.Flow{Table: d.t.ID(), Priority: prioPass, Cookie: ck, Match: udp(d.base, 67, 68), Goto: pass})
-		} else {
-			b.add(&flow.Flow{Table: d.t.ID(), Priority: prioPass, Cookie: ck, Match: udp(d.base, 68, 67), Goto: pass})
-			b.add(&flow.Flow{Table: d.t.ID(), Priority: prioGuard, Cookie: ck, Match: udp(d.base, 67, 68)})
-		}
-		// Conntrack: invalid and revoked connections drop; replies and
-		// related packets of allowed connections pass.
-		b.add(&flow.Flow{Table: d.t.ID(), Priority: prioGuard, Cookie: ck, Match: d.state(flow.CTInvalid, 0)})
-		b.add(&flow.Flow{Table: d.t.ID(), Priority: prioGuard, Cookie: ck,
-			Match: d.state(0, 0).SetMasked(flow.CTMark, MarkRevoked, MarkRevoked)})
-		b.add(&flow.Flow{Table: d.t.ID(), Priority: prioPass, Cookie: ck, Match: d.state(flow.CTEstablished|flow.CTReply, 0), Goto: pass})
-		b.add(&flow.Flow{Table: d.t.ID(), Priority: prioPass, Cookie: ck, Match: d.state(flow.CTRelated, 0), Goto: pass})
-		// An established connection no rule allows any more is marked
-		// revoked, then dropped; other tracked packets no rule allowed
-		// drop; untracked IPv4 (or tracked in another zone) is looked up
-		// in the network's zone and comes back to this table.
-		b.add(&flow.Flow{Table: d.t.ID(), Priority: prioRevoke, Cookie: ck, Match: d.state(flow.CTEstablished, flow.CTReply),
-			Actions: []flow.Action{flow.CT{Commit: true, Zone: d.zone, Table: flow.CTNoTable,
-				Exec: []flow.SetField{{F: flow.CTMark, Value: MarkRevoked}}}}})
-		b.add(&flow.Flow{Table: d.t.ID(), Priority: prioDenied, Cookie: ck, Match: d.state(0, 0)})
-		b.add(&flow.Flow{Table: d.t.ID(), Priority: prioTrack, Cookie: ck, Match: d.base.EthType(flow.EthTypeIPv4),
-			Actions: []flow.Action{flow.CT{Zone: d.zone, Table: d.t.ID()}}})
-		b.add(&flow.Flow{Table: d.t.ID(), Priority: prioDropAll, Cookie: ck, Match: d.base})
-		// The rules of the port's groups in this direction.
-		groups := append([]string{}, bp.port.SecurityGroups...)
-		sort.Strings(groups)
-		for _, g := range groups {
-			for _, r := range ix.rules[g] {
-				if (r.Direction == "ingress") != d.ingress {
-					continue
-				}
-				for _, m := range ruleMatches(ix, r, d.state(0, flow.CTReply), d.ingress) {
-					b.add(&flow.Flow{Table: d.t.ID(), Priority: prioRule, Cookie: cookie(r.ID), Match: m,
-						Actions: []flow.Action{flow.CT{Commit: true, Zone: d.zone, Table: flow.CTNoTable}}, Goto: pass})
-				}
+	// ARP and DHCP are never filtered (Neutron's base rules); a VM never
+	// answers as a DHCP server.
+	b.add(&flow.Flow{Table: t, Priority: prioPass, Cookie: ck, Match: base.EthType(flow.EthTypeARP), Goto: pass})
+	if dr.ingress {
+		b.add(&flow.Flow{Table: t, Priority: prioPass, Cookie: ck, Match: udp(67, 68), Goto: pass})
+	} else {
+		b.add(&flow.Flow{Table: t, Priority: prioPass, Cookie: ck, Match: udp(68, 67), Goto: pass})
+		b.add(&flow.Flow{Table: t, Priority: prioGuard, Cookie: ck, Match: udp(67, 68)})
+	}
+	// Conntrack: invalid and revoked connections drop; replies and
+	// related packets of allowed connections pass.
+	b.add(&flow.Flow{Table: t, Priority: prioGuard, Cookie: ck, Match: dr.state(base, flow.CTInvalid, 0)})
+	b.add(&flow.Flow{Table: t, Priority: prioGuard, Cookie: ck, Match: dr.state(base, 0, 0).SetMasked(flow.CTMark, MarkRevoked, MarkRevoked)})
+	b.add(&flow.Flow{Table: t, Priority: prioPass, Cookie: ck, Match: dr.state(base, flow.CTEstablished|flow.CTReply, 0), Goto: pass})
+	b.add(&flow.Flow{Table: t, Priority: prioPass, Cookie: ck, Match: dr.state(base, flow.CTRelated, 0), Goto: pass})
+	// An established connection no rule allows any more is marked
+	// revoked, then dropped; other tracked packets no rule allowed drop;
+	// whatever else (not IPv4 nor ARP) drops.
+	b.add(&flow.Flow{Table: t, Priority: prioRevoke, Cookie: ck, Match: dr.state(base, flow.CTEstablished, flow.CTReply),
+		Actions: []flow.Action{flow.CT{Commit: true, Zone: zone, Table: flow.CTNoTable,
+			Exec: []flow.SetField{{F: flow.CTMark, Value: MarkRevoked}}}}})
+	b.add(&flow.Flow{Table: t, Priority: prioDenied, Cookie: ck, Match: dr.classified(base)})
+	b.add(&flow.Flow{Table: t, Priority: prioDropAll, Cookie: ck, Match: base})
+	// The rules of the port's groups in this direction.
+	groups := append([]string{}, bp.port.SecurityGroups...)
+	sort.Strings(groups)
+	for _, g := range groups {
+		for _, r := range ix.rules[g] {
+			if (r.Direction == "ingress") != dr.ingress {
+				continue
+			}
+			for _, m := range ruleMatches(ix, dr, r, dr.state(base, 0, flow.CTReply)) {
+				b.add(&flow.Flow{Table: t, Priority: prioRule, Cookie: cookie(r.ID), Match: m,
+					Actions: []flow.Action{flow.CT{Commit: true, Zone: zone, Table: flow.CTNoTable}}, Goto: pass})
 			}
 		}
 	}
@@ -298,7 +409,7 @@ func Protocol(s string) (proto uint8, any bool, ok bool) {
 // tracked, not a reply). A rule the IPv4 data plane cannot enforce
 // (IPv6, a protocol or range it cannot express) compiles to nothing:
 // it allows nothing.
-func ruleMatches(ix *modelIndex, r *model.SGRule, base flow.Match, ingress bool) []flow.Match {
+func ruleMatches(ix *modelIndex, dr *direction, r *model.SGRule, base flow.Match) []flow.Match {
 	if r.EtherType != "" && !strings.EqualFold(r.EtherType, "IPv4") {
 		return nil // IPv6 rules are stored, not enforced (IPv4 data plane)
 	}
@@ -355,16 +466,21 @@ func ruleMatches(ix *modelIndex, r *model.SGRule, base flow.Match, ingress bool)
 		}
 		l4 = []flow.Match{m.Set(flow.IPProto, uint64(proto))}
 	}
-	remote := flow.IPv4Dst
-	if ingress {
-		remote = flow.IPv4Src
-	}
+	remote := dr.remoteField()
 	var remotes []prefix
 	switch {
 	case r.RemoteGroupID != "":
 		remotes = ix.addrs[r.RemoteGroupID]
 		if len(remotes) == 0 {
 			return nil
+		}
+		if bit, ok := dr.bit[r.RemoteGroupID]; ok {
+			out := make([]flow.Match, 0, len(l4))
+			for _, x := range l4 {
+				v := uint64(1)<<bit | dr.flag
+				out = append(out, x.SetMasked(flow.Reg7, v, v))
+			}
+			return out
 		}
 	case r.RemoteIPPrefix != "":
 		p, ok := parsePrefix(r.RemoteIPPrefix)

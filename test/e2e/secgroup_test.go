@@ -43,9 +43,13 @@ func openstackJSON(t *testing.T, api string, args ...string) map[string]any {
 
 // tcpOK tells whether vm fetches http://ip:port/ (busybox httpd on the
 // other side) within 2 s.
-func tcpOK(vm *hvlab.VM, ip string, port int) bool {
-	out, err := vm.ExecErr("busybox", "timeout", "3", "busybox", "wget", "-q", "-T", "2", "-O", "-", fmt.Sprintf("http://%s:%d/", ip, port))
-	return err == nil && strings.Contains(out, "nimbus-sg")
+func tcpOK(t *testing.T, vm *hvlab.VM, ip string, port int) bool {
+	out, err := vm.ExecErr("curl", "-s", "--max-time", "3", fmt.Sprintf("http://%s:%d/", ip, port))
+	ok := err == nil && strings.Contains(out, "nimbus-sg")
+	if !ok {
+		t.Logf("%s -> %s:%d: no page (%v)", vm.IP(), ip, port, err)
+	}
+	return ok
 }
 
 // serve starts busybox httpd on each port in vm, serving a page
@@ -124,7 +128,7 @@ func TestSecurityGroups(t *testing.T) {
 	if _, err := hvlab.DHCPClient(); err != nil {
 		t.Fatal(err)
 	}
-	for _, bin := range []string{"socat", "ethtool", "busybox"} {
+	for _, bin := range []string{"socat", "ethtool", "busybox", "curl"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Fatalf("%s not installed: run scripts/deps.sh", bin)
 		}
@@ -196,7 +200,7 @@ func TestSecurityGroups(t *testing.T) {
 	}
 	if !t.Run("default group members reach each other across chassis", func(t *testing.T) {
 		waitFor(t, 30*time.Second, "s1 <-> s2 ping", func() bool { return pingOK(s1.For(t), "10.0.0.12") && pingOK(s2.For(t), "10.0.0.11") })
-		if !tcpOK(s1.For(t), "10.0.0.12", 8080) {
+		if !tcpOK(t, s1.For(t), "10.0.0.12", 8080) {
 			t.Errorf("s1 -> s2 tcp/8080 failed")
 		}
 	}) {
@@ -215,18 +219,18 @@ func TestSecurityGroups(t *testing.T) {
 		}
 	})
 	t.Run("ingress rule by port", func(t *testing.T) {
-		waitFor(t, 20*time.Second, "s1 -> w1 tcp/8080", func() bool { return tcpOK(s1.For(t), "10.0.0.13", 8080) })
-		if tcpOK(s1.For(t), "10.0.0.13", 8081) {
+		waitFor(t, 20*time.Second, "s1 -> w1 tcp/8080", func() bool { return tcpOK(t, s1.For(t), "10.0.0.13", 8080) })
+		if tcpOK(t, s1.For(t), "10.0.0.13", 8081) {
 			t.Errorf("s1 -> w1 tcp/8081 allowed with only tcp/8080 open")
 		}
-		if !tcpOK(s2.For(t), "10.0.0.13", 8080) {
+		if !tcpOK(t, s2.For(t), "10.0.0.13", 8080) {
 			t.Errorf("s2 -> w1 tcp/8080 failed")
 		}
 	})
 	t.Run("outbound connection gets its replies", func(t *testing.T) {
 		// s1's ingress rules allow only the default group; o1 is not in
 		// it, yet the answers to s1's own connection come back.
-		if !tcpOK(s1.For(t), "10.0.0.14", 9999) {
+		if !tcpOK(t, s1.For(t), "10.0.0.14", 9999) {
 			t.Errorf("s1 -> o1 tcp/9999: no answer")
 		}
 		if !pingOK(s1.For(t), "10.0.0.14") {
@@ -234,7 +238,7 @@ func TestSecurityGroups(t *testing.T) {
 		}
 	})
 	t.Run("port_security_enabled=false is unfiltered", func(t *testing.T) {
-		if !tcpOK(w1.For(t), "10.0.0.14", 9999) || !pingOK(w1.For(t), "10.0.0.14") {
+		if !tcpOK(t, w1.For(t), "10.0.0.14", 9999) || !pingOK(w1.For(t), "10.0.0.14") {
 			t.Errorf("w1 -> o1 blocked")
 		}
 		if !pingOK(s2.For(t), "10.0.0.14") {
@@ -257,7 +261,7 @@ func TestSecurityGroups(t *testing.T) {
 		if otherAfter := other.count(); otherAfter <= otherBefore {
 			t.Errorf("the unrelated connection stopped: %d -> %d echoes", otherBefore, otherAfter)
 		}
-		if tcpOK(s1.For(t), "10.0.0.13", 8080) {
+		if tcpOK(t, s1.For(t), "10.0.0.13", 8080) {
 			t.Errorf("a new connection to w1 tcp/8080 still allowed")
 		}
 		t.Logf("revoked connection: %d echoes; unrelated: %d -> %d", before, otherBefore, other.count())
