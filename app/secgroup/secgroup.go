@@ -53,6 +53,10 @@ const (
 	groupMask    = 1<<maxGroupBits - 1
 )
 
+// groupBits is how many remote groups get a bit (tests lower it to
+// exercise the per-address fallback).
+var groupBits = maxGroupBits
+
 // App is the security group app.
 type App struct{}
 
@@ -132,7 +136,7 @@ func newDirection(ix *modelIndex, ports []boundPort, ingress bool) *direction {
 	}
 	sort.Strings(ids)
 	for i, g := range ids {
-		if i < maxGroupBits {
+		if i < groupBits {
 			dr.bit[g] = uint(i)
 		}
 	}

@@ -141,6 +141,16 @@ func (h *hv) expect(what string, in uint32, p fakeswitch.Packet, want ...uint32)
 }
 
 func TestWalkIngressRules(t *testing.T) {
+	for _, bits := range []int{maxGroupBits, 1, 0} {
+		t.Run(fmt.Sprintf("%d group bits", bits), func(t *testing.T) {
+			defer func(old int) { groupBits = old }(groupBits)
+			groupBits = bits
+			walkIngressRules(t)
+		})
+	}
+}
+
+func walkIngressRules(t *testing.T) {
 	h := newHV1(t)
 	// TCP port range 8000-8010 from anywhere, to a1 (web).
 	for port, ok := range map[uint16]bool{7999: false, 8000: true, 8005: true, 8010: true, 8011: false, 22: false} {
@@ -168,6 +178,20 @@ func TestWalkIngressRules(t *testing.T) {
 	h.expect("a6 to a5", tunnel, viaTunnel(tcp(macA6, macA5, "10.0.0.16", "10.0.0.15", 1, 2)), 4)
 	h.expect("a pair address to a5", tunnel, viaTunnel(tcp(macA6, macA5, "10.0.5.7", "10.0.0.15", 1, 2)), 4)
 	h.expect("a2 (web) to a5", tunnel, viaTunnel(tcp(macA2, macA5, "10.0.0.12", "10.0.0.15", 1, 2)))
+
+	// Overlapping remote addresses: a7 (web, hv2) holds 10.0.5.7, inside
+	// a5's pair 10.0.5.0/24 (default). With web a remote group too, the
+	// /32 classification carries default's bit as well.
+	h.s.port(&model.Port{Base: model.Base{ID: "a7000000-0000-4000-8000-000000000007"}, NetworkID: "net-a", MACAddress: "fa:16:3e:0a:00:07",
+		PortSecurity: true, FixedIPs: []model.FixedIP{{SubnetID: "sub-a", IPAddress: "10.0.5.7"}}, SecurityGroups: []string{sgWeb}}, "hv2", 7)
+	h.s.rule("e0000000-0000-4000-8000-000000000007", sgWeb, "ingress", "IPv4", "tcp", intp(9000), intp(9000), "", sgWeb)
+	h.load()
+	macA7 := flow.MustMAC("fa:16:3e:0a:00:07")
+	h.expect("ping from 10.0.5.7 (web, and default's pair)", tunnel, viaTunnel(icmp(macA7, macA1, "10.0.5.7", "10.0.0.11", 8)), 1)
+	h.expect("tcp 9000 from 10.0.5.7 (web)", tunnel, viaTunnel(tcp(macA7, macA1, "10.0.5.7", "10.0.0.11", 1, 9000)), 1)
+	h.expect("tcp 9000 from a6 (default only)", tunnel, viaTunnel(tcp(macA6, macA1, "10.0.0.16", "10.0.0.11", 1, 9000)))
+	h.expect("tcp 9000 from a2 (web)", tunnel, viaTunnel(tcp(macA2, macA1, "10.0.0.12", "10.0.0.11", 1, 9000)), 1)
+	h.expect("10.0.5.7 to a5 (default's pair)", tunnel, viaTunnel(tcp(macA7, macA5, "10.0.5.7", "10.0.0.15", 1, 2)), 4)
 }
 
 func TestWalkLocal(t *testing.T) {
