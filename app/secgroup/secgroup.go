@@ -204,7 +204,9 @@ func (b *builder) classify(ix *modelIndex, dr *direction, ports []boundPort) {
 		zone := Zone(bp.key)
 		net := matchBits(nil, pipeline.RegNetwork, uint64(bp.key)).EthType(flow.EthTypeIPv4).SetMasked(flow.Reg7, 0, dr.flag)
 		load := func(v uint64) []flow.Action {
-			return []flow.Action{flow.SetField{F: flow.Reg7, Value: v | dr.flag, Mask: groupMask | dr.flag},
+			// Two loads: a reg_load's bits must be contiguous.
+			return []flow.Action{flow.SetField{F: flow.Reg7, Value: v, Mask: groupMask},
+				flow.SetField{F: flow.Reg7, Value: dr.flag, Mask: dr.flag},
 				flow.CT{Zone: zone, Table: dr.t.ID()}}
 		}
 		ck := cookie(fmt.Sprintf("network-key:%d", bp.key))
@@ -365,7 +367,8 @@ func (b *builder) port(ix *modelIndex, dr *direction, bp boundPort) {
 	// An established connection no rule allows any more is marked
 	// revoked, then dropped; other tracked packets no rule allowed drop;
 	// whatever else (not IPv4 nor ARP) drops.
-	b.add(&flow.Flow{Table: t, Priority: prioRevoke, Cookie: ck, Match: dr.state(base, flow.CTEstablished, flow.CTReply),
+	// (OVS refuses ct() in a flow that does not match an IP dl_type.)
+	b.add(&flow.Flow{Table: t, Priority: prioRevoke, Cookie: ck, Match: dr.state(base, flow.CTEstablished, flow.CTReply).EthType(flow.EthTypeIPv4),
 		Actions: []flow.Action{flow.CT{Commit: true, Zone: zone, Table: flow.CTNoTable,
 			Exec: []flow.SetField{{F: flow.CTMark, Value: MarkRevoked}}}}})
 	b.add(&flow.Flow{Table: t, Priority: prioDenied, Cookie: ck, Match: dr.classified(base)})
