@@ -122,6 +122,7 @@ func startStream(t *testing.T, client, server *hvlab.VM, port int) *stream {
 //
 //	s1 (hv0), s2 (hv1): the project's default group
 //	w1 (hv2): group "web" (made with the openstack CLI), ingress TCP 8080
+//	          and TCP 7000-7010
 //	o1 (hv1): port_security_enabled=false
 func TestSecurityGroups(t *testing.T) {
 	hvlab.RequireE2E(t)
@@ -145,8 +146,10 @@ func TestSecurityGroups(t *testing.T) {
 	webID := web["id"].(string)
 	rule := openstackJSON(t, c.API, "security group rule", "create", "--project", project, "--ingress",
 		"--protocol", "tcp", "--dst-port", "8080", webID)
-	ruleID := rule["id"].(string)
-	t.Logf("group web %s, rule tcp/8080 %s", webID, ruleID)
+	rangeRule := openstackJSON(t, c.API, "security group rule", "create", "--project", project, "--ingress",
+		"--protocol", "tcp", "--dst-port", "7000:7010", webID)
+	ruleID, rangeID := rule["id"].(string), rangeRule["id"].(string)
+	t.Logf("group web %s, rules tcp/8080 %s, tcp/7000-7010 %s", webID, ruleID, rangeID)
 
 	type spec struct {
 		name, ip string
@@ -186,7 +189,7 @@ func TestSecurityGroups(t *testing.T) {
 		}
 	}
 	s1, s2, w1, o1 := vms["s1"], vms["s2"], vms["w1"], vms["o1"]
-	serve(t, w1, 8080, 8081)
+	serve(t, w1, 8080, 8081, 6999, 7005, 7010, 7011)
 	serve(t, o1, 9999)
 	serve(t, s2, 8080)
 
@@ -227,6 +230,13 @@ func TestSecurityGroups(t *testing.T) {
 			t.Errorf("s2 -> w1 tcp/8080 failed")
 		}
 	})
+	t.Run("ingress rule by port range", func(t *testing.T) {
+		for port, want := range map[int]bool{6999: false, 7005: true, 7010: true, 7011: false} {
+			if got := tcpOK(t, s1.For(t), "10.0.0.13", port); got != want {
+				t.Errorf("s1 -> w1 tcp/%d: allowed %v, want %v (rule 7000-7010)", port, got, want)
+			}
+		}
+	})
 	t.Run("outbound connection gets its replies", func(t *testing.T) {
 		// s1's ingress rules allow only the default group; o1 is not in
 		// it, yet the answers to s1's own connection come back.
@@ -246,12 +256,12 @@ func TestSecurityGroups(t *testing.T) {
 		}
 	})
 	t.Run("removing the rule stops a live connection", func(t *testing.T) {
-		st := startStream(t, s1.For(t), w1.For(t), 8080)
+		st := startStream(t, s1.For(t), w1.For(t), 7001)
 		waitFor(t, 10*time.Second, "echoes on the live connection", func() bool { return st.count() >= 5 })
 		// An unrelated connection lives on (s1 -> s2, default group).
 		other := startStream(t, s2.For(t), s1.For(t), 7000)
 		waitFor(t, 10*time.Second, "echoes on the unrelated connection", func() bool { return other.count() >= 5 })
-		openstackCLI(t, c.API, "security group rule", "delete", ruleID)
+		openstackCLI(t, c.API, "security group rule", "delete", rangeID)
 		time.Sleep(2 * time.Second) // the flows reach hv2
 		before, otherBefore := st.count(), other.count()
 		time.Sleep(2 * time.Second)
@@ -261,8 +271,11 @@ func TestSecurityGroups(t *testing.T) {
 		if otherAfter := other.count(); otherAfter <= otherBefore {
 			t.Errorf("the unrelated connection stopped: %d -> %d echoes", otherBefore, otherAfter)
 		}
-		if tcpOK(t, s1.For(t), "10.0.0.13", 8080) {
-			t.Errorf("a new connection to w1 tcp/8080 still allowed")
+		if tcpOK(t, s1.For(t), "10.0.0.13", 7005) {
+			t.Errorf("a new connection to w1 tcp/7005 still allowed")
+		}
+		if !tcpOK(t, s1.For(t), "10.0.0.13", 8080) {
+			t.Errorf("w1 tcp/8080 (another rule) blocked after removing the range rule")
 		}
 		t.Logf("revoked connection: %d echoes; unrelated: %d -> %d", before, otherBefore, other.count())
 	})
