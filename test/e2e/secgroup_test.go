@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -47,9 +48,23 @@ func tcpOK(t *testing.T, vm *hvlab.VM, ip string, port int) bool {
 	out, err := vm.ExecErr("curl", "-s", "--max-time", "3", fmt.Sprintf("http://%s:%d/", ip, port))
 	ok := err == nil && strings.Contains(out, "nimbus-sg")
 	if !ok {
-		t.Logf("%s -> %s:%d: no page (%v)", vm.IP(), ip, port, err)
+		t.Logf("%s -> %s:%d: no page (%v)", vm.NS(), ip, port, err)
 	}
 	return ok
+}
+
+// nbDelete deletes a Neutron resource through the API.
+func nbDelete(t *testing.T, api, path string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, "http://"+api+"/v2.0/"+path, nil)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("DELETE %s: %v", path, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE %s: %s", path, resp.Status)
+	}
 }
 
 // serve starts busybox httpd on each port in vm, serving a page
@@ -83,7 +98,7 @@ func (s *stream) count() int {
 	return s.echoes
 }
 
-func startStream(t *testing.T, client, server *hvlab.VM, port int) *stream {
+func startStream(t *testing.T, client, server *hvlab.VM, serverIP string, port int) *stream {
 	t.Helper()
 	srv := exec.Command("ip", "netns", "exec", server.NS(), "socat", fmt.Sprintf("TCP-LISTEN:%d,reuseaddr", port), "EXEC:/bin/cat")
 	if err := srv.Start(); err != nil {
@@ -93,7 +108,7 @@ func startStream(t *testing.T, client, server *hvlab.VM, port int) *stream {
 	time.Sleep(300 * time.Millisecond)
 	s := &stream{}
 	s.cmd = exec.Command("ip", "netns", "exec", client.NS(), "sh", "-c",
-		fmt.Sprintf("while true; do echo tick; sleep 0.1; done | socat - TCP:%s:%d", server.IP(), port))
+		fmt.Sprintf("while true; do echo tick; sleep 0.1; done | socat - TCP:%s:%d", serverIP, port))
 	pipe, err := s.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -163,6 +178,7 @@ func TestSecurityGroups(t *testing.T) {
 		{"o1", "10.0.0.14", hvs[1], map[string]any{"port_security_enabled": false}},
 	}
 	vms := map[string]*hvlab.VM{}
+	var s1port map[string]any
 	for _, sp := range specs {
 		body := map[string]any{"network_id": n["id"], "project_id": project, "name": sp.name, "binding:host_id": sp.hv.Name(),
 			"fixed_ips": []any{map[string]any{"subnet_id": s["id"], "ip_address": sp.ip}}}
@@ -170,6 +186,9 @@ func TestSecurityGroups(t *testing.T) {
 			body[k] = v
 		}
 		p := nb.post("ports", map[string]any{"port": body})
+		if sp.name == "s1" {
+			s1port = p
+		}
 		vms[sp.name] = l.AddVM(t, sp.hv, p["id"].(string), p["mac_address"].(string), "")
 		t.Logf("%s: port %s groups %v on %s", sp.name, p["id"], p["security_groups"], sp.hv.Name())
 	}
@@ -237,6 +256,21 @@ func TestSecurityGroups(t *testing.T) {
 			}
 		}
 	})
+	t.Run("ingress rules by prefix and by remote group", func(t *testing.T) {
+		nb.post("security-group-rules", map[string]any{"security_group_rule": map[string]any{"security_group_id": webID,
+			"project_id": project, "direction": "ingress", "ethertype": "IPv4", "protocol": "icmp", "remote_ip_prefix": "10.0.0.12/32"}})
+		nb.post("security-group-rules", map[string]any{"security_group_rule": map[string]any{"security_group_id": webID,
+			"project_id": project, "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 6999,
+			"port_range_max": 6999, "remote_group_id": s1port["security_groups"].([]any)[0]}})
+		waitFor(t, 20*time.Second, "s2 -> w1 ping (prefix 10.0.0.12/32)", func() bool { return pingOK(s2.For(t), "10.0.0.13") })
+		if !pingNone(s1.For(t), "10.0.0.13") {
+			t.Errorf("s1 (10.0.0.11) pinged w1: outside the prefix")
+		}
+		waitFor(t, 20*time.Second, "s1 -> w1 tcp/6999 (remote group default)", func() bool { return tcpOK(t, s1.For(t), "10.0.0.13", 6999) })
+		if tcpOK(t, o1.For(t), "10.0.0.13", 6999) {
+			t.Errorf("o1 (not in default) reached w1 tcp/6999")
+		}
+	})
 	t.Run("outbound connection gets its replies", func(t *testing.T) {
 		// s1's ingress rules allow only the default group; o1 is not in
 		// it, yet the answers to s1's own connection come back.
@@ -255,11 +289,58 @@ func TestSecurityGroups(t *testing.T) {
 			t.Errorf("s2 -> o1 (same chassis) blocked")
 		}
 	})
+	t.Run("100 rules added and removed: an unrelated ping loses nothing", func(t *testing.T) {
+		s2 := s2.For(t)
+		defaultID := s1port["security_groups"].([]any)[0]
+		// ping runs until the rules are done, then gets SIGINT (ip netns
+		// exec execs it, so the pid is ping's).
+		ping := exec.Command("ip", "netns", "exec", s2.NS(), "ping", "-n", "-i", "0.01", "-W", "1", "10.0.0.11")
+		var out strings.Builder
+		ping.Stdout = &out
+		if err := ping.Start(); err != nil {
+			t.Fatal(err)
+		}
+		stopped := false
+		stop := func() {
+			if !stopped {
+				stopped = true
+				_ = ping.Process.Signal(os.Interrupt)
+				_ = ping.Wait()
+			}
+		}
+		defer stop()
+		time.Sleep(500 * time.Millisecond)
+		var ids []string
+		for i := 0; i < 100; i++ {
+			// On the default group: the flows of both ends change.
+			r := nb.post("security-group-rules", map[string]any{"security_group_rule": map[string]any{"security_group_id": defaultID,
+				"project_id": project, "direction": "ingress", "ethertype": "IPv4", "protocol": "udp",
+				"port_range_min": 20000 + i, "port_range_max": 20000 + i}})
+			ids = append(ids, r["id"].(string))
+		}
+		for _, id := range ids {
+			nbDelete(t, c.API, "security-group-rules/"+id)
+		}
+		time.Sleep(2 * time.Second) // the last flows reach the switches
+		stop()
+		m := pingRE.FindStringSubmatch(out.String())
+		if m == nil {
+			t.Fatalf("ping output:\n%s", out.String())
+		}
+		sent, got := 0, 0
+		fmt.Sscan(m[1], &sent)
+		fmt.Sscan(m[2], &got)
+		// The echo in flight when ping is interrupted may go unanswered.
+		if got < sent-1 || sent < 100 {
+			t.Errorf("s2 -> s1 every 10 ms while 100 rules came and went on their group: %s sent, %s received", m[1], m[2])
+		}
+		t.Logf("unrelated ping every 10 ms: %s sent, %s received", m[1], m[2])
+	})
 	t.Run("removing the rule stops a live connection", func(t *testing.T) {
-		st := startStream(t, s1.For(t), w1.For(t), 7001)
+		st := startStream(t, s1.For(t), w1.For(t), "10.0.0.13", 7001)
 		waitFor(t, 10*time.Second, "echoes on the live connection", func() bool { return st.count() >= 5 })
 		// An unrelated connection lives on (s1 -> s2, default group).
-		other := startStream(t, s2.For(t), s1.For(t), 7000)
+		other := startStream(t, s2.For(t), s1.For(t), "10.0.0.11", 7000)
 		waitFor(t, 10*time.Second, "echoes on the unrelated connection", func() bool { return other.count() >= 5 })
 		openstackCLI(t, c.API, "security group rule", "delete", rangeID)
 		time.Sleep(2 * time.Second) // the flows reach hv2
