@@ -310,16 +310,19 @@ func TestSecurityGroups(t *testing.T) {
 		}
 		defer stop()
 		time.Sleep(500 * time.Millisecond)
-		var ids []string
-		for i := 0; i < 100; i++ {
-			// On the default group: the flows of both ends change.
-			r := nb.post("security-group-rules", map[string]any{"security_group_rule": map[string]any{"security_group_id": defaultID,
-				"project_id": project, "direction": "ingress", "ethertype": "IPv4", "protocol": "udp",
-				"port_range_min": 20000 + i, "port_range_max": 20000 + i}})
-			ids = append(ids, r["id"].(string))
-		}
-		for _, id := range ids {
-			nbDelete(t, c.API, "security-group-rules/"+id)
+		// Two rounds of 50 (the project's rule quota is 100, as Neutron's).
+		for round := 0; round < 2; round++ {
+			var ids []string
+			for i := 0; i < 50; i++ {
+				// On the default group: the flows of both ends change.
+				r := nb.post("security-group-rules", map[string]any{"security_group_rule": map[string]any{"security_group_id": defaultID,
+					"project_id": project, "direction": "ingress", "ethertype": "IPv4", "protocol": "udp",
+					"port_range_min": 20000 + 50*round + i, "port_range_max": 20000 + 50*round + i}})
+				ids = append(ids, r["id"].(string))
+			}
+			for _, id := range ids {
+				nbDelete(t, c.API, "security-group-rules/"+id)
+			}
 		}
 		time.Sleep(2 * time.Second) // the last flows reach the switches
 		stop()
