@@ -84,8 +84,10 @@ func serve(t *testing.T, vm *hvlab.VM, ports ...int) {
 	}
 }
 
-// stream is a live TCP connection from one VM to an echo server in
-// another: the client sends a line every 100 ms and counts the echoes.
+// stream is a live TCP connection from a client VM to a server VM that
+// pushes a line every 100 ms; the client only reads (what it sends are
+// ACKs), so after a rule removal only conntrack's mark can stop the
+// server's packets, which are replies.
 type stream struct {
 	mu     sync.Mutex
 	echoes int
@@ -100,15 +102,15 @@ func (s *stream) count() int {
 
 func startStream(t *testing.T, client, server *hvlab.VM, serverIP string, port int) *stream {
 	t.Helper()
-	srv := exec.Command("ip", "netns", "exec", server.NS(), "socat", fmt.Sprintf("TCP-LISTEN:%d,reuseaddr", port), "EXEC:/bin/cat")
+	srv := exec.Command("ip", "netns", "exec", server.NS(), "socat", "-u", "SYSTEM:while true; do echo tick; sleep 0.1; done",
+		fmt.Sprintf("TCP-LISTEN:%d,reuseaddr", port))
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
 	time.Sleep(300 * time.Millisecond)
 	s := &stream{}
-	s.cmd = exec.Command("ip", "netns", "exec", client.NS(), "sh", "-c",
-		fmt.Sprintf("while true; do echo tick; sleep 0.1; done | socat - TCP:%s:%d", serverIP, port))
+	s.cmd = exec.Command("ip", "netns", "exec", client.NS(), "socat", "-u", fmt.Sprintf("TCP:%s:%d", serverIP, port), "-")
 	pipe, err := s.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
