@@ -127,3 +127,19 @@ func TestZone(t *testing.T) {
 		t.Fatalf("zones: %d %x %x %d", Zone(100), Zone(1<<23|200), Zone(0xefff), Zone(0xf000))
 	}
 }
+
+// TestRecirculateContract: the ACL tables may recirculate into
+// themselves (pipeline.Table.Recirculate); other tables may not.
+func TestRecirculateContract(t *testing.T) {
+	ip := flow.M().EthType(flow.EthTypeIPv4)
+	for _, c := range []struct {
+		t  *pipeline.Table
+		ok bool
+	}{{fromVM, true}, {toVM, true}, {pipeline.DNAT, false}} {
+		f := &flow.Flow{Table: c.t.ID(), Priority: pipeline.PriorityNormal, Cookie: pipeline.Cookie(c.t.Owner, 1), Match: ip,
+			Actions: []flow.Action{flow.CT{Zone: 1, Table: c.t.ID()}}}
+		if err := pipeline.Check(f); (err == nil) != c.ok {
+			t.Errorf("%s: ct(table=itself): %v, want ok=%v", c.t.Name, err, c.ok)
+		}
+	}
+}
