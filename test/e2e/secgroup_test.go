@@ -140,7 +140,7 @@ func startStream(t *testing.T, client, server *hvlab.VM, serverIP string, port i
 // TestSecurityGroups runs the controller and 3 hypervisors (GRE) and
 // checks Neutron's security group semantics with real traffic:
 //
-//	s1 (hv0), s2 (hv1): the project's default group
+//	s1, s3 (hv0), s2 (hv1): the project's default group
 //	w1 (hv2): group "web" (made with the openstack CLI), ingress TCP 8080
 //	          and TCP 7000-7010
 //	o1 (hv1): port_security_enabled=false
@@ -181,6 +181,7 @@ func TestSecurityGroups(t *testing.T) {
 	specs := []spec{
 		{"s1", "10.0.0.11", hvs[0], nil},
 		{"s2", "10.0.0.12", hvs[1], nil},
+		{"s3", "10.0.0.15", hvs[0], nil},
 		{"w1", "10.0.0.13", hvs[2], map[string]any{"security_groups": []string{webID}}},
 		{"o1", "10.0.0.14", hvs[1], map[string]any{"port_security_enabled": false}},
 	}
@@ -218,6 +219,8 @@ func TestSecurityGroups(t *testing.T) {
 	serve(t, w1, 8080, 8081, 6999, 7005, 7010, 7011)
 	serve(t, o1, 9999)
 	serve(t, s2, 8080)
+	s3 := vms["s3"]
+	serve(t, s3, 8080)
 
 	pingOK := func(from *hvlab.VM, to string) bool {
 		sent, got := from.Ping(to, 2, 0, false)
@@ -231,6 +234,10 @@ func TestSecurityGroups(t *testing.T) {
 		waitFor(t, 30*time.Second, "s1 <-> s2 ping", func() bool { return pingOK(s1.For(t), "10.0.0.12") && pingOK(s2.For(t), "10.0.0.11") })
 		if !tcpOK(t, s1.For(t), "10.0.0.12", 8080) {
 			t.Errorf("s1 -> s2 tcp/8080 failed")
+		}
+		// Same chassis: both ports' tables on one switch.
+		if !pingOK(s1.For(t), "10.0.0.15") || !pingOK(s3.For(t), "10.0.0.11") || !tcpOK(t, s1.For(t), "10.0.0.15", 8080) {
+			t.Errorf("s1 <-> s3 (same chassis) blocked")
 		}
 	}) {
 		dumpHVs(t, hvs)
