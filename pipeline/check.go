@@ -9,7 +9,8 @@ import (
 
 // Check verifies a flow against its table's contract: the table exists,
 // the cookie is ours and names an app allowed to write the table, the
-// match fields are ones the table accepts (with prerequisites), gotos and
+// match fields are ones the table accepts (with prerequisites), the
+// fields its actions write are ones the table may set, gotos and
 // resubmits only go forward to declared tables, and priorities of static
 // flows stay out of the miss band, and every punt to the controller goes
 // through a declared meter.
@@ -47,6 +48,11 @@ func Check(f *flow.Flow) error {
 			}
 		}
 	}
+	for _, a := range f.Actions {
+		if w, ok := writes(a); ok && !slices.Contains(t.Sets, w) {
+			return fmt.Errorf("pipeline: flow %s: table %s may not set %s", f.KeyText(), t.Name, w)
+		}
+	}
 	next := func(id uint8, how string) error {
 		nt := ByID(id)
 		if nt == nil {
@@ -76,6 +82,19 @@ func Check(f *flow.Flow) error {
 		}
 	}
 	return nil
+}
+
+// writes returns the field an action writes, if any.
+func writes(a flow.Action) (flow.Field, bool) {
+	switch a := a.(type) {
+	case flow.SetField:
+		return a.F, true
+	case flow.Move:
+		return a.Dst, true
+	case flow.PushVLAN, flow.PopVLAN:
+		return flow.VlanVID, true
+	}
+	return 0, false
 }
 
 // punts reports whether actions send the packet to the controller.

@@ -6,7 +6,7 @@ import (
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/model"
-	"github.com/nimbus-sdn/nimbus/node/names"
+	"github.com/nimbus-sdn/nimbus/model/names"
 	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/topology"
 )
@@ -192,7 +192,7 @@ func (b *builder) fabricNetwork(ns *netState, linkPorts, tree []uint32) {
 	var buckets []flow.Bucket
 	for _, l := range ns.local {
 		buckets = append(buckets, flow.Bucket{Actions: []flow.Action{
-			setBits(pipeline.RegOutPort, uint64(l.ofport)), flow.Resubmit{InPort: flow.PortInPort, Table: pipeline.EgressACL.ID()}}})
+			pipeline.RegOutPort.Set(uint64(l.ofport)), flow.Resubmit{InPort: flow.PortInPort, Table: pipeline.ToVMACL.ID()}}})
 	}
 	for _, t := range tree {
 		buckets = append(buckets, flow.Bucket{Actions: pushVLAN(seg, t)})
@@ -202,7 +202,7 @@ func (b *builder) fabricNetwork(ns *netState, linkPorts, tree []uint32) {
 		b.floodGroups(g, buckets)
 		for _, class := range []uint64{ClassVM, ClassPhys} {
 			b.add(&flow.Flow{Table: pipeline.L2Forward.ID(), Priority: pipeline.PriorityDefault, Cookie: ck,
-				Match:   matchBits(netMatch(ns.key), pipeline.RegPortClass, class),
+				Match:   pipeline.RegPortClass.Match(netMatch(ns.key), class),
 				Actions: []flow.Action{flow.GroupAction{ID: g}}})
 		}
 	}

@@ -17,21 +17,18 @@ import (
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/model"
-	"github.com/nimbus-sdn/nimbus/node/names"
+	"github.com/nimbus-sdn/nimbus/model/names"
 	"github.com/nimbus-sdn/nimbus/pipeline"
-	"github.com/nimbus-sdn/nimbus/reconcile"
 	"github.com/nimbus-sdn/nimbus/topology"
 )
 
-// Port classes written to pipeline.RegPortClass.
+// Port classes and flags written to reg0 (declared in pipeline).
 const (
-	ClassVM     = 1
-	ClassTunnel = 2
-	ClassPhys   = 3
+	ClassVM     = pipeline.ClassVM
+	ClassTunnel = pipeline.ClassTunnel
+	ClassPhys   = pipeline.ClassPhys
+	FlagFromVM  = pipeline.FlagFromVM
 )
-
-// FlagFromVM is the RegFlags bit "from local VM" (reg0 bit 4).
-const FlagFromVM = 1 << 4
 
 // IfaceIDs tells which Neutron port id an OpenFlow port of a chassis
 // carries, from OVS's Interface external_ids:iface-id. The topology only
@@ -102,12 +99,12 @@ func NetworkKey(n *model.Network) (key uint32, ok bool) {
 	return 0, false
 }
 
-// Group ids: each app gets 1<<25 ids from reconcile.GroupIDBase + app<<25;
+// Group ids: each app gets pipeline.GroupsPerApp ids from pipeline.GroupBase(app);
 // isolation uses two per network, key<<1 (flood to all members) and
 // key<<1|1 (flood to local ports only, for frames from a tunnel or the
 // uplink: split horizon).
 func floodGroupID(key uint32, localOnly bool) uint32 {
-	id := reconcile.GroupIDBase + uint32(pipeline.AppIsolation)<<25 + key<<1
+	id := pipeline.GroupBase(pipeline.AppIsolation) + key<<1
 	if localOnly {
 		id |= 1
 	}
@@ -120,7 +117,7 @@ func floodGroupID(key uint32, localOnly bool) uint32 {
 // 1<<13), inside isolation's 1<<25 ids. They are handed out in order
 // (network id, all then local) each time a switch's state is computed,
 // so the same model gives the same ids.
-const chainGroupBase = reconcile.GroupIDBase + uint32(pipeline.AppIsolation)<<25 + 1<<24 + 1<<14
+var chainGroupBase = pipeline.GroupBase(pipeline.AppIsolation) + 1<<24 + 1<<14
 
 // FloodGroupID is the flood group of a network key (exported for tests
 // and other apps that need to flood on a tenant network).
@@ -432,31 +429,17 @@ func netCookie(id string) uint64 {
 	return pipeline.Cookie(pipeline.AppIsolation, pipeline.ObjectID(id))
 }
 
-func setBits(b pipeline.Bits, v uint64) flow.SetField {
-	if b.Mask() == b.Field.FullMask() {
-		return flow.SetField{F: b.Field, Value: v}
-	}
-	return flow.SetField{F: b.Field, Value: b.Value(v), Mask: b.Mask()}
-}
-
-func matchBits(m flow.Match, b pipeline.Bits, v uint64) flow.Match {
-	if b.Mask() == b.Field.FullMask() {
-		return m.Set(b.Field, v)
-	}
-	return m.SetMasked(b.Field, b.Value(v), b.Mask())
-}
 
 // classify sets port class (and flags), network and ingress port.
 func classify(class, flags uint64, key uint32, ofport uint32) []flow.Action {
 	return []flow.Action{
-		flow.SetField{F: pipeline.RegPortClass.Field, Value: class | flags,
-			Mask: pipeline.RegPortClass.Mask() | flags},
-		setBits(pipeline.RegNetwork, uint64(key)),
-		setBits(pipeline.RegInPort, uint64(ofport)),
+		pipeline.SetClass(class, flags),
+		pipeline.RegNetwork.Set(uint64(key)),
+		pipeline.RegInPort.Set(uint64(ofport)),
 	}
 }
 
-func netMatch(key uint32) flow.Match { return matchBits(nil, pipeline.RegNetwork, uint64(key)) }
+func netMatch(key uint32) flow.Match { return pipeline.RegNetwork.Match(nil, uint64(key)) }
 
 // network emits the per-network flows (cookie: the network) and groups.
 func (b *builder) network(ns *netState, phy uint32, tunnels map[string]uint32, tunnelPorts []uint32) {
@@ -492,7 +475,7 @@ func (b *builder) network(ns *netState, phy uint32, tunnels map[string]uint32, t
 	var localBuckets []flow.Bucket
 	for _, l := range ns.local {
 		localBuckets = append(localBuckets, flow.Bucket{Actions: []flow.Action{
-			setBits(pipeline.RegOutPort, uint64(l.ofport)), flow.Resubmit{InPort: flow.PortInPort, Table: pipeline.EgressACL.ID()}}})
+			pipeline.RegOutPort.Set(uint64(l.ofport)), flow.Resubmit{InPort: flow.PortInPort, Table: pipeline.ToVMACL.ID()}}})
 	}
 	all, local := floodGroupID(ns.key, false), floodGroupID(ns.key, true)
 	b.floodGroups(all, append(append([]flow.Bucket{}, localBuckets...), remoteBuckets...))
@@ -503,7 +486,7 @@ func (b *builder) network(ns *netState, phy uint32, tunnels map[string]uint32, t
 		group uint32
 	}{{ClassVM, all}, {ClassTunnel, local}, {ClassPhys, local}} {
 		b.add(&flow.Flow{Table: pipeline.L2Forward.ID(), Priority: pipeline.PriorityDefault, Cookie: ck,
-			Match:   matchBits(netMatch(ns.key), pipeline.RegPortClass, c.class),
+			Match:   pipeline.RegPortClass.Match(netMatch(ns.key), c.class),
 			Actions: []flow.Action{flow.GroupAction{ID: c.group}}})
 	}
 	b.dhcpPunt(ns)
@@ -517,7 +500,7 @@ func (b *builder) dhcpPunt(ns *netState) {
 			b.dhcpMeter = true
 			b.add(&flow.Flow{Table: pipeline.DHCP.ID(), Priority: pipeline.PriorityNormal, Cookie: netCookie(ns.n.ID),
 				Meter: pipeline.MeterDHCP.ID,
-				Match: matchBits(netMatch(ns.key), pipeline.RegPortClass, ClassVM).EthType(flow.EthTypeIPv4).
+				Match: pipeline.RegPortClass.Match(netMatch(ns.key), ClassVM).EthType(flow.EthTypeIPv4).
 					Set(flow.IPProto, flow.ProtoUDP).Set(flow.UDPSrc, 68).Set(flow.UDPDst, 67),
 				Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
 			return
@@ -537,7 +520,7 @@ func (b *builder) localPort(ns *netState, l *located) {
 		Match: flow.M().InPort(o), Actions: classify(ClassVM, FlagFromVM, ns.key, o), Goto: pipeline.PortSecurity.ID()})
 	ps := func(m flow.Match) {
 		b.add(&flow.Flow{Table: pipeline.PortSecurity.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
-			Match: m, Goto: pipeline.IngressACL.ID()})
+			Match: m, Goto: pipeline.FromVMACL.ID()})
 	}
 	if !l.port.PortSecurity {
 		ps(flow.M().InPort(o))
@@ -612,9 +595,9 @@ func (b *builder) localPort(ns *netState, l *located) {
 	}
 	b.add(&flow.Flow{Table: pipeline.L2Forward.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
 		Match:   netMatch(ns.key).EthDst(l.mac),
-		Actions: []flow.Action{setBits(pipeline.RegOutPort, uint64(o))}, Goto: pipeline.EgressACL.ID()})
+		Actions: []flow.Action{pipeline.RegOutPort.Set(uint64(o))}, Goto: pipeline.ToVMACL.ID()})
 	b.add(&flow.Flow{Table: pipeline.Output.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
-		Match: matchBits(nil, pipeline.RegOutPort, uint64(o)), Actions: []flow.Action{flow.Output{Port: o}}})
+		Match: pipeline.RegOutPort.Match(nil, uint64(o)), Actions: []flow.Action{flow.Output{Port: o}}})
 }
 
 // remotePort sends known unicast for a port on another chassis straight

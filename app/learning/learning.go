@@ -37,9 +37,8 @@ import (
 
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/flow"
-	"github.com/nimbus-sdn/nimbus/node/names"
+	"github.com/nimbus-sdn/nimbus/model/names"
 	"github.com/nimbus-sdn/nimbus/pipeline"
-	"github.com/nimbus-sdn/nimbus/reconcile"
 )
 
 // Config tunes the app.
@@ -103,7 +102,7 @@ var PuntCookie = pipeline.Cookie(pipeline.AppLearning, 0)
 
 // floodGroupID is the group of a plain switch's ports that are not a
 // tenant's; chained groups (pipeline.MaxGroupBuckets) follow it.
-const floodGroupID = reconcile.GroupIDBase + uint32(pipeline.AppLearning)<<25
+var floodGroupID = pipeline.GroupBase(pipeline.AppLearning)
 
 // PuntFlow is the l2_learning flow that sends misses to the controller
 // through the learning meter.
