@@ -217,8 +217,8 @@ func ComputeWith(m *model.Snapshot, topo *topology.Snapshot, o Options) *Table {
 			}
 		}
 	}
-	t.indexNetworks(m)
 	ports := m.Ports()
+	t.indexNetworks(m, ports)
 	t.claimed = make(map[string]bool, len(ports))
 	for _, p := range ports {
 		t.claimed[names.VMPortName(p.ID)] = true
@@ -307,7 +307,7 @@ func RouterInterfaces(m *model.Snapshot) map[string]bool {
 
 // indexNetworks collects the networks with a key, with their IPv4
 // subnets and DHCP port addresses.
-func (t *Table) indexNetworks(m *model.Snapshot) {
+func (t *Table) indexNetworks(m *model.Snapshot, ports []*model.Port) {
 	ifaces := RouterInterfaces(m)
 	for _, n := range m.Networks() {
 		if k, ok := NetworkKey(n); ok {
@@ -324,7 +324,7 @@ func (t *Table) indexNetworks(m *model.Snapshot) {
 			}
 		}
 	}
-	for _, p := range m.Ports() {
+	for _, p := range ports {
 		ns := t.Networks[p.NetworkID]
 		if ns == nil || p.DeviceOwner != "network:dhcp" {
 			continue
@@ -357,7 +357,11 @@ type claim struct {
 // resolveOverlay binds the ports of the carried networks to the chassis
 // switches given (by chassis name).
 func (t *Table) resolveOverlay(ports []*model.Port, switches map[string]*topology.Switch, ids IfaceIDs) *resolution {
-	byName, byIface := map[string]at{}, map[string]at{}
+	n := 0
+	for _, sw := range switches {
+		n += len(sw.Ports)
+	}
+	byName, byIface := make(map[string]at, n), map[string]at{}
 	for _, c := range t.Chassis {
 		sw := switches[c.Name]
 		if sw == nil {
@@ -397,7 +401,7 @@ func (t *Table) resolveOverlay(ports []*model.Port, switches map[string]*topolog
 	for _, c := range t.Chassis {
 		known[c.Name] = true
 	}
-	r := &resolution{ports: map[string]*Port{}, byNetwork: map[string][]*Port{}}
+	r := &resolution{ports: make(map[string]*Port, len(ports)), byNetwork: make(map[string][]*Port, len(t.Networks))}
 	for _, p := range ports {
 		if t.Networks[p.NetworkID] == nil {
 			continue
