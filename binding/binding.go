@@ -249,7 +249,7 @@ func ComputeWith(m *model.Snapshot, topo *topology.Snapshot, o Options) *Table {
 				continue
 			}
 			live := topo.Switches[dp]
-			if live == nil || samePorts(live, recorded[c.Name]) {
+			if live == nil || samePorts(c, live, recorded[c.Name]) {
 				continue
 			}
 			view := make(map[string]*topology.Switch, len(recorded))
@@ -267,20 +267,33 @@ func ComputeWith(m *model.Snapshot, topo *topology.Snapshot, o Options) *Table {
 	return t
 }
 
-// samePorts reports whether two port lists have the same names and numbers.
-func samePorts(a, b *topology.Switch) bool {
+// samePorts reports whether two port lists of chassis c give the same
+// bindings: the same ports no Neutron port is barred from (InfraPort), by
+// name and number. (A record lists the bridge's own interface at OVS's
+// ofport 65534 and the live description at OFPP_LOCAL: both are infra.)
+func samePorts(c *model.Chassis, a, b *topology.Switch) bool {
 	if a == b {
 		return true
 	}
-	if a == nil || b == nil || len(a.Ports) != len(b.Ports) {
+	if a == nil || b == nil {
 		return false
 	}
+	n := 0
 	for no, p := range a.Ports {
+		if InfraPort(c, p) {
+			continue
+		}
+		n++
 		if q, ok := b.Ports[no]; !ok || q.Name != p.Name {
 			return false
 		}
 	}
-	return true
+	for _, p := range b.Ports {
+		if !InfraPort(c, p) {
+			n--
+		}
+	}
+	return n == 0
 }
 
 // RouterInterfaces returns the ports that may hold a subnet's gateway

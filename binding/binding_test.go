@@ -218,3 +218,30 @@ func TestNilModel(t *testing.T) {
 		t.Fatalf("view of an empty table: %+v", v)
 	}
 }
+
+// Steady state: a chassis's record (as the node agent publishes it: every
+// interface, the bridge's own at 65534) matches its live ports, so no
+// switch needs its own resolution; a record lagging its live ports does.
+func TestRecordMatchingLivePortsSharesTheResolution(t *testing.T) {
+	w := overlay()
+	for _, name := range []string{"hv1", "hv2"} {
+		c := *w.recs[model.KindChassis][name].(*model.Chassis)
+		dp, _ := c.DatapathID()
+		c.Ports = map[string]uint32{}
+		for no, p := range w.topo.Switches[dp].Ports {
+			if no == flow.PortLocal {
+				no = 65534
+			}
+			c.Ports[p.Name] = no
+		}
+		c.Ports["br-int"] = 65534
+		w.put(&c)
+	}
+	if tb := w.table(Options{}); len(tb.own) != 0 {
+		t.Fatalf("own resolutions in steady state: %v", tb.own)
+	}
+	w.port(2, 5, "late-tap")
+	if tb := w.table(Options{}); tb.own[2] == nil || len(tb.own) != 1 {
+		t.Fatalf("hv2's new port: own resolutions %v", tb.own)
+	}
+}

@@ -9,6 +9,11 @@ import (
 	"github.com/nimbus-sdn/nimbus/topology"
 )
 
+// ovsLocal is OFPP_LOCAL in OpenFlow 1.0 numbering, which OVS's
+// Interface.ofport column reports for the bridge's internal interface (no
+// other port gets it: OVS numbers ports below 0xff00).
+const ovsLocal = 0xfffe
+
 // IfaceIDs tells which Neutron port id an OpenFlow port of a chassis
 // carries, from OVS's Interface external_ids:iface-id.
 type IfaceIDs interface {
@@ -16,10 +21,12 @@ type IfaceIDs interface {
 }
 
 // InfraPort reports whether switch port p of chassis c (nil on a fabric
-// switch) is one no Neutron port may be bound to: LOCAL, a reserved
-// port, a tunnel, a bridge-mapping patch or a mapped bridge.
+// switch) is one no Neutron port may be bound to: LOCAL (OFPP_LOCAL, or
+// 65534, the number OVS's Interface table and so a chassis record give
+// the bridge's own interface), a reserved port, a tunnel, a
+// bridge-mapping patch or a mapped bridge.
 func InfraPort(c *model.Chassis, p topology.Port) bool {
-	if p.No == flow.PortLocal || p.No >= flow.PortMax {
+	if p.No == flow.PortLocal || p.No == ovsLocal || p.No >= flow.PortMax {
 		return true
 	}
 	for _, pre := range []string{names.TunnelPrefix, names.PhysPrefix, names.IntPrefix} {
