@@ -4,7 +4,11 @@
 // the local ARP responder, the DHCP punt to the controller, L2 forwarding
 // (local ports, GRE tunnels, the VLAN uplink) with one flood group pair per
 // network, and the output table. Its packet-in handler is the DHCP server.
-// It is pure: the model snapshot and the topology in, flows and groups out.
+// It is pure: the model snapshot, the topology and the shared binding
+// table (app.Input.Bindings: where every Neutron port is) in; flows,
+// groups, meters and the DHCP lease table (app.Desired.Handler) out. The
+// one state it keeps is which subnets' DHCP-option warnings it already
+// logged (trimmed), so a warning is not repeated on every computation.
 package isolation
 
 import (
