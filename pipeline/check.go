@@ -119,3 +119,47 @@ func isPrereq(m flow.Match, f flow.Field) bool {
 	}
 	return false
 }
+
+// CheckGroups verifies the groups flow f uses (group actions, and groups
+// their buckets chain to) against f's table's contract: what a bucket
+// sets and where it resubmits is what the flow does. groups are the
+// app's groups by id; a group not among them is not checked here.
+func CheckGroups(f *flow.Flow, groups map[uint32]*flow.Group) error {
+	t := ByID(f.Table)
+	if t == nil {
+		return fmt.Errorf("pipeline: flow %s: no table %d", f.KeyText(), f.Table)
+	}
+	seen := map[uint32]bool{}
+	var walk func(acts []flow.Action) error
+	walk = func(acts []flow.Action) error {
+		for _, a := range acts {
+			ga, ok := a.(flow.GroupAction)
+			if !ok || seen[ga.ID] {
+				continue
+			}
+			seen[ga.ID] = true
+			g := groups[ga.ID]
+			if g == nil {
+				continue
+			}
+			for _, b := range g.Buckets {
+				for _, ba := range b.Actions {
+					if w, ok := writes(ba); ok && !slices.Contains(t.Sets, w) {
+						return fmt.Errorf("pipeline: flow %s: group 0x%x sets %s, which table %s may not set", f.KeyText(), g.ID, w, t.Name)
+					}
+					if r, ok := ba.(flow.Resubmit); ok {
+						nt := ByID(r.Table)
+						if nt == nil || !slices.Contains(t.Next, nt.Name) {
+							return fmt.Errorf("pipeline: flow %s: group 0x%x resubmits to table %d, which table %s may not go to", f.KeyText(), g.ID, r.Table, t.Name)
+						}
+					}
+				}
+				if err := walk(b.Actions); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return walk(f.Actions)
+}

@@ -169,3 +169,26 @@ func TestIDRangesPerApp(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckGroupsFollowsTheFlowsTable(t *testing.T) {
+	f := &flow.Flow{Table: L2Forward.ID(), Priority: PriorityDefault, Cookie: Cookie(AppIsolation, 1),
+		Actions: []flow.Action{flow.GroupAction{ID: 10}}}
+	good := map[uint32]*flow.Group{
+		10: {ID: 10, Buckets: []flow.Bucket{
+			{Actions: []flow.Action{RegOutPort.Set(1), flow.Resubmit{InPort: flow.PortInPort, Table: ToVMACL.ID()}}},
+			{Actions: []flow.Action{flow.GroupAction{ID: 11}}}}},
+		11: {ID: 11, Buckets: []flow.Bucket{{Actions: []flow.Action{flow.PushVLAN{EthType: flow.EthTypeVLAN}, flow.SetField{F: flow.VlanVID, Value: flow.VlanPresent | 5}, flow.Output{Port: 2}}}}},
+	}
+	if err := CheckGroups(f, good); err != nil {
+		t.Fatalf("valid flood group refused: %v", err)
+	}
+	for want, g := range map[string]*flow.Group{
+		"sets dl_src":        {ID: 11, Buckets: []flow.Bucket{{Actions: []flow.Action{flow.SetField{F: flow.EthSrc, Value: 1}, flow.Output{Port: 2}}}}},
+		"resubmits to table": {ID: 11, Buckets: []flow.Bucket{{Actions: []flow.Action{flow.Resubmit{InPort: flow.PortInPort, Table: Classifier.ID()}}}}},
+	} {
+		bad := map[uint32]*flow.Group{10: good[10], 11: g}
+		if err := CheckGroups(f, bad); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s (chained group): got %v", want, err)
+		}
+	}
+}

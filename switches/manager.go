@@ -371,8 +371,19 @@ func (m *Manager) desired(in app.Input, log *slog.Logger) (*flow.State, *[256]an
 			continue
 		}
 		states[ap.ID()] = d.Handler
+		var groups map[uint32]*flow.Group
+		if len(d.Groups) > 0 {
+			groups = make(map[uint32]*flow.Group, len(d.Groups))
+			for _, g := range d.Groups {
+				groups[g.ID] = g
+			}
+		}
 		for _, f := range d.Flows {
-			if err := pipeline.Check(f); err != nil {
+			err := pipeline.Check(f)
+			if err == nil && groups != nil {
+				err = pipeline.CheckGroups(f, groups)
+			}
+			if err != nil {
 				m.cfg.Metrics.ContractViolations.Inc()
 				log.Error("flow refused", "app", ap.Name(), "err", err)
 				continue

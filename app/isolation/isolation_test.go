@@ -57,6 +57,9 @@ func state(t *testing.T, a *App, in app.Input) *flow.State {
 		if f.Meter != 0 && st.Meters[f.Meter] == nil {
 			t.Errorf("flow %s uses meter %d the app did not declare", f.KeyText(), f.Meter)
 		}
+		if err := pipeline.CheckGroups(f, st.Groups); err != nil {
+			t.Errorf("contract (groups): %v", err)
+		}
 	}
 	return st
 }

@@ -44,7 +44,7 @@ func main() {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "### Match and set contract")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Fields each table's flows may match (prerequisites such as `dl_type` are always allowed), and fields their actions may write (set-field, move destination; push/pop VLAN writes `dl_vlan`). `pipeline.Check` refuses any other.")
+	fmt.Fprintln(w, "Fields each table's flows may match (prerequisites such as `dl_type` are always allowed), and fields their actions may write (set-field, move destination; push/pop VLAN writes `dl_vlan`). `pipeline.Check` refuses any other; `pipeline.CheckGroups` holds the buckets of the groups a flow uses to the same table contract.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| table | may match | may set |")
 	fmt.Fprintln(w, "|---|---|---|")
