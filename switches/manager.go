@@ -21,6 +21,7 @@ import (
 	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/reconcile"
 	"github.com/nimbus-sdn/nimbus/topology"
+	"github.com/nimbus-sdn/nimbus/topology/discovery"
 )
 
 // Config configures the manager.
@@ -57,6 +58,7 @@ type Manager struct {
 	mu     sync.Mutex
 	agents map[uint64]*agent
 	kick   chan struct{} // coalesced RefreshAll requests
+	disc   *discovery.Config
 }
 
 // New makes a manager whose agents live until ctx ends.
@@ -71,6 +73,7 @@ func New(ctx context.Context, cfg Config) *Manager {
 		cfg.Model = func() (*model.Snapshot, bool) { return model.Empty, true }
 	}
 	m := &Manager{cfg: cfg, graph: topology.NewGraph(), log: cfg.Logger, ctx: ctx, agents: map[uint64]*agent{}, kick: make(chan struct{}, 1)}
+	m.disc = m.discoveryConfig()
 	go m.refresher()
 	return m
 }
@@ -136,7 +139,7 @@ type agent struct {
 	out      app.Out
 	buf      []byte
 	pi       app.PacketIn
-	disc     *discovery // while mastering a fabric switch
+	disc     *discovery.Switch // while mastering a fabric switch
 
 	refreshMu sync.Mutex
 }
