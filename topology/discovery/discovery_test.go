@@ -97,9 +97,9 @@ func newEnv(t *testing.T, links ...*model.Link) *env {
 	e.setLinks(false, links...)
 	e.topo.Store(&topology.Snapshot{Switches: map[uint64]*topology.Switch{
 		dpA: {DPID: dpA, Ports: map[uint32]topology.Port{
-			1: {No: 1, MAC: 0x0200000000a1, Up: true},
-			2: {No: 2, MAC: 0x0200000000a2, Up: true},
-			3: {No: 3, Up: false},
+			1:              {No: 1, MAC: 0x0200000000a1, Up: true},
+			2:              {No: 2, MAC: 0x0200000000a2, Up: true},
+			3:              {No: 3, Up: false},
 			flow.PortLocal: {No: flow.PortLocal, Up: true},
 		}},
 		dpB: {DPID: dpB, Ports: map[uint32]topology.Port{1: {No: 1, Up: true}}},
@@ -177,7 +177,7 @@ func TestReceivedWritesLinkOnce(t *testing.T) {
 	e.setLinks(false, &want)
 	e.sw.Received(2, frame) // in the mirror
 	for _, bad := range [][]byte{
-		topology.LLDPFrame(dpB, 1, 0, nil),              // no authenticator
+		topology.LLDPFrame(dpB, 1, 0, nil),             // no authenticator
 		topology.LLDPFrame(dpB, 1, 0, []byte("other")), // another key
 		frame[:30], // truncated
 	} {
