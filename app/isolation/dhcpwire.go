@@ -70,17 +70,31 @@ type Request struct {
 	// accepts), 0 if absent.
 	MaxMsgSize uint16
 
-	dec *requestDecoder // gopacket layers, kept between calls
+	dec *codec // gopacket layers and buffers, kept between calls
 }
 
-// requestDecoder holds the layers a request is decoded into; a Request
-// that is parsed again reuses them, so that the packet-in path does not
-// allocate once warm.
-type requestDecoder struct {
+// codec holds the layers a request is decoded into and its reply encoded
+// from, with their buffers; a Request that is parsed (and answered) again
+// reuses them, so that the packet-in path allocates little once warm.
+type codec struct {
 	eth  layers.Ethernet
 	ip   layers.IPv4
 	udp  layers.UDP
 	dhcp layers.DHCPv4
+
+	out struct {
+		eth          layers.Ethernet
+		ip           layers.IPv4
+		udp          layers.UDP
+		dhcp         layers.DHCPv4
+		pad          gopacket.Payload
+		buf          gopacket.SerializeBuffer
+		data         []byte // option data
+		routes       []Route
+		dst, src, ch [6]byte
+		sip, dip     [4]byte
+		yi, gi, zero [4]byte
+	}
 }
 
 func ip4(b []byte) flow.IPv4 {
@@ -97,7 +111,7 @@ func ParseRequest(b []byte, r *Request) error {
 	d := r.dec
 	*r = Request{dec: d}
 	if d == nil {
-		d = &requestDecoder{}
+		d = &codec{}
 		r.dec = d
 	}
 	nf := gopacket.NilDecodeFeedback
@@ -252,76 +266,100 @@ func fitOptions(dns []flow.IPv4, routes []Route, router flow.IPv4, budget int) (
 // replyLimit bytes of IP datagram, with gopacket's layers. It returns nil
 // if gopacket refuses the layers (not expected: every field is bounded).
 func reply(r *Request, ls *lease, typ uint8) []byte {
-	opts := make(layers.DHCPOptions, 0, 12)
-	opts = append(opts, layers.NewDHCPOption(OptMsgType, []byte{typ}))
-	opts = ipOpt(opts, OptServerID, ls.server)
+	if r.dec == nil {
+		r.dec = &codec{}
+	}
+	o := &r.dec.out
+	data := o.data[:0]
+	// opt appends an option whose data is appended to data by fill.
+	opts := o.dhcp.Options[:0]
+	opt := func(code uint8, fill func([]byte) []byte) {
+		start := len(data)
+		data = fill(data)
+		opts = appendLongOpt(opts, code, data[start:])
+	}
+	u32 := func(v uint32) func([]byte) []byte {
+		return func(b []byte) []byte { return binary.BigEndian.AppendUint32(b, v) }
+	}
+	opt(OptMsgType, func(b []byte) []byte { return append(b, typ) })
+	opt(OptServerID, u32(uint32(ls.server)))
 	if typ != MsgNak {
-		opts = u32Opt(opts, OptLeaseTime, ls.leaseSec)
-		opts = u32Opt(opts, OptRenewalTime, ls.leaseSec/2)
-		opts = u32Opt(opts, OptRebindTime, ls.leaseSec/8*7)
-		opts = ipOpt(opts, OptSubnetMask, ls.mask)
+		opt(OptLeaseTime, u32(ls.leaseSec))
+		opt(OptRenewalTime, u32(ls.leaseSec/2))
+		opt(OptRebindTime, u32(ls.leaseSec/8*7))
+		opt(OptSubnetMask, u32(uint32(ls.mask)))
 		if ls.router != 0 {
-			opts = ipOpt(opts, OptRouter, ls.router)
+			opt(OptRouter, u32(uint32(ls.router)))
 		}
 		// The lease was fitted to the network's MTU; a client that
 		// asks for less (option 57) gets fewer routes, then DNS servers.
 		dns, routes, _, _ := fitOptions(ls.dns, ls.routes, ls.router, replyLimit(ls.mtu, r.MaxMsgSize)-fixedReplyIP)
 		if len(dns) > 0 {
-			data := make([]byte, 0, 4*len(dns))
-			for _, d := range dns {
-				data = binary.BigEndian.AppendUint32(data, uint32(d))
-			}
-			opts = appendLongOpt(opts, OptDNS, data)
+			opt(OptDNS, func(b []byte) []byte {
+				for _, d := range dns {
+					b = binary.BigEndian.AppendUint32(b, uint32(d))
+				}
+				return b
+			})
 		}
 		if ls.mtu != 0 {
-			opts = append(opts, layers.NewDHCPOption(OptMTU, []byte{byte(ls.mtu >> 8), byte(ls.mtu)}))
+			opt(OptMTU, func(b []byte) []byte { return append(b, byte(ls.mtu>>8), byte(ls.mtu)) })
 		}
 		if len(routes) > 0 {
 			// RFC 3442: a client that gets option 121 ignores option 3,
 			// so the default route goes in here too.
 			if ls.router != 0 {
-				routes = append(append([]Route{}, routes...), Route{Dst: 0, Bits: 0, NextHop: ls.router})
+				o.routes = append(append(o.routes[:0], routes...), Route{Dst: 0, Bits: 0, NextHop: ls.router})
+				routes = o.routes
 			}
-			opts = appendLongOpt(opts, OptClasslessRts, appendRoutes(nil, routes))
+			opt(OptClasslessRts, func(b []byte) []byte { return appendRoutes(b, routes) })
 		}
 	}
+	o.data = data
 	yiaddr := flow.IPv4(0)
 	if typ != MsgNak {
 		yiaddr = ls.ip
 	}
-	dh := &layers.DHCPv4{Operation: layers.DHCPOpReply, HardwareType: layers.LinkTypeEthernet, HardwareLen: 6,
-		Xid: r.XID, Flags: r.Flags, ClientIP: netIP(0), YourClientIP: netIP(yiaddr), NextServerIP: netIP(0),
-		RelayAgentIP: netIP(r.GIAddr), ClientHWAddr: hwAddr(r.CHAddr), Options: opts}
-	// Headers.
 	dstMAC, dstIP := r.CHAddr, ls.ip
 	if r.Flags&0x8000 != 0 || typ == MsgNak {
 		dstMAC, dstIP = flow.MAC(0xffffffffffff), flow.IPv4(0xffffffff)
 	}
-	eth := &layers.Ethernet{DstMAC: hwAddr(dstMAC), SrcMAC: hwAddr(ls.srvMAC), EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TOS: 0x10, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: netIP(ls.server), DstIP: netIP(dstIP)}
-	udp := &layers.UDP{SrcPort: 67, DstPort: 68}
-	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+	o.dhcp = layers.DHCPv4{Operation: layers.DHCPOpReply, HardwareType: layers.LinkTypeEthernet, HardwareLen: 6,
+		Xid: r.XID, Flags: r.Flags, ClientIP: o.zero[:], YourClientIP: putIP(&o.yi, yiaddr), NextServerIP: o.zero[:],
+		RelayAgentIP: putIP(&o.gi, r.GIAddr), ClientHWAddr: putHW(&o.ch, r.CHAddr), Options: opts}
+	o.eth = layers.Ethernet{DstMAC: putHW(&o.dst, dstMAC), SrcMAC: putHW(&o.src, ls.srvMAC), EthernetType: layers.EthernetTypeIPv4}
+	o.ip = layers.IPv4{Version: 4, TOS: 0x10, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: putIP(&o.sip, ls.server), DstIP: putIP(&o.dip, dstIP)}
+	o.udp = layers.UDP{SrcPort: 67, DstPort: 68}
+	if err := o.udp.SetNetworkLayerForChecksum(&o.ip); err != nil {
 		return nil
 	}
 	// Zero bytes after the end option (pads) bring BOOTP to its 300-byte
 	// minimum.
-	n := int(dh.Len())
-	pad := gopacket.Payload(zeros[:max(0, 300-n)])
-	// Layers are written back to front: the padding is appended, the
-	// rest prepended, all into one allocation.
-	buf := gopacket.NewSerializeBufferExpectedSize(ethLen+ipLen+udpLen+n, len(pad))
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp, dh, pad); err != nil {
+	o.pad = zeros[:max(0, 300-int(o.dhcp.Len()))]
+	if o.buf == nil {
+		o.buf = gopacket.NewSerializeBufferExpectedSize(ethLen+ipLen+udpLen+maxReplyIP, len(zeros))
+	}
+	if err := gopacket.SerializeLayers(o.buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		&o.eth, &o.ip, &o.udp, &o.dhcp, &o.pad); err != nil {
 		return nil
 	}
-	return buf.Bytes()
+	// The frame leaves with the packet-out: copy it out of the reused
+	// buffer.
+	return append([]byte(nil), o.buf.Bytes()...)
 }
 
 var zeros [300]byte
 
-func netIP(v flow.IPv4) net.IP { return net.IP{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)} }
+func putIP(b *[4]byte, v flow.IPv4) net.IP {
+	binary.BigEndian.PutUint32(b[:], uint32(v))
+	return b[:]
+}
 
-func hwAddr(m flow.MAC) net.HardwareAddr {
-	return net.HardwareAddr{byte(m >> 40), byte(m >> 32), byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)}
+func putHW(b *[6]byte, m flow.MAC) net.HardwareAddr {
+	for i := range b {
+		b[i] = byte(m >> (40 - 8*i))
+	}
+	return b[:]
 }
 
 // appendRoutes appends option 121's data (without code and length).
@@ -334,12 +372,4 @@ func appendRoutes(b []byte, routes []Route) []byte {
 		b = binary.BigEndian.AppendUint32(b, uint32(rt.NextHop))
 	}
 	return b
-}
-
-func ipOpt(opts layers.DHCPOptions, code uint8, v flow.IPv4) layers.DHCPOptions {
-	return append(opts, layers.NewDHCPOption(layers.DHCPOpt(code), binary.BigEndian.AppendUint32(make([]byte, 0, 4), uint32(v))))
-}
-
-func u32Opt(opts layers.DHCPOptions, code uint8, v uint32) layers.DHCPOptions {
-	return append(opts, layers.NewDHCPOption(layers.DHCPOpt(code), binary.BigEndian.AppendUint32(make([]byte, 0, 4), v)))
 }

@@ -1,9 +1,11 @@
 package isolation
 
 import (
+	"bytes"
 	"encoding/binary"
 	"testing"
 
+	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/flow"
 )
 
@@ -87,4 +89,26 @@ func FuzzDHCPReply(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A handler reuses its layers and buffers: a reply already handed out
+// must not change when the next one is built.
+func TestReplyNotOverwrittenByNext(t *testing.T) {
+	h, _, _ := longSubnet(t, 40, 70)
+	first, _ := offer(t, h, clientPacket("fa:16:3e:0a:00:01", MsgDiscover, 1, ""))
+	out := &app.Out{}
+	h.PacketIn(&app.PacketIn{DPID: 1, InPort: 1, BufferID: app.NoBuffer, Data: clientPacket("fa:16:3e:0a:00:01", MsgDiscover, 2, "")}, out)
+	keep := append([]byte{}, out.PacketOuts[0].Data...)
+	for _, p := range [][]byte{
+		clientPacket("fa:16:3e:0a:00:01", MsgRequest, 3, "10.0.0.99"), // NAK: short, broadcast
+		withMaxSize(clientPacket("fa:16:3e:0a:00:01", MsgRequest, 4, ""), 576),
+	} {
+		offer(t, h, p)
+	}
+	if !bytes.Equal(out.PacketOuts[0].Data, keep) {
+		t.Fatal("an earlier reply changed when later ones were built")
+	}
+	if again := decodeReply(t, keep); again.xid != 2 || !bytes.Equal(again.opts[OptDNS], first.opts[OptDNS]) {
+		t.Fatalf("earlier reply: xid %d", again.xid)
+	}
 }
