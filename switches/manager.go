@@ -23,6 +23,7 @@ import (
 	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/reconcile"
 	"github.com/nimbus-sdn/nimbus/topology"
+	"github.com/nimbus-sdn/nimbus/topology/discovery"
 )
 
 // Config configures the manager.
@@ -68,6 +69,8 @@ type Manager struct {
 	bindTable *binding.Table
 	bindCount int             // tables computed (for tests)
 	failures  map[string]bool // binding failures already logged
+
+	disc *discovery.Config
 }
 
 // Bindings returns the binding table of a model and topology snapshot,
@@ -109,6 +112,7 @@ func New(ctx context.Context, cfg Config) *Manager {
 		cfg.Model = func() (*model.Snapshot, bool) { return model.Empty, true }
 	}
 	m := &Manager{cfg: cfg, graph: topology.NewGraph(), log: cfg.Logger, ctx: ctx, agents: map[uint64]*agent{}, kick: make(chan struct{}, 1)}
+	m.disc = m.discoveryConfig()
 	go m.refresher()
 	return m
 }
@@ -177,7 +181,7 @@ type agent struct {
 	out    app.Out
 	buf    []byte
 	pi     app.PacketIn
-	disc   *discovery // while mastering a fabric switch
+	disc   *discovery.Switch // while mastering a fabric switch
 
 	refreshMu sync.Mutex
 }
