@@ -52,9 +52,8 @@ type Config struct {
 	// TokenCacheTTL bounds how long a validated token is trusted without
 	// asking Keystone again (default 30s; negative disables the cache).
 	TokenCacheTTL time.Duration
-	// DefaultProject is used in noauth mode when a create names no
-	// project (no project_id/tenant_id in the body, no X-Project-Id
-	// header). Empty (the default) answers 400 like Neutron.
+	// DefaultProject is the project of a noauth caller that sends no
+	// identity headers (default "fake_project_id", Neutron's noauth).
 	DefaultProject string
 	// VLANRanges and GRERanges are the tenant segmentation pools
 	// (defaults: physnet1 1000-2999 and 1-65535).

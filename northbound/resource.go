@@ -1,7 +1,9 @@
 package northbound
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"reflect"
 	"strings"
@@ -119,7 +121,7 @@ func (h *handler) list(rc *reqCtx, d *resDef) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	page, links, err := lq.apply(views, baseURL(rc.r)+"/v2.0/"+d.path, rc.r.URL.Query(), d.plural)
+	page, links, err := lq.apply(views, baseURL(rc.r)+"/v2.0/"+d.path, rc.r.URL.Query(), func(id string) error { return d.notFound(id) })
 	if err != nil {
 		return 0, nil, err
 	}
@@ -169,6 +171,11 @@ func (h *handler) create(rc *reqCtx, d *resDef) (int, any, error) {
 	if d.create == nil {
 		return 0, nil, methodNotAllowed()
 	}
+	if items, ok, err := bulkItems(rc, d); err != nil {
+		return 0, nil, err
+	} else if ok {
+		return h.bulkCreate(rc, d, items)
+	}
 	r, err := d.create(rc)
 	if err != nil {
 		return 0, nil, err
@@ -178,6 +185,71 @@ func (h *handler) create(rc *reqCtx, d *resDef) (int, any, error) {
 		return 0, nil, err
 	}
 	return http.StatusCreated, map[string]any{d.singular: v}, nil
+}
+
+// bulkItems reads a bulk create body ({"networks": [{...}, ...]}, the
+// plural key and a list); ok is false for any other body, which is left
+// for the single create to read.
+func bulkItems(rc *reqCtx, d *resDef) ([]json.RawMessage, bool, error) {
+	b, err := io.ReadAll(io.LimitReader(rc.r.Body, maxBody+1))
+	if err != nil {
+		return nil, false, badRequest("Unable to read the request body: %v", err)
+	}
+	if len(b) > maxBody {
+		return nil, false, errf(413, "HTTPRequestEntityTooLarge", "Request body too large.")
+	}
+	rc.r.Body = io.NopCloser(bytes.NewReader(b))
+	var outer map[string]json.RawMessage
+	if json.Unmarshal(b, &outer) != nil || len(outer) != 1 {
+		return nil, false, nil
+	}
+	raw, ok := outer[d.plural]
+	if !ok {
+		return nil, false, nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, false, badRequest("Invalid input for %s. Reason: a list of objects is required.", d.plural)
+	}
+	if len(items) == 0 {
+		return nil, false, badRequest("Resources required")
+	}
+	return items, true, nil
+}
+
+// bulkCreate creates every item of a bulk request, all or none (as
+// Neutron answers, recorded: net-bulk*, sub-bulk*, port-bulk*,
+// sgr-bulk*): items are created in order, and when one fails the ones
+// already made are deleted again before the failing item's error is
+// returned. Other clients may see the partial set for that time.
+func (h *handler) bulkCreate(rc *reqCtx, d *resDef, items []json.RawMessage) (int, any, error) {
+	var made []model.Record
+	undo := func() {
+		for i := len(made) - 1; i >= 0; i-- {
+			id := made[i].Key()
+			if err := d.del(rc, id); err != nil {
+				h.log.Error("northbound: bulk create rollback failed", "kind", d.singular, "id", id, "err", err)
+			}
+		}
+	}
+	out := make([]any, 0, len(items))
+	for _, it := range items {
+		b, _ := json.Marshal(map[string]json.RawMessage{d.singular: it})
+		rc.r.Body = io.NopCloser(bytes.NewReader(b))
+		r, err := d.create(rc)
+		if err != nil {
+			undo()
+			return 0, nil, err
+		}
+		made = append(made, r)
+		v, err := h.viewOne(rc, d, r)
+		if err != nil {
+			undo()
+			return 0, nil, err
+		}
+		out = append(out, v)
+	}
+	return http.StatusCreated, map[string]any{d.plural: out}, nil
 }
 
 func (h *handler) update(rc *reqCtx, d *resDef, id string) (int, any, error) {
