@@ -166,6 +166,15 @@ type apiError struct {
 	status int
 	typ    string
 	msg    string
+	plain  bool // webob's plain error body (code, message, title)
+}
+
+// plainNotFound is the 404 Neutron's extension controller answers in
+// webob's format, not as a NeutronError (recorded: disc-ext-unknown,
+// disc-ext-post).
+func plainNotFound(detail string) *apiError {
+	return &apiError{status: http.StatusNotFound, typ: "Not Found", plain: true,
+		msg: "The resource could not be found.<br /><br />\n" + detail + "\n\n"}
 }
 
 func (e *apiError) Error() string { return e.typ + ": " + e.msg }
@@ -174,12 +183,28 @@ func errf(status int, typ, format string, args ...any) *apiError {
 	return &apiError{status: status, typ: typ, msg: fmt.Sprintf(format, args...)}
 }
 
+// badRequest is Neutron's HTTPBadRequest (body parse and attribute
+// validation), or its BadRequest for the "Bad <resource> request: ..."
+// answers of the plugins (recorded: rtr-if-add-*, fip-create-not-ext).
 func badRequest(format string, args ...any) *apiError {
-	return errf(http.StatusBadRequest, "HTTPBadRequest", format, args...)
+	e := errf(http.StatusBadRequest, "HTTPBadRequest", format, args...)
+	if strings.HasPrefix(e.msg, "Bad ") && strings.Contains(e.msg, " request: ") {
+		e.typ = "BadRequest"
+	}
+	return e
 }
 
+// invalidInput is an attribute that fails validation: Neutron answers
+// HTTPBadRequest "Invalid input for <attr>. Reason: ..." (recorded:
+// net-create-long-name, sub-create-bad-dns, port-create-mac-bad).
 func invalidInput(attr, format string, args ...any) *apiError {
-	return errf(http.StatusBadRequest, "InvalidInput", "Invalid input for %s. Reason: %s.", attr, fmt.Sprintf(format, args...))
+	return errf(http.StatusBadRequest, "HTTPBadRequest", "Invalid input for %s. Reason: %s.", attr, fmt.Sprintf(format, args...))
+}
+
+// invalidOp is Neutron's InvalidInput: "Invalid input for operation:
+// ..." (recorded: net-create-bad-type, sub-create-overlap).
+func invalidOp(format string, args ...any) *apiError {
+	return errf(http.StatusBadRequest, "InvalidInput", "Invalid input for operation: %s.", fmt.Sprintf(format, args...))
 }
 
 func notFound(typ, what, id string) *apiError {
@@ -240,6 +265,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {
+	if e.plain {
+		writeJSON(w, e.status, map[string]any{"code": fmt.Sprintf("%d %s", e.status, http.StatusText(e.status)), "message": e.msg, "title": e.typ})
+		return
+	}
 	writeJSON(w, e.status, map[string]any{"NeutronError": map[string]any{"type": e.typ, "message": e.msg, "detail": ""}})
 }
 
@@ -289,7 +318,8 @@ func (h *handler) serve(r *http.Request) (int, any, error) {
 		return 0, nil, forbidden("There is no identity service at this endpoint; use the project id itself.")
 	}
 	rest, ok := strings.CutPrefix(p, "/v2.0")
-	if !ok || (rest != "" && rest[0] != '/') {
+	// "/v2.0" itself is 404 in Neutron (recorded: disc-v2-noslash).
+	if !ok || rest == "" || rest[0] != '/' {
 		return 0, nil, errf(http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
 	}
 	rest = strings.Trim(rest, "/")
@@ -311,7 +341,7 @@ func (h *handler) serve(r *http.Request) (int, any, error) {
 	}
 	if parts[0] == "extensions" {
 		if r.Method != http.MethodGet {
-			return 0, nil, methodNotAllowed()
+			return 0, nil, plainNotFound("Resource not found.")
 		}
 		return h.extensionsAPI(parts[1:])
 	}
@@ -393,8 +423,12 @@ func (h *handler) versions(r *http.Request) any {
 }
 
 func (h *handler) resourceIndex(r *http.Request) any {
+	// Neutron lists its core resources only (recorded: disc-v2-slash).
 	var res []any
 	for _, d := range h.resources() {
+		if d.path != "networks" && d.path != "subnets" && d.path != "ports" {
+			continue
+		}
 		res = append(res, map[string]any{"name": d.singular, "collection": d.plural,
 			"links": []any{map[string]any{"href": baseURL(r) + "/v2.0/" + d.path, "rel": "self"}}})
 	}

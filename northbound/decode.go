@@ -177,11 +177,11 @@ func readBody(rc *reqCtx, singular string, dst any, readonly ...string) (map[str
 
 func decodeBody(b []byte, singular string, dst any, readonly ...string) (map[string]json.RawMessage, error) {
 	if len(bytes.TrimSpace(b)) == 0 {
-		return nil, badRequest("Resource body required")
+		return nil, badRequest("Unable to find '%s' in request body", singular)
 	}
 	var outer map[string]json.RawMessage
 	if err := json.Unmarshal(b, &outer); err != nil || outer == nil {
-		return nil, badRequest("Malformed request body: %s", jsonErr(err))
+		return nil, badRequest("Body contains invalid data")
 	}
 	inner, ok := outer[singular]
 	if !ok {
@@ -226,7 +226,14 @@ func decodeBody(b []byte, singular string, dst any, readonly ...string) (map[str
 	for _, k := range keys {
 		f := v.FieldByIndex(fi[k]).Addr().Interface()
 		if err := json.Unmarshal(attrs[k], f); err != nil {
-			return nil, invalidInput(k, "%s", jsonErr(err))
+			var se *json.SyntaxError
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &se) || errors.As(err, &te) {
+				return nil, invalidInput(k, "%s", jsonErr(err))
+			}
+			// A value the converter refuses ("maybe" for a boolean):
+			// Neutron's InvalidInput (recorded: net-create-bad-bool).
+			return nil, invalidOp("%s", jsonErr(err))
 		}
 	}
 	return attrs, nil
@@ -322,7 +329,7 @@ func projectOf(rc *reqCtx, tenant, project oStr) (string, error) {
 		return "", invalidInput("project_id", "'%s' exceeds maximum length of 255", p[:32])
 	}
 	if p != "" && !rc.admin && p != rc.project {
-		return "", badRequest("Specifying 'project_id' or 'tenant_id' other than the authenticated project in request requires admin privileges")
+		return "", badRequest("Specifying 'project_id' or 'tenant_id' other than the authenticated project in request requires admin or advsvc privileges")
 	}
 	if p == "" {
 		p = rc.project

@@ -148,6 +148,12 @@ func (h *handler) allocateIP(rc *reqCtx, tx *store.Tx, s *model.Subnet, owner st
 	return "", conflict("IpAddressGenerationFailure", "No more IP addresses available for subnet %s.", s.ID)
 }
 
+// ipAllocated is Neutron's answer for an address already taken
+// (recorded: port-create-ip-taken, fip-create-ip-taken).
+func ipAllocated(ip, subnet string) *apiError {
+	return conflict("IpAddressAlreadyAllocated", "IP address %s already allocated in subnet %s", ip, subnet)
+}
+
 // claimIP allocates a given address of subnet s to owner inside tx.
 func claimIP(tx *store.Tx, s *model.Subnet, ip, owner string, routerPort bool) (string, error) {
 	u, ok := ip4(ip)
@@ -160,10 +166,10 @@ func claimIP(tx *store.Tx, s *model.Subnet, ip, owner string, routerPort bool) (
 	}
 	ip = ipString(u)
 	if !routerPort && ip == s.GatewayIP {
-		return "", conflict("IpAddressInUse", "Unable to complete operation for network %s. The IP address %s is in use.", s.NetworkID, ip)
+		return "", ipAllocated(ip, s.ID)
 	}
 	if cur := tx.GetRaw(ipamKey(s.ID, ip)); cur != "" && cur != owner {
-		return "", conflict("IpAddressInUse", "Unable to complete operation for network %s. The IP address %s is in use.", s.NetworkID, ip)
+		return "", ipAllocated(ip, s.ID)
 	}
 	tx.PutRaw(ipamKey(s.ID, ip), owner)
 	return ip, nil

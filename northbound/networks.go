@@ -1,6 +1,7 @@
 package northbound
 
 import (
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,13 +61,26 @@ func (h *handler) networkDef() *resDef {
 		v["availability_zone_hints"] = []any{}
 		v["ipv4_address_scope"] = nil
 		v["ipv6_address_scope"] = nil
-		v["is_default"] = false
+		if showIsDefault(rc) {
+			v["is_default"] = false
+		}
 		return v
 	})
 	d.create = h.createNetwork
 	d.update = h.updateNetwork
 	d.del = h.deleteNetwork
 	return d
+}
+
+// showIsDefault: Neutron 21 shows network.is_default only in a create's
+// answer and in an unfiltered list (recorded: net-create-*, net-list-p1;
+// not in net-show-*, net-list-admin-name, net-update-*).
+func showIsDefault(rc *reqCtx) bool {
+	if rc.r.Method == http.MethodPost {
+		return true
+	}
+	p := strings.TrimSuffix(strings.TrimRight(rc.r.URL.Path, "/"), ".json")
+	return rc.r.Method == http.MethodGet && strings.HasSuffix(p, "/networks") && rc.r.URL.RawQuery == ""
 }
 
 // maxMTU is the largest MTU a network of this type can carry.
@@ -121,7 +135,7 @@ func (h *handler) createNetwork(rc *reqCtx) (model.Record, error) {
 	switch typ {
 	case model.NetVLAN, model.NetGRE, model.NetFlat, model.NetLocal:
 	default:
-		return nil, invalidInput("provider:network_type", "network_type value '%s' not supported", req.NetworkType.V)
+		return nil, invalidOp("network_type value '%s' not supported", req.NetworkType.V)
 	}
 	n.NetworkType = typ
 	n.PhysicalNetwork = req.PhysNet.V
@@ -162,8 +176,11 @@ func (h *handler) createNetwork(rc *reqCtx) (model.Record, error) {
 	max := h.maxMTU(typ, n.PhysicalNetwork)
 	n.MTU = max
 	if req.MTU.Set && !req.MTU.Null {
-		if req.MTU.V < 68 || req.MTU.V > max {
-			return nil, invalidInput("mtu", "Requested MTU %d is out of range: a %s network carries 68 to %d", req.MTU.V, typ, max)
+		if req.MTU.V > max {
+			return nil, invalidOp("Requested MTU is too big, maximum is %d", max)
+		}
+		if req.MTU.V < 68 {
+			return nil, invalidInput("mtu", "'%d' is too small - must be at least '68'", req.MTU.V)
 		}
 		n.MTU = req.MTU.V
 	}
@@ -381,7 +398,6 @@ func (h *handler) subnetDef() *resDef {
 		v["subnetpool_id"] = nil
 		v["ipv6_ra_mode"] = nil
 		v["ipv6_address_mode"] = nil
-		v["segment_id"] = nil
 		v["service_types"] = []any{}
 		return v
 	})
@@ -607,7 +623,7 @@ func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 				continue
 			}
 			if oc, ok := parseCIDR(o.CIDR); ok && oc.overlaps(c) {
-				return invalidInput("cidr", "%s overlaps with cidr %s of subnet %s", canon, o.CIDR, o.ID)
+				return invalidOp("Requested subnet with cidr: %s for network: %s overlaps with another subnet", req.CIDR.V, n.ID)
 			}
 		}
 		// Bumping the network serializes subnet creates on it, which

@@ -42,8 +42,13 @@ func (h *handler) routerDef() *resDef {
 		}
 		v["status"] = "ACTIVE"
 		v["routes"] = []any{}
-		v["distributed"] = true
-		v["ha"] = false
+		v["flavor_id"] = nil
+		// distributed and ha are admin-only attributes (recorded:
+		// rtr-show vs rtr-show-admin).
+		if rc.admin {
+			v["distributed"] = true
+			v["ha"] = false
+		}
 		v["availability_zones"] = []any{}
 		v["availability_zone_hints"] = []any{}
 		return v
@@ -198,6 +203,9 @@ func (h *handler) createRouter(rc *reqCtx) (model.Record, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := routerAdminAttrs(rc, "create", &req); err != nil {
+		return nil, err
+	}
 	if err := checkRouterExtras(&req); err != nil {
 		return nil, err
 	}
@@ -230,6 +238,22 @@ func (h *handler) createRouter(rc *reqCtx) (model.Record, error) {
 	return rt, nil
 }
 
+// routerAdminAttrs: distributed and ha are Neutron's admin-only router
+// attributes; a non-admin that names one is refused (recorded:
+// rtr-create-distributed-p1, rtr-create-ha-p1, rtr-update-distributed-p1).
+func routerAdminAttrs(rc *reqCtx, action string, req *routerReq) error {
+	if rc.admin {
+		return nil
+	}
+	if req.Distributed.Set {
+		return forbidden("(rule:%s_router and rule:%s_router:distributed) is disallowed by policy", action, action)
+	}
+	if req.HA.Set {
+		return forbidden("(rule:%s_router and rule:%s_router:ha) is disallowed by policy", action, action)
+	}
+	return nil
+}
+
 func checkRouterExtras(req *routerReq) error {
 	if req.Routes.Set && !req.Routes.Null {
 		var routes []any
@@ -255,6 +279,9 @@ func checkRouterExtras(req *routerReq) error {
 func (h *handler) updateRouter(rc *reqCtx, id string) (model.Record, error) {
 	var req routerReq
 	if err := readNamed(rc, "router", &req, "tenant_id", "project_id"); err != nil {
+		return nil, err
+	}
+	if err := routerAdminAttrs(rc, "update", &req); err != nil {
 		return nil, err
 	}
 	if err := checkRouterExtras(&req); err != nil {
@@ -397,10 +424,10 @@ func (h *handler) addInterface(rc *reqCtx, id, subID, portID string) (int, any, 
 			c, _ := parseCIDR(s.CIDR)
 			for _, hv := range haves {
 				if hv.subnet == s.ID {
-					return conflict("RouterInterfaceOverlap", "Bad router request: Router already has a port on subnet %s.", s.ID)
+					return badRequest("Bad router request: Router already has a port on subnet %s.", s.ID)
 				}
 				if oc, ok := parseCIDR(hv.cidr); ok && oc.overlaps(c) {
-					return conflict("RouterInterfaceOverlap", "Bad router request: Cidr %s of subnet %s overlaps with cidr %s of subnet %s.", s.CIDR, s.ID, hv.cidr, hv.subnet)
+					return badRequest("Bad router request: Cidr %s of subnet %s overlaps with cidr %s of subnet %s.", s.CIDR, s.ID, hv.cidr, hv.subnet)
 				}
 			}
 			return nil
@@ -610,6 +637,20 @@ func (h *handler) floatingIPDef() *resDef {
 			v["status"] = "ACTIVE"
 		}
 		delete(v, "name")
+		delete(v, "floating_port_id")
+		// port_details: the associated port's summary (recorded: fip-show).
+		v["port_details"] = nil
+		if f.PortID != "" {
+			if p, _, err := getT[*model.Port](h, rc, model.KindPort, f.PortID); err == nil && !isNil(p) {
+				st := p.Status
+				if st == "" {
+					st = "DOWN"
+				}
+				v["port_details"] = map[string]any{"admin_state_up": p.AdminStateUp, "device_id": p.DeviceID,
+					"device_owner": p.DeviceOwner, "mac_address": p.MACAddress, "name": p.Name,
+					"network_id": p.NetworkID, "status": st}
+			}
+		}
 		return v
 	})
 	d.create = h.createFIP

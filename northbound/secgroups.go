@@ -49,7 +49,12 @@ func (h *handler) secGroupDef() *resDef {
 		}
 		bySG := map[string][]any{}
 		for _, r := range rules {
-			bySG[r.SecurityGroupID] = append(bySG[r.SecurityGroupID], ruleView(r))
+			// Rules inside a group carry tags and standard_attr_id;
+			// a rule shown alone does not (recorded: sg-show, sgr-show).
+			rv := ruleView(r)
+			rv["tags"] = []any{}
+			rv["standard_attr_id"] = standardAttrID(r.ID)
+			bySG[r.SecurityGroupID] = append(bySG[r.SecurityGroupID], rv)
 		}
 		return bySG, nil
 	}, func(rc *reqCtx, bySG map[string][]any, sg *model.SecurityGroup) map[string]any {
@@ -69,7 +74,29 @@ func ruleView(r *model.SGRule) map[string]any {
 	v := baseView(r, "protocol", "remote_ip_prefix", "remote_group_id")
 	v["remote_address_group_id"] = nil
 	v["normalized_cidr"] = v["remote_ip_prefix"]
+	delete(v, "name")
+	delete(v, "tags")
 	return v
+}
+
+// standardAttrID stands in for Neutron's standard attribute row id: a
+// stable number derived from the resource id.
+func standardAttrID(id string) int {
+	n := 0
+	for _, c := range strings.ReplaceAll(id, "-", "")[:min(7, len(strings.ReplaceAll(id, "-", "")))] {
+		n = n*16 + int(hexVal(c))
+	}
+	return n + 1
+}
+
+func hexVal(c rune) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	}
+	return 0
 }
 
 func newRule(project, sg, dir, eth, remoteGroup string) *model.SGRule {
@@ -197,7 +224,7 @@ func (h *handler) deleteSG(rc *reqCtx, id string) error {
 			return nil, err
 		}
 		if def == id && !rc.admin {
-			return nil, conflict("SecurityGroupCannotRemoveDefault", "Removing default security group not allowed.")
+			return nil, conflict("SecurityGroupInUse", "Security Group %s in use.", id)
 		}
 		p := &plan{}
 		p.delRecord(model.KindSecurityGroup, id, rev)
@@ -358,7 +385,7 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 	}
 	if req.RemoteGroupID.Set && !req.RemoteGroupID.Null && req.RemoteGroupID.V != "" {
 		if r.RemoteIPPrefix != "" {
-			return nil, errf(400, "SecurityGroupRemoteGroupAndRemoteIpPrefix", "Only remote_ip_prefix or remote_group_id may be provided.")
+			return nil, errf(400, "SecurityGroupMultipleRemoteEntites", "Only one of remote_ip_prefix, remote_group_id, remote_address_group_id may be provided.")
 		}
 		r.RemoteGroupID = req.RemoteGroupID.V
 	}
