@@ -165,9 +165,12 @@ func claimIP(tx *store.Tx, s *model.Subnet, ip, owner string, routerPort bool) (
 		return "", errf(400, "InvalidIpForSubnet", "IP address %s is not a valid IP for the specified subnet.", ip)
 	}
 	ip = ipString(u)
-	if !routerPort && ip == s.GatewayIP {
-		return "", ipAllocated(ip, s.ID)
-	}
+	// The gateway address is an ordinary one: a port may take it while
+	// no router interface does (recorded: port-create-gateway-ip), and a
+	// router interface then finds it allocated (port-create-on-gw-used,
+	// rtr-if-add-other-router). Only the network's owner or an admin may
+	// name an address at all (policy.go).
+	_ = routerPort
 	if cur := tx.GetRaw(ipamKey(s.ID, ip)); cur != "" && cur != owner {
 		return "", ipAllocated(ip, s.ID)
 	}

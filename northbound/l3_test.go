@@ -49,8 +49,10 @@ func TestRoutersAndFloatingIPs(t *testing.T) {
 	if fixedIP(ifPort) != "10.0.0.1" || ifPort["device_owner"] != "network:router_interface" || ifPort["device_id"] != rid {
 		t.Fatalf("interface port: %s", fmtJSON(ifPort))
 	}
-	a.do("PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{"subnet_id": sub2}).err(t, 409, "")
-	a.do("PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{"subnet_id": sub}).err(t, 409, "")
+	// Overlap and the same subnet twice: 400 BadRequest as Neutron
+	// (recorded: rtr-if-add-again).
+	a.do("PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{"subnet_id": sub2}).err(t, 400, "BadRequest")
+	a.do("PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{"subnet_id": sub}).err(t, 400, "BadRequest")
 	a.do("PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{}).err(t, 400, "")
 	a.do("PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{"subnet_id": sub3, "port_id": "x"}).err(t, 400, "")
 	a.do("PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{"subnet_id": sub3, "foo": 1}).err(t, 400, "")
@@ -152,7 +154,7 @@ func TestSecurityGroups(t *testing.T) {
 	if n := len(list(t1.do("GET", "/v2.0/security-groups", nil).must(t, 200), "security_groups")); n != 1 {
 		t.Fatal(n)
 	}
-	t1.do("DELETE", "/v2.0/security-groups/"+did, nil).err(t, 409, "SecurityGroupCannotRemoveDefault")
+	t1.do("DELETE", "/v2.0/security-groups/"+did, nil).err(t, 409, "SecurityGroupInUse")
 	t1.do("PUT", "/v2.0/security-groups/"+did, map[string]any{"security_group": map[string]any{"name": "x"}}).err(t, 409, "")
 	sg := t1.create(t, "/v2.0/security-groups", "security_group", map[string]any{"name": "web", "description": "w"})
 	if len(list(sg, "security_group_rules")) != 2 {
@@ -173,7 +175,7 @@ func TestSecurityGroups(t *testing.T) {
 		b["security_group_id"] = sid
 		t1.do("POST", "/v2.0/security-group-rules", map[string]any{"security_group_rule": b}).err(t, 400, typ)
 	}
-	bad(map[string]any{"direction": "sideways"}, "InvalidInput")
+	bad(map[string]any{"direction": "sideways"}, "HTTPBadRequest")
 	bad(map[string]any{"direction": "ingress", "protocol": "tcp", "port_range_min": 90, "port_range_max": 80}, "SecurityGroupInvalidPortRange")
 	bad(map[string]any{"direction": "ingress", "protocol": "bogus"}, "SecurityGroupRuleInvalidProtocol")
 	bad(map[string]any{"direction": "ingress", "remote_ip_prefix": "10.0.0.0/24", "remote_group_id": did}, "")

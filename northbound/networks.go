@@ -532,19 +532,17 @@ func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 		return nil, badRequest("Failed to parse request. Required attribute 'network_id' not specified")
 	}
 	if !req.CIDR.Set || req.CIDR.V == "" {
-		return nil, badRequest("Failed to parse request. Required attribute 'cidr' not specified")
+		return nil, badRequest("Bad subnets request: a subnetpool must be specified in the absence of a cidr.")
 	}
 	if strings.Contains(req.CIDR.V, ":") {
 		return nil, badRequest("IPv6 is not supported: Nimbus subnets are IPv4 only (ip_version 4).")
 	}
 	c, ok := parseCIDR(req.CIDR.V)
 	if !ok || !strings.Contains(req.CIDR.V, "/") {
-		return nil, invalidInput("cidr", "'%s' is not a valid IP subnet", req.CIDR.V)
+		return nil, invalidOp("%s is not in a CIDR format", req.CIDR.V)
 	}
+	// Host bits are dropped (recorded: sub-create-hostbits).
 	canon := ipString(c.first) + "/" + strconv.Itoa(c.bits)
-	if canon != strings.TrimSpace(req.CIDR.V) {
-		return nil, invalidInput("cidr", "'%s' isn't a recommended CIDR, '%s' is recommended", req.CIDR.V, canon)
-	}
 	if c.bits > 30 || c.bits < 8 {
 		return nil, invalidInput("cidr", "prefix length of '%s' must be between 8 and 30", req.CIDR.V)
 	}
@@ -566,7 +564,9 @@ func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 		if gw, ok = ip4(req.GatewayIP.V); !ok {
 			return nil, invalidInput("gateway_ip", "'%s' is not a valid IP address", req.GatewayIP.V)
 		}
-		if !c.host(gw) {
+		// A gateway outside the CIDR is accepted (recorded:
+		// sub-create-gw-outside); the network or broadcast address is not.
+		if c.contains(gw) && !c.host(gw) {
 			return nil, errf(400, "InvalidIpForSubnet", "Gateway IP %s is not a valid IP for subnet %s.", req.GatewayIP.V, canon)
 		}
 	}
