@@ -151,8 +151,13 @@ func (h *handler) quotasAPI(rc *reqCtx, rest []string) (int, any, error) {
 				return 0, nil, badRequest("Unrecognized attribute(s) '%s'", k)
 			}
 			var n oInt
-			if err := json.Unmarshal(body["quota"][k], &n); err != nil || n.Null || n.V < -1 {
-				return 0, nil, invalidInput(k, "quota limits must be integers of -1 or more")
+			if err := json.Unmarshal(body["quota"][k], &n); err != nil || n.Null {
+				// Recorded: quota-update-bad.
+				return 0, nil, invalidOp("'%s' is not an integer", trimJSON(body["quota"][k]))
+			}
+			if n.V < -1 {
+				// Recorded: quota-update-below.
+				return 0, nil, invalidInput(k, "'%d' is too small - must be at least '-1'", n.V)
 			}
 			set[k] = n.V
 		}

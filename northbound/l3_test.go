@@ -196,7 +196,7 @@ func TestSecurityGroups(t *testing.T) {
 	// Another project sees none of it.
 	t2 := a.tenant("t2")
 	t2.do("GET", "/v2.0/security-groups/"+sid, nil).err(t, 404, "SecurityGroupNotFound")
-	t2.do("GET", "/v2.0/security-group-rules/"+str(rule, "id"), nil).err(t, 404, "SecurityGroupRuleNotFound")
+	t2.do("GET", "/v2.0/security-group-rules/"+str(rule, "id"), nil).err(t, 404, "HTTPNotFound") // Neutron's answer (recorded: sgr-show-p2)
 	t2.do("POST", "/v2.0/security-group-rules", map[string]any{"security_group_rule": map[string]any{"security_group_id": sid, "direction": "ingress"}}).
 		err(t, 404, "SecurityGroupNotFound")
 	// In use by a port.

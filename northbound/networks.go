@@ -273,9 +273,16 @@ func (h *handler) allocateSegment(rc *reqCtx, tx *store.Tx, typ, physnet string)
 
 func (h *handler) updateNetwork(rc *reqCtx, id string) (model.Record, error) {
 	var req networkReq
-	if err := readNamed(rc, "network", &req, "tenant_id", "project_id", "provider:network_type",
-		"provider:physical_network", "provider:segmentation_id", "availability_zone_hints"); err != nil {
+	if err := readNamed(rc, "network", &req, "tenant_id", "project_id", "availability_zone_hints"); err != nil {
 		return nil, err
+	}
+	if req.NetworkType.Set || req.PhysNet.Set || req.SegID.Set {
+		if !rc.admin {
+			return nil, forbidden("(rule:update_network and rule:update_network:provider:network_type) is disallowed by policy")
+		}
+		// Neutron's answer for a non-VLAN network (recorded:
+		// net-update-provider); Nimbus changes no segment in place.
+		return nil, invalidOp("Only VLAN type networks can be updated.")
 	}
 	if !rc.admin && (req.External.Set || req.Shared.Set) {
 		return nil, forbidden("(rule:update_network:shared) is disallowed by policy")

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 
@@ -160,7 +161,7 @@ func parseAddrPairs(o oRaw, max int) ([]model.AddressPair, error) {
 			}
 		}
 		if ap.IPAddress == "" {
-			return nil, invalidInput("allowed_address_pairs", "AllowedAddressPair must contain ip_address")
+			return nil, errf(400, "AllowedAddressPairsMissingIP", "AllowedAddressPair must contain ip_address")
 		}
 		if _, ok := ip4(ap.IPAddress); !ok {
 			if _, ok := parseCIDR(ap.IPAddress); !ok {
@@ -251,7 +252,7 @@ func (h *handler) assignIPs(rc *reqCtx, tx *store.Tx, p *model.Port, reqs []fixe
 				if o, _ := txGet[*model.Subnet](tx, model.KindSubnet, f.SubnetID); o == nil {
 					return nil, notFound("SubnetNotFound", "Subnet", f.SubnetID)
 				}
-				return nil, invalidInput("fixed_ips", "Failed to create port on network %s, because fixed_ips included invalid subnet %s", p.NetworkID, f.SubnetID)
+				return nil, invalidOp("Failed to create port on network %s, because fixed_ips included invalid subnet %s", p.NetworkID, f.SubnetID)
 			}
 		}
 		if f.IPAddress != "" {
@@ -442,8 +443,15 @@ func (h *handler) createPort(rc *reqCtx) (model.Record, error) {
 			return err
 		}
 		p.PortSecurity = n.PortSecurity
+		if strings.HasPrefix(p.DeviceOwner, "network:") {
+			// Recorded: port-create-router-owner-p1.
+			p.PortSecurity = false
+		}
 		if req.PortSecurity.Set && !req.PortSecurity.Null {
 			p.PortSecurity = req.PortSecurity.V
+		}
+		if !p.PortSecurity && req.SecGroups.Set && !req.SecGroups.Null && string(req.SecGroups.V) != "[]" {
+			return checkPortSecurity(&model.Port{SecurityGroups: []string{""}}, false)
 		}
 		p.AllowedAddressPairs = []model.AddressPair{}
 		for _, ap := range pairs {
@@ -473,7 +481,7 @@ func (h *handler) createPort(rc *reqCtx) (model.Record, error) {
 			}
 			p.SecurityGroups = []string{sg}
 		}
-		if err := checkPortSecurity(p); err != nil {
+		if err := checkPortSecurity(p, false); err != nil {
 			return err
 		}
 		if err := claimQuota(tx, project, "port"); err != nil {
@@ -490,9 +498,15 @@ func (h *handler) createPort(rc *reqCtx) (model.Record, error) {
 	return p, nil
 }
 
-func checkPortSecurity(p *model.Port) error {
+// checkPortSecurity: security groups need port security. Neutron's
+// answers differ on create (400) and update (409) (recorded:
+// port-create-psec-off-sg, port-update-psec-off-with-sg).
+func checkPortSecurity(p *model.Port, update bool) error {
 	if !p.PortSecurity && len(p.SecurityGroups) > 0 {
-		return conflict("PortSecurityAndIPRequiredForSecurityGroups", "Port security must be enabled and port must have an IP address in order to use security groups.")
+		if update {
+			return conflict("PortSecurityPortHasSecurityGroup", "Port has security group associated. Cannot disable port security or IP address until security group is removed.")
+		}
+		return errf(http.StatusBadRequest, "PortSecurityAndIPRequiredForSecurityGroups", "Port security must be enabled and port must have an IP address in order to use security groups.")
 	}
 	if !p.PortSecurity && len(p.AllowedAddressPairs) > 0 {
 		return conflict("AddressPairAndPortSecurityRequired", "Port Security must be enabled in order to have allowed address pairs on a port.")
@@ -646,7 +660,7 @@ func (h *handler) updatePort(rc *reqCtx, id string) (model.Record, error) {
 				return err
 			}
 		}
-		if err := checkPortSecurity(p); err != nil {
+		if err := checkPortSecurity(p, true); err != nil {
 			return err
 		}
 		if fixed != nil {

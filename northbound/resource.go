@@ -26,6 +26,11 @@ type resDef struct {
 	update           func(rc *reqCtx, id string) (model.Record, error)
 	del              func(rc *reqCtx, id string) error
 	action           func(rc *reqCtx, id string, rest []string) (int, any, error)
+	// notFoundMsg overrides the not-found message (Neutron's wording
+	// differs per resource); hiddenNotFound is the answer for a record
+	// that exists but the caller may not see, when Neutron's differs.
+	notFoundMsg    string
+	hiddenNotFound *apiError
 }
 
 func attrSet(s string) map[string]bool {
@@ -63,7 +68,20 @@ func (d *resDef) isVisible(rc *reqCtx, r model.Record) bool {
 	return defaultVisible(rc, r)
 }
 
-func (d *resDef) notFound(id string) *apiError { return notFound(d.notFoundType, d.what, id) }
+func (d *resDef) notFound(id string) *apiError {
+	if d.notFoundMsg != "" {
+		return errf(http.StatusNotFound, d.notFoundType, d.notFoundMsg, id)
+	}
+	return notFound(d.notFoundType, d.what, id)
+}
+
+// invisible is the answer for a record the caller may not see.
+func (d *resDef) invisible(r model.Record, id string) *apiError {
+	if d.hiddenNotFound != nil && !isNil(r) {
+		return d.hiddenNotFound
+	}
+	return d.notFound(id)
+}
 
 // toMap renders a record as its JSON object.
 func toMap(r any) map[string]any {
@@ -142,7 +160,7 @@ func (h *handler) lookup(rc *reqCtx, d *resDef, id string) (model.Record, error)
 		return nil, err
 	}
 	if r == nil || !d.isVisible(rc, r) {
-		return nil, d.notFound(id)
+		return nil, d.invisible(r, id)
 	}
 	return r, nil
 }
@@ -281,7 +299,7 @@ func (h *handler) delete(rc *reqCtx, d *resDef, id string) (int, any, error) {
 // when it cannot even see it, 403 when it can.
 func (rc *reqCtx) checkOwner(d *resDef, r model.Record, id string) error {
 	if isNil(r) || !d.isVisible(rc, r) {
-		return d.notFound(id)
+		return d.invisible(r, id)
 	}
 	if !rc.owns(projectOfRecord(r)) {
 		return forbidden("(rule:update_%s) is disallowed by policy", d.singular)

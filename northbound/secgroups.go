@@ -1,6 +1,7 @@
 package northbound
 
 import (
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -265,6 +266,9 @@ func (h *handler) sgRuleDef() *resDef {
 		kind: model.KindSGRule, what: "Security group rule", notFoundType: "SecurityGroupRuleNotFound",
 		attrs: attrSet("security_group_id direction ethertype protocol port_range_min port_range_max remote_ip_prefix " +
 			"remote_group_id remote_address_group_id normalized_cidr"),
+		// Recorded: sgr-delete-again, sgr-show-p2.
+		notFoundMsg:    "Security group rule %s does not exist",
+		hiddenNotFound: errf(http.StatusNotFound, "HTTPNotFound", "The resource could not be found."),
 	}
 	d.views = viewsOf(func(_ *reqCtx, r *model.SGRule) map[string]any { return ruleView(r) })
 	d.create = h.createRule
@@ -303,7 +307,7 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 		case "ipv6":
 			r.EtherType = "IPv6"
 		default:
-			return nil, invalidInput("ethertype", "'%s' is not in ['IPv4', 'IPv6']", req.EtherType.V)
+			return nil, errf(400, "SecurityGroupRuleInvalidEtherType", "Security group rule for ethertype '%s' not supported. Allowed values are ['IPv4', 'IPv6'].", req.EtherType.V)
 		}
 	}
 	proto := -1
@@ -339,14 +343,21 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 		v := req.PortRangeMax.V
 		r.PortRangeMax = &v
 	}
+	if (r.PortRangeMin != nil || r.PortRangeMax != nil) && proto < 0 {
+		return nil, errf(400, "SecurityGroupProtocolRequiredWithPorts", "Must also specify protocol if port range is given.")
+	}
 	if r.PortRangeMin != nil || r.PortRangeMax != nil {
 		switch proto {
 		case 6, 17, 132, 33, 136:
-			if r.PortRangeMin == nil || r.PortRangeMax == nil {
-				return nil, errf(400, "SecurityGroupInvalidPortRange", "For TCP/UDP protocols, port_range_min must be <= port_range_max")
+			// Neutron's order and types (recorded: sgr-create-bad-port,
+			// sgr-create-port-zero, sgr-create-bad-range).
+			for _, v := range []*int{r.PortRangeMin, r.PortRangeMax} {
+				if v != nil && (*v < 1 || *v > 65535) {
+					return nil, errf(400, "SecurityGroupInvalidPortValue", "Invalid value for port %d", *v)
+				}
 			}
-			if *r.PortRangeMin < 1 || *r.PortRangeMax > 65535 || *r.PortRangeMin > *r.PortRangeMax {
-				return nil, errf(400, "SecurityGroupInvalidPortRange", "For TCP/UDP protocols, port_range_min must be <= port_range_max and both within 1-65535")
+			if r.PortRangeMin == nil || r.PortRangeMax == nil || *r.PortRangeMin > *r.PortRangeMax {
+				return nil, errf(400, "SecurityGroupInvalidPortRange", "For TCP/UDP protocols, port_range_min must be <= port_range_max")
 			}
 		case 1, 58:
 			if r.PortRangeMin != nil && (*r.PortRangeMin < 0 || *r.PortRangeMin > 255) {
