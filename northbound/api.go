@@ -159,6 +159,9 @@ type reqCtx struct {
 	r       *http.Request
 	admin   bool
 	project string // the caller's project ("" for noauth without one)
+	// netOwners caches network owners for this request's visibility
+	// checks (ports on a caller's network).
+	netOwners map[string]string
 }
 
 // apiError is a Neutron error answer.

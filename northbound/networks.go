@@ -35,6 +35,9 @@ func (h *handler) networkDef() *resDef {
 		n := r.(*model.Network)
 		return rc.owns(n.ProjectID) || n.Shared || n.External
 	}
+	// network.is_default (auto-allocated-topology) is shown in a create's
+	// answer and for external networks only (recorded: net-create-*,
+	// net-list-p1; not net-show-*, net-update-*).
 	d.views = viewsWith(func(rc *reqCtx) (map[string][]any, error) {
 		subnets, err := listT[*model.Subnet](h, rc, model.KindSubnet)
 		if err != nil {
@@ -61,7 +64,7 @@ func (h *handler) networkDef() *resDef {
 		v["availability_zone_hints"] = []any{}
 		v["ipv4_address_scope"] = nil
 		v["ipv6_address_scope"] = nil
-		if showIsDefault(rc) {
+		if rc.r.Method == http.MethodPost || n.External {
 			v["is_default"] = false
 		}
 		return v
@@ -70,17 +73,6 @@ func (h *handler) networkDef() *resDef {
 	d.update = h.updateNetwork
 	d.del = h.deleteNetwork
 	return d
-}
-
-// showIsDefault: Neutron 21 shows network.is_default only in a create's
-// answer and in an unfiltered list (recorded: net-create-*, net-list-p1;
-// not in net-show-*, net-list-admin-name, net-update-*).
-func showIsDefault(rc *reqCtx) bool {
-	if rc.r.Method == http.MethodPost {
-		return true
-	}
-	p := strings.TrimSuffix(strings.TrimRight(rc.r.URL.Path, "/"), ".json")
-	return rc.r.Method == http.MethodGet && strings.HasSuffix(p, "/networks") && rc.r.URL.RawQuery == ""
 }
 
 // maxMTU is the largest MTU a network of this type can carry.
@@ -406,6 +398,7 @@ func (h *handler) subnetDef() *resDef {
 		v["ipv6_ra_mode"] = nil
 		v["ipv6_address_mode"] = nil
 		v["service_types"] = []any{}
+		zeroBasedRevision(v)
 		return v
 	})
 	d.create = h.createSubnet

@@ -90,10 +90,12 @@ type runner struct {
 	vars     map[string]string
 	rev      map[string]string // value -> "{var}"
 	literals map[string]bool   // scalars the script sent
+	ipLits   map[string]bool   // addresses the script sent as ip_address & co
+	segLits  map[string]bool   // segmentation ids the script sent
 }
 
 func newRunner(t testing.TB, base string) *runner {
-	return &runner{t: t, base: strings.TrimRight(base, "/"), vars: map[string]string{}, rev: map[string]string{}, literals: map[string]bool{}}
+	return &runner{t: t, base: strings.TrimRight(base, "/"), vars: map[string]string{}, rev: map[string]string{}, literals: map[string]bool{}, ipLits: map[string]bool{}, segLits: map[string]bool{}}
 }
 
 var varRef = regexp.MustCompile(`\{([a-zA-Z0-9_]+)\}`)
@@ -107,19 +109,25 @@ func (r *runner) subst(s string) string {
 	})
 }
 
-func (r *runner) collectLiterals(v any) {
+func (r *runner) collectLiterals(v any, key string) {
 	switch x := v.(type) {
 	case map[string]any:
-		for _, e := range x {
-			r.collectLiterals(e)
+		for k, e := range x {
+			r.collectLiterals(e, k)
 		}
 	case []any:
 		for _, e := range x {
-			r.collectLiterals(e)
+			r.collectLiterals(e, key)
 		}
 	case nil:
 	default:
 		r.literals[fmt.Sprint(x)] = true
+		if ipKeys[key] {
+			r.ipLits[fmt.Sprint(x)] = true
+		}
+		if key == "provider:segmentation_id" {
+			r.segLits[fmt.Sprint(x)] = true
+		}
 	}
 }
 
@@ -143,7 +151,7 @@ func (r *runner) run(s step) exchange {
 	sent := []byte(r.subst(string(body)))
 	var sentV any
 	if json.Unmarshal(sent, &sentV) == nil {
-		r.collectLiterals(sentV)
+		r.collectLiterals(sentV, "")
 	}
 	var rd io.Reader
 	if body != nil {
@@ -233,7 +241,7 @@ func (r *runner) normString(s, key string) any {
 	if macRe.MatchString(s) && !r.literals[s] {
 		return "<mac>"
 	}
-	if ipKeys[key] && net.ParseIP(s) != nil && !r.literals[s] {
+	if ipKeys[key] && net.ParseIP(s) != nil && !r.ipLits[s] {
 		return "<ip>"
 	}
 	if key == "href" {
@@ -291,7 +299,7 @@ func (r *runner) norm(v any, key string, depth int, sorted bool) any {
 		if key == "standard_attr_id" {
 			return "<int>"
 		}
-		if (key == "provider:segmentation_id" || key == "segmentation_id") && !r.literals[fmt.Sprint(x)] {
+		if (key == "provider:segmentation_id" || key == "segmentation_id") && !r.segLits[fmt.Sprint(x)] {
 			return "<int>"
 		}
 		return x

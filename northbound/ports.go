@@ -44,6 +44,29 @@ func (h *handler) portDef() *resDef {
 			"binding:profile binding:vif_type binding:vif_details binding:vnic_type port_security_enabled " +
 			"allowed_address_pairs security_groups extra_dhcp_opts"),
 	}
+	// A network's owner sees every port on it, as in Neutron (recorded:
+	// port-show-bound-p1, port-list-net).
+	d.visible = func(rc *reqCtx, r model.Record) bool {
+		p := r.(*model.Port)
+		if rc.owns(p.ProjectID) {
+			return true
+		}
+		if rc.project == "" {
+			return false
+		}
+		if rc.netOwners == nil {
+			rc.netOwners = map[string]string{}
+		}
+		owner, ok := rc.netOwners[p.NetworkID]
+		if !ok {
+			n, _, err := getT[*model.Network](h, rc, model.KindNetwork, p.NetworkID)
+			if err == nil && !isNil(n) {
+				owner = n.ProjectID
+			}
+			rc.netOwners[p.NetworkID] = owner
+		}
+		return owner == rc.project
+	}
 	d.views = viewsOf(func(rc *reqCtx, p *model.Port) map[string]any {
 		v := baseView(p, "binding:host_id")
 		if v["binding:host_id"] == nil {
@@ -707,7 +730,20 @@ func hasIP(fs []model.FixedIP, ip string) bool {
 }
 
 func (h *handler) deletePort(rc *reqCtx, id string) error {
-	_, err := ownedTxn(h, rc, "ports", id, func(tx *store.Tx, p *model.Port) error {
+	// The network's owner may delete any port on it (Neutron's
+	// delete_port: admin, owner or network owner; recorded:
+	// port-cleanup-portbound). Visibility is the same rule, so a caller
+	// that sees the port acts on it as an admin would.
+	del := rc
+	if !rc.admin {
+		if p, _, err := getT[*model.Port](h, rc, model.KindPort, id); err == nil && !isNil(p) &&
+			!rc.owns(p.ProjectID) && h.defs["ports"].isVisible(rc, p) {
+			cp := *rc
+			cp.admin = true
+			del = &cp
+		}
+	}
+	_, err := ownedTxn(h, del, "ports", id, func(tx *store.Tx, p *model.Port) error {
 		// A service's port goes with its router, floating IP or VIP; one
 		// whose service object is gone (or does not hold it) is an
 		// orphan and may be deleted, as in Neutron.

@@ -91,6 +91,16 @@ func toMap(r any) map[string]any {
 	return m
 }
 
+// zeroBasedRevision shows a revision counted from 0 at create, as
+// Neutron's subnets, security group rules and floating IPs are
+// (recorded: sub-create, sgr-create-tcp, fip-create); the stored counter
+// starts at 1 for every kind.
+func zeroBasedRevision(v map[string]any) {
+	if n, ok := v["revision_number"].(float64); ok && n > 0 {
+		v["revision_number"] = n - 1
+	}
+}
+
 // baseView adds what every Neutron resource shows.
 func baseView(r model.Record, nullable ...string) map[string]any {
 	m := toMap(r)

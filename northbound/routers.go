@@ -395,7 +395,7 @@ func ifaceInfo(rt *model.Router, p *model.Port) map[string]any {
 	if len(p.FixedIPs) > 0 {
 		sub = p.FixedIPs[0].SubnetID
 	}
-	return map[string]any{"id": rt.ID, "tenant_id": rt.ProjectID, "project_id": rt.ProjectID, "port_id": p.ID,
+	return map[string]any{"id": rt.ID, "tenant_id": rt.ProjectID, "port_id": p.ID,
 		"network_id": p.NetworkID, "subnet_id": sub, "subnet_ids": subs}
 }
 
@@ -638,6 +638,7 @@ func (h *handler) floatingIPDef() *resDef {
 		}
 		delete(v, "name")
 		delete(v, "floating_port_id")
+		zeroBasedRevision(v)
 		// port_details: the associated port's summary (recorded: fip-show).
 		v["port_details"] = nil
 		if f.PortID != "" {

@@ -77,6 +77,7 @@ func ruleView(r *model.SGRule) map[string]any {
 	v["normalized_cidr"] = v["remote_ip_prefix"]
 	delete(v, "name")
 	delete(v, "tags")
+	zeroBasedRevision(v)
 	return v
 }
 
