@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -210,7 +211,15 @@ func invalidOp(format string, args ...any) *apiError {
 	return errf(http.StatusBadRequest, "InvalidInput", "Invalid input for operation: %s.", fmt.Sprintf(format, args...))
 }
 
+// notFound words the 404 as Neutron does for each type (recorded:
+// rtr-show-p2, fip-show-p2, sg-show-p2, sgr-delete-again).
 func notFound(typ, what, id string) *apiError {
+	switch typ {
+	case "RouterNotFound", "FloatingIPNotFound":
+		return errf(http.StatusNotFound, typ, "%s %s could not be found", what, id)
+	case "SecurityGroupNotFound", "SecurityGroupRuleNotFound":
+		return errf(http.StatusNotFound, typ, "%s %s does not exist", what, id)
+	}
 	return errf(http.StatusNotFound, typ, "%s %s could not be found.", what, id)
 }
 
@@ -218,8 +227,33 @@ func conflict(typ, format string, args ...any) *apiError {
 	return errf(http.StatusConflict, typ, format, args...)
 }
 
+var (
+	oneRule  = regexp.MustCompile(`^\(rule:([a-z_]+)\) is disallowed by policy$`)
+	attrRule = regexp.MustCompile(`^\(rule:([a-z_]+):([a-z_:]+)\) is disallowed by policy$`)
+)
+
+// forbidden is a 403 PolicyNotAuthorized. A refusal written as one rule,
+// "(rule:create_port:binding:host_id) is disallowed by policy", is given
+// Neutron's wording of the whole check (recorded: net-create-shared-p1,
+// port-create-binding-host-p1, port-create-shared-p2-ip,
+// rtr-create-snat-p1, quota-show-other).
 func forbidden(format string, args ...any) *apiError {
-	return errf(http.StatusForbidden, "PolicyNotAuthorized", format, args...)
+	e := errf(http.StatusForbidden, "PolicyNotAuthorized", format, args...)
+	if m := oneRule.FindStringSubmatch(e.msg); m != nil {
+		e.msg = "rule:" + m[1] + " is disallowed by policy"
+	} else if m := attrRule.FindStringSubmatch(e.msg); m != nil {
+		act, attr := m[1], m[2]
+		parent, sub, nested := strings.Cut(attr, ":")
+		switch {
+		case nested && parent == "external_gateway_info":
+			e.msg = fmt.Sprintf("(rule:%[1]s and (rule:%[1]s:%[2]s and (rule:%[1]s:%[2]s:network_id and rule:%[1]s:%[2]s:%[3]s))) is disallowed by policy", act, parent, sub)
+		case nested && parent != "binding" && parent != "provider" && parent != "router":
+			e.msg = fmt.Sprintf("(rule:%[1]s and (rule:%[1]s:%[2]s and (rule:%[1]s:%[2]s:%[3]s))) is disallowed by policy", act, parent, sub)
+		default:
+			e.msg = fmt.Sprintf("(rule:%[1]s and rule:%[1]s:%[2]s) is disallowed by policy", act, attr)
+		}
+	}
+	return e
 }
 
 // toAPIError maps any error to the answer it deserves: store
@@ -400,7 +434,7 @@ func (h *handler) serve(r *http.Request) (int, any, error) {
 }
 
 func methodNotAllowed() *apiError {
-	return errf(http.StatusMethodNotAllowed, "HTTPMethodNotAllowed", "The method is not allowed for the requested URL.")
+	return errf(http.StatusMethodNotAllowed, "HTTPMethodNotAllowed", "The server could not comply with the request since it is either malformed or otherwise incorrect.")
 }
 
 func baseURL(r *http.Request) string {

@@ -431,7 +431,7 @@ func parsePools(o oRaw, c cidr4) ([]model.Pool, error) {
 			return nil, errf(400, "InvalidAllocationPool", "The allocation pool %s-%s is not valid.", ss, es)
 		}
 		if !c.host(a) || !c.host(b) {
-			return nil, errf(400, "OutOfBoundsAllocationPool", "The allocation pool %s-%s spans beyond the subnet cidr.", ss, es)
+			return nil, errf(400, "OutOfBoundsAllocationPool", "The allocation pool %s-%s spans beyond the subnet cidr %s.", ss, es, ipString(c.first)+"/"+strconv.Itoa(c.bits))
 		}
 		for _, r := range rs {
 			if a <= r.end && r.start <= b {
@@ -459,7 +459,7 @@ func parseNameservers(o oRaw, max int, subnet string) ([]string, error) {
 	for _, s := range ns {
 		u, ok := ip4(s)
 		if !ok {
-			return nil, invalidInput("dns_nameservers", "'%s' is not a valid nameserver", s)
+			return nil, invalidInput("dns_nameservers", "'%[1]s' is not a valid nameserver. '%[1]s' is not a valid IP address", s)
 		}
 		if seen[s] {
 			return nil, invalidInput("dns_nameservers", "Duplicate nameserver '%s'", s)
@@ -511,7 +511,7 @@ func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 		return nil, badRequest("IPv6 is not supported: Nimbus subnets are IPv4 only (ip_version 4).")
 	}
 	if req.IPVersion.Set && !req.IPVersion.Null && req.IPVersion.V != 4 {
-		return nil, invalidInput("ip_version", "%d is not in [4, 6]", req.IPVersion.V)
+		return nil, invalidInput("ip_version", "%d is not in valid_values", req.IPVersion.V)
 	}
 	if req.SubnetpoolID.Set && !req.SubnetpoolID.Null || req.UseDefaultPool.V || req.PrefixLen.Set && !req.PrefixLen.Null {
 		return nil, badRequest("Subnet pools are not supported: give a cidr.")

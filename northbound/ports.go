@@ -216,10 +216,10 @@ func randomMAC() string {
 
 // claimMAC takes a MAC for port inside tx: the given one, or a random
 // fa:16:3e one whose key is free.
-func claimMAC(tx *store.Tx, mac, port string) (string, error) {
+func claimMAC(tx *store.Tx, mac, port, network string) (string, error) {
 	if mac != "" {
 		if cur := tx.GetRaw(macKey(mac)); cur != "" && cur != port {
-			return "", conflict("MacAddressInUse", "Unable to complete operation for network. The mac address %s is in use.", mac)
+			return "", conflict("MacAddressInUse", "Unable to complete operation for network %s. The mac address %s is in use.", network, mac)
 		}
 		tx.PutRaw(macKey(mac), port)
 		return mac, nil
@@ -371,7 +371,7 @@ func (h *handler) newInternalPort(rc *reqCtx, tx *store.Tx, project, network, ow
 		FixedIPs: []model.FixedIP{}, AllowedAddressPairs: []model.AddressPair{}, SecurityGroups: []string{}}
 	stamp(&p.Base, newID(), project, oStr{}, oStr{})
 	var err error
-	if p.MACAddress, err = claimMAC(tx, "", p.ID); err != nil {
+	if p.MACAddress, err = claimMAC(tx, "", p.ID, p.NetworkID); err != nil {
 		return nil, err
 	}
 	if p.FixedIPs, err = h.assignIPs(rc, tx, p, reqs, reqs == nil, nil); err != nil {
@@ -480,7 +480,7 @@ func (h *handler) createPort(rc *reqCtx) (model.Record, error) {
 		for _, ap := range pairs {
 			p.AllowedAddressPairs = append(p.AllowedAddressPairs, ap)
 		}
-		if p.MACAddress, err = claimMAC(tx, mac, p.ID); err != nil {
+		if p.MACAddress, err = claimMAC(tx, mac, p.ID, p.NetworkID); err != nil {
 			return err
 		}
 		for i := range p.AllowedAddressPairs {
@@ -655,7 +655,7 @@ func (h *handler) updatePort(rc *reqCtx, id string) (model.Record, error) {
 			}
 		}
 		if mac != "" && mac != p.MACAddress {
-			if _, err := claimMAC(tx, mac, p.ID); err != nil {
+			if _, err := claimMAC(tx, mac, p.ID, p.NetworkID); err != nil {
 				return err
 			}
 			tx.DelRaw(macKey(p.MACAddress))

@@ -34,7 +34,7 @@ func parseListQuery(q url.Values, known map[string]bool) (*listQuery, error) {
 			continue
 		}
 		if !known[k] {
-			return nil, badRequest("%s is invalid attribute for filtering", k)
+			return nil, badRequest("['%s'] is invalid attribute for filtering", k)
 		}
 		lq.filters[k] = vs
 	}

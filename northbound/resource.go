@@ -312,7 +312,11 @@ func (rc *reqCtx) checkOwner(d *resDef, r model.Record, id string) error {
 		return d.invisible(r, id)
 	}
 	if !rc.owns(projectOfRecord(r)) {
-		return forbidden("(rule:update_%s) is disallowed by policy", d.singular)
+		act := "update"
+		if rc.r.Method == http.MethodDelete {
+			act = "delete"
+		}
+		return forbidden("(rule:%s_%s) is disallowed by policy", act, d.singular)
 	}
 	return nil
 }

@@ -119,8 +119,11 @@ func parseGateway(rc *reqCtx, o oRaw) (*gwReq, error) {
 	if g.NetworkID == "" {
 		return nil, invalidInput("external_gateway_info", "Validation of dictionary's keys failed. Expected keys: {'network_id'}")
 	}
-	if !rc.admin && (g.EnableSNAT != nil || len(g.FixedIPs) > 0) {
-		return nil, forbidden("(rule:create_router:external_gateway_info:enable_snat) is disallowed by policy")
+	if !rc.admin && g.EnableSNAT != nil {
+		return nil, forbidden("(rule:%s_router:external_gateway_info:enable_snat) is disallowed by policy", routerAction(rc))
+	}
+	if !rc.admin && len(g.FixedIPs) > 0 {
+		return nil, forbidden("(rule:%s_router:external_gateway_info:external_fixed_ips) is disallowed by policy", routerAction(rc))
 	}
 	g.Present = true
 	return g, nil
@@ -177,7 +180,7 @@ func (h *handler) setGatewayTx(rc *reqCtx, tx *store.Tx, rt *model.Router, g *gw
 	p := &model.Port{NetworkID: n.ID, DeviceOwner: ownerRouterGW, DeviceID: rt.ID, AdminStateUp: true, Status: "ACTIVE",
 		FixedIPs: []model.FixedIP{}, AllowedAddressPairs: []model.AddressPair{}, SecurityGroups: []string{}}
 	stamp(&p.Base, gwPortID(rt.ID), "", oStr{}, oStr{})
-	if p.MACAddress, err = claimMAC(tx, "", p.ID); err != nil {
+	if p.MACAddress, err = claimMAC(tx, "", p.ID, p.NetworkID); err != nil {
 		return err
 	}
 	if p.FixedIPs, err = h.assignIPs(rc, tx, p, g.FixedIPs, len(g.FixedIPs) == 0, nil); err != nil {
@@ -254,6 +257,13 @@ func routerAdminAttrs(rc *reqCtx, action string, req *routerReq) error {
 	return nil
 }
 
+func routerAction(rc *reqCtx) string {
+	if rc.r.Method == http.MethodPut {
+		return "update"
+	}
+	return "create"
+}
+
 func checkRouterExtras(req *routerReq) error {
 	if req.Routes.Set && !req.Routes.Null {
 		var routes []any
@@ -313,7 +323,7 @@ func (h *handler) updateRouter(rc *reqCtx, id string) (model.Record, error) {
 func (h *handler) deleteRouter(rc *reqCtx, id string) error {
 	return ownedPlan(h, rc, "routers", id, func(rt *model.Router, rev int64) (*plan, error) {
 		if len(rt.Interfaces) > 0 {
-			return nil, conflict("RouterInUse", "Router %s still has ports", id)
+			return nil, conflict("RouterInUse", "Router %s has ports still attached: %s", id, strings.Join(rt.Interfaces, ", "))
 		}
 		p := &plan{}
 		p.delRecord(model.KindRouter, id, rev)
@@ -457,7 +467,7 @@ func (h *handler) addInterface(rc *reqCtx, id, subID, portID string) (int, any, 
 			p = &model.Port{NetworkID: s.NetworkID, DeviceOwner: ownerRouterIface, DeviceID: rt.ID, AdminStateUp: true,
 				Status: "ACTIVE", AllowedAddressPairs: []model.AddressPair{}, SecurityGroups: []string{}}
 			stamp(&p.Base, newID(), rt.ProjectID, oStr{}, oStr{})
-			if p.MACAddress, err = claimMAC(tx, "", p.ID); err != nil {
+			if p.MACAddress, err = claimMAC(tx, "", p.ID, p.NetworkID); err != nil {
 				return err
 			}
 			ip, err := claimIP(tx, s, s.GatewayIP, p.ID, true)
@@ -561,7 +571,7 @@ func (h *handler) removeInterface(rc *reqCtx, id, subID, portID string) (int, an
 		}
 		if p == nil {
 			if portID != "" {
-				return notFound("RouterInterfaceNotFound", "Router "+id+" does not have an interface with id", portID)
+				return errf(http.StatusNotFound, "RouterInterfaceNotFound", "Router %s does not have an interface with id %s", id, portID)
 			}
 			return notFound("RouterInterfaceNotFoundForSubnet", "Router "+id+" has no interface on subnet", subID)
 		}

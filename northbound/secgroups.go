@@ -298,7 +298,10 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 	case "ingress", "egress":
 		r.Direction = req.Direction.V
 	default:
-		return nil, invalidInput("direction", "'%s' is not in ['ingress', 'egress']", req.Direction.V)
+		if !req.Direction.Set {
+			return nil, badRequest("Failed to parse request. Required attribute 'direction' not specified")
+		}
+		return nil, invalidInput("direction", "%s is not in valid_values", req.Direction.V)
 	}
 	r.EtherType = "IPv4"
 	if req.EtherType.Set && !req.EtherType.Null {
@@ -362,10 +365,10 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 			}
 		case 1, 58:
 			if r.PortRangeMin != nil && (*r.PortRangeMin < 0 || *r.PortRangeMin > 255) {
-				return nil, errf(400, "SecurityGroupInvalidIcmpValue", "Invalid value for ICMP type %d: must be 0-255", *r.PortRangeMin)
+				return nil, errf(400, "SecurityGroupInvalidIcmpValue", "Invalid value for ICMP type (port_range_min) %d. It must be 0 to 255.", *r.PortRangeMin)
 			}
 			if r.PortRangeMax != nil && (*r.PortRangeMax < 0 || *r.PortRangeMax > 255) {
-				return nil, errf(400, "SecurityGroupInvalidIcmpValue", "Invalid value for ICMP code %d: must be 0-255", *r.PortRangeMax)
+				return nil, errf(400, "SecurityGroupInvalidIcmpValue", "Invalid value for ICMP code (port_range_max) %d. It must be 0 to 255.", *r.PortRangeMax)
 			}
 			if r.PortRangeMax != nil && r.PortRangeMin == nil {
 				return nil, errf(400, "SecurityGroupMissingIcmpType", "ICMP code (port-range-max) %d is provided but ICMP type (port-range-min) is missing.", *r.PortRangeMax)
@@ -397,7 +400,7 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 	}
 	if req.RemoteGroupID.Set && !req.RemoteGroupID.Null && req.RemoteGroupID.V != "" {
 		if r.RemoteIPPrefix != "" {
-			return nil, errf(400, "SecurityGroupMultipleRemoteEntites", "Only one of remote_ip_prefix, remote_group_id, remote_address_group_id may be provided.")
+			return nil, errf(400, "SecurityGroupMultipleRemoteEntites", "Only one of remote_ip_prefix or remote_group_id or remote_address_group_id may be provided.")
 		}
 		r.RemoteGroupID = req.RemoteGroupID.V
 	}
