@@ -173,7 +173,13 @@ func TestOpenStackCLI(t *testing.T) {
 	sid := s["id"].(string)
 	c.osJSON("subnet", "create", "--project", "admin", "--network", "public", "--subnet-range", "203.0.113.0/24", "--no-dhcp", "pubsub")
 	c.osFail("subnet", "create", "--project", "p1", "--network", nid, "--subnet-range", "10.0.0.128/25", "overlap")
-	c.osFail("subnet", "create", "--project", "p1", "--network", nid, "--ip-version", "6", "--subnet-range", "fd00::/64", "v6")
+	// IPv6: stored as Neutron stores it (ports get no IPv6 address yet).
+	s6 := c.osJSON("subnet", "create", "--project", "p1", "--network", nid, "--ip-version", "6", "--subnet-range", "fd00::/64",
+		"--ipv6-ra-mode", "slaac", "--ipv6-address-mode", "slaac", "v6")
+	want(t, s6, "ip_version", float64(6))
+	want(t, s6, "gateway_ip", "fd00::")
+	want(t, s6, "ipv6_address_mode", "slaac")
+	c.os("subnet", "delete", s6["id"].(string))
 	c.os("subnet", "set", "--name", "sub1b", sid)
 	want(t, c.osJSON("subnet", "show", sid), "name", "sub1b")
 	if l := names(c.osList("subnet", "list", "--network", nid), "Name"); !l["sub1b"] || len(l) != 1 {

@@ -2,6 +2,7 @@ package northbound
 
 import (
 	"net/http"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -384,8 +385,10 @@ func (h *handler) subnetDef() *resDef {
 		if rc.owns(s.ProjectID) {
 			return true
 		}
+		// A shared network's subnets are everyone's to see; an external
+		// network's are not (recorded: sub-list-p1).
 		n, _, err := getT[*model.Network](h, rc, model.KindNetwork, s.NetworkID)
-		return err == nil && n != nil && (n.Shared || n.External)
+		return err == nil && n != nil && n.Shared
 	}
 	d.views = viewsOf(func(rc *reqCtx, r *model.Subnet) map[string]any {
 		v := baseView(r, "gateway_ip")
@@ -395,8 +398,11 @@ func (h *handler) subnetDef() *resDef {
 			}
 		}
 		v["subnetpool_id"] = nil
-		v["ipv6_ra_mode"] = nil
-		v["ipv6_address_mode"] = nil
+		for _, k := range []string{"ipv6_ra_mode", "ipv6_address_mode"} {
+			if v[k] == nil {
+				v[k] = nil
+			}
+		}
 		v["service_types"] = []any{}
 		zeroBasedRevision(v)
 		return v
@@ -500,18 +506,166 @@ func parseHostRoutes(o oRaw, max int, subnet string) ([]model.HostRoute, error) 
 	return out, nil
 }
 
+var ipv6ModeValues = map[string]bool{"slaac": true, "dhcpv6-stateful": true, "dhcpv6-stateless": true}
+
+// ipv6Modes checks ipv6_ra_mode and ipv6_address_mode as Neutron does
+// (recorded: sub-create-v6-bad-mode, sub-create-v6-mode-mismatch).
+func ipv6Modes(req subnetReq) (string, string, error) {
+	var ra, am string
+	for _, m := range []struct {
+		attr string
+		o    oStr
+		dst  *string
+	}{{"ipv6_ra_mode", req.IPv6RAMode, &ra}, {"ipv6_address_mode", req.IPv6AddressMode, &am}} {
+		if !m.o.Set || m.o.Null {
+			continue
+		}
+		if !ipv6ModeValues[m.o.V] {
+			return "", "", invalidInput(m.attr, "%s is not in valid_values", m.o.V)
+		}
+		*m.dst = m.o.V
+	}
+	if ra != "" && am != "" && ra != am {
+		return "", "", invalidOp("ipv6_ra_mode set to '%s' with ipv6_address_mode set to '%s' is not valid. If both attributes are set, they must be the same value", ra, am)
+	}
+	return ra, am, nil
+}
+
+// createSubnet6 stores an IPv6 subnet as Neutron does (recorded:
+// sub-create-v6-*): the prefix masked, the gateway by default the
+// prefix's first address (the subnet-router anycast address), one pool
+// of the rest. Only the API carries IPv6 so far: ports get no IPv6
+// addresses, and the data plane skips these subnets.
+func (h *handler) createSubnet6(rc *reqCtx, req *subnetReq, project, ra, am string) (model.Record, error) {
+	pfx, err := netip.ParsePrefix(strings.TrimSpace(req.CIDR.V))
+	if err != nil || !pfx.Addr().Is6() {
+		return nil, invalidOp("%s is not in a CIDR format", req.CIDR.V)
+	}
+	pfx = pfx.Masked()
+	if pfx.Bits() > 126 {
+		return nil, invalidInput("cidr", "prefix length of '%s' must be at most 126", req.CIDR.V)
+	}
+	if req.AllocationPools.Set && !req.AllocationPools.Null {
+		return nil, badRequest("allocation_pools are not supported on IPv6 subnets yet.")
+	}
+	first := pfx.Addr()
+	last := lastAddr(pfx)
+	s := &model.Subnet{NetworkID: req.NetworkID.V, IPVersion: 6, CIDR: pfx.String(), EnableDHCP: true,
+		DNSNameservers: []string{}, HostRoutes: []model.HostRoute{}, IPv6RAMode: ra, IPv6AddressMode: am}
+	stamp(&s.Base, newID(), project, req.Name, req.Description)
+	if req.EnableDHCP.Set && !req.EnableDHCP.Null {
+		s.EnableDHCP = req.EnableDHCP.V
+	}
+	switch {
+	case !req.GatewayIP.Set:
+		s.GatewayIP = first.String()
+	case req.GatewayIP.Null || req.GatewayIP.V == "":
+	default:
+		gw, err := netip.ParseAddr(strings.TrimSpace(req.GatewayIP.V))
+		if err != nil || !gw.Is6() {
+			return nil, invalidInput("gateway_ip", "'%s' is not a valid IP address", req.GatewayIP.V)
+		}
+		s.GatewayIP = gw.String()
+	}
+	start := first.Next()
+	if s.GatewayIP != "" && s.GatewayIP != first.String() {
+		start = first
+	}
+	s.AllocationPools = []model.Pool{{Start: start.String(), End: last.String()}}
+	if req.DNSNameservers.Set && !req.DNSNameservers.Null {
+		var ns []string
+		if err := decodeRaw("dns_nameservers", req.DNSNameservers, &ns); err != nil {
+			return nil, err
+		}
+		for _, d := range ns {
+			if _, err := netip.ParseAddr(d); err != nil {
+				return nil, invalidInput("dns_nameservers", "'%[1]s' is not a valid nameserver. '%[1]s' is not a valid IP address", d)
+			}
+		}
+		if len(ns) > h.cfg.MaxDNSNameservers {
+			return nil, invalidInput("dns_nameservers", "more than %d nameservers", h.cfg.MaxDNSNameservers)
+		}
+		s.DNSNameservers = append(s.DNSNameservers, ns...)
+	}
+	if req.HostRoutes.Set && !req.HostRoutes.Null {
+		return nil, badRequest("host_routes are not supported on IPv6 subnets yet.")
+	}
+	nd := h.defs["networks"]
+	err = h.txn(rc, func(tx *store.Tx) error {
+		n, err := txGet[*model.Network](tx, model.KindNetwork, s.NetworkID)
+		if err != nil {
+			return err
+		}
+		if n == nil || !nd.isVisible(rc, n) {
+			return notFound("NetworkNotFound", "Network", s.NetworkID)
+		}
+		if !rc.admin && n.ProjectID != project {
+			return forbidden("(rule:create_subnet) is disallowed by policy: network %s belongs to another project", n.ID)
+		}
+		subs, _, err := h.listRaw(rc, refPrefix(refNetSubnets, n.ID))
+		if err != nil {
+			return err
+		}
+		for _, kv := range subs {
+			o, err := txGet[*model.Subnet](tx, model.KindSubnet, kv.key[strings.LastIndex(kv.key, "/")+1:])
+			if err != nil {
+				return err
+			}
+			if o == nil {
+				continue
+			}
+			if op, err := netip.ParsePrefix(o.CIDR); err == nil && op.Overlaps(pfx) {
+				return invalidOp("Requested subnet with cidr: %s for network: %s overlaps with another subnet", req.CIDR.V, n.ID)
+			}
+		}
+		touch(&n.Base)
+		if err := tx.Put(n); err != nil {
+			return err
+		}
+		if err := claimQuota(tx, project, "subnet"); err != nil {
+			return err
+		}
+		tx.PutRaw(refKey(refNetSubnets, n.ID, s.ID), s.ID)
+		return tx.Put(s)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// lastAddr is the last address of a prefix.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().As16()
+	for i := p.Bits(); i < 128; i++ {
+		b[i/8] |= 1 << (7 - i%8)
+	}
+	return netip.AddrFrom16(b)
+}
+
 func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 	var req subnetReq
 	project, err := readCreate(rc, "subnet", &req)
 	if err != nil {
 		return nil, err
 	}
-	if req.IPVersion.Set && req.IPVersion.V == 6 || req.IPv6RAMode.Set && !req.IPv6RAMode.Null ||
-		req.IPv6AddressMode.Set && !req.IPv6AddressMode.Null {
-		return nil, badRequest("IPv6 is not supported: Nimbus subnets are IPv4 only (ip_version 4).")
-	}
-	if req.IPVersion.Set && !req.IPVersion.Null && req.IPVersion.V != 4 {
+	if req.IPVersion.Set && !req.IPVersion.Null && req.IPVersion.V != 4 && req.IPVersion.V != 6 {
 		return nil, invalidInput("ip_version", "%d is not in valid_values", req.IPVersion.V)
+	}
+	ra, am, err := ipv6Modes(req)
+	if err != nil {
+		return nil, err
+	}
+	version := 4
+	if req.IPVersion.Set && !req.IPVersion.Null {
+		version = req.IPVersion.V
+	}
+	if version == 4 && (ra != "" || am != "") {
+		attr := "ipv6_ra_mode"
+		if ra == "" {
+			attr = "ipv6_address_mode"
+		}
+		return nil, invalidOp("%s is not valid when ip_version is 4", attr)
 	}
 	if req.SubnetpoolID.Set && !req.SubnetpoolID.Null || req.UseDefaultPool.V || req.PrefixLen.Set && !req.PrefixLen.Null {
 		return nil, badRequest("Subnet pools are not supported: give a cidr.")
@@ -534,8 +688,11 @@ func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 	if !req.CIDR.Set || req.CIDR.V == "" {
 		return nil, badRequest("Bad subnets request: a subnetpool must be specified in the absence of a cidr.")
 	}
-	if strings.Contains(req.CIDR.V, ":") {
-		return nil, badRequest("IPv6 is not supported: Nimbus subnets are IPv4 only (ip_version 4).")
+	if pfx, err := netip.ParsePrefix(strings.TrimSpace(req.CIDR.V)); err == nil && (pfx.Addr().Is6() != (version == 6)) {
+		return nil, invalidOp("cidr '%s' does not match the ip_version '%d'", req.CIDR.V, version)
+	}
+	if version == 6 {
+		return h.createSubnet6(rc, &req, project, ra, am)
 	}
 	c, ok := parseCIDR(req.CIDR.V)
 	if !ok || !strings.Contains(req.CIDR.V, "/") {
@@ -654,6 +811,9 @@ func (h *handler) updateSubnet(rc *reqCtx, id string) (model.Record, error) {
 		return nil, badRequest("Routed network segments are not supported.")
 	}
 	s, err := ownedTxn(h, rc, "subnets", id, func(tx *store.Tx, s *model.Subnet) error {
+		if s.IPVersion == 6 && (req.GatewayIP.Set || req.AllocationPools.Set || req.HostRoutes.Set) {
+			return badRequest("gateway_ip, allocation_pools and host_routes of IPv6 subnets cannot be changed yet.")
+		}
 		var err error
 		c, _ := parseCIDR(s.CIDR)
 		setNameDesc(&s.Base, req.Name, req.Description)

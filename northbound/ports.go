@@ -243,12 +243,15 @@ func (h *handler) assignIPs(rc *reqCtx, tx *store.Tx, p *model.Port, reqs []fixe
 		return nil, err
 	}
 	byID := map[string]*model.Subnet{}
+	v4 := subs[:0:0]
 	for _, s := range subs {
 		byID[s.ID] = s
+		// IPv6 subnets are stored but give no addresses yet.
+		if s.IPVersion != 6 {
+			v4 = append(v4, s)
+		}
 	}
-	// The gateway exemption: only a router interface may hold a subnet's
-	// gateway IP, and through the port API only an admin makes one
-	// (add_router_interface claims it itself).
+	subs = v4
 	gwOK := rc.admin && p.DeviceOwner == ownerRouterIface
 	out := []model.FixedIP{}
 	taken := map[string]bool{}
@@ -276,6 +279,9 @@ func (h *handler) assignIPs(rc *reqCtx, tx *store.Tx, p *model.Port, reqs []fixe
 					return nil, notFound("SubnetNotFound", "Subnet", f.SubnetID)
 				}
 				return nil, invalidOp("Failed to create port on network %s, because fixed_ips included invalid subnet %s", p.NetworkID, f.SubnetID)
+			}
+			if s.IPVersion == 6 {
+				return nil, badRequest("IPv6 addresses are not allocated yet: subnet %s is IPv6.", s.ID)
 			}
 		}
 		if f.IPAddress != "" {
