@@ -618,7 +618,6 @@ func (h *handler) createSubnet6(rc *reqCtx, req *subnetReq, project, ra, am stri
 				return invalidOp("Requested subnet with cidr: %s for network: %s overlaps with another subnet", req.CIDR.V, n.ID)
 			}
 		}
-		touch(&n.Base)
 		if err := tx.Put(n); err != nil {
 			return err
 		}
@@ -783,9 +782,9 @@ func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 				return invalidOp("Requested subnet with cidr: %s for network: %s overlaps with another subnet", req.CIDR.V, n.ID)
 			}
 		}
-		// Bumping the network serializes subnet creates on it, which
-		// makes the overlap check race-free.
-		touch(&n.Base)
+		// Rewriting the network serializes subnet creates on it, which
+		// makes the overlap check race-free; its revision stays, as in
+		// Neutron (recorded: net-update-empty).
 		if err := tx.Put(n); err != nil {
 			return err
 		}

@@ -75,6 +75,9 @@ func ruleView(r *model.SGRule) map[string]any {
 	v := baseView(r, "protocol", "remote_ip_prefix", "remote_group_id")
 	v["remote_address_group_id"] = nil
 	v["normalized_cidr"] = v["remote_ip_prefix"]
+	if r.Name == systemRule && r.Description == "" {
+		v["description"] = nil
+	}
 	delete(v, "name")
 	delete(v, "tags")
 	zeroBasedRevision(v)
@@ -101,9 +104,15 @@ func hexVal(c rune) int {
 	return 0
 }
 
+// systemRule marks (in the otherwise unused name) a rule Nimbus made
+// itself: a default group's rules and a new group's egress rules show
+// description null, as Neutron's do (recorded: sg-show, sgr-list-direction).
+const systemRule = "nimbus:system-rule"
+
 func newRule(project, sg, dir, eth, remoteGroup string) *model.SGRule {
 	r := &model.SGRule{SecurityGroupID: sg, Direction: dir, EtherType: eth, RemoteGroupID: remoteGroup}
 	stamp(&r.Base, newID(), project, oStr{}, oStr{})
+	r.Name = systemRule
 	return r
 }
 
