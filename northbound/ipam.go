@@ -155,7 +155,7 @@ func ipAllocated(ip, subnet string) *apiError {
 }
 
 // claimIP allocates a given address of subnet s to owner inside tx.
-func claimIP(tx *store.Tx, s *model.Subnet, ip, owner string, routerPort bool) (string, error) {
+func claimIP(tx *store.Tx, s *model.Subnet, ip, owner string) (string, error) {
 	u, ok := ip4(ip)
 	if !ok {
 		return "", invalidInput("fixed_ips", "'%s' is not a valid IPv4 address", ip)
@@ -170,7 +170,6 @@ func claimIP(tx *store.Tx, s *model.Subnet, ip, owner string, routerPort bool) (
 	// router interface then finds it allocated (port-create-on-gw-used,
 	// rtr-if-add-other-router). Only the network's owner or an admin may
 	// name an address at all (policy.go).
-	_ = routerPort
 	if cur := tx.GetRaw(ipamKey(s.ID, ip)); cur != "" && cur != owner {
 		return "", ipAllocated(ip, s.ID)
 	}

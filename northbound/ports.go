@@ -252,7 +252,6 @@ func (h *handler) assignIPs(rc *reqCtx, tx *store.Tx, p *model.Port, reqs []fixe
 		}
 	}
 	subs = v4
-	gwOK := rc.admin && p.DeviceOwner == ownerRouterIface
 	out := []model.FixedIP{}
 	taken := map[string]bool{}
 	if dflt {
@@ -301,7 +300,7 @@ func (h *handler) assignIPs(rc *reqCtx, tx *store.Tx, p *model.Port, reqs []fixe
 			if taken[s.ID+"/"+ip] {
 				return nil, invalidInput("fixed_ips", "Duplicate IP address '%s'", ip)
 			}
-			ip, err := claimIP(tx, s, ip, p.ID, gwOK || p.DeviceOwner == ownerRouterIface && hasIP(keep, ip))
+			ip, err := claimIP(tx, s, ip, p.ID)
 			if err != nil {
 				return nil, err
 			}

@@ -470,7 +470,7 @@ func (h *handler) addInterface(rc *reqCtx, id, subID, portID string) (int, any, 
 			if p.MACAddress, err = claimMAC(tx, "", p.ID, p.NetworkID); err != nil {
 				return err
 			}
-			ip, err := claimIP(tx, s, s.GatewayIP, p.ID, true)
+			ip, err := claimIP(tx, s, s.GatewayIP, p.ID)
 			if err != nil {
 				return err
 			}
