@@ -160,14 +160,19 @@ func TestSubnets(t *testing.T) {
 		return a.do("POST", "/v2.0/subnets", map[string]any{"subnet": body}).err(t, code, typ)
 	}
 	// IPv6 subnets are stored as Neutron stores them (recorded:
-	// sub-create-v6-*), but ports get no IPv6 address yet.
+	// sub-create-v6-*); a port gets its SLAAC address (EUI-64 of its MAC)
+	// or, naming the subnet, one from the pool.
 	s6 := obj(a.do("POST", "/v2.0/subnets", map[string]any{"subnet": map[string]any{"network_id": net, "cidr": "fd00::5/64",
 		"ip_version": 6, "project_id": "p1", "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"}}).must(t, 201), "subnet")
 	if s6["cidr"] != "fd00::/64" || s6["gateway_ip"] != "fd00::" || s6["ipv6_address_mode"] != "slaac" || s6["ip_version"] != float64(6) {
 		t.Fatalf("ipv6 subnet: %s", fmtJSON(s6))
 	}
-	a.do("POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": net, "project_id": "p1",
-		"fixed_ips": []any{map[string]any{"subnet_id": str(s6, "id")}}}}).err(t, 400, "HTTPBadRequest")
+	p6 := obj(a.do("POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": net, "project_id": "p1",
+		"mac_address": "fa:16:3e:12:34:56"}}).must(t, 201), "port")
+	if !strings.Contains(fmtJSON(p6["fixed_ips"]), "fd00::f816:3eff:fe12:3456") {
+		t.Fatalf("SLAAC address: %s", fmtJSON(p6["fixed_ips"]))
+	}
+	a.do("DELETE", "/v2.0/ports/"+str(p6, "id"), nil).must(t, 204)
 	bad(map[string]any{"network_id": net, "cidr": "fd01::/64", "ip_version": 6, "project_id": "p1",
 		"ipv6_ra_mode": "slaac", "ipv6_address_mode": "dhcpv6-stateful"}, 400, "InvalidInput")
 	bad(map[string]any{"network_id": net, "cidr": "fd00::/48", "ip_version": 6, "project_id": "p1"}, 400, "InvalidInput") // overlap

@@ -4,7 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -242,16 +244,101 @@ func (h *handler) assignIPs(rc *reqCtx, tx *store.Tx, p *model.Port, reqs []fixe
 	if err != nil {
 		return nil, err
 	}
-	byID := map[string]*model.Subnet{}
-	v4 := subs[:0:0]
+	var v4, v6 []*model.Subnet
 	for _, s := range subs {
-		byID[s.ID] = s
-		// IPv6 subnets are stored but give no addresses yet.
-		if s.IPVersion != 6 {
+		if s.IPVersion == 6 {
+			v6 = append(v6, s)
+		} else {
 			v4 = append(v4, s)
 		}
 	}
-	subs = v4
+	out, err := h.assignIPs4(rc, tx, p, reqs, dflt, keep, subs, v4)
+	if err != nil || len(v6) == 0 {
+		return out, err
+	}
+	return h.assignIPs6(rc, tx, p, reqs, dflt, out, v6)
+}
+
+// assignIPs6 adds a port's IPv6 addresses as Neutron does (recorded:
+// port-create, port-create-ip, port-create-no-subnet, port-update-ip):
+// an address on every SLAAC or DHCPv6-stateless subnet (EUI-64 of the
+// port's MAC), unless the port is a router's or DHCP's, and, for a port
+// without fixed_ips, one address from the first other IPv6 subnet
+// (lowest free). Only the API carries IPv6: the data plane skips these.
+func (h *handler) assignIPs6(rc *reqCtx, tx *store.Tx, p *model.Port, reqs []fixedReq, dflt bool, out []model.FixedIP, v6 []*model.Subnet) ([]model.FixedIP, error) {
+	named := map[string]bool{}
+	for _, f := range reqs {
+		named[f.SubnetID] = true
+	}
+	service := strings.HasPrefix(p.DeviceOwner, "network:router") || p.DeviceOwner == "network:dhcp"
+	stateful := false
+	for _, s := range v6 {
+		auto := s.IPv6AddressMode == "slaac" || s.IPv6AddressMode == "dhcpv6-stateless"
+		switch {
+		case auto && !service && !named[s.ID]:
+			ip, ok := eui64(s.CIDR, p.MACAddress)
+			if !ok {
+				continue
+			}
+			if cur := tx.GetRaw(ipamKey(s.ID, ip)); cur != "" && cur != p.ID {
+				return nil, ipAllocated(ip, s.ID)
+			}
+			tx.PutRaw(ipamKey(s.ID, ip), p.ID)
+			out = append(out, model.FixedIP{SubnetID: s.ID, IPAddress: ip})
+		case !auto && dflt && !stateful:
+			ip, err := h.allocateIP6(rc, tx, s, p.ID)
+			if err != nil {
+				return nil, err
+			}
+			stateful = true
+			out = append(out, model.FixedIP{SubnetID: s.ID, IPAddress: ip})
+		}
+	}
+	return out, nil
+}
+
+// eui64 is the SLAAC address of mac in a /64.
+func eui64(cidr, mac string) (string, bool) {
+	pfx, err := netip.ParsePrefix(cidr)
+	if err != nil || !pfx.Addr().Is6() || pfx.Bits() != 64 {
+		return "", false
+	}
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return "", false
+	}
+	b := pfx.Masked().Addr().As16()
+	b[8], b[9], b[10], b[11] = hw[0]^0x02, hw[1], hw[2], 0xff
+	b[12], b[13], b[14], b[15] = 0xfe, hw[3], hw[4], hw[5]
+	return netip.AddrFrom16(b).String(), true
+}
+
+// allocateIP6 claims the lowest free address of an IPv6 subnet's pool.
+func (h *handler) allocateIP6(rc *reqCtx, tx *store.Tx, s *model.Subnet, owner string) (string, error) {
+	for _, pl := range s.AllocationPools {
+		a, err1 := netip.ParseAddr(pl.Start)
+		end, err2 := netip.ParseAddr(pl.End)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		for i := 0; i < 4096 && a.Compare(end) <= 0; i, a = i+1, a.Next() {
+			if a.String() == s.GatewayIP {
+				continue
+			}
+			if tx.GetRaw(ipamKey(s.ID, a.String())) == "" {
+				tx.PutRaw(ipamKey(s.ID, a.String()), owner)
+				return a.String(), nil
+			}
+		}
+	}
+	return "", conflict("IpAddressGenerationFailure", "No more IP addresses available for subnet %s.", s.ID)
+}
+
+func (h *handler) assignIPs4(rc *reqCtx, tx *store.Tx, p *model.Port, reqs []fixedReq, dflt bool, keep []model.FixedIP, all, subs []*model.Subnet) ([]model.FixedIP, error) {
+	byID := map[string]*model.Subnet{}
+	for _, s := range all {
+		byID[s.ID] = s
+	}
 	out := []model.FixedIP{}
 	taken := map[string]bool{}
 	if dflt {
@@ -280,7 +367,15 @@ func (h *handler) assignIPs(rc *reqCtx, tx *store.Tx, p *model.Port, reqs []fixe
 				return nil, invalidOp("Failed to create port on network %s, because fixed_ips included invalid subnet %s", p.NetworkID, f.SubnetID)
 			}
 			if s.IPVersion == 6 {
-				return nil, badRequest("IPv6 addresses are not allocated yet: subnet %s is IPv6.", s.ID)
+				if f.IPAddress != "" {
+					return nil, badRequest("Fixed IPv6 addresses are not supported yet: subnet %s is IPv6.", s.ID)
+				}
+				ip, err := h.allocateIP6(rc, tx, s, p.ID)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, model.FixedIP{SubnetID: s.ID, IPAddress: ip})
+				continue
 			}
 		}
 		if f.IPAddress != "" {
