@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -200,6 +201,24 @@ func decodeBody(b []byte, singular string, dst any, readonly ...string) (map[str
 	var attrs map[string]json.RawMessage
 	if err := json.Unmarshal(inner, &attrs); err != nil || attrs == nil {
 		return nil, badRequest("Malformed request body: '%s' must be an object", singular)
+	}
+	if len(readonly) > 0 {
+		// An update: id and the listed attributes are read-only, and
+		// Neutron says so before anything else (recorded: net-update-id,
+		// net-update-project, which names tenant_id for project_id).
+		ks := make([]string, 0, len(attrs))
+		for k := range attrs {
+			ks = append(ks, k)
+		}
+		sort.Strings(ks)
+		for _, k := range ks {
+			if k == "id" || slices.Contains(readonly, k) {
+				if k == "project_id" {
+					k = "tenant_id"
+				}
+				return nil, badRequest("Cannot update read-only attribute %s", k)
+			}
+		}
 	}
 	v := reflect.ValueOf(dst).Elem()
 	fi := fieldsOf(v.Type())

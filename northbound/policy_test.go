@@ -313,7 +313,7 @@ func TestSharedNetworkOwnerAttributes(t *testing.T) {
 	t2.create(t, "/v2.0/lb/vips", "vip", map[string]any{"pool_id": pool, "subnet_id": sid, "protocol": "TCP", "protocol_port": 80})
 	// The network's owner may set them; a MAC changes only by an admin.
 	o := t1.create(t, "/v2.0/ports", "port", map[string]any{"network_id": sh, "mac_address": "fa:16:3e:11:22:35",
-		"fixed_ips": []any{map[string]any{"ip_address": "10.0.0.52"}}, "allowed_address_pairs": []any{map[string]any{"ip_address": "10.0.0.0/24"}}})
+		"fixed_ips": []any{map[string]any{"ip_address": "10.0.0.152"}}, "allowed_address_pairs": []any{map[string]any{"ip_address": "10.0.0.0/24"}}})
 	t1.do("PUT", "/v2.0/ports/"+str(o, "id"), map[string]any{"port": map[string]any{"mac_address": "fa:16:3e:11:22:36"}}).err(t, 403, "PolicyNotAuthorized")
 	a.do("PUT", "/v2.0/ports/"+str(o, "id"), map[string]any{"port": map[string]any{"mac_address": "fa:16:3e:11:22:36"}}).must(t, 200)
 

@@ -352,7 +352,9 @@ func setNameDesc(b *model.Base, name, desc oStr) {
 
 func checkLen(attr string, o oStr, max int) error {
 	if o.Set && len(o.V) > max {
-		return invalidInput(attr, "'%.20s...' exceeds maximum length of %d", o.V, max)
+		// Neutron quotes the value whole (recorded: net-create-long-name);
+		// bodies are bounded (1 MiB), so is the message.
+		return invalidInput(attr, "'%s' exceeds maximum length of %d", o.V, max)
 	}
 	return nil
 }
