@@ -181,6 +181,11 @@ func (h *handler) createNetwork(rc *reqCtx) (model.Record, error) {
 		if err := claimQuota(tx, project, "network"); err != nil {
 			return err
 		}
+		// The project gets its default group with its first network,
+		// as in Neutron (recorded: sg-list-sort).
+		if _, err := h.ensureDefaultSG(tx, project); err != nil {
+			return err
+		}
 		n.SegmentationID = 0
 		switch typ {
 		case model.NetFlat:
