@@ -164,7 +164,9 @@ func TestSecurityGroups(t *testing.T) {
 	sid := str(sg, "id")
 	rule := t1.create(t, "/v2.0/security-group-rules", "security_group_rule", map[string]any{"security_group_id": sid,
 		"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": "443", "remote_ip_prefix": "10.0.0.5/24"})
-	if rule["remote_ip_prefix"] != "10.0.0.0/24" || rule["port_range_max"] != float64(443) || rule["ethertype"] != "IPv4" || rule["project_id"] != "t1" {
+	// The prefix is kept as given and shown masked in normalized_cidr, as
+	// Neutron does (recorded: sgr-create-prefix-hostbits).
+	if rule["remote_ip_prefix"] != "10.0.0.5/24" || rule["normalized_cidr"] != "10.0.0.0/24" || rule["port_range_max"] != float64(443) || rule["ethertype"] != "IPv4" || rule["project_id"] != "t1" {
 		t.Fatalf("rule: %s", fmtJSON(rule))
 	}
 	t1.do("POST", "/v2.0/security-group-rules", map[string]any{"security_group_rule": map[string]any{"security_group_id": sid,

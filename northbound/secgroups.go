@@ -2,6 +2,7 @@ package northbound
 
 import (
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -74,7 +75,10 @@ func (h *handler) secGroupDef() *resDef {
 func ruleView(r *model.SGRule) map[string]any {
 	v := baseView(r, "protocol", "remote_ip_prefix", "remote_group_id")
 	v["remote_address_group_id"] = nil
-	v["normalized_cidr"] = v["remote_ip_prefix"]
+	v["normalized_cidr"] = nil
+	if r.RemoteIPPrefix != "" {
+		v["normalized_cidr"] = maskedCIDR(r.RemoteIPPrefix)
+	}
 	if r.Name == systemRule && r.Description == "" {
 		v["description"] = nil
 	}
@@ -82,6 +86,15 @@ func ruleView(r *model.SGRule) map[string]any {
 	delete(v, "tags")
 	zeroBasedRevision(v)
 	return v
+}
+
+// maskedCIDR is a prefix without host bits (itself when unparsable).
+func maskedCIDR(s string) string {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return s
+	}
+	return p.Masked().String()
 }
 
 // standardAttrID stands in for Neutron's standard attribute row id: a
@@ -397,14 +410,15 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 			if !strings.Contains(s, "/") {
 				s += "/32"
 			}
-			c, ok := parseCIDR(s)
-			if !ok {
+			if _, ok := parseCIDR(s); !ok {
 				return nil, invalidInput("remote_ip_prefix", "'%s' is not a valid IP prefix", req.RemoteIPPrefix.V)
 			}
 			if r.EtherType != "IPv4" {
 				return nil, errf(400, "SecurityGroupRuleParameterConflict", "Conflicting value ethertype %s for CIDR %s", r.EtherType, s)
 			}
-			r.RemoteIPPrefix = ipString(c.first) + "/" + strconv.Itoa(c.bits)
+			// Kept as given, host bits and all; normalized_cidr shows
+			// it masked (recorded: sgr-create-prefix-hostbits).
+			r.RemoteIPPrefix = strings.TrimSpace(s)
 		}
 	}
 	if req.RemoteGroupID.Set && !req.RemoteGroupID.Null && req.RemoteGroupID.V != "" {
@@ -481,10 +495,11 @@ func sameRule(a, b *model.SGRule) bool {
 		return p
 	}
 	pfx := func(r *model.SGRule) string {
-		if r.RemoteIPPrefix == "0.0.0.0/0" || r.RemoteIPPrefix == "::/0" {
+		m := maskedCIDR(r.RemoteIPPrefix)
+		if m == "0.0.0.0/0" || m == "::/0" {
 			return ""
 		}
-		return r.RemoteIPPrefix
+		return m
 	}
 	return a.Direction == b.Direction && a.EtherType == b.EtherType && norm(a.Protocol) == norm(b.Protocol) &&
 		intp(a.PortRangeMin) == intp(b.PortRangeMin) && intp(a.PortRangeMax) == intp(b.PortRangeMax) &&
