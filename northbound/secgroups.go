@@ -88,6 +88,12 @@ func ruleView(r *model.SGRule) map[string]any {
 	return v
 }
 
+// neutronProtocols is the list Neutron's message names (recorded:
+// sgr-create-bad-proto).
+const neutronProtocols = "[None, 'ah', 'dccp', 'egp', 'esp', 'gre', 'hopopt', 'icmp', 'igmp', 'ip', 'ipip', 'ipv6-encap', " +
+	"'ipv6-frag', 'ipv6-icmp', 'icmpv6', 'ipv6-nonxt', 'ipv6-opts', 'ipv6-route', 'ospf', 'pgm', 'rsvp', 'sctp', 'tcp', " +
+	"'udp', 'udplite', 'vrrp']"
+
 // maskedCIDR is a prefix without host bits (itself when unparsable).
 func maskedCIDR(s string) string {
 	p, err := netip.ParsePrefix(s)
@@ -350,7 +356,7 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 			} else if n, err := strconv.Atoi(x); err == nil && n >= 0 && n <= 255 {
 				proto, r.Protocol = n, x
 			} else if x != "" && x != "any" {
-				return nil, errf(400, "SecurityGroupRuleInvalidProtocol", "Security group rule protocol %s not supported. Only protocol values %v and integer representations [0 to 255] are supported.", x, []string{"tcp", "udp", "icmp", "icmpv6"})
+				return nil, errf(400, "SecurityGroupRuleInvalidProtocol", "Security group rule protocol %s not supported. Only protocol values %s and integer representations [0 to 255] are supported.", x, neutronProtocols)
 			}
 		case float64:
 			if x != float64(int(x)) || x < 0 || x > 255 {
