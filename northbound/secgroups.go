@@ -478,6 +478,13 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 		if err := claimQuota(tx, r.ProjectID, "security_group_rule"); err != nil {
 			return err
 		}
+		// A rule change bumps its group's revision, as in Neutron
+		// (recorded: sg-show-with-rules); the write also serializes rule
+		// creates on one group, which makes the duplicate check race-free.
+		touch(&sg.Base)
+		if err := tx.Put(sg); err != nil {
+			return err
+		}
 		return storeRuleTx(tx, r)
 	})
 	if err != nil {
@@ -531,7 +538,12 @@ func (h *handler) deleteRule(rc *reqCtx, id string) error {
 		tx.DelRaw(refKey(refSGRules, r.SecurityGroupID, r.ID))
 		tx.Delete(model.KindSGRule, id)
 		countUsage(tx, r.ProjectID, "security_group_rule", -1)
-		return nil
+		sg, err := txGet[*model.SecurityGroup](tx, model.KindSecurityGroup, r.SecurityGroupID)
+		if err != nil || sg == nil {
+			return err
+		}
+		touch(&sg.Base)
+		return tx.Put(sg)
 	})
 	return err
 }
