@@ -12,11 +12,12 @@ import (
 
 // authenticate turns a request into the caller's identity.
 //
-// noauth, exactly Neutron's (recorded: net-create-noproject): a request
-// without identity headers is admin of the project "fake_project_id"
-// (Config.DefaultProject overrides the name), so its creates succeed
-// without project_id in the body. A request with X-Project-Id but no
-// X-Roles is admin with that project.
+// noauth, exactly Neutron's (recorded: net-create-noproject,
+// net-create-project-header): a request without identity headers is
+// admin of the project "fake_project_id" (Config.DefaultProject
+// overrides the name), so its creates succeed without project_id in the
+// body. A request with X-Project-Id but no X-Roles is admin without a
+// project: its creates must name one.
 //
 // Trusted identity headers (the lab mode, in noauth): a request that
 // carries X-Roles is taken as keystonemiddleware would have set its
@@ -43,9 +44,10 @@ func (h *handler) authenticate(r *http.Request) (*reqCtx, error) {
 				return nil, errf(http.StatusUnauthorized, "HTTPUnauthorized", "A non-admin caller needs X-Project-Id.")
 			}
 		}
-		if rc.project == "" && r.Header.Get("X-Roles") == "" {
-			rc.project = h.cfg.DefaultProject
-			if rc.project == "" {
+		if r.Header.Get("X-Roles") == "" {
+			if rc.project != "" {
+				rc.project = ""
+			} else if rc.project = h.cfg.DefaultProject; rc.project == "" {
 				rc.project = NoauthProject
 			}
 		}

@@ -354,9 +354,6 @@ func projectOf(rc *reqCtx, tenant, project oStr) (string, error) {
 		p = rc.project
 	}
 	if p == "" {
-		p = rc.h.cfg.DefaultProject
-	}
-	if p == "" {
 		return "", badRequest("Running without keystone AuthN requires that tenant_id is specified")
 	}
 	return p, nil

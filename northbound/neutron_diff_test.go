@@ -49,6 +49,8 @@ var identities = map[string]map[string]string{
 	"p1": {"X-Project-Id": "project-a", "X-User-Id": "user-a", "X-Roles": "member"},
 	"p2": {"X-Project-Id": "project-b", "X-User-Id": "user-b", "X-Roles": "member"},
 	"pa": {"X-Project-Id": "project-admin", "X-User-Id": "user-admin", "X-Roles": "admin,member"},
+	// X-Project-Id alone: what Neutron's noauth makes of it.
+	"px": {"X-Project-Id": "project-x"},
 }
 
 // step is one scripted request. Path and Body may hold "{var}"

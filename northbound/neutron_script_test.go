@@ -39,6 +39,8 @@ func neutronScript() []step {
 
 	// ---- networks ----
 	add("net-create-noproject", "", "POST", "/v2.0/networks", m{"network": m{"name": "n-noproj"}}, "netnp", "network.id")
+	add("net-create-project-header", "px", "POST", "/v2.0/networks", m{"network": m{"name": "n-px"}})
+	get("net-list-project-header", "px", "/v2.0/networks?name=n-px&fields=name&fields=project_id")
 	add("net-create-admin-for-p1", "", "POST", "/v2.0/networks", m{"network": m{"name": "n-a1", "project_id": "project-a"}}, "neta1", "network.id")
 	add("net-create-p1", "p1", "POST", "/v2.0/networks", m{"network": m{"name": "n-a2", "description": "second"}}, "neta2", "network.id")
 	add("net-create-p1-tenant-id", "p1", "POST", "/v2.0/networks", m{"network": m{"name": "n-a3", "tenant_id": "project-a"}}, "neta3", "network.id")
