@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/digitalocean/go-openvswitch v0.0.0-20241021184246-19e734367535
+	github.com/gopacket/gopacket v1.7.7
 	github.com/netrack/openflow v0.1.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/spf13/pflag v1.1.0

@@ -1,11 +1,15 @@
 // Package app defines what a Nimbus app is: a pure function from a model
 // snapshot and the topology to the full desired flows, groups and meters
-// of one switch. Apps never talk to a switch or to etcd. Packet-in
-// handling is an optional interface whose handlers return messages
-// instead of sending them.
+// of one switch. Apps never talk to a switch or to etcd (an import test,
+// imports_test.go, keeps the wire library, etcd, the store, the cluster,
+// the reconciler and the node agent out of every package under app/).
+// Packet-in handling is an optional interface whose handlers return
+// messages instead of sending them, and read only the state the app's
+// last applied Desired handed them (Desired.Handler, PacketIn.State).
 package app
 
 import (
+	"github.com/nimbus-sdn/nimbus/binding"
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/pipeline"
@@ -17,6 +21,19 @@ type Input struct {
 	Model    *model.Snapshot
 	Topology *topology.Snapshot
 	Switch   *topology.Switch
+	// Bindings is the binding table of Model and Topology, computed once
+	// per snapshot for every switch and app (binding.Compute). Nil means
+	// the caller did not compute it: apps compute it themselves then
+	// (tests), never per switch in the controller.
+	Bindings *binding.Table
+}
+
+// Binding returns in.Bindings, computing it when the caller did not.
+func (in Input) Binding() *binding.Table {
+	if in.Bindings != nil {
+		return in.Bindings
+	}
+	return binding.Compute(in.Model, in.Topology)
 }
 
 // Desired is an app's full desired state for one switch.
@@ -24,6 +41,11 @@ type Desired struct {
 	Flows  []*flow.Flow
 	Groups []*flow.Group
 	Meters []*flow.Meter
+	// Handler is what the app's packet-in handler needs on this switch
+	// (e.g. the DHCP answers per port), computed with the flows. The
+	// switch agent keeps the one of the last Desired it applied and
+	// passes it in PacketIn.State; nil before the first.
+	Handler any
 }
 
 // App computes desired state.
@@ -42,6 +64,9 @@ type PacketIn struct {
 	Table    uint8
 	Cookie   uint64
 	Data     []byte
+	// State is Desired.Handler of the app's last applied Desired for
+	// this switch (nil before the first).
+	State any
 }
 
 // FlowOut is a flow to install in reply to a packet-in. BufferID, when

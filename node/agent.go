@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/nimbus-sdn/nimbus/model"
-	"github.com/nimbus-sdn/nimbus/node/names"
+	"github.com/nimbus-sdn/nimbus/model/names"
 	"github.com/nimbus-sdn/nimbus/store"
 )
 

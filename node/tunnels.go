@@ -10,7 +10,7 @@ import (
 	"sort"
 
 	"github.com/nimbus-sdn/nimbus/model"
-	"github.com/nimbus-sdn/nimbus/node/names"
+	"github.com/nimbus-sdn/nimbus/model/names"
 )
 
 // TunnelPortName is names.TunnelPortName (re-exported for callers of node).

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/nimbus-sdn/nimbus/model"
-	"github.com/nimbus-sdn/nimbus/node/names"
+	"github.com/nimbus-sdn/nimbus/model/names"
 	"github.com/nimbus-sdn/nimbus/store"
 )
 

@@ -9,7 +9,8 @@ import (
 
 // Check verifies a flow against its table's contract: the table exists,
 // the cookie is ours and names an app allowed to write the table, the
-// match fields are ones the table accepts (with prerequisites), gotos and
+// match fields are ones the table accepts (with prerequisites), the
+// fields its actions write are ones the table may set, gotos and
 // resubmits only go forward to declared tables, and priorities of static
 // flows stay out of the miss band, and every punt to the controller goes
 // through a declared meter.
@@ -47,6 +48,11 @@ func Check(f *flow.Flow) error {
 			}
 		}
 	}
+	for _, a := range f.Actions {
+		if w, ok := writes(a); ok && !slices.Contains(t.Sets, w) {
+			return fmt.Errorf("pipeline: flow %s: table %s may not set %s", f.KeyText(), t.Name, w)
+		}
+	}
 	next := func(id uint8, how string) error {
 		nt := ByID(id)
 		if nt == nil {
@@ -78,6 +84,19 @@ func Check(f *flow.Flow) error {
 	return nil
 }
 
+// writes returns the field an action writes, if any.
+func writes(a flow.Action) (flow.Field, bool) {
+	switch a := a.(type) {
+	case flow.SetField:
+		return a.F, true
+	case flow.Move:
+		return a.Dst, true
+	case flow.PushVLAN, flow.PopVLAN:
+		return flow.VlanVID, true
+	}
+	return 0, false
+}
+
 // punts reports whether actions send the packet to the controller.
 func punts(acts []flow.Action) bool {
 	for _, a := range acts {
@@ -99,4 +118,48 @@ func isPrereq(m flow.Match, f flow.Field) bool {
 		}
 	}
 	return false
+}
+
+// CheckGroups verifies the groups flow f uses (group actions, and groups
+// their buckets chain to) against f's table's contract: what a bucket
+// sets and where it resubmits is what the flow does. groups are the
+// app's groups by id; a group not among them is not checked here.
+func CheckGroups(f *flow.Flow, groups map[uint32]*flow.Group) error {
+	t := ByID(f.Table)
+	if t == nil {
+		return fmt.Errorf("pipeline: flow %s: no table %d", f.KeyText(), f.Table)
+	}
+	seen := map[uint32]bool{}
+	var walk func(acts []flow.Action) error
+	walk = func(acts []flow.Action) error {
+		for _, a := range acts {
+			ga, ok := a.(flow.GroupAction)
+			if !ok || seen[ga.ID] {
+				continue
+			}
+			seen[ga.ID] = true
+			g := groups[ga.ID]
+			if g == nil {
+				continue
+			}
+			for _, b := range g.Buckets {
+				for _, ba := range b.Actions {
+					if w, ok := writes(ba); ok && !slices.Contains(t.Sets, w) {
+						return fmt.Errorf("pipeline: flow %s: group 0x%x sets %s, which table %s may not set", f.KeyText(), g.ID, w, t.Name)
+					}
+					if r, ok := ba.(flow.Resubmit); ok {
+						nt := ByID(r.Table)
+						if nt == nil || !slices.Contains(t.Next, nt.Name) {
+							return fmt.Errorf("pipeline: flow %s: group 0x%x resubmits to table %d, which table %s may not go to", f.KeyText(), g.ID, r.Table, t.Name)
+						}
+					}
+				}
+				if err := walk(b.Actions); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return walk(f.Actions)
 }

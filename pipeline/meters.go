@@ -3,8 +3,8 @@ package pipeline
 import "github.com/nimbus-sdn/nimbus/flow"
 
 // MeterDef is a meter Nimbus installs on every switch that needs it.
-// Ids come from Nimbus's meter range (reconcile.MeterIDBase, 0x004e0000,
-// and up; a reconcile test checks they stay in it).
+// Ids come from Nimbus's meter range (MeterIDBase, 0x004e0000,
+// the shared slice below MeterBase(1); a test checks they stay in it).
 type MeterDef struct {
 	ID      uint32
 	Name    string

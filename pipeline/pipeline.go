@@ -140,8 +140,47 @@ var (
 	RegRouter    = Bits{"router", flow.Reg5, 0, 16, "router id for L3 lookups"}
 	RegLB        = Bits{"lb", flow.Reg6, 0, 16, "load-balancer VIP index"}
 	MetaNetwork  = Bits{"network", flow.Metadata, 0, 24, "network key, mirrored in metadata for write_metadata users"}
-	RegSGRemote  = Bits{"sg_remote", flow.Reg7, 0, 32, "security groups: bits 0-29 the remote groups the packet's remote address belongs to, bit 30 classified in the from-VM ACL table, bit 31 in the to-VM ACL table"}
+	RegSGRemote  = Bits{"sg_remote", flow.Reg7, 0, 32, "security groups: bits 0-29 the remote groups the packet's remote address belongs to, bit 30 classified in from_vm_acl, bit 31 in to_vm_acl"}
 )
 
 // AllBits lists every allocation (for docs and overlap checks).
 var AllBits = []Bits{RegPortClass, RegFlags, RegNetwork, RegInPort, RegOutPort, RegCTZone, RegRouter, RegLB, MetaNetwork, RegSGRemote}
+
+// Set is the action that writes v into the range (a plain set-field when
+// the range covers the whole field, a masked one otherwise).
+func (b Bits) Set(v uint64) flow.SetField {
+	if b.Mask() == b.Field.FullMask() {
+		return flow.SetField{F: b.Field, Value: v}
+	}
+	return flow.SetField{F: b.Field, Value: b.Value(v), Mask: b.Mask()}
+}
+
+// Match adds "the range holds v" to m (exact when the range covers the
+// whole field, masked otherwise) and returns it.
+func (b Bits) Match(m flow.Match, v uint64) flow.Match {
+	if b.Mask() == b.Field.FullMask() {
+		return m.Set(b.Field, v)
+	}
+	return m.SetMasked(b.Field, b.Value(v), b.Mask())
+}
+
+// Port classes, the values of RegPortClass.
+const (
+	ClassVM     = 1 // a tenant VM's port (a Neutron port bound here)
+	ClassTunnel = 2 // a GRE tunnel to another chassis
+	ClassPhys   = 3 // a VLAN uplink, or a fabric link
+	ClassRouter = 4 // a router's port (L3)
+)
+
+// Flags, bits of RegFlags (their values are already shifted into reg0).
+const (
+	FlagFromVM      = 1 << 4 // the frame came from a local VM
+	FlagARPAnswered = 1 << 5 // the ARP responder answered it
+	FlagRouted      = 1 << 6 // L3 routed it
+)
+
+// SetClass is the action that writes a port class and flags into reg0
+// (the class bits and the flag bits given, nothing else).
+func SetClass(class, flags uint64) flow.SetField {
+	return flow.SetField{F: RegPortClass.Field, Value: class | flags, Mask: RegPortClass.Mask() | flags}
+}

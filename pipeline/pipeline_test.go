@@ -33,22 +33,26 @@ func TestTableIDsFollowDeclarationOrder(t *testing.T) {
 
 func TestCheckRejectsContractBreaches(t *testing.T) {
 	ok := &flow.Flow{Table: L2Forward.ID(), Priority: PriorityNormal, Cookie: Cookie(AppIsolation, 1),
-		Match: flow.M().Set(flow.Reg1, 5).EthDst(flow.MustMAC("02:00:00:00:00:01")), Goto: EgressACL.ID()}
+		Match: flow.M().Set(flow.Reg1, 5).EthDst(flow.MustMAC("02:00:00:00:00:01")), Goto: ToVMACL.ID()}
 	if err := Check(ok); err != nil {
 		t.Fatalf("valid flow refused: %v", err)
 	}
 	cases := map[string]*flow.Flow{
-		"no table 200":        {Table: 200, Cookie: Cookie(AppIsolation, 1)},
-		"lacks the nimbus":    {Table: L2Forward.ID(), Priority: 5, Cookie: 0x1234},
-		"may not write table": {Table: L3Routing.ID(), Priority: 5, Cookie: Cookie(AppLearning, 1)},
-		"needs dl_type":       {Table: L2Forward.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Match: flow.M().Set(flow.IPv4Dst, 1)},
-		"does not match on":   {Table: L2Learning.ID(), Priority: 5, Cookie: Cookie(AppLearning, 1), Match: flow.M().Set(flow.Reg1, 1)},
-		"may not goto":        {Table: L2Forward.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Goto: Classifier.ID() + 1},
-		"may not resubmit":    {Table: L2Forward.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Actions: []flow.Action{flow.Resubmit{InPort: flow.PortInPort, Table: Output.ID()}}},
-		"miss band":           {Table: L2Forward.ID(), Priority: PriorityMiss, Cookie: Cookie(AppIsolation, 1)},
-		"dynamic flow":        {Table: L2Forward.ID(), Priority: 5, Cookie: DynamicCookie(AppIsolation, 1)},
-		"without a meter":     {Table: L2Learning.ID(), Priority: 5, Cookie: Cookie(AppLearning, 1), Actions: []flow.Action{flow.Output{Port: flow.PortController}}},
-		"cannot be masked":    {Table: L2Forward.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Match: flow.M().SetMasked(flow.EthType, 0x800, 0xff00)},
+		"no table 200":             {Table: 200, Cookie: Cookie(AppIsolation, 1)},
+		"lacks the nimbus":         {Table: L2Forward.ID(), Priority: 5, Cookie: 0x1234},
+		"may not write table":      {Table: L3Routing.ID(), Priority: 5, Cookie: Cookie(AppLearning, 1)},
+		"needs dl_type":            {Table: L2Forward.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Match: flow.M().Set(flow.IPv4Dst, 1)},
+		"does not match on":        {Table: L2Learning.ID(), Priority: 5, Cookie: Cookie(AppLearning, 1), Match: flow.M().Set(flow.Reg1, 1)},
+		"may not goto":             {Table: L2Forward.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Goto: Classifier.ID() + 1},
+		"may not resubmit":         {Table: L2Forward.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Actions: []flow.Action{flow.Resubmit{InPort: flow.PortInPort, Table: Output.ID()}}},
+		"miss band":                {Table: L2Forward.ID(), Priority: PriorityMiss, Cookie: Cookie(AppIsolation, 1)},
+		"dynamic flow":             {Table: L2Forward.ID(), Priority: 5, Cookie: DynamicCookie(AppIsolation, 1)},
+		"without a meter":          {Table: L2Learning.ID(), Priority: 5, Cookie: Cookie(AppLearning, 1), Actions: []flow.Action{flow.Output{Port: flow.PortController}}},
+		"may not set":              {Table: Output.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Actions: []flow.Action{flow.SetField{F: flow.EthDst, Value: 1}}},
+		"may not set dl_vlan":      {Table: PortSecurity.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Actions: []flow.Action{flow.PopVLAN{}}},
+		"may not set arp_tha":      {Table: L2Forward.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Actions: []flow.Action{flow.Move{Src: flow.ARPSha, Dst: flow.ARPTha, NBits: 48}}},
+		"output does not match on": {Table: Output.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Match: flow.M().EthDst(1)},
+		"cannot be masked":         {Table: L2Forward.ID(), Priority: 5, Cookie: Cookie(AppIsolation, 1), Match: flow.M().SetMasked(flow.EthType, 0x800, 0xff00)},
 	}
 	for want, f := range cases {
 		err := Check(f)
@@ -129,6 +133,62 @@ func TestChainGroup(t *testing.T) {
 			if p != uint32(i+1) {
 				t.Fatalf("n=%d: output %d is port %d", n, i, p)
 			}
+		}
+	}
+}
+
+func TestBitsSetAndMatch(t *testing.T) {
+	if got := RegOutPort.Set(7); got != (flow.SetField{F: flow.Reg3, Value: 7}) {
+		t.Errorf("whole register: %+v", got)
+	}
+	if got := RegNetwork.Set(5); got != (flow.SetField{F: flow.Reg1, Value: 5, Mask: 0xffffff}) {
+		t.Errorf("part of a register: %+v", got)
+	}
+	m := RegPortClass.Match(nil, ClassTunnel)
+	if len(m) != 1 || m[0].F != flow.Reg0 || m[0].Value != ClassTunnel || m[0].Mask != 0xf {
+		t.Errorf("masked match: %+v", m)
+	}
+	if got := SetClass(ClassVM, FlagFromVM); got.Value != 0x11 || got.Mask != 0x1f {
+		t.Errorf("class and flag: %+v", got)
+	}
+}
+
+func TestIDRangesPerApp(t *testing.T) {
+	for a := AppPipeline; a <= AppTopology; a++ {
+		lo, hi := GroupBase(a), GroupBase(a)+GroupsPerApp-1
+		if !OursGroup(lo) || !OursGroup(hi) || GroupOwner(lo) != a || GroupOwner(hi) != a {
+			t.Errorf("app %s: group range %#x..%#x", a, lo, hi)
+		}
+		if mlo, mhi := MeterBase(a), MeterBase(a)+MetersPerApp-1; !OursMeter(mlo) || !OursMeter(mhi) {
+			t.Errorf("app %s: meter range %#x..%#x", a, mlo, mhi)
+		}
+	}
+	for _, m := range Meters {
+		if m.ID <= MeterIDBase || m.ID >= MeterBase(AppPipeline) {
+			t.Errorf("declared meter %s %#x outside the shared slice", m.Name, m.ID)
+		}
+	}
+}
+
+func TestCheckGroupsFollowsTheFlowsTable(t *testing.T) {
+	f := &flow.Flow{Table: L2Forward.ID(), Priority: PriorityDefault, Cookie: Cookie(AppIsolation, 1),
+		Actions: []flow.Action{flow.GroupAction{ID: 10}}}
+	good := map[uint32]*flow.Group{
+		10: {ID: 10, Buckets: []flow.Bucket{
+			{Actions: []flow.Action{RegOutPort.Set(1), flow.Resubmit{InPort: flow.PortInPort, Table: ToVMACL.ID()}}},
+			{Actions: []flow.Action{flow.GroupAction{ID: 11}}}}},
+		11: {ID: 11, Buckets: []flow.Bucket{{Actions: []flow.Action{flow.PushVLAN{EthType: flow.EthTypeVLAN}, flow.SetField{F: flow.VlanVID, Value: flow.VlanPresent | 5}, flow.Output{Port: 2}}}}},
+	}
+	if err := CheckGroups(f, good); err != nil {
+		t.Fatalf("valid flood group refused: %v", err)
+	}
+	for want, g := range map[string]*flow.Group{
+		"sets dl_src":        {ID: 11, Buckets: []flow.Bucket{{Actions: []flow.Action{flow.SetField{F: flow.EthSrc, Value: 1}, flow.Output{Port: 2}}}}},
+		"resubmits to table": {ID: 11, Buckets: []flow.Bucket{{Actions: []flow.Action{flow.Resubmit{InPort: flow.PortInPort, Table: Classifier.ID()}}}}},
+	} {
+		bad := map[uint32]*flow.Group{10: good[10], 11: g}
+		if err := CheckGroups(f, bad); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s (chained group): got %v", want, err)
 		}
 	}
 }

@@ -29,14 +29,17 @@ type Table struct {
 	Writers []AppID
 	// Matches lists the fields flows here may match (nil: any).
 	Matches []flow.Field
+	// Sets lists the fields flows here may write: set-field and move
+	// destinations, and dl_vlan (VlanVID) for push/pop VLAN (nil: none).
+	Sets []flow.Field
+	// Recirculate lets ct() recirculate into the table itself: the
+	// lookup before conntrack matches packets not yet classified, the
+	// verdict after it +trk.
+	Recirculate bool
 	// Next lists the tables flows here may goto/resubmit to.
 	Next []string
 	// Dynamic tables hold flows installed by packet-in handlers.
 	Dynamic bool
-	// Recirculate lets ct() recirculate into the table itself: the
-	// lookup before conntrack matches -trk (or another zone), the
-	// verdict after it +trk.
-	Recirculate bool
 
 	id uint8
 }
@@ -44,35 +47,83 @@ type Table struct {
 // ID is the table number, fixed by declaration order.
 func (t *Table) ID() uint8 { return t.id }
 
-var commonMeta = []flow.Field{flow.InPort, flow.Metadata, flow.Reg0, flow.Reg1, flow.Reg2, flow.Reg3, flow.Reg4, flow.Reg5, flow.Reg6}
+// Shorthands for the contracts below.
+var (
+	regClass = flow.Reg0 // RegPortClass and RegFlags
+	regNet   = flow.Reg1 // RegNetwork
+	regIn    = flow.Reg2 // RegInPort
+	regOut   = flow.Reg3 // RegOutPort
+	ipFields = []flow.Field{flow.EthType, flow.IPProto, flow.IPv4Src, flow.IPv4Dst, flow.TCPSrc, flow.TCPDst, flow.UDPSrc, flow.UDPDst, flow.ICMPv4Type, flow.ICMPv4Code}
+	ctFields = []flow.Field{flow.CTState, flow.CTZone, flow.CTMark}
+)
 
-func fields(extra ...flow.Field) []flow.Field {
-	return append(append([]flow.Field{}, commonMeta...), extra...)
+func fields(groups ...[]flow.Field) []flow.Field {
+	var out []flow.Field
+	for _, g := range groups {
+		out = append(out, g...)
+	}
+	return out
 }
 
-var l2l3 = []flow.Field{flow.EthSrc, flow.EthDst, flow.EthType, flow.VlanVID, flow.TunnelID, flow.IPProto, flow.IPv4Src, flow.IPv4Dst,
-	flow.TCPSrc, flow.TCPDst, flow.UDPSrc, flow.UDPDst, flow.ICMPv4Type, flow.ICMPv4Code, flow.ARPOp, flow.ARPSpa, flow.ARPTpa, flow.ARPSha,
-	flow.CTState, flow.CTZone, flow.CTMark}
+func fs(f ...flow.Field) []flow.Field { return f }
 
-// The pipeline, in table order. Adding a table is one line here.
+// The pipeline, in table order. Adding a table is one line here. Matches
+// are the fields the table's flows use; Sets the fields their actions
+// may write (set-field, move destination, VLAN push/pop): a table whose
+// flows set nothing declares none.
 var (
-	Classifier   = &Table{Name: "classifier", Owner: AppPipeline, Purpose: "classify the ingress port (VM, tunnel, physical or fabric link); LLDP goes to the controller; ports no tenant network covers go to L2 learning", Miss: MissGoto, MissTable: "l2_learning", Writers: []AppID{AppIsolation, AppTopology}, Matches: fields(flow.TunnelID, flow.VlanVID, flow.EthSrc, flow.EthType), Next: []string{"port_security", "l2_forward", "l2_learning"}}
-	PortSecurity = &Table{Name: "port_security", Owner: AppIsolation, Purpose: "drop frames whose source MAC/IP is not the port's (fixed IPs, allowed address pairs)", Miss: MissDrop, Matches: fields(l2l3...), Next: []string{"ingress_acl"}}
-	IngressACL   = &Table{Name: "ingress_acl", Owner: AppSecGroup, Purpose: "stateful security groups, VM egress direction (conntrack commit/lookup)", Miss: MissNext, Matches: fields(append([]flow.Field{flow.Reg7}, l2l3...)...), Next: []string{"arp_responder"}, Recirculate: true}
-	ARPResponder = &Table{Name: "arp_responder", Owner: AppIsolation, Purpose: "answer ARP for known addresses on the local chassis", Miss: MissNext, Writers: []AppID{AppL3Router, AppNAT, AppLB}, Matches: fields(l2l3...), Next: []string{"dhcp"}}
-	DHCP         = &Table{Name: "dhcp", Owner: AppIsolation, Purpose: "send DHCP requests to the controller's DHCP responder", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"lb"}}
-	LB           = &Table{Name: "lb", Owner: AppLB, Purpose: "VIP to member selection (select groups, health-checked)", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"dnat"}}
-	DNAT         = &Table{Name: "dnat", Owner: AppNAT, Purpose: "floating IP DNAT (conntrack nat)", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"l3_routing"}}
-	L3Routing    = &Table{Name: "l3_routing", Owner: AppL3Router, Purpose: "distributed routing between tenant subnets", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"snat"}}
-	SNAT         = &Table{Name: "snat", Owner: AppNAT, Purpose: "SNAT and floating IP SNAT toward the external network", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"l2_forward"}}
-	L2Forward    = &Table{Name: "l2_forward", Owner: AppIsolation, Purpose: "known unicast to its port or tunnel; broadcast to the network's flood group", Miss: MissNext, Matches: fields(l2l3...), Next: []string{"egress_acl"}}
-	EgressACL    = &Table{Name: "egress_acl", Owner: AppSecGroup, Purpose: "stateful security groups, VM ingress direction", Miss: MissNext, Matches: fields(append([]flow.Field{flow.Reg7}, l2l3...)...), Next: []string{"output"}, Recirculate: true}
-	Output       = &Table{Name: "output", Owner: AppIsolation, Purpose: "emit to the egress port chosen earlier (reg3)", Miss: MissDrop, Matches: fields(l2l3...)}
-	L2Learning   = &Table{Name: "l2_learning", Owner: AppLearning, Purpose: "MAC learning for ports no tenant network covers, on plain switches: learned (in_port, dl_src, dl_dst) flows with idle timeouts; the learning app's metered punt (learning_punt) sends the rest to the controller; on a chassis nothing is punted and the miss drops", Miss: MissDrop, Matches: []flow.Field{flow.InPort, flow.EthSrc, flow.EthDst}, Dynamic: true}
+	Classifier = &Table{Name: "classifier", Owner: AppPipeline, Purpose: "classify the ingress port (VM, tunnel, physical or fabric link); LLDP goes to the controller; ports no tenant network covers go to L2 learning", Miss: MissGoto, MissTable: "l2_learning", Writers: []AppID{AppIsolation, AppTopology},
+		Matches: fs(flow.InPort, flow.TunnelID, flow.VlanVID, flow.EthType),
+		Sets:    fs(regClass, regNet, regIn, flow.VlanVID),
+		Next:    []string{"port_security", "l2_forward", "l2_learning"}}
+	PortSecurity = &Table{Name: "port_security", Owner: AppIsolation, Purpose: "drop frames whose source MAC/IP is not the port's (fixed IPs, allowed address pairs)", Miss: MissDrop,
+		Matches: fs(flow.InPort, flow.EthSrc, flow.EthType, flow.IPv4Src, flow.ARPSpa, flow.IPProto, flow.UDPSrc, flow.UDPDst),
+		Next:    []string{"from_vm_acl"}}
+	FromVMACL = &Table{Name: "from_vm_acl", Owner: AppSecGroup, Purpose: "stateful security groups on what a VM sends (conntrack commit/lookup)", Miss: MissNext,
+		Matches:     fields(fs(regClass, regNet, regIn, flow.Reg7, flow.EthSrc, flow.EthDst), ipFields, ctFields),
+		Sets:        fs(flow.Reg4, flow.Reg7, flow.CTMark),
+		Next:        []string{"arp_responder"},
+		Recirculate: true}
+	ARPResponder = &Table{Name: "arp_responder", Owner: AppIsolation, Purpose: "answer ARP for known addresses on the local chassis", Miss: MissNext, Writers: []AppID{AppL3Router, AppNAT, AppLB},
+		Matches: fs(regClass, regNet, flow.EthType, flow.ARPOp, flow.ARPTpa),
+		Sets:    fs(regClass, flow.EthSrc, flow.EthDst, flow.ARPOp, flow.ARPSha, flow.ARPSpa, flow.ARPTha, flow.ARPTpa),
+		Next:    []string{"dhcp"}}
+	DHCP = &Table{Name: "dhcp", Owner: AppIsolation, Purpose: "send DHCP requests to the controller's DHCP responder", Miss: MissNext,
+		Matches: fs(regClass, regNet, flow.EthType, flow.IPProto, flow.UDPSrc, flow.UDPDst),
+		Next:    []string{"lb"}}
+	LB = &Table{Name: "lb", Owner: AppLB, Purpose: "VIP to member selection (select groups, health-checked)", Miss: MissNext,
+		Matches: fields(fs(regClass, regNet), ipFields, ctFields),
+		Sets:    fs(flow.Reg6, flow.EthDst, flow.IPv4Dst, flow.TCPDst, flow.UDPDst),
+		Next:    []string{"dnat"}}
+	DNAT = &Table{Name: "dnat", Owner: AppNAT, Purpose: "floating IP DNAT (conntrack nat)", Miss: MissNext,
+		Matches: fields(fs(regClass, regNet, flow.Reg5), ipFields, ctFields),
+		Sets:    fs(flow.Reg4, flow.Reg5, flow.IPv4Dst, flow.CTMark),
+		Next:    []string{"l3_routing"}}
+	L3Routing = &Table{Name: "l3_routing", Owner: AppL3Router, Purpose: "distributed routing between tenant subnets", Miss: MissNext,
+		Matches: fields(fs(regClass, regNet, flow.Reg5, flow.EthDst), ipFields),
+		Sets:    fs(regClass, regNet, flow.Reg5, flow.EthSrc, flow.EthDst),
+		Next:    []string{"snat"}}
+	SNAT = &Table{Name: "snat", Owner: AppNAT, Purpose: "SNAT and floating IP SNAT toward the external network", Miss: MissNext,
+		Matches: fields(fs(regClass, regNet, flow.Reg5), ipFields, ctFields),
+		Sets:    fs(flow.Reg4, flow.IPv4Src, flow.CTMark),
+		Next:    []string{"l2_forward"}}
+	L2Forward = &Table{Name: "l2_forward", Owner: AppIsolation, Purpose: "known unicast to its port or tunnel; broadcast to the network's flood group", Miss: MissNext,
+		Matches: fs(regClass, regNet, flow.EthDst),
+		Sets:    fs(regOut, flow.TunnelID, flow.VlanVID),
+		Next:    []string{"to_vm_acl"}}
+	ToVMACL = &Table{Name: "to_vm_acl", Owner: AppSecGroup, Purpose: "stateful security groups on what a VM receives", Miss: MissNext,
+		Matches:     fields(fs(regClass, regNet, regIn, regOut, flow.Reg7, flow.EthSrc, flow.EthDst), ipFields, ctFields),
+		Sets:        fs(flow.Reg4, flow.Reg7, flow.CTMark),
+		Next:        []string{"output"},
+		Recirculate: true}
+	Output = &Table{Name: "output", Owner: AppIsolation, Purpose: "emit to the egress port chosen earlier (reg3)", Miss: MissDrop,
+		Matches: fs(regOut)}
+	L2Learning = &Table{Name: "l2_learning", Owner: AppLearning, Purpose: "MAC learning for ports no tenant network covers, on plain switches: learned (in_port, dl_src, dl_dst) flows with idle timeouts; the learning app's metered punt (learning_punt) sends the rest to the controller; on a chassis nothing is punted and the miss drops", Miss: MissDrop,
+		Matches: fs(flow.InPort, flow.EthSrc, flow.EthDst), Dynamic: true}
 )
 
 // Tables is the ordered pipeline; a table's index is its id.
-var Tables = declare(Classifier, PortSecurity, IngressACL, ARPResponder, DHCP, LB, DNAT, L3Routing, SNAT, L2Forward, EgressACL, Output, L2Learning)
+var Tables = declare(Classifier, PortSecurity, FromVMACL, ARPResponder, DHCP, LB, DNAT, L3Routing, SNAT, L2Forward, ToVMACL, Output, L2Learning)
 
 var byName = map[string]*Table{}
 

@@ -10,18 +10,19 @@ import (
 	"github.com/nimbus-sdn/nimbus/pipeline"
 )
 
-// GroupIDBase and MeterIDBase start the id ranges Nimbus owns; groups and
-// meters below them are someone else's and never touched.
+// GroupIDBase and MeterIDBase start the id ranges Nimbus owns (declared,
+// with each app's slice, in pipeline/ids.go); groups and meters below
+// them are someone else's and never touched.
 const (
-	GroupIDBase uint32 = 0x4e000000
-	MeterIDBase uint32 = 0x004e0000
+	GroupIDBase = pipeline.GroupIDBase
+	MeterIDBase = pipeline.MeterIDBase
 )
 
 // OursGroup reports whether a group id is in Nimbus's range.
-func OursGroup(id uint32) bool { return id >= GroupIDBase && id < 0xffffff00 }
+func OursGroup(id uint32) bool { return pipeline.OursGroup(id) }
 
 // OursMeter reports whether a meter id is in Nimbus's range.
-func OursMeter(id uint32) bool { return id >= MeterIDBase && id <= 0xffff0000 }
+func OursMeter(id uint32) bool { return pipeline.OursMeter(id) }
 
 // Ops is an ordered change set.
 type Ops struct {

@@ -56,11 +56,11 @@ type RefusalObserver interface {
 	Refused(dpid uint64, kind, id string, err error)
 }
 
-// groupRefusals finds the added and modified groups of ops that cannot be
+// GroupRefusals finds the added and modified groups of ops that cannot be
 // sent: those enc rejects and, transitively, those whose buckets chain to
 // a refused group that is being added (so is not on the switch). A
 // refused modify leaves the old group in place, which chains still reach.
-func groupRefusals(ops *Ops, enc func(cmdAdd bool, g *flow.Group) error) map[uint32]error {
+func GroupRefusals(ops *Ops, enc func(cmdAdd bool, g *flow.Group) error) map[uint32]error {
 	var bad map[uint32]error
 	added := map[uint32]bool{}
 	for _, g := range ops.GroupAdds {
@@ -91,7 +91,7 @@ func groupRefusals(ops *Ops, enc func(cmdAdd bool, g *flow.Group) error) map[uin
 				continue
 			}
 			for _, bk := range g.Buckets {
-				if id, ok := usesGroup(bk.Actions, bad, added); ok {
+				if id, ok := UsesGroup(bk.Actions, bad, added); ok {
 					bad[g.ID] = fmt.Errorf("reconcile: chains to refused group 0x%x", id)
 					changed = true
 					break
@@ -102,9 +102,9 @@ func groupRefusals(ops *Ops, enc func(cmdAdd bool, g *flow.Group) error) map[uin
 	return bad
 }
 
-// usesGroup reports a group action in as naming a refused group that is
+// UsesGroup reports a group action in as naming a refused group that is
 // not on the switch.
-func usesGroup(as []flow.Action, bad map[uint32]error, added map[uint32]bool) (uint32, bool) {
+func UsesGroup(as []flow.Action, bad map[uint32]error, added map[uint32]bool) (uint32, bool) {
 	for _, a := range as {
 		if ga, ok := a.(flow.GroupAction); ok && bad[ga.ID] != nil && added[ga.ID] {
 			return ga.ID, true

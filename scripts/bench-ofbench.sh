@@ -12,7 +12,10 @@
 # Environment:
 #   LOOPS=10      measured loops per mode     SECONDS=1  seconds per loop
 #   WARMUP=1      discarded warm-up loops      SWITCHES=16, MACS=1000
-#   PEERS="ovs-testcontroller os-ken nimbus"   subset/order of peers
+#   PEERS="ovs-testcontroller os-ken nimbus"   subset/order of peers; the
+#                 extra peer nimbus-base runs NIMBUS_BASE_BIN (default
+#                 bin/controller-base), an older build to compare against
+#                 (scripts/bench-before-after.sh)
 #   OUT=path      also write the summary as markdown to path
 #
 # Latency mode runs first: throughput mode leaves up to SWITCHES*1000
@@ -186,9 +189,11 @@ for peer in $PEERS; do
       osken-manager --ofp-listen-host 127.0.0.1 --ofp-tcp-listen-port "$port" \
       bench/osken/l2_learning.py
     ;;
-  nimbus)
-    if [ ! -x bin/controller ]; then
-      skip_peer "$peer" "bin/controller not found; build it with: go build -o bin/controller ./cmd/controller"
+  nimbus|nimbus-base)
+    bin=bin/controller
+    [ "$peer" = nimbus-base ] && bin=${NIMBUS_BASE_BIN:-bin/controller-base}
+    if [ ! -x "$bin" ]; then
+      skip_peer "$peer" "$bin not found; build it with: go build -o $bin ./cmd/controller (nimbus-base: scripts/bench-before-after.sh builds it from a base commit)"
       continue
     fi
     port=$(free_port)
@@ -197,12 +202,12 @@ for peer in $PEERS; do
     ec=$(free_port); ep=$(free_port)
     # Embedded etcd in the work dir, on ports of its own.
     run_peer "$peer" yes "$WORK/$peer.log" 20 "$port" \
-      bin/controller serve --openflow-listen "127.0.0.1:$port" --api-listen "127.0.0.1:$api" \
+      "$bin" serve --openflow-listen "127.0.0.1:$port" --api-listen "127.0.0.1:$api" \
         --etcd-data-dir "$WORK/etcd" --etcd-embed-client-url "http://127.0.0.1:$ec" --etcd-embed-peer-url "http://127.0.0.1:$ep" \
         --log-level warn
     ;;
   *)
-    echo "bench: unknown peer '$peer' (known: ovs-testcontroller os-ken nimbus)" >&2
+    echo "bench: unknown peer '$peer' (known: ovs-testcontroller os-ken nimbus nimbus-base)" >&2
     exit 2
     ;;
   esac

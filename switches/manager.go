@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nimbus-sdn/nimbus/app"
+	"github.com/nimbus-sdn/nimbus/binding"
 	"github.com/nimbus-sdn/nimbus/cluster"
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/metrics"
@@ -21,6 +23,7 @@ import (
 	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/reconcile"
 	"github.com/nimbus-sdn/nimbus/topology"
+	"github.com/nimbus-sdn/nimbus/topology/discovery"
 )
 
 // Config configures the manager.
@@ -57,6 +60,44 @@ type Manager struct {
 	mu     sync.Mutex
 	agents map[uint64]*agent
 	kick   chan struct{} // coalesced RefreshAll requests
+
+	// The binding table of the last (model, topology) snapshot pair:
+	// computed once, shared by every switch's refresh and every app.
+	bindMu    sync.Mutex
+	bindModel *model.Snapshot
+	bindTopo  *topology.Snapshot
+	bindTable *binding.Table
+	bindCount int             // tables computed (for tests)
+	failures  map[string]bool // binding failures already logged
+
+	disc *discovery.Config
+}
+
+// Bindings returns the binding table of a model and topology snapshot,
+// computing it only when the pair differs from the last one asked for.
+// New binding failures are logged once.
+func (m *Manager) Bindings(snap *model.Snapshot, topo *topology.Snapshot) *binding.Table {
+	m.bindMu.Lock()
+	defer m.bindMu.Unlock()
+	if m.bindTable != nil && m.bindModel == snap && m.bindTopo == topo {
+		return m.bindTable
+	}
+	t := binding.Compute(snap, topo)
+	m.bindModel, m.bindTopo, m.bindTable = snap, topo, t
+	m.bindCount++
+	for _, f := range t.Failures {
+		if m.failures[f.Key()] {
+			continue
+		}
+		if m.failures == nil || len(m.failures) >= 10000 {
+			m.failures = map[string]bool{} // bounded: forgotten, logged again
+		}
+		m.failures[f.Key()] = true
+		m.log.Error("switches: binding failure: interface already bound to another port",
+			"port", f.Port, "by", f.By.String(), "bound_port", f.BoundPort, "bound_by", f.BoundBy.String(),
+			"chassis", f.Chassis, "dpid", fmt.Sprintf("%016x", f.DPID), "ofport", f.OFPort, "interface", f.Interface)
+	}
+	return t
 }
 
 // New makes a manager whose agents live until ctx ends.
@@ -71,6 +112,7 @@ func New(ctx context.Context, cfg Config) *Manager {
 		cfg.Model = func() (*model.Snapshot, bool) { return model.Empty, true }
 	}
 	m := &Manager{cfg: cfg, graph: topology.NewGraph(), log: cfg.Logger, ctx: ctx, agents: map[uint64]*agent{}, kick: make(chan struct{}, 1)}
+	m.disc = m.discoveryConfig()
 	go m.refresher()
 	return m
 }
@@ -133,10 +175,13 @@ type agent struct {
 	rec      *reconcile.Reconciler
 	cancel   context.CancelFunc
 	handlers [256]app.SwitchHandler
-	out      app.Out
-	buf      []byte
-	pi       app.PacketIn
-	disc     *discovery // while mastering a fabric switch
+	// states holds, per app id, Desired.Handler of the last desired state
+	// handed to the reconciler (read by PacketIn, written by refresh).
+	states atomic.Pointer[[256]any]
+	out    app.Out
+	buf    []byte
+	pi     app.PacketIn
+	disc   *discovery.Switch // while mastering a fabric switch
 
 	refreshMu sync.Mutex
 }
@@ -151,7 +196,7 @@ func (m *Manager) OnConnect(c *ofproto.Conn) ofproto.Handler {
 			a.handlers[ap.ID()] = pa.NewSwitchHandler(dpid)
 		}
 	}
-	sw := &reconcile.OFSwitch{Conn: c, Logger: a.log}
+	sw := &OFSwitch{Conn: c, Logger: a.log}
 	a.rec = reconcile.New(dpid, sw, reconcile.Options{Interval: m.cfg.ReconcileInterval, Logger: a.log, Observer: m.cfg.Metrics})
 	m.mu.Lock()
 	// ofproto.Server hands a datapath id over only after the previous
@@ -293,14 +338,26 @@ func (a *agent) refresh() {
 	if sw == nil {
 		return
 	}
-	st, ok := a.m.Desired(app.Input{Model: snap, Topology: topo, Switch: sw}, a.log)
+	in := app.Input{Model: snap, Topology: topo, Switch: sw, Bindings: a.m.Bindings(snap, topo)}
+	st, states, ok := a.m.desired(in, a.log)
 	a.rec.SetDesired(st, complete && ok)
+	a.states.Store(states)
 }
 
 // Desired computes a switch's full desired state from the pipeline and
 // the apps. Flows that break their table's contract are left out and
 // counted; ok is false when any app failed, so nothing is pruned.
 func (m *Manager) Desired(in app.Input, log *slog.Logger) (*flow.State, bool) {
+	st, _, ok := m.desired(in, log)
+	return st, ok
+}
+
+// desired is Desired, also returning each app's Desired.Handler by app id.
+func (m *Manager) desired(in app.Input, log *slog.Logger) (*flow.State, *[256]any, bool) {
+	if in.Bindings == nil && in.Model != nil {
+		in.Bindings = m.Bindings(in.Model, in.Topology)
+	}
+	states := new([256]any)
 	st := flow.NewState()
 	for _, f := range pipeline.BaseFlows() {
 		st.AddFlow(f)
@@ -317,8 +374,20 @@ func (m *Manager) Desired(in app.Input, log *slog.Logger) (*flow.State, bool) {
 			ok = false
 			continue
 		}
+		states[ap.ID()] = d.Handler
+		var groups map[uint32]*flow.Group
+		if len(d.Groups) > 0 {
+			groups = make(map[uint32]*flow.Group, len(d.Groups))
+			for _, g := range d.Groups {
+				groups[g.ID] = g
+			}
+		}
 		for _, f := range d.Flows {
-			if err := pipeline.Check(f); err != nil {
+			err := pipeline.Check(f)
+			if err == nil && groups != nil {
+				err = pipeline.CheckGroups(f, groups)
+			}
+			if err != nil {
 				m.cfg.Metrics.ContractViolations.Inc()
 				log.Error("flow refused", "app", ap.Name(), "err", err)
 				continue
@@ -328,21 +397,21 @@ func (m *Manager) Desired(in app.Input, log *slog.Logger) (*flow.State, bool) {
 			}
 		}
 		for _, g := range d.Groups {
-			if !reconcile.OursGroup(g.ID) {
-				log.Error("group id outside nimbus range", "app", ap.Name(), "group", g.ID)
+			if pipeline.GroupOwner(g.ID) != ap.ID() {
+				log.Error("group id outside the app's range", "app", ap.Name(), "group", g.ID)
 				continue
 			}
 			st.Groups[g.ID] = g
 		}
 		for _, mt := range d.Meters {
-			if !reconcile.OursMeter(mt.ID) {
+			if !pipeline.OursMeter(mt.ID) {
 				log.Error("meter id outside nimbus range", "app", ap.Name(), "meter", mt.ID)
 				continue
 			}
 			st.Meters[mt.ID] = mt
 		}
 	}
-	return st, ok
+	return st, states, ok
 }
 
 // PacketIn routes a packet-in to the app owning the flow that sent it
@@ -372,6 +441,9 @@ func (a *agent) PacketIn(c *ofproto.Conn, p *ofproto.PacketIn) {
 		return
 	}
 	a.pi = app.PacketIn{DPID: c.DPID(), InPort: p.InPort, BufferID: p.BufferID, Table: p.Table, Cookie: p.Cookie, Data: p.Data}
+	if states := a.states.Load(); states != nil {
+		a.pi.State = states[id]
+	}
 	a.out.Reset()
 	h.PacketIn(&a.pi, &a.out)
 	b := a.buf[:0]

@@ -2,6 +2,8 @@ package switches
 
 import (
 	"context"
+	"github.com/nimbus-sdn/nimbus/app/isolation"
+	"github.com/nimbus-sdn/nimbus/app/learning"
 	"log/slog"
 	"testing"
 
@@ -61,5 +63,46 @@ func TestIsChassis(t *testing.T) {
 	})
 	if !isChassis(snap, 0xa1) || isChassis(snap, 0xa2) || isChassis(model.Empty, 0xa1) {
 		t.Fatal("isChassis")
+	}
+}
+
+// The binding table is computed once per (model, topology) snapshot pair,
+// whichever switches and apps ask, and every app's handler state comes
+// back with the desired state (what PacketIn hands the app's handler).
+func TestBindingsOncePerSnapshot(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := New(ctx, Config{Apps: []app.App{learning.New(learning.Config{}), isolation.New(isolation.Config{})}})
+	snap := model.NewSnapshot(1, map[model.Kind]map[string]model.Record{
+		model.KindChassis: {
+			"hv1": &model.Chassis{Name: "hv1", DPID: "0000000000000001"},
+			"hv2": &model.Chassis{Name: "hv2", DPID: "0000000000000002"},
+		},
+		model.KindNetwork: {"n": &model.Network{Base: model.Base{ID: "n"}, NetworkType: model.NetGRE, SegmentationID: 5}},
+		model.KindPort:    {"p": &model.Port{Base: model.Base{ID: "p0000000-0000"}, NetworkID: "n", MACAddress: "fa:16:3e:00:00:01"}},
+	})
+	m.graph.SetSwitch(1, []topology.Port{{No: 1, Name: "tapp0000000-00", Up: true}})
+	m.graph.SetSwitch(2, nil)
+	m.graph.SetSwitch(3, []topology.Port{{No: 1, Name: "s3-eth1", Up: true}})
+	topo := m.graph.Snapshot()
+	var states []*[256]any
+	for _, dp := range []uint64{1, 2, 3} {
+		_, st, ok := m.desired(app.Input{Model: snap, Topology: topo, Switch: topo.Switches[dp]}, slog.Default())
+		if !ok {
+			t.Fatal("desired failed")
+		}
+		states = append(states, st)
+	}
+	if m.bindCount != 1 {
+		t.Fatalf("binding table computed %d times for one snapshot", m.bindCount)
+	}
+	m.desired(app.Input{Model: model.NewSnapshotAt(snap, 2), Topology: topo, Switch: topo.Switches[1]}, slog.Default())
+	if m.bindCount != 2 {
+		t.Fatalf("binding table computed %d times for two snapshots", m.bindCount)
+	}
+	for i, st := range states {
+		if st[pipeline.AppIsolation] == nil || st[pipeline.AppLearning] == nil {
+			t.Errorf("switch %d: handler states %v", i+1, st[:10])
+		}
 	}
 }

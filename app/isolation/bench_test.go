@@ -5,14 +5,53 @@ import (
 	"testing"
 
 	"github.com/nimbus-sdn/nimbus/app"
+	"github.com/nimbus-sdn/nimbus/binding"
 	"github.com/nimbus-sdn/nimbus/model"
-	"github.com/nimbus-sdn/nimbus/node/names"
+	"github.com/nimbus-sdn/nimbus/model/names"
 	"github.com/nimbus-sdn/nimbus/topology"
 )
 
 // BenchmarkDesired: 50 chassis, 200 GRE networks, 4000 ports (80 per
-// chassis), computed for one chassis.
+// chassis), computed for one chassis, the binding table included (as
+// every switch's computation did before the table was shared).
 func BenchmarkDesired(b *testing.B) {
+	in := benchInput()
+	a := New(Config{})
+	d, _ := a.Desired(in)
+	b.ReportMetric(float64(len(d.Flows)), "flows")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		a.Desired(in)
+	}
+}
+
+// BenchmarkDesiredSharedBindings: the same switch with the binding table
+// computed once for the snapshot (as the switch manager does: this is
+// each switch's cost in a refresh of all switches).
+func BenchmarkDesiredSharedBindings(b *testing.B) {
+	in := benchInput()
+	in.Bindings = binding.Compute(in.Model, in.Topology)
+	a := New(Config{})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		a.Desired(in)
+	}
+}
+
+// BenchmarkBindingCompute: the binding table of that snapshot, once per
+// snapshot for all 50 switches.
+func BenchmarkBindingCompute(b *testing.B) {
+	in := benchInput()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		binding.Compute(in.Model, in.Topology)
+	}
+}
+
+func benchInput() app.Input {
 	const nch, nnet, nport = 50, 200, 4000
 	recs := map[model.Kind]map[string]model.Record{model.KindChassis: {}, model.KindNetwork: {}, model.KindSubnet: {}, model.KindPort: {}}
 	topo := &topology.Snapshot{Switches: map[uint64]*topology.Switch{}}
@@ -40,13 +79,5 @@ func BenchmarkDesired(b *testing.B) {
 			FixedIPs:   []model.FixedIP{{SubnetID: fmt.Sprintf("snet-%03d", p%nnet), IPAddress: fmt.Sprintf("10.0.%d.%d", p>>8, p&0xff+2)}}}
 		topo.Switches[uint64(c+1)].Ports[uint32(p/nch+1)] = topology.Port{No: uint32(p/nch + 1), Name: names.VMPortName(id)}
 	}
-	in := app.Input{Model: model.NewSnapshot(1, recs), Topology: topo, Switch: topo.Switches[1]}
-	a := New(Config{})
-	d, _ := a.Desired(in)
-	b.ReportMetric(float64(len(d.Flows)), "flows")
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		a.Desired(in)
-	}
+	return app.Input{Model: model.NewSnapshot(1, recs), Topology: topo, Switch: topo.Switches[1]}
 }

@@ -5,7 +5,7 @@ import (
 
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/model"
-	"github.com/nimbus-sdn/nimbus/node/names"
+	"github.com/nimbus-sdn/nimbus/model/names"
 	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/topology"
 )
@@ -49,8 +49,8 @@ func TestNeverBindInfrastructurePorts(t *testing.T) {
 				p.Profile = map[string]any{"port_name": c.profile}
 			}
 			s.port(p, "", 0, "")
-			a := New(Config{IfaceIDs: ifaceMap{c.iface: idX}})
-			st := state(t, a, s.input("hv1"))
+			a := New(Config{})
+			st := state(t, a, withIfaces(s.input("hv1"), ifaceMap{c.iface: idX}))
 			if got := boundAt(st, idX); got != 0 {
 				t.Fatalf("port bound to ofport %d (%s)", got, c.name)
 			}
@@ -108,7 +108,7 @@ func TestOneInterfaceOneNeutronPort(t *testing.T) {
 	t.Run("iface-id beats the tap name", func(t *testing.T) {
 		s := newScenario()
 		s.port(thief(newer, ""), "", 0, "")
-		st := state(t, New(Config{IfaceIDs: ifaceMap{names.VMPortName(idA1): idX}}), s.input("hv1"))
+		st := state(t, New(Config{}), withIfaces(s.input("hv1"), ifaceMap{names.VMPortName(idA1): idX}))
 		if boundAt(st, idX) != 1 || boundAt(st, idA1) != 0 {
 			t.Fatalf("iface-id owner at %d, tap-name port at %d", boundAt(st, idX), boundAt(st, idA1))
 		}

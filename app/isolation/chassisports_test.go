@@ -1,6 +1,7 @@
 package isolation
 
 import (
+	"github.com/nimbus-sdn/nimbus/binding"
 	"strings"
 	"testing"
 
@@ -49,12 +50,12 @@ func TestChassisSwitchFallsBackToTopology(t *testing.T) {
 	s := newScenario()
 	in := s.input("hv1")
 	c := s.recs[model.KindChassis]["hv2"].(*model.Chassis)
-	if sw := ChassisSwitch(c, dpids["hv2"], in.Topology); sw != in.Topology.Switches[dpids["hv2"]] {
+	if sw := binding.ChassisSwitch(c, dpids["hv2"], in.Topology); sw != in.Topology.Switches[dpids["hv2"]] {
 		t.Fatalf("no published ports: got %v, want the live switch", sw)
 	}
 	s.publishPorts()
 	c = s.recs[model.KindChassis]["hv2"].(*model.Chassis)
-	sw := ChassisSwitch(c, dpids["hv2"], nil)
+	sw := binding.ChassisSwitch(c, dpids["hv2"], nil)
 	if sw == nil || len(sw.Ports) != len(c.Ports) {
 		t.Fatalf("published ports: got %v, want %v", sw, c.Ports)
 	}

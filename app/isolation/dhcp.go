@@ -30,8 +30,9 @@ type lease struct {
 	leaseSec uint32
 }
 
-// leaseTable is one switch's answers by ingress OpenFlow port; it is
-// replaced whole by Desired and read by the packet-in handler.
+// leaseTable is one switch's answers by ingress OpenFlow port: Desired
+// returns it as app.Desired.Handler, and the packet-in handler reads the
+// one of the last applied Desired (app.PacketIn.State).
 type leaseTable struct {
 	byPort map[uint32]*lease
 }
@@ -49,7 +50,7 @@ func (a *App) lease(ns *netState, l *located) *lease {
 		if !ok {
 			continue
 		}
-		for _, s := range ns.subnets {
+		for _, s := range ns.Subnets {
 			if s.ID != fip.SubnetID || !s.EnableDHCP {
 				continue
 			}
@@ -65,11 +66,11 @@ func (a *App) lease(ns *netState, l *located) *lease {
 			if gw, ok := ipv4(s.GatewayIP); ok {
 				ls.router = gw
 			}
-			switch srv, ok := ns.dhcpIP[s.ID]; {
+			switch srv, ok := ns.DHCPIP[s.ID]; {
 			case ok:
 				ls.server = srv
-				if ns.dhcpMAC != 0 {
-					ls.srvMAC = ns.dhcpMAC
+				if ns.DHCPMAC != 0 {
+					ls.srvMAC = ns.DHCPMAC
 				}
 			case ls.router != 0:
 				ls.server = ls.router
@@ -139,11 +140,11 @@ func (h *handler) FlowRemoved(uint64, flow.Match) {}
 // NAK when the client asks for an address that is not its port's), as a
 // packet-out to the ingress port.
 func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
-	v, ok := h.a.leases.Load(h.dpid)
-	if !ok {
+	lt, _ := pi.State.(*leaseTable) // Desired.Handler of the last applied Desired
+	if lt == nil {
 		return
 	}
-	ls := v.(*leaseTable).byPort[pi.InPort]
+	ls := lt.byPort[pi.InPort]
 	if ls == nil {
 		return
 	}

@@ -108,12 +108,25 @@ func ipBytes(ss ...string) []byte {
 
 func u32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 
+// withState is a switch handler fed the Handler state of one Desired, as
+// the switch agent does (app.PacketIn.State).
+type withState struct {
+	app.SwitchHandler
+	st any
+}
+
+func (w withState) PacketIn(pi *app.PacketIn, out *app.Out) {
+	pi.State = w.st
+	w.SwitchHandler.PacketIn(pi, out)
+}
+
 func dhcpSetup(t *testing.T) (app.SwitchHandler, *app.Out) {
 	a := New(Config{LeaseSeconds: 3600})
-	if _, err := a.Desired(newScenario().input("hv1")); err != nil {
+	d, err := a.Desired(newScenario().input("hv1"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	return a.NewSwitchHandler(1), &app.Out{}
+	return withState{a.NewSwitchHandler(1), d.Handler}, &app.Out{}
 }
 
 func TestDHCPDiscoverOffer(t *testing.T) {

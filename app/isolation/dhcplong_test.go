@@ -43,10 +43,11 @@ func longSubnet(t *testing.T, nRoutes, nDNS int) (app.SwitchHandler, []flow.IPv4
 	}
 	s.recs[model.KindSubnet]["sub-a"] = &cp
 	a := New(Config{LeaseSeconds: 3600})
-	if _, err := a.Desired(s.input("hv1")); err != nil {
+	d, err := a.Desired(s.input("hv1"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	return a.NewSwitchHandler(1), dns, routes
+	return withState{a.NewSwitchHandler(1), d.Handler}, dns, routes
 }
 
 func offer(t *testing.T, h app.SwitchHandler, pkt []byte) (decoded, int) {

@@ -3,6 +3,10 @@ package isolation
 import (
 	"encoding/binary"
 	"errors"
+	"net"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/nimbus-sdn/nimbus/flow"
 )
@@ -37,8 +41,6 @@ const (
 	OptEnd          = 255
 )
 
-var magic = [4]byte{99, 130, 83, 99}
-
 // Sizes of the fixed headers.
 const (
 	ethLen   = 14
@@ -67,83 +69,115 @@ type Request struct {
 	// MaxMsgSize is the client's option 57 (the largest IP datagram it
 	// accepts), 0 if absent.
 	MaxMsgSize uint16
+
+	dec *codec // gopacket layers and buffers, kept between calls
+}
+
+// codec holds the layers a request is decoded into and its reply encoded
+// from, with their buffers; a Request that is parsed (and answered) again
+// reuses them, so that the packet-in path allocates little once warm.
+type codec struct {
+	eth  layers.Ethernet
+	ip   layers.IPv4
+	udp  layers.UDP
+	dhcp layers.DHCPv4
+
+	out struct {
+		eth          layers.Ethernet
+		ip           layers.IPv4
+		udp          layers.UDP
+		dhcp         layers.DHCPv4
+		pad          gopacket.Payload
+		buf          gopacket.SerializeBuffer
+		data         []byte // option data
+		routes       []Route
+		dst, src, ch [6]byte
+		sip, dip     [4]byte
+		yi, gi, zero [4]byte
+	}
+}
+
+func ip4(b []byte) flow.IPv4 {
+	if len(b) != 4 {
+		return 0
+	}
+	return flow.IPv4(binary.BigEndian.Uint32(b))
 }
 
 // ParseRequest decodes an Ethernet/IPv4/UDP(68->67)/BOOTP request into r
-// without allocating.
+// with gopacket's layers, then checks what the server needs: an
+// unfragmented BOOTREQUEST over Ethernet carrying a message type.
 func ParseRequest(b []byte, r *Request) error {
-	*r = Request{}
-	if len(b) < ethLen {
+	d := r.dec
+	*r = Request{dec: d}
+	if d == nil {
+		d = &codec{}
+		r.dec = d
+	}
+	nf := gopacket.NilDecodeFeedback
+	if err := d.eth.DecodeFromBytes(b, nf); err != nil {
 		return errShort
 	}
-	if binary.BigEndian.Uint16(b[12:14]) != flow.EthTypeIPv4 {
+	if d.eth.EthernetType != layers.EthernetTypeIPv4 {
 		return errNotDHCP
 	}
-	r.SrcMAC = flow.MACFromBytes(b[6:12])
-	ip := b[ethLen:]
-	if len(ip) < ipLen || ip[0]>>4 != 4 {
+	r.SrcMAC = flow.MACFromBytes(d.eth.SrcMAC)
+	if len(d.eth.Payload) < ipLen || d.eth.Payload[0]>>4 != 4 {
 		return errShort
 	}
-	ihl := int(ip[0]&0xf) * 4
-	if ihl < ipLen || len(ip) < ihl+udpLen || ip[9] != flow.ProtoUDP {
+	if err := d.ip.DecodeFromBytes(d.eth.Payload, nf); err != nil || d.ip.Protocol != layers.IPProtocolUDP {
 		return errNotDHCP
 	}
-	if binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 {
+	if d.ip.Flags&layers.IPv4MoreFragments != 0 || d.ip.FragOffset != 0 {
 		return errNotDHCP // fragment
 	}
-	udp := ip[ihl:]
-	if binary.BigEndian.Uint16(udp[0:2]) != 68 || binary.BigEndian.Uint16(udp[2:4]) != 67 {
+	if err := d.udp.DecodeFromBytes(d.ip.Payload, nf); err != nil {
 		return errNotDHCP
 	}
-	bp := udp[udpLen:]
-	if ul := int(binary.BigEndian.Uint16(udp[4:6])); ul >= udpLen && ul-udpLen < len(bp) {
-		bp = bp[:ul-udpLen]
+	if d.udp.SrcPort != 68 || d.udp.DstPort != 67 {
+		return errNotDHCP
 	}
-	if len(bp) < bootpLen+4 {
+	if len(d.udp.Payload) < bootpLen+4 {
 		return errShort
 	}
-	if bp[0] != 1 || bp[1] != 1 || bp[2] != 6 || [4]byte(bp[236:240]) != magic {
+	switch err := d.dhcp.DecodeFromBytes(d.udp.Payload, nf); {
+	case err == layers.InvalidMagicCookie:
+		return errNotDHCP
+	case err == layers.DecOptionNotEnoughData:
+		// A lone option code at the very end (no length byte): the
+		// options before it stand.
+	case err != nil:
+		return errShort
+	}
+	dh := &d.dhcp
+	if dh.Operation != layers.DHCPOpRequest || dh.HardwareType != layers.LinkTypeEthernet || dh.HardwareLen != 6 {
 		return errNotDHCP // not BOOTREQUEST over Ethernet
 	}
-	r.XID = binary.BigEndian.Uint32(bp[4:8])
-	r.Flags = binary.BigEndian.Uint16(bp[10:12])
-	r.CIAddr = flow.IPv4(binary.BigEndian.Uint32(bp[12:16]))
-	r.GIAddr = flow.IPv4(binary.BigEndian.Uint32(bp[24:28]))
-	r.CHAddr = flow.MACFromBytes(bp[28:34])
-	opts := bp[240:]
-	for i := 0; i < len(opts); {
-		code := opts[i]
-		if code == OptPad {
-			i++
-			continue
-		}
-		if code == OptEnd || i+1 >= len(opts) {
-			break
-		}
-		n := int(opts[i+1])
-		if i+2+n > len(opts) {
-			return errShort
-		}
-		v := opts[i+2 : i+2+n]
-		switch code {
+	r.XID = dh.Xid
+	r.Flags = dh.Flags
+	r.CIAddr = ip4(dh.ClientIP)
+	r.GIAddr = ip4(dh.RelayAgentIP)
+	r.CHAddr = flow.MACFromBytes(dh.ClientHWAddr)
+	for i := range dh.Options {
+		o := &dh.Options[i]
+		switch v := o.Data; o.Type {
 		case OptMsgType:
-			if n == 1 {
+			if len(v) == 1 {
 				r.MsgType = v[0]
 			}
 		case OptRequestedIP:
-			if n == 4 {
-				r.RequestedIP = flow.IPv4(binary.BigEndian.Uint32(v))
+			if len(v) == 4 {
+				r.RequestedIP = ip4(v)
 			}
 		case OptServerID:
-			if n == 4 {
-				r.ServerID = flow.IPv4(binary.BigEndian.Uint32(v))
+			if len(v) == 4 {
+				r.ServerID = ip4(v)
 			}
 		case OptMaxMsgSize:
-			if n == 2 {
+			if len(v) == 2 {
 				r.MaxMsgSize = binary.BigEndian.Uint16(v)
 			}
 		}
-		i += 2 + n
 	}
 	if r.MsgType == 0 {
 		return errNotDHCP
@@ -188,14 +222,15 @@ func optLen(n int) int {
 
 // appendLongOpt appends an option of any length: data longer than 255
 // bytes is split into consecutive options with the same code, which the
-// client concatenates (RFC 3396). A length byte never wraps.
-func appendLongOpt(b []byte, code uint8, data []byte) []byte {
+// client concatenates (RFC 3396). gopacket's DHCPOption has a one-byte
+// length, so the split is done here and a length never wraps.
+func appendLongOpt(opts layers.DHCPOptions, code uint8, data []byte) layers.DHCPOptions {
 	for len(data) > 0 {
 		n := min(len(data), 255)
-		b = append(append(b, code, byte(n)), data[:n]...)
+		opts = append(opts, layers.NewDHCPOption(layers.DHCPOpt(code), data[:n]))
 		data = data[n:]
 	}
-	return b
+	return opts
 }
 
 func routeLen(rt Route) int { return 1 + (rt.Bits+7)/8 + 4 }
@@ -228,78 +263,103 @@ func fitOptions(dns []flow.IPv4, routes []Route, router flow.IPv4, budget int) (
 }
 
 // reply encodes the server's answer as a whole Ethernet frame, at most
-// replyLimit bytes of IP datagram.
+// replyLimit bytes of IP datagram, with gopacket's layers. It returns nil
+// if gopacket refuses the layers (not expected: every field is bounded).
 func reply(r *Request, ls *lease, typ uint8) []byte {
-	b := make([]byte, ethLen+ipLen+udpLen, 400)
-	// BOOTP fixed part.
-	bp := make([]byte, bootpLen)
-	bp[0], bp[1], bp[2] = 2, 1, 6
-	binary.BigEndian.PutUint32(bp[4:8], r.XID)
-	binary.BigEndian.PutUint16(bp[10:12], r.Flags)
-	if typ != MsgNak {
-		binary.BigEndian.PutUint32(bp[16:20], uint32(ls.ip))
+	if r.dec == nil {
+		r.dec = &codec{}
 	}
-	binary.BigEndian.PutUint32(bp[24:28], uint32(r.GIAddr))
-	putMAC(bp[28:34], r.CHAddr)
-	b = append(b, bp...)
-	b = append(b, magic[:]...)
-	b = append(b, OptMsgType, 1, typ)
-	b = appendIPOpt(b, OptServerID, ls.server)
+	o := &r.dec.out
+	data := o.data[:0]
+	// opt appends an option whose data is appended to data by fill.
+	opts := o.dhcp.Options[:0]
+	opt := func(code uint8, fill func([]byte) []byte) {
+		start := len(data)
+		data = fill(data)
+		opts = appendLongOpt(opts, code, data[start:])
+	}
+	u32 := func(v uint32) func([]byte) []byte {
+		return func(b []byte) []byte { return binary.BigEndian.AppendUint32(b, v) }
+	}
+	opt(OptMsgType, func(b []byte) []byte { return append(b, typ) })
+	opt(OptServerID, u32(uint32(ls.server)))
 	if typ != MsgNak {
-		b = appendU32Opt(b, OptLeaseTime, ls.leaseSec)
-		b = appendU32Opt(b, OptRenewalTime, ls.leaseSec/2)
-		b = appendU32Opt(b, OptRebindTime, ls.leaseSec/8*7)
-		b = appendIPOpt(b, OptSubnetMask, ls.mask)
+		opt(OptLeaseTime, u32(ls.leaseSec))
+		opt(OptRenewalTime, u32(ls.leaseSec/2))
+		opt(OptRebindTime, u32(ls.leaseSec/8*7))
+		opt(OptSubnetMask, u32(uint32(ls.mask)))
 		if ls.router != 0 {
-			b = appendIPOpt(b, OptRouter, ls.router)
+			opt(OptRouter, u32(uint32(ls.router)))
 		}
 		// The lease was fitted to the network's MTU; a client that
 		// asks for less (option 57) gets fewer routes, then DNS servers.
 		dns, routes, _, _ := fitOptions(ls.dns, ls.routes, ls.router, replyLimit(ls.mtu, r.MaxMsgSize)-fixedReplyIP)
 		if len(dns) > 0 {
-			var data []byte
-			for _, d := range dns {
-				data = binary.BigEndian.AppendUint32(data, uint32(d))
-			}
-			b = appendLongOpt(b, OptDNS, data)
+			opt(OptDNS, func(b []byte) []byte {
+				for _, d := range dns {
+					b = binary.BigEndian.AppendUint32(b, uint32(d))
+				}
+				return b
+			})
 		}
 		if ls.mtu != 0 {
-			b = append(b, OptMTU, 2, byte(ls.mtu>>8), byte(ls.mtu))
+			opt(OptMTU, func(b []byte) []byte { return append(b, byte(ls.mtu>>8), byte(ls.mtu)) })
 		}
 		if len(routes) > 0 {
 			// RFC 3442: a client that gets option 121 ignores option 3,
 			// so the default route goes in here too.
 			if ls.router != 0 {
-				routes = append(append([]Route{}, routes...), Route{Dst: 0, Bits: 0, NextHop: ls.router})
+				o.routes = append(append(o.routes[:0], routes...), Route{Dst: 0, Bits: 0, NextHop: ls.router})
+				routes = o.routes
 			}
-			b = appendLongOpt(b, OptClasslessRts, appendRoutes(nil, routes))
+			opt(OptClasslessRts, func(b []byte) []byte { return appendRoutes(b, routes) })
 		}
 	}
-	b = append(b, OptEnd)
-	for len(b) < ethLen+ipLen+udpLen+300 { // BOOTP minimum
-		b = append(b, 0)
+	o.data = data
+	yiaddr := flow.IPv4(0)
+	if typ != MsgNak {
+		yiaddr = ls.ip
 	}
-	// Headers.
 	dstMAC, dstIP := r.CHAddr, ls.ip
 	if r.Flags&0x8000 != 0 || typ == MsgNak {
 		dstMAC, dstIP = flow.MAC(0xffffffffffff), flow.IPv4(0xffffffff)
 	}
-	putMAC(b[0:6], dstMAC)
-	putMAC(b[6:12], ls.srvMAC)
-	binary.BigEndian.PutUint16(b[12:14], flow.EthTypeIPv4)
-	ip := b[ethLen : ethLen+ipLen]
-	ip[0], ip[1] = 0x45, 0x10
-	binary.BigEndian.PutUint16(ip[2:4], uint16(len(b)-ethLen))
-	ip[8], ip[9] = 64, flow.ProtoUDP
-	binary.BigEndian.PutUint32(ip[12:16], uint32(ls.server))
-	binary.BigEndian.PutUint32(ip[16:20], uint32(dstIP))
-	binary.BigEndian.PutUint16(ip[10:12], checksum(ip))
-	udp := b[ethLen+ipLen : ethLen+ipLen+udpLen]
-	binary.BigEndian.PutUint16(udp[0:2], 67)
-	binary.BigEndian.PutUint16(udp[2:4], 68)
-	binary.BigEndian.PutUint16(udp[4:6], uint16(len(b)-ethLen-ipLen))
-	binary.BigEndian.PutUint16(udp[6:8], udpChecksum(ip, b[ethLen+ipLen:]))
-	return b
+	o.dhcp = layers.DHCPv4{Operation: layers.DHCPOpReply, HardwareType: layers.LinkTypeEthernet, HardwareLen: 6,
+		Xid: r.XID, Flags: r.Flags, ClientIP: o.zero[:], YourClientIP: putIP(&o.yi, yiaddr), NextServerIP: o.zero[:],
+		RelayAgentIP: putIP(&o.gi, r.GIAddr), ClientHWAddr: putHW(&o.ch, r.CHAddr), Options: opts}
+	o.eth = layers.Ethernet{DstMAC: putHW(&o.dst, dstMAC), SrcMAC: putHW(&o.src, ls.srvMAC), EthernetType: layers.EthernetTypeIPv4}
+	o.ip = layers.IPv4{Version: 4, TOS: 0x10, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: putIP(&o.sip, ls.server), DstIP: putIP(&o.dip, dstIP)}
+	o.udp = layers.UDP{SrcPort: 67, DstPort: 68}
+	if err := o.udp.SetNetworkLayerForChecksum(&o.ip); err != nil {
+		return nil
+	}
+	// Zero bytes after the end option (pads) bring BOOTP to its 300-byte
+	// minimum.
+	o.pad = zeros[:max(0, 300-int(o.dhcp.Len()))]
+	if o.buf == nil {
+		o.buf = gopacket.NewSerializeBufferExpectedSize(ethLen+ipLen+udpLen+maxReplyIP, len(zeros))
+	}
+	if err := gopacket.SerializeLayers(o.buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		&o.eth, &o.ip, &o.udp, &o.dhcp, &o.pad); err != nil {
+		return nil
+	}
+	// The frame leaves with the packet-out: copy it out of the reused
+	// buffer.
+	return append([]byte(nil), o.buf.Bytes()...)
+}
+
+var zeros [300]byte
+
+func putIP(b *[4]byte, v flow.IPv4) net.IP {
+	binary.BigEndian.PutUint32(b[:], uint32(v))
+	return b[:]
+}
+
+func putHW(b *[6]byte, m flow.MAC) net.HardwareAddr {
+	for i := range b {
+		b[i] = byte(m >> (40 - 8*i))
+	}
+	return b[:]
 }
 
 // appendRoutes appends option 121's data (without code and length).
@@ -312,46 +372,4 @@ func appendRoutes(b []byte, routes []Route) []byte {
 		b = binary.BigEndian.AppendUint32(b, uint32(rt.NextHop))
 	}
 	return b
-}
-
-func putMAC(b []byte, m flow.MAC) {
-	for i := 0; i < 6; i++ {
-		b[i] = byte(m >> (40 - 8*i))
-	}
-}
-
-func appendIPOpt(b []byte, code uint8, v flow.IPv4) []byte {
-	return binary.BigEndian.AppendUint32(append(b, code, 4), uint32(v))
-}
-
-func appendU32Opt(b []byte, code uint8, v uint32) []byte {
-	return binary.BigEndian.AppendUint32(append(b, code, 4), v)
-}
-
-func sum16(b []byte, s uint32) uint32 {
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	return s
-}
-
-func fold(s uint32) uint16 {
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
-}
-
-func checksum(b []byte) uint16 { return fold(sum16(b, 0)) }
-
-func udpChecksum(ip, udp []byte) uint16 {
-	s := sum16(ip[12:20], 0) + flow.ProtoUDP + uint32(len(udp))
-	c := fold(sum16(udp, s))
-	if c == 0 {
-		c = 0xffff
-	}
-	return c
 }

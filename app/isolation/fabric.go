@@ -4,9 +4,8 @@ import (
 	"sort"
 
 	"github.com/nimbus-sdn/nimbus/app"
+	"github.com/nimbus-sdn/nimbus/binding"
 	"github.com/nimbus-sdn/nimbus/flow"
-	"github.com/nimbus-sdn/nimbus/model"
-	"github.com/nimbus-sdn/nimbus/node/names"
 	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/topology"
 )
@@ -23,106 +22,38 @@ import (
 // as on a chassis, on the switch the VM is plugged into. GRE networks
 // need chassis; the fabric carries VLAN networks only.
 
-// onFabric reports whether the fabric carries n.
-func onFabric(n *model.Network) bool { return n.NetworkType == model.NetVLAN }
-
-func (a *App) desiredFabric(in app.Input, chassis []*model.Chassis) (app.Desired, error) {
+func (a *App) desiredFabric(v *binding.View) (app.Desired, error) {
 	var d app.Desired
-	me := in.Switch.DPID
-	if in.Topology == nil {
+	me := v.Switch.DPID
+	t := v.Table
+	fab := t.Fabric
+	if fab == nil {
 		return d, nil
 	}
-	isChassis := map[uint64]bool{}
-	for _, c := range chassis {
-		if dp, err := c.DatapathID(); err == nil {
-			isChassis[dp] = true
-		}
-	}
-	var sws []uint64
-	byName := map[string]bound{}
-	for _, dp := range in.Topology.DPIDs() {
-		if isChassis[dp] {
-			continue
-		}
-		sws = append(sws, dp)
-		sw := in.Topology.Switches[dp]
-		if dp == me {
-			sw = in.Switch
-		}
-		for _, p := range sw.Ports {
-			if infraPort(nil, p) {
-				continue // LOCAL, tunnels, patches: never a VM's
-			}
-			if _, dup := byName[p.Name]; !dup {
-				byName[p.Name] = bound{dpid: dp, port: p}
-			}
-		}
-	}
-	var links []topology.Link
-	for _, l := range in.Model.Links() {
-		links = append(links, topology.Link{A: topology.End{DPID: l.SrcDPID, Port: l.SrcPort}, B: topology.End{DPID: l.DstDPID, Port: l.DstPort}})
-	}
-	alive := func(e topology.End) bool {
-		sw := in.Topology.Switches[e.DPID]
-		if e.DPID == me {
-			sw = in.Switch
-		}
-		if sw == nil {
-			return false
-		}
-		p, ok := sw.Ports[e.Port]
-		return ok && p.Up
-	}
-	fab := topology.NewFabric(sws, links, alive)
-
-	nets := indexNetworks(in.Model)
-	var claims []claim
-	for _, p := range in.Model.Ports() {
-		if ns := nets[p.NetworkID]; ns == nil || !onFabric(ns.n) {
-			continue
-		}
-		c := claim{port: p, how: claimTapName}
-		var ok bool
-		c.at, ok = byName[names.VMPortName(p.ID)]
-		if !ok {
-			if pn, _ := p.Profile["port_name"].(string); pn != "" {
-				c.how = claimProfile
-				c.at, ok = byName[pn]
-			}
-		}
-		if ok && !fab.IsLinkPort(c.at.dpid, c.at.port.No) {
-			claims = append(claims, c)
-		}
-	}
-	// One interface, one Neutron port.
-	bindings := a.settleBindings(claims)
+	nets := map[string]*netState{}
 	where := map[*located]uint64{}
 	hosts := map[string]map[uint64]bool{}
-	for _, p := range in.Model.Ports() {
-		ns := nets[p.NetworkID]
-		if ns == nil || !onFabric(ns.n) {
+	for _, id := range t.NetworkIDs {
+		bps := v.ByNetwork[id]
+		if len(bps) == 0 {
 			continue
 		}
-		mac, err := flow.ParseMAC(p.MACAddress)
-		if err != nil {
-			continue
+		ns := newNetState(t.Networks[id])
+		nets[id] = ns
+		for _, bp := range bps {
+			l := &located{port: bp.Port, mac: bp.MAC, ofport: bp.OFPort}
+			where[l] = bp.DPID
+			ns.all = append(ns.all, l)
+			if bp.DPID == me {
+				ns.local = append(ns.local, l)
+			} else {
+				ns.remote = append(ns.remote, l)
+			}
+			if hosts[id] == nil {
+				hosts[id] = map[uint64]bool{}
+			}
+			hosts[id][bp.DPID] = true
 		}
-		bd, ok := bindings[p.ID]
-		if !ok {
-			continue
-		}
-		l := &located{port: p, mac: mac, ofport: bd.port.No}
-		where[l] = bd.dpid
-		ns.all = append(ns.all, l)
-		if bd.dpid == me {
-			ns.local = append(ns.local, l)
-		} else {
-			ns.remote = append(ns.remote, l)
-		}
-		if hosts[ns.n.ID] == nil {
-			hosts[ns.n.ID] = map[uint64]bool{}
-		}
-		hosts[ns.n.ID][bd.dpid] = true
 	}
 
 	ids := make([]string, 0, len(hosts))
@@ -132,7 +63,7 @@ func (a *App) desiredFabric(in app.Input, chassis []*model.Chassis) (app.Desired
 	sort.Strings(ids)
 	b := &builder{}
 	leases := &leaseTable{byPort: map[uint32]*lease{}}
-	linkPorts := fab.LinkPorts(me)
+	linkPorts := v.LinkPorts
 	for _, id := range ids {
 		ns, members := nets[id], hosts[id]
 		reach := members[me]
@@ -172,8 +103,7 @@ func (a *App) desiredFabric(in app.Input, chassis []*model.Chassis) (app.Desired
 				Cookie: pipeline.Cookie(pipeline.AppIsolation, pipeline.ObjectID("fabric-link")), Match: flow.M().InPort(p)})
 		}
 	}
-	a.leases.Store(me, leases)
-	d.Flows, d.Groups, d.Meters = b.flows, b.groups, b.meters()
+	d.Flows, d.Groups, d.Meters, d.Handler = b.flows, b.groups, b.meters(), leases
 	return d, nil
 }
 
@@ -192,7 +122,7 @@ func (b *builder) fabricNetwork(ns *netState, linkPorts, tree []uint32) {
 	var buckets []flow.Bucket
 	for _, l := range ns.local {
 		buckets = append(buckets, flow.Bucket{Actions: []flow.Action{
-			setBits(pipeline.RegOutPort, uint64(l.ofport)), flow.Resubmit{InPort: flow.PortInPort, Table: pipeline.EgressACL.ID()}}})
+			pipeline.RegOutPort.Set(uint64(l.ofport)), flow.Resubmit{InPort: flow.PortInPort, Table: pipeline.ToVMACL.ID()}}})
 	}
 	for _, t := range tree {
 		buckets = append(buckets, flow.Bucket{Actions: pushVLAN(seg, t)})
@@ -202,7 +132,7 @@ func (b *builder) fabricNetwork(ns *netState, linkPorts, tree []uint32) {
 		b.floodGroups(g, buckets)
 		for _, class := range []uint64{ClassVM, ClassPhys} {
 			b.add(&flow.Flow{Table: pipeline.L2Forward.ID(), Priority: pipeline.PriorityDefault, Cookie: ck,
-				Match:   matchBits(netMatch(ns.key), pipeline.RegPortClass, class),
+				Match:   pipeline.RegPortClass.Match(netMatch(ns.key), class),
 				Actions: []flow.Action{flow.GroupAction{ID: g}}})
 		}
 	}

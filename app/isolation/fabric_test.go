@@ -2,6 +2,7 @@ package isolation
 
 import (
 	"fmt"
+	"github.com/nimbus-sdn/nimbus/flow"
 	"strings"
 	"testing"
 
@@ -71,9 +72,16 @@ func fabricFlows(t *testing.T, in app.Input) (string, app.Desired) {
 		t.Fatal(err)
 	}
 	var b strings.Builder
+	groups := map[uint32]*flow.Group{}
+	for _, g := range d.Groups {
+		groups[g.ID] = g
+	}
 	for _, f := range d.Flows {
 		if err := pipeline.Check(f); err != nil {
 			t.Errorf("contract: %v", err)
+		}
+		if err := pipeline.CheckGroups(f, groups); err != nil {
+			t.Errorf("contract (groups): %v", err)
 		}
 		b.WriteString(f.String())
 		b.WriteByte('\n')

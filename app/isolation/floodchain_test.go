@@ -7,7 +7,6 @@ import (
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/pipeline"
-	"github.com/nimbus-sdn/nimbus/reconcile"
 )
 
 // walkFlood follows a flood group chain from head and counts every
@@ -30,7 +29,7 @@ func walkFlood(t *testing.T, groups map[uint32]*flow.Group, head uint32) (local,
 		if len(g.Buckets) > pipeline.MaxGroupBuckets {
 			t.Errorf("group %#x has %d buckets, cap %d", id, len(g.Buckets), pipeline.MaxGroupBuckets)
 		}
-		lo, hi := reconcile.GroupIDBase+uint32(pipeline.AppIsolation)<<25, reconcile.GroupIDBase+uint32(pipeline.AppIsolation+1)<<25
+		lo, hi := pipeline.GroupBase(pipeline.AppIsolation), pipeline.GroupBase(pipeline.AppIsolation+1)
 		if id < lo || id >= hi {
 			t.Errorf("group %#x outside isolation's range", id)
 		}

@@ -3,6 +3,7 @@ package isolation
 import (
 	"testing"
 
+	"github.com/nimbus-sdn/nimbus/binding"
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/pipeline"
@@ -10,7 +11,7 @@ import (
 )
 
 func TestChassisIfaceIDs(t *testing.T) {
-	var c ChassisIfaceIDs
+	var c binding.ChassisIfaceIDs
 	ch := &model.Chassis{Name: "hv1", Interfaces: map[string]string{"vm-odd": idA3}}
 	if got := c.IfaceID(ch, topology.Port{Name: "vm-odd"}); got != idA3 {
 		t.Fatalf("IfaceID(vm-odd) = %q, want %s", got, idA3)

@@ -4,47 +4,35 @@
 // the local ARP responder, the DHCP punt to the controller, L2 forwarding
 // (local ports, GRE tunnels, the VLAN uplink) with one flood group pair per
 // network, and the output table. Its packet-in handler is the DHCP server.
-// It is pure: the model snapshot and the topology in, flows and groups out.
+// It is pure: the model snapshot, the topology and the shared binding
+// table (app.Input.Bindings: where every Neutron port is) in; flows,
+// groups, meters and the DHCP lease table (app.Desired.Handler) out. The
+// one state it keeps is which subnets' DHCP-option warnings it already
+// logged (trimmed), so a warning is not repeated on every computation.
 package isolation
 
 import (
 	"net/netip"
-	"slices"
 	"sort"
-	"strings"
 	"sync"
 
 	"github.com/nimbus-sdn/nimbus/app"
+	"github.com/nimbus-sdn/nimbus/binding"
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/model"
-	"github.com/nimbus-sdn/nimbus/node/names"
 	"github.com/nimbus-sdn/nimbus/pipeline"
-	"github.com/nimbus-sdn/nimbus/reconcile"
-	"github.com/nimbus-sdn/nimbus/topology"
 )
 
-// Port classes written to pipeline.RegPortClass.
+// Port classes and flags written to reg0 (declared in pipeline).
 const (
-	ClassVM     = 1
-	ClassTunnel = 2
-	ClassPhys   = 3
+	ClassVM     = pipeline.ClassVM
+	ClassTunnel = pipeline.ClassTunnel
+	ClassPhys   = pipeline.ClassPhys
+	FlagFromVM  = pipeline.FlagFromVM
 )
-
-// FlagFromVM is the RegFlags bit "from local VM" (reg0 bit 4).
-const FlagFromVM = 1 << 4
-
-// IfaceIDs tells which Neutron port id an OpenFlow port of a chassis
-// carries, from OVS's Interface external_ids:iface-id. The topology only
-// has port names today; when topology.Port gains IfaceID, pass
-// TopologyIfaceIDs.
-type IfaceIDs interface {
-	IfaceID(ch *model.Chassis, p topology.Port) string
-}
 
 // Config tunes the app.
 type Config struct {
-	// IfaceIDs resolves external_ids:iface-id (nil: ChassisIfaceIDs).
-	IfaceIDs IfaceIDs
 	// DHCPServerMAC is the source MAC of DHCP replies.
 	DHCPServerMAC flow.MAC
 	// LeaseSeconds is the DHCP lease time (default one day).
@@ -54,16 +42,10 @@ type Config struct {
 // App is the isolation app.
 type App struct {
 	cfg Config
-	// leases holds, per datapath, the DHCP answers the latest Desired
-	// computed (map[uint64]*leaseTable). The packet-in handler reads it.
-	leases sync.Map
 	// trimmed remembers, per subnet id, the [DNS, routes] counts last
 	// logged as dropped from DHCP replies ([2]int), so the warning is not
 	// repeated on every computation.
 	trimmed sync.Map
-	// failures are the binding failures already logged.
-	failMu   sync.Mutex
-	failures map[string]bool
 }
 
 // New makes the app with defaults filled in.
@@ -74,53 +56,23 @@ func New(cfg Config) *App {
 	if cfg.LeaseSeconds == 0 {
 		cfg.LeaseSeconds = 86400
 	}
-	if cfg.IfaceIDs == nil {
-		cfg.IfaceIDs = ChassisIfaceIDs{}
-	}
 	return &App{cfg: cfg}
 }
 
 func (a *App) Name() string       { return "isolation" }
 func (a *App) ID() pipeline.AppID { return pipeline.AppIsolation }
 
-// NetworkKey is a network's value in pipeline.RegNetwork: the GRE key for
-// GRE networks, 1<<23 | VLAN id for VLAN networks (so VLAN 100 and GRE key
-// 100 never collide). ok is false for networks this app does not carry.
-func NetworkKey(n *model.Network) (key uint32, ok bool) {
-	switch n.NetworkType {
-	case model.NetGRE:
-		if n.SegmentationID <= 0 || n.SegmentationID >= 1<<23 {
-			return 0, false
-		}
-		return uint32(n.SegmentationID), true
-	case model.NetVLAN:
-		if n.SegmentationID <= 0 || n.SegmentationID >= 4095 || n.PhysicalNetwork == "" {
-			return 0, false
-		}
-		return 1<<23 | uint32(n.SegmentationID), true
-	}
-	return 0, false
-}
+// NetworkKey is a network's value in pipeline.RegNetwork (see
+// binding.NetworkKey).
+func NetworkKey(n *model.Network) (key uint32, ok bool) { return binding.NetworkKey(n) }
 
-// Group ids: each app gets 1<<25 ids from reconcile.GroupIDBase + app<<25;
-// isolation uses two per network, key<<1 (flood to all members) and
-// key<<1|1 (flood to local ports only, for frames from a tunnel or the
-// uplink: split horizon).
-func floodGroupID(key uint32, localOnly bool) uint32 {
-	id := reconcile.GroupIDBase + uint32(pipeline.AppIsolation)<<25 + key<<1
-	if localOnly {
-		id |= 1
-	}
-	return id
-}
+func floodGroupID(key uint32, localOnly bool) uint32 { return binding.FloodGroup(key, localOnly) }
 
 // chainGroupBase starts the ids of chained flood groups (a network with
-// more ports on one switch than pipeline.MaxGroupBuckets): above every
-// network's flood groups (VLAN keys end at (1<<23|4094)<<1|1 < 1<<24 +
-// 1<<13), inside isolation's 1<<25 ids. They are handed out in order
-// (network id, all then local) each time a switch's state is computed,
-// so the same model gives the same ids.
-const chainGroupBase = reconcile.GroupIDBase + uint32(pipeline.AppIsolation)<<25 + 1<<24 + 1<<14
+// more ports on one switch than pipeline.MaxGroupBuckets). They are
+// handed out in order (network id, all then local) each time a switch's
+// state is computed, so the same model gives the same ids.
+var chainGroupBase = binding.ChainGroupBase
 
 // FloodGroupID is the flood group of a network key (exported for tests
 // and other apps that need to flood on a tenant network).
@@ -134,216 +86,84 @@ type located struct {
 }
 
 type netState struct {
-	n       *model.Network
-	key     uint32
-	local   []*located           // bound on this switch, sorted by port id
-	remote  []*located           // bound elsewhere
-	all     []*located           // every port with a MAC, sorted by id
-	hosts   map[string]bool      // chassis with a port on this network
-	subnets []*model.Subnet      // sorted by id
-	dhcpIP  map[string]flow.IPv4 // subnet id -> DHCP port address
-	dhcpMAC flow.MAC             // the network's DHCP port MAC, if any
-	// gateways are the IPv4 gateway addresses of the network's subnets.
-	gateways []flow.IPv4
-	// routerIfaces is the set of port ids that may hold a gateway
-	// address (shared by every network; see routerInterfaces).
-	routerIfaces map[string]bool
+	*binding.Network
+	n      *model.Network
+	key    uint32
+	local  []*located      // bound on this switch, model order
+	remote []*located      // bound elsewhere
+	all    []*located      // every port with a MAC
+	hosts  map[string]bool // chassis with a port on this network
 }
 
-// mayHoldGateway tells whether port p may use its network's gateway
-// addresses: only a router interface a router of the model lists.
-func (ns *netState) mayHoldGateway(p *model.Port) bool { return ns.routerIfaces[p.ID] }
+func (ns *netState) mayHoldGateway(p *model.Port) bool { return ns.MayHoldGateway(p) }
+func (ns *netState) isGateway(v flow.IPv4) bool        { return ns.IsGateway(v) }
 
-// isGateway tells whether v is a gateway address of the network.
-func (ns *netState) isGateway(v flow.IPv4) bool { return slices.Contains(ns.gateways, v) }
-
-// routerInterfaces returns the ports that may hold a subnet's gateway
-// address: a port a router lists in its interfaces, whose device_id is
-// that router and whose device_owner is a router interface. What a port
-// claims (its device_owner alone) is not enough: a tenant could create a
-// port as a "router interface" with the gateway address on a shared
-// network, then change its device_owner.
-func routerInterfaces(m *model.Snapshot) map[string]bool {
-	ifaces := map[string]bool{}
-	for _, rt := range m.Routers() {
-		for _, pid := range rt.Interfaces {
-			r, ok := m.Get(model.KindPort, pid)
-			if !ok {
-				continue
-			}
-			if p, ok := r.(*model.Port); ok && p.DeviceID == rt.ID && strings.HasPrefix(p.DeviceOwner, "network:router_interface") {
-				ifaces[pid] = true
-			}
-		}
-	}
-	return ifaces
+func newNetState(n *binding.Network) *netState {
+	return &netState{Network: n, n: n.Network, key: n.Key, hosts: map[string]bool{}}
 }
 
-// Desired computes the switch's isolation flows and groups.
+// Desired computes the switch's isolation flows and groups from the
+// binding table (app.Input.Bindings): nothing here decides where a
+// Neutron port is.
 func (a *App) Desired(in app.Input) (app.Desired, error) {
 	var d app.Desired
 	if in.Model == nil || in.Switch == nil {
 		return d, nil
 	}
-	chassis := in.Model.Chassis()
-	var self *model.Chassis
-	switches := map[string]*topology.Switch{}
-	for _, c := range chassis {
-		dp, err := c.DatapathID()
-		if err != nil {
-			continue
+	v := in.Binding().Switch(in.Switch)
+	if v.Chassis == nil {
+		if in.Topology == nil {
+			return d, nil
 		}
-		if dp == in.Switch.DPID {
-			self = c
-			continue
-		}
-		if sw := ChassisSwitch(c, dp, in.Topology); sw != nil {
-			switches[c.Name] = sw
-		}
+		return a.desiredFabric(v)
 	}
-	if self == nil {
-		return a.desiredFabric(in, chassis)
-	}
-	switches[self.Name] = in.Switch
-
-	// Index every chassis's switch ports by name and iface-id. A name seen
-	// on two chassis (a migration in progress) binds to the first chassis
-	// by name; Neutron's binding:host_id settles it once OVS catches up.
-	// A switch's own ports (LOCAL, tunnels, uplinks) are never indexed:
-	// no Neutron port binds to them (infraPort).
-	byName, byIface := map[string]bound{}, map[string]bound{}
-	local := map[string]topology.Port{}
-	for _, p := range in.Switch.Ports {
-		local[p.Name] = p
-	}
-	for _, c := range chassis {
-		sw := switches[c.Name]
-		if sw == nil {
-			continue
-		}
-		for _, p := range sw.Ports {
-			if infraPort(c, p) {
-				continue
+	self := v.Chassis
+	t := v.Table
+	nets := map[string]*netState{}
+	for _, id := range t.NetworkIDs {
+		ns := newNetState(t.Networks[id])
+		nets[id] = ns
+		for _, bp := range v.ByNetwork[id] {
+			l := &located{port: bp.Port, mac: bp.MAC}
+			switch {
+			case v.Local(bp):
+				l.chassis, l.ofport = bp.Chassis, bp.OFPort
+				ns.local = append(ns.local, l)
+				ns.hosts[l.chassis] = true
+			case v.Remote(bp):
+				l.chassis, l.ofport = bp.Chassis, bp.OFPort
+				ns.remote = append(ns.remote, l)
+				ns.hosts[l.chassis] = true
 			}
-			if _, dup := byName[p.Name]; !dup {
-				byName[p.Name] = bound{c.Name, sw.DPID, p}
-			}
-			if a.cfg.IfaceIDs != nil {
-				if id := a.cfg.IfaceIDs.IfaceID(c, p); id != "" {
-					if _, dup := byIface[id]; !dup {
-						byIface[id] = bound{c.Name, sw.DPID, p}
-					}
-				}
-			}
-		}
-	}
-	bind := func(p *model.Port) (claim, bool) {
-		if b, ok := byIface[p.ID]; ok {
-			return claim{p, claimIfaceID, b}, true
-		}
-		if b, ok := byName[names.VMPortName(p.ID)]; ok {
-			return claim{p, claimTapName, b}, true
-		}
-		if pn, _ := p.Profile["port_name"].(string); pn != "" {
-			if b, ok := byName[pn]; ok {
-				return claim{p, claimProfile, b}, true
-			}
-		}
-		return claim{}, false
-	}
-
-	nets := indexNetworks(in.Model)
-	var claims []claim
-	for _, p := range in.Model.Ports() {
-		if nets[p.NetworkID] == nil {
-			continue
-		}
-		if c, ok := bind(p); ok {
-			claims = append(claims, c)
-		}
-	}
-	// One interface, one Neutron port.
-	bindings := a.settleBindings(claims)
-	for _, p := range in.Model.Ports() {
-		ns := nets[p.NetworkID]
-		if ns == nil {
-			continue
-		}
-		mac, err := flow.ParseMAC(p.MACAddress)
-		if err != nil {
-			continue
-		}
-		l := &located{port: p, mac: mac}
-		if bd, ok := bindings[p.ID]; ok {
-			l.chassis, l.ofport = bd.chassis, bd.port.No
-		}
-		if l.chassis == "" && p.HostID != "" && p.HostID != self.Name {
-			for _, c := range chassis {
-				if c.Name == p.HostID {
-					l.chassis = c.Name
-				}
-			}
-		}
-		ns.all = append(ns.all, l)
-		switch {
-		case l.chassis == self.Name:
-			ns.local = append(ns.local, l)
-			ns.hosts[l.chassis] = true
-		case l.chassis != "":
-			ns.remote = append(ns.remote, l)
-			ns.hosts[l.chassis] = true
+			ns.all = append(ns.all, l)
 		}
 	}
 
 	b := &builder{}
-	// Tunnel ports on this switch, by peer chassis.
-	tunnels := map[string]uint32{}
-	var tunnelPorts []uint32
-	for _, c := range chassis {
-		if c.Name == self.Name {
-			continue
-		}
-		if tp, ok := local[names.TunnelPortName(c.Name)]; ok {
-			tunnels[c.Name] = tp.No
-			tunnelPorts = append(tunnelPorts, tp.No)
-		}
-	}
-	sort.Slice(tunnelPorts, func(i, j int) bool { return tunnelPorts[i] < tunnelPorts[j] })
+	tunnels, tunnelPorts := v.Tunnels, v.TunnelPorts
 
 	// Frames from a tunnel or uplink that no network claims are dropped
 	// here, never left to the classifier's miss (L2 learning).
-	for _, c := range chassis {
-		if t, ok := tunnels[c.Name]; ok {
+	for _, c := range t.Chassis {
+		if tp, ok := tunnels[c.Name]; ok {
 			b.add(&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PriorityDefault,
-				Cookie: pipeline.Cookie(pipeline.AppIsolation, pipeline.ObjectID("chassis:"+c.Name)), Match: flow.M().InPort(t)})
+				Cookie: pipeline.Cookie(pipeline.AppIsolation, pipeline.ObjectID("chassis:"+c.Name)), Match: flow.M().InPort(tp)})
 		}
 	}
 	for pn := range self.Mappings {
-		if tp, ok := local[names.PhysPortName(pn)]; ok {
+		if tp, ok := v.Uplinks[pn]; ok {
 			b.add(&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PriorityDefault,
-				Cookie: pipeline.Cookie(pipeline.AppIsolation, pipeline.ObjectID("physnet:"+pn)), Match: flow.M().InPort(tp.No)})
+				Cookie: pipeline.Cookie(pipeline.AppIsolation, pipeline.ObjectID("physnet:"+pn)), Match: flow.M().InPort(tp)})
 		}
 	}
 
-	ids := make([]string, 0, len(nets))
-	for id := range nets {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
 	leases := &leaseTable{byPort: map[uint32]*lease{}}
-	for _, id := range ids {
+	for _, id := range t.NetworkIDs {
 		ns := nets[id]
 		if len(ns.local) == 0 {
 			continue // nothing of this network here: no flows, no group
 		}
-		var phy uint32
-		if ns.n.NetworkType == model.NetVLAN {
-			if _, mapped := self.Mappings[ns.n.PhysicalNetwork]; mapped {
-				if tp, ok := local[names.PhysPortName(ns.n.PhysicalNetwork)]; ok {
-					phy = tp.No
-				}
-			}
-		}
+		phy := v.Uplink(ns.Network)
 		b.network(ns, phy, tunnels, tunnelPorts)
 		for _, l := range ns.local {
 			b.localPort(ns, l)
@@ -358,44 +178,8 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 			b.arp(ns, l)
 		}
 	}
-	a.leases.Store(in.Switch.DPID, leases)
-	d.Flows, d.Groups, d.Meters = b.flows, b.groups, b.meters()
+	d.Flows, d.Groups, d.Meters, d.Handler = b.flows, b.groups, b.meters(), leases
 	return d, nil
-}
-
-// indexNetworks collects the networks this app carries, with their IPv4
-// subnets and DHCP port addresses.
-func indexNetworks(m *model.Snapshot) map[string]*netState {
-	nets := map[string]*netState{}
-	ifaces := routerInterfaces(m)
-	for _, n := range m.Networks() {
-		if k, ok := NetworkKey(n); ok {
-			nets[n.ID] = &netState{n: n, key: k, hosts: map[string]bool{}, dhcpIP: map[string]flow.IPv4{}, routerIfaces: ifaces}
-		}
-	}
-	for _, s := range m.Subnets() {
-		if ns := nets[s.NetworkID]; ns != nil && s.IPVersion != 6 {
-			ns.subnets = append(ns.subnets, s)
-			if gw, err := flow.ParseIPv4(s.GatewayIP); err == nil && gw != 0 {
-				ns.gateways = append(ns.gateways, gw)
-			}
-		}
-	}
-	for _, p := range m.Ports() {
-		ns := nets[p.NetworkID]
-		if ns == nil || p.DeviceOwner != "network:dhcp" {
-			continue
-		}
-		if m, err := flow.ParseMAC(p.MACAddress); err == nil {
-			ns.dhcpMAC = m
-		}
-		for _, ip := range p.FixedIPs {
-			if v, err := flow.ParseIPv4(ip.IPAddress); err == nil {
-				ns.dhcpIP[ip.SubnetID] = v
-			}
-		}
-	}
-	return nets
 }
 
 // builder accumulates flows.
@@ -432,31 +216,16 @@ func netCookie(id string) uint64 {
 	return pipeline.Cookie(pipeline.AppIsolation, pipeline.ObjectID(id))
 }
 
-func setBits(b pipeline.Bits, v uint64) flow.SetField {
-	if b.Mask() == b.Field.FullMask() {
-		return flow.SetField{F: b.Field, Value: v}
-	}
-	return flow.SetField{F: b.Field, Value: b.Value(v), Mask: b.Mask()}
-}
-
-func matchBits(m flow.Match, b pipeline.Bits, v uint64) flow.Match {
-	if b.Mask() == b.Field.FullMask() {
-		return m.Set(b.Field, v)
-	}
-	return m.SetMasked(b.Field, b.Value(v), b.Mask())
-}
-
 // classify sets port class (and flags), network and ingress port.
 func classify(class, flags uint64, key uint32, ofport uint32) []flow.Action {
 	return []flow.Action{
-		flow.SetField{F: pipeline.RegPortClass.Field, Value: class | flags,
-			Mask: pipeline.RegPortClass.Mask() | flags},
-		setBits(pipeline.RegNetwork, uint64(key)),
-		setBits(pipeline.RegInPort, uint64(ofport)),
+		pipeline.SetClass(class, flags),
+		pipeline.RegNetwork.Set(uint64(key)),
+		pipeline.RegInPort.Set(uint64(ofport)),
 	}
 }
 
-func netMatch(key uint32) flow.Match { return matchBits(nil, pipeline.RegNetwork, uint64(key)) }
+func netMatch(key uint32) flow.Match { return pipeline.RegNetwork.Match(nil, uint64(key)) }
 
 // network emits the per-network flows (cookie: the network) and groups.
 func (b *builder) network(ns *netState, phy uint32, tunnels map[string]uint32, tunnelPorts []uint32) {
@@ -492,7 +261,7 @@ func (b *builder) network(ns *netState, phy uint32, tunnels map[string]uint32, t
 	var localBuckets []flow.Bucket
 	for _, l := range ns.local {
 		localBuckets = append(localBuckets, flow.Bucket{Actions: []flow.Action{
-			setBits(pipeline.RegOutPort, uint64(l.ofport)), flow.Resubmit{InPort: flow.PortInPort, Table: pipeline.EgressACL.ID()}}})
+			pipeline.RegOutPort.Set(uint64(l.ofport)), flow.Resubmit{InPort: flow.PortInPort, Table: pipeline.ToVMACL.ID()}}})
 	}
 	all, local := floodGroupID(ns.key, false), floodGroupID(ns.key, true)
 	b.floodGroups(all, append(append([]flow.Bucket{}, localBuckets...), remoteBuckets...))
@@ -503,7 +272,7 @@ func (b *builder) network(ns *netState, phy uint32, tunnels map[string]uint32, t
 		group uint32
 	}{{ClassVM, all}, {ClassTunnel, local}, {ClassPhys, local}} {
 		b.add(&flow.Flow{Table: pipeline.L2Forward.ID(), Priority: pipeline.PriorityDefault, Cookie: ck,
-			Match:   matchBits(netMatch(ns.key), pipeline.RegPortClass, c.class),
+			Match:   pipeline.RegPortClass.Match(netMatch(ns.key), c.class),
 			Actions: []flow.Action{flow.GroupAction{ID: c.group}}})
 	}
 	b.dhcpPunt(ns)
@@ -512,12 +281,12 @@ func (b *builder) network(ns *netState, phy uint32, tunnels map[string]uint32, t
 // dhcpPunt sends the network's VMs' DHCP requests to the controller when
 // any subnet runs DHCP.
 func (b *builder) dhcpPunt(ns *netState) {
-	for _, s := range ns.subnets {
+	for _, s := range ns.Subnets {
 		if s.EnableDHCP {
 			b.dhcpMeter = true
 			b.add(&flow.Flow{Table: pipeline.DHCP.ID(), Priority: pipeline.PriorityNormal, Cookie: netCookie(ns.n.ID),
 				Meter: pipeline.MeterDHCP.ID,
-				Match: matchBits(netMatch(ns.key), pipeline.RegPortClass, ClassVM).EthType(flow.EthTypeIPv4).
+				Match: pipeline.RegPortClass.Match(netMatch(ns.key), ClassVM).EthType(flow.EthTypeIPv4).
 					Set(flow.IPProto, flow.ProtoUDP).Set(flow.UDPSrc, 68).Set(flow.UDPDst, 67),
 				Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
 			return
@@ -537,7 +306,7 @@ func (b *builder) localPort(ns *netState, l *located) {
 		Match: flow.M().InPort(o), Actions: classify(ClassVM, FlagFromVM, ns.key, o), Goto: pipeline.PortSecurity.ID()})
 	ps := func(m flow.Match) {
 		b.add(&flow.Flow{Table: pipeline.PortSecurity.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
-			Match: m, Goto: pipeline.IngressACL.ID()})
+			Match: m, Goto: pipeline.FromVMACL.ID()})
 	}
 	if !l.port.PortSecurity {
 		ps(flow.M().InPort(o))
@@ -595,7 +364,7 @@ func (b *builder) localPort(ns *netState, l *located) {
 			if p.prefix > 0 {
 				cover = flow.IPv4(^uint32(0) << (32 - p.prefix))
 			}
-			for _, gw := range ns.gateways {
+			for _, gw := range ns.Gateways {
 				if gwOK || guarded[gw] || gw&cover != p.ip&cover {
 					continue
 				}
@@ -612,9 +381,9 @@ func (b *builder) localPort(ns *netState, l *located) {
 	}
 	b.add(&flow.Flow{Table: pipeline.L2Forward.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
 		Match:   netMatch(ns.key).EthDst(l.mac),
-		Actions: []flow.Action{setBits(pipeline.RegOutPort, uint64(o))}, Goto: pipeline.EgressACL.ID()})
+		Actions: []flow.Action{pipeline.RegOutPort.Set(uint64(o))}, Goto: pipeline.ToVMACL.ID()})
 	b.add(&flow.Flow{Table: pipeline.Output.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
-		Match: matchBits(nil, pipeline.RegOutPort, uint64(o)), Actions: []flow.Action{flow.Output{Port: o}}})
+		Match: pipeline.RegOutPort.Match(nil, uint64(o)), Actions: []flow.Action{flow.Output{Port: o}}})
 }
 
 // remotePort sends known unicast for a port on another chassis straight

@@ -2,6 +2,8 @@ package isolation
 
 import (
 	"flag"
+	"github.com/nimbus-sdn/nimbus/binding"
+	"github.com/nimbus-sdn/nimbus/reconcile"
 	"os"
 	"slices"
 	"strings"
@@ -11,7 +13,6 @@ import (
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/pipeline"
-	"github.com/nimbus-sdn/nimbus/reconcile"
 	"github.com/nimbus-sdn/nimbus/topology"
 )
 
@@ -38,7 +39,7 @@ func state(t *testing.T, a *App, in app.Input) *flow.State {
 		}
 	}
 	for _, g := range d.Groups {
-		if !reconcile.OursGroup(g.ID) {
+		if !pipeline.OursGroup(g.ID) {
 			t.Errorf("group %d outside nimbus range", g.ID)
 		}
 		if _, dup := st.Groups[g.ID]; dup {
@@ -47,7 +48,7 @@ func state(t *testing.T, a *App, in app.Input) *flow.State {
 		st.Groups[g.ID] = g
 	}
 	for _, m := range d.Meters {
-		if !reconcile.OursMeter(m.ID) {
+		if !pipeline.OursMeter(m.ID) {
 			t.Errorf("meter %d outside nimbus range", m.ID)
 		}
 		st.Meters[m.ID] = m
@@ -55,6 +56,9 @@ func state(t *testing.T, a *App, in app.Input) *flow.State {
 	for _, f := range st.Flows {
 		if f.Meter != 0 && st.Meters[f.Meter] == nil {
 			t.Errorf("flow %s uses meter %d the app did not declare", f.KeyText(), f.Meter)
+		}
+		if err := pipeline.CheckGroups(f, st.Groups); err != nil {
+			t.Errorf("contract (groups): %v", err)
 		}
 	}
 	return st
@@ -171,7 +175,7 @@ func TestNetworkKeys(t *testing.T) {
 			t.Errorf("%+v accepted", n)
 		}
 	}
-	if FloodGroupID(kv, false)&1 != 0 || FloodGroupID(kv, true) != FloodGroupID(kv, false)+1 || !reconcile.OursGroup(FloodGroupID(1<<23|4094, true)) {
+	if FloodGroupID(kv, false)&1 != 0 || FloodGroupID(kv, true) != FloodGroupID(kv, false)+1 || !pipeline.OursGroup(FloodGroupID(1<<23|4094, true)) {
 		t.Fatal("group ids")
 	}
 }
@@ -180,12 +184,18 @@ type ifaceMap map[string]string
 
 func (m ifaceMap) IfaceID(_ *model.Chassis, p topology.Port) string { return m[p.Name] }
 
+// withIfaces binds with the given iface-ids instead of the chassis records'.
+func withIfaces(in app.Input, m ifaceMap) app.Input {
+	in.Bindings = binding.ComputeWith(in.Model, in.Topology, binding.Options{IfaceIDs: m})
+	return in
+}
+
 func TestBindByIfaceID(t *testing.T) {
 	s := newScenario()
 	s.port(&model.Port{Base: model.Base{ID: idA3}, NetworkID: "net-a", MACAddress: "fa:16:3e:0a:00:03",
 		FixedIPs: []model.FixedIP{{SubnetID: "sub-a", IPAddress: "10.0.0.13"}}}, "hv1", 7, "veth-odd")
 	without := state(t, New(Config{}), s.input("hv1"))
-	with := state(t, New(Config{IfaceIDs: ifaceMap{"veth-odd": idA3}}), s.input("hv1"))
+	with := state(t, New(Config{}), withIfaces(s.input("hv1"), ifaceMap{"veth-odd": idA3}))
 	has := func(st *flow.State) bool {
 		for _, f := range st.Flows {
 			if f.Table == pipeline.Classifier.ID() && f.Cookie == portCookie(idA3) {

@@ -3,6 +3,7 @@ package isolation
 import (
 	"context"
 	"fmt"
+	"github.com/nimbus-sdn/nimbus/switches"
 	"log/slog"
 	"os"
 	"strings"
@@ -51,7 +52,7 @@ func ovsApply(t *testing.T, st *flow.State) *ovslab.Bridge {
 	br.AddPortType("", 10, "gre", map[string]string{"remote_ip": "127.0.0.77", "key": "flow"})
 	br.AddPort("", 20)
 
-	sw := &reconcile.OFSwitch{Conn: conn}
+	sw := &switches.OFSwitch{Conn: conn}
 	actx, acancel := context.WithTimeout(ctx, 60*time.Second)
 	defer acancel()
 	if err := sw.Apply(actx, reconcile.Diff(st, reconcile.NewActual(), true)); err != nil {

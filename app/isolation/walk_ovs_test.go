@@ -17,6 +17,7 @@ import (
 	"github.com/nimbus-sdn/nimbus/internal/ovslab"
 	"github.com/nimbus-sdn/nimbus/ofproto"
 	"github.com/nimbus-sdn/nimbus/reconcile"
+	"github.com/nimbus-sdn/nimbus/switches"
 )
 
 type walkCapture struct{ conns chan *ofproto.Conn }
@@ -95,7 +96,7 @@ func TestWalkAgreesWithOVS(t *testing.T) {
 	br.AddPortType("", 10, "gre", map[string]string{"remote_ip": remote, "key": "flow"})
 
 	st := walkState(t)
-	ofsw := &reconcile.OFSwitch{Conn: conn}
+	ofsw := &switches.OFSwitch{Conn: conn}
 	actx, acancel := context.WithTimeout(ctx, 20*time.Second)
 	defer acancel()
 	if err := ofsw.Apply(actx, reconcile.Diff(st, reconcile.NewActual(), true)); err != nil {

@@ -6,9 +6,8 @@ import (
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/model"
-	"github.com/nimbus-sdn/nimbus/node/names"
+	"github.com/nimbus-sdn/nimbus/model/names"
 	"github.com/nimbus-sdn/nimbus/pipeline"
-	"github.com/nimbus-sdn/nimbus/reconcile"
 	"github.com/nimbus-sdn/nimbus/topology"
 )
 
@@ -38,7 +37,7 @@ func checkDesired(t *testing.T, d app.Desired) {
 	t.Helper()
 	meters := map[uint32]bool{}
 	for _, m := range d.Meters {
-		if !reconcile.OursMeter(m.ID) {
+		if !pipeline.OursMeter(m.ID) {
 			t.Errorf("meter %d outside nimbus range", m.ID)
 		}
 		meters[m.ID] = true
@@ -52,10 +51,22 @@ func checkDesired(t *testing.T, d app.Desired) {
 		}
 	}
 	for _, g := range d.Groups {
-		if !reconcile.OursGroup(g.ID) || len(g.Buckets) > pipeline.MaxGroupBuckets {
+		if !pipeline.OursGroup(g.ID) || len(g.Buckets) > pipeline.MaxGroupBuckets {
 			t.Errorf("group %d: %d buckets", g.ID, len(g.Buckets))
 		}
 	}
+}
+
+// withState is a switch handler fed the Handler state of one Desired, as
+// the switch agent does (app.PacketIn.State).
+type withState struct {
+	app.SwitchHandler
+	st any
+}
+
+func (w withState) PacketIn(pi *app.PacketIn, out *app.Out) {
+	pi.State = w.st
+	w.SwitchHandler.PacketIn(pi, out)
 }
 
 func flood(t *testing.T, h app.SwitchHandler, inPort uint32) []flow.Action {
@@ -83,7 +94,7 @@ func TestPlainSwitchMeteredPunt(t *testing.T) {
 	if len(d.Flows) != 1 || d.Flows[0].Meter != pipeline.MeterLearning.ID || len(d.Meters) != 1 || len(d.Groups) != 0 {
 		t.Fatalf("desired %+v", d)
 	}
-	if got := flow.ActionsString(flood(t, a.NewSwitchHandler(7), 1)); got != "FLOOD" {
+	if got := flow.ActionsString(flood(t, withState{a.NewSwitchHandler(7), d.Handler}, 1)); got != "FLOOD" {
 		t.Fatalf("flood actions %q", got)
 	}
 }
@@ -110,7 +121,7 @@ func TestChassisHasNoFallback(t *testing.T) {
 	if pipeline.L2Learning.MissFlow().Actions != nil {
 		t.Fatalf("l2_learning's miss %s does not drop", pipeline.L2Learning.MissFlow())
 	}
-	h := a.NewSwitchHandler(1)
+	h := withState{a.NewSwitchHandler(1), d.Handler}
 	var out app.Out
 	h.PacketIn(&app.PacketIn{InPort: 4, BufferID: app.NoBuffer, Data: frame("ff:ff:ff:ff:ff:ff", "00:00:00:00:00:01")}, &out)
 	h.PacketIn(&app.PacketIn{InPort: 4, BufferID: app.NoBuffer, Data: frame("00:00:00:00:00:01", "00:00:00:00:00:02")}, &out)
@@ -142,7 +153,7 @@ func TestPlainSwitchFloodSkipsTenantPorts(t *testing.T) {
 	for _, g := range d.Groups {
 		groups[g.ID] = g
 	}
-	acts := flood(t, a.NewSwitchHandler(9), 1)
+	acts := flood(t, withState{a.NewSwitchHandler(9), d.Handler}, 1)
 	if len(acts) != 1 {
 		t.Fatalf("flood actions %v", acts)
 	}
@@ -180,7 +191,7 @@ func TestPlainSwitchFloodSkipsTenantPorts(t *testing.T) {
 	if got[flow.PortLocal] != 0 || len(got) != n-1 {
 		t.Errorf("flood reaches %d ports (LOCAL %d)", len(got), got[flow.PortLocal])
 	}
-	if acts := flood(t, a.NewSwitchHandler(9), 3); acts != nil {
+	if acts := flood(t, withState{a.NewSwitchHandler(9), d.Handler}, 3); acts != nil {
 		t.Errorf("a tenant port's broadcast was flooded: %v", acts)
 	}
 }

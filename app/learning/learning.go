@@ -32,14 +32,12 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"sync"
 	"sync/atomic"
 
 	"github.com/nimbus-sdn/nimbus/app"
+	"github.com/nimbus-sdn/nimbus/binding"
 	"github.com/nimbus-sdn/nimbus/flow"
-	"github.com/nimbus-sdn/nimbus/node/names"
 	"github.com/nimbus-sdn/nimbus/pipeline"
-	"github.com/nimbus-sdn/nimbus/reconcile"
 )
 
 // Config tunes the app.
@@ -67,12 +65,11 @@ func Dropped() uint64 { return dropped.Load() }
 // App is the learning app.
 type App struct {
 	cfg Config
-	// plans holds each switch's flood plan (map[uint64]*plan), replaced
-	// by Desired and read by the packet-in handler.
-	plans sync.Map
 }
 
-// plan is what the handler may do on one switch.
+// plan is what the handler may do on one switch: Desired returns it as
+// app.Desired.Handler, the handler reads the last applied one
+// (app.PacketIn.State).
 type plan struct {
 	off    bool            // a chassis: no fallback, packet-ins ignored
 	flood  []flow.Action   // OFPP_FLOOD, or the group of the plain ports
@@ -103,7 +100,7 @@ var PuntCookie = pipeline.Cookie(pipeline.AppLearning, 0)
 
 // floodGroupID is the group of a plain switch's ports that are not a
 // tenant's; chained groups (pipeline.MaxGroupBuckets) follow it.
-const floodGroupID = reconcile.GroupIDBase + uint32(pipeline.AppLearning)<<25
+var floodGroupID = pipeline.GroupBase(pipeline.AppLearning)
 
 // PuntFlow is the l2_learning flow that sends misses to the controller
 // through the learning meter.
@@ -120,20 +117,22 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 	if in.Switch == nil {
 		return d, nil
 	}
-	dp := in.Switch.DPID
+	var t *binding.Table
 	if in.Model != nil {
-		for _, c := range in.Model.Chassis() {
-			if id, err := c.DatapathID(); err == nil && id == dp {
-				a.plans.Store(dp, &plan{off: true})
-				return d, nil
-			}
+		t = in.Binding()
+		if t.ChassisOf(in.Switch.DPID) != nil {
+			d.Handler = &plan{off: true}
+			return d, nil
 		}
 	}
 	d.Flows = []*flow.Flow{PuntFlow()}
 	d.Meters = []*flow.Meter{pipeline.MeterLearning.Meter()}
-	tenant := tenantPorts(in)
+	var tenant map[uint32]bool
+	if t != nil {
+		tenant = t.ClaimedPorts(in.Switch)
+	}
 	if len(tenant) == 0 {
-		a.plans.Store(dp, floodAll)
+		d.Handler = floodAll
 		return d, nil
 	}
 	var plain []uint32
@@ -149,33 +148,8 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 	}
 	next := floodGroupID
 	d.Groups = pipeline.ChainGroup(floodGroupID, buckets, func() uint32 { next++; return next })
-	a.plans.Store(dp, &plan{flood: []flow.Action{flow.GroupAction{ID: floodGroupID}}, tenant: tenant})
+	d.Handler = &plan{flood: []flow.Action{flow.GroupAction{ID: floodGroupID}}, tenant: tenant}
 	return d, nil
-}
-
-// tenantPorts are the switch's ports a Neutron port claims by tap name or
-// binding:profile port_name (a superset of what isolation binds).
-func tenantPorts(in app.Input) map[uint32]bool {
-	if in.Model == nil {
-		return nil
-	}
-	claimed := map[string]bool{}
-	for _, p := range in.Model.Ports() {
-		claimed[names.VMPortName(p.ID)] = true
-		if pn, _ := p.Profile["port_name"].(string); pn != "" {
-			claimed[pn] = true
-		}
-	}
-	var out map[uint32]bool
-	for no, p := range in.Switch.Ports {
-		if claimed[p.Name] && no != flow.PortLocal {
-			if out == nil {
-				out = map[uint32]bool{}
-			}
-			out[no] = true
-		}
-	}
-	return out
 }
 
 // NewSwitchHandler makes the per-switch MAC table.
@@ -202,9 +176,9 @@ func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 	// Before Desired has seen the switch, it is treated as a plain one
 	// (no punt of ours is installed yet, so nothing of a chassis's comes
 	// here through it).
-	pl := floodAll
-	if v, ok := h.a.plans.Load(h.dpid); ok {
-		pl = v.(*plan)
+	pl, _ := pi.State.(*plan)
+	if pl == nil {
+		pl = floodAll
 	}
 	if pl.off || pl.tenant[pi.InPort] {
 		return

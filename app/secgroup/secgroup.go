@@ -21,8 +21,8 @@ import (
 
 // The tables, read from the VM's side.
 var (
-	fromVM = pipeline.IngressACL // the VM's egress rules
-	toVM   = pipeline.EgressACL  // the VM's ingress rules
+	fromVM = pipeline.FromVMACL // the VM's egress rules
+	toVM   = pipeline.ToVMACL   // the VM's ingress rules
 )
 
 // MarkRevoked is the ct_mark bit of a connection no rule allows any more:
@@ -202,7 +202,7 @@ func (b *builder) classify(ix *modelIndex, dr *direction, ports []boundPort) {
 		}
 		keys[bp.key] = true
 		zone := Zone(bp.key)
-		net := matchBits(nil, pipeline.RegNetwork, uint64(bp.key)).EthType(flow.EthTypeIPv4).SetMasked(flow.Reg7, 0, dr.flag)
+		net := pipeline.RegNetwork.Match(nil, uint64(bp.key)).EthType(flow.EthTypeIPv4).SetMasked(flow.Reg7, 0, dr.flag)
 		load := func(v uint64) []flow.Action {
 			// Two loads: a reg_load's bits must be contiguous.
 			return []flow.Action{flow.SetField{F: flow.Reg7, Value: v, Mask: groupMask},
@@ -318,13 +318,6 @@ func (b *builder) add(f *flow.Flow) {
 	b.flows = append(b.flows, f)
 }
 
-func matchBits(m flow.Match, b pipeline.Bits, v uint64) flow.Match {
-	if b.Mask() == b.Field.FullMask() {
-		return m.Set(b.Field, v)
-	}
-	return m.SetMasked(b.Field, b.Value(v), b.Mask())
-}
-
 func cookie(id string) uint64 { return pipeline.Cookie(pipeline.AppSecGroup, pipeline.ObjectID(id)) }
 
 func next(t *pipeline.Table) uint8 { return pipeline.ByName(t.Next[0]).ID() }
@@ -340,9 +333,9 @@ func (dr *direction) state(base flow.Match, on, off uint64) flow.Match {
 func (b *builder) port(ix *modelIndex, dr *direction, bp boundPort) {
 	ck := cookie(bp.port.ID)
 	zone := Zone(bp.key)
-	base := flow.M().InPort(bp.ofport)
+	base := pipeline.RegInPort.Match(nil, uint64(bp.ofport))
 	if dr.ingress {
-		base = matchBits(nil, pipeline.RegOutPort, uint64(bp.ofport))
+		base = pipeline.RegOutPort.Match(nil, uint64(bp.ofport))
 	}
 	t := dr.t.ID()
 	pass := next(dr.t)

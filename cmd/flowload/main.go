@@ -11,6 +11,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/nimbus-sdn/nimbus/switches"
 	"log/slog"
 	"net"
 	"os"
@@ -185,7 +186,7 @@ type session struct {
 func (s *session) OnConnect(c *ofproto.Conn) ofproto.Handler {
 	go func() {
 		start := time.Now()
-		r := reconcile.New(c.DPID(), &reconcile.OFSwitch{Conn: c}, reconcile.Options{Interval: time.Hour})
+		r := reconcile.New(c.DPID(), &switches.OFSwitch{Conn: c}, reconcile.Options{Interval: time.Hour})
 		r.SetDesired(s.state, true)
 		_, err := r.Pass(context.Background(), true)
 		s.err = err

@@ -42,20 +42,28 @@ func main() {
 			miss, strings.Join(t.Next, ", "), t.Purpose, dyn)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "### Match contract")
+	fmt.Fprintln(w, "### Match and set contract")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Fields each table's flows may match (prerequisites such as `dl_type` are always allowed).")
+	fmt.Fprintln(w, "Fields each table's flows may match (prerequisites such as `dl_type` are always allowed), and fields their actions may write (set-field, move destination; push/pop VLAN writes `dl_vlan`). `pipeline.Check` refuses any other; `pipeline.CheckGroups` holds the buckets of the groups a flow uses to the same table contract.")
 	fmt.Fprintln(w)
-	for _, t := range pipeline.Tables {
-		if t.Matches == nil {
-			fmt.Fprintf(w, "- `%s`: any field\n", t.Name)
-			continue
+	fmt.Fprintln(w, "| table | may match | may set |")
+	fmt.Fprintln(w, "|---|---|---|")
+	list := func(fl []flow.Field, none string) string {
+		if len(fl) == 0 {
+			return none
 		}
 		var fs []string
-		for _, f := range t.Matches {
+		for _, f := range fl {
 			fs = append(fs, f.String())
 		}
-		fmt.Fprintf(w, "- `%s`: %s\n", t.Name, strings.Join(fs, ", "))
+		return strings.Join(fs, ", ")
+	}
+	for _, t := range pipeline.Tables {
+		matches := list(t.Matches, "nothing")
+		if t.Matches == nil {
+			matches = "any field"
+		}
+		fmt.Fprintf(w, "| `%s` | %s | %s |\n", t.Name, matches, list(t.Sets, "nothing"))
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "## Priority bands")
@@ -82,6 +90,22 @@ func main() {
 	fmt.Fprintln(w, "|---|---|---|---|")
 	for _, b := range pipeline.AllBits {
 		fmt.Fprintf(w, "| %s | %s | %d..%d | %s |\n", b.Name, b.Field, b.Ofs, b.Ofs+b.NBits-1, b.Doc)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Port classes (`port_class`): 1 VM (`pipeline.ClassVM`), 2 tunnel (`ClassTunnel`), 3 physical uplink or fabric link (`ClassPhys`), 4 router (`ClassRouter`). Flags (`flags`, already shifted into reg0): `FlagFromVM` 0x10, `FlagARPAnswered` 0x20, `FlagRouted` 0x40. Apps write and match them with `Bits.Set`, `Bits.Match` and `SetClass`.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "## Group and meter ids")
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Nimbus owns groups from `0x%08x` and meters from `0x%08x`; each app hands out ids only from its own slice (`pipeline.GroupBase(app)`, `pipeline.MeterBase(app)`). The declared meters above sit below every app's meter slice.\n", pipeline.GroupIDBase, pipeline.MeterIDBase)
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| app | groups | meters |")
+	fmt.Fprintln(w, "|---|---|---|")
+	for i := 1; i < 256; i++ {
+		a := pipeline.AppID(i)
+		if s := a.String(); !strings.HasPrefix(s, "app") {
+			fmt.Fprintf(w, "| %s | 0x%08x..0x%08x | 0x%08x..0x%08x |\n", s, pipeline.GroupBase(a), pipeline.GroupBase(a)+pipeline.GroupsPerApp-1,
+				pipeline.MeterBase(a), pipeline.MeterBase(a)+pipeline.MetersPerApp-1)
+		}
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "## Cookie layout")

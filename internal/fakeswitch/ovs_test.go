@@ -16,6 +16,7 @@ import (
 	"github.com/nimbus-sdn/nimbus/ofproto"
 	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/reconcile"
+	"github.com/nimbus-sdn/nimbus/switches"
 )
 
 type capture struct{ conns chan *ofproto.Conn }
@@ -130,7 +131,7 @@ func TestModelAgreesWithOVS(t *testing.T) {
 		}
 	}
 	st := modelState()
-	sw := &reconcile.OFSwitch{Conn: conn}
+	sw := &switches.OFSwitch{Conn: conn}
 	actx, acancel := context.WithTimeout(ctx, 20*time.Second)
 	defer acancel()
 	if err := sw.Apply(actx, reconcile.Diff(st, reconcile.NewActual(), true)); err != nil {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/nimbus-sdn/nimbus/internal/ovslab"
-	"github.com/nimbus-sdn/nimbus/node/names"
+	"github.com/nimbus-sdn/nimbus/model/names"
 )
 
 // StartAgents runs the node agent (`bin node`) in every hypervisor of the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nimbus-sdn/nimbus/switches"
 	"log/slog"
 	"os"
 	"sort"
@@ -90,7 +91,7 @@ func TestCodecRoundTripThroughOVS(t *testing.T) {
 			Actions: []flow.Action{flow.DecTTL{}, flow.CT{Commit: true, Zone: 1, Table: flow.CTNoTable, NAT: &flow.NAT{Flags: flow.NATDst, IPMin: flow.MustIPv4("10.0.0.5")}}, flow.GroupAction{ID: groups[1].ID}}},
 	}
 	ops := &reconcile.Ops{MeterAdds: []*flow.Meter{meter}, GroupAdds: groups, FlowAdds: flows}
-	sw := &reconcile.OFSwitch{Conn: conn}
+	sw := &switches.OFSwitch{Conn: conn}
 	if err := sw.Apply(ctx, ops); err != nil {
 		t.Fatalf("OVS refused our encoding: %v", err)
 	}

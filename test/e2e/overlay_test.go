@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/nimbus-sdn/nimbus/internal/hvlab"
-	"github.com/nimbus-sdn/nimbus/node/names"
+	"github.com/nimbus-sdn/nimbus/model/names"
 )
 
 // neutron is a tiny Neutron API client for the controller's API port.

@@ -10,7 +10,7 @@ import (
 	"github.com/nimbus-sdn/nimbus/internal/etcdtest"
 	"github.com/nimbus-sdn/nimbus/internal/hvlab"
 	"github.com/nimbus-sdn/nimbus/internal/ovslab"
-	"github.com/nimbus-sdn/nimbus/node/names"
+	"github.com/nimbus-sdn/nimbus/model/names"
 )
 
 // physnet is the physical network the VLAN lab maps to hvlab.PhysnetBridge.

@@ -1,9 +1,11 @@
-package reconcile_test
+package switches_test
 
 import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"github.com/nimbus-sdn/nimbus/pipeline"
+	"github.com/nimbus-sdn/nimbus/switches"
 	"io"
 	"log/slog"
 	"net"
@@ -137,7 +139,7 @@ func TestApplyRefusesGroupTooLargeForOneMessage(t *testing.T) {
 		small := floodGroup(reconcile.GroupIDBase+3, 4)
 		ops := &reconcile.Ops{GroupAdds: []*flow.Group{big, chained, small},
 			FlowAdds: []*flow.Flow{groupFlow(1, big.ID), groupFlow(2, chained.ID), groupFlow(3, small.ID), portFlow(4, 4)}}
-		ofs := &reconcile.OFSwitch{Conn: conn, NoBundles: !bundles}
+		ofs := &switches.OFSwitch{Conn: conn, NoBundles: !bundles}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := ofs.Apply(ctx, ops)
 		cancel()
@@ -192,7 +194,7 @@ func (o *refusalObs) Refused(dpid uint64, kind, id string, err error) {
 func TestReconcilerConvergesAroundRefusedGroup(t *testing.T) {
 	conn, _ := scriptedConn(t)
 	obs := &refusalObs{}
-	r := reconcile.New(0x5c, &reconcile.OFSwitch{Conn: conn}, reconcile.Options{Observer: obs})
+	r := reconcile.New(0x5c, &switches.OFSwitch{Conn: conn}, reconcile.Options{Observer: obs})
 	big := floodGroup(reconcile.GroupIDBase+1, 3000)
 	st := desired(portFlow(1, 1), groupFlow(2, big.ID))
 	st.Groups[big.ID] = big
@@ -228,4 +230,27 @@ func TestReconcilerConvergesAroundRefusedGroup(t *testing.T) {
 	if ref := r.Refused(); len(ref) != 0 {
 		t.Fatalf("still refused: %v", ref)
 	}
+}
+
+type countObs struct{ drift int }
+
+func (o *countObs) Reconciled(uint64, time.Duration, *reconcile.Ops, error) {}
+func (o *countObs) DriftRepaired(_ uint64, n int)                           { o.drift += n }
+
+func desired(extra ...*flow.Flow) *flow.State {
+	st := flow.NewState()
+	for _, f := range pipeline.BaseFlows() {
+		st.AddFlow(f)
+	}
+	for _, f := range extra {
+		st.AddFlow(f)
+	}
+	return st
+}
+
+func portFlow(port uint32, out uint32) *flow.Flow {
+	return &flow.Flow{Table: pipeline.L2Forward.ID(), Priority: pipeline.PriorityNormal,
+		Cookie:  pipeline.Cookie(pipeline.AppIsolation, uint64(port)),
+		Match:   flow.M().Set(flow.Reg1, 5).EthDst(flow.MAC(0x020000000000 | uint64(port))),
+		Actions: []flow.Action{flow.Output{Port: out}}}
 }

@@ -1,8 +1,9 @@
-package reconcile_test
+package switches_test
 
 import (
 	"context"
 	"errors"
+	"github.com/nimbus-sdn/nimbus/switches"
 	"log/slog"
 	"os"
 	"strings"
@@ -17,14 +18,9 @@ import (
 
 // Real-OVS tests of the reconciler (NIMBUS_E2E=1).
 
-type capture struct{ conns chan *ofproto.Conn }
-
-func (c *capture) OnConnect(conn *ofproto.Conn) ofproto.Handler { c.conns <- conn; return nil }
-func (c *capture) OnDisconnect(*ofproto.Conn, error)            {}
-
 // server starts an OpenFlow server whose connections go to the returned
 // channel; target is the bridge's controller target for it.
-func server(t *testing.T) (target string, conns chan *ofproto.Conn) {
+func ofServer(t *testing.T) (target string, conns chan *ofproto.Conn) {
 	t.Helper()
 	sess := &capture{conns: make(chan *ofproto.Conn, 4)}
 	srv := &ofproto.Server{Addr: "127.0.0.1:0", Session: sess,
@@ -59,7 +55,7 @@ func accept(t *testing.T, conns chan *ofproto.Conn, br *ovslab.Bridge) *ofproto.
 // converged. Now it is represented apart, and left alone.
 func TestForeignExperimenterFieldFlowE2E(t *testing.T) {
 	ovslab.RequireE2E(t)
-	target, conns := server(t)
+	target, conns := ofServer(t)
 	br := ovslab.NewBridge(t, ovslab.BridgeOptions{Controllers: []string{target}})
 	conn := accept(t, conns, br)
 	foreign := "table=0,priority=5,tcp,tcp_flags=+syn,actions=drop"
@@ -75,7 +71,7 @@ func TestForeignExperimenterFieldFlowE2E(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	r := reconcile.New(br.DPID, &reconcile.OFSwitch{Conn: conn}, reconcile.Options{})
+	r := reconcile.New(br.DPID, &switches.OFSwitch{Conn: conn}, reconcile.Options{})
 	r.SetDesired(st, true)
 	ops, err := r.Pass(ctx, true)
 	if err != nil {
@@ -110,8 +106,8 @@ func TestForeignExperimenterFieldFlowE2E(t *testing.T) {
 // once this replica is master again, its changes still go in bundles.
 func TestSlaveBundleRefusalKeepsBundlesE2E(t *testing.T) {
 	ovslab.RequireE2E(t)
-	t1, conns1 := server(t)
-	t2, conns2 := server(t)
+	t1, conns1 := ofServer(t)
+	t2, conns2 := ofServer(t)
 	br := ovslab.NewBridge(t, ovslab.BridgeOptions{Controllers: []string{t1, t2}})
 	deposed, master := accept(t, conns1, br), accept(t, conns2, br)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -122,7 +118,7 @@ func TestSlaveBundleRefusalKeepsBundlesE2E(t *testing.T) {
 	if _, _, err := master.SetRole(ctx, ofproto.RoleMaster, 11); err != nil {
 		t.Fatal(err) // OVS demotes the other connection to SLAVE
 	}
-	sw := &reconcile.OFSwitch{Conn: deposed}
+	sw := &switches.OFSwitch{Conn: deposed}
 	add := func(prio uint16) *reconcile.Ops {
 		return &reconcile.Ops{FlowAdds: []*flow.Flow{{Table: 0, Priority: prio, Cookie: 0x4e03000000000000 | uint64(prio), Match: flow.M().InPort(uint32(prio))}}}
 	}
@@ -154,7 +150,7 @@ func TestSlaveBundleRefusalKeepsBundlesE2E(t *testing.T) {
 // converges and later passes send nothing.
 func TestOversizedFloodGroupRefusedE2E(t *testing.T) {
 	ovslab.RequireE2E(t)
-	target, conns := server(t)
+	target, conns := ofServer(t)
 	br := ovslab.NewBridge(t, ovslab.BridgeOptions{Controllers: []string{target}})
 	conn := accept(t, conns, br)
 	big := floodGroup(reconcile.GroupIDBase+1, 3000)
@@ -162,7 +158,7 @@ func TestOversizedFloodGroupRefusedE2E(t *testing.T) {
 	st := desired(portFlow(1, 1), groupFlow(2, big.ID), groupFlow(3, small.ID))
 	st.Groups[big.ID], st.Groups[small.ID] = big, small
 	obs := &refusalObs{}
-	r := reconcile.New(br.DPID, &reconcile.OFSwitch{Conn: conn}, reconcile.Options{Observer: obs})
+	r := reconcile.New(br.DPID, &switches.OFSwitch{Conn: conn}, reconcile.Options{Observer: obs})
 	r.SetDesired(st, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

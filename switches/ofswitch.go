@@ -1,4 +1,4 @@
-package reconcile
+package switches
 
 import (
 	"context"
@@ -8,9 +8,12 @@ import (
 
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/ofproto"
+	"github.com/nimbus-sdn/nimbus/reconcile"
 )
 
-// OFSwitch adapts an OpenFlow connection to the Switch interface.
+// OFSwitch adapts an OpenFlow connection to reconcile.Switch: the
+// reconciler diffs and orders changes, this adapter puts them on the wire
+// (bundles when the switch allows, group-mods that fit one message).
 type OFSwitch struct {
 	Conn *ofproto.Conn
 	// NoBundles is set once the switch refused a bundle.
@@ -23,12 +26,12 @@ type OFSwitch struct {
 }
 
 // Dump reads flows, groups and meters.
-func (s *OFSwitch) Dump(ctx context.Context) (*Actual, error) {
+func (s *OFSwitch) Dump(ctx context.Context) (*reconcile.Actual, error) {
 	fs, err := s.Conn.DumpFlows(ctx, 0, 0)
 	if err != nil {
 		return nil, err
 	}
-	a := NewActual()
+	a := reconcile.NewActual()
 	for i := range fs {
 		if fs[i].UnknownMatch {
 			a.AddUnmodelledMatch(&fs[i].Flow)
@@ -69,7 +72,7 @@ func (s *OFSwitch) log() *slog.Logger {
 
 // Apply sends meters first (OVS does not take them in bundles), then
 // group and flow changes in one atomic bundle, then meter deletions.
-func (s *OFSwitch) Apply(ctx context.Context, ops *Ops) error {
+func (s *OFSwitch) Apply(ctx context.Context, ops *reconcile.Ops) error {
 	if len(ops.MeterAdds)+len(ops.MeterMods) > 0 {
 		if err := s.meters(ctx, ops.MeterAdds, ops.MeterMods, nil); err != nil {
 			return err
@@ -81,7 +84,7 @@ func (s *OFSwitch) Apply(ctx context.Context, ops *Ops) error {
 		s.log().Warn("switch refused bundles; applying changes without atomicity", "err", err)
 		err = s.main(ctx, ops, false)
 	}
-	var refused *RefusedError
+	var refused *reconcile.RefusedError
 	if err != nil && !errors.As(err, &refused) {
 		return err
 	}
@@ -96,16 +99,16 @@ func (s *OFSwitch) Apply(ctx context.Context, ops *Ops) error {
 	return nil
 }
 
-func (s *OFSwitch) main(ctx context.Context, ops *Ops, bundle bool) error {
+func (s *OFSwitch) main(ctx context.Context, ops *reconcile.Ops, bundle bool) error {
 	t := s.Conn.Begin(bundle)
 	// Groups that cannot be encoded are found before anything is added:
 	// in an atomic bundle, one flow naming a group that never got there
 	// would fail everything.
-	bad := groupRefusals(ops, func(add bool, g *flow.Group) error { return s.tryGroup(g, bundle) })
-	var refused []Refusal
+	bad := reconcile.GroupRefusals(ops, func(add bool, g *flow.Group) error { return s.tryGroup(g, bundle) })
+	var refused []reconcile.Refusal
 	for _, g := range append(append([]*flow.Group{}, ops.GroupAdds...), ops.GroupMods...) {
 		if err := bad[g.ID]; err != nil {
-			refused = append(refused, Refusal{Group: g, Err: err})
+			refused = append(refused, reconcile.Refusal{Group: g, Err: err})
 		}
 	}
 	added := make(map[uint32]bool, len(ops.GroupAdds))
@@ -117,18 +120,18 @@ func (s *OFSwitch) main(ctx context.Context, ops *Ops, bundle bool) error {
 			return
 		}
 		if err := t.GroupMod(cmd, g); err != nil {
-			refused = append(refused, Refusal{Group: g, Err: err})
+			refused = append(refused, reconcile.Refusal{Group: g, Err: err})
 		}
 	}
 	fl := func(f *flow.Flow, o ofproto.FlowModOpts, checkGroups bool) {
 		if checkGroups && bad != nil {
-			if id, ok := usesGroup(f.Actions, bad, added); ok {
-				refused = append(refused, Refusal{Flow: f, Err: fmt.Errorf("reconcile: uses refused group 0x%x", id)})
+			if id, ok := reconcile.UsesGroup(f.Actions, bad, added); ok {
+				refused = append(refused, reconcile.Refusal{Flow: f, Err: fmt.Errorf("switches: uses refused group 0x%x", id)})
 				return
 			}
 		}
 		if err := t.FlowMod(f, o); err != nil {
-			refused = append(refused, Refusal{Flow: f, Err: err})
+			refused = append(refused, reconcile.Refusal{Flow: f, Err: err})
 		}
 	}
 	for _, g := range ops.GroupAdds {
@@ -153,7 +156,7 @@ func (s *OFSwitch) main(ctx context.Context, ops *Ops, bundle bool) error {
 		return err
 	}
 	if len(refused) > 0 {
-		return &RefusedError{Refused: refused}
+		return &reconcile.RefusedError{Refused: refused}
 	}
 	return nil
 }
@@ -185,10 +188,10 @@ func (s *OFSwitch) meters(ctx context.Context, adds, mods, dels []*flow.Meter) e
 		err = errors.Join(err, t.MeterMod(ofproto.GCDelete, m))
 	}
 	if err != nil {
-		return fmt.Errorf("reconcile: meters: %w", err)
+		return fmt.Errorf("switches: meters: %w", err)
 	}
 	if err := t.Commit(ctx); err != nil {
-		return fmt.Errorf("reconcile: meters: %w", err)
+		return fmt.Errorf("switches: meters: %w", err)
 	}
 	return nil
 }
