@@ -254,10 +254,20 @@ func decode(k model.Kind, v []byte) (model.Record, error) {
 	return r, nil
 }
 
-// unavailable maps etcd connectivity failures (by gRPC status code, not
-// by message text) to ErrUnavailable; other errors pass through.
+// IsUnavailable is the one definition of "etcd is unavailable": an
+// error already marked ErrUnavailable, or an etcd client failure whose
+// gRPC status code (never its message text) says etcd cannot be reached
+// now (unavailable, deadline exceeded, cancelled, no leader), or a
+// context deadline or cancellation. Callers (northbound's 503 answer)
+// ask this, not the error text.
+func IsUnavailable(err error) bool {
+	return err != nil && (errors.Is(err, ErrUnavailable) || isUnavailable(err))
+}
+
+// unavailable maps etcd connectivity failures (see IsUnavailable) to
+// ErrUnavailable; other errors pass through.
 func unavailable(err error) error {
-	if err == nil || !isUnavailable(err) {
+	if err == nil || errors.Is(err, ErrUnavailable) || !isUnavailable(err) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)

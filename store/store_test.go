@@ -190,3 +190,21 @@ func TestUnavailableByCode(t *testing.T) {
 		}
 	}
 }
+
+// IsUnavailable is the one definition of "unavailable": marked errors
+// and etcd's gRPC codes are, error text alone is not.
+func TestIsUnavailable(t *testing.T) {
+	for _, err := range []error{context.DeadlineExceeded, rpctypes.ErrNoLeader,
+		status.Error(codes.Unavailable, "x"), fmt.Errorf("northbound: %w", store.ErrUnavailable),
+		store.Unavailable(status.Error(codes.DeadlineExceeded, "x"))} {
+		if !store.IsUnavailable(err) {
+			t.Errorf("%v not unavailable", err)
+		}
+	}
+	for _, err := range []error{nil, errors.New("connection refused (text only)"), errors.New("transport is closing"),
+		rpctypes.ErrKeyNotFound, store.ErrConflict, store.ErrFenced} {
+		if store.IsUnavailable(err) {
+			t.Errorf("%v is unavailable", err)
+		}
+	}
+}
