@@ -14,6 +14,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/nimbus-sdn/nimbus/store"
 )
 
 // Role is a mastership decision for one switch.
@@ -99,13 +101,14 @@ func (m *Membership) Leave() {
 	m.cl.mu.Unlock()
 }
 
-// Guard returns the etcd comparison that holds only while this replica
-// is still the switch's master: writes made as master carry it, so a
-// deposed master's writes fail (store.ErrFenced).
-func (m *Membership) Guard() clientv3.Cmp {
+// Guard returns the store guard that holds only while this replica is
+// still the switch's master (its election key is the one it created):
+// writes made as master carry it, so a deposed master's writes fail
+// (store.ErrFenced).
+func (m *Membership) Guard() store.Guard {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return clientv3.Compare(clientv3.CreateRevision(m.guardKey), "=", m.guardRev)
+	return store.Held(m.guardKey, m.guardRev)
 }
 
 // publishLocked numbers r and makes it the pending role. m.mu is held.

@@ -263,30 +263,12 @@ func (h *handler) toAPIError(err error) *apiError {
 	if errors.As(err, &ae) {
 		return ae
 	}
-	if errors.Is(err, store.ErrUnavailable) || isUnavailable(err) {
+	if store.IsUnavailable(err) {
 		return errf(http.StatusServiceUnavailable, "ServiceUnavailable",
 			"The backing store (etcd) is unavailable; retry later: %v", err)
 	}
 	h.log.Error("northbound: internal error", "err", err)
 	return errf(http.StatusInternalServerError, "HTTPInternalServerError", "Request failed: internal server error while processing your request.")
-}
-
-// isUnavailable recognizes etcd client failures that mean "etcd is not
-// reachable now" (deadline, cancelled, no connection, no leader).
-func isUnavailable(err error) bool {
-	if err == nil {
-		return false
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return true
-	}
-	s := err.Error()
-	for _, p := range []string{"connection", "Unavailable", "no leader", "deadline", "DeadlineExceeded", "context canceled", "transport", "i/o timeout"} {
-		if strings.Contains(s, p) {
-			return true
-		}
-	}
-	return false
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/store"
 )
@@ -145,20 +143,11 @@ func getT[T model.Record](h *handler, rc *reqCtx, k model.Kind, id string) (T, i
 
 // listKind reads every record of a kind straight from etcd.
 func (h *handler) listKind(rc *reqCtx, k model.Kind) ([]model.Record, error) {
-	resp, err := h.st.Client().Get(rc, store.KindPrefix(k), clientv3.WithPrefix())
+	rs, err := h.st.List(rc, k)
 	if err != nil {
-		return nil, fmt.Errorf("northbound: %w: %w", store.ErrUnavailable, err)
+		return nil, fmt.Errorf("northbound: %w", err)
 	}
-	out := make([]model.Record, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		r := model.New(k)
-		if err := json.Unmarshal(kv.Value, r); err != nil {
-			h.log.Warn("northbound: skipping undecodable record", "key", string(kv.Key), "err", err)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out, nil
+	return rs, nil
 }
 
 func listT[T model.Record](h *handler, rc *reqCtx, k model.Kind) ([]T, error) {
@@ -182,74 +171,59 @@ type rawKV struct {
 
 // listRaw reads the raw keys under prefix (relative to store.Prefix).
 func (h *handler) listRaw(rc *reqCtx, prefix string) ([]rawKV, int64, error) {
-	resp, err := h.st.Client().Get(rc, store.Prefix+prefix, clientv3.WithPrefix())
+	kvs, rev, err := h.st.ListRaw(rc, prefix)
 	if err != nil {
-		return nil, 0, fmt.Errorf("northbound: %w: %w", store.ErrUnavailable, err)
+		return nil, 0, fmt.Errorf("northbound: %w", err)
 	}
-	out := make([]rawKV, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		out = append(out, rawKV{key: strings.TrimPrefix(string(kv.Key), store.Prefix), val: string(kv.Value), modRev: kv.ModRevision})
+	out := make([]rawKV, len(kvs))
+	for i, kv := range kvs {
+		out[i] = rawKV{key: kv.Key, val: kv.Val, modRev: kv.ModRev}
 	}
-	return out, resp.Header.Revision, nil
+	return out, rev, nil
 }
 
 func (h *handler) getRaw(rc *reqCtx, key string) (string, error) {
-	resp, err := h.st.Client().Get(rc, store.Prefix+key)
+	v, err := h.st.GetRaw(rc, key)
 	if err != nil {
-		return "", fmt.Errorf("northbound: %w: %w", store.ErrUnavailable, err)
+		return "", fmt.Errorf("northbound: %w", err)
 	}
-	if len(resp.Kvs) == 0 {
-		return "", nil
-	}
-	return string(resp.Kvs[0].Value), nil
+	return v, nil
 }
 
-// plan is a guarded multi-key etcd transaction for deletes whose in-use
+// plan is a guarded multi-key store.Plan for deletes whose in-use
 // checks need "no key under this prefix", which a store.Tx cannot
 // express: it commits only if every key read is unchanged and every
 // guarded prefix is as observed.
 type plan struct {
-	cmps  []clientv3.Cmp
-	ops   []clientv3.Op
+	store.Plan
 	usage map[string]int // usage counter key -> records released (release)
 }
 
 // delRecord deletes a record last seen at modRev.
 func (p *plan) delRecord(k model.Kind, id string, modRev int64) {
-	key := store.Key(k, id)
-	p.cmps = append(p.cmps, clientv3.Compare(clientv3.ModRevision(key), "=", modRev))
-	p.ops = append(p.ops, clientv3.OpDelete(key))
+	p.Guard(store.RecordAt(k, id, modRev))
+	p.DeleteRecord(k, id)
 }
 
 // putRecord replaces a record last seen at modRev.
 func (p *plan) putRecord(r model.Record, modRev int64) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	key := store.Key(r.Kind(), r.Key())
-	p.cmps = append(p.cmps, clientv3.Compare(clientv3.ModRevision(key), "=", modRev))
-	p.ops = append(p.ops, clientv3.OpPut(key, string(b)))
-	return nil
+	p.Guard(store.RecordAt(r.Kind(), r.Key(), modRev))
+	return p.PutRecord(r)
 }
 
 // del deletes a raw key unconditionally.
-func (p *plan) del(key string) { p.ops = append(p.ops, clientv3.OpDelete(store.Prefix+key)) }
+func (p *plan) del(key string) { p.DelRaw(key) }
 
 // delPrefix deletes every raw key under prefix.
-func (p *plan) delPrefix(prefix string) {
-	p.ops = append(p.ops, clientv3.OpDelete(store.Prefix+prefix, clientv3.WithPrefix()))
-}
+func (p *plan) delPrefix(prefix string) { p.DelPrefix(prefix) }
 
 // empty guards that no key exists under prefix.
-func (p *plan) empty(prefix string) {
-	p.cmps = append(p.cmps, clientv3.Compare(clientv3.CreateRevision(store.Prefix+prefix), "=", 0).WithPrefix())
-}
+func (p *plan) empty(prefix string) { p.Guard(store.PrefixEmpty(prefix)) }
 
 // unchangedSince guards that no key under prefix was created or changed
 // after rev (deletions are caught by the per-key guards of the caller).
 func (p *plan) unchangedSince(prefix string, rev int64) {
-	p.cmps = append(p.cmps, clientv3.Compare(clientv3.ModRevision(store.Prefix+prefix), "<", rev+1).WithPrefix())
+	p.Guard(store.PrefixUnchangedSince(prefix, rev))
 }
 
 // commit runs the plan; false means a guard failed (re-read and retry).
@@ -257,11 +231,13 @@ func (h *handler) commit(rc *reqCtx, p *plan) (bool, error) {
 	if err := h.resolveUsage(rc, p); err != nil {
 		return false, err
 	}
-	resp, err := h.st.Client().Txn(rc).If(p.cmps...).Then(p.ops...).Commit()
-	if err != nil {
-		return false, fmt.Errorf("northbound: %w: %w", store.ErrUnavailable, err)
+	if _, err := h.st.Commit(rc, &p.Plan); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return false, nil
+		}
+		return false, fmt.Errorf("northbound: %w", err)
 	}
-	return resp.Succeeded, nil
+	return true, nil
 }
 
 // noRefs refuses a delete with inUse (a 409) while any reference key

@@ -2,14 +2,11 @@ package northbound
 
 import (
 	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/nimbus-sdn/nimbus/store"
 )
@@ -230,9 +227,9 @@ func (p *plan) release(project, resource string) {
 // every shard it decrements are unchanged.
 func (h *handler) resolveUsage(rc *reqCtx, p *plan) error {
 	for base, n := range p.usage {
-		resp, err := h.st.Client().Get(rc, store.Prefix+base, clientv3.WithPrefix())
+		kvs, _, err := h.listRaw(rc, base)
 		if err != nil {
-			return fmt.Errorf("northbound: %w: %w", store.ErrUnavailable, err)
+			return err
 		}
 		type counter struct {
 			n   int
@@ -240,30 +237,30 @@ func (h *handler) resolveUsage(rc *reqCtx, p *plan) error {
 		}
 		shards := make([]counter, usageShards)
 		var over counter
-		for _, kv := range resp.Kvs {
-			v, _ := strconv.Atoi(string(kv.Value))
-			switch s := string(kv.Key[len(store.Prefix+base):]); s {
+		for _, kv := range kvs {
+			v, _ := strconv.Atoi(kv.val)
+			switch s := kv.key[len(base):]; s {
 			case "over":
-				over = counter{v, kv.ModRevision}
+				over = counter{v, kv.modRev}
 			default:
 				if k, err := strconv.Atoi(s); err == nil && k >= 0 && k < usageShards {
-					shards[k] = counter{v, kv.ModRevision}
+					shards[k] = counter{v, kv.modRev}
 				}
 			}
 		}
-		key := store.Prefix + overKey(base)
-		p.cmps = append(p.cmps, clientv3.Compare(clientv3.ModRevision(key), "=", over.rev))
+		key := overKey(base)
+		p.Guard(store.RawAt(key, over.rev))
 		if d := min(n, over.n); d > 0 {
-			p.ops = append(p.ops, clientv3.OpPut(key, strconv.Itoa(over.n-d)))
+			p.PutRaw(key, strconv.Itoa(over.n-d))
 			n -= d
 		}
 		start := rand.IntN(usageShards)
 		for i := 0; i < usageShards && n > 0; i++ {
 			k := (start + i) % usageShards
 			if d := min(n, shards[k].n); d > 0 {
-				key := store.Prefix + shardKey(base, k)
-				p.cmps = append(p.cmps, clientv3.Compare(clientv3.ModRevision(key), "=", shards[k].rev))
-				p.ops = append(p.ops, clientv3.OpPut(key, strconv.Itoa(shards[k].n-d)))
+				key := shardKey(base, k)
+				p.Guard(store.RawAt(key, shards[k].rev))
+				p.PutRaw(key, strconv.Itoa(shards[k].n-d))
 				n -= d
 			}
 		}

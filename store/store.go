@@ -254,10 +254,20 @@ func decode(k model.Kind, v []byte) (model.Record, error) {
 	return r, nil
 }
 
-// unavailable maps etcd connectivity failures (by gRPC status code, not
-// by message text) to ErrUnavailable; other errors pass through.
+// IsUnavailable is the one definition of "etcd is unavailable": an
+// error already marked ErrUnavailable, or an etcd client failure whose
+// gRPC status code (never its message text) says etcd cannot be reached
+// now (unavailable, deadline exceeded, cancelled, no leader), or a
+// context deadline or cancellation. Callers (northbound's 503 answer)
+// ask this, not the error text.
+func IsUnavailable(err error) bool {
+	return err != nil && (errors.Is(err, ErrUnavailable) || isUnavailable(err))
+}
+
+// unavailable maps etcd connectivity failures (see IsUnavailable) to
+// ErrUnavailable; other errors pass through.
 func unavailable(err error) error {
-	if err == nil || !isUnavailable(err) {
+	if err == nil || errors.Is(err, ErrUnavailable) || !isUnavailable(err) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -295,13 +305,13 @@ func (s *Store) Get(ctx context.Context, k model.Kind, id string) (model.Record,
 }
 
 // Create writes a new record; it fails with ErrExists if the id is taken.
-func (s *Store) Create(ctx context.Context, r model.Record, guards ...clientv3.Cmp) (int64, error) {
+func (s *Store) Create(ctx context.Context, r model.Record, guards ...Guard) (int64, error) {
 	v, err := json.Marshal(r)
 	if err != nil {
 		return 0, fmt.Errorf("store: encoding %s: %w", r.Kind(), err)
 	}
 	key := Key(r.Kind(), r.Key())
-	resp, err := s.c.Txn(ctx).If(append([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}, guards...)...).
+	resp, err := s.c.Txn(ctx).If(append([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}, cmps(guards)...)...).
 		Then(clientv3.OpPut(key, string(v))).Commit()
 	if err != nil {
 		return 0, unavailable(err)
@@ -313,13 +323,13 @@ func (s *Store) Create(ctx context.Context, r model.Record, guards ...clientv3.C
 }
 
 // Update replaces a record only if it is still at modRev.
-func (s *Store) Update(ctx context.Context, r model.Record, modRev int64, guards ...clientv3.Cmp) (int64, error) {
+func (s *Store) Update(ctx context.Context, r model.Record, modRev int64, guards ...Guard) (int64, error) {
 	v, err := json.Marshal(r)
 	if err != nil {
 		return 0, fmt.Errorf("store: encoding %s: %w", r.Kind(), err)
 	}
 	key := Key(r.Kind(), r.Key())
-	resp, err := s.c.Txn(ctx).If(append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)}, guards...)...).
+	resp, err := s.c.Txn(ctx).If(append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)}, cmps(guards)...)...).
 		Then(clientv3.OpPut(key, string(v))).Commit()
 	if err != nil {
 		return 0, unavailable(err)
@@ -331,9 +341,9 @@ func (s *Store) Update(ctx context.Context, r model.Record, modRev int64, guards
 }
 
 // Delete removes a record only if it is still at modRev.
-func (s *Store) Delete(ctx context.Context, k model.Kind, id string, modRev int64, guards ...clientv3.Cmp) error {
+func (s *Store) Delete(ctx context.Context, k model.Kind, id string, modRev int64, guards ...Guard) error {
 	key := Key(k, id)
-	resp, err := s.c.Txn(ctx).If(append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)}, guards...)...).
+	resp, err := s.c.Txn(ctx).If(append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)}, cmps(guards)...)...).
 		Then(clientv3.OpDelete(key)).Commit()
 	if err != nil {
 		return unavailable(err)
@@ -346,13 +356,13 @@ func (s *Store) Delete(ctx context.Context, k model.Kind, id string, modRev int6
 
 // Put writes a record whatever its revision (for records one writer
 // owns, such as discovered links); guards still fence it.
-func (s *Store) Put(ctx context.Context, r model.Record, guards ...clientv3.Cmp) (int64, error) {
+func (s *Store) Put(ctx context.Context, r model.Record, guards ...Guard) (int64, error) {
 	v, err := json.Marshal(r)
 	if err != nil {
 		return 0, fmt.Errorf("store: encoding %s: %w", r.Kind(), err)
 	}
 	key := Key(r.Kind(), r.Key())
-	resp, err := s.c.Txn(ctx).If(guards...).Then(clientv3.OpPut(key, string(v))).Commit()
+	resp, err := s.c.Txn(ctx).If(cmps(guards)...).Then(clientv3.OpPut(key, string(v))).Commit()
 	if err != nil {
 		return 0, unavailable(err)
 	}
@@ -363,9 +373,9 @@ func (s *Store) Put(ctx context.Context, r model.Record, guards ...clientv3.Cmp)
 }
 
 // Remove deletes a record whatever its revision (absent is fine).
-func (s *Store) Remove(ctx context.Context, k model.Kind, id string, guards ...clientv3.Cmp) error {
+func (s *Store) Remove(ctx context.Context, k model.Kind, id string, guards ...Guard) error {
 	key := Key(k, id)
-	resp, err := s.c.Txn(ctx).If(guards...).Then(clientv3.OpDelete(key)).Commit()
+	resp, err := s.c.Txn(ctx).If(cmps(guards)...).Then(clientv3.OpDelete(key)).Commit()
 	if err != nil {
 		return unavailable(err)
 	}
@@ -400,11 +410,11 @@ func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
 }
 
 // why tells a failed guard from a failed revision check.
-func (s *Store) why(ctx context.Context, key string, def error, guards []clientv3.Cmp) error {
+func (s *Store) why(ctx context.Context, key string, def error, guards []Guard) error {
 	if len(guards) == 0 {
 		return def
 	}
-	resp, err := s.c.Txn(ctx).If(guards...).Commit()
+	resp, err := s.c.Txn(ctx).If(cmps(guards)...).Commit()
 	if err == nil && !resp.Succeeded {
 		return ErrFenced
 	}

@@ -119,7 +119,7 @@ func TestGuardFencesWrites(t *testing.T) {
 		}
 		s.Client().Put(ctx, "/fence", "me", clientv3.WithLease(lease.ID))
 		resp, _ := s.Client().Get(ctx, "/fence")
-		guard := clientv3.Compare(clientv3.CreateRevision("/fence"), "=", resp.Kvs[0].CreateRevision)
+		guard := store.Held("/fence", resp.Kvs[0].CreateRevision)
 		if _, err := s.Create(ctx, net1("g1"), guard); err != nil {
 			t.Fatal(err)
 		}
@@ -189,4 +189,87 @@ func TestUnavailableByCode(t *testing.T) {
 			t.Errorf("%v classified as unavailable", err)
 		}
 	}
+}
+
+// IsUnavailable is the one definition of "unavailable": marked errors
+// and etcd's gRPC codes are, error text alone is not.
+func TestIsUnavailable(t *testing.T) {
+	for _, err := range []error{context.DeadlineExceeded, rpctypes.ErrNoLeader,
+		status.Error(codes.Unavailable, "x"), fmt.Errorf("northbound: %w", store.ErrUnavailable),
+		store.Unavailable(status.Error(codes.DeadlineExceeded, "x"))} {
+		if !store.IsUnavailable(err) {
+			t.Errorf("%v not unavailable", err)
+		}
+	}
+	for _, err := range []error{nil, errors.New("connection refused (text only)"), errors.New("transport is closing"),
+		rpctypes.ErrKeyNotFound, store.ErrConflict, store.ErrFenced} {
+		if store.IsUnavailable(err) {
+			t.Errorf("%v is unavailable", err)
+		}
+	}
+}
+
+// A Plan commits all its ops only while every guard holds; a guard that
+// fails is ErrConflict and writes nothing.
+func TestPlanGuards(t *testing.T) {
+	backends(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		rev, err := s.Create(ctx, net1("p1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p store.Plan
+		p.Guard(store.RecordAt(model.KindNetwork, "p1", rev), store.PrefixEmpty("plan/refs/"), store.RawAt("plan/x", 0))
+		p.DeleteRecord(model.KindNetwork, "p1")
+		p.PutRaw("plan/x", "1")
+		if _, err := s.Commit(ctx, &p); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := s.GetRaw(ctx, "plan/x"); err != nil || v != "1" {
+			t.Fatalf("plan/x = %q, %v", v, err)
+		}
+		if _, _, err := s.Get(ctx, model.KindNetwork, "p1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("p1 not deleted: %v", err)
+		}
+		// Each guard, failing, refuses the whole plan.
+		var p2 store.Plan
+		p2.PutRaw("plan/refs/a", "a")
+		if _, err := s.Commit(ctx, &p2); err != nil {
+			t.Fatal(err)
+		}
+		kvs, lrev, err := s.ListRaw(ctx, "plan/")
+		if err != nil || len(kvs) != 2 {
+			t.Fatalf("ListRaw: %v %v", kvs, err)
+		}
+		for name, g := range map[string]store.Guard{
+			"prefix not empty":  store.PrefixEmpty("plan/refs/"),
+			"raw key changed":   store.RawAt("plan/x", 0),
+			"record absent now": store.RecordAt(model.KindNetwork, "p1", rev),
+		} {
+			var p store.Plan
+			p.Guard(g)
+			p.PutRaw("plan/y", name)
+			if _, err := s.Commit(ctx, &p); !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("%s: %v, want ErrConflict", name, err)
+			}
+		}
+		var p3 store.Plan
+		p3.Guard(store.PrefixUnchangedSince("plan/refs/", lrev))
+		p3.DelPrefix("plan/refs/")
+		if _, err := s.Commit(ctx, &p3); err != nil {
+			t.Fatal(err)
+		}
+		var p4 store.Plan
+		p4.PutRaw("plan/refs/b", "b")
+		s.Commit(ctx, &p4)
+		var p5 store.Plan
+		p5.Guard(store.PrefixUnchangedSince("plan/refs/", lrev))
+		p5.DelPrefix("plan/refs/")
+		if _, err := s.Commit(ctx, &p5); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("changed prefix: %v, want ErrConflict", err)
+		}
+		if v, _ := s.GetRaw(ctx, "plan/y"); v != "" {
+			t.Fatalf("a refused plan wrote plan/y = %q", v)
+		}
+	})
 }

@@ -3,11 +3,10 @@ package switches
 import (
 	"context"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/ofproto"
+	"github.com/nimbus-sdn/nimbus/store"
 	"github.com/nimbus-sdn/nimbus/topology/discovery"
 )
 
@@ -19,8 +18,8 @@ import (
 
 // LinkStore keeps discovered links (the store implements it).
 type LinkStore interface {
-	Put(ctx context.Context, r model.Record, guards ...clientv3.Cmp) (int64, error)
-	Remove(ctx context.Context, k model.Kind, id string, guards ...clientv3.Cmp) error
+	Put(ctx context.Context, r model.Record, guards ...store.Guard) (int64, error)
+	Remove(ctx context.Context, k model.Kind, id string, guards ...store.Guard) error
 }
 
 // LLDPFlow is discovery's punt flow (see discovery.PuntFlow).
@@ -99,13 +98,13 @@ func (s agentSender) SendFrames(frames []discovery.Frame) error {
 // election for the switch: a replica that lost mastership cannot write.
 type fencedLinks struct{ a *agent }
 
-func (f fencedLinks) guards() []clientv3.Cmp {
+func (f fencedLinks) guards() []store.Guard {
 	f.a.mu.Lock()
 	defer f.a.mu.Unlock()
 	if f.a.mem == nil {
 		return nil
 	}
-	return []clientv3.Cmp{f.a.mem.Guard()}
+	return []store.Guard{f.a.mem.Guard()}
 }
 
 func (f fencedLinks) PutLink(ctx context.Context, l model.Link) error {
