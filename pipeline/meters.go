@@ -23,7 +23,7 @@ var (
 	MeterLearning = &MeterDef{ID: 0x004e0003, Name: "learning_punt", RatePPS: 1000,
 		Purpose: "L2 learning misses sent to the controller (plain switches; chassis have no learning fallback)"}
 	MeterL3 = &MeterDef{ID: 0x004e0004, Name: "l3_punt", RatePPS: 100,
-		Purpose: "routed packets with no route, sent to the L3 router's handler for ICMP net unreachable"}
+		Purpose: "routed packets with an expired TTL or no route, sent to the L3 router's handler for ICMP time exceeded / net unreachable"}
 )
 
 // Meters lists the declared meters.

@@ -21,10 +21,8 @@ type handler struct {
 func (h *handler) FlowRemoved(uint64, flow.Match) {}
 
 // PacketIn answers a punted IPv4 packet sent to a router interface's MAC
-// with ICMP net unreachable (the metered no-route punt) or time exceeded
-// (TTL 0 or 1: what dec_ttl punts with reason invalid_ttl, when the
-// switch sends those; Open vSwitch does not by default, see README), from
-// the interface's gateway address, back out of the ingress port.
+// with ICMP time exceeded (TTL 0 or 1) or net unreachable (no route),
+// from the interface's gateway address, back out of the ingress port.
 func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 	gws, _ := pi.State.(Gateways)
 	if gws == nil {
@@ -42,7 +40,7 @@ func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 }
 
 // Reply builds the ICMP error for a punted frame: time exceeded when its
-// TTL is 0 or 1 (dec_ttl punts only then), net unreachable otherwise. It
+// TTL is 0 or 1 (the TTL punt), net unreachable otherwise (no route). It
 // answers only frames sent to a router interface MAC of gws, never an
 // ICMP error, a fragment other than the first, or a broadcast source.
 // The frame returned is a copy.

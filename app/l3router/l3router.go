@@ -16,9 +16,12 @@
 //     network's GRE key, or tagged on the VLAN uplink;
 //   - another address of a connected subnet is dropped (no such port);
 //   - anything else has no route and is punted through the l3_punt meter
-//     to the packet-in handler, which answers ICMP net unreachable; a TTL
-//     that dec_ttl finds expired is punted by the switch (invalid_ttl) to
-//     the same handler, which answers ICMP time exceeded.
+//     to the packet-in handler, which answers ICMP net unreachable;
+//   - a packet to the interface's MAC with TTL 0 or 1 (matched on nw_ttl,
+//     above every route) is punted through the same meter, and the
+//     handler answers ICMP time exceeded, so traceroute shows the hop.
+//     dec_ttl then never meets an expired TTL (Open vSwitch would drop
+//     it: its invalid_ttl packet-ins are off by default).
 //
 // ARP for a gateway address is answered by the isolation app's ARP
 // responder (binding.Network.MayHoldGateway: only an interface a router
@@ -236,6 +239,14 @@ func routeFlows(v *binding.View, ing *iface, ifs []*iface, targets []target) []*
 				flow.SetField{F: flow.ICMPv4Type, Value: 0},
 				flow.Output{Port: flow.PortInPort},
 			}})
+	}
+	// An expired TTL (0 or 1: routing would make it 0): time exceeded,
+	// from the handler, through the meter. Above every route, below the
+	// router's own addresses (a ping to the gateway with TTL 1 is answered).
+	for _, ttl := range []uint64{0, 1} {
+		out = append(out, &flow.Flow{Table: tbl, Priority: pipeline.PriorityNormal + 64, Cookie: ck, Meter: pipeline.MeterL3.ID,
+			Match:   ingress(ing).Set(flow.IPTTL, ttl),
+			Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
 	}
 	// Host routes: each port of a connected subnet (a /32 beats its
 	// subnet's drop below).

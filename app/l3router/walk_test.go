@@ -96,15 +96,28 @@ func TestWalkOverlappingTenants(t *testing.T) {
 
 func TestWalkTTLExpired(t *testing.T) {
 	sw, gws := hv1(t)
-	in := pkt(t, macA1, rA1, "10.0.1.11", "10.0.2.12", 1, false)
-	e := only(t, walk(t, sw, 1, in))
-	if !e.Punt() || e.Reason != fakeswitch.ReasonInvalidTTL || pipeline.CookieApp(e.Cookie) != pipeline.AppL3Router {
-		t.Fatalf("TTL 1: %s, want an invalid_ttl punt from an l3router flow", e)
+	for _, ttl := range []uint8{0, 1} {
+		for _, dst := range []string{"10.0.2.12", "10.0.2.13", "8.8.8.8"} { // remote, local, no route
+			in := pkt(t, macA1, rA1, "10.0.1.11", dst, ttl, false)
+			e := only(t, walk(t, sw, 1, in))
+			if !e.Punt() || e.Reason != fakeswitch.ReasonAction || e.Table != pipeline.L3Routing.ID() || pipeline.CookieApp(e.Cookie) != pipeline.AppL3Router {
+				t.Fatalf("TTL %d to %s: %s, want a punt from l3_routing", ttl, dst, e)
+			}
+			if !metered(sw, e) {
+				t.Fatalf("TTL %d: the punt is not metered by l3_punt", ttl)
+			}
+			if e.Packet.WireString() != in.WireString() {
+				t.Fatalf("punted packet rewritten: %s", e.Packet.WireString())
+			}
+			checkICMP(t, gws, frame(t, macA1, rA1, "10.0.1.11", dst, ttl, false), "10.0.1.1", layers.ICMPv4TypeTimeExceeded, layers.ICMPv4CodeTTLExceeded)
+		}
 	}
-	if e.Packet.WireString() != in.WireString() {
-		t.Fatalf("punted packet rewritten: %s", e.Packet.WireString())
+	// TTL 2 is routed and arrives with TTL 1.
+	checkRouted(t, only(t, walk(t, sw, 1, pkt(t, macA1, rA1, "10.0.1.11", "10.0.2.12", 2, false))), 10, rA2, macA2, 1)
+	// A ping to the gateway with TTL 1 is the router's own: answered.
+	if e := only(t, walk(t, sw, 1, pkt(t, macA1, rA1, "10.0.1.11", "10.0.1.1", 1, true))); e.Port != 1 || e.Packet.ICMPType != 0 {
+		t.Fatalf("TTL-1 ping to the gateway: %s out %d", e.Packet, e.Port)
 	}
-	checkICMP(t, gws, frame(t, macA1, rA1, "10.0.1.11", "10.0.2.12", 1, false), "10.0.1.1", layers.ICMPv4TypeTimeExceeded, layers.ICMPv4CodeTTLExceeded)
 }
 
 func TestWalkNoRoute(t *testing.T) {
@@ -115,14 +128,8 @@ func TestWalkNoRoute(t *testing.T) {
 			if !e.Punt() || e.Reason != fakeswitch.ReasonAction || e.Table != pipeline.L3Routing.ID() || pipeline.CookieApp(e.Cookie) != pipeline.AppL3Router {
 				t.Fatalf("no route: %s, want a punt from l3_routing", e)
 			}
-			var f *flow.Flow
-			for _, x := range sw.Entries() {
-				if x.Flow.Cookie == e.Cookie && x.Flow.Table == e.Table && x.Flow.Priority == pipeline.PriorityDefault {
-					f = x.Flow
-				}
-			}
-			if f == nil || f.Meter != pipeline.MeterL3.ID {
-				t.Fatalf("the no-route punt is not metered by l3_punt: %v", f)
+			if !metered(sw, e) {
+				t.Fatal("the no-route punt is not metered by l3_punt")
 			}
 			checkICMP(t, gws, frame(t, macA1, rA1, "10.0.1.11", dst, 64, false), "10.0.1.1", layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeNet)
 		})
@@ -160,6 +167,21 @@ func TestWalkGateway(t *testing.T) {
 			t.Fatalf("echo reply %s out %d", e.Packet, e.Port)
 		}
 	})
+}
+
+// metered reports whether the flow that punted e uses the l3_punt meter
+// (the trace names the flow; its table and cookie find it).
+func metered(sw *fakeswitch.Switch, e fakeswitch.Emit) bool {
+	n := 0
+	for _, x := range sw.Entries() {
+		if x.Flow.Cookie == e.Cookie && x.Flow.Table == e.Table && len(x.Flow.Actions) == 1 && x.Flow.Actions[0] == (flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}) {
+			if x.Flow.Meter != pipeline.MeterL3.ID {
+				return false
+			}
+			n++
+		}
+	}
+	return n > 0
 }
 
 // checkICMP runs the handler on a punted frame and checks its reply.

@@ -34,10 +34,13 @@ func (n neutron) put(path string, body any) map[string]any {
 
 // TestL3EastWest: one tenant, a router with two GRE subnets
 // (10.0.1.0/24, 10.0.2.0/24) and a third subnet not on the router, VMs on
-// three hypervisors that get the router as their default gateway by DHCP.
-// VMs ping the gateway, each other across the router (on another
-// hypervisor and on their own), with the TTL decremented once; the subnet
-// not on the router is unreachable both ways.
+// three hypervisors that get the router as their default gateway by DHCP,
+// and a second tenant with the same subnets behind its own router. VMs
+// ping the gateway, each other across the router (on another hypervisor
+// and on their own), with the TTL decremented once; the subnet not on the
+// router is unreachable both ways (net unreachable from the gateway); the
+// tenants never see each other's packets; TTL 1 gives time exceeded from
+// the gateway.
 func TestL3EastWest(t *testing.T) {
 	hvlab.RequireE2E(t)
 	if _, err := hvlab.DHCPClient(); err != nil {
@@ -173,12 +176,18 @@ func TestL3EastWest(t *testing.T) {
 			t.Errorf("tenant B's w2 saw tenant A's traffic:\n%s", strings.Join(lines, "\n"))
 		}
 	})
-	t.Run("TTL 1 is not forwarded", func(t *testing.T) {
+	t.Run("TTL 1 gives time exceeded from the gateway", func(t *testing.T) {
 		capt := hvlab.Tcpdump(t, v2.NS(), "eth0", "icmp")
 		out, _ := v1.For(t).ExecErr("ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", "-t", "1", "10.0.2.12")
 		if lines := capt.Stop(); len(lines) != 0 {
 			t.Errorf("a TTL-1 packet was routed to v2:\n%s", strings.Join(lines, "\n"))
 		}
-		t.Logf("ping -t 1 across the router:\n%s", out)
+		if !strings.Contains(out, "From 10.0.1.1") || !strings.Contains(out, "Time to live exceeded") {
+			t.Errorf("ping -t 1 across the router: want time exceeded from 10.0.1.1:\n%s", out)
+		}
+		// TTL 2 crosses the one hop.
+		if out, err := v1.For(t).ExecErr("ping", "-n", "-c", "1", "-W", "2", "-t", "2", "10.0.2.12"); err != nil {
+			t.Errorf("ping -t 2 across the router: %v\n%s", err, out)
+		}
 	})
 }
