@@ -9,7 +9,7 @@ FUZZTIME  ?= 30000x
 # and starts them.
 E2E_ENV   := NIMBUS_E2E=1
 
-.PHONY: all build run test unit e2e fuzz deps docs docs-check bench lab lab-down lab-fabric vet clean
+.PHONY: all build run test unit e2e fuzz deps docs docs-check bench lab lab-down lab-fabric vet clean neutron-record
 
 all: build
 
@@ -69,3 +69,9 @@ lab-down:
 
 clean:
 	rm -rf $(BIN)
+
+# Re-record the Neutron differential suite (northbound/testdata/neutron/)
+# from a real Neutron 21 server on loopback; installs neutron-server if
+# missing. `make test` replays the committed recording without it.
+neutron-record:
+	GO=$(GO) test/neutron/record.sh

@@ -135,7 +135,7 @@ var options = []option{
 	{"api.auth", "api-auth", "noauth (every caller is admin) or keystone", "noauth"},
 	{"api.keystone_url", "api-keystone-url", "Keystone base URL for api.auth=keystone", ""},
 	{"api.service_token", "api-service-token", "service token used to validate callers' tokens with Keystone", ""},
-	{"api.default_project", "api-default-project", "project for noauth creates that name none (empty: 400 like Neutron)", ""},
+	{"api.default_project", "api-default-project", "project of a noauth caller without identity headers (empty: fake_project_id, like Neutron)", ""},
 	{"api.max_subnet_host_routes", "api-max-subnet-host-routes", "most host_routes per subnet (Neutron's max_subnet_host_routes)", 20},
 	{"api.max_dns_nameservers", "api-max-dns-nameservers", "most dns_nameservers per subnet (Neutron's max_dns_nameservers)", 5},
 	{"api.max_fixed_ips_per_port", "api-max-fixed-ips-per-port", "most fixed_ips per port (Neutron's max_fixed_ips_per_port)", 5},

@@ -100,6 +100,10 @@ type Subnet struct {
 	DNSNameservers  []string    `json:"dns_nameservers"`
 	HostRoutes      []HostRoute `json:"host_routes"`
 	EnableDHCP      bool        `json:"enable_dhcp"`
+	// IPv6RAMode and IPv6AddressMode are Neutron's IPv6 modes (slaac,
+	// dhcpv6-stateful, dhcpv6-stateless); empty for IPv4.
+	IPv6RAMode      string `json:"ipv6_ra_mode,omitempty"`
+	IPv6AddressMode string `json:"ipv6_address_mode,omitempty"`
 }
 
 // FixedIP is one address of a port.

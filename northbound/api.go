@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -52,9 +53,8 @@ type Config struct {
 	// TokenCacheTTL bounds how long a validated token is trusted without
 	// asking Keystone again (default 30s; negative disables the cache).
 	TokenCacheTTL time.Duration
-	// DefaultProject is used in noauth mode when a create names no
-	// project (no project_id/tenant_id in the body, no X-Project-Id
-	// header). Empty (the default) answers 400 like Neutron.
+	// DefaultProject is the project of a noauth caller that sends no
+	// identity headers (default "fake_project_id", Neutron's noauth).
 	DefaultProject string
 	// VLANRanges and GRERanges are the tenant segmentation pools
 	// (defaults: physnet1 1000-2999 and 1-65535).
@@ -160,6 +160,9 @@ type reqCtx struct {
 	r       *http.Request
 	admin   bool
 	project string // the caller's project ("" for noauth without one)
+	// netOwners caches network owners for this request's visibility
+	// checks (ports on a caller's network).
+	netOwners map[string]string
 }
 
 // apiError is a Neutron error answer.
@@ -167,6 +170,15 @@ type apiError struct {
 	status int
 	typ    string
 	msg    string
+	plain  bool // webob's plain error body (code, message, title)
+}
+
+// plainNotFound is the 404 Neutron's extension controller answers in
+// webob's format, not as a NeutronError (recorded: disc-ext-unknown,
+// disc-ext-post).
+func plainNotFound(detail string) *apiError {
+	return &apiError{status: http.StatusNotFound, typ: "Not Found", plain: true,
+		msg: "The resource could not be found.<br /><br />\n" + detail + "\n\n"}
 }
 
 func (e *apiError) Error() string { return e.typ + ": " + e.msg }
@@ -175,15 +187,39 @@ func errf(status int, typ, format string, args ...any) *apiError {
 	return &apiError{status: status, typ: typ, msg: fmt.Sprintf(format, args...)}
 }
 
+// badRequest is Neutron's HTTPBadRequest (body parse and attribute
+// validation), or its BadRequest for the "Bad <resource> request: ..."
+// answers of the plugins (recorded: rtr-if-add-*, fip-create-not-ext).
 func badRequest(format string, args ...any) *apiError {
-	return errf(http.StatusBadRequest, "HTTPBadRequest", format, args...)
+	e := errf(http.StatusBadRequest, "HTTPBadRequest", format, args...)
+	if strings.HasPrefix(e.msg, "Bad ") && strings.Contains(e.msg, " request: ") {
+		e.typ = "BadRequest"
+	}
+	return e
 }
 
+// invalidInput is an attribute that fails validation: Neutron answers
+// HTTPBadRequest "Invalid input for <attr>. Reason: ..." (recorded:
+// net-create-long-name, sub-create-bad-dns, port-create-mac-bad).
 func invalidInput(attr, format string, args ...any) *apiError {
-	return errf(http.StatusBadRequest, "InvalidInput", "Invalid input for %s. Reason: %s.", attr, fmt.Sprintf(format, args...))
+	return errf(http.StatusBadRequest, "HTTPBadRequest", "Invalid input for %s. Reason: %s.", attr, fmt.Sprintf(format, args...))
 }
 
+// invalidOp is Neutron's InvalidInput: "Invalid input for operation:
+// ..." (recorded: net-create-bad-type, sub-create-overlap).
+func invalidOp(format string, args ...any) *apiError {
+	return errf(http.StatusBadRequest, "InvalidInput", "Invalid input for operation: %s.", fmt.Sprintf(format, args...))
+}
+
+// notFound words the 404 as Neutron does for each type (recorded:
+// rtr-show-p2, fip-show-p2, sg-show-p2, sgr-delete-again).
 func notFound(typ, what, id string) *apiError {
+	switch typ {
+	case "RouterNotFound", "FloatingIPNotFound":
+		return errf(http.StatusNotFound, typ, "%s %s could not be found", what, id)
+	case "SecurityGroupNotFound", "SecurityGroupRuleNotFound":
+		return errf(http.StatusNotFound, typ, "%s %s does not exist", what, id)
+	}
 	return errf(http.StatusNotFound, typ, "%s %s could not be found.", what, id)
 }
 
@@ -191,8 +227,33 @@ func conflict(typ, format string, args ...any) *apiError {
 	return errf(http.StatusConflict, typ, format, args...)
 }
 
+var (
+	oneRule  = regexp.MustCompile(`^\(rule:([a-z_]+)\) is disallowed by policy$`)
+	attrRule = regexp.MustCompile(`^\(rule:([a-z_]+):([a-z_:]+)\) is disallowed by policy$`)
+)
+
+// forbidden is a 403 PolicyNotAuthorized. A refusal written as one rule,
+// "(rule:create_port:binding:host_id) is disallowed by policy", is given
+// Neutron's wording of the whole check (recorded: net-create-shared-p1,
+// port-create-binding-host-p1, port-create-shared-p2-ip,
+// rtr-create-snat-p1, quota-show-other).
 func forbidden(format string, args ...any) *apiError {
-	return errf(http.StatusForbidden, "PolicyNotAuthorized", format, args...)
+	e := errf(http.StatusForbidden, "PolicyNotAuthorized", format, args...)
+	if m := oneRule.FindStringSubmatch(e.msg); m != nil {
+		e.msg = "rule:" + m[1] + " is disallowed by policy"
+	} else if m := attrRule.FindStringSubmatch(e.msg); m != nil {
+		act, attr := m[1], m[2]
+		parent, sub, nested := strings.Cut(attr, ":")
+		switch {
+		case nested && parent == "external_gateway_info":
+			e.msg = fmt.Sprintf("(rule:%[1]s and (rule:%[1]s:%[2]s and (rule:%[1]s:%[2]s:network_id and rule:%[1]s:%[2]s:%[3]s))) is disallowed by policy", act, parent, sub)
+		case nested && parent != "binding" && parent != "provider" && parent != "router":
+			e.msg = fmt.Sprintf("(rule:%[1]s and (rule:%[1]s:%[2]s and (rule:%[1]s:%[2]s:%[3]s))) is disallowed by policy", act, parent, sub)
+		default:
+			e.msg = fmt.Sprintf("(rule:%[1]s and rule:%[1]s:%[2]s) is disallowed by policy", act, attr)
+		}
+	}
+	return e
 }
 
 // toAPIError maps any error to the answer it deserves: store
@@ -241,6 +302,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {
+	if e.plain {
+		writeJSON(w, e.status, map[string]any{"code": fmt.Sprintf("%d %s", e.status, http.StatusText(e.status)), "message": e.msg, "title": e.typ})
+		return
+	}
 	writeJSON(w, e.status, map[string]any{"NeutronError": map[string]any{"type": e.typ, "message": e.msg, "detail": ""}})
 }
 
@@ -290,7 +355,8 @@ func (h *handler) serve(r *http.Request) (int, any, error) {
 		return 0, nil, forbidden("There is no identity service at this endpoint; use the project id itself.")
 	}
 	rest, ok := strings.CutPrefix(p, "/v2.0")
-	if !ok || (rest != "" && rest[0] != '/') {
+	// "/v2.0" itself is 404 in Neutron (recorded: disc-v2-noslash).
+	if !ok || rest == "" || rest[0] != '/' {
 		return 0, nil, errf(http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
 	}
 	rest = strings.Trim(rest, "/")
@@ -312,7 +378,7 @@ func (h *handler) serve(r *http.Request) (int, any, error) {
 	}
 	if parts[0] == "extensions" {
 		if r.Method != http.MethodGet {
-			return 0, nil, methodNotAllowed()
+			return 0, nil, plainNotFound("Resource not found.")
 		}
 		return h.extensionsAPI(parts[1:])
 	}
@@ -368,7 +434,7 @@ func (h *handler) serve(r *http.Request) (int, any, error) {
 }
 
 func methodNotAllowed() *apiError {
-	return errf(http.StatusMethodNotAllowed, "HTTPMethodNotAllowed", "The method is not allowed for the requested URL.")
+	return errf(http.StatusMethodNotAllowed, "HTTPMethodNotAllowed", "The server could not comply with the request since it is either malformed or otherwise incorrect.")
 }
 
 func baseURL(r *http.Request) string {
@@ -394,8 +460,12 @@ func (h *handler) versions(r *http.Request) any {
 }
 
 func (h *handler) resourceIndex(r *http.Request) any {
+	// Neutron lists its core resources only (recorded: disc-v2-slash).
 	var res []any
 	for _, d := range h.resources() {
+		if d.path != "networks" && d.path != "subnets" && d.path != "ports" {
+			continue
+		}
 		res = append(res, map[string]any{"name": d.singular, "collection": d.plural,
 			"links": []any{map[string]any{"href": baseURL(r) + "/v2.0/" + d.path, "rel": "self"}}})
 	}

@@ -12,10 +12,17 @@ import (
 
 // authenticate turns a request into the caller's identity.
 //
-// noauth: the caller is admin; its project (used for creates that name
-// none, and for lazily creating the default security group) comes from
-// X-Project-Id. As a test aid, an X-Roles header without "admin" makes
-// the caller a non-admin of X-Project-Id.
+// noauth, exactly Neutron's (recorded: net-create-noproject,
+// net-create-project-header): a request without identity headers is
+// admin of the project "fake_project_id" (Config.DefaultProject
+// overrides the name), so its creates succeed without project_id in the
+// body. A request with X-Project-Id but no X-Roles is admin without a
+// project: its creates must name one.
+//
+// Trusted identity headers (the lab mode, in noauth): a request that
+// carries X-Roles is taken as keystonemiddleware would have set its
+// headers: X-Project-Id is the caller's project and it is admin only
+// with an admin role; Neutron's default policies apply.
 //
 // keystone: X-Auth-Token is validated against Keystone v3.
 func (h *handler) authenticate(r *http.Request) (*reqCtx, error) {
@@ -35,6 +42,13 @@ func (h *handler) authenticate(r *http.Request) (*reqCtx, error) {
 			}
 			if !rc.admin && rc.project == "" {
 				return nil, errf(http.StatusUnauthorized, "HTTPUnauthorized", "A non-admin caller needs X-Project-Id.")
+			}
+		}
+		if r.Header.Get("X-Roles") == "" {
+			if rc.project != "" {
+				rc.project = ""
+			} else if rc.project = h.cfg.DefaultProject; rc.project == "" {
+				rc.project = NoauthProject
 			}
 		}
 		if len(rc.project) > 255 || strings.Contains(rc.project, "/") {
@@ -61,6 +75,10 @@ func (h *handler) authenticate(r *http.Request) (*reqCtx, error) {
 	}
 	return rc, nil
 }
+
+// NoauthProject is the project Neutron's noauth gives a caller that
+// sends no identity headers.
+const NoauthProject = "fake_project_id"
 
 func (h *handler) isAdminRole(role string) bool {
 	for _, a := range h.cfg.AdminRoles {

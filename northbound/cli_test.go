@@ -130,6 +130,21 @@ func want(t *testing.T, m map[string]any, key string, v any) {
 	}
 }
 
+// sdkBulkPorts creates two ports on a network in one bulk request with
+// openstacksdk (no authentication): argv[1] is the endpoint, argv[2] the
+// network. It prints the created ports' names.
+const sdkBulkPorts = `
+import sys
+import openstack
+conn = openstack.connection.Connection(auth_type="none", auth={"endpoint": sys.argv[1]},
+                                       network_endpoint_override=sys.argv[1])
+ports = conn.network.create_ports([
+    {"network_id": sys.argv[2], "name": "bulk1", "project_id": "p1"},
+    {"network_id": sys.argv[2], "name": "bulk2", "project_id": "p1"},
+])
+print(" ".join(p.name for p in ports))
+`
+
 func TestOpenStackCLI(t *testing.T) {
 	requireCLIs(t)
 	a := newAPI(t, openEmbedded(t), northbound.Config{})
@@ -158,7 +173,13 @@ func TestOpenStackCLI(t *testing.T) {
 	sid := s["id"].(string)
 	c.osJSON("subnet", "create", "--project", "admin", "--network", "public", "--subnet-range", "203.0.113.0/24", "--no-dhcp", "pubsub")
 	c.osFail("subnet", "create", "--project", "p1", "--network", nid, "--subnet-range", "10.0.0.128/25", "overlap")
-	c.osFail("subnet", "create", "--project", "p1", "--network", nid, "--ip-version", "6", "--subnet-range", "fd00::/64", "v6")
+	// IPv6: stored as Neutron stores it (ports get no IPv6 address yet).
+	s6 := c.osJSON("subnet", "create", "--project", "p1", "--network", nid, "--ip-version", "6", "--subnet-range", "fd00::/64",
+		"--ipv6-ra-mode", "slaac", "--ipv6-address-mode", "slaac", "v6")
+	want(t, s6, "ip_version", float64(6))
+	want(t, s6, "gateway_ip", "fd00::")
+	want(t, s6, "ipv6_address_mode", "slaac")
+	c.os("subnet", "delete", s6["id"].(string))
 	c.os("subnet", "set", "--name", "sub1b", sid)
 	want(t, c.osJSON("subnet", "show", sid), "name", "sub1b")
 	if l := names(c.osList("subnet", "list", "--network", nid), "Name"); !l["sub1b"] || len(l) != 1 {
@@ -184,6 +205,17 @@ func TestOpenStackCLI(t *testing.T) {
 		t.Fatalf("address pairs: %v", ps["allowed_address_pairs"])
 	}
 	c.osFail("network", "delete", nid) // in use
+
+	// Bulk port create through openstacksdk (the client library under the
+	// CLI; the CLI itself has no bulk command): all or none.
+	bulk := c.run(true, "/usr/bin/python3", "-c", sdkBulkPorts, c.url, nid)
+	if !strings.Contains(bulk, "bulk1") || !strings.Contains(bulk, "bulk2") {
+		t.Fatalf("bulk ports: %s", bulk)
+	}
+	if l := names(c.osList("port", "list", "--network", nid), "Name"); !l["bulk1"] || !l["bulk2"] {
+		t.Fatalf("port list after bulk: %v", l)
+	}
+	c.os("port", "delete", "bulk1", "bulk2")
 
 	// Security groups and rules.
 	sg := c.osJSON("security group", "create", "--project", "p1", "--description", "web servers", "web")

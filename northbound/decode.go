@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -177,11 +178,11 @@ func readBody(rc *reqCtx, singular string, dst any, readonly ...string) (map[str
 
 func decodeBody(b []byte, singular string, dst any, readonly ...string) (map[string]json.RawMessage, error) {
 	if len(bytes.TrimSpace(b)) == 0 {
-		return nil, badRequest("Resource body required")
+		return nil, badRequest("Unable to find '%s' in request body", singular)
 	}
 	var outer map[string]json.RawMessage
 	if err := json.Unmarshal(b, &outer); err != nil || outer == nil {
-		return nil, badRequest("Malformed request body: %s", jsonErr(err))
+		return nil, badRequest("Body contains invalid data")
 	}
 	inner, ok := outer[singular]
 	if !ok {
@@ -200,6 +201,24 @@ func decodeBody(b []byte, singular string, dst any, readonly ...string) (map[str
 	var attrs map[string]json.RawMessage
 	if err := json.Unmarshal(inner, &attrs); err != nil || attrs == nil {
 		return nil, badRequest("Malformed request body: '%s' must be an object", singular)
+	}
+	if len(readonly) > 0 {
+		// An update: id and the listed attributes are read-only, and
+		// Neutron says so before anything else (recorded: net-update-id,
+		// net-update-project, which names tenant_id for project_id).
+		ks := make([]string, 0, len(attrs))
+		for k := range attrs {
+			ks = append(ks, k)
+		}
+		sort.Strings(ks)
+		for _, k := range ks {
+			if k == "id" || slices.Contains(readonly, k) {
+				if k == "project_id" {
+					k = "tenant_id"
+				}
+				return nil, badRequest("Cannot update read-only attribute %s", k)
+			}
+		}
 	}
 	v := reflect.ValueOf(dst).Elem()
 	fi := fieldsOf(v.Type())
@@ -226,7 +245,14 @@ func decodeBody(b []byte, singular string, dst any, readonly ...string) (map[str
 	for _, k := range keys {
 		f := v.FieldByIndex(fi[k]).Addr().Interface()
 		if err := json.Unmarshal(attrs[k], f); err != nil {
-			return nil, invalidInput(k, "%s", jsonErr(err))
+			var se *json.SyntaxError
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &se) || errors.As(err, &te) {
+				return nil, invalidInput(k, "%s", jsonErr(err))
+			}
+			// A value the converter refuses ("maybe" for a boolean):
+			// Neutron's InvalidInput (recorded: net-create-bad-bool).
+			return nil, invalidOp("%s", jsonErr(err))
 		}
 	}
 	return attrs, nil
@@ -322,13 +348,10 @@ func projectOf(rc *reqCtx, tenant, project oStr) (string, error) {
 		return "", invalidInput("project_id", "'%s' exceeds maximum length of 255", p[:32])
 	}
 	if p != "" && !rc.admin && p != rc.project {
-		return "", badRequest("Specifying 'project_id' or 'tenant_id' other than the authenticated project in request requires admin privileges")
+		return "", badRequest("Specifying 'project_id' or 'tenant_id' other than the authenticated project in request requires admin or advsvc privileges")
 	}
 	if p == "" {
 		p = rc.project
-	}
-	if p == "" {
-		p = rc.h.cfg.DefaultProject
 	}
 	if p == "" {
 		return "", badRequest("Running without keystone AuthN requires that tenant_id is specified")

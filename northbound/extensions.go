@@ -32,6 +32,9 @@ var extensionList = []extension{
 	{"sorting", "Sorting support", "Extension that indicates that sorting is enabled."},
 	{"filter-validation", "Filter parameters validation", "Provides validation on filter parameters."},
 	{"dvr", "Distributed Virtual Router", "Enables configuration of Distributed Virtual Routers."},
+	{"fip-port-details", "Floating IP Port Details Extension", "Add port_details attribute to Floating IP resource"},
+	{"quota_details", "Quota details management support", "Expose functions for quotas usage statistics per project"},
+	{"security-groups-normalized-cidr", "Normalized CIDR field for security group rules", "Add new field with normalized remote_ip_prefix cidr in SG rule"},
 }
 
 func extView(e extension) map[string]any {
@@ -53,7 +56,7 @@ func (h *handler) extensionsAPI(rest []string) (int, any, error) {
 				return http.StatusOK, map[string]any{"extension": extView(e)}, nil
 			}
 		}
-		return 0, nil, errf(http.StatusNotFound, "HTTPNotFound", "Extension with alias %s does not exist", rest[0])
+		return 0, nil, plainNotFound("Extension with alias " + rest[0] + " does not exist")
 	}
 	return 0, nil, errf(http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
 }
@@ -148,8 +151,13 @@ func (h *handler) quotasAPI(rc *reqCtx, rest []string) (int, any, error) {
 				return 0, nil, badRequest("Unrecognized attribute(s) '%s'", k)
 			}
 			var n oInt
-			if err := json.Unmarshal(body["quota"][k], &n); err != nil || n.Null || n.V < -1 {
-				return 0, nil, invalidInput(k, "quota limits must be integers of -1 or more")
+			if err := json.Unmarshal(body["quota"][k], &n); err != nil || n.Null {
+				// Recorded: quota-update-bad.
+				return 0, nil, invalidOp("'%s' is not an integer", trimJSON(body["quota"][k]))
+			}
+			if n.V < -1 {
+				// Recorded: quota-update-below.
+				return 0, nil, invalidInput(k, "'%d' is too small - must be at least '-1'", n.V)
 			}
 			set[k] = n.V
 		}

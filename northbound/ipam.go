@@ -148,8 +148,14 @@ func (h *handler) allocateIP(rc *reqCtx, tx *store.Tx, s *model.Subnet, owner st
 	return "", conflict("IpAddressGenerationFailure", "No more IP addresses available for subnet %s.", s.ID)
 }
 
+// ipAllocated is Neutron's answer for an address already taken
+// (recorded: port-create-ip-taken, fip-create-ip-taken).
+func ipAllocated(ip, subnet string) *apiError {
+	return conflict("IpAddressAlreadyAllocated", "IP address %s already allocated in subnet %s", ip, subnet)
+}
+
 // claimIP allocates a given address of subnet s to owner inside tx.
-func claimIP(tx *store.Tx, s *model.Subnet, ip, owner string, routerPort bool) (string, error) {
+func claimIP(tx *store.Tx, s *model.Subnet, ip, owner string) (string, error) {
 	u, ok := ip4(ip)
 	if !ok {
 		return "", invalidInput("fixed_ips", "'%s' is not a valid IPv4 address", ip)
@@ -159,11 +165,13 @@ func claimIP(tx *store.Tx, s *model.Subnet, ip, owner string, routerPort bool) (
 		return "", errf(400, "InvalidIpForSubnet", "IP address %s is not a valid IP for the specified subnet.", ip)
 	}
 	ip = ipString(u)
-	if !routerPort && ip == s.GatewayIP {
-		return "", conflict("IpAddressInUse", "Unable to complete operation for network %s. The IP address %s is in use.", s.NetworkID, ip)
-	}
+	// The gateway address is an ordinary one: a port may take it while
+	// no router interface does (recorded: port-create-gateway-ip), and a
+	// router interface then finds it allocated (port-create-on-gw-used,
+	// rtr-if-add-other-router). Only the network's owner or an admin may
+	// name an address at all (policy.go).
 	if cur := tx.GetRaw(ipamKey(s.ID, ip)); cur != "" && cur != owner {
-		return "", conflict("IpAddressInUse", "Unable to complete operation for network %s. The IP address %s is in use.", s.NetworkID, ip)
+		return "", ipAllocated(ip, s.ID)
 	}
 	tx.PutRaw(ipamKey(s.ID, ip), owner)
 	return ip, nil

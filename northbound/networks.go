@@ -1,6 +1,8 @@
 package northbound
 
 import (
+	"net/http"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,6 +36,9 @@ func (h *handler) networkDef() *resDef {
 		n := r.(*model.Network)
 		return rc.owns(n.ProjectID) || n.Shared || n.External
 	}
+	// network.is_default (auto-allocated-topology) is shown in a create's
+	// answer and for external networks only (recorded: net-create-*,
+	// net-list-p1; not net-show-*, net-update-*).
 	d.views = viewsWith(func(rc *reqCtx) (map[string][]any, error) {
 		subnets, err := listT[*model.Subnet](h, rc, model.KindSubnet)
 		if err != nil {
@@ -60,7 +65,9 @@ func (h *handler) networkDef() *resDef {
 		v["availability_zone_hints"] = []any{}
 		v["ipv4_address_scope"] = nil
 		v["ipv6_address_scope"] = nil
-		v["is_default"] = false
+		if rc.r.Method == http.MethodPost || n.External {
+			v["is_default"] = false
+		}
 		return v
 	})
 	d.create = h.createNetwork
@@ -121,7 +128,7 @@ func (h *handler) createNetwork(rc *reqCtx) (model.Record, error) {
 	switch typ {
 	case model.NetVLAN, model.NetGRE, model.NetFlat, model.NetLocal:
 	default:
-		return nil, invalidInput("provider:network_type", "network_type value '%s' not supported", req.NetworkType.V)
+		return nil, invalidOp("network_type value '%s' not supported", req.NetworkType.V)
 	}
 	n.NetworkType = typ
 	n.PhysicalNetwork = req.PhysNet.V
@@ -162,13 +169,21 @@ func (h *handler) createNetwork(rc *reqCtx) (model.Record, error) {
 	max := h.maxMTU(typ, n.PhysicalNetwork)
 	n.MTU = max
 	if req.MTU.Set && !req.MTU.Null {
-		if req.MTU.V < 68 || req.MTU.V > max {
-			return nil, invalidInput("mtu", "Requested MTU %d is out of range: a %s network carries 68 to %d", req.MTU.V, typ, max)
+		if req.MTU.V > max {
+			return nil, invalidOp("Requested MTU is too big, maximum is %d", max)
+		}
+		if req.MTU.V < 68 {
+			return nil, invalidInput("mtu", "'%d' is too small - must be at least '68'", req.MTU.V)
 		}
 		n.MTU = req.MTU.V
 	}
 	err = h.txn(rc, func(tx *store.Tx) error {
 		if err := claimQuota(tx, project, "network"); err != nil {
+			return err
+		}
+		// The project gets its default group with its first network,
+		// as in Neutron (recorded: sg-list-sort).
+		if _, err := h.ensureDefaultSG(tx, project); err != nil {
 			return err
 		}
 		n.SegmentationID = 0
@@ -256,9 +271,16 @@ func (h *handler) allocateSegment(rc *reqCtx, tx *store.Tx, typ, physnet string)
 
 func (h *handler) updateNetwork(rc *reqCtx, id string) (model.Record, error) {
 	var req networkReq
-	if err := readNamed(rc, "network", &req, "tenant_id", "project_id", "provider:network_type",
-		"provider:physical_network", "provider:segmentation_id", "availability_zone_hints"); err != nil {
+	if err := readNamed(rc, "network", &req, "tenant_id", "project_id", "availability_zone_hints"); err != nil {
 		return nil, err
+	}
+	if req.NetworkType.Set || req.PhysNet.Set || req.SegID.Set {
+		if !rc.admin {
+			return nil, forbidden("(rule:update_network and rule:update_network:provider:network_type) is disallowed by policy")
+		}
+		// Neutron's answer for a non-VLAN network (recorded:
+		// net-update-provider); Nimbus changes no segment in place.
+		return nil, invalidOp("Only VLAN type networks can be updated.")
 	}
 	if !rc.admin && (req.External.Set || req.Shared.Set) {
 		return nil, forbidden("(rule:update_network:shared) is disallowed by policy")
@@ -368,8 +390,10 @@ func (h *handler) subnetDef() *resDef {
 		if rc.owns(s.ProjectID) {
 			return true
 		}
+		// A shared network's subnets are everyone's to see; an external
+		// network's are not (recorded: sub-list-p1).
 		n, _, err := getT[*model.Network](h, rc, model.KindNetwork, s.NetworkID)
-		return err == nil && n != nil && (n.Shared || n.External)
+		return err == nil && n != nil && n.Shared
 	}
 	d.views = viewsOf(func(rc *reqCtx, r *model.Subnet) map[string]any {
 		v := baseView(r, "gateway_ip")
@@ -379,10 +403,13 @@ func (h *handler) subnetDef() *resDef {
 			}
 		}
 		v["subnetpool_id"] = nil
-		v["ipv6_ra_mode"] = nil
-		v["ipv6_address_mode"] = nil
-		v["segment_id"] = nil
+		for _, k := range []string{"ipv6_ra_mode", "ipv6_address_mode"} {
+			if v[k] == nil {
+				v[k] = nil
+			}
+		}
 		v["service_types"] = []any{}
+		zeroBasedRevision(v)
 		return v
 	})
 	d.create = h.createSubnet
@@ -415,7 +442,7 @@ func parsePools(o oRaw, c cidr4) ([]model.Pool, error) {
 			return nil, errf(400, "InvalidAllocationPool", "The allocation pool %s-%s is not valid.", ss, es)
 		}
 		if !c.host(a) || !c.host(b) {
-			return nil, errf(400, "OutOfBoundsAllocationPool", "The allocation pool %s-%s spans beyond the subnet cidr.", ss, es)
+			return nil, errf(400, "OutOfBoundsAllocationPool", "The allocation pool %s-%s spans beyond the subnet cidr %s.", ss, es, ipString(c.first)+"/"+strconv.Itoa(c.bits))
 		}
 		for _, r := range rs {
 			if a <= r.end && r.start <= b {
@@ -443,7 +470,7 @@ func parseNameservers(o oRaw, max int, subnet string) ([]string, error) {
 	for _, s := range ns {
 		u, ok := ip4(s)
 		if !ok {
-			return nil, invalidInput("dns_nameservers", "'%s' is not a valid nameserver", s)
+			return nil, invalidInput("dns_nameservers", "'%[1]s' is not a valid nameserver. '%[1]s' is not a valid IP address", s)
 		}
 		if seen[s] {
 			return nil, invalidInput("dns_nameservers", "Duplicate nameserver '%s'", s)
@@ -484,18 +511,165 @@ func parseHostRoutes(o oRaw, max int, subnet string) ([]model.HostRoute, error) 
 	return out, nil
 }
 
+var ipv6ModeValues = map[string]bool{"slaac": true, "dhcpv6-stateful": true, "dhcpv6-stateless": true}
+
+// ipv6Modes checks ipv6_ra_mode and ipv6_address_mode as Neutron does
+// (recorded: sub-create-v6-bad-mode, sub-create-v6-mode-mismatch).
+func ipv6Modes(req subnetReq) (string, string, error) {
+	var ra, am string
+	for _, m := range []struct {
+		attr string
+		o    oStr
+		dst  *string
+	}{{"ipv6_ra_mode", req.IPv6RAMode, &ra}, {"ipv6_address_mode", req.IPv6AddressMode, &am}} {
+		if !m.o.Set || m.o.Null {
+			continue
+		}
+		if !ipv6ModeValues[m.o.V] {
+			return "", "", invalidInput(m.attr, "%s is not in valid_values", m.o.V)
+		}
+		*m.dst = m.o.V
+	}
+	if ra != "" && am != "" && ra != am {
+		return "", "", invalidOp("ipv6_ra_mode set to '%s' with ipv6_address_mode set to '%s' is not valid. If both attributes are set, they must be the same value", ra, am)
+	}
+	return ra, am, nil
+}
+
+// createSubnet6 stores an IPv6 subnet as Neutron does (recorded:
+// sub-create-v6-*): the prefix masked, the gateway by default the
+// prefix's first address (the subnet-router anycast address), one pool
+// of the rest. Only the API carries IPv6 so far: ports get no IPv6
+// addresses, and the data plane skips these subnets.
+func (h *handler) createSubnet6(rc *reqCtx, req *subnetReq, project, ra, am string) (model.Record, error) {
+	pfx, err := netip.ParsePrefix(strings.TrimSpace(req.CIDR.V))
+	if err != nil || !pfx.Addr().Is6() {
+		return nil, invalidOp("%s is not in a CIDR format", req.CIDR.V)
+	}
+	pfx = pfx.Masked()
+	if pfx.Bits() > 126 {
+		return nil, invalidInput("cidr", "prefix length of '%s' must be at most 126", req.CIDR.V)
+	}
+	if req.AllocationPools.Set && !req.AllocationPools.Null {
+		return nil, badRequest("allocation_pools are not supported on IPv6 subnets yet.")
+	}
+	first := pfx.Addr()
+	last := lastAddr(pfx)
+	s := &model.Subnet{NetworkID: req.NetworkID.V, IPVersion: 6, CIDR: pfx.String(), EnableDHCP: true,
+		DNSNameservers: []string{}, HostRoutes: []model.HostRoute{}, IPv6RAMode: ra, IPv6AddressMode: am}
+	stamp(&s.Base, newID(), project, req.Name, req.Description)
+	if req.EnableDHCP.Set && !req.EnableDHCP.Null {
+		s.EnableDHCP = req.EnableDHCP.V
+	}
+	switch {
+	case !req.GatewayIP.Set:
+		s.GatewayIP = first.String()
+	case req.GatewayIP.Null || req.GatewayIP.V == "":
+	default:
+		gw, err := netip.ParseAddr(strings.TrimSpace(req.GatewayIP.V))
+		if err != nil || !gw.Is6() {
+			return nil, invalidInput("gateway_ip", "'%s' is not a valid IP address", req.GatewayIP.V)
+		}
+		s.GatewayIP = gw.String()
+	}
+	start := first.Next()
+	if s.GatewayIP != "" && s.GatewayIP != first.String() {
+		start = first
+	}
+	s.AllocationPools = []model.Pool{{Start: start.String(), End: last.String()}}
+	if req.DNSNameservers.Set && !req.DNSNameservers.Null {
+		var ns []string
+		if err := decodeRaw("dns_nameservers", req.DNSNameservers, &ns); err != nil {
+			return nil, err
+		}
+		for _, d := range ns {
+			if _, err := netip.ParseAddr(d); err != nil {
+				return nil, invalidInput("dns_nameservers", "'%[1]s' is not a valid nameserver. '%[1]s' is not a valid IP address", d)
+			}
+		}
+		if len(ns) > h.cfg.MaxDNSNameservers {
+			return nil, invalidInput("dns_nameservers", "more than %d nameservers", h.cfg.MaxDNSNameservers)
+		}
+		s.DNSNameservers = append(s.DNSNameservers, ns...)
+	}
+	if req.HostRoutes.Set && !req.HostRoutes.Null {
+		return nil, badRequest("host_routes are not supported on IPv6 subnets yet.")
+	}
+	nd := h.defs["networks"]
+	err = h.txn(rc, func(tx *store.Tx) error {
+		n, err := txGet[*model.Network](tx, model.KindNetwork, s.NetworkID)
+		if err != nil {
+			return err
+		}
+		if n == nil || !nd.isVisible(rc, n) {
+			return notFound("NetworkNotFound", "Network", s.NetworkID)
+		}
+		if !rc.admin && n.ProjectID != project {
+			return forbidden("(rule:create_subnet) is disallowed by policy: network %s belongs to another project", n.ID)
+		}
+		subs, _, err := h.listRaw(rc, refPrefix(refNetSubnets, n.ID))
+		if err != nil {
+			return err
+		}
+		for _, kv := range subs {
+			o, err := txGet[*model.Subnet](tx, model.KindSubnet, kv.key[strings.LastIndex(kv.key, "/")+1:])
+			if err != nil {
+				return err
+			}
+			if o == nil {
+				continue
+			}
+			if op, err := netip.ParsePrefix(o.CIDR); err == nil && op.Overlaps(pfx) {
+				return invalidOp("Requested subnet with cidr: %s for network: %s overlaps with another subnet", req.CIDR.V, n.ID)
+			}
+		}
+		if err := tx.Put(n); err != nil {
+			return err
+		}
+		if err := claimQuota(tx, project, "subnet"); err != nil {
+			return err
+		}
+		tx.PutRaw(refKey(refNetSubnets, n.ID, s.ID), s.ID)
+		return tx.Put(s)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// lastAddr is the last address of a prefix.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().As16()
+	for i := p.Bits(); i < 128; i++ {
+		b[i/8] |= 1 << (7 - i%8)
+	}
+	return netip.AddrFrom16(b)
+}
+
 func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 	var req subnetReq
 	project, err := readCreate(rc, "subnet", &req)
 	if err != nil {
 		return nil, err
 	}
-	if req.IPVersion.Set && req.IPVersion.V == 6 || req.IPv6RAMode.Set && !req.IPv6RAMode.Null ||
-		req.IPv6AddressMode.Set && !req.IPv6AddressMode.Null {
-		return nil, badRequest("IPv6 is not supported: Nimbus subnets are IPv4 only (ip_version 4).")
+	if req.IPVersion.Set && !req.IPVersion.Null && req.IPVersion.V != 4 && req.IPVersion.V != 6 {
+		return nil, invalidInput("ip_version", "%d is not in valid_values", req.IPVersion.V)
 	}
-	if req.IPVersion.Set && !req.IPVersion.Null && req.IPVersion.V != 4 {
-		return nil, invalidInput("ip_version", "%d is not in [4, 6]", req.IPVersion.V)
+	ra, am, err := ipv6Modes(req)
+	if err != nil {
+		return nil, err
+	}
+	version := 4
+	if req.IPVersion.Set && !req.IPVersion.Null {
+		version = req.IPVersion.V
+	}
+	if version == 4 && (ra != "" || am != "") {
+		attr := "ipv6_ra_mode"
+		if ra == "" {
+			attr = "ipv6_address_mode"
+		}
+		return nil, invalidOp("%s is not valid when ip_version is 4", attr)
 	}
 	if req.SubnetpoolID.Set && !req.SubnetpoolID.Null || req.UseDefaultPool.V || req.PrefixLen.Set && !req.PrefixLen.Null {
 		return nil, badRequest("Subnet pools are not supported: give a cidr.")
@@ -516,19 +690,20 @@ func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 		return nil, badRequest("Failed to parse request. Required attribute 'network_id' not specified")
 	}
 	if !req.CIDR.Set || req.CIDR.V == "" {
-		return nil, badRequest("Failed to parse request. Required attribute 'cidr' not specified")
+		return nil, badRequest("Bad subnets request: a subnetpool must be specified in the absence of a cidr.")
 	}
-	if strings.Contains(req.CIDR.V, ":") {
-		return nil, badRequest("IPv6 is not supported: Nimbus subnets are IPv4 only (ip_version 4).")
+	if pfx, err := netip.ParsePrefix(strings.TrimSpace(req.CIDR.V)); err == nil && (pfx.Addr().Is6() != (version == 6)) {
+		return nil, invalidOp("cidr '%s' does not match the ip_version '%d'", req.CIDR.V, version)
+	}
+	if version == 6 {
+		return h.createSubnet6(rc, &req, project, ra, am)
 	}
 	c, ok := parseCIDR(req.CIDR.V)
 	if !ok || !strings.Contains(req.CIDR.V, "/") {
-		return nil, invalidInput("cidr", "'%s' is not a valid IP subnet", req.CIDR.V)
+		return nil, invalidOp("%s is not in a CIDR format", req.CIDR.V)
 	}
+	// Host bits are dropped (recorded: sub-create-hostbits).
 	canon := ipString(c.first) + "/" + strconv.Itoa(c.bits)
-	if canon != strings.TrimSpace(req.CIDR.V) {
-		return nil, invalidInput("cidr", "'%s' isn't a recommended CIDR, '%s' is recommended", req.CIDR.V, canon)
-	}
 	if c.bits > 30 || c.bits < 8 {
 		return nil, invalidInput("cidr", "prefix length of '%s' must be between 8 and 30", req.CIDR.V)
 	}
@@ -550,7 +725,9 @@ func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 		if gw, ok = ip4(req.GatewayIP.V); !ok {
 			return nil, invalidInput("gateway_ip", "'%s' is not a valid IP address", req.GatewayIP.V)
 		}
-		if !c.host(gw) {
+		// A gateway outside the CIDR is accepted (recorded:
+		// sub-create-gw-outside); the network or broadcast address is not.
+		if c.contains(gw) && !c.host(gw) {
 			return nil, errf(400, "InvalidIpForSubnet", "Gateway IP %s is not a valid IP for subnet %s.", req.GatewayIP.V, canon)
 		}
 	}
@@ -607,12 +784,12 @@ func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 				continue
 			}
 			if oc, ok := parseCIDR(o.CIDR); ok && oc.overlaps(c) {
-				return invalidInput("cidr", "%s overlaps with cidr %s of subnet %s", canon, o.CIDR, o.ID)
+				return invalidOp("Requested subnet with cidr: %s for network: %s overlaps with another subnet", req.CIDR.V, n.ID)
 			}
 		}
-		// Bumping the network serializes subnet creates on it, which
-		// makes the overlap check race-free.
-		touch(&n.Base)
+		// Rewriting the network serializes subnet creates on it, which
+		// makes the overlap check race-free; its revision stays, as in
+		// Neutron (recorded: net-update-empty).
 		if err := tx.Put(n); err != nil {
 			return err
 		}
@@ -638,6 +815,9 @@ func (h *handler) updateSubnet(rc *reqCtx, id string) (model.Record, error) {
 		return nil, badRequest("Routed network segments are not supported.")
 	}
 	s, err := ownedTxn(h, rc, "subnets", id, func(tx *store.Tx, s *model.Subnet) error {
+		if s.IPVersion == 6 && (req.GatewayIP.Set || req.AllocationPools.Set || req.HostRoutes.Set) {
+			return badRequest("gateway_ip, allocation_pools and host_routes of IPv6 subnets cannot be changed yet.")
+		}
 		var err error
 		c, _ := parseCIDR(s.CIDR)
 		setNameDesc(&s.Base, req.Name, req.Description)

@@ -87,8 +87,8 @@ func TestListAttributeBounds(t *testing.T) {
 
 	// Strings and the body itself are bounded too.
 	long := strings.Repeat("x", 256)
-	t1.do("POST", "/v2.0/networks", map[string]any{"network": map[string]any{"name": long}}).err(t, 400, "InvalidInput")
-	put("/v2.0/ports/"+pid, "port", map[string]any{"description": long}).err(t, 400, "InvalidInput")
+	t1.do("POST", "/v2.0/networks", map[string]any{"network": map[string]any{"name": long}}).err(t, 400, "HTTPBadRequest")
+	put("/v2.0/ports/"+pid, "port", map[string]any{"description": long}).err(t, 400, "HTTPBadRequest")
 	t1.do("POST", "/v2.0/networks", map[string]any{"network": map[string]any{"name": "big", "description": strings.Repeat("y", 2<<20)}}).
 		err(t, 413, "HTTPRequestEntityTooLarge")
 
@@ -143,10 +143,10 @@ func TestBindingPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"phy-physnet1", "int-physnet1", "gre-0123456789a", "patch-tun", "br-int", "LOCAL", "ext0"} {
-		post(a, map[string]any{"project_id": "t1", "binding:profile": map[string]any{"port_name": name}}).err(t, 400, "InvalidInput")
-		a.do("PUT", "/v2.0/ports/"+pid, map[string]any{"port": map[string]any{"binding:profile": map[string]any{"port_name": name}}}).err(t, 400, "InvalidInput")
+		post(a, map[string]any{"project_id": "t1", "binding:profile": map[string]any{"port_name": name}}).err(t, 400, "HTTPBadRequest")
+		a.do("PUT", "/v2.0/ports/"+pid, map[string]any{"port": map[string]any{"binding:profile": map[string]any{"port_name": name}}}).err(t, 400, "HTTPBadRequest")
 	}
-	post(a, map[string]any{"project_id": "t1", "binding:profile": map[string]any{"port_name": 7}}).err(t, 400, "InvalidInput")
+	post(a, map[string]any{"project_id": "t1", "binding:profile": map[string]any{"port_name": 7}}).err(t, 400, "HTTPBadRequest")
 
 	// One interface, one port: per host when both name a host, else globally.
 	msg := post(a, map[string]any{"project_id": "t1", "binding:host_id": "hv1", "binding:profile": map[string]any{"port_name": "vm-a"}}).
@@ -228,9 +228,12 @@ func TestGatewayTheft(t *testing.T) {
 	t2.do("PUT", "/v2.0/ports/"+str(p2, "id"), map[string]any{"port": map[string]any{"device_owner": "network:router_interface"}}).
 		err(t, 403, "PolicyNotAuthorized")
 	t2.do("PUT", "/v2.0/ports/"+str(p2, "id"), map[string]any{"port": map[string]any{"fixed_ips": gwIP}}).err(t, 403, "PolicyNotAuthorized")
-	// The exemption is not the caller's word, not even the network owner's.
-	post(t1, map[string]any{"device_owner": "network:router_interface", "fixed_ips": gwIP}).err(t, 409, "IpAddressInUse")
-	post(t1, map[string]any{"fixed_ips": gwIP}).err(t, 409, "IpAddressInUse")
+	// The network's owner may take its own gateway address while no
+	// router holds it, as in Neutron (recorded: port-create-gateway-ip);
+	// a second claim finds it allocated.
+	pg := obj(post(t1, map[string]any{"fixed_ips": gwIP}).must(t, 201), "port")
+	post(t1, map[string]any{"device_owner": "network:router_interface", "fixed_ips": gwIP}).err(t, 409, "IpAddressAlreadyAllocated")
+	t1.do("DELETE", "/v2.0/ports/"+str(pg, "id"), nil).must(t, 204)
 
 	// add_router_interface: t2 may not plug its router into t1's subnet.
 	r2 := str(t2.create(t, "/v2.0/routers", "router", map[string]any{"name": "r2"}), "id")
@@ -310,15 +313,15 @@ func TestSharedNetworkOwnerAttributes(t *testing.T) {
 	t2.create(t, "/v2.0/lb/vips", "vip", map[string]any{"pool_id": pool, "subnet_id": sid, "protocol": "TCP", "protocol_port": 80})
 	// The network's owner may set them; a MAC changes only by an admin.
 	o := t1.create(t, "/v2.0/ports", "port", map[string]any{"network_id": sh, "mac_address": "fa:16:3e:11:22:35",
-		"fixed_ips": []any{map[string]any{"ip_address": "10.0.0.52"}}, "allowed_address_pairs": []any{map[string]any{"ip_address": "10.0.0.0/24"}}})
+		"fixed_ips": []any{map[string]any{"ip_address": "10.0.0.152"}}, "allowed_address_pairs": []any{map[string]any{"ip_address": "10.0.0.0/24"}}})
 	t1.do("PUT", "/v2.0/ports/"+str(o, "id"), map[string]any{"port": map[string]any{"mac_address": "fa:16:3e:11:22:36"}}).err(t, 403, "PolicyNotAuthorized")
 	a.do("PUT", "/v2.0/ports/"+str(o, "id"), map[string]any{"port": map[string]any{"mac_address": "fa:16:3e:11:22:36"}}).must(t, 200)
 
 	// Broadcast, multicast and zero MACs: never, for anyone.
 	for _, mac := range []string{"ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01", "33:33:00:00:00:01", "00:00:00:00:00:00"} {
-		post(t1, map[string]any{"mac_address": mac}).err(t, 400, "InvalidInput")
-		post(a, map[string]any{"project_id": "t1", "mac_address": mac}).err(t, 400, "InvalidInput")
-		a.do("PUT", "/v2.0/ports/"+str(o, "id"), map[string]any{"port": map[string]any{"mac_address": mac}}).err(t, 400, "InvalidInput")
-		post(t1, map[string]any{"allowed_address_pairs": []any{map[string]any{"ip_address": "10.0.0.9", "mac_address": mac}}}).err(t, 400, "InvalidInput")
+		post(t1, map[string]any{"mac_address": mac}).err(t, 400, "HTTPBadRequest")
+		post(a, map[string]any{"project_id": "t1", "mac_address": mac}).err(t, 400, "HTTPBadRequest")
+		a.do("PUT", "/v2.0/ports/"+str(o, "id"), map[string]any{"port": map[string]any{"mac_address": mac}}).err(t, 400, "HTTPBadRequest")
+		post(t1, map[string]any{"allowed_address_pairs": []any{map[string]any{"ip_address": "10.0.0.9", "mac_address": mac}}}).err(t, 400, "HTTPBadRequest")
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -42,6 +45,29 @@ func (h *handler) portDef() *resDef {
 		attrs: attrSet("network_id mac_address fixed_ips device_id device_owner admin_state_up status binding:host_id " +
 			"binding:profile binding:vif_type binding:vif_details binding:vnic_type port_security_enabled " +
 			"allowed_address_pairs security_groups extra_dhcp_opts"),
+	}
+	// A network's owner sees every port on it, as in Neutron (recorded:
+	// port-show-bound-p1, port-list-net).
+	d.visible = func(rc *reqCtx, r model.Record) bool {
+		p := r.(*model.Port)
+		if rc.owns(p.ProjectID) {
+			return true
+		}
+		if rc.project == "" {
+			return false
+		}
+		if rc.netOwners == nil {
+			rc.netOwners = map[string]string{}
+		}
+		owner, ok := rc.netOwners[p.NetworkID]
+		if !ok {
+			n, _, err := getT[*model.Network](h, rc, model.KindNetwork, p.NetworkID)
+			if err == nil && !isNil(n) {
+				owner = n.ProjectID
+			}
+			rc.netOwners[p.NetworkID] = owner
+		}
+		return owner == rc.project
 	}
 	d.views = viewsOf(func(rc *reqCtx, p *model.Port) map[string]any {
 		v := baseView(p, "binding:host_id")
@@ -160,7 +186,7 @@ func parseAddrPairs(o oRaw, max int) ([]model.AddressPair, error) {
 			}
 		}
 		if ap.IPAddress == "" {
-			return nil, invalidInput("allowed_address_pairs", "AllowedAddressPair must contain ip_address")
+			return nil, errf(400, "AllowedAddressPairsMissingIP", "AllowedAddressPair must contain ip_address")
 		}
 		if _, ok := ip4(ap.IPAddress); !ok {
 			if _, ok := parseCIDR(ap.IPAddress); !ok {
@@ -192,10 +218,10 @@ func randomMAC() string {
 
 // claimMAC takes a MAC for port inside tx: the given one, or a random
 // fa:16:3e one whose key is free.
-func claimMAC(tx *store.Tx, mac, port string) (string, error) {
+func claimMAC(tx *store.Tx, mac, port, network string) (string, error) {
 	if mac != "" {
 		if cur := tx.GetRaw(macKey(mac)); cur != "" && cur != port {
-			return "", conflict("MacAddressInUse", "Unable to complete operation for network. The mac address %s is in use.", mac)
+			return "", conflict("MacAddressInUse", "Unable to complete operation for network %s. The mac address %s is in use.", network, mac)
 		}
 		tx.PutRaw(macKey(mac), port)
 		return mac, nil
@@ -218,14 +244,101 @@ func (h *handler) assignIPs(rc *reqCtx, tx *store.Tx, p *model.Port, reqs []fixe
 	if err != nil {
 		return nil, err
 	}
-	byID := map[string]*model.Subnet{}
+	var v4, v6 []*model.Subnet
 	for _, s := range subs {
+		if s.IPVersion == 6 {
+			v6 = append(v6, s)
+		} else {
+			v4 = append(v4, s)
+		}
+	}
+	out, err := h.assignIPs4(rc, tx, p, reqs, dflt, keep, subs, v4)
+	if err != nil || len(v6) == 0 {
+		return out, err
+	}
+	return h.assignIPs6(rc, tx, p, reqs, dflt, out, v6)
+}
+
+// assignIPs6 adds a port's IPv6 addresses as Neutron does (recorded:
+// port-create, port-create-ip, port-create-no-subnet, port-update-ip):
+// an address on every SLAAC or DHCPv6-stateless subnet (EUI-64 of the
+// port's MAC), unless the port is a router's or DHCP's, and, for a port
+// without fixed_ips, one address from the first other IPv6 subnet
+// (lowest free). Only the API carries IPv6: the data plane skips these.
+func (h *handler) assignIPs6(rc *reqCtx, tx *store.Tx, p *model.Port, reqs []fixedReq, dflt bool, out []model.FixedIP, v6 []*model.Subnet) ([]model.FixedIP, error) {
+	named := map[string]bool{}
+	for _, f := range reqs {
+		named[f.SubnetID] = true
+	}
+	service := strings.HasPrefix(p.DeviceOwner, "network:router") || p.DeviceOwner == "network:dhcp"
+	stateful := false
+	for _, s := range v6 {
+		auto := s.IPv6AddressMode == "slaac" || s.IPv6AddressMode == "dhcpv6-stateless"
+		switch {
+		case auto && !service && !named[s.ID]:
+			ip, ok := eui64(s.CIDR, p.MACAddress)
+			if !ok {
+				continue
+			}
+			if cur := tx.GetRaw(ipamKey(s.ID, ip)); cur != "" && cur != p.ID {
+				return nil, ipAllocated(ip, s.ID)
+			}
+			tx.PutRaw(ipamKey(s.ID, ip), p.ID)
+			out = append(out, model.FixedIP{SubnetID: s.ID, IPAddress: ip})
+		case !auto && dflt && !stateful:
+			ip, err := h.allocateIP6(rc, tx, s, p.ID)
+			if err != nil {
+				return nil, err
+			}
+			stateful = true
+			out = append(out, model.FixedIP{SubnetID: s.ID, IPAddress: ip})
+		}
+	}
+	return out, nil
+}
+
+// eui64 is the SLAAC address of mac in a /64.
+func eui64(cidr, mac string) (string, bool) {
+	pfx, err := netip.ParsePrefix(cidr)
+	if err != nil || !pfx.Addr().Is6() || pfx.Bits() != 64 {
+		return "", false
+	}
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return "", false
+	}
+	b := pfx.Masked().Addr().As16()
+	b[8], b[9], b[10], b[11] = hw[0]^0x02, hw[1], hw[2], 0xff
+	b[12], b[13], b[14], b[15] = 0xfe, hw[3], hw[4], hw[5]
+	return netip.AddrFrom16(b).String(), true
+}
+
+// allocateIP6 claims the lowest free address of an IPv6 subnet's pool.
+func (h *handler) allocateIP6(rc *reqCtx, tx *store.Tx, s *model.Subnet, owner string) (string, error) {
+	for _, pl := range s.AllocationPools {
+		a, err1 := netip.ParseAddr(pl.Start)
+		end, err2 := netip.ParseAddr(pl.End)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		for i := 0; i < 4096 && a.Compare(end) <= 0; i, a = i+1, a.Next() {
+			if a.String() == s.GatewayIP {
+				continue
+			}
+			if tx.GetRaw(ipamKey(s.ID, a.String())) == "" {
+				tx.PutRaw(ipamKey(s.ID, a.String()), owner)
+				return a.String(), nil
+			}
+		}
+	}
+	return "", conflict("IpAddressGenerationFailure", "No more IP addresses available for subnet %s.", s.ID)
+}
+
+func (h *handler) assignIPs4(rc *reqCtx, tx *store.Tx, p *model.Port, reqs []fixedReq, dflt bool, keep []model.FixedIP, all, subs []*model.Subnet) ([]model.FixedIP, error) {
+	byID := map[string]*model.Subnet{}
+	for _, s := range all {
 		byID[s.ID] = s
 	}
-	// The gateway exemption: only a router interface may hold a subnet's
-	// gateway IP, and through the port API only an admin makes one
-	// (add_router_interface claims it itself).
-	gwOK := rc.admin && p.DeviceOwner == ownerRouterIface
 	out := []model.FixedIP{}
 	taken := map[string]bool{}
 	if dflt {
@@ -251,7 +364,18 @@ func (h *handler) assignIPs(rc *reqCtx, tx *store.Tx, p *model.Port, reqs []fixe
 				if o, _ := txGet[*model.Subnet](tx, model.KindSubnet, f.SubnetID); o == nil {
 					return nil, notFound("SubnetNotFound", "Subnet", f.SubnetID)
 				}
-				return nil, invalidInput("fixed_ips", "Failed to create port on network %s, because fixed_ips included invalid subnet %s", p.NetworkID, f.SubnetID)
+				return nil, invalidOp("Failed to create port on network %s, because fixed_ips included invalid subnet %s", p.NetworkID, f.SubnetID)
+			}
+			if s.IPVersion == 6 {
+				if f.IPAddress != "" {
+					return nil, badRequest("Fixed IPv6 addresses are not supported yet: subnet %s is IPv6.", s.ID)
+				}
+				ip, err := h.allocateIP6(rc, tx, s, p.ID)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, model.FixedIP{SubnetID: s.ID, IPAddress: ip})
+				continue
 			}
 		}
 		if f.IPAddress != "" {
@@ -271,7 +395,7 @@ func (h *handler) assignIPs(rc *reqCtx, tx *store.Tx, p *model.Port, reqs []fixe
 			if taken[s.ID+"/"+ip] {
 				return nil, invalidInput("fixed_ips", "Duplicate IP address '%s'", ip)
 			}
-			ip, err := claimIP(tx, s, ip, p.ID, gwOK || p.DeviceOwner == ownerRouterIface && hasIP(keep, ip))
+			ip, err := claimIP(tx, s, ip, p.ID)
 			if err != nil {
 				return nil, err
 			}
@@ -347,7 +471,7 @@ func (h *handler) newInternalPort(rc *reqCtx, tx *store.Tx, project, network, ow
 		FixedIPs: []model.FixedIP{}, AllowedAddressPairs: []model.AddressPair{}, SecurityGroups: []string{}}
 	stamp(&p.Base, newID(), project, oStr{}, oStr{})
 	var err error
-	if p.MACAddress, err = claimMAC(tx, "", p.ID); err != nil {
+	if p.MACAddress, err = claimMAC(tx, "", p.ID, p.NetworkID); err != nil {
 		return nil, err
 	}
 	if p.FixedIPs, err = h.assignIPs(rc, tx, p, reqs, reqs == nil, nil); err != nil {
@@ -442,14 +566,21 @@ func (h *handler) createPort(rc *reqCtx) (model.Record, error) {
 			return err
 		}
 		p.PortSecurity = n.PortSecurity
+		if strings.HasPrefix(p.DeviceOwner, "network:") {
+			// Recorded: port-create-router-owner-p1.
+			p.PortSecurity = false
+		}
 		if req.PortSecurity.Set && !req.PortSecurity.Null {
 			p.PortSecurity = req.PortSecurity.V
+		}
+		if !p.PortSecurity && req.SecGroups.Set && !req.SecGroups.Null && string(req.SecGroups.V) != "[]" {
+			return checkPortSecurity(&model.Port{SecurityGroups: []string{""}}, false)
 		}
 		p.AllowedAddressPairs = []model.AddressPair{}
 		for _, ap := range pairs {
 			p.AllowedAddressPairs = append(p.AllowedAddressPairs, ap)
 		}
-		if p.MACAddress, err = claimMAC(tx, mac, p.ID); err != nil {
+		if p.MACAddress, err = claimMAC(tx, mac, p.ID, p.NetworkID); err != nil {
 			return err
 		}
 		for i := range p.AllowedAddressPairs {
@@ -473,7 +604,7 @@ func (h *handler) createPort(rc *reqCtx) (model.Record, error) {
 			}
 			p.SecurityGroups = []string{sg}
 		}
-		if err := checkPortSecurity(p); err != nil {
+		if err := checkPortSecurity(p, false); err != nil {
 			return err
 		}
 		if err := claimQuota(tx, project, "port"); err != nil {
@@ -490,9 +621,15 @@ func (h *handler) createPort(rc *reqCtx) (model.Record, error) {
 	return p, nil
 }
 
-func checkPortSecurity(p *model.Port) error {
+// checkPortSecurity: security groups need port security. Neutron's
+// answers differ on create (400) and update (409) (recorded:
+// port-create-psec-off-sg, port-update-psec-off-with-sg).
+func checkPortSecurity(p *model.Port, update bool) error {
 	if !p.PortSecurity && len(p.SecurityGroups) > 0 {
-		return conflict("PortSecurityAndIPRequiredForSecurityGroups", "Port security must be enabled and port must have an IP address in order to use security groups.")
+		if update {
+			return conflict("PortSecurityPortHasSecurityGroup", "Port has security group associated. Cannot disable port security or IP address until security group is removed.")
+		}
+		return errf(http.StatusBadRequest, "PortSecurityAndIPRequiredForSecurityGroups", "Port security must be enabled and port must have an IP address in order to use security groups.")
 	}
 	if !p.PortSecurity && len(p.AllowedAddressPairs) > 0 {
 		return conflict("AddressPairAndPortSecurityRequired", "Port Security must be enabled in order to have allowed address pairs on a port.")
@@ -618,7 +755,7 @@ func (h *handler) updatePort(rc *reqCtx, id string) (model.Record, error) {
 			}
 		}
 		if mac != "" && mac != p.MACAddress {
-			if _, err := claimMAC(tx, mac, p.ID); err != nil {
+			if _, err := claimMAC(tx, mac, p.ID, p.NetworkID); err != nil {
 				return err
 			}
 			tx.DelRaw(macKey(p.MACAddress))
@@ -646,7 +783,7 @@ func (h *handler) updatePort(rc *reqCtx, id string) (model.Record, error) {
 				return err
 			}
 		}
-		if err := checkPortSecurity(p); err != nil {
+		if err := checkPortSecurity(p, true); err != nil {
 			return err
 		}
 		if fixed != nil {
@@ -693,7 +830,20 @@ func hasIP(fs []model.FixedIP, ip string) bool {
 }
 
 func (h *handler) deletePort(rc *reqCtx, id string) error {
-	_, err := ownedTxn(h, rc, "ports", id, func(tx *store.Tx, p *model.Port) error {
+	// The network's owner may delete any port on it (Neutron's
+	// delete_port: admin, owner or network owner; recorded:
+	// port-cleanup-portbound). Visibility is the same rule, so a caller
+	// that sees the port acts on it as an admin would.
+	del := rc
+	if !rc.admin {
+		if p, _, err := getT[*model.Port](h, rc, model.KindPort, id); err == nil && !isNil(p) &&
+			!rc.owns(p.ProjectID) && h.defs["ports"].isVisible(rc, p) {
+			cp := *rc
+			cp.admin = true
+			del = &cp
+		}
+	}
+	_, err := ownedTxn(h, del, "ports", id, func(tx *store.Tx, p *model.Port) error {
 		// A service's port goes with its router, floating IP or VIP; one
 		// whose service object is gone (or does not hold it) is an
 		// orphan and may be deleted, as in Neutron.

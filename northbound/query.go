@@ -12,6 +12,10 @@ import (
 var listParams = map[string]bool{"fields": true, "sort_key": true, "sort_dir": true, "limit": true,
 	"marker": true, "page_reverse": true, "verbose": true}
 
+// unsortable are attributes Neutron refuses as sort keys (computed, not
+// stored columns; recorded: net-list-sort-two).
+var unsortable = map[string]bool{"shared": true}
+
 // listQuery is a parsed list request.
 type listQuery struct {
 	filters  map[string][]string
@@ -30,19 +34,19 @@ func parseListQuery(q url.Values, known map[string]bool) (*listQuery, error) {
 			continue
 		}
 		if !known[k] {
-			return nil, badRequest("%s is invalid attribute for filtering", k)
+			return nil, badRequest("['%s'] is invalid attribute for filtering", k)
 		}
 		lq.filters[k] = vs
 	}
 	lq.fields = parseFields(q["fields"])
 	lq.sortKeys = q["sort_key"]
 	for _, k := range lq.sortKeys {
-		if !known[k] {
-			return nil, badRequest("%s is an invalid attribute for sort_keys", k)
+		if !known[k] || unsortable[k] {
+			return nil, badRequest("['%s'] is invalid attribute for sort_keys", k)
 		}
 	}
 	dirs := q["sort_dir"]
-	if len(dirs) > 0 && len(dirs) != len(lq.sortKeys) {
+	if len(dirs) != len(lq.sortKeys) {
 		return nil, badRequest("The number of sort_keys and sort_dirs must be same")
 	}
 	for i := range lq.sortKeys {
@@ -53,7 +57,7 @@ func parseListQuery(q url.Values, known map[string]bool) (*listQuery, error) {
 			case "desc":
 				desc = true
 			default:
-				return nil, badRequest("%s is an invalid value for sort_dir, valid value is 'asc' and 'desc'", dirs[i])
+				return nil, badRequest("['%s'] is invalid value for sort_dirs, valid value is 'asc' and 'desc'", dirs[i])
 			}
 		}
 		lq.sortDesc = append(lq.sortDesc, desc)
@@ -61,17 +65,14 @@ func parseListQuery(q url.Values, known map[string]bool) (*listQuery, error) {
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return nil, badRequest("Limit must be an integer 0 or greater and not '%s'", v)
+			return nil, errf(400, "BadRequest", "Bad limit request: Limit must be an integer 0 or greater and not '%s'.", v)
 		}
 		lq.limit = n
 	}
 	lq.marker = q.Get("marker")
 	if v := q.Get("page_reverse"); v != "" {
-		b, ok := parseBool(v)
-		if !ok {
-			return nil, badRequest("Invalid value for page_reverse: '%s'", v)
-		}
-		lq.reverse = b
+		// Neutron reads it with bool_from_string: anything else is false.
+		lq.reverse, _ = parseBool(v)
 	}
 	return lq, nil
 }
@@ -206,7 +207,7 @@ func asNumber(v any) (float64, bool) {
 
 // apply filters, sorts and pages views; it returns the page and the
 // links of a paginated answer.
-func (lq *listQuery) apply(views []map[string]any, base string, q url.Values, plural string) ([]map[string]any, []any, error) {
+func (lq *listQuery) apply(views []map[string]any, base string, q url.Values, markerNotFound func(string) error) ([]map[string]any, []any, error) {
 	var out []map[string]any
 	for _, v := range views {
 		if lq.match(v) {
@@ -235,9 +236,6 @@ func (lq *listQuery) apply(views []map[string]any, base string, q url.Values, pl
 	} else {
 		sort.SliceStable(out, func(i, j int) bool { return less(out[i], out[j]) })
 	}
-	if lq.marker == "" && lq.limit == 0 {
-		return out, nil, nil
-	}
 	start := 0
 	if lq.marker != "" {
 		idx := -1
@@ -248,20 +246,27 @@ func (lq *listQuery) apply(views []map[string]any, base string, q url.Values, pl
 			}
 		}
 		if idx < 0 {
-			return nil, nil, badRequest("Marker %s could not be found among the listed resources", lq.marker)
+			// Neutron looks the marker up as the resource itself.
+			return nil, nil, markerNotFound(lq.marker)
 		}
 		start = idx + 1
 	}
 	page := out[start:]
-	more := false
 	if lq.limit > 0 && len(page) > lq.limit {
-		page, more = page[:lq.limit], true
+		page = page[:lq.limit]
 	}
 	if lq.reverse {
 		for i, j := 0, len(page)-1; i < j; i, j = i+1, j-1 {
 			page[i], page[j] = page[j], page[i]
 		}
 	}
+	if lq.limit == 0 {
+		return page, nil, nil
+	}
+	// Neutron's links (recorded: net-page*): "next" unless a forward
+	// page came back short, "previous" unless a reverse page did; next's
+	// marker is the page's last id, previous's its first (none on an
+	// empty page) with page_reverse=True.
 	var links []any
 	link := func(rel, marker string, reverse bool) {
 		nq := url.Values{}
@@ -270,29 +275,28 @@ func (lq *listQuery) apply(views []map[string]any, base string, q url.Values, pl
 				nq[k] = vs
 			}
 		}
-		nq.Set("marker", marker)
+		if marker != "" {
+			nq.Set("marker", marker)
+		}
 		if reverse {
 			nq.Set("page_reverse", "True")
 		}
 		links = append(links, map[string]any{"rel": rel, "href": base + "?" + nq.Encode()})
 	}
-	if len(page) > 0 {
-		first, last := page[0]["id"].(string), page[len(page)-1]["id"].(string)
-		if !lq.reverse {
-			if more {
-				link("next", last, false)
-			}
-			if lq.marker != "" {
-				link("previous", first, true)
-			}
-		} else {
-			if lq.marker != "" {
-				link("next", last, false)
-			}
-			if more {
-				link("previous", first, true)
-			}
+	short := len(page) < lq.limit
+	if !(short && !lq.reverse) {
+		last := ""
+		if len(page) > 0 {
+			last, _ = page[len(page)-1]["id"].(string)
 		}
+		link("next", last, false)
+	}
+	if !(short && lq.reverse) {
+		first := ""
+		if len(page) > 0 {
+			first, _ = page[0]["id"].(string)
+		}
+		link("previous", first, true)
 	}
 	return page, links, nil
 }

@@ -1,7 +1,9 @@
 package northbound
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"reflect"
 	"strings"
@@ -24,6 +26,11 @@ type resDef struct {
 	update           func(rc *reqCtx, id string) (model.Record, error)
 	del              func(rc *reqCtx, id string) error
 	action           func(rc *reqCtx, id string, rest []string) (int, any, error)
+	// notFoundMsg overrides the not-found message (Neutron's wording
+	// differs per resource); hiddenNotFound is the answer for a record
+	// that exists but the caller may not see, when Neutron's differs.
+	notFoundMsg    string
+	hiddenNotFound *apiError
 }
 
 func attrSet(s string) map[string]bool {
@@ -61,7 +68,20 @@ func (d *resDef) isVisible(rc *reqCtx, r model.Record) bool {
 	return defaultVisible(rc, r)
 }
 
-func (d *resDef) notFound(id string) *apiError { return notFound(d.notFoundType, d.what, id) }
+func (d *resDef) notFound(id string) *apiError {
+	if d.notFoundMsg != "" {
+		return errf(http.StatusNotFound, d.notFoundType, d.notFoundMsg, id)
+	}
+	return notFound(d.notFoundType, d.what, id)
+}
+
+// invisible is the answer for a record the caller may not see.
+func (d *resDef) invisible(r model.Record, id string) *apiError {
+	if d.hiddenNotFound != nil && !isNil(r) {
+		return d.hiddenNotFound
+	}
+	return d.notFound(id)
+}
 
 // toMap renders a record as its JSON object.
 func toMap(r any) map[string]any {
@@ -69,6 +89,16 @@ func toMap(r any) map[string]any {
 	m := map[string]any{}
 	json.Unmarshal(b, &m)
 	return m
+}
+
+// zeroBasedRevision shows a revision counted from 0 at create, as
+// Neutron's subnets, security group rules and floating IPs are
+// (recorded: sub-create, sgr-create-tcp, fip-create); the stored counter
+// starts at 1 for every kind.
+func zeroBasedRevision(v map[string]any) {
+	if n, ok := v["revision_number"].(float64); ok && n > 0 {
+		v["revision_number"] = n - 1
+	}
 }
 
 // baseView adds what every Neutron resource shows.
@@ -119,7 +149,7 @@ func (h *handler) list(rc *reqCtx, d *resDef) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	page, links, err := lq.apply(views, baseURL(rc.r)+"/v2.0/"+d.path, rc.r.URL.Query(), d.plural)
+	page, links, err := lq.apply(views, baseURL(rc.r)+"/v2.0/"+d.path, rc.r.URL.Query(), func(id string) error { return d.notFound(id) })
 	if err != nil {
 		return 0, nil, err
 	}
@@ -140,7 +170,7 @@ func (h *handler) lookup(rc *reqCtx, d *resDef, id string) (model.Record, error)
 		return nil, err
 	}
 	if r == nil || !d.isVisible(rc, r) {
-		return nil, d.notFound(id)
+		return nil, d.invisible(r, id)
 	}
 	return r, nil
 }
@@ -169,6 +199,11 @@ func (h *handler) create(rc *reqCtx, d *resDef) (int, any, error) {
 	if d.create == nil {
 		return 0, nil, methodNotAllowed()
 	}
+	if items, ok, err := bulkItems(rc, d); err != nil {
+		return 0, nil, err
+	} else if ok {
+		return h.bulkCreate(rc, d, items)
+	}
 	r, err := d.create(rc)
 	if err != nil {
 		return 0, nil, err
@@ -178,6 +213,71 @@ func (h *handler) create(rc *reqCtx, d *resDef) (int, any, error) {
 		return 0, nil, err
 	}
 	return http.StatusCreated, map[string]any{d.singular: v}, nil
+}
+
+// bulkItems reads a bulk create body ({"networks": [{...}, ...]}, the
+// plural key and a list); ok is false for any other body, which is left
+// for the single create to read.
+func bulkItems(rc *reqCtx, d *resDef) ([]json.RawMessage, bool, error) {
+	b, err := io.ReadAll(io.LimitReader(rc.r.Body, maxBody+1))
+	if err != nil {
+		return nil, false, badRequest("Unable to read the request body: %v", err)
+	}
+	if len(b) > maxBody {
+		return nil, false, errf(413, "HTTPRequestEntityTooLarge", "Request body too large.")
+	}
+	rc.r.Body = io.NopCloser(bytes.NewReader(b))
+	var outer map[string]json.RawMessage
+	if json.Unmarshal(b, &outer) != nil || len(outer) != 1 {
+		return nil, false, nil
+	}
+	raw, ok := outer[d.plural]
+	if !ok {
+		return nil, false, nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, false, badRequest("Invalid input for %s. Reason: a list of objects is required.", d.plural)
+	}
+	if len(items) == 0 {
+		return nil, false, badRequest("Resources required")
+	}
+	return items, true, nil
+}
+
+// bulkCreate creates every item of a bulk request, all or none (as
+// Neutron answers, recorded: net-bulk*, sub-bulk*, port-bulk*,
+// sgr-bulk*): items are created in order, and when one fails the ones
+// already made are deleted again before the failing item's error is
+// returned. Other clients may see the partial set for that time.
+func (h *handler) bulkCreate(rc *reqCtx, d *resDef, items []json.RawMessage) (int, any, error) {
+	var made []model.Record
+	undo := func() {
+		for i := len(made) - 1; i >= 0; i-- {
+			id := made[i].Key()
+			if err := d.del(rc, id); err != nil {
+				h.log.Error("northbound: bulk create rollback failed", "kind", d.singular, "id", id, "err", err)
+			}
+		}
+	}
+	out := make([]any, 0, len(items))
+	for _, it := range items {
+		b, _ := json.Marshal(map[string]json.RawMessage{d.singular: it})
+		rc.r.Body = io.NopCloser(bytes.NewReader(b))
+		r, err := d.create(rc)
+		if err != nil {
+			undo()
+			return 0, nil, err
+		}
+		made = append(made, r)
+		v, err := h.viewOne(rc, d, r)
+		if err != nil {
+			undo()
+			return 0, nil, err
+		}
+		out = append(out, v)
+	}
+	return http.StatusCreated, map[string]any{d.plural: out}, nil
 }
 
 func (h *handler) update(rc *reqCtx, d *resDef, id string) (int, any, error) {
@@ -209,10 +309,14 @@ func (h *handler) delete(rc *reqCtx, d *resDef, id string) (int, any, error) {
 // when it cannot even see it, 403 when it can.
 func (rc *reqCtx) checkOwner(d *resDef, r model.Record, id string) error {
 	if isNil(r) || !d.isVisible(rc, r) {
-		return d.notFound(id)
+		return d.invisible(r, id)
 	}
 	if !rc.owns(projectOfRecord(r)) {
-		return forbidden("(rule:update_%s) is disallowed by policy", d.singular)
+		act := "update"
+		if rc.r.Method == http.MethodDelete {
+			act = "delete"
+		}
+		return forbidden("(rule:%s_%s) is disallowed by policy", act, d.singular)
 	}
 	return nil
 }
@@ -248,7 +352,9 @@ func setNameDesc(b *model.Base, name, desc oStr) {
 
 func checkLen(attr string, o oStr, max int) error {
 	if o.Set && len(o.V) > max {
-		return invalidInput(attr, "'%.20s...' exceeds maximum length of %d", o.V, max)
+		// Neutron quotes the value whole (recorded: net-create-long-name);
+		// bodies are bounded (1 MiB), so is the message.
+		return invalidInput(attr, "'%s' exceeds maximum length of %d", o.V, max)
 	}
 	return nil
 }

@@ -42,8 +42,13 @@ func (h *handler) routerDef() *resDef {
 		}
 		v["status"] = "ACTIVE"
 		v["routes"] = []any{}
-		v["distributed"] = true
-		v["ha"] = false
+		v["flavor_id"] = nil
+		// distributed and ha are admin-only attributes (recorded:
+		// rtr-show vs rtr-show-admin).
+		if rc.admin {
+			v["distributed"] = true
+			v["ha"] = false
+		}
 		v["availability_zones"] = []any{}
 		v["availability_zone_hints"] = []any{}
 		return v
@@ -114,8 +119,11 @@ func parseGateway(rc *reqCtx, o oRaw) (*gwReq, error) {
 	if g.NetworkID == "" {
 		return nil, invalidInput("external_gateway_info", "Validation of dictionary's keys failed. Expected keys: {'network_id'}")
 	}
-	if !rc.admin && (g.EnableSNAT != nil || len(g.FixedIPs) > 0) {
-		return nil, forbidden("(rule:create_router:external_gateway_info:enable_snat) is disallowed by policy")
+	if !rc.admin && g.EnableSNAT != nil {
+		return nil, forbidden("(rule:%s_router:external_gateway_info:enable_snat) is disallowed by policy", routerAction(rc))
+	}
+	if !rc.admin && len(g.FixedIPs) > 0 {
+		return nil, forbidden("(rule:%s_router:external_gateway_info:external_fixed_ips) is disallowed by policy", routerAction(rc))
 	}
 	g.Present = true
 	return g, nil
@@ -172,7 +180,7 @@ func (h *handler) setGatewayTx(rc *reqCtx, tx *store.Tx, rt *model.Router, g *gw
 	p := &model.Port{NetworkID: n.ID, DeviceOwner: ownerRouterGW, DeviceID: rt.ID, AdminStateUp: true, Status: "ACTIVE",
 		FixedIPs: []model.FixedIP{}, AllowedAddressPairs: []model.AddressPair{}, SecurityGroups: []string{}}
 	stamp(&p.Base, gwPortID(rt.ID), "", oStr{}, oStr{})
-	if p.MACAddress, err = claimMAC(tx, "", p.ID); err != nil {
+	if p.MACAddress, err = claimMAC(tx, "", p.ID, p.NetworkID); err != nil {
 		return err
 	}
 	if p.FixedIPs, err = h.assignIPs(rc, tx, p, g.FixedIPs, len(g.FixedIPs) == 0, nil); err != nil {
@@ -196,6 +204,9 @@ func (h *handler) createRouter(rc *reqCtx) (model.Record, error) {
 	var req routerReq
 	project, err := readCreate(rc, "router", &req)
 	if err != nil {
+		return nil, err
+	}
+	if err := routerAdminAttrs(rc, "create", &req); err != nil {
 		return nil, err
 	}
 	if err := checkRouterExtras(&req); err != nil {
@@ -230,6 +241,29 @@ func (h *handler) createRouter(rc *reqCtx) (model.Record, error) {
 	return rt, nil
 }
 
+// routerAdminAttrs: distributed and ha are Neutron's admin-only router
+// attributes; a non-admin that names one is refused (recorded:
+// rtr-create-distributed-p1, rtr-create-ha-p1, rtr-update-distributed-p1).
+func routerAdminAttrs(rc *reqCtx, action string, req *routerReq) error {
+	if rc.admin {
+		return nil
+	}
+	if req.Distributed.Set {
+		return forbidden("(rule:%s_router and rule:%s_router:distributed) is disallowed by policy", action, action)
+	}
+	if req.HA.Set {
+		return forbidden("(rule:%s_router and rule:%s_router:ha) is disallowed by policy", action, action)
+	}
+	return nil
+}
+
+func routerAction(rc *reqCtx) string {
+	if rc.r.Method == http.MethodPut {
+		return "update"
+	}
+	return "create"
+}
+
 func checkRouterExtras(req *routerReq) error {
 	if req.Routes.Set && !req.Routes.Null {
 		var routes []any
@@ -255,6 +289,9 @@ func checkRouterExtras(req *routerReq) error {
 func (h *handler) updateRouter(rc *reqCtx, id string) (model.Record, error) {
 	var req routerReq
 	if err := readNamed(rc, "router", &req, "tenant_id", "project_id"); err != nil {
+		return nil, err
+	}
+	if err := routerAdminAttrs(rc, "update", &req); err != nil {
 		return nil, err
 	}
 	if err := checkRouterExtras(&req); err != nil {
@@ -286,7 +323,7 @@ func (h *handler) updateRouter(rc *reqCtx, id string) (model.Record, error) {
 func (h *handler) deleteRouter(rc *reqCtx, id string) error {
 	return ownedPlan(h, rc, "routers", id, func(rt *model.Router, rev int64) (*plan, error) {
 		if len(rt.Interfaces) > 0 {
-			return nil, conflict("RouterInUse", "Router %s still has ports", id)
+			return nil, conflict("RouterInUse", "Router %s has ports still attached: %s", id, strings.Join(rt.Interfaces, ", "))
 		}
 		p := &plan{}
 		p.delRecord(model.KindRouter, id, rev)
@@ -368,7 +405,7 @@ func ifaceInfo(rt *model.Router, p *model.Port) map[string]any {
 	if len(p.FixedIPs) > 0 {
 		sub = p.FixedIPs[0].SubnetID
 	}
-	return map[string]any{"id": rt.ID, "tenant_id": rt.ProjectID, "project_id": rt.ProjectID, "port_id": p.ID,
+	return map[string]any{"id": rt.ID, "tenant_id": rt.ProjectID, "port_id": p.ID,
 		"network_id": p.NetworkID, "subnet_id": sub, "subnet_ids": subs}
 }
 
@@ -397,10 +434,10 @@ func (h *handler) addInterface(rc *reqCtx, id, subID, portID string) (int, any, 
 			c, _ := parseCIDR(s.CIDR)
 			for _, hv := range haves {
 				if hv.subnet == s.ID {
-					return conflict("RouterInterfaceOverlap", "Bad router request: Router already has a port on subnet %s.", s.ID)
+					return badRequest("Bad router request: Router already has a port on subnet %s.", s.ID)
 				}
 				if oc, ok := parseCIDR(hv.cidr); ok && oc.overlaps(c) {
-					return conflict("RouterInterfaceOverlap", "Bad router request: Cidr %s of subnet %s overlaps with cidr %s of subnet %s.", s.CIDR, s.ID, hv.cidr, hv.subnet)
+					return badRequest("Bad router request: Cidr %s of subnet %s overlaps with cidr %s of subnet %s.", s.CIDR, s.ID, hv.cidr, hv.subnet)
 				}
 			}
 			return nil
@@ -430,10 +467,10 @@ func (h *handler) addInterface(rc *reqCtx, id, subID, portID string) (int, any, 
 			p = &model.Port{NetworkID: s.NetworkID, DeviceOwner: ownerRouterIface, DeviceID: rt.ID, AdminStateUp: true,
 				Status: "ACTIVE", AllowedAddressPairs: []model.AddressPair{}, SecurityGroups: []string{}}
 			stamp(&p.Base, newID(), rt.ProjectID, oStr{}, oStr{})
-			if p.MACAddress, err = claimMAC(tx, "", p.ID); err != nil {
+			if p.MACAddress, err = claimMAC(tx, "", p.ID, p.NetworkID); err != nil {
 				return err
 			}
-			ip, err := claimIP(tx, s, s.GatewayIP, p.ID, true)
+			ip, err := claimIP(tx, s, s.GatewayIP, p.ID)
 			if err != nil {
 				return err
 			}
@@ -534,7 +571,7 @@ func (h *handler) removeInterface(rc *reqCtx, id, subID, portID string) (int, an
 		}
 		if p == nil {
 			if portID != "" {
-				return notFound("RouterInterfaceNotFound", "Router "+id+" does not have an interface with id", portID)
+				return errf(http.StatusNotFound, "RouterInterfaceNotFound", "Router %s does not have an interface with id %s", id, portID)
 			}
 			return notFound("RouterInterfaceNotFoundForSubnet", "Router "+id+" has no interface on subnet", subID)
 		}
@@ -610,6 +647,21 @@ func (h *handler) floatingIPDef() *resDef {
 			v["status"] = "ACTIVE"
 		}
 		delete(v, "name")
+		delete(v, "floating_port_id")
+		zeroBasedRevision(v)
+		// port_details: the associated port's summary (recorded: fip-show).
+		v["port_details"] = nil
+		if f.PortID != "" {
+			if p, _, err := getT[*model.Port](h, rc, model.KindPort, f.PortID); err == nil && !isNil(p) {
+				st := p.Status
+				if st == "" {
+					st = "DOWN"
+				}
+				v["port_details"] = map[string]any{"admin_state_up": p.AdminStateUp, "device_id": p.DeviceID,
+					"device_owner": p.DeviceOwner, "mac_address": p.MACAddress, "name": p.Name,
+					"network_id": p.NetworkID, "status": st}
+			}
+		}
 		return v
 	})
 	d.create = h.createFIP

@@ -1,6 +1,8 @@
 package northbound
 
 import (
+	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -49,7 +51,12 @@ func (h *handler) secGroupDef() *resDef {
 		}
 		bySG := map[string][]any{}
 		for _, r := range rules {
-			bySG[r.SecurityGroupID] = append(bySG[r.SecurityGroupID], ruleView(r))
+			// Rules inside a group carry tags and standard_attr_id;
+			// a rule shown alone does not (recorded: sg-show, sgr-show).
+			rv := ruleView(r)
+			rv["tags"] = []any{}
+			rv["standard_attr_id"] = standardAttrID(r.ID)
+			bySG[r.SecurityGroupID] = append(bySG[r.SecurityGroupID], rv)
 		}
 		return bySG, nil
 	}, func(rc *reqCtx, bySG map[string][]any, sg *model.SecurityGroup) map[string]any {
@@ -68,13 +75,63 @@ func (h *handler) secGroupDef() *resDef {
 func ruleView(r *model.SGRule) map[string]any {
 	v := baseView(r, "protocol", "remote_ip_prefix", "remote_group_id")
 	v["remote_address_group_id"] = nil
-	v["normalized_cidr"] = v["remote_ip_prefix"]
+	v["normalized_cidr"] = nil
+	if r.RemoteIPPrefix != "" {
+		v["normalized_cidr"] = maskedCIDR(r.RemoteIPPrefix)
+	}
+	if r.Name == systemRule && r.Description == "" {
+		v["description"] = nil
+	}
+	delete(v, "name")
+	delete(v, "tags")
+	zeroBasedRevision(v)
 	return v
 }
+
+// neutronProtocols is the list Neutron's message names (recorded:
+// sgr-create-bad-proto).
+const neutronProtocols = "[None, 'ah', 'dccp', 'egp', 'esp', 'gre', 'hopopt', 'icmp', 'igmp', 'ip', 'ipip', 'ipv6-encap', " +
+	"'ipv6-frag', 'ipv6-icmp', 'icmpv6', 'ipv6-nonxt', 'ipv6-opts', 'ipv6-route', 'ospf', 'pgm', 'rsvp', 'sctp', 'tcp', " +
+	"'udp', 'udplite', 'vrrp']"
+
+// maskedCIDR is a prefix without host bits (itself when unparsable).
+func maskedCIDR(s string) string {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return s
+	}
+	return p.Masked().String()
+}
+
+// standardAttrID stands in for Neutron's standard attribute row id: a
+// stable number derived from the resource id.
+func standardAttrID(id string) int {
+	n := 0
+	for _, c := range strings.ReplaceAll(id, "-", "")[:min(7, len(strings.ReplaceAll(id, "-", "")))] {
+		n = n*16 + int(hexVal(c))
+	}
+	return n + 1
+}
+
+func hexVal(c rune) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	}
+	return 0
+}
+
+// systemRule marks (in the otherwise unused name) a rule Nimbus made
+// itself: a default group's rules and a new group's egress rules show
+// description null, as Neutron's do (recorded: sg-show, sgr-list-direction).
+const systemRule = "nimbus:system-rule"
 
 func newRule(project, sg, dir, eth, remoteGroup string) *model.SGRule {
 	r := &model.SGRule{SecurityGroupID: sg, Direction: dir, EtherType: eth, RemoteGroupID: remoteGroup}
 	stamp(&r.Base, newID(), project, oStr{}, oStr{})
+	r.Name = systemRule
 	return r
 }
 
@@ -197,7 +254,7 @@ func (h *handler) deleteSG(rc *reqCtx, id string) error {
 			return nil, err
 		}
 		if def == id && !rc.admin {
-			return nil, conflict("SecurityGroupCannotRemoveDefault", "Removing default security group not allowed.")
+			return nil, conflict("SecurityGroupInUse", "Security Group %s in use.", id)
 		}
 		p := &plan{}
 		p.delRecord(model.KindSecurityGroup, id, rev)
@@ -238,6 +295,9 @@ func (h *handler) sgRuleDef() *resDef {
 		kind: model.KindSGRule, what: "Security group rule", notFoundType: "SecurityGroupRuleNotFound",
 		attrs: attrSet("security_group_id direction ethertype protocol port_range_min port_range_max remote_ip_prefix " +
 			"remote_group_id remote_address_group_id normalized_cidr"),
+		// Recorded: sgr-delete-again, sgr-show-p2.
+		notFoundMsg:    "Security group rule %s does not exist",
+		hiddenNotFound: errf(http.StatusNotFound, "HTTPNotFound", "The resource could not be found."),
 	}
 	d.views = viewsOf(func(_ *reqCtx, r *model.SGRule) map[string]any { return ruleView(r) })
 	d.create = h.createRule
@@ -266,7 +326,10 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 	case "ingress", "egress":
 		r.Direction = req.Direction.V
 	default:
-		return nil, invalidInput("direction", "'%s' is not in ['ingress', 'egress']", req.Direction.V)
+		if !req.Direction.Set {
+			return nil, badRequest("Failed to parse request. Required attribute 'direction' not specified")
+		}
+		return nil, invalidInput("direction", "%s is not in valid_values", req.Direction.V)
 	}
 	r.EtherType = "IPv4"
 	if req.EtherType.Set && !req.EtherType.Null {
@@ -276,7 +339,7 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 		case "ipv6":
 			r.EtherType = "IPv6"
 		default:
-			return nil, invalidInput("ethertype", "'%s' is not in ['IPv4', 'IPv6']", req.EtherType.V)
+			return nil, errf(400, "SecurityGroupRuleInvalidEtherType", "Security group rule for ethertype '%s' not supported. Allowed values are ['IPv4', 'IPv6'].", req.EtherType.V)
 		}
 	}
 	proto := -1
@@ -293,7 +356,7 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 			} else if n, err := strconv.Atoi(x); err == nil && n >= 0 && n <= 255 {
 				proto, r.Protocol = n, x
 			} else if x != "" && x != "any" {
-				return nil, errf(400, "SecurityGroupRuleInvalidProtocol", "Security group rule protocol %s not supported. Only protocol values %v and integer representations [0 to 255] are supported.", x, []string{"tcp", "udp", "icmp", "icmpv6"})
+				return nil, errf(400, "SecurityGroupRuleInvalidProtocol", "Security group rule protocol %s not supported. Only protocol values %s and integer representations [0 to 255] are supported.", x, neutronProtocols)
 			}
 		case float64:
 			if x != float64(int(x)) || x < 0 || x > 255 {
@@ -312,21 +375,28 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 		v := req.PortRangeMax.V
 		r.PortRangeMax = &v
 	}
+	if (r.PortRangeMin != nil || r.PortRangeMax != nil) && proto < 0 {
+		return nil, errf(400, "SecurityGroupProtocolRequiredWithPorts", "Must also specify protocol if port range is given.")
+	}
 	if r.PortRangeMin != nil || r.PortRangeMax != nil {
 		switch proto {
 		case 6, 17, 132, 33, 136:
-			if r.PortRangeMin == nil || r.PortRangeMax == nil {
-				return nil, errf(400, "SecurityGroupInvalidPortRange", "For TCP/UDP protocols, port_range_min must be <= port_range_max")
+			// Neutron's order and types (recorded: sgr-create-bad-port,
+			// sgr-create-port-zero, sgr-create-bad-range).
+			for _, v := range []*int{r.PortRangeMin, r.PortRangeMax} {
+				if v != nil && (*v < 1 || *v > 65535) {
+					return nil, errf(400, "SecurityGroupInvalidPortValue", "Invalid value for port %d", *v)
+				}
 			}
-			if *r.PortRangeMin < 1 || *r.PortRangeMax > 65535 || *r.PortRangeMin > *r.PortRangeMax {
-				return nil, errf(400, "SecurityGroupInvalidPortRange", "For TCP/UDP protocols, port_range_min must be <= port_range_max and both within 1-65535")
+			if r.PortRangeMin == nil || r.PortRangeMax == nil || *r.PortRangeMin > *r.PortRangeMax {
+				return nil, errf(400, "SecurityGroupInvalidPortRange", "For TCP/UDP protocols, port_range_min must be <= port_range_max")
 			}
 		case 1, 58:
 			if r.PortRangeMin != nil && (*r.PortRangeMin < 0 || *r.PortRangeMin > 255) {
-				return nil, errf(400, "SecurityGroupInvalidIcmpValue", "Invalid value for ICMP type %d: must be 0-255", *r.PortRangeMin)
+				return nil, errf(400, "SecurityGroupInvalidIcmpValue", "Invalid value for ICMP type (port_range_min) %d. It must be 0 to 255.", *r.PortRangeMin)
 			}
 			if r.PortRangeMax != nil && (*r.PortRangeMax < 0 || *r.PortRangeMax > 255) {
-				return nil, errf(400, "SecurityGroupInvalidIcmpValue", "Invalid value for ICMP code %d: must be 0-255", *r.PortRangeMax)
+				return nil, errf(400, "SecurityGroupInvalidIcmpValue", "Invalid value for ICMP code (port_range_max) %d. It must be 0 to 255.", *r.PortRangeMax)
 			}
 			if r.PortRangeMax != nil && r.PortRangeMin == nil {
 				return nil, errf(400, "SecurityGroupMissingIcmpType", "ICMP code (port-range-max) %d is provided but ICMP type (port-range-min) is missing.", *r.PortRangeMax)
@@ -346,19 +416,20 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 			if !strings.Contains(s, "/") {
 				s += "/32"
 			}
-			c, ok := parseCIDR(s)
-			if !ok {
+			if _, ok := parseCIDR(s); !ok {
 				return nil, invalidInput("remote_ip_prefix", "'%s' is not a valid IP prefix", req.RemoteIPPrefix.V)
 			}
 			if r.EtherType != "IPv4" {
 				return nil, errf(400, "SecurityGroupRuleParameterConflict", "Conflicting value ethertype %s for CIDR %s", r.EtherType, s)
 			}
-			r.RemoteIPPrefix = ipString(c.first) + "/" + strconv.Itoa(c.bits)
+			// Kept as given, host bits and all; normalized_cidr shows
+			// it masked (recorded: sgr-create-prefix-hostbits).
+			r.RemoteIPPrefix = strings.TrimSpace(s)
 		}
 	}
 	if req.RemoteGroupID.Set && !req.RemoteGroupID.Null && req.RemoteGroupID.V != "" {
 		if r.RemoteIPPrefix != "" {
-			return nil, errf(400, "SecurityGroupRemoteGroupAndRemoteIpPrefix", "Only remote_ip_prefix or remote_group_id may be provided.")
+			return nil, errf(400, "SecurityGroupMultipleRemoteEntites", "Only one of remote_ip_prefix or remote_group_id or remote_address_group_id may be provided.")
 		}
 		r.RemoteGroupID = req.RemoteGroupID.V
 	}
@@ -407,6 +478,13 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 		if err := claimQuota(tx, r.ProjectID, "security_group_rule"); err != nil {
 			return err
 		}
+		// A rule change bumps its group's revision, as in Neutron
+		// (recorded: sg-show-with-rules); the write also serializes rule
+		// creates on one group, which makes the duplicate check race-free.
+		touch(&sg.Base)
+		if err := tx.Put(sg); err != nil {
+			return err
+		}
 		return storeRuleTx(tx, r)
 	})
 	if err != nil {
@@ -430,10 +508,11 @@ func sameRule(a, b *model.SGRule) bool {
 		return p
 	}
 	pfx := func(r *model.SGRule) string {
-		if r.RemoteIPPrefix == "0.0.0.0/0" || r.RemoteIPPrefix == "::/0" {
+		m := maskedCIDR(r.RemoteIPPrefix)
+		if m == "0.0.0.0/0" || m == "::/0" {
 			return ""
 		}
-		return r.RemoteIPPrefix
+		return m
 	}
 	return a.Direction == b.Direction && a.EtherType == b.EtherType && norm(a.Protocol) == norm(b.Protocol) &&
 		intp(a.PortRangeMin) == intp(b.PortRangeMin) && intp(a.PortRangeMax) == intp(b.PortRangeMax) &&
@@ -459,7 +538,12 @@ func (h *handler) deleteRule(rc *reqCtx, id string) error {
 		tx.DelRaw(refKey(refSGRules, r.SecurityGroupID, r.ID))
 		tx.Delete(model.KindSGRule, id)
 		countUsage(tx, r.ProjectID, "security_group_rule", -1)
-		return nil
+		sg, err := txGet[*model.SecurityGroup](tx, model.KindSecurityGroup, r.SecurityGroupID)
+		if err != nil || sg == nil {
+			return err
+		}
+		touch(&sg.Base)
+		return tx.Put(sg)
 	})
 	return err
 }

@@ -75,7 +75,7 @@ func Check(f *flow.Flow) error {
 				return err
 			}
 		}
-		if ct, ok := a.(flow.CT); ok && ct.Table != flow.CTNoTable {
+		if ct, ok := a.(flow.CT); ok && ct.Table != flow.CTNoTable && !(t.Recirculate && ct.Table == f.Table) {
 			if err := next(ct.Table, "recirculate to"); err != nil {
 				return err
 			}

@@ -32,6 +32,10 @@ type Table struct {
 	// Sets lists the fields flows here may write: set-field and move
 	// destinations, and dl_vlan (VlanVID) for push/pop VLAN (nil: none).
 	Sets []flow.Field
+	// Recirculate lets ct() recirculate into the table itself: the
+	// lookup before conntrack matches packets not yet classified, the
+	// verdict after it +trk.
+	Recirculate bool
 	// Next lists the tables flows here may goto/resubmit to.
 	Next []string
 	// Dynamic tables hold flows installed by packet-in handlers.
@@ -76,9 +80,10 @@ var (
 		Matches: fs(flow.InPort, flow.EthSrc, flow.EthType, flow.IPv4Src, flow.ARPSpa, flow.IPProto, flow.UDPSrc, flow.UDPDst),
 		Next:    []string{"from_vm_acl"}}
 	FromVMACL = &Table{Name: "from_vm_acl", Owner: AppSecGroup, Purpose: "stateful security groups on what a VM sends (conntrack commit/lookup)", Miss: MissNext,
-		Matches: fields(fs(regClass, regNet, regIn, flow.EthSrc, flow.EthDst), ipFields, ctFields),
-		Sets:    fs(flow.Reg4, flow.CTMark),
-		Next:    []string{"arp_responder"}}
+		Matches:     fields(fs(regClass, regNet, regIn, flow.Reg7, flow.EthSrc, flow.EthDst), ipFields, ctFields),
+		Sets:        fs(flow.Reg4, flow.Reg7, flow.CTMark),
+		Next:        []string{"arp_responder"},
+		Recirculate: true}
 	ARPResponder = &Table{Name: "arp_responder", Owner: AppIsolation, Purpose: "answer ARP for known addresses on the local chassis", Miss: MissNext, Writers: []AppID{AppL3Router, AppNAT, AppLB},
 		Matches: fs(regClass, regNet, flow.EthType, flow.ARPOp, flow.ARPTpa),
 		Sets:    fs(regClass, flow.EthSrc, flow.EthDst, flow.ARPOp, flow.ARPSha, flow.ARPSpa, flow.ARPTha, flow.ARPTpa),
@@ -107,9 +112,10 @@ var (
 		Sets:    fs(regOut, flow.TunnelID, flow.VlanVID),
 		Next:    []string{"to_vm_acl"}}
 	ToVMACL = &Table{Name: "to_vm_acl", Owner: AppSecGroup, Purpose: "stateful security groups on what a VM receives", Miss: MissNext,
-		Matches: fields(fs(regClass, regNet, regIn, regOut, flow.EthSrc, flow.EthDst), ipFields, ctFields),
-		Sets:    fs(flow.Reg4, flow.CTMark),
-		Next:    []string{"output"}}
+		Matches:     fields(fs(regClass, regNet, regIn, regOut, flow.Reg7, flow.EthSrc, flow.EthDst), ipFields, ctFields),
+		Sets:        fs(flow.Reg4, flow.Reg7, flow.CTMark),
+		Next:        []string{"output"},
+		Recirculate: true}
 	Output = &Table{Name: "output", Owner: AppIsolation, Purpose: "emit to the egress port chosen earlier (reg3)", Miss: MissDrop,
 		Matches: fs(regOut)}
 	L2Learning = &Table{Name: "l2_learning", Owner: AppLearning, Purpose: "MAC learning for ports no tenant network covers, on plain switches: learned (in_port, dl_src, dl_dst) flows with idle timeouts; the learning app's metered punt (learning_punt) sends the rest to the controller; on a chassis nothing is punted and the miss drops", Miss: MissDrop,

@@ -28,6 +28,7 @@ import (
 	"github.com/nimbus-sdn/nimbus/app/isolation"
 	"github.com/nimbus-sdn/nimbus/app/l3router"
 	"github.com/nimbus-sdn/nimbus/app/learning"
+	"github.com/nimbus-sdn/nimbus/app/secgroup"
 	"github.com/nimbus-sdn/nimbus/cluster"
 	"github.com/nimbus-sdn/nimbus/config"
 	"github.com/nimbus-sdn/nimbus/metrics"
@@ -153,6 +154,7 @@ func serve(args []string) error {
 	apps := []app.App{
 		learning.New(learning.Config{IdleTimeout: uint16(cfg.Learning.IdleTimeout)}),
 		isolation.New(isolation.Config{}),
+		secgroup.New(),
 		l3router.New(),
 	}
 	// The LLDP key is shared by every replica through etcd, so any

@@ -747,7 +747,8 @@ func (w *walker) ct(p *Packet, a flow.CT) error {
 // consistent refuses a flow whose actions set or move a field that its
 // match (as changed by the actions before) does not guarantee: an ARP
 // field without dl_type=arp, a TCP port without nw_proto=6, dl_vlan or
-// dl_vlan_pcp without a VLAN tag matched or pushed. Open vSwitch rejects
+// dl_vlan_pcp without a VLAN tag matched or pushed, ct() without an IP
+// dl_type. Open vSwitch rejects
 // such a flow when it is added (OFPBAC_MATCH_INCONSISTENT), so a walk
 // through it would describe a flow no switch holds.
 func consistent(f *flow.Flow) error {
@@ -789,6 +790,12 @@ func consistent(f *flow.Flow) error {
 			err = need(a, a.F)
 		case flow.Move:
 			err = need(a, a.Src, a.Dst)
+		case flow.CT:
+			// OVS refuses ct() in a flow whose match does not fix an IP
+			// dl_type (MATCH_INCONSISTENT, found by app/secgroup's e2e).
+			if v, ok := known[flow.EthType]; !ok || (v != 0x0800 && v != 0x86dd) {
+				err = fmt.Errorf("fakeswitch: flow %s: %s needs dl_type=ip or ipv6 in the match (OVS rejects the flow)", f.KeyText(), a)
+			}
 		}
 		if err != nil {
 			return err

@@ -251,7 +251,7 @@ func TestDecTTL(t *testing.T) {
 
 func TestConntrack(t *testing.T) {
 	s := sw(
-		&flow.Flow{Table: 0, Priority: 1, Match: flow.M().SetMasked(flow.CTState, 0, flow.CTTracked), Actions: []flow.Action{
+		&flow.Flow{Table: 0, Priority: 1, Match: flow.M().Set(flow.EthType, 0x0800).SetMasked(flow.CTState, 0, flow.CTTracked), Actions: []flow.Action{
 			flow.SetField{F: flow.Reg4, Value: 9},
 			flow.CT{Commit: true, ZoneSrc: flow.Reg4, Table: 2, Exec: []flow.SetField{{F: flow.CTMark, Value: 0x11}}},
 			flow.Output{Port: 5}}},
@@ -271,18 +271,24 @@ func TestConntrack(t *testing.T) {
 	wantPorts(t, walk(t, s, 1, ipPkt()), 5, 3)
 
 	// After ct() the pass goes on untracked, with or without recirculation.
-	clear := sw(&flow.Flow{Table: 0, Priority: 1, Actions: []flow.Action{flow.CT{Zone: 3, Table: flow.CTNoTable}, flow.Output{Port: 2}}})
+	clear := sw(&flow.Flow{Table: 0, Priority: 1, Match: flow.M().Set(flow.EthType, 0x0800), Actions: []flow.Action{flow.CT{Zone: 3, Table: flow.CTNoTable}, flow.Output{Port: 2}}})
 	in := ipPkt()
 	in.CTState, in.CTZone, in.CTMark = flow.CTTracked|flow.CTEstablished, 3, 7
 	if p := walk(t, clear, 1, in).Emits[0].Packet; p.CTState != 0 || p.CTZone != 0 || p.CTMark != 0 {
 		t.Fatalf("ct fields after ct(): %s", p)
 	}
 
-	nat := sw(&flow.Flow{Table: 0, Priority: 1, Actions: []flow.Action{flow.CT{Table: 1, NAT: &flow.NAT{}}}})
+	nat := sw(&flow.Flow{Table: 0, Priority: 1, Match: flow.M().Set(flow.EthType, 0x0800), Actions: []flow.Action{flow.CT{Table: 1, NAT: &flow.NAT{}}}})
 	if _, err := nat.Walk(1, ipPkt()); !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("nat: %v", err)
 	}
-	loop := sw(&flow.Flow{Table: 0, Priority: 1, Actions: []flow.Action{flow.CT{Table: 0}}})
+	// OVS refuses ct() where the match fixes no IP dl_type
+	// (OFPBAC_MATCH_INCONSISTENT); so does the model.
+	noIP := sw(&flow.Flow{Table: 0, Priority: 1, Actions: []flow.Action{flow.CT{Zone: 3, Table: flow.CTNoTable}}})
+	if _, err := noIP.Walk(1, ipPkt()); err == nil || !strings.Contains(err.Error(), "dl_type=ip") {
+		t.Fatalf("ct() without dl_type=ip: %v", err)
+	}
+	loop := sw(&flow.Flow{Table: 0, Priority: 1, Match: flow.M().Set(flow.EthType, 0x0800), Actions: []flow.Action{flow.CT{Table: 0}}})
 	if _, err := loop.Walk(1, ipPkt()); err == nil {
 		t.Fatal("endless recirculation must be an error")
 	}
