@@ -34,7 +34,8 @@ func (n neutron) put(path string, body any) map[string]any {
 }
 
 // TestL3EastWest: one tenant, a router with two GRE subnets
-// (10.0.1.0/24, 10.0.2.0/24) and a third subnet not on the router, VMs on
+// (10.0.1.0/24, 10.0.2.0/24) and a VLAN subnet (10.0.5.0/24, VLAN 301 on
+// physnet1), a third GRE subnet not on the router, VMs on
 // three hypervisors that get the router as their default gateway by DHCP,
 // and a second tenant with the same subnets behind its own router. VMs
 // ping the gateway, each other across the router (on another hypervisor
@@ -47,16 +48,21 @@ func TestL3EastWest(t *testing.T) {
 	if _, err := hvlab.DHCPClient(); err != nil {
 		t.Fatal(err)
 	}
-	env := startOverlay(t, hvlab.Options{}, nil)
+	env := startOverlay(t, hvlab.Options{Physnet: true}, []string{physnet},
+		"--bridge-mappings", physnet+":"+hvlab.PhysnetBridge)
 	l, hvs, nb := env.l, env.hvs, env.nb
 	const projA, projB = "tenant-l3a", "tenant-l3b"
-	subnet := func(project, cidr, gw string) (netID, subID string) {
-		n := nb.post("networks", map[string]any{"network": map[string]any{"name": "net-" + cidr, "project_id": project,
-			"provider:network_type": "gre"}})
+	subnetOn := func(project, cidr, gw string, provider map[string]any) (netID, subID string) {
+		net := map[string]any{"name": "net-" + cidr, "project_id": project, "provider:network_type": "gre"}
+		for k, v := range provider {
+			net[k] = v
+		}
+		n := nb.post("networks", map[string]any{"network": net})
 		s := nb.post("subnets", map[string]any{"subnet": map[string]any{"network_id": n["id"], "project_id": project,
 			"cidr": cidr, "ip_version": 4, "gateway_ip": gw}})
 		return n["id"].(string), s["id"].(string)
 	}
+	subnet := func(project, cidr, gw string) (netID, subID string) { return subnetOn(project, cidr, gw, nil) }
 	router := func(project string, subs ...string) {
 		rt := nb.post("routers", map[string]any{"router": map[string]any{"name": "r-" + project, "project_id": project}})
 		for _, s := range subs {
@@ -66,7 +72,10 @@ func TestL3EastWest(t *testing.T) {
 	n1, s1 := subnet(projA, "10.0.1.0/24", "10.0.1.1")
 	n2, s2 := subnet(projA, "10.0.2.0/24", "10.0.2.1")
 	n3, s3 := subnet(projA, "10.0.3.0/24", "10.0.3.1")
-	router(projA, s1, s2)
+	// A VLAN provider subnet on the same router.
+	n5, s5 := subnetOn(projA, "10.0.5.0/24", "10.0.5.1", map[string]any{"provider:network_type": "vlan",
+		"provider:physical_network": physnet, "provider:segmentation_id": 301})
+	router(projA, s1, s2, s5)
 	// Tenant B: the same subnets behind its own router.
 	m1, t1 := subnet(projB, "10.0.1.0/24", "10.0.1.1")
 	m2, t2 := subnet(projB, "10.0.2.0/24", "10.0.2.1")
@@ -80,6 +89,7 @@ func TestL3EastWest(t *testing.T) {
 		{projA, "v2", n2, s2, "10.0.2.12", hvs[1]},
 		{projA, "v4", n2, s2, "10.0.2.14", hvs[0]}, // v1's hypervisor: routed locally
 		{projA, "v3", n3, s3, "10.0.3.13", hvs[2]}, // not on the router
+		{projA, "v5", n5, s5, "10.0.5.15", hvs[2]}, // VLAN 301
 		{projB, "w1", m1, t1, "10.0.1.11", hvs[0]}, // v1's twin in tenant B, same hypervisor
 		{projB, "w2", m2, t2, "10.0.2.12", hvs[2]}, // v2's twin, another hypervisor
 	}
@@ -111,7 +121,7 @@ func TestL3EastWest(t *testing.T) {
 			}
 		}
 	}
-	v1, v2, v3, v4, w1, w2 := vms["v1"], vms["v2"], vms["v3"], vms["v4"], vms["w1"], vms["w2"]
+	v1, v2, v3, v4, v5, w1, w2 := vms["v1"], vms["v2"], vms["v3"], vms["v4"], vms["v5"], vms["w1"], vms["w2"]
 	name := map[*hvlab.VM]string{}
 	for n, vm := range vms {
 		name[vm] = n
@@ -136,7 +146,8 @@ func TestL3EastWest(t *testing.T) {
 		for _, c := range []struct {
 			from *hvlab.VM
 			to   string
-		}{{v1, "10.0.2.12"}, {v2, "10.0.1.11"}, {v1, "10.0.2.14"}, {v4, "10.0.1.11"}} {
+		}{{v1, "10.0.2.12"}, {v2, "10.0.1.11"}, {v1, "10.0.2.14"}, {v4, "10.0.1.11"},
+			{v1, "10.0.5.15"}, {v5, "10.0.1.11"}, {v5, "10.0.2.12"}} { // GRE <-> VLAN
 			out, err := c.from.For(t).ExecErr("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", c.to)
 			if err != nil || !strings.Contains(out, " 0% packet loss") {
 				t.Errorf("%s -> %s: %v\n%s", name[c.from], c.to, err, out)
