@@ -76,6 +76,7 @@ const (
 	IPv4Src
 	IPv4Dst
 	IPDSCP
+	IPTTL
 	TCPSrc
 	TCPDst
 	UDPSrc
@@ -130,6 +131,7 @@ var defs = [numFields]FieldDef{
 	IPv4Src:    {"nw_src", ClassBasic, 11, 4, true, FmtIPv4, []Prereq{{EthType, EthTypeIPv4}}},
 	IPv4Dst:    {"nw_dst", ClassBasic, 12, 4, true, FmtIPv4, []Prereq{{EthType, EthTypeIPv4}}},
 	IPDSCP:     {"ip_dscp", ClassBasic, 8, 1, false, FmtDec, []Prereq{{EthType, EthTypeIPv4}}},
+	IPTTL:      {"nw_ttl", ClassNXM1, 29, 1, false, FmtDec, []Prereq{{EthType, EthTypeIPv4}}},
 	TCPSrc:     {"tp_src", ClassBasic, 13, 2, true, FmtDec, []Prereq{{EthType, EthTypeIPv4}, {IPProto, ProtoTCP}}},
 	TCPDst:     {"tp_dst", ClassBasic, 14, 2, true, FmtDec, []Prereq{{EthType, EthTypeIPv4}, {IPProto, ProtoTCP}}},
 	UDPSrc:     {"udp_src", ClassBasic, 15, 2, true, FmtDec, []Prereq{{EthType, EthTypeIPv4}, {IPProto, ProtoUDP}}},

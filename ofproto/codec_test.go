@@ -77,6 +77,8 @@ func sampleFlows() []*flow.Flow {
 		{Table: 8, Priority: 80, Match: icmpMatch().Set(flow.ICMPv4Type, 8).Set(flow.ICMPv4Code, 0),
 			Actions: []flow.Action{flow.SetField{F: flow.IPv4Src, Value: uint64(ipB)}, flow.SetField{F: flow.IPv4Dst, Value: uint64(ipA)},
 				flow.SetField{F: flow.IPDSCP, Value: 10}, flow.Output{Port: flow.PortInPort}}},
+		{Table: 8, Priority: 81, Match: ipMatch().Set(flow.IPTTL, 1),
+			Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}},
 		{Table: 9, Priority: 90, Match: arpMatch().Set(flow.ARPOp, 1).SetMasked(flow.ARPSpa, uint64(ipA), 0xffff0000).
 			Set(flow.ARPTpa, uint64(ipB)).Set(flow.ARPSha, uint64(macA)).SetMasked(flow.ARPTha, 0, 0xffffffffff00),
 			Actions: []flow.Action{flow.SetField{F: flow.ARPOp, Value: 2}, flow.SetField{F: flow.ARPSha, Value: uint64(macB)},

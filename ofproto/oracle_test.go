@@ -212,6 +212,7 @@ func flowCases() []flowCase {
 		{"ip,nw_dst=192.168.1.7", ipMatch().Set(flow.IPv4Dst, uint64(ipB))},
 		{"ip,nw_dst=192.168.0.0/16", ipMatch().SetMasked(flow.IPv4Dst, uint64(ipB)&0xffff0000, 0xffff0000)},
 		{"ip,nw_tos=184", ipMatch().Set(flow.IPDSCP, 46)},
+		{"ip,nw_ttl=1", ipMatch().Set(flow.IPTTL, 1)},
 		{"tcp,tp_src=1024", tcpMatch().Set(flow.TCPSrc, 1024)},
 		{"tcp,tp_src=0x400/0xfc00", tcpMatch().SetMasked(flow.TCPSrc, 0x400, 0xfc00)},
 		{"tcp,tp_dst=443", tcpMatch().Set(flow.TCPDst, 443)},

@@ -22,10 +22,12 @@ var (
 		Purpose: "DHCP requests sent to the controller's DHCP responder"}
 	MeterLearning = &MeterDef{ID: 0x004e0003, Name: "learning_punt", RatePPS: 1000,
 		Purpose: "L2 learning misses sent to the controller (plain switches; chassis have no learning fallback)"}
+	MeterL3 = &MeterDef{ID: 0x004e0004, Name: "l3_punt", RatePPS: 100,
+		Purpose: "routed packets with an expired TTL or no route, sent to the L3 router's handler for ICMP time exceeded / net unreachable"}
 )
 
 // Meters lists the declared meters.
-var Meters = []*MeterDef{MeterLLDP, MeterDHCP, MeterLearning}
+var Meters = []*MeterDef{MeterLLDP, MeterDHCP, MeterLearning, MeterL3}
 
 // Meter is the OpenFlow meter: drop above RatePPS packets per second.
 func (m *MeterDef) Meter() *flow.Meter {

@@ -99,10 +99,10 @@ var (
 		Matches: fields(fs(regClass, regNet, flow.Reg5), ipFields, ctFields),
 		Sets:    fs(flow.Reg4, flow.Reg5, flow.IPv4Dst, flow.CTMark),
 		Next:    []string{"l3_routing"}}
-	L3Routing = &Table{Name: "l3_routing", Owner: AppL3Router, Purpose: "distributed routing between tenant subnets", Miss: MissNext,
-		Matches: fields(fs(regClass, regNet, flow.Reg5, flow.EthDst), ipFields),
-		Sets:    fs(regClass, regNet, flow.Reg5, flow.EthSrc, flow.EthDst),
-		Next:    []string{"snat"}}
+	L3Routing = &Table{Name: "l3_routing", Owner: AppL3Router, Purpose: "distributed routing between tenant subnets on the source chassis: a packet to a router interface's MAC is routed by destination address (dec_ttl, MACs rewritten, network register set to the target's network, then l2_forward for a local target or straight to the target chassis's tunnel / the VLAN uplink); ICMP echo to a gateway answered in place; TTL 0/1 and no route punted (l3_punt) for ICMP time exceeded / net unreachable", Miss: MissNext,
+		Matches: fields(fs(regClass, regNet, flow.Reg5, flow.EthDst, flow.IPTTL), ipFields),
+		Sets:    fs(regClass, regNet, flow.Reg5, flow.EthSrc, flow.EthDst, flow.IPv4Src, flow.IPv4Dst, flow.ICMPv4Type, flow.TunnelID, flow.VlanVID),
+		Next:    []string{"snat", "l2_forward"}}
 	SNAT = &Table{Name: "snat", Owner: AppNAT, Purpose: "SNAT and floating IP SNAT toward the external network", Miss: MissNext,
 		Matches: fields(fs(regClass, regNet, flow.Reg5), ipFields, ctFields),
 		Sets:    fs(flow.Reg4, flow.IPv4Src, flow.CTMark),

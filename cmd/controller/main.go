@@ -26,6 +26,7 @@ import (
 
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/app/isolation"
+	"github.com/nimbus-sdn/nimbus/app/l3router"
 	"github.com/nimbus-sdn/nimbus/app/learning"
 	"github.com/nimbus-sdn/nimbus/app/secgroup"
 	"github.com/nimbus-sdn/nimbus/cluster"
@@ -154,6 +155,7 @@ func serve(args []string) error {
 		learning.New(learning.Config{IdleTimeout: uint16(cfg.Learning.IdleTimeout)}),
 		isolation.New(isolation.Config{}),
 		secgroup.New(),
+		l3router.New(),
 	}
 	// The LLDP key is shared by every replica through etcd, so any
 	// replica verifies frames another one sent.

@@ -128,6 +128,8 @@ func (p *Packet) Get(f flow.Field) (v uint64, ok bool) {
 		return uint64(p.IPv4Dst), true
 	case flow.IPDSCP:
 		return uint64(p.IPDSCP), true
+	case flow.IPTTL:
+		return uint64(p.TTL), true
 	case flow.TCPSrc, flow.UDPSrc:
 		return uint64(p.TPSrc), true
 	case flow.TCPDst, flow.UDPDst:
@@ -204,6 +206,8 @@ func (p *Packet) Set(f flow.Field, v uint64) error {
 			p.IPv4Dst = flow.IPv4(v)
 		case flow.IPDSCP:
 			p.IPDSCP = uint8(v)
+		case flow.IPTTL:
+			p.TTL = uint8(v)
 		case flow.TCPSrc, flow.UDPSrc:
 			p.TPSrc = uint16(v)
 		case flow.TCPDst, flow.UDPDst:

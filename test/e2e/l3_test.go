@@ -1,0 +1,221 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nimbus-sdn/nimbus/internal/hvlab"
+	"github.com/nimbus-sdn/nimbus/internal/ovslab"
+)
+
+// put sends a PUT to the Neutron API and fails the test on an error status.
+func (n neutron) put(path string, body any) map[string]any {
+	n.t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPut, "http://"+n.api+"/v2.0/"+path, bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		n.t.Fatalf("PUT %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		n.t.Fatalf("PUT %s %s: %s: %s", path, b, resp.Status, raw)
+	}
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	return out
+}
+
+// TestL3EastWest: one tenant, a router with two GRE subnets
+// (10.0.1.0/24, 10.0.2.0/24) and a VLAN subnet (10.0.5.0/24, VLAN 301 on
+// physnet1), a third GRE subnet not on the router, VMs on
+// three hypervisors that get the router as their default gateway by DHCP,
+// and a second tenant with the same subnets behind its own router. VMs
+// ping the gateway, each other across the router (on another hypervisor
+// and on their own), with the TTL decremented once; the subnet not on the
+// router is unreachable both ways (net unreachable from the gateway); the
+// tenants never see each other's packets; TTL 1 gives time exceeded from
+// the gateway.
+func TestL3EastWest(t *testing.T) {
+	hvlab.RequireE2E(t)
+	if _, err := hvlab.DHCPClient(); err != nil {
+		t.Fatal(err)
+	}
+	env := startOverlay(t, hvlab.Options{Physnet: true}, []string{physnet},
+		"--bridge-mappings", physnet+":"+hvlab.PhysnetBridge)
+	l, hvs, nb := env.l, env.hvs, env.nb
+	const projA, projB = "tenant-l3a", "tenant-l3b"
+	subnetOn := func(project, cidr, gw string, provider map[string]any) (netID, subID string) {
+		net := map[string]any{"name": "net-" + cidr, "project_id": project, "provider:network_type": "gre"}
+		for k, v := range provider {
+			net[k] = v
+		}
+		n := nb.post("networks", map[string]any{"network": net})
+		s := nb.post("subnets", map[string]any{"subnet": map[string]any{"network_id": n["id"], "project_id": project,
+			"cidr": cidr, "ip_version": 4, "gateway_ip": gw}})
+		return n["id"].(string), s["id"].(string)
+	}
+	subnet := func(project, cidr, gw string) (netID, subID string) { return subnetOn(project, cidr, gw, nil) }
+	router := func(project string, subs ...string) {
+		rt := nb.post("routers", map[string]any{"router": map[string]any{"name": "r-" + project, "project_id": project}})
+		for _, s := range subs {
+			nb.put("routers/"+rt["id"].(string)+"/add_router_interface", map[string]any{"subnet_id": s})
+		}
+	}
+	n1, s1 := subnet(projA, "10.0.1.0/24", "10.0.1.1")
+	n2, s2 := subnet(projA, "10.0.2.0/24", "10.0.2.1")
+	n3, s3 := subnet(projA, "10.0.3.0/24", "10.0.3.1")
+	// A VLAN provider subnet on the same router.
+	n5, s5 := subnetOn(projA, "10.0.5.0/24", "10.0.5.1", map[string]any{"provider:network_type": "vlan",
+		"provider:physical_network": physnet, "provider:segmentation_id": 301})
+	router(projA, s1, s2, s5)
+	// Tenant B: the same subnets behind its own router.
+	m1, t1 := subnet(projB, "10.0.1.0/24", "10.0.1.1")
+	m2, t2 := subnet(projB, "10.0.2.0/24", "10.0.2.1")
+	router(projB, t1, t2)
+	type vmSpec struct {
+		project, name, net, sub, ip string
+		hv                          *hvlab.Hypervisor
+	}
+	specs := []vmSpec{
+		{projA, "v1", n1, s1, "10.0.1.11", hvs[0]},
+		{projA, "v2", n2, s2, "10.0.2.12", hvs[1]},
+		{projA, "v4", n2, s2, "10.0.2.14", hvs[0]}, // v1's hypervisor: routed locally
+		{projA, "v3", n3, s3, "10.0.3.13", hvs[2]}, // not on the router
+		{projA, "v5", n5, s5, "10.0.5.15", hvs[2]}, // VLAN 301
+		{projB, "w1", m1, t1, "10.0.1.11", hvs[0]}, // v1's twin in tenant B, same hypervisor
+		{projB, "w2", m2, t2, "10.0.2.12", hvs[2]}, // v2's twin, another hypervisor
+	}
+	vms := map[string]*hvlab.VM{}
+	for _, s := range specs {
+		p := nb.post("ports", map[string]any{"port": map[string]any{"network_id": s.net, "project_id": s.project,
+			"name": s.name, "binding:host_id": s.hv.Name(),
+			"fixed_ips": []any{map[string]any{"subnet_id": s.sub, "ip_address": s.ip}}}})
+		vms[s.name] = l.AddVM(t, s.hv, p["id"].(string), p["mac_address"].(string), "")
+	}
+	dir := t.TempDir()
+	for _, s := range specs {
+		if ip, _ := hvlab.Lease(t, vms[s.name].NS(), "eth0", dir); ip != s.ip {
+			t.Fatalf("%s leased %s, want %s", s.name, ip, s.ip)
+		}
+		// The veth's TCP checksums are left to offload, which OVS's
+		// userspace conntrack (security groups) counts as invalid: off,
+		// as in the secgroup tests.
+		vms[s.name].Exec("ethtool", "-K", "eth0", "tx", "off")
+		if r := vms[s.name].Exec("ip", "route", "show", "default"); !strings.Contains(r, "via "+s.ip[:len("10.0.x.")]+"1") {
+			t.Fatalf("%s: default route %q, want via its gateway", s.name, r)
+		}
+	}
+	// Seed the underlay neighbour caches (see TestOverlayIsolation).
+	for _, hv := range hvs {
+		for _, peer := range hvs {
+			if peer != hv {
+				hv.Appctl("tnl/neigh/set", "br-phy", peer.TunnelIP(), peer.Exec("cat", "/sys/class/net/br-phy/address"))
+			}
+		}
+	}
+	v1, v2, v3, v4, v5, w1, w2 := vms["v1"], vms["v2"], vms["v3"], vms["v4"], vms["v5"], vms["w1"], vms["w2"]
+	name := map[*hvlab.VM]string{}
+	for n, vm := range vms {
+		name[vm] = n
+	}
+	defer func() {
+		if t.Failed() {
+			dumpHVs(t, hvs)
+		}
+	}()
+
+	t.Run("gateway answers ping", func(t *testing.T) {
+		for _, c := range []struct {
+			vm *hvlab.VM
+			gw string
+		}{{v1, "10.0.1.1"}, {v2, "10.0.2.1"}, {v1, "10.0.2.1"}} {
+			if s, r := c.vm.For(t).Ping(c.gw, 3, 0, false); r != s {
+				t.Errorf("%s -> gateway %s: %d/%d", name[c.vm], c.gw, r, s)
+			}
+		}
+	})
+	t.Run("routed across hypervisors", func(t *testing.T) {
+		for _, c := range []struct {
+			from *hvlab.VM
+			to   string
+		}{{v1, "10.0.2.12"}, {v2, "10.0.1.11"}, {v1, "10.0.2.14"}, {v4, "10.0.1.11"},
+			{v1, "10.0.5.15"}, {v5, "10.0.1.11"}, {v5, "10.0.2.12"}} { // GRE <-> VLAN
+			out, err := c.from.For(t).ExecErr("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", c.to)
+			if err != nil || !strings.Contains(out, " 0% packet loss") {
+				t.Errorf("%s -> %s: %v\n%s", name[c.from], c.to, err, out)
+				continue
+			}
+			// One hop: the request and the reply each cross the router once.
+			if !strings.Contains(out, "ttl=63") {
+				t.Errorf("%s -> %s: reply TTL is not 63 (one routed hop):\n%s", name[c.from], c.to, out)
+			}
+		}
+	})
+	t.Run("TCP across the router", func(t *testing.T) {
+		// v2 serves 300 kB (full-size segments at the GRE MTU); v1, on
+		// another hypervisor and subnet, fetches it through the router.
+		srv := ovslab.StartProcess(t, "ip", []string{"netns", "exec", v2.NS(), "socat", "-d", "-d",
+			"TCP-LISTEN:8080,reuseaddr,fork", "SYSTEM:head -c 300000 /dev/zero"}, nil)
+		defer srv.Kill()
+		srv.WaitLog("listening on", 10*time.Second)
+		out, err := v1.For(t).ExecErr("sh", "-c", "socat -T 10 -u TCP:10.0.2.12:8080,connect-timeout=5 - | wc -c")
+		if err != nil || strings.TrimSpace(out) != "300000" {
+			t.Errorf("v1 fetched %q bytes from v2 over TCP through the router, want 300000 (%v)", strings.TrimSpace(out), err)
+		}
+	})
+	t.Run("subnet not on the router is unreachable", func(t *testing.T) {
+		capt := hvlab.Tcpdump(t, v3.NS(), "eth0", "icmp")
+		if _, r := v1.For(t).Ping("10.0.3.13", 2, 0, false); r != 0 {
+			t.Errorf("v1 reached 10.0.3.13 on a subnet not on the router")
+		}
+		if lines := capt.Stop(); len(lines) != 0 {
+			t.Errorf("v3 received:\n%s", strings.Join(lines, "\n"))
+		}
+		if _, r := v3.For(t).Ping("10.0.1.11", 2, 0, false); r != 0 {
+			t.Errorf("v3 (no router on its subnet) reached 10.0.1.11")
+		}
+		// No route on the router: ICMP net unreachable from the gateway.
+		out, _ := v1.For(t).ExecErr("ping", "-n", "-c", "1", "-W", "2", "10.0.3.13")
+		if !strings.Contains(out, "From 10.0.1.1") || !strings.Contains(out, "Unreachable") {
+			t.Errorf("v1 -> 10.0.3.13: want net unreachable from 10.0.1.1:\n%s", out)
+		}
+	})
+	t.Run("tenants with identical subnets stay apart", func(t *testing.T) {
+		capA := hvlab.Tcpdump(t, v2.NS(), "eth0", "icmp")
+		if s, r := w1.For(t).Ping("10.0.2.12", 3, 0, false); r != s {
+			t.Errorf("w1 -> 10.0.2.12 (w2, tenant B): %d/%d", r, s)
+		}
+		if lines := capA.Stop(); len(lines) != 0 {
+			t.Errorf("tenant A's v2 saw tenant B's traffic:\n%s", strings.Join(lines, "\n"))
+		}
+		capB := hvlab.Tcpdump(t, w2.NS(), "eth0", "icmp")
+		if s, r := v1.For(t).Ping("10.0.2.12", 3, 0, false); r != s {
+			t.Errorf("v1 -> 10.0.2.12 (v2, tenant A): %d/%d", r, s)
+		}
+		if lines := capB.Stop(); len(lines) != 0 {
+			t.Errorf("tenant B's w2 saw tenant A's traffic:\n%s", strings.Join(lines, "\n"))
+		}
+	})
+	t.Run("TTL 1 gives time exceeded from the gateway", func(t *testing.T) {
+		capt := hvlab.Tcpdump(t, v2.NS(), "eth0", "icmp")
+		out, _ := v1.For(t).ExecErr("ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", "-t", "1", "10.0.2.12")
+		if lines := capt.Stop(); len(lines) != 0 {
+			t.Errorf("a TTL-1 packet was routed to v2:\n%s", strings.Join(lines, "\n"))
+		}
+		if !strings.Contains(out, "From 10.0.1.1") || !strings.Contains(out, "Time to live exceeded") {
+			t.Errorf("ping -t 1 across the router: want time exceeded from 10.0.1.1:\n%s", out)
+		}
+		// TTL 2 crosses the one hop.
+		if out, err := v1.For(t).ExecErr("ping", "-n", "-c", "1", "-W", "2", "-t", "2", "10.0.2.12"); err != nil {
+			t.Errorf("ping -t 2 across the router: %v\n%s", err, out)
+		}
+	})
+}
