@@ -76,6 +76,9 @@ func Check(f *flow.Flow) error {
 			}
 		}
 		if ct, ok := a.(flow.CT); ok && ct.Table != flow.CTNoTable {
+			if ct.Table == t.id && t.Recirculates {
+				continue
+			}
 			if err := next(ct.Table, "recirculate to"); err != nil {
 				return err
 			}
