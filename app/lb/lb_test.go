@@ -28,8 +28,8 @@ var update = flag.Bool("update", false, "rewrite golden files")
 //	hv2: 1 client c2 10.0.0.12   2 member m2 10.0.0.22   10 gre->hv1  11 gre->hv3
 //	hv3:                         2 member m3 10.0.0.23   10 gre->hv1  11 gre->hv2
 const (
-	idC1, idC2, idVIPPort = "c1000000-0000-4000-8000-000000000001", "c2000000-0000-4000-8000-000000000002", "ffff0000-0000-4000-8000-000000000100"
-	seg                   = 100
+	idC1, idC2, idVIPPort  = "c1000000-0000-4000-8000-000000000001", "c2000000-0000-4000-8000-000000000002", "ffff0000-0000-4000-8000-000000000100"
+	seg                    = 100
 	portClient, portMember = 1, 2
 	tunA, tunB             = 10, 11
 )
