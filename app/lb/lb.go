@@ -285,7 +285,7 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 				Actions: []flow.Action{
 					pipeline.SetClass(pipeline.ClassTunnel, 0),
 					pipeline.RegNetwork.Set(key),
-					flow.Move{Src: flow.InPort, Dst: pipeline.RegInPort.Field, NBits: 32},
+					flow.Move{Src: flow.InPort, Dst: pipeline.RegInPort.Field, NBits: 16}, // ofports < 2^16; OVS moves in_port as 16 bits,
 				}, Goto: lbT})
 		}
 	}

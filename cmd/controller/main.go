@@ -26,6 +26,7 @@ import (
 
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/app/isolation"
+	"github.com/nimbus-sdn/nimbus/app/lb"
 	"github.com/nimbus-sdn/nimbus/app/learning"
 	"github.com/nimbus-sdn/nimbus/cluster"
 	"github.com/nimbus-sdn/nimbus/config"
@@ -152,6 +153,7 @@ func serve(args []string) error {
 	apps := []app.App{
 		learning.New(learning.Config{IdleTimeout: uint16(cfg.Learning.IdleTimeout)}),
 		isolation.New(isolation.Config{}),
+		lb.New(lb.Config{}),
 	}
 	// The LLDP key is shared by every replica through etcd, so any
 	// replica verifies frames another one sent.
