@@ -411,3 +411,17 @@ func TestNoPortNoFlows(t *testing.T) {
 		t.Fatalf("hv3 without ports of net-a: want nothing, got:\n%s", st.Text())
 	}
 }
+
+// ARP for the VIP is answered on the client's chassis with the VIP
+// port's MAC: by isolation's responder, which answers every port of the
+// network, the unbound VIP port too (lb adds nothing for it).
+func TestWalkARPForVIP(t *testing.T) {
+	sw := hv1(t, newScenario("ROUND_ROBIN"), fakeswitch.NewConnTable(), nil)
+	req := fakeswitch.Packet{EthSrc: macC1, EthDst: flow.MustMAC("ff:ff:ff:ff:ff:ff"), EthType: flow.EthTypeARP, ARPOp: 1,
+		ARPSha: macC1, ARPSpa: c1IP, ARPTpa: vipIP}
+	r, err := sw.Walk(portClient, req)
+	e := one(t, r, err)
+	if e.Port != portClient || e.Packet.ARPOp != 2 || e.Packet.ARPSha != macVIP || e.Packet.ARPSpa != vipIP || e.Packet.EthDst != macC1 {
+		t.Fatalf("ARP for the VIP: got port %d %s\n%s", e.Port, e.Packet, r.TraceText())
+	}
+}
