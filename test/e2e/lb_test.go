@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,7 +34,8 @@ func TestLoadBalancerNAT(t *testing.T) {
 			"name": name, "binding:host_id": hv.Name(),
 			"fixed_ips": []any{map[string]any{"subnet_id": s["id"], "ip_address": ip}}}})
 		v := l.AddVM(t, hv, p["id"].(string), p["mac_address"].(string), ip+"/24")
-		v.Exec("ethtool", "-K", "eth0", "tx", "off") // TCP through the userspace datapath (LAB.md)
+		v.Exec("ethtool", "-K", "eth0", "tx", "off")       // TCP through the userspace datapath (LAB.md)
+		v.Exec("ip", "link", "set", "eth0", "mtu", "1458") // the GRE network's MTU (no DHCP here)
 		return v
 	}
 	var members, clients []*hvlab.VM
@@ -53,6 +56,10 @@ func TestLoadBalancerNAT(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte(fmt.Sprintf("m%d\n", i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		big := append([]byte(fmt.Sprintf("m%d\n", i+1)), bytes.Repeat([]byte("x"), bigSize-3)...)
+		if err := os.WriteFile(filepath.Join(dir, "big"), big, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		cmd := exec.Command("ip", "netns", "exec", m.NS(), "busybox", "httpd", "-f", "-p", "8080", "-h", dir)
@@ -117,7 +124,43 @@ func TestLoadBalancerNAT(t *testing.T) {
 			t.Errorf("member m%d got %d of 300 requests", i+1, got)
 		}
 	}
+
+	// A long download (1 MB at 200 kB/s) from c1 through the VIP goes on
+	// unbroken while a member is added (one no server listens on: the
+	// group changes, the connection must not move) and removed again.
+	dl := exec.Command("ip", "netns", "exec", clients[0].NS(), "curl", "-s", "-m", "30", "--limit-rate", "200k", "http://10.0.0.100/big")
+	var body bytes.Buffer
+	dl.Stdout = &body
+	if err := dl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	extra := nb.post("lb/members", map[string]any{"member": map[string]any{"project_id": project, "pool_id": pool["id"],
+		"address": clients[2].IP(), "protocol_port": 8080}})
+	time.Sleep(1500 * time.Millisecond)
+	nb.del("lb/members/" + extra["id"].(string))
+	err := dl.Wait()
+	first, _, _ := strings.Cut(body.String(), "\n")
+	t.Logf("download through the VIP while a member came and went: %d bytes from %s, err %v", body.Len(), first, err)
+	if err != nil || body.Len() != bigSize {
+		t.Errorf("long download broken by the pool change: %d of %d bytes, curl: %v", body.Len(), bigSize, err)
+	}
 	if t.Failed() {
 		dumpHVs(t, hvs)
+	}
+}
+
+const bigSize = 1 << 20
+
+func (n neutron) del(path string) {
+	n.t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, "http://"+n.api+"/v2.0/"+path, nil)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		n.t.Fatalf("DELETE %s: %v", path, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+		n.t.Fatalf("DELETE %s: %s", path, resp.Status)
 	}
 }
