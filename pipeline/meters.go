@@ -22,10 +22,12 @@ var (
 		Purpose: "DHCP requests sent to the controller's DHCP responder"}
 	MeterLearning = &MeterDef{ID: 0x004e0003, Name: "learning_punt", RatePPS: 1000,
 		Purpose: "L2 learning misses sent to the controller (plain switches; chassis have no learning fallback)"}
+	MeterLBReject = &MeterDef{ID: 0x004e0004, Name: "lb_reject_punt", RatePPS: 500,
+		Purpose: "new TCP connections to a VIP with no healthy member, sent to the lb app, which answers with a RST"}
 )
 
 // Meters lists the declared meters.
-var Meters = []*MeterDef{MeterLLDP, MeterDHCP, MeterLearning}
+var Meters = []*MeterDef{MeterLLDP, MeterDHCP, MeterLearning, MeterLBReject}
 
 // Meter is the OpenFlow meter: drop above RatePPS packets per second.
 func (m *MeterDef) Meter() *flow.Meter {

@@ -251,9 +251,18 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 			}})
 		}
 		d.Groups = append(d.Groups, g)
+	} else {
+		// No healthy member: a new connection is answered with a RST by
+		// the packet-in handler (reject.go), through a meter.
+		newCT := toVIP(lookupDone).SetMasked(flow.CTState, flow.CTTracked|flow.CTNew, flow.CTTracked|flow.CTNew)
+		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: newCT, Meter: pipeline.MeterLBReject.ID,
+			Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
+		if len(d.Meters) == 0 {
+			d.Meters = append(d.Meters, pipeline.MeterLBReject.Meter())
+		}
 	}
 	// 3. Anything else still addressed to the VIP after the lookup
-	// (invalid, or no healthy member) is dropped.
+	// (invalid, or not new with no healthy member) is dropped.
 	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: vck, Match: toVIP(lookupDone)})
 	// 3b. A connection DNATed to a member that is no longer healthy (or
 	// no longer in the pool) ends here instead of being flooded to the

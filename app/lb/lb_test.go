@@ -134,6 +134,9 @@ func lbState(t *testing.T, in app.Input) *flow.State {
 		t.Fatal(err)
 	}
 	st := flow.NewState()
+	for _, m := range d.Meters {
+		st.Meters[m.ID] = m
+	}
 	for _, g := range d.Groups {
 		if pipeline.GroupOwner(g.ID) != pipeline.AppLB {
 			t.Errorf("group 0x%x outside lb's range", g.ID)
@@ -361,7 +364,9 @@ func TestWalkMemberDown(t *testing.T) {
 	toM(40002, 1)
 }
 
-// With every member down the VIP drops (no group, the guard flow).
+// With every member down a new connection to the VIP is punted, through
+// the lb_reject meter, to the handler, which answers with a RST from
+// the VIP out of the client's port; no group.
 func TestWalkAllDown(t *testing.T) {
 	s := newScenario("ROUND_ROBIN")
 	for i := range mIP {
@@ -372,12 +377,30 @@ func TestWalkAllDown(t *testing.T) {
 		t.Fatalf("all members down: want no group, got %d", len(st.Groups))
 	}
 	sw := hv1(t, s, fakeswitch.NewConnTable(), nil)
-	r, err := sw.Walk(portClient, tcpPkt(macC1, macVIP, c1IP, vipIP, 40000, 80))
+	syn := tcpPkt(macC1, macVIP, c1IP, vipIP, 40000, 80)
+	r, err := sw.Walk(portClient, syn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.Dropped() {
-		t.Fatalf("all members down: want drop, got %s\n%s", r, r.TraceText())
+	punts := r.Punts()
+	if len(punts) != 1 || len(r.Ports()) != 0 {
+		t.Fatalf("all members down: want one punt, got %s\n%s", r, r.TraceText())
+	}
+	if _, ok := st.Meters[pipeline.MeterLBReject.ID]; !ok {
+		t.Fatalf("the punt's meter is not in lb's desired state")
+	}
+	if app := pipeline.CookieApp(punts[0].Cookie); app != pipeline.AppLB {
+		t.Fatalf("punt cookie of app %s, want lb", app)
+	}
+	var out app.Out
+	New(Config{}).NewSwitchHandler(1).PacketIn(&app.PacketIn{InPort: portClient, Data: synFrame(t, 1000), BufferID: app.NoBuffer}, &out)
+	if len(out.PacketOuts) != 1 || flow.ActionsString(out.PacketOuts[0].Actions) != "output:1" {
+		t.Fatalf("handler: want one RST out of port 1, got %+v", out.PacketOuts)
+	}
+	// An established connection to the VIP (not new) is dropped.
+	sw.Conntrack = estTracker{}
+	if r, err := sw.Walk(portClient, syn); err != nil || !r.Dropped() {
+		t.Fatalf("established to a VIP without members: want drop, got %v %v", r, err)
 	}
 }
 

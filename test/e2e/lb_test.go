@@ -19,7 +19,9 @@ import (
 // own name on 8080), one client on each, an LBaaS v1 pool, members and a
 // VIP 10.0.0.100:80 created through the Neutron API. 300 requests (100
 // from each client) all succeed and reach all three members, the
-// balancing done on each client's own chassis (NAT mode).
+// balancing done on each client's own chassis (NAT mode); a long
+// download survives a member added and removed around it; with every
+// member deleted, a request is refused at once by a RST.
 func TestLoadBalancerNAT(t *testing.T) {
 	hvlab.RequireE2E(t)
 	env := startOverlay(t, hvlab.Options{}, nil)
@@ -70,9 +72,11 @@ func TestLoadBalancerNAT(t *testing.T) {
 	}
 	pool := nb.post("lb/pools", map[string]any{"pool": map[string]any{"name": "web", "project_id": project, "subnet_id": s["id"],
 		"protocol": "HTTP", "lb_method": "ROUND_ROBIN"}})
+	var memberIDs []string
 	for i := range members {
-		nb.post("lb/members", map[string]any{"member": map[string]any{"project_id": project, "pool_id": pool["id"],
+		mm := nb.post("lb/members", map[string]any{"member": map[string]any{"project_id": project, "pool_id": pool["id"],
 			"address": fmt.Sprintf("10.0.0.%d", 21+i), "protocol_port": 8080}})
+		memberIDs = append(memberIDs, mm["id"].(string))
 	}
 	vip := nb.post("lb/vips", map[string]any{"vip": map[string]any{"name": "web-vip", "project_id": project, "subnet_id": s["id"],
 		"address": "10.0.0.100", "protocol": "HTTP", "protocol_port": 80, "pool_id": pool["id"]}})
@@ -144,6 +148,29 @@ func TestLoadBalancerNAT(t *testing.T) {
 	t.Logf("download through the VIP while a member came and went: %d bytes from %s, err %v", body.Len(), first, err)
 	if err != nil || body.Len() != bigSize {
 		t.Errorf("long download broken by the pool change: %d of %d bytes, curl: %v", body.Len(), bigSize, err)
+	}
+
+	// Every member gone: a request is refused at once (the lb app's RST),
+	// curl exit 7 "couldn't connect", not a timeout (28).
+	for _, id := range memberIDs {
+		nb.del("lb/members/" + id)
+	}
+	var code int
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := exec.Command("ip", "netns", "exec", clients[1].NS(), "curl", "-s", "-m", "5", "http://10.0.0.100/").Run()
+		code = -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if code == 7 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("no member: curl exit %d", code)
+	if code != 7 {
+		t.Errorf("no member: curl exit %d, want 7 (connection refused by a RST)", code)
 	}
 	if t.Failed() {
 		dumpHVs(t, hvs)
