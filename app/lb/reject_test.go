@@ -39,7 +39,9 @@ func frame(t *testing.T, tcp *layers.TCP, payload []byte) []byte {
 	return buf.Bytes()
 }
 
-func synFrame(t *testing.T, seq uint32) []byte { return frame(t, &layers.TCP{SYN: true, Seq: seq}, nil) }
+func synFrame(t *testing.T, seq uint32) []byte {
+	return frame(t, &layers.TCP{SYN: true, Seq: seq}, nil)
+}
 
 func decodeRST(t *testing.T, b []byte) (*layers.Ethernet, *layers.IPv4, *layers.TCP) {
 	t.Helper()
