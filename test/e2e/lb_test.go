@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,10 +66,13 @@ func TestLoadBalancerNAT(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd := exec.Command("ip", "netns", "exec", m.NS(), "busybox", "httpd", "-f", "-p", "8080", "-h", dir)
+		// Its own process group: httpd forks a child per connection, and
+		// the cleanup ends them all (only the processes this test started).
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
 	}
 	pool := nb.post("lb/pools", map[string]any{"pool": map[string]any{"name": "web", "project_id": project, "subnet_id": s["id"],
 		"protocol": "HTTP", "lb_method": "ROUND_ROBIN"}})
