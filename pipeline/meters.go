@@ -24,10 +24,12 @@ var (
 		Purpose: "L2 learning misses sent to the controller (plain switches; chassis have no learning fallback)"}
 	MeterL3 = &MeterDef{ID: 0x004e0004, Name: "l3_punt", RatePPS: 100,
 		Purpose: "routed packets with an expired TTL or no route, sent to the L3 router's handler for ICMP time exceeded / net unreachable"}
+	MeterLBReject = &MeterDef{ID: 0x004e0005, Name: "lb_reject_punt", RatePPS: 500,
+		Purpose: "new TCP connections to a VIP with no healthy member, sent to the lb app, which answers with a RST"}
 )
 
 // Meters lists the declared meters.
-var Meters = []*MeterDef{MeterLLDP, MeterDHCP, MeterLearning, MeterL3}
+var Meters = []*MeterDef{MeterLLDP, MeterDHCP, MeterLearning, MeterL3, MeterLBReject}
 
 // Meter is the OpenFlow meter: drop above RatePPS packets per second.
 func (m *MeterDef) Meter() *flow.Meter {

@@ -32,9 +32,10 @@ type Table struct {
 	// Sets lists the fields flows here may write: set-field and move
 	// destinations, and dl_vlan (VlanVID) for push/pop VLAN (nil: none).
 	Sets []flow.Field
-	// Recirculate lets ct() recirculate into the table itself: the
-	// lookup before conntrack matches packets not yet classified, the
-	// verdict after it +trk.
+	// Recirculate lets ct() recirculate into the table itself (never a
+	// goto or resubmit): the lookup before conntrack matches packets not
+	// yet tracked, the verdict after it +trk (secgroup), or a register
+	// bit the recirculated packet has set (lb: RegLB).
 	Recirculate bool
 	// Next lists the tables flows here may goto/resubmit to.
 	Next []string
@@ -72,10 +73,10 @@ func fs(f ...flow.Field) []flow.Field { return f }
 // may write (set-field, move destination, VLAN push/pop): a table whose
 // flows set nothing declares none.
 var (
-	Classifier = &Table{Name: "classifier", Owner: AppPipeline, Purpose: "classify the ingress port (VM, tunnel, physical or fabric link); LLDP goes to the controller; ports no tenant network covers go to L2 learning", Miss: MissGoto, MissTable: "l2_learning", Writers: []AppID{AppIsolation, AppTopology},
-		Matches: fs(flow.InPort, flow.TunnelID, flow.VlanVID, flow.EthType),
+	Classifier = &Table{Name: "classifier", Owner: AppPipeline, Purpose: "classify the ingress port (VM, tunnel, physical or fabric link); LLDP goes to the controller; ports no tenant network covers go to L2 learning", Miss: MissGoto, MissTable: "l2_learning", Writers: []AppID{AppIsolation, AppTopology, AppLB},
+		Matches: fs(flow.InPort, flow.TunnelID, flow.VlanVID, flow.EthType, flow.IPv4Src, flow.TCPSrc), // lb: members' replies from a tunnel
 		Sets:    fs(regClass, regNet, regIn, flow.VlanVID),
-		Next:    []string{"port_security", "l2_forward", "l2_learning"}}
+		Next:    []string{"port_security", "lb", "l2_forward", "l2_learning"}}
 	PortSecurity = &Table{Name: "port_security", Owner: AppIsolation, Purpose: "drop frames whose source MAC/IP is not the port's (fixed IPs, allowed address pairs)", Miss: MissDrop,
 		Matches: fs(flow.InPort, flow.EthSrc, flow.EthType, flow.IPv4Src, flow.ARPSpa, flow.IPProto, flow.UDPSrc, flow.UDPDst),
 		Next:    []string{"from_vm_acl"}}
@@ -91,10 +92,11 @@ var (
 	DHCP = &Table{Name: "dhcp", Owner: AppIsolation, Purpose: "send DHCP requests to the controller's DHCP responder", Miss: MissNext,
 		Matches: fs(regClass, regNet, flow.EthType, flow.IPProto, flow.UDPSrc, flow.UDPDst),
 		Next:    []string{"lb"}}
-	LB = &Table{Name: "lb", Owner: AppLB, Purpose: "VIP to member selection (select groups, health-checked)", Miss: MissNext,
-		Matches: fields(fs(regClass, regNet), ipFields, ctFields),
-		Sets:    fs(flow.Reg6, flow.EthDst, flow.IPv4Dst, flow.TCPDst, flow.UDPDst),
-		Next:    []string{"dnat"}}
+	LB = &Table{Name: "lb", Owner: AppLB, Purpose: "VIP to member selection: conntrack (nat) lookup recirculating here, new connections to the VIP's select group (buckets commit with nat(dst=member) and recirculate here), then dl_dst = the member's MAC; members' replies un-NATed", Miss: MissNext,
+		Matches:     fields(fs(regClass, regNet, flow.Reg6), ipFields, ctFields),
+		Sets:        fs(flow.Reg6, flow.EthDst, flow.IPv4Dst, flow.TCPDst, flow.UDPDst),
+		Next:        []string{"dnat"},
+		Recirculate: true}
 	DNAT = &Table{Name: "dnat", Owner: AppNAT, Purpose: "floating IP DNAT (conntrack nat)", Miss: MissNext,
 		Matches: fields(fs(regClass, regNet, flow.Reg5), ipFields, ctFields),
 		Sets:    fs(flow.Reg4, flow.Reg5, flow.IPv4Dst, flow.CTMark),

@@ -27,6 +27,7 @@ import (
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/app/isolation"
 	"github.com/nimbus-sdn/nimbus/app/l3router"
+	"github.com/nimbus-sdn/nimbus/app/lb"
 	"github.com/nimbus-sdn/nimbus/app/learning"
 	"github.com/nimbus-sdn/nimbus/app/secgroup"
 	"github.com/nimbus-sdn/nimbus/cluster"
@@ -156,6 +157,7 @@ func serve(args []string) error {
 		isolation.New(isolation.Config{}),
 		secgroup.New(),
 		l3router.New(),
+		lb.New(lb.Config{}),
 	}
 	// The LLDP key is shared by every replica through etcd, so any
 	// replica verifies frames another one sent.

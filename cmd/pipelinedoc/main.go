@@ -38,6 +38,9 @@ func main() {
 		if t.Dynamic {
 			dyn = " (dynamic flows)"
 		}
+		if t.Recirculate {
+			dyn += " (ct() may recirculate back into this table)"
+		}
 		fmt.Fprintf(w, "| %d | `%s` | %s | %s | %s | %s | %s%s |\n", t.ID(), t.Name, t.Owner, strings.Join(writers, ", "),
 			miss, strings.Join(t.Next, ", "), t.Purpose, dyn)
 	}

@@ -208,8 +208,11 @@ type recirc struct {
 //     recirculates to that table after the current pass (registers and
 //     metadata kept); the current pass continues with the conntrack fields
 //     cleared (untracked), as OVS does. exec() may only set ct_mark, on
-//     commit. nat() is not modelled (error). There is no connection
-//     table: state comes only from the tracker.
+//     commit. nat() needs a tracker that is a NATConntrack (ConnTable is
+//     one) and a recirculation table: the recirculated copy is the
+//     tracker's rewritten packet; nat() without a table is an error. There
+//     is no connection table in the walk itself: state comes only from the
+//     tracker.
 //   - learn is not used by any app and has no value in package flow; any
 //     action the model does not know (flow.Opaque) is an error.
 func (s *Switch) Walk(inPort uint32, p Packet) (*Result, error) {
@@ -707,8 +710,11 @@ func actionSet(acts []flow.Action) ([]flow.Action, error) {
 }
 
 func (w *walker) ct(p *Packet, a flow.CT) error {
-	if a.NAT != nil {
-		return fmt.Errorf("%w: %s (nat)", ErrUnsupported, a)
+	nt, natOK := w.v.ct.(NATConntrack)
+	if a.NAT != nil && (!natOK || a.Table == flow.CTNoTable) {
+		// Without a table OVS NATs the datapath packet but not the
+		// fields the pipeline goes on matching: not modelled.
+		return fmt.Errorf("%w: %s (nat needs a NATConntrack and a recirculation table)", ErrUnsupported, a)
 	}
 	zone := a.Zone
 	if a.ZoneSrc != 0 {
@@ -718,7 +724,13 @@ func (w *walker) ct(p *Packet, a flow.CT) error {
 		}
 		zone = uint16(v)
 	}
-	state, mark := w.v.ct.Track(p.Clone(), zone, a.Commit)
+	var state, mark uint32
+	natted := p.Clone()
+	if a.NAT != nil {
+		natted, state, mark = nt.TrackNAT(p.Clone(), zone, a.Commit, a.NAT)
+	} else {
+		state, mark = w.v.ct.Track(p.Clone(), zone, a.Commit)
+	}
 	if len(a.Exec) > 0 && !a.Commit {
 		return fmt.Errorf("fakeswitch: %s: exec() without commit", a)
 	}
@@ -733,7 +745,7 @@ func (w *walker) ct(p *Packet, a flow.CT) error {
 		mark = uint32(uint64(mark)&^m | s.Value&m)
 	}
 	if a.Table != flow.CTNoTable {
-		q := p.Clone()
+		q := natted
 		q.CTState, q.CTZone, q.CTMark = state|flow.CTTracked, zone, mark
 		w.recirc = append(w.recirc, recirc{table: a.Table, pkt: q})
 		w.tracef("%s: recirculates to table %d with ct_state=0x%x", a, a.Table, q.CTState)

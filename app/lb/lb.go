@@ -1,0 +1,302 @@
+// Package lb is the distributed load balancer (LBaaS v1), NAT mode: a
+// client's connection to a VIP is balanced on the client's own chassis by
+// an OpenFlow select group over the pool's healthy members, conntrack
+// DNATs it to the chosen member and pins that choice for the rest of the
+// connection, and the member's replies are un-NATed on the client's
+// chassis. Pure, like every app: model snapshot + topology + the shared
+// binding table in, flows and groups out. See README.md for the tables,
+// the flows, what is covered and what is not (DSR, persistence, health
+// monitors themselves, RST when all members are down).
+package lb
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/nimbus-sdn/nimbus/app"
+	"github.com/nimbus-sdn/nimbus/binding"
+	"github.com/nimbus-sdn/nimbus/flow"
+	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/pipeline"
+)
+
+// Config configures the app (nothing yet).
+type Config struct{}
+
+// App is the load-balancer app.
+type App struct{ cfg Config }
+
+// New makes the app.
+func New(cfg Config) *App { return &App{cfg: cfg} }
+
+// Name is "lb".
+func (*App) Name() string { return "lb" }
+
+// ID is pipeline.AppLB.
+func (*App) ID() pipeline.AppID { return pipeline.AppLB }
+
+// Priorities in the lb table. A VIP's lookup sits above the members'
+// reply lookups so that a member that is itself a client of the VIP
+// (same address and port as its member entry) is never ambiguous.
+const (
+	prioVIP    = pipeline.PriorityNormal + 1
+	prioMember = pipeline.PriorityNormal
+	prioGuard  = pipeline.PriorityDefault
+)
+
+// lookupDone is RegLB's value once the lb table's conntrack lookup ran.
+const lookupDone = 1
+
+// Zone is the conntrack zone of a network's load-balanced connections:
+// the low 16 bits of its network key (a GRE key is < 2^23, so two GRE
+// networks whose keys differ by a multiple of 65,536 share a zone; their
+// VIP and member addresses then must not collide).
+func Zone(key uint32) uint16 { return uint16(key) }
+
+// Group is the id of a VIP's select group given every VIP id of the
+// model: GroupBase(lb) + the VIP's ObjectID modulo GroupsPerApp, the
+// next free id on a collision (VIPs taken in id order).
+func groupIDs(vips []*model.LBVIP) map[string]uint32 {
+	ids := make([]string, 0, len(vips))
+	for _, v := range vips {
+		ids = append(ids, v.ID)
+	}
+	sort.Strings(ids)
+	used := map[uint32]bool{}
+	out := make(map[string]uint32, len(ids))
+	for _, id := range ids {
+		off := uint32(pipeline.ObjectID(id) % uint64(pipeline.GroupsPerApp))
+		for used[off] {
+			off = (off + 1) % pipeline.GroupsPerApp
+		}
+		used[off] = true
+		out[id] = pipeline.GroupBase(pipeline.AppLB) + off
+	}
+	return out
+}
+
+// member is one pool member resolved to its Neutron port.
+type member struct {
+	m    *model.LBMember
+	ip   flow.IPv4
+	port uint16
+	mac  flow.MAC
+	// remote: the member's port is on another chassis, so its replies
+	// come in from a tunnel.
+	remote bool
+}
+
+// Healthy reports whether a member may take new connections: admin up,
+// and status ACTIVE (or not set yet). Whoever runs health monitors sets
+// status INACTIVE on failure; the member then leaves the select group.
+func Healthy(m *model.LBMember) bool {
+	return m.AdminStateUp && (m.Status == "" || strings.EqualFold(m.Status, "ACTIVE"))
+}
+
+// Weight is a member's bucket weight: 1 for ROUND_ROBIN (equal), its
+// weight otherwise (LEAST_CONNECTIONS and SOURCE_IP cannot be expressed
+// by a select group: they get weights too, see README.md). A weight of 0
+// takes no new connections.
+func Weight(pool *model.LBPool, m *model.LBMember) uint16 {
+	if strings.EqualFold(pool.LBMethod, "ROUND_ROBIN") {
+		return 1
+	}
+	if m.Weight < 0 {
+		return 0
+	}
+	if m.Weight > 0xffff {
+		return 0xffff
+	}
+	return uint16(m.Weight)
+}
+
+// Desired computes the lb flows and groups of one switch.
+func (a *App) Desired(in app.Input) (app.Desired, error) {
+	var d app.Desired
+	if in.Switch == nil || in.Model == nil {
+		return d, nil
+	}
+	bt := in.Binding()
+	v := bt.Switch(in.Switch)
+	if v.Chassis == nil {
+		return d, nil // fabric switches: not in this slice
+	}
+	var vips []*model.LBVIP
+	for _, r := range in.Model.List(model.KindVIP) {
+		vips = append(vips, r.(*model.LBVIP))
+	}
+	if len(vips) == 0 {
+		return d, nil
+	}
+	gids := groupIDs(vips)
+	byPool := map[string][]*model.LBMember{}
+	for _, r := range in.Model.List(model.KindMember) {
+		m := r.(*model.LBMember)
+		byPool[m.PoolID] = append(byPool[m.PoolID], m)
+	}
+	keys := map[string]bool{}
+	add := func(f *flow.Flow) {
+		f.Match = f.Match.Normalize()
+		if k := f.Key(); !keys[k] {
+			keys[k] = true
+			d.Flows = append(d.Flows, f)
+		}
+	}
+	for _, vip := range vips {
+		if err := a.vip(in, bt, v, vip, gids[vip.ID], byPool, add, &d); err != nil {
+			return app.Desired{}, err
+		}
+	}
+	return d, nil
+}
+
+func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.LBVIP, gid uint32,
+	byPool map[string][]*model.LBMember, add func(*flow.Flow), d *app.Desired) error {
+	if !vip.AdminStateUp {
+		return nil
+	}
+	pr, ok := in.Model.Get(model.KindPool, vip.PoolID)
+	if !ok {
+		return nil
+	}
+	pool := pr.(*model.LBPool)
+	if !pool.AdminStateUp {
+		return nil
+	}
+	sr, ok := in.Model.Get(model.KindSubnet, vip.SubnetID)
+	if !ok {
+		return nil
+	}
+	net := bt.Networks[sr.(*model.Subnet).NetworkID]
+	if net == nil || net.Network.NetworkType != model.NetGRE {
+		return nil // VLAN networks: not in this slice (README.md)
+	}
+	vipIP, err := flow.ParseIPv4(vip.Address)
+	if err != nil {
+		return fmt.Errorf("lb: vip %s: address %q: %w", vip.ID, vip.Address, err)
+	}
+	if vip.ProtocolPort <= 0 || vip.ProtocolPort > 0xffff {
+		return fmt.Errorf("lb: vip %s: protocol_port %d out of range", vip.ID, vip.ProtocolPort)
+	}
+	// Only chassis with a client port of the VIP's network balance it.
+	ports := v.ByNetwork[net.Network.ID]
+	client := false
+	for _, p := range ports {
+		if v.Local(p) {
+			client = true
+			break
+		}
+	}
+	if !client {
+		return nil
+	}
+	// Members: healthy, resolved to a port of the network by fixed IP.
+	byIP := map[flow.IPv4]*binding.Port{}
+	for _, p := range ports {
+		for _, fip := range p.Port.FixedIPs {
+			if ip, err := flow.ParseIPv4(fip.IPAddress); err == nil {
+				if _, dup := byIP[ip]; !dup {
+					byIP[ip] = p
+				}
+			}
+		}
+	}
+	var members []member
+	for _, m := range byPool[pool.ID] {
+		if !Healthy(m) || Weight(pool, m) == 0 || m.ProtocolPort <= 0 || m.ProtocolPort > 0xffff {
+			continue
+		}
+		ip, err := flow.ParseIPv4(m.Address)
+		if err != nil {
+			continue
+		}
+		p := byIP[ip]
+		if p == nil {
+			continue // no port of the VIP's network holds it (yet)
+		}
+		members = append(members, member{m: m, ip: ip, port: uint16(m.ProtocolPort), mac: p.MAC, remote: v.Remote(p)})
+	}
+	if len(members) > pipeline.MaxGroupBuckets {
+		// A select group cannot be chained without changing the
+		// distribution; the first MaxGroupBuckets (by member id) serve.
+		members = members[:pipeline.MaxGroupBuckets]
+	}
+	key := uint64(net.Key)
+	zone := Zone(net.Key)
+	lbT := pipeline.LB.ID()
+	vck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(vip.ID))
+	tcp := func(m flow.Match) flow.Match {
+		return pipeline.RegNetwork.Match(m, key).EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP)
+	}
+	toVIP := func(done uint64) flow.Match {
+		m := pipeline.RegLB.Match(tcp(nil), done)
+		return m.Set(flow.IPv4Dst, uint64(vipIP)).Set(flow.TCPDst, uint64(vip.ProtocolPort))
+	}
+	lookup := []flow.Action{pipeline.RegLB.Set(lookupDone), flow.CT{Zone: zone, Table: lbT, NAT: &flow.NAT{}}}
+	// 1. Every packet to the VIP: conntrack lookup with nat (an
+	// established connection gets its member's address back), then
+	// recirculate into lb with RegLB set.
+	add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(0), Actions: lookup})
+	// 2. A new connection (still addressed to the VIP) goes to the select
+	// group; its bucket commits nat(dst=member) and recirculates here.
+	if len(members) > 0 {
+		newCT := toVIP(lookupDone).SetMasked(flow.CTState, flow.CTTracked|flow.CTNew, flow.CTTracked|flow.CTNew)
+		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: newCT,
+			Actions: []flow.Action{flow.GroupAction{ID: gid}}})
+		g := &flow.Group{ID: gid, Type: flow.GroupSelect}
+		for _, mb := range members {
+			g.Buckets = append(g.Buckets, flow.Bucket{Weight: Weight(pool, mb.m), Actions: []flow.Action{
+				flow.CT{Commit: true, Zone: zone, Table: lbT, NAT: &flow.NAT{Flags: flow.NATDst, IPMin: mb.ip, PortMin: mb.port}},
+			}})
+		}
+		d.Groups = append(d.Groups, g)
+	} else {
+		// No healthy member: a new connection is answered with a RST by
+		// the packet-in handler (reject.go), through a meter.
+		newCT := toVIP(lookupDone).SetMasked(flow.CTState, flow.CTTracked|flow.CTNew, flow.CTTracked|flow.CTNew)
+		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: newCT, Meter: pipeline.MeterLBReject.ID,
+			Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
+		if len(d.Meters) == 0 {
+			d.Meters = append(d.Meters, pipeline.MeterLBReject.Meter())
+		}
+	}
+	// 3. Anything else still addressed to the VIP after the lookup
+	// (invalid, or not new with no healthy member) is dropped.
+	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: vck, Match: toVIP(lookupDone)})
+	// 3b. A connection DNATed to a member that is no longer healthy (or
+	// no longer in the pool) ends here instead of being flooded to the
+	// VIP's MAC: one flow per network.
+	gone := pipeline.RegLB.Match(tcp(nil), lookupDone).
+		SetMasked(flow.CTState, flow.CTTracked|flow.CTDstNAT, flow.CTTracked|flow.CTDstNAT|flow.CTReply)
+	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(net.Network.ID)), Match: gone})
+	for _, mb := range members {
+		mck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(mb.m.ID))
+		// 4. DNATed to this member (new or established, original
+		// direction): the member's MAC, on to the rest of the pipeline.
+		dn := pipeline.RegLB.Match(tcp(nil), lookupDone).
+			Set(flow.IPv4Dst, uint64(mb.ip)).Set(flow.TCPDst, uint64(mb.port)).
+			SetMasked(flow.CTState, flow.CTTracked|flow.CTDstNAT, flow.CTTracked|flow.CTDstNAT|flow.CTReply)
+		add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: dn,
+			Actions: []flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mb.mac)}}, Goto: pipeline.DNAT.ID()})
+		// 5. The member's replies: conntrack lookup with nat, which puts
+		// the VIP back as the source of a load-balanced connection's
+		// reply (anything else passes unchanged), then on through lb.
+		rp := pipeline.RegLB.Match(tcp(nil), 0).Set(flow.IPv4Src, uint64(mb.ip)).Set(flow.TCPSrc, uint64(mb.port))
+		add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: rp, Actions: lookup})
+		// 6. A remote member's replies come in from a tunnel, which
+		// isolation sends straight to l2_forward: catch them in the
+		// classifier (classified as isolation does) and send them to lb.
+		if mb.remote && len(v.TunnelPorts) > 0 {
+			cm := flow.M().Set(flow.TunnelID, uint64(net.Network.SegmentationID)).EthType(flow.EthTypeIPv4).
+				Set(flow.IPProto, flow.ProtoTCP).Set(flow.IPv4Src, uint64(mb.ip)).Set(flow.TCPSrc, uint64(mb.port))
+			add(&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific, Cookie: mck, Match: cm,
+				Actions: []flow.Action{
+					pipeline.SetClass(pipeline.ClassTunnel, 0),
+					pipeline.RegNetwork.Set(key),
+					flow.Move{Src: flow.InPort, Dst: pipeline.RegInPort.Field, NBits: 16}, // ofports < 2^16; OVS moves in_port as 16 bits,
+				}, Goto: lbT})
+		}
+	}
+	return nil
+}

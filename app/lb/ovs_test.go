@@ -1,0 +1,50 @@
+package lb
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/nimbus-sdn/nimbus/internal/ovslab"
+)
+
+// TestOVSAcceptsAndTraces loads hv1's whole pipeline (miss flows,
+// isolation, lb) into a real OVS 3.1 bridge (userspace datapath) as
+// ovs-ofctl text, which OVS must accept, and traces a new connection to
+// the VIP: the first pass looks conntrack up with nat and recirculates
+// into lb, the second (ct_state new) goes to the select group, which
+// OVS resolves by dp_hash after one more recirculation (ofproto/trace
+// stops there: it cannot follow the hash). No packet is sent. The
+// established path is not traced here: --ct-next sets ct_state but does
+// not apply a NAT it has not seen committed, so the second pass would
+// still see the VIP (the fake-switch walks, with ConnTable, cover it).
+func TestOVSAcceptsAndTraces(t *testing.T) {
+	ovslab.RequireE2E(t)
+	br := ovslab.NewBridge(t, ovslab.BridgeOptions{})
+	for _, p := range hv1Port {
+		br.AddPort("", int(p))
+	}
+	st := fullState(t, newScenario("ROUND_ROBIN").input("hv1"))
+	for _, g := range st.Groups {
+		br.Ofctl("add-group", br.Name, g.String())
+	}
+	var specs []string
+	for _, f := range st.SortedFlows() {
+		specs = append(specs, f.String())
+	}
+	br.AddFlows(specs...)
+	trace := func(flow, ct string) string {
+		t.Helper()
+		out, err := exec.Command("ovs-appctl", "ofproto/trace", br.Name, flow, "--ct-next", ct).CombinedOutput()
+		if err != nil {
+			t.Fatalf("trace: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	syn := "in_port=1,tcp,dl_src=fa:16:3e:0c:00:01,dl_dst=fa:16:3e:ff:01:00,nw_src=10.0.0.11,nw_dst=10.0.0.100,tp_src=40000,tp_dst=80"
+	out := trace(syn, "trk,new")
+	if !strings.Contains(out, "ct(table=5,zone=100,nat)") || !strings.Contains(out, "group:") ||
+		!strings.Contains(ovslab.DatapathActions(out), "hash(") {
+		t.Fatalf("new connection: want ct(nat) lookup, then the select group (dp_hash):\n%s", out)
+	}
+}
