@@ -184,3 +184,22 @@ const (
 func SetClass(class, flags uint64) flow.SetField {
 	return flow.SetField{F: RegPortClass.Field, Value: class | flags, Mask: RegPortClass.Mask() | flags}
 }
+
+// Conntrack zones. The 16-bit zone space is shared out here so that apps
+// never commit the same connection in one zone: conntrack takes NAT only
+// on a connection's first commit, so the load balancer's DNAT must not
+// meet a connection the security groups already committed.
+//   - ZoneSG(key), 0x0001-0x7fff: a network's stateful security groups.
+//     GRE keys map into 1..0x6fff (keys above share zones modulo 0x6fff),
+//     VLAN networks (key bit 23) to 0x7000 | VLAN id.
+//   - ZoneLB(key) = ZoneSG(key) | 0x8000: the network's load-balanced
+//     (DNAT) connections.
+func ZoneSG(key uint32) uint16 {
+	if key&(1<<23) != 0 {
+		return 0x7000 | uint16(key&0xfff)
+	}
+	return uint16(1 + (key-1)%0x6fff)
+}
+
+// ZoneLB is the conntrack zone of a network's load-balanced connections.
+func ZoneLB(key uint32) uint16 { return ZoneSG(key) | 0x8000 }

@@ -48,11 +48,13 @@ const (
 // lookupDone is RegLB's value once the lb table's conntrack lookup ran.
 const lookupDone = 1
 
-// Zone is the conntrack zone of a network's load-balanced connections:
-// the low 16 bits of its network key (a GRE key is < 2^23, so two GRE
-// networks whose keys differ by a multiple of 65,536 share a zone; their
-// VIP and member addresses then must not collide).
-func Zone(key uint32) uint16 { return uint16(key) }
+// Zone is the conntrack zone of a network's load-balanced connections
+// (pipeline.ZoneLB): apart from the security groups' zone of the same
+// network, because conntrack takes NAT only on a connection's first
+// commit, and the client's from_vm_acl has committed it there already.
+// Networks whose keys share a zone must not share VIP and member
+// addresses.
+func Zone(key uint32) uint16 { return pipeline.ZoneLB(key) }
 
 // Group is the id of a VIP's select group given every VIP id of the
 // model: GroupBase(lb) + the VIP's ObjectID modulo GroupsPerApp, the

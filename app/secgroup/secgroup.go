@@ -66,15 +66,9 @@ func New() *App { return &App{} }
 func (*App) Name() string       { return "secgroup" }
 func (*App) ID() pipeline.AppID { return pipeline.AppSecGroup }
 
-// Zone is the conntrack zone of a network key: GRE keys map into
-// 1..0xefff (keys above 0xefff share zones modulo 0xefff), VLAN networks
-// to 0xf000 | VLAN id.
-func Zone(key uint32) uint16 {
-	if key&(1<<23) != 0 {
-		return 0xf000 | uint16(key&0xfff)
-	}
-	return uint16(1 + (key-1)%0xefff)
-}
+// Zone is the conntrack zone of a network key (pipeline.ZoneSG: GRE keys
+// map into 1..0x6fff, VLAN networks to 0x7000 | VLAN id).
+func Zone(key uint32) uint16 { return pipeline.ZoneSG(key) }
 
 // Filtered reports whether the app filters a port: port security on and
 // not a network-owned port (router interfaces, DHCP ports), as Neutron.

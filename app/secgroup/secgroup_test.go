@@ -123,8 +123,14 @@ func TestProtocol(t *testing.T) {
 }
 
 func TestZone(t *testing.T) {
-	if Zone(100) != 100 || Zone(1<<23|200) != 0xf0c8 || Zone(0xefff) != 0xefff || Zone(0xf000) != 1 {
-		t.Fatalf("zones: %d %x %x %d", Zone(100), Zone(1<<23|200), Zone(0xefff), Zone(0xf000))
+	if Zone(100) != 100 || Zone(1<<23|200) != 0x70c8 || Zone(0x6fff) != 0x6fff || Zone(0x7000) != 1 {
+		t.Fatalf("zones: %d %x %x %d", Zone(100), Zone(1<<23|200), Zone(0x6fff), Zone(0x7000))
+	}
+	// The load balancer's zone of a network is never a security-group zone.
+	for _, key := range []uint32{1, 100, 0x6fff, 0x7000, 1<<23 | 200, 1<<23 | 4095} {
+		if lb := pipeline.ZoneLB(key); lb&0x8000 == 0 || lb&^0x8000 != Zone(key) {
+			t.Fatalf("ZoneLB(%#x) = %#x, security-group zone %#x", key, lb, Zone(key))
+		}
 	}
 }
 
