@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -43,7 +44,7 @@ func TestOVSAcceptsAndTraces(t *testing.T) {
 	}
 	syn := "in_port=1,tcp,dl_src=fa:16:3e:0c:00:01,dl_dst=fa:16:3e:ff:01:00,nw_src=10.0.0.11,nw_dst=10.0.0.100,tp_src=40000,tp_dst=80"
 	out := trace(syn, "trk,new")
-	if !strings.Contains(out, "ct(table=5,zone=100,nat)") || !strings.Contains(out, "group:") ||
+	if !strings.Contains(out, fmt.Sprintf("ct(table=5,zone=%d,nat)", Zone(100))) || !strings.Contains(out, "group:") ||
 		!strings.Contains(ovslab.DatapathActions(out), "hash(") {
 		t.Fatalf("new connection: want ct(nat) lookup, then the select group (dp_hash):\n%s", out)
 	}
