@@ -248,47 +248,10 @@ func (h *handler) createSubnet6(rc *reqCtx, req *subnetReq, project, ra, am stri
 	if req.HostRoutes.Set && !req.HostRoutes.Null {
 		return nil, badRequest("host_routes are not supported on IPv6 subnets yet.")
 	}
-	nd := h.defs["networks"]
-	err = h.txn(rc, func(tx *store.Tx) error {
-		n, err := txGet[*model.Network](tx, model.KindNetwork, s.NetworkID)
-		if err != nil {
-			return err
-		}
-		if n == nil || !nd.isVisible(rc, n) {
-			return notFound("NetworkNotFound", "Network", s.NetworkID)
-		}
-		if !rc.admin && n.ProjectID != project {
-			return forbidden("(rule:create_subnet) is disallowed by policy: network %s belongs to another project", n.ID)
-		}
-		subs, _, err := h.listRaw(rc, refPrefix(refNetSubnets, n.ID))
-		if err != nil {
-			return err
-		}
-		for _, kv := range subs {
-			o, err := txGet[*model.Subnet](tx, model.KindSubnet, kv.key[strings.LastIndex(kv.key, "/")+1:])
-			if err != nil {
-				return err
-			}
-			if o == nil {
-				continue
-			}
-			if op, err := netip.ParsePrefix(o.CIDR); err == nil && op.Overlaps(pfx) {
-				return invalidOp("Requested subnet with cidr: %s for network: %s overlaps with another subnet", req.CIDR.V, n.ID)
-			}
-		}
-		if err := tx.Put(n); err != nil {
-			return err
-		}
-		if err := claimQuota(tx, project, "subnet"); err != nil {
-			return err
-		}
-		tx.PutRaw(refKey(refNetSubnets, n.ID, s.ID), s.ID)
-		return tx.Put(s)
+	return h.putNewSubnet(rc, s, project, req.CIDR.V, func(cidr string) bool {
+		op, err := netip.ParsePrefix(cidr)
+		return err == nil && op.Overlaps(pfx)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
 }
 
 // lastAddr is the last address of a prefix.
@@ -412,50 +375,10 @@ func (h *handler) createSubnet(rc *reqCtx) (model.Record, error) {
 			return nil, err
 		}
 	}
-	nd := h.defs["networks"]
-	err = h.txn(rc, func(tx *store.Tx) error {
-		n, err := txGet[*model.Network](tx, model.KindNetwork, s.NetworkID)
-		if err != nil {
-			return err
-		}
-		if n == nil || !nd.isVisible(rc, n) {
-			return notFound("NetworkNotFound", "Network", s.NetworkID)
-		}
-		if !rc.admin && n.ProjectID != project {
-			return forbidden("(rule:create_subnet) is disallowed by policy: network %s belongs to another project", n.ID)
-		}
-		subs, _, err := h.listRaw(rc, refPrefix(refNetSubnets, n.ID))
-		if err != nil {
-			return err
-		}
-		for _, kv := range subs {
-			o, err := txGet[*model.Subnet](tx, model.KindSubnet, kv.key[strings.LastIndex(kv.key, "/")+1:])
-			if err != nil {
-				return err
-			}
-			if o == nil {
-				continue
-			}
-			if oc, ok := parseCIDR(o.CIDR); ok && oc.overlaps(c) {
-				return invalidOp("Requested subnet with cidr: %s for network: %s overlaps with another subnet", req.CIDR.V, n.ID)
-			}
-		}
-		// Rewriting the network serializes subnet creates on it, which
-		// makes the overlap check race-free; its revision stays, as in
-		// Neutron (recorded: net-update-empty).
-		if err := tx.Put(n); err != nil {
-			return err
-		}
-		if err := claimQuota(tx, project, "subnet"); err != nil {
-			return err
-		}
-		tx.PutRaw(refKey(refNetSubnets, n.ID, s.ID), s.ID)
-		return tx.Put(s)
+	return h.putNewSubnet(rc, s, project, req.CIDR.V, func(cidr string) bool {
+		oc, ok := parseCIDR(cidr)
+		return ok && oc.overlaps(c)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
 }
 
 func (h *handler) updateSubnet(rc *reqCtx, id string) (model.Record, error) {
@@ -580,4 +503,51 @@ func (h *handler) networkSubnets(rc *reqCtx, tx *store.Tx, netID string) ([]*mod
 		return out[i].ID < out[j].ID
 	})
 	return out, nil
+}
+
+// putNewSubnet writes a new subnet on its network in one transaction: the
+// network must be visible and (for a non-admin) the caller's, no subnet
+// already on it may overlap (overlaps tells, by the other subnet's CIDR),
+// and the subnet quota is claimed. Rewriting the network serializes
+// subnet creates on it, which makes the overlap check race-free; its
+// revision stays, as in Neutron (recorded: net-update-empty).
+func (h *handler) putNewSubnet(rc *reqCtx, s *model.Subnet, project, cidr string, overlaps func(cidr string) bool) (model.Record, error) {
+	nd := h.defs["networks"]
+	err := h.txn(rc, func(tx *store.Tx) error {
+		n, err := txGet[*model.Network](tx, model.KindNetwork, s.NetworkID)
+		if err != nil {
+			return err
+		}
+		if n == nil || !nd.isVisible(rc, n) {
+			return notFound("NetworkNotFound", "Network", s.NetworkID)
+		}
+		if !rc.admin && n.ProjectID != project {
+			return forbidden("(rule:create_subnet) is disallowed by policy: network %s belongs to another project", n.ID)
+		}
+		subs, _, err := h.listRaw(rc, refPrefix(refNetSubnets, n.ID))
+		if err != nil {
+			return err
+		}
+		for _, kv := range subs {
+			o, err := txGet[*model.Subnet](tx, model.KindSubnet, kv.key[strings.LastIndex(kv.key, "/")+1:])
+			if err != nil {
+				return err
+			}
+			if o != nil && overlaps(o.CIDR) {
+				return invalidOp("Requested subnet with cidr: %s for network: %s overlaps with another subnet", cidr, n.ID)
+			}
+		}
+		if err := tx.Put(n); err != nil {
+			return err
+		}
+		if err := claimQuota(tx, project, "subnet"); err != nil {
+			return err
+		}
+		tx.PutRaw(refKey(refNetSubnets, n.ID, s.ID), s.ID)
+		return tx.Put(s)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
