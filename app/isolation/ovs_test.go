@@ -4,23 +4,17 @@ import (
 	"context"
 	"fmt"
 	"github.com/nimbus-sdn/nimbus/switches"
-	"log/slog"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nimbus-sdn/nimbus/flow"
+	"github.com/nimbus-sdn/nimbus/internal/ofovs"
 	"github.com/nimbus-sdn/nimbus/internal/ovslab"
 	"github.com/nimbus-sdn/nimbus/model"
-	"github.com/nimbus-sdn/nimbus/ofproto"
 	"github.com/nimbus-sdn/nimbus/reconcile"
 )
-
-type capture struct{ conns chan *ofproto.Conn }
-
-func (c *capture) OnConnect(conn *ofproto.Conn) ofproto.Handler { c.conns <- conn; return nil }
-func (c *capture) OnDisconnect(*ofproto.Conn, error)            {}
 
 // ovsApply connects a fresh bridge (ports 1-4, a GRE port 10 and port
 // 20) to an in-test OpenFlow server and installs st through our own codec
@@ -28,24 +22,8 @@ func (c *capture) OnDisconnect(*ofproto.Conn, error)            {}
 func ovsApply(t *testing.T, st *flow.State) *ovslab.Bridge {
 	t.Helper()
 	ovslab.RequireE2E(t)
-	sess := &capture{conns: make(chan *ofproto.Conn, 4)}
-	srv := &ofproto.Server{Addr: "127.0.0.1:0", Session: sess,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	addr, err := srv.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	br := ovslab.NewBridge(t, ovslab.BridgeOptions{Controllers: []string{"tcp:" + addr.String()}})
-	var conn *ofproto.Conn
-	select {
-	case conn = <-sess.conns:
-	case <-time.After(15 * time.Second):
-		t.Fatal("bridge never connected")
-	}
+	br, conn := ofovs.Bridge(t)
+	ctx := t.Context()
 	for _, n := range []int{1, 2, 3, 4} {
 		br.AddPort("", n)
 	}

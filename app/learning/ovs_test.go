@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"github.com/nimbus-sdn/nimbus/switches"
-	"log/slog"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -14,18 +12,13 @@ import (
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/app/learning"
 	"github.com/nimbus-sdn/nimbus/flow"
+	"github.com/nimbus-sdn/nimbus/internal/ofovs"
 	"github.com/nimbus-sdn/nimbus/internal/ovslab"
 	"github.com/nimbus-sdn/nimbus/model"
-	"github.com/nimbus-sdn/nimbus/ofproto"
 	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/reconcile"
 	"github.com/nimbus-sdn/nimbus/topology"
 )
-
-type capture struct{ conns chan *ofproto.Conn }
-
-func (c *capture) OnConnect(conn *ofproto.Conn) ofproto.Handler { c.conns <- conn; return nil }
-func (c *capture) OnDisconnect(*ofproto.Conn, error)            {}
 
 // TestOVSPlainSwitch installs the learning app's state for a plain switch
 // whose port 3 a Neutron port claims on a real bridge (through our codec
@@ -35,24 +28,8 @@ func (c *capture) OnDisconnect(*ofproto.Conn, error)            {}
 // and 4 but not the tenant's port 3.
 func TestOVSPlainSwitch(t *testing.T) {
 	ovslab.RequireE2E(t)
-	sess := &capture{conns: make(chan *ofproto.Conn, 4)}
-	srv := &ofproto.Server{Addr: "127.0.0.1:0", Session: sess,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	addr, err := srv.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	br := ovslab.NewBridge(t, ovslab.BridgeOptions{Controllers: []string{"tcp:" + addr.String()}})
-	var conn *ofproto.Conn
-	select {
-	case conn = <-sess.conns:
-	case <-time.After(15 * time.Second):
-		t.Fatal("bridge never connected")
-	}
+	br, conn := ofovs.Bridge(t)
+	ctx := t.Context()
 	topo := &topology.Switch{DPID: br.DPID, Ports: map[uint32]topology.Port{}}
 	for n := 1; n <= 4; n++ {
 		name := br.AddPort("", n)

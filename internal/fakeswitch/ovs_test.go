@@ -3,8 +3,6 @@ package fakeswitch_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -12,17 +10,12 @@ import (
 
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/internal/fakeswitch"
+	"github.com/nimbus-sdn/nimbus/internal/ofovs"
 	"github.com/nimbus-sdn/nimbus/internal/ovslab"
-	"github.com/nimbus-sdn/nimbus/ofproto"
 	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/reconcile"
 	"github.com/nimbus-sdn/nimbus/switches"
 )
-
-type capture struct{ conns chan *ofproto.Conn }
-
-func (c *capture) OnConnect(conn *ofproto.Conn) ofproto.Handler { c.conns <- conn; return nil }
-func (c *capture) OnDisconnect(*ofproto.Conn, error)            {}
 
 var (
 	macA  = flow.MustMAC("02:00:00:00:00:0a")
@@ -104,24 +97,8 @@ func modelState() *flow.State {
 // replayed from ofproto/trace's datapath actions.
 func TestModelAgreesWithOVS(t *testing.T) {
 	ovslab.RequireE2E(t)
-	sess := &capture{conns: make(chan *ofproto.Conn, 4)}
-	srv := &ofproto.Server{Addr: "127.0.0.1:0", Session: sess,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	addr, err := srv.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	br := ovslab.NewBridge(t, ovslab.BridgeOptions{Controllers: []string{"tcp:" + addr.String()}})
-	var conn *ofproto.Conn
-	select {
-	case conn = <-sess.conns:
-	case <-time.After(15 * time.Second):
-		t.Fatal("bridge never connected")
-	}
+	br, conn := ofovs.Bridge(t)
+	ctx := t.Context()
 	ports := []uint32{1, 2, 3, 4, 5, 9}
 	for _, n := range ports {
 		name := br.AddPort("", int(n))
