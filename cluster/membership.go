@@ -306,8 +306,19 @@ func (m *Membership) run(ctx context.Context) {
 		m.publishLocked(Role{Master: true, Generation: gen, rev: e.Rev()})
 		m.mu.Unlock()
 		log.Info("elected master", "generation", gen, "revision", e.Rev())
+		// Stop acting as master locally before the election key goes:
+		// once it is deleted another replica may be elected at once, and
+		// this one must never still claim the switch by then.
+		stepDown := func() {
+			m.mu.Lock()
+			m.epoch++
+			m.guardKey, m.guardRev = "", 0
+			m.publishLocked(Role{Master: false})
+			m.mu.Unlock()
+		}
 		select {
 		case <-sctx.Done():
+			stepDown()
 			if ctx.Err() != nil {
 				rctx, c := context.WithTimeout(context.Background(), 2*time.Second)
 				e.Resign(rctx)
@@ -315,17 +326,13 @@ func (m *Membership) run(ctx context.Context) {
 			}
 			log.Warn("lost mastership: session ended")
 		case holdoff = <-m.resign:
+			stepDown()
 			rctx, c := context.WithTimeout(context.Background(), 2*time.Second)
 			err := e.Resign(rctx)
 			c()
 			log.Info("resigned mastership", "holdoff", holdoff, "err", err)
 		}
 		scancel()
-		m.mu.Lock()
-		m.epoch++
-		m.guardKey, m.guardRev = "", 0
-		m.publishLocked(Role{Master: false})
-		m.mu.Unlock()
 	}
 }
 
