@@ -29,6 +29,7 @@ type Config struct {
 		RequestTimeout    time.Duration `mapstructure:"request_timeout"`
 		MaxMultipartBytes int           `mapstructure:"max_multipart_bytes"`
 		MaxMultipartParts int           `mapstructure:"max_multipart_parts"`
+		MultipartBudget   int64         `mapstructure:"multipart_budget"`
 		MaxConns          int           `mapstructure:"max_conns"`
 		MaxConnsPerAddr   int           `mapstructure:"max_conns_per_addr"`
 		DuplicateProbe    time.Duration `mapstructure:"duplicate_probe"`
@@ -128,6 +129,7 @@ var options = []option{
 	{"openflow.request_timeout", "openflow-request-timeout", "close a switch that leaves a request (role, barrier, dump, bundle, echo) unanswered this long", 30 * time.Second},
 	{"openflow.max_multipart_bytes", "openflow-max-multipart-bytes", "cap on one multipart reply (flow, group, meter dumps; PORT_DESC is capped at 4 MiB); beyond it the request fails and the switch is closed", 32 << 20},
 	{"openflow.max_multipart_parts", "openflow-max-multipart-parts", "cap on the parts of one multipart reply", 1 << 18},
+	{"openflow.multipart_budget", "openflow-multipart-budget", "cap on the bytes all switches' multipart replies hold together while they are joined; a reply beyond it fails and its switch is closed", int64(512 << 20)},
 	{"openflow.max_conns", "openflow-max-conns", "cap on open OpenFlow connections; more are closed at once", 4096},
 	{"openflow.max_conns_per_addr", "openflow-max-conns-per-addr", "cap on open OpenFlow connections from one remote IP (labs run many bridges from 127.0.0.1)", 256},
 	{"openflow.duplicate_probe", "openflow-duplicate-probe", "when a connection claims a connected datapath id, the old session must answer an echo within this or be replaced; if it answers, the newcomer is refused", time.Second},
@@ -193,6 +195,8 @@ func Flags(fs *pflag.FlagSet) {
 			fs.Bool(o.flag, d, o.help)
 		case int:
 			fs.Int(o.flag, d, o.help)
+		case int64:
+			fs.Int64(o.flag, d, o.help)
 		case time.Duration:
 			fs.Duration(o.flag, d, o.help)
 		case []string:
@@ -317,6 +321,9 @@ func (c *Config) validate() error {
 	if of.MaxMultipartBytes < 64<<10 || of.MaxMultipartParts < 1 {
 		return fmt.Errorf("config: openflow.max_multipart_bytes %d must be at least 65536 and openflow.max_multipart_parts %d at least 1",
 			of.MaxMultipartBytes, of.MaxMultipartParts)
+	}
+	if of.MultipartBudget < int64(of.MaxMultipartBytes) {
+		return fmt.Errorf("config: openflow.multipart_budget %d must be at least openflow.max_multipart_bytes %d", of.MultipartBudget, of.MaxMultipartBytes)
 	}
 	if of.MaxConns < 1 || of.MaxConnsPerAddr < 1 {
 		return fmt.Errorf("config: openflow.max_conns %d and openflow.max_conns_per_addr %d must be at least 1", of.MaxConns, of.MaxConnsPerAddr)

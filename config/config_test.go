@@ -101,7 +101,7 @@ func TestOpenFlowListenerKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	of := c.OpenFlow
-	if of.MaxConns != 4096 || of.MaxConnsPerAddr != 256 || of.MaxMultipartBytes != 32<<20 || of.MaxMultipartParts != 1<<18 ||
+	if of.MaxConns != 4096 || of.MaxConnsPerAddr != 256 || of.MaxMultipartBytes != 32<<20 || of.MaxMultipartParts != 1<<18 || of.MultipartBudget != 512<<20 ||
 		of.RequestTimeout != 30*time.Second || of.HandshakeTimeout != 10*time.Second || of.DuplicateProbe != time.Second || of.TLS.BindDPID {
 		t.Fatalf("openflow defaults: %+v", of)
 	}
@@ -118,5 +118,11 @@ func TestOpenFlowListenerKeys(t *testing.T) {
 	}
 	if _, err := load(t, []string{"--openflow-max-conns-per-addr", "0"}, nil); err == nil {
 		t.Fatal("max_conns_per_addr 0 accepted")
+	}
+	if c, err := load(t, nil, []string{"NIMBUS_OPENFLOW_MULTIPART_BUDGET=67108864"}); err != nil || c.OpenFlow.MultipartBudget != 64<<20 {
+		t.Fatalf("multipart_budget from env: %v %+v", err, c)
+	}
+	if _, err := load(t, []string{"--openflow-multipart-budget", "1024"}, nil); err == nil || !strings.Contains(err.Error(), "multipart_budget") {
+		t.Fatalf("a budget below one reply's cap: %v", err)
 	}
 }

@@ -51,7 +51,49 @@ type Config struct {
 	// its request with ErrMultipartTooBig and closes the connection.
 	MaxMultipartBytes int
 	MaxMultipartParts int
-	Logger            *slog.Logger
+	// Budget, when set, is shared by every connection of a listener: the
+	// multipart replies being joined on all of them together hold at most
+	// its limit, so max_conns connections never add up to max_conns times
+	// MaxMultipartBytes. A reply that would pass it fails like one over
+	// MaxMultipartBytes (the connection is closed).
+	Budget *Budget
+	Logger *slog.Logger
+}
+
+// Budget bounds the bytes that the multipart replies of many connections
+// hold together while they are being joined. Its zero value (or nil) is
+// unbounded.
+type Budget struct {
+	Limit int64
+	used  atomic.Int64
+}
+
+// NewBudget returns a budget of limit bytes (<= 0: unbounded).
+func NewBudget(limit int64) *Budget { return &Budget{Limit: limit} }
+
+// Used is the number of bytes reserved now.
+func (b *Budget) Used() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.used.Load()
+}
+
+func (b *Budget) reserve(n int) bool {
+	if b == nil || b.Limit <= 0 || n <= 0 {
+		return true
+	}
+	if b.used.Add(int64(n)) > b.Limit {
+		b.used.Add(-int64(n))
+		return false
+	}
+	return true
+}
+
+func (b *Budget) release(n int) {
+	if b != nil && b.Limit > 0 && n > 0 {
+		b.used.Add(-int64(n))
+	}
 }
 
 // Defaults of the multipart caps and the request timeout.
@@ -60,9 +102,9 @@ type Config struct {
 // room to spare: a flow takes about 100-300 bytes in a FLOW_STATS reply
 // (56 fixed, the OXM match, the instructions), so 32 MiB is 110k-330k
 // flows, above the 100k-flow tables measured in the lab; groups and
-// meters are far fewer. The cap is per reply and per connection: the
-// worst case a listener holds is max_conns times it, which the
-// connection caps bound. A switch holding more
+// meters are far fewer. The cap is per reply and per connection; what all
+// of a listener's connections hold together is bounded by Config.Budget
+// (openflow.multipart_budget), not by max_conns times it. A switch holding more
 // needs openflow.max_multipart_bytes raised. It is one cap rather than one
 // per type because flows dominate; PORT_DESC, whose size the protocol
 // itself bounds, gets the tighter portDescMaxBytes.
@@ -148,6 +190,7 @@ type call struct {
 	nparts    int
 	progress  atomic.Int64 // unix nanos of the last multipart part
 	parts     []byte
+	reserved  int // bytes of parts' capacity taken from Config.Budget
 	done      chan struct{}
 	reply     []byte
 	err       error
@@ -477,7 +520,15 @@ func (c *Conn) roundTrip(ctx context.Context, xid uint32, msg []byte, p *call) (
 		c.unregister(xid)
 		return nil, err
 	}
-	return c.wait(ctx, xid, p)
+	b, err := c.wait(ctx, xid, p)
+	// The call is out of pending now (wait returned): nothing grows its
+	// parts any more, and the budget gets its bytes back. The caller
+	// decodes the reply and drops it.
+	c.pmu.Lock()
+	c.cfg.Budget.release(p.reserved)
+	p.reserved = 0
+	c.pmu.Unlock()
+	return b, err
 }
 
 // Barrier sends a BARRIER_REQUEST and waits for its reply.
@@ -586,12 +637,25 @@ func (c *Conn) deliver(h Header, body []byte, ofErr *OFError) (bool, error) {
 		} else if n := len(p.parts) + len(body) - 8; n > p.maxBytes || p.nparts >= c.cfg.MaxMultipartParts {
 			fatal = fmt.Errorf("%w: reply to %s (xid %d) passed %d bytes or %d parts (caps %d bytes, %d parts)",
 				ErrMultipartTooBig, p.what, h.Xid, n, p.nparts+1, p.maxBytes, c.cfg.MaxMultipartParts)
-			p.err, p.parts = fatal, nil
+			c.cfg.Budget.release(p.reserved)
+			p.err, p.parts, p.reserved = fatal, nil, 0
 		} else {
 			p.nparts++
 			if n > cap(p.parts) {
-				// Grow by doubling, but never past the cap.
-				p.parts = append(make([]byte, 0, min(max(2*cap(p.parts), n, 4096), p.maxBytes)), p.parts...)
+				// Grow by doubling, but never past the cap, and only as far
+				// as the listener's budget allows.
+				size := min(max(2*cap(p.parts), n, 4096), p.maxBytes)
+				if !c.cfg.Budget.reserve(size - p.reserved) {
+					fatal = fmt.Errorf("%w: reply to %s (xid %d) needs %d bytes, beyond the listener's multipart budget (%d of %d bytes in use)",
+						ErrMultipartTooBig, p.what, h.Xid, size, c.cfg.Budget.Used(), c.cfg.Budget.Limit)
+					c.cfg.Budget.release(p.reserved)
+					p.err, p.parts, p.reserved = fatal, nil, 0
+					delete(c.pending, h.Xid)
+					close(p.done)
+					return true, fatal
+				}
+				p.reserved = size
+				p.parts = append(make([]byte, 0, size), p.parts...)
 			}
 			p.parts = append(p.parts, body[8:]...)
 			if be.Uint16(body[2:])&1 != 0 { // OFPMPF_REPLY_MORE

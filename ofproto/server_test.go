@@ -514,3 +514,76 @@ func TestSmallBuffersBeforeHandshake(t *testing.T) {
 		t.Fatalf("read buffer of %d bytes after the handshake", c.br.Size())
 	}
 }
+
+// A listener-wide budget bounds the multipart bytes of all connections
+// together: two switches each within the per-reply cap, whose replies
+// together pass the budget, get the second one closed; the first
+// completes, and the budget is whole again afterwards.
+func TestMultipartBudgetShared(t *testing.T) {
+	budget := NewBudget(1 << 20)
+	cfg := Config{MaxMultipartBytes: 1 << 20, Budget: budget}
+	type sw struct {
+		c   *Conn
+		sw  *fakeSwitch
+		res chan error
+		xid uint32
+	}
+	var sws []*sw
+	for i := 0; i < 2; i++ {
+		c, s := pipeConn(t, cfg)
+		handshake(t, c, s)
+		go c.Serve(nil)
+		x := &sw{c: c, sw: s, res: make(chan error, 1)}
+		go func() { _, err := c.Multipart(context.Background(), MPFlow, nil); x.res <- err }()
+		h, _ := s.read()
+		x.xid = h.Xid
+		sws = append(sws, x)
+	}
+	part := func(xid uint32, more bool) []byte {
+		b, st := startMsg(nil, TypeMultipartReply, xid)
+		b = put16(b, MPFlow)
+		var flags uint16
+		if more {
+			flags = 1
+		}
+		b = put16(b, flags)
+		b = pad(b, 4)
+		return finishFixed(append(b, make([]byte, 100*portLen)...), st) // 6.4 kB
+	}
+	// The first switch holds 600 kB of an unfinished reply (its buffer
+	// doubles to 1 MiB at most: within the budget only if alone).
+	for sent := 0; sent < 600<<10; sent += 100 * portLen {
+		if _, err := sws[0].sw.nc.Write(part(sws[0].xid, true)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for budget.Used() < 600<<10 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if budget.Used() < 600<<10 {
+		t.Fatalf("budget used %d after 600 kB of a reply", budget.Used())
+	}
+	// The second switch's reply of 600 kB does not fit next to it.
+	go func() {
+		for i := 0; i < 10000; i++ {
+			if _, err := sws[1].sw.nc.Write(part(sws[1].xid, true)); err != nil {
+				return
+			}
+		}
+	}()
+	if err := <-sws[1].res; !errors.Is(err, ErrMultipartTooBig) {
+		t.Fatalf("second switch: %v, want ErrMultipartTooBig (budget)", err)
+	}
+	<-sws[1].c.Done()
+	// The first finishes its reply and gets it whole.
+	if _, err := sws[0].sw.nc.Write(part(sws[0].xid, false)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-sws[0].res; err != nil {
+		t.Fatalf("first switch: %v", err)
+	}
+	if u := budget.Used(); u != 0 {
+		t.Fatalf("budget holds %d bytes after both replies ended", u)
+	}
+}

@@ -185,7 +185,8 @@ func serve(args []string) error {
 		BindDPID: cfg.OpenFlow.TLS.BindDPID, ChassisOf: mgr.ChassisOwner,
 		Conn: ofproto.Config{EchoInterval: cfg.OpenFlow.EchoInterval, DeadAfter: cfg.OpenFlow.DeadAfter,
 			HandshakeTimeout: cfg.OpenFlow.HandshakeTimeout, RequestTimeout: cfg.OpenFlow.RequestTimeout,
-			MaxMultipartBytes: cfg.OpenFlow.MaxMultipartBytes, MaxMultipartParts: cfg.OpenFlow.MaxMultipartParts}}
+			MaxMultipartBytes: cfg.OpenFlow.MaxMultipartBytes, MaxMultipartParts: cfg.OpenFlow.MaxMultipartParts,
+			Budget: ofproto.NewBudget(cfg.OpenFlow.MultipartBudget)}}
 	tf := ofproto.TLSFiles{Cert: cfg.OpenFlow.TLS.Cert, Key: cfg.OpenFlow.TLS.Key, CA: cfg.OpenFlow.TLS.CA}
 	if tf.Enabled() {
 		if srv.TLS, err = tf.Config(); err != nil {
