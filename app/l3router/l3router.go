@@ -15,6 +15,9 @@
 //     chassis leaves straight on the tunnel to it with the target
 //     network's GRE key, or tagged on the VLAN uplink;
 //   - another address of a connected subnet is dropped (no such port);
+//   - a destination in one of the router's extra routes (longest prefix
+//     first) goes to the route's nexthop port as a packet to that port's
+//     own address would (its MAC from the model, no ARP);
 //   - anything else has no route and is punted through the l3_punt meter
 //     to the packet-in handler, which answers ICMP net unreachable;
 //   - a packet to the interface's MAC with TTL 0 or 1 (matched on nw_ttl,
