@@ -9,7 +9,7 @@ FUZZTIME  ?= 30000x
 # and starts them.
 E2E_ENV   := NIMBUS_E2E=1
 
-.PHONY: all build run test unit e2e fuzz deps docs docs-check bench lab lab-down lab-fabric vet clean neutron-record
+.PHONY: all build run test unit e2e fuzz deps docs docs-check bench bench-l3 lab lab-down lab-fabric vet clean neutron-record
 
 all: build
 
@@ -49,6 +49,13 @@ docs-check:
 
 bench: build
 	scripts/bench-ofbench.sh
+
+# L3 routing figures (docs/benchmarks.md): flows per hypervisor for 100
+# routers (pure app), then routed vs L2 iperf3 throughput and router
+# interface add -> first routed ping in the overlay lab. Not in make test.
+bench-l3:
+	$(GO) test -count=1 -run TestFlowsPerHypervisor -v ./app/l3router/
+	$(E2E_ENV) NIMBUS_BENCH=1 $(GO) test -count=1 -timeout 20m -run 'TestL3Bench$$' -v ./test/e2e/
 
 # A 3-hypervisor GRE overlay lab with a VLAN physical network (namespaces, one OVS each); `make lab-down` removes it.
 lab:

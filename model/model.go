@@ -151,6 +151,15 @@ type Router struct {
 	Gateway      *ExternalGateway `json:"external_gateway_info"`
 	// Interfaces are the ids of the router's interface ports.
 	Interfaces []string `json:"interfaces,omitempty"`
+	// Routes are the router's extra routes (Neutron's extraroute).
+	Routes []Route `json:"routes,omitempty"`
+}
+
+// Route is one extra route of a router: packets to Destination (a CIDR)
+// go to NextHop, an address on one of the router's subnets.
+type Route struct {
+	Destination string `json:"destination"`
+	NextHop     string `json:"nexthop"`
 }
 
 // FloatingIP maps an external address to a port's fixed IP.

@@ -7,6 +7,8 @@ import (
 	"io"
 	"iter"
 	"net/http"
+	"net/netip"
+	"sort"
 	"strings"
 
 	"github.com/nimbus-sdn/nimbus/model"
@@ -41,7 +43,11 @@ func (h *handler) routerDef() *resDef {
 				"enable_snat": rt.Gateway.EnableSNAT, "external_fixed_ips": fips}
 		}
 		v["status"] = "ACTIVE"
-		v["routes"] = []any{}
+		routes := []any{}
+		for _, r := range rt.Routes {
+			routes = append(routes, map[string]any{"destination": r.Destination, "nexthop": r.NextHop})
+		}
+		v["routes"] = routes
 		v["flavor_id"] = nil
 		// distributed and ha are admin-only attributes (recorded:
 		// rtr-show vs rtr-show-admin).
@@ -209,6 +215,10 @@ func (h *handler) createRouter(rc *reqCtx) (model.Record, error) {
 	if err := routerAdminAttrs(rc, "create", &req); err != nil {
 		return nil, err
 	}
+	// routes is allow_post False in Neutron's extraroute.
+	if req.Routes.Set {
+		return nil, badRequest("Attribute 'routes' not allowed in POST")
+	}
 	if err := checkRouterExtras(&req); err != nil {
 		return nil, err
 	}
@@ -265,15 +275,6 @@ func routerAction(rc *reqCtx) string {
 }
 
 func checkRouterExtras(req *routerReq) error {
-	if req.Routes.Set && !req.Routes.Null {
-		var routes []any
-		if err := decodeRaw("routes", req.Routes, &routes); err != nil {
-			return err
-		}
-		if len(routes) > 0 {
-			return badRequest("Extra routes are not supported.")
-		}
-	}
 	if req.HA.Set && req.HA.V {
 		return badRequest("HA routers are not supported: Nimbus routers are distributed.")
 	}
@@ -281,6 +282,164 @@ func checkRouterExtras(req *routerReq) error {
 		var hints []string
 		if err := decodeRaw("availability_zone_hints", req.AZHints, &hints); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// maxRoutes is Neutron's default router_route quota: the most extra
+// routes one router may have.
+const maxRoutes = 30
+
+// parseRoutes reads a router's routes as Neutron's type:hostroutes
+// validator does (null is no routes): each a {destination, nexthop}, the
+// destination a normalised IPv4 CIDR, the nexthop an IPv4 address, no
+// duplicates.
+func parseRoutes(o oRaw) ([]model.Route, error) {
+	out := []model.Route{}
+	if o.Null {
+		return out, nil
+	}
+	var raw []map[string]any
+	if err := decodeRaw("routes", o, &raw); err != nil {
+		return nil, err
+	}
+	seen := map[model.Route]bool{}
+	for _, m := range raw {
+		for k := range m {
+			if k != "destination" && k != "nexthop" {
+				return nil, invalidInput("routes", "Unrecognized key '%s' in route", k)
+			}
+		}
+		d, _ := m["destination"].(string)
+		nh, _ := m["nexthop"].(string)
+		if _, ok := m["destination"]; !ok {
+			return nil, invalidInput("routes", "Validation of dictionary's keys failed. Expected keys: {'destination', 'nexthop'} Provided keys: %s", keyList(m))
+		}
+		if _, ok := m["nexthop"]; !ok {
+			return nil, invalidInput("routes", "Validation of dictionary's keys failed. Expected keys: {'destination', 'nexthop'} Provided keys: %s", keyList(m))
+		}
+		pfx, err := netip.ParsePrefix(d)
+		if err != nil || !pfx.Addr().Is4() {
+			return nil, invalidInput("routes", "'%s' is not a valid IP subnet", d)
+		}
+		if pfx.Masked() != pfx {
+			return nil, invalidInput("routes", "'%s' isn't a recognized IP subnet cidr, '%s' is recommended", d, pfx.Masked())
+		}
+		if _, ok := ip4(nh); !ok || strings.TrimSpace(nh) != nh {
+			return nil, invalidInput("routes", "'%s' is not a valid IP address", nh)
+		}
+		r := model.Route{Destination: d, NextHop: nh}
+		if seen[r] {
+			return nil, invalidInput("routes", "Duplicate hostroute '%s'", pyRoute(r))
+		}
+		seen[r] = true
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func keyList(m map[string]any) string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, "'"+k+"'")
+	}
+	sort.Strings(ks)
+	return "{" + strings.Join(ks, ", ") + "}"
+}
+
+// pyRoute and pyRoutes print routes as Neutron's messages do (Python's
+// repr of the list of dicts).
+func pyRoute(r model.Route) string {
+	return "{'destination': '" + r.Destination + "', 'nexthop': '" + r.NextHop + "'}"
+}
+
+func pyRoutes(rs []model.Route) string {
+	var b []string
+	for _, r := range rs {
+		b = append(b, pyRoute(r))
+	}
+	return "[" + strings.Join(b, ", ") + "]"
+}
+
+// validateRoutesTx checks a router's new routes against its ports in tx,
+// as Neutron's extraroute does: every nexthop on a subnet of one of the
+// router's ports (interfaces or gateway), and none of the router's own
+// addresses (400 InvalidRoutes). Nimbus also refuses a destination that
+// overlaps a subnet of one of the router's interfaces: the connected
+// subnet would win on the data plane (its host routes outrank every extra
+// route), so such a route could never be what the user asked for.
+func validateRoutesTx(tx *store.Tx, rt *model.Router, routes []model.Route) error {
+	if len(routes) == 0 {
+		return nil
+	}
+	if len(routes) > maxRoutes {
+		return conflict("OverQuota", "Quota exceeded for resources: ['router_route'].")
+	}
+	type conn struct {
+		c     cidr4
+		cidr  string
+		iface bool
+	}
+	var conns []conn
+	var ips []string
+	add := func(p *model.Port, iface bool) error {
+		for _, f := range p.FixedIPs {
+			s, err := txGet[*model.Subnet](tx, model.KindSubnet, f.SubnetID)
+			if err != nil {
+				return err
+			}
+			if s == nil {
+				continue
+			}
+			if c, ok := parseCIDR(s.CIDR); ok {
+				conns = append(conns, conn{c, s.CIDR, iface})
+			}
+			ips = append(ips, f.IPAddress)
+		}
+		return nil
+	}
+	for p, err := range routerPorts(tx, rt) {
+		if err != nil {
+			return err
+		}
+		if err := add(p, true); err != nil {
+			return err
+		}
+	}
+	if rt.Gateway != nil {
+		gp, err := txGet[*model.Port](tx, model.KindPort, gwPortID(rt.ID))
+		if err != nil {
+			return err
+		}
+		if gp != nil {
+			if err := add(gp, false); err != nil {
+				return err
+			}
+		}
+	}
+	invalid := func(reason string) error {
+		return errf(http.StatusBadRequest, "InvalidRoutes", "Invalid format for routes: %s, %s", pyRoutes(routes), reason)
+	}
+	for _, r := range routes {
+		nh, _ := ip4(r.NextHop)
+		connected := false
+		for _, c := range conns {
+			connected = connected || c.c.contains(nh)
+		}
+		if !connected {
+			return invalid("the nexthop is not connected with router")
+		}
+		for _, ip := range ips {
+			if ip == r.NextHop {
+				return invalid("the nexthop is used by router")
+			}
+		}
+		d, _ := parseCIDR(r.Destination)
+		for _, c := range conns {
+			if c.iface && c.c.overlaps(d) {
+				return invalid("the destination " + r.Destination + " overlaps subnet " + c.cidr + " connected to the router")
+			}
 		}
 	}
 	return nil
@@ -304,6 +463,12 @@ func (h *handler) updateRouter(rc *reqCtx, id string) (model.Record, error) {
 			return nil, err
 		}
 	}
+	var routes []model.Route
+	if req.Routes.Set {
+		if routes, err = parseRoutes(req.Routes); err != nil {
+			return nil, err
+		}
+	}
 	rt, err := ownedTxn(h, rc, "routers", id, func(tx *store.Tx, rt *model.Router) error {
 		setNameDesc(&rt.Base, req.Name, req.Description)
 		if req.AdminStateUp.Set && !req.AdminStateUp.Null {
@@ -313,6 +478,13 @@ func (h *handler) updateRouter(rc *reqCtx, id string) (model.Record, error) {
 			if err := h.setGatewayTx(rc, tx, rt, g); err != nil {
 				return err
 			}
+		}
+		if req.Routes.Set {
+			// Checked against the ports the update leaves.
+			if err := validateRoutesTx(tx, rt, routes); err != nil {
+				return err
+			}
+			rt.Routes = routes
 		}
 		touch(&rt.Base)
 		return tx.Put(rt)
@@ -354,6 +526,9 @@ type ifaceReq struct {
 }
 
 func (h *handler) routerAction(rc *reqCtx, id string, rest []string) (int, any, error) {
+	if len(rest) == 1 && (rest[0] == "add_extraroutes" || rest[0] == "remove_extraroutes") {
+		return h.extraRoutes(rc, id, rest[0] == "add_extraroutes")
+	}
 	if len(rest) != 1 || (rest[0] != "add_router_interface" && rest[0] != "remove_router_interface") {
 		return 0, nil, errf(http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
 	}
@@ -380,6 +555,75 @@ func (h *handler) routerAction(rc *reqCtx, id string, rest []string) (int, any, 
 		return h.addInterface(rc, id, sub, port)
 	}
 	return h.removeInterface(rc, id, sub, port)
+}
+
+// extraRoutes is extraroute-atomic's add_extraroutes (add: merged into
+// the router's routes, duplicates once) and remove_extraroutes (removed;
+// a route the router does not have is no error), then validated as a
+// whole, as Neutron does; the answer is the router.
+func (h *handler) extraRoutes(rc *reqCtx, id string, add bool) (int, any, error) {
+	if rc.r.Method != http.MethodPut {
+		return 0, nil, methodNotAllowed()
+	}
+	b, err := readRawBody(rc)
+	if err != nil {
+		return 0, nil, err
+	}
+	var body struct {
+		Router *struct {
+			Routes oRaw `json:"routes"`
+		} `json:"router"`
+	}
+	if err := json.Unmarshal(b, &body); err != nil || body.Router == nil {
+		return 0, nil, badRequest("Body contains invalid data")
+	}
+	if !body.Router.Routes.Set {
+		return 0, nil, badRequest("Failed to parse request. Required attribute 'routes' not specified")
+	}
+	routes, err := parseRoutes(body.Router.Routes)
+	if err != nil {
+		return 0, nil, err
+	}
+	rt, err := ownedTxn(h, rc, "routers", id, func(tx *store.Tx, rt *model.Router) error {
+		var next []model.Route
+		if add {
+			next = append(next, rt.Routes...)
+			have := map[model.Route]bool{}
+			for _, r := range rt.Routes {
+				have[r] = true
+			}
+			for _, r := range routes {
+				if !have[r] {
+					have[r] = true
+					next = append(next, r)
+				}
+			}
+		} else {
+			drop := map[model.Route]bool{}
+			for _, r := range routes {
+				drop[r] = true
+			}
+			for _, r := range rt.Routes {
+				if !drop[r] {
+					next = append(next, r)
+				}
+			}
+		}
+		if err := validateRoutesTx(tx, rt, next); err != nil {
+			return err
+		}
+		rt.Routes = next
+		touch(&rt.Base)
+		return tx.Put(rt)
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	v, err := h.viewOne(rc, h.defs["routers"], rt)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, map[string]any{"router": v}, nil
 }
 
 func readRawBody(rc *reqCtx) ([]byte, error) {
@@ -600,6 +844,23 @@ func (h *handler) removeInterface(rc *reqCtx, id, subID, portID string) (int, an
 					if ff.SubnetID == pf.SubnetID && ff.IPAddress == f.FixedIPAddress {
 						return conflict("RouterInterfaceInUseByFloatingIP", "Router interface for subnet %s on router %s cannot be deleted, as it is required by one or more floating IPs.", pf.SubnetID, id)
 					}
+				}
+			}
+		}
+		// A route whose nexthop is on the interface's subnet keeps it
+		// (Neutron's RouterInterfaceInUseByRoute).
+		for _, pf := range p.FixedIPs {
+			s, err := txGet[*model.Subnet](tx, model.KindSubnet, pf.SubnetID)
+			if err != nil {
+				return err
+			}
+			c, ok := cidr4{}, false
+			if s != nil {
+				c, ok = parseCIDR(s.CIDR)
+			}
+			for _, r := range rt.Routes {
+				if nh, _ := ip4(r.NextHop); ok && c.contains(nh) {
+					return conflict("RouterInterfaceInUseByRoute", "Router interface for subnet %s on router %s cannot be deleted, as it is required by one or more routes.", pf.SubnetID, id)
 				}
 			}
 		}

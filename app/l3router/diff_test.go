@@ -83,3 +83,30 @@ func TestAddInterfaceOnlyAdds(t *testing.T) {
 		t.Error("no host route to ax after its subnet joined the router")
 	}
 }
+
+// A new extra route only adds its own flows (one per ingress interface
+// with a local port, the route's cookie), at 10000 + its prefix length.
+func TestAddRouteOnlyAdds(t *testing.T) {
+	for _, c := range []string{"hv1", "hv2"} {
+		t.Run(c, func(t *testing.T) {
+			s := newScenario()
+			before, _ := state(t, s.input(c), New())
+			rt := *s.recs[model.KindRouter]["rA"].(*model.Router)
+			rt.Routes = append(append([]model.Route{}, rt.Routes...), model.Route{Destination: "192.168.0.0/20", NextHop: "10.0.3.14"})
+			s.put(&rt)
+			after, _ := state(t, s.input(c), New())
+			added, changed := diff(before, after)
+			if len(changed) != 0 {
+				t.Fatalf("adding a route changed %d flows, first %s", len(changed), changed[0])
+			}
+			if len(added) == 0 {
+				t.Fatal("adding a route added no flow")
+			}
+			for _, f := range added {
+				if f.Priority != pipeline.PriorityNormal+20 || f.Table != pipeline.L3Routing.ID() {
+					t.Errorf("added flow is not the route's: %s", f)
+				}
+			}
+		})
+	}
+}

@@ -15,6 +15,9 @@
 //     chassis leaves straight on the tunnel to it with the target
 //     network's GRE key, or tagged on the VLAN uplink;
 //   - another address of a connected subnet is dropped (no such port);
+//   - a destination in one of the router's extra routes (longest prefix
+//     first) goes to the route's nexthop port as a packet to that port's
+//     own address would (its MAC from the model, no ARP);
 //   - anything else has no route and is punted through the l3_punt meter
 //     to the packet-in handler, which answers ICMP net unreachable;
 //   - a packet to the interface's MAC with TTL 0 or 1 (matched on nw_ttl,
@@ -158,7 +161,7 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 				continue // one interface port, or no packet enters it here
 			}
 			seenIng[ing.mac] = true
-			fs := routeFlows(v, ing, ifs, targets)
+			fs := routeFlows(v, rt, ing, ifs, targets)
 			d.Flows = append(d.Flows, fs...)
 			gws[ing.mac] = ing.gw
 			punt = true
@@ -218,7 +221,7 @@ func ingress(ing *iface) flow.Match {
 }
 
 // routeFlows are the l3_routing flows of packets entering ing.
-func routeFlows(v *binding.View, ing *iface, ifs []*iface, targets []target) []*flow.Flow {
+func routeFlows(v *binding.View, rt *model.Router, ing *iface, ifs []*iface, targets []target) []*flow.Flow {
 	tbl := pipeline.L3Routing.ID()
 	ck := cookie(ing.port.ID)
 	var out []*flow.Flow
@@ -251,36 +254,16 @@ func routeFlows(v *binding.View, ing *iface, ifs []*iface, targets []target) []*
 	// Host routes: each port of a connected subnet (a /32 beats its
 	// subnet's drop below).
 	for _, tg := range targets {
-		acts := []flow.Action{
-			flow.DecTTL{},
-			flow.SetField{F: flow.EthSrc, Value: uint64(tg.via.mac)},
-			flow.SetField{F: flow.EthDst, Value: uint64(tg.bp.MAC)},
-			pipeline.RegNetwork.Set(uint64(tg.via.net.Key)),
-			flow.SetField{F: pipeline.RegFlags.Field, Value: pipeline.FlagRouted, Mask: pipeline.FlagRouted},
+		f := forward(v, tg, &flow.Flow{Table: tbl, Priority: pipeline.PriorityNormal + 32, Cookie: cookie(tg.bp.Port.ID),
+			Match: ingress(ing).Set(flow.IPv4Dst, uint64(tg.ip))})
+		if f != nil {
+			out = append(out, f)
 		}
-		f := &flow.Flow{Table: tbl, Priority: pipeline.PriorityNormal + 32, Cookie: cookie(tg.bp.Port.ID),
-			Match: ingress(ing).Set(flow.IPv4Dst, uint64(tg.ip))}
-		switch {
-		case v.Local(tg.bp):
-			f.Actions, f.Goto = acts, pipeline.L2Forward.ID()
-		case tg.via.net.Network.NetworkType == model.NetGRE:
-			tp, ok := v.Tunnels[tg.bp.Chassis]
-			if !ok {
-				continue // no tunnel to its chassis yet: the subnet drop applies
-			}
-			f.Actions = append(acts, flow.SetField{F: flow.TunnelID, Value: uint64(tg.via.net.Network.SegmentationID)}, flow.Output{Port: tp})
-		case tg.via.net.Network.NetworkType == model.NetVLAN:
-			up := v.Uplink(tg.via.net)
-			if up == 0 {
-				continue
-			}
-			f.Actions = append(acts, flow.PushVLAN{EthType: flow.EthTypeVLAN},
-				flow.SetField{F: flow.VlanVID, Value: flow.VlanPresent | uint64(tg.via.net.Network.SegmentationID)}, flow.Output{Port: up})
-		default:
-			continue
-		}
-		out = append(out, f)
 	}
+	// Extra routes: a packet to the destination goes to the nexthop
+	// port, exactly as a packet to the nexthop's own address would, at
+	// priority 10000 + prefix length (longest prefix wins).
+	out = append(out, extraRoutes(v, rt, ing, ifs, targets)...)
 	// A connected subnet's other addresses: no such port, dropped.
 	seenPfx := map[netip.Prefix]bool{}
 	for _, c := range ifs {
@@ -299,6 +282,117 @@ func routeFlows(v *binding.View, ing *iface, ifs []*iface, targets []target) []*
 	out = append(out, &flow.Flow{Table: tbl, Priority: pipeline.PriorityDefault, Cookie: ck, Meter: pipeline.MeterL3.ID,
 		Match:   ingress(ing),
 		Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
+	return out
+}
+
+// forward completes f (the match already set) with the actions that route
+// a packet to target tg: dec_ttl, source MAC = the router's MAC on the
+// target's subnet, destination MAC = the target port's MAC, the target's
+// network key and the routed flag; then a local target goes on to
+// l2_forward, a remote one leaves on the tunnel to its chassis with the
+// target network's GRE key or tagged on the VLAN uplink. nil when there
+// is no way to the target's chassis yet.
+func forward(v *binding.View, tg target, f *flow.Flow) *flow.Flow {
+	acts := []flow.Action{
+		flow.DecTTL{},
+		flow.SetField{F: flow.EthSrc, Value: uint64(tg.via.mac)},
+		flow.SetField{F: flow.EthDst, Value: uint64(tg.bp.MAC)},
+		pipeline.RegNetwork.Set(uint64(tg.via.net.Key)),
+		flow.SetField{F: pipeline.RegFlags.Field, Value: pipeline.FlagRouted, Mask: pipeline.FlagRouted},
+	}
+	switch {
+	case v.Local(tg.bp):
+		f.Actions, f.Goto = acts, pipeline.L2Forward.ID()
+	case tg.via.net.Network.NetworkType == model.NetGRE:
+		tp, ok := v.Tunnels[tg.bp.Chassis]
+		if !ok {
+			return nil // no tunnel to its chassis yet: the subnet drop applies
+		}
+		f.Actions = append(acts, flow.SetField{F: flow.TunnelID, Value: uint64(tg.via.net.Network.SegmentationID)}, flow.Output{Port: tp})
+	case tg.via.net.Network.NetworkType == model.NetVLAN:
+		up := v.Uplink(tg.via.net)
+		if up == 0 {
+			return nil
+		}
+		f.Actions = append(acts, flow.PushVLAN{EthType: flow.EthTypeVLAN},
+			flow.SetField{F: flow.VlanVID, Value: flow.VlanPresent | uint64(tg.via.net.Network.SegmentationID)}, flow.Output{Port: up})
+	default:
+		return nil
+	}
+	return f
+}
+
+// extraRoutes are the flows of router rt's extra routes for packets
+// entering ing. A route is used when its nexthop is the address of a
+// bound port on one of the router's subnets (a target: its MAC comes
+// from the model, no ARP); otherwise the packet meets the no-route punt
+// (net unreachable). A route whose destination overlaps a connected
+// subnet is skipped (the API refuses one; an interface added after the
+// route can still make one): the connected subnet wins. Several routes
+// to one destination (Neutron accepts them): the lowest nexthop address
+// that resolves carries the traffic (no ECMP).
+func extraRoutes(v *binding.View, rt *model.Router, ing *iface, ifs []*iface, targets []target) []*flow.Flow {
+	if len(rt.Routes) == 0 {
+		return nil
+	}
+	byIP := map[flow.IPv4]target{}
+	for _, tg := range targets {
+		byIP[tg.ip] = tg
+	}
+	type choice struct {
+		pfx netip.Prefix
+		nh  flow.IPv4
+		tg  target
+	}
+	best := map[netip.Prefix]choice{}
+	for _, r := range rt.Routes {
+		pfx, err := netip.ParsePrefix(r.Destination)
+		if err != nil || !pfx.Addr().Is4() {
+			continue
+		}
+		pfx = pfx.Masked()
+		nh, err := flow.ParseIPv4(r.NextHop)
+		if err != nil {
+			continue
+		}
+		tg, ok := byIP[nh]
+		if !ok {
+			continue
+		}
+		overlaps := false
+		for _, c := range ifs {
+			overlaps = overlaps || c.prefix.Overlaps(pfx)
+		}
+		if overlaps {
+			continue
+		}
+		if c, ok := best[pfx]; ok && c.nh < nh {
+			continue
+		}
+		best[pfx] = choice{pfx, nh, tg}
+	}
+	var cs []choice
+	for _, c := range best {
+		cs = append(cs, c)
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		if cs[i].pfx.Bits() != cs[j].pfx.Bits() {
+			return cs[i].pfx.Bits() > cs[j].pfx.Bits()
+		}
+		return cs[i].pfx.Addr().Less(cs[j].pfx.Addr())
+	})
+	var out []*flow.Flow
+	for _, c := range cs {
+		m := ingress(ing)
+		if c.pfx.Bits() > 0 {
+			m = m.SetMasked(flow.IPv4Dst, uint64(toIPv4(c.pfx.Addr())), uint64(^uint32(0)<<(32-c.pfx.Bits())))
+		}
+		f := forward(v, c.tg, &flow.Flow{Table: pipeline.L3Routing.ID(), Priority: pipeline.PriorityNormal + uint16(c.pfx.Bits()),
+			Cookie: cookie(rt.ID + "/route/" + c.pfx.String() + "/" + ing.port.ID), Match: m})
+		if f != nil {
+			out = append(out, f)
+		}
+	}
 	return out
 }
 

@@ -28,6 +28,9 @@ var update = flag.Bool("update", false, "rewrite golden files")
 //	  net-a2 GRE 101  10.0.2.0/24 gw 10.0.2.1 (fa:16:3e:aa:02:01)  a2 hv2:1 10.0.2.12, a3 hv1:5 10.0.2.13
 //	  net-av VLAN 200 10.0.3.0/24 gw 10.0.3.1 (fa:16:3e:aa:03:01)  av hv2:3 10.0.3.14
 //	  net-ax GRE 103  10.0.4.0/24, on no router                    ax hv2:4 10.0.4.15
+//	  extra routes of rA: 10.9.0.0/16 via a2, 10.9.1.0/24 via a3 (longer:
+//	  wins for 10.9.1.x), 10.7.0.0/16 via 10.0.1.99 (no such port),
+//	  10.0.2.0/25 via a3 (overlaps net-a2: the connected subnet wins)
 //	tenant B, router rB:
 //	  net-b1 GRE 110  10.0.1.0/24 gw 10.0.1.1 (fa:16:3e:bb:01:01)  b1 hv1:2 10.0.1.11
 //	  net-b2 GRE 111  10.0.2.0/24 gw 10.0.2.1 (fa:16:3e:bb:02:01)  b2 hv2:2 10.0.2.12
@@ -74,6 +77,9 @@ func newScenario() *scenario {
 	net("net-b1", "tb", model.NetGRE, 110, "10.0.1.0/24", "10.0.1.1")
 	net("net-b2", "tb", model.NetGRE, 111, "10.0.2.0/24", "10.0.2.1")
 	s.router("rA", "ta", map[string]string{"net-a1": "fa:16:3e:aa:01:01", "net-a2": "fa:16:3e:aa:02:01", "net-av": "fa:16:3e:aa:03:01"})
+	rt := s.recs[model.KindRouter]["rA"].(*model.Router)
+	rt.Routes = []model.Route{{Destination: "10.9.0.0/16", NextHop: "10.0.2.12"}, {Destination: "10.9.1.0/24", NextHop: "10.0.2.13"},
+		{Destination: "10.7.0.0/16", NextHop: "10.0.1.99"}, {Destination: "10.0.2.0/25", NextHop: "10.0.2.13"}}
 	s.router("rB", "tb", map[string]string{"net-b1": "fa:16:3e:bb:01:01", "net-b2": "fa:16:3e:bb:02:01"})
 	s.vm("a1", "net-a1", macA1, "10.0.1.11", "hv1", 1)
 	s.vm("a2", "net-a2", macA2, "10.0.2.12", "hv2", 1)

@@ -226,3 +226,51 @@ func rewriteDst(frame, mac []byte) []byte {
 	copy(out[0:6], mac)
 	return out
 }
+
+// Extra routes of rA, longest prefix first: 10.9.1.0/24 via a3 (on hv1)
+// beats 10.9.0.0/16 via a2 (hv2); a route whose nexthop no port holds
+// and a route overlapping a connected subnet are not used.
+func TestWalkExtraRoutes(t *testing.T) {
+	sw, gws := hv1(t)
+	t.Run("10.9.2.5 via a2 on hv2: the tunnel, net-a2's key, a2's MAC", func(t *testing.T) {
+		e := only(t, walk(t, sw, 1, pkt(t, macA1, rA1, "10.0.1.11", "10.9.2.5", 64, false)))
+		checkRouted(t, e, 10, rA2, macA2, 63)
+		if e.Packet.TunnelID != 101 || e.Packet.IPv4Dst != flow.MustIPv4("10.9.2.5") {
+			t.Fatalf("routed via a2: %s", e.Packet)
+		}
+	})
+	t.Run("10.9.1.5 via a3 on hv1 (longest prefix)", func(t *testing.T) {
+		e := only(t, walk(t, sw, 1, pkt(t, macA1, rA1, "10.0.1.11", "10.9.1.5", 64, false)))
+		checkRouted(t, e, 5, rA2, macA3, 63)
+	})
+	t.Run("from the nexthop's own subnet (hairpin on net-a2)", func(t *testing.T) {
+		e := only(t, walk(t, sw, 5, pkt(t, macA3, rA2, "10.0.2.13", "10.9.2.5", 64, false)))
+		checkRouted(t, e, 10, rA2, macA2, 63)
+	})
+	t.Run("TTL 1 to a routed destination: time exceeded", func(t *testing.T) {
+		e := only(t, walk(t, sw, 1, pkt(t, macA1, rA1, "10.0.1.11", "10.9.2.5", 1, false)))
+		if !e.Punt() || !metered(sw, e) {
+			t.Fatalf("TTL 1 via an extra route: %s", e)
+		}
+	})
+	t.Run("nexthop with no port: net unreachable", func(t *testing.T) {
+		e := only(t, walk(t, sw, 1, pkt(t, macA1, rA1, "10.0.1.11", "10.7.0.5", 64, false)))
+		if !e.Punt() || !metered(sw, e) {
+			t.Fatalf("unresolved nexthop: %s, want the no-route punt", e)
+		}
+		checkICMP(t, gws, frame(t, macA1, rA1, "10.0.1.11", "10.7.0.5", 64, false), "10.0.1.1", layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeNet)
+	})
+	t.Run("a route overlapping a connected subnet: the subnet wins", func(t *testing.T) {
+		if r := walk(t, sw, 1, pkt(t, macA1, rA1, "10.0.1.11", "10.0.2.99", 64, false)); !r.Dropped() {
+			t.Fatalf("10.0.2.99 (connected, no port) took the overlapping route: %s", r)
+		}
+		e := only(t, walk(t, sw, 1, pkt(t, macA1, rA1, "10.0.1.11", "10.0.2.12", 64, false)))
+		checkRouted(t, e, 10, rA2, macA2, 63)
+	})
+	t.Run("tenant B's router has no such route", func(t *testing.T) {
+		e := only(t, walk(t, sw, 2, pkt(t, macB1, rB1, "10.0.1.11", "10.9.2.5", 64, false)))
+		if !e.Punt() {
+			t.Fatalf("tenant B to 10.9.2.5: %s, want no route", e)
+		}
+	})
+}

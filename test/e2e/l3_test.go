@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +35,44 @@ func (n neutron) put(path string, body any) map[string]any {
 	return out
 }
 
+// traceroute runs `traceroute -n -q 1 -w 5 -m 4 [mode] target` in vm and
+// checks that hop 1 is gw and hop 2 the target (which ends the trace). A
+// run with a lost probe ("*") is retried, up to 3 runs: the punted time
+// exceeded goes through the controller, on a loaded machine.
+func traceroute(t *testing.T, vm *hvlab.VM, mode, gw, target string) {
+	t.Helper()
+	var out string
+	var err error
+	var hops []string
+	for try := 0; try < 3; try++ {
+		out, err = vm.For(t).ExecErr("traceroute", "-n", "-q", "1", "-w", "5", "-m", "4", mode, target)
+		hops = nil
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 2 && f[0] != "traceroute" {
+				hops = append(hops, f[1])
+			}
+		}
+		t.Logf("traceroute %s to %s:\n%s", mode, target, out)
+		if !strings.Contains(strings.Join(hops, " "), "*") {
+			break
+		}
+	}
+	if err != nil || len(hops) != 2 || hops[0] != gw || hops[1] != target {
+		t.Errorf("traceroute %s to %s: hops %v, want [%s %s] (%v)\n%s", mode, target, hops, gw, target, err, out)
+	}
+}
+
+// openstackCLIErr runs the openstack CLI and returns its combined output
+// and error (for calls that must fail).
+func openstackCLIErr(api string, args ...string) (string, error) {
+	full := append([]string{"--os-auth-type", "none", "--os-endpoint", "http://" + api}, args...)
+	cmd := exec.Command("openstack", full...)
+	cmd.Env = append(os.Environ(), "OS_CLOUD=", "OS_AUTH_URL=", "HOME="+os.TempDir())
+	b, err := cmd.CombinedOutput()
+	return string(b), err
+}
+
 // TestL3EastWest: one tenant, a router with two GRE subnets
 // (10.0.1.0/24, 10.0.2.0/24) and a VLAN subnet (10.0.5.0/24, VLAN 301 on
 // physnet1), a third GRE subnet not on the router, VMs on
@@ -42,7 +82,11 @@ func (n neutron) put(path string, body any) map[string]any {
 // and on their own), with the TTL decremented once; the subnet not on the
 // router is unreachable both ways (net unreachable from the gateway); the
 // tenants never see each other's packets; TTL 1 gives time exceeded from
-// the gateway.
+// the gateway; traceroute (ICMP and UDP) shows the gateway, then the
+// target. Tenant A's router, its interfaces and an extra route (to an
+// address held by a VM on another hypervisor) are made with the real
+// openstack CLI; the route carries pings and traceroute, and an
+// overlapping route is refused.
 func TestL3EastWest(t *testing.T) {
 	hvlab.RequireE2E(t)
 	if _, err := hvlab.DHCPClient(); err != nil {
@@ -63,11 +107,21 @@ func TestL3EastWest(t *testing.T) {
 		return n["id"].(string), s["id"].(string)
 	}
 	subnet := func(project, cidr, gw string) (netID, subID string) { return subnetOn(project, cidr, gw, nil) }
-	router := func(project string, subs ...string) {
+	router := func(project string, subs ...string) string {
 		rt := nb.post("routers", map[string]any{"router": map[string]any{"name": "r-" + project, "project_id": project}})
 		for _, s := range subs {
 			nb.put("routers/"+rt["id"].(string)+"/add_router_interface", map[string]any{"subnet_id": s})
 		}
+		return rt["id"].(string)
+	}
+	// Tenant A's router is made with the real openstack CLI.
+	cliRouter := func(project string, subs ...string) string {
+		rt := openstackJSON(t, env.c.API, "router", "create", "--project", project, "r-"+project)
+		id, _ := rt["id"].(string)
+		for _, s := range subs {
+			openstackCLI(t, env.c.API, "router", "add", "subnet", id, s)
+		}
+		return id
 	}
 	n1, s1 := subnet(projA, "10.0.1.0/24", "10.0.1.1")
 	n2, s2 := subnet(projA, "10.0.2.0/24", "10.0.2.1")
@@ -75,7 +129,7 @@ func TestL3EastWest(t *testing.T) {
 	// A VLAN provider subnet on the same router.
 	n5, s5 := subnetOn(projA, "10.0.5.0/24", "10.0.5.1", map[string]any{"provider:network_type": "vlan",
 		"provider:physical_network": physnet, "provider:segmentation_id": 301})
-	router(projA, s1, s2, s5)
+	ridA := cliRouter(projA, s1, s2, s5)
 	// Tenant B: the same subnets behind its own router.
 	m1, t1 := subnet(projB, "10.0.1.0/24", "10.0.1.1")
 	m2, t2 := subnet(projB, "10.0.2.0/24", "10.0.2.1")
@@ -94,11 +148,13 @@ func TestL3EastWest(t *testing.T) {
 		{projB, "w2", m2, t2, "10.0.2.12", hvs[2]}, // v2's twin, another hypervisor
 	}
 	vms := map[string]*hvlab.VM{}
+	portIDs := map[string]string{}
 	for _, s := range specs {
 		p := nb.post("ports", map[string]any{"port": map[string]any{"network_id": s.net, "project_id": s.project,
 			"name": s.name, "binding:host_id": s.hv.Name(),
 			"fixed_ips": []any{map[string]any{"subnet_id": s.sub, "ip_address": s.ip}}}})
 		vms[s.name] = l.AddVM(t, s.hv, p["id"].(string), p["mac_address"].(string), "")
+		portIDs[s.name] = p["id"].(string)
 	}
 	dir := t.TempDir()
 	for _, s := range specs {
@@ -202,6 +258,57 @@ func TestL3EastWest(t *testing.T) {
 		}
 		if lines := capB.Stop(); len(lines) != 0 {
 			t.Errorf("tenant B's w2 saw tenant A's traffic:\n%s", strings.Join(lines, "\n"))
+		}
+	})
+	t.Run("traceroute shows the gateway, then the target", func(t *testing.T) {
+		// ICMP probes (-I) and UDP probes (the target's kernel answers
+		// port unreachable): hop 1 is the gateway (time exceeded from the
+		// router's punt), hop 2 the target on the other subnet and
+		// hypervisor.
+		for _, mode := range []string{"-I", "-U"} {
+			traceroute(t, v1, mode, "10.0.1.1", "10.0.2.12")
+		}
+	})
+	t.Run("extra route via a VM on another hypervisor", func(t *testing.T) {
+		// v2 (10.0.2.12, hypervisor 2) holds 10.0.9.9 on its loopback and
+		// may send from 10.0.9.0/24 (allowed address pair, as Neutron
+		// needs for a VM acting as a router); tenant A's router gets
+		// 10.0.9.0/24 via 10.0.2.12 with the openstack CLI.
+		v2.Exec("ip", "addr", "add", "10.0.9.9/32", "dev", "lo")
+		nb.put("ports/"+portIDs["v2"], map[string]any{"port": map[string]any{
+			"allowed_address_pairs": []any{map[string]any{"ip_address": "10.0.9.0/24"}}}})
+		openstackCLI(t, env.c.API, "router", "set", "--route", "destination=10.0.9.0/24,gateway=10.0.2.12", ridA)
+		rt := openstackJSON(t, env.c.API, "router", "show", ridA)
+		if b, _ := json.Marshal(rt["routes"]); !strings.Contains(string(b), "10.0.9.0/24") {
+			t.Fatalf("router routes after openstack router set --route: %s", b)
+		}
+		var out string
+		var err error
+		waitFor(t, 30*time.Second, "v1 reaches 10.0.9.9 through the extra route", func() bool {
+			out, err = v1.ExecErr("ping", "-n", "-c", "1", "-W", "1", "10.0.9.9")
+			return err == nil
+		})
+		for _, from := range []*hvlab.VM{v1, v5} {
+			out, err = from.For(t).ExecErr("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "10.0.9.9")
+			if err != nil || !strings.Contains(out, " 0% packet loss") || !strings.Contains(out, "ttl=63") {
+				t.Errorf("%s -> 10.0.9.9 via the extra route: %v (want no loss, TTL 63)\n%s", name[from], err, out)
+			}
+		}
+		traceroute(t, v1, "-I", "10.0.1.1", "10.0.9.9")
+		// Tenant B's router has no such route: net unreachable.
+		out, _ = w1.For(t).ExecErr("ping", "-n", "-c", "1", "-W", "2", "10.0.9.9")
+		if !strings.Contains(out, "From 10.0.1.1") || !strings.Contains(out, "Unreachable") {
+			t.Errorf("w1 (tenant B) -> 10.0.9.9: want net unreachable from its gateway:\n%s", out)
+		}
+		// A route that overlaps a connected subnet is refused by the CLI's
+		// API call, and the routes stay as they were.
+		if out, err := openstackCLIErr(env.c.API, "router", "set", "--route", "destination=10.0.1.0/25,gateway=10.0.2.12", ridA); err == nil ||
+			!strings.Contains(out, "InvalidRoutes") && !strings.Contains(out, "overlaps") {
+			t.Errorf("overlapping route: %v\n%s", err, out)
+		}
+		rt = openstackJSON(t, env.c.API, "router", "show", ridA)
+		if b, _ := json.Marshal(rt["routes"]); strings.Contains(string(b), "10.0.1.0/25") {
+			t.Errorf("a refused route was stored: %s", b)
 		}
 	})
 	t.Run("TTL 1 gives time exceeded from the gateway", func(t *testing.T) {
