@@ -163,6 +163,12 @@ type reqCtx struct {
 	// netOwners caches network owners for this request's visibility
 	// checks (ports on a caller's network).
 	netOwners map[string]string
+	// noAttrs: the body read last named no attribute ({"network": {}}).
+	noAttrs bool
+	// bulk is the store transaction of a bulk create: every item's
+	// create runs in it (handler.txn), so the batch commits whole or not
+	// at all.
+	bulk *store.Tx
 }
 
 // apiError is a Neutron error answer.

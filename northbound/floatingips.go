@@ -221,7 +221,7 @@ func (h *handler) updateFIP(rc *reqCtx, id string) (model.Record, error) {
 			return nil, invalidInput("fixed_ip_address", "'%s' is not a valid IP address", req.FixedIP.V)
 		}
 	}
-	f, err := ownedTxn(h, rc, "floatingips", id, func(tx *store.Tx, f *model.FloatingIP) error {
+	f, err := ownedUpdate(h, rc, "floatingips", id, func(tx *store.Tx, f *model.FloatingIP) error {
 		setNameDesc(&f.Base, oStr{}, req.Description)
 		if req.PortID.Set {
 			if req.PortID.Null || req.PortID.V == "" {
