@@ -165,6 +165,8 @@ type reqCtx struct {
 	netOwners map[string]string
 	// noAttrs: the body read last named no attribute ({"network": {}}).
 	noAttrs bool
+	// dp caches the data-plane status for this request (status.go).
+	dp *dataPlane
 	// bulk is the store transaction of a bulk create: every item's
 	// create runs in it (handler.txn), so the batch commits whole or not
 	// at all.

@@ -33,7 +33,7 @@ func (h *handler) networkDef() *resDef {
 	}
 	d.visible = func(rc *reqCtx, r model.Record) bool {
 		n := r.(*model.Network)
-		return rc.owns(n.ProjectID) || n.Shared || n.External
+		return rc.exempt() || rc.owns(n.ProjectID) || n.Shared || n.External
 	}
 	// network.is_default (auto-allocated-topology) is shown in a create's
 	// answer and for external networks only (recorded: net-create-*,

@@ -50,7 +50,7 @@ func (h *handler) portDef() *resDef {
 	// port-show-bound-p1, port-list-net).
 	d.visible = func(rc *reqCtx, r model.Record) bool {
 		p := r.(*model.Port)
-		if rc.owns(p.ProjectID) {
+		if rc.exempt() || rc.owns(p.ProjectID) {
 			return true
 		}
 		if rc.project == "" {
@@ -92,6 +92,9 @@ func (h *handler) portDef() *resDef {
 		delete(v, "extra")
 		if v["status"] == nil {
 			v["status"] = "DOWN"
+		}
+		if st, ok := h.portStatus(rc, p); ok {
+			v["status"] = st // from the data plane (status.go)
 		}
 		for _, k := range []string{"fixed_ips", "allowed_address_pairs", "security_groups"} {
 			if v[k] == nil {
@@ -503,7 +506,7 @@ func (h *handler) resolveSGs(rc *reqCtx, tx *store.Tx, project string, o oRaw) (
 		if err != nil {
 			return nil, err
 		}
-		if sg == nil || (!rc.admin && sg.ProjectID != rc.project) || (sg.ProjectID != project && !rc.admin) {
+		if sg == nil || (!rc.exempt() && (sg.ProjectID != rc.project || sg.ProjectID != project)) {
 			return nil, notFound("SecurityGroupNotFound", "Security group", id)
 		}
 		out = append(out, id)
@@ -559,7 +562,7 @@ func (h *handler) createPort(rc *reqCtx) (model.Record, error) {
 		if n == nil || !nd.isVisible(rc, n) {
 			return notFound("NetworkNotFound", "Network", p.NetworkID)
 		}
-		if !rc.admin && n.ProjectID != project && !n.Shared {
+		if !rc.exempt() && n.ProjectID != project && !n.Shared {
 			return forbidden("(rule:create_port:network) is disallowed by policy")
 		}
 		if err := rc.portPolicy("create_port", n, &req, fixed); err != nil {

@@ -41,7 +41,7 @@ func (h *handler) routerDef() *resDef {
 			v["external_gateway_info"] = map[string]any{"network_id": rt.Gateway.NetworkID,
 				"enable_snat": rt.Gateway.EnableSNAT, "external_fixed_ips": fips}
 		}
-		v["status"] = "ACTIVE"
+		v["status"] = h.routerStatus(rc, rt) // from the data plane (status.go)
 		v["routes"] = []any{}
 		v["flavor_id"] = nil
 		// distributed and ha are admin-only attributes (recorded:
