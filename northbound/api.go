@@ -163,6 +163,14 @@ type reqCtx struct {
 	// netOwners caches network owners for this request's visibility
 	// checks (ports on a caller's network).
 	netOwners map[string]string
+	// noAttrs: the body read last named no attribute ({"network": {}}).
+	noAttrs bool
+	// dp caches the data-plane status for this request (status.go).
+	dp *dataPlane
+	// bulk is the store transaction of a bulk create: every item's
+	// create runs in it (handler.txn), so the batch commits whole or not
+	// at all.
+	bulk *store.Tx
 }
 
 // apiError is a Neutron error answer.

@@ -2,6 +2,8 @@ package northbound_test
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -145,6 +147,23 @@ ports = conn.network.create_ports([
 print(" ".join(p.name for p in ports))
 `
 
+// sdkBulkPortsBad sends a bulk port create whose second item names an
+// address outside the subnet: openstacksdk must get an error and neither
+// port may exist. It prints "refused" when the SDK raised.
+const sdkBulkPortsBad = `
+import sys
+import openstack
+conn = openstack.connection.Connection(auth_type="none", auth={"endpoint": sys.argv[1]},
+                                       network_endpoint_override=sys.argv[1])
+try:
+    conn.network.create_ports([
+        {"network_id": sys.argv[2], "name": "bulkbad1", "project_id": "p1"},
+        {"network_id": sys.argv[2], "name": "bulkbad2", "project_id": "p1", "fixed_ips": [{"ip_address": "10.99.0.5"}]},
+    ])
+except Exception as e:
+    print("refused", type(e).__name__)
+`
+
 func TestOpenStackCLI(t *testing.T) {
 	requireCLIs(t)
 	a := newAPI(t, openEmbedded(t), northbound.Config{})
@@ -216,6 +235,12 @@ func TestOpenStackCLI(t *testing.T) {
 		t.Fatalf("port list after bulk: %v", l)
 	}
 	c.os("port", "delete", "bulk1", "bulk2")
+	if out := c.run(true, "/usr/bin/python3", "-c", sdkBulkPortsBad, c.url, nid); !strings.Contains(out, "refused") {
+		t.Fatalf("bulk with a bad item: %s", out)
+	}
+	if l := names(c.osList("port", "list", "--network", nid), "Name"); l["bulkbad1"] || l["bulkbad2"] {
+		t.Fatalf("a refused bulk left ports behind: %v", l)
+	}
 
 	// Security groups and rules.
 	sg := c.osJSON("security group", "create", "--project", "p1", "--description", "web servers", "web")
@@ -362,5 +387,64 @@ func TestCLISmokeScript(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "cli-smoke: OK") {
 		t.Fatalf("cli-smoke.sh: %v\n%s", err, out)
+	}
+}
+
+// TestOpenStackCLITenantBinding: a non-admin tenant, driving the real
+// openstack CLI, cannot bind a port of its own to another tenant's
+// interface through binding:profile (or pick a host), on create or on
+// update; the victim's binding is untouched. The CLI has no identity
+// headers of its own under --os-auth-type none, so the tenant's endpoint
+// is a proxy that adds them as keystonemiddleware would (X-Project-Id,
+// X-Roles member). TestBindingPolicy covers the same through the API.
+func TestOpenStackCLITenantBinding(t *testing.T) {
+	requireCLIs(t)
+	st := openEmbedded(t)
+	a := newAPI(t, st, northbound.Config{})
+	h := northbound.NewHandler(st, northbound.Config{Logger: quiet})
+	tenant := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Set("X-Project-Id", "t-evil")
+		r.Header.Set("X-Roles", "member")
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(tenant.Close)
+
+	vnet := str(a.network(t, "t-victim", "victim-net"), "id")
+	a.subnet(t, "t-victim", vnet, "10.80.0.0/24")
+	victim := a.port(t, "t-victim", vnet, "binding:host_id", "hv1", "binding:profile", map[string]any{"port_name": "vm-victim"})
+
+	c := &cliRunner{t: t, url: tenant.URL}
+	n := c.osJSON("network", "create", "evil-net")
+	want(t, n, "project_id", "t-evil")
+	c.os("subnet", "create", "--network", "evil-net", "--subnet-range", "10.81.0.0/24", "evil-sub")
+	msg := c.osFail("port", "create", "--network", "evil-net", "--binding-profile", "port_name=vm-victim", "evil1")
+	if !strings.Contains(msg, "disallowed by policy") {
+		t.Fatalf("binding:profile on create: %s", msg)
+	}
+	c.osFail("port", "create", "--network", "evil-net", "--host", "hv1", "--binding-profile", "port_name=vm-victim", "evil2")
+	own := c.osJSON("port", "create", "--network", "evil-net", "evil3")
+	oid := own["id"].(string)
+	// The tenant does not see binding:profile, so the CLI's merge into
+	// the current profile needs --no-binding-profile to send the update.
+	msg = c.osFail("port", "set", "--no-binding-profile", "--binding-profile", "port_name=vm-victim", oid)
+	if !strings.Contains(msg, "disallowed by policy") {
+		t.Fatalf("binding:profile on update: %s", msg)
+	}
+	c.osFail("port", "set", "--host", "hv1", oid)
+
+	// The admin's view: the victim keeps its interface, the tenant's
+	// port has none, and no other port was made.
+	vp := obj(a.do("GET", "/v2.0/ports/"+str(victim, "id"), nil).must(t, 200), "port")
+	if obj(vp, "binding:profile")["port_name"] != "vm-victim" || vp["binding:host_id"] != "hv1" {
+		t.Fatalf("victim binding changed: %s", fmtJSON(vp))
+	}
+	op := obj(a.do("GET", "/v2.0/ports/"+oid, nil).must(t, 200), "port")
+	if len(obj(op, "binding:profile")) != 0 || op["binding:host_id"] != "" {
+		t.Fatalf("tenant port got a binding: %s", fmtJSON(op))
+	}
+	for _, p := range list(a.do("GET", "/v2.0/ports?project_id=t-evil", nil).must(t, 200), "ports") {
+		if id := str(p.(map[string]any), "id"); id != oid {
+			t.Fatalf("tenant has another port %s", fmtJSON(p))
+		}
 	}
 }

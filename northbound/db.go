@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -82,8 +83,12 @@ func now() string { return time.Now().UTC().Format("2006-01-02T15:04:05Z") }
 var errAbort = errors.New("northbound: transaction aborted")
 
 // txn runs fn in a serializable store transaction; an error fn returns
-// (an *apiError) is returned as is.
+// (an *apiError) is returned as is. In a bulk create fn runs in the
+// bulk's transaction (rc.bulk), which commits after the last item.
 func (h *handler) txn(rc *reqCtx, fn func(tx *store.Tx) error) error {
+	if rc.bulk != nil {
+		return fn(rc.bulk)
+	}
 	var fnErr error
 	_, err := h.st.Txn(rc, func(tx *store.Tx) error {
 		fnErr = nil
@@ -175,10 +180,32 @@ func (h *handler) listRaw(rc *reqCtx, prefix string) ([]rawKV, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("northbound: %w", err)
 	}
-	out := make([]rawKV, len(kvs))
-	for i, kv := range kvs {
-		out[i] = rawKV{key: kv.Key, val: kv.Val, modRev: kv.ModRev}
+	out := make([]rawKV, 0, len(kvs))
+	if rc.bulk == nil {
+		for _, kv := range kvs {
+			out = append(out, rawKV{key: kv.Key, val: kv.Val, modRev: kv.ModRev})
+		}
+		return out, rev, nil
 	}
+	// In a bulk create, what the earlier items wrote counts: a subnet's
+	// overlap check sees the batch's other subnets, a rule's duplicate
+	// check its other rules.
+	puts, dels := rc.bulk.Pending(prefix)
+	for _, kv := range kvs {
+		if dels[kv.Key] {
+			continue
+		}
+		if v, ok := puts[kv.Key]; ok {
+			out = append(out, rawKV{key: kv.Key, val: v})
+			delete(puts, kv.Key)
+			continue
+		}
+		out = append(out, rawKV{key: kv.Key, val: kv.Val, modRev: kv.ModRev})
+	}
+	for k, v := range puts {
+		out = append(out, rawKV{key: k, val: v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].key < out[j].key })
 	return out, rev, nil
 }
 

@@ -173,7 +173,9 @@ func readBody(rc *reqCtx, singular string, dst any, readonly ...string) (map[str
 	if len(b) > maxBody {
 		return nil, errf(413, "HTTPRequestEntityTooLarge", "Request body too large.")
 	}
-	return decodeBody(b, singular, dst, readonly...)
+	attrs, err := decodeBody(b, singular, dst, readonly...)
+	rc.noAttrs = err == nil && len(attrs) == 0
+	return attrs, err
 }
 
 func decodeBody(b []byte, singular string, dst any, readonly ...string) (map[string]json.RawMessage, error) {

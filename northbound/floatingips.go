@@ -28,10 +28,7 @@ func (h *handler) floatingIPDef() *resDef {
 	}
 	d.views = viewsOf(func(rc *reqCtx, f *model.FloatingIP) map[string]any {
 		v := baseView(f, "port_id", "fixed_ip_address", "router_id", "floating_port_id")
-		v["status"] = "DOWN"
-		if f.PortID != "" {
-			v["status"] = "ACTIVE"
-		}
+		v["status"] = h.fipStatus(rc, f) // from the data plane (status.go)
 		delete(v, "name")
 		delete(v, "floating_port_id")
 		zeroBasedRevision(v)
@@ -40,6 +37,9 @@ func (h *handler) floatingIPDef() *resDef {
 		if f.PortID != "" {
 			if p, _, err := getT[*model.Port](h, rc, model.KindPort, f.PortID); err == nil && !isNil(p) {
 				st := p.Status
+				if s, ok := h.portStatus(rc, p); ok {
+					st = s
+				}
 				if st == "" {
 					st = "DOWN"
 				}
@@ -221,7 +221,7 @@ func (h *handler) updateFIP(rc *reqCtx, id string) (model.Record, error) {
 			return nil, invalidInput("fixed_ip_address", "'%s' is not a valid IP address", req.FixedIP.V)
 		}
 	}
-	f, err := ownedTxn(h, rc, "floatingips", id, func(tx *store.Tx, f *model.FloatingIP) error {
+	f, err := ownedUpdate(h, rc, "floatingips", id, func(tx *store.Tx, f *model.FloatingIP) error {
 		setNameDesc(&f.Base, oStr{}, req.Description)
 		if req.PortID.Set {
 			if req.PortID.Null || req.PortID.V == "" {

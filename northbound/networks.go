@@ -2,6 +2,7 @@ package northbound
 
 import (
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -32,7 +33,7 @@ func (h *handler) networkDef() *resDef {
 	}
 	d.visible = func(rc *reqCtx, r model.Record) bool {
 		n := r.(*model.Network)
-		return rc.owns(n.ProjectID) || n.Shared || n.External
+		return rc.exempt() || rc.owns(n.ProjectID) || n.Shared || n.External
 	}
 	// network.is_default (auto-allocated-topology) is shown in a create's
 	// answer and for external networks only (recorded: net-create-*,
@@ -283,7 +284,7 @@ func (h *handler) updateNetwork(rc *reqCtx, id string) (model.Record, error) {
 	if !rc.admin && (req.External.Set || req.Shared.Set) {
 		return nil, forbidden("(rule:update_network:shared) is disallowed by policy")
 	}
-	n, err := ownedTxn(h, rc, "networks", id, func(tx *store.Tx, n *model.Network) error {
+	n, err := ownedUpdate(h, rc, "networks", id, func(tx *store.Tx, n *model.Network) error {
 		setNameDesc(&n.Base, req.Name, req.Description)
 		if req.AdminStateUp.Set && !req.AdminStateUp.Null {
 			n.AdminStateUp = req.AdminStateUp.V
@@ -315,8 +316,14 @@ func (h *handler) deleteNetwork(rc *reqCtx, id string) error {
 		p := &plan{}
 		p.delRecord(model.KindNetwork, id, rev)
 		p.release(n.ProjectID, "network")
-		if err := h.noRefs(rc, p, refPrefix(refNetPorts, id), conflict("NetworkInUse",
-			"Unable to complete operation on network %s. There are one or more ports still in use on the network.", id)); err != nil {
+		inUse, err := h.networkInUse(rc, id)
+		if err != nil {
+			return nil, err
+		}
+		if inUse == nil { // a port came after the listing: the same answer, unnamed
+			inUse = conflict("NetworkInUse", "Unable to complete operation on network %s. There are one or more ports still in use on the network.", id)
+		}
+		if err := h.noRefs(rc, p, refPrefix(refNetPorts, id), inUse); err != nil {
 			return nil, err
 		}
 		subs, srev, err := h.listRaw(rc, refPrefix(refNetSubnets, id))
@@ -353,4 +360,42 @@ func (h *handler) deleteNetwork(rc *reqCtx, id string) error {
 		}
 		return p, nil
 	})
+}
+
+// networkInUse is Neutron's NetworkInUse answer for a network that still
+// has ports: it names them, ordered by MAC address (Neutron reads them
+// through its network_id+mac_address index; recorded:
+// rev-net-delete-in-use, ports made with MACs ...33, ...11, ...22 are
+// listed 11, 22, 33). nil when the network has no port.
+func (h *handler) networkInUse(rc *reqCtx, id string) (*apiError, error) {
+	kvs, _, err := h.listRaw(rc, refPrefix(refNetPorts, id))
+	if err != nil || len(kvs) == 0 {
+		return nil, err
+	}
+	type pm struct{ id, mac string }
+	ps := make([]pm, 0, len(kvs))
+	for _, kv := range kvs {
+		pid := kv.key[strings.LastIndex(kv.key, "/")+1:]
+		p, _, err := getT[*model.Port](h, rc, model.KindPort, pid)
+		if err != nil {
+			return nil, err
+		}
+		mac := ""
+		if !isNil(p) {
+			mac = p.MACAddress
+		}
+		ps = append(ps, pm{pid, mac})
+	}
+	sort.Slice(ps, func(i, j int) bool {
+		if ps[i].mac != ps[j].mac {
+			return ps[i].mac < ps[j].mac
+		}
+		return ps[i].id < ps[j].id
+	})
+	ids := make([]string, len(ps))
+	for i, p := range ps {
+		ids[i] = p.id
+	}
+	return conflict("NetworkInUse", "Unable to complete operation on network %s. There are one or more ports still in use on the network, id for these ports is: %s.",
+		id, strings.Join(ids, ",")), nil
 }

@@ -81,7 +81,11 @@ type exchange struct {
 type deviation struct {
 	Step string `json:"step"`
 	Path string `json:"path"`
-	Kind string `json:"kind"` // deliberate | open
+	// deliberate: Nimbus answers otherwise on purpose (or as a cascade
+	// of such a step); nondeterministic: Neutron's own answer varies
+	// from run to run (the entry says how we know), so Nimbus may match
+	// it or not and the entry may go unused; open: not done yet.
+	Kind string `json:"kind"`
 	Why  string `json:"why"`
 }
 
@@ -424,6 +428,11 @@ func TestNeutronReplay(t *testing.T) {
 	if err := json.Unmarshal(db, &devs); err != nil {
 		t.Fatalf("%s: %v", deviationsFile, err)
 	}
+	for _, dv := range devs {
+		if dv.Kind != "deliberate" && dv.Kind != "nondeterministic" {
+			t.Errorf("deviation %q %q is %q: only deliberate and nondeterministic differences may stay listed", dv.Step, dv.Path, dv.Kind)
+		}
+	}
 	script := neutronScript()
 	if len(script) != len(rec) {
 		t.Fatalf("script has %d steps, recording %d: re-record (make neutron-record)", len(script), len(rec))
@@ -464,7 +473,7 @@ func TestNeutronReplay(t *testing.T) {
 		}
 	}
 	for j, dv := range devs {
-		if !used[j] {
+		if !used[j] && dv.Kind != "nondeterministic" {
 			t.Errorf("deviation %q %q matches no difference: remove it from %s", dv.Step, dv.Path, deviationsFile)
 		}
 	}

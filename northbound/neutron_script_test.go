@@ -432,5 +432,76 @@ func neutronScript() []step {
 	get("net-list-final-p1", "p1", "/v2.0/networks?fields=name")
 	get("sub-list-final-p1", "p1", "/v2.0/subnets?fields=name")
 	get("port-list-final", "", "/v2.0/ports?fields=name&fields=device_owner")
+
+	// ---- revision rules and in-use orders (issue 14): steps that pin
+	// down when Neutron bumps revision_number and in what order it lists
+	// the ports of a network in use. Everything here is project-r's and
+	// removed again at the end. ----
+	rv := func(name, path string) { get(name, "", path+"?fields=revision_number") }
+	add("rev-net", "", "POST", "/v2.0/networks", m{"network": m{"name": "n-rev", "project_id": "project-r"}}, "netrev", "network.id")
+	add("rev-sub", "", "POST", "/v2.0/subnets", m{"subnet": m{"network_id": "{netrev}", "cidr": "10.90.0.0/24", "ip_version": 4, "name": "s-rev", "project_id": "project-r"}}, "subrev", "subnet.id")
+	rv("rev-net-after-sub", "/v2.0/networks/{netrev}")
+	add("rev-net-same-name", "", "PUT", "/v2.0/networks/{netrev}", m{"network": m{"name": "n-rev"}})
+	add("rev-sub-same-name", "", "PUT", "/v2.0/subnets/{subrev}", m{"subnet": m{"name": "s-rev"}})
+	// Literal MACs, created out of MAC order.
+	add("rev-port-33", "", "POST", "/v2.0/ports", m{"port": m{"network_id": "{netrev}", "name": "p-33", "mac_address": "fa:16:3e:00:00:33", "project_id": "project-r"}}, "port33", "port.id")
+	add("rev-port-11", "", "POST", "/v2.0/ports", m{"port": m{"network_id": "{netrev}", "name": "p-11", "mac_address": "fa:16:3e:00:00:11", "project_id": "project-r"}}, "port11", "port.id")
+	add("rev-port-22", "", "POST", "/v2.0/ports", m{"port": m{"network_id": "{netrev}", "name": "p-22", "mac_address": "fa:16:3e:00:00:22", "project_id": "project-r", "binding:host_id": "compute9"}}, "port22", "port.id")
+	rv("rev-port-bound-show", "/v2.0/ports/{port22}")
+	rv("rev-port-bound-show-again", "/v2.0/ports/{port22}")
+	add("rev-port-bound-rename", "", "PUT", "/v2.0/ports/{port22}", m{"port": m{"name": "p-22b"}})
+	rv("rev-port-bound-show-renamed", "/v2.0/ports/{port22}")
+	add("rev-port-bound-same-name", "", "PUT", "/v2.0/ports/{port22}", m{"port": m{"name": "p-22b"}})
+	rv("rev-port-bound-show-same", "/v2.0/ports/{port22}")
+	add("rev-port-same-name", "", "PUT", "/v2.0/ports/{port33}", m{"port": m{"name": "p-33"}})
+	add("rev-port-bind", "", "PUT", "/v2.0/ports/{port33}", m{"port": m{"binding:host_id": "compute9"}})
+	rv("rev-port-bind-show", "/v2.0/ports/{port33}")
+	add("rev-port-unbind", "", "PUT", "/v2.0/ports/{port22}", m{"port": m{"binding:host_id": ""}})
+	rv("rev-port-unbind-show", "/v2.0/ports/{port22}")
+	del("rev-net-delete-in-use", "", "/v2.0/networks/{netrev}")
+	add("rev-rtr", "", "POST", "/v2.0/routers", m{"router": m{"name": "r-rev", "project_id": "project-r"}}, "rtrrev", "router.id")
+	add("rev-rtr-same-name", "", "PUT", "/v2.0/routers/{rtrrev}", m{"router": m{"name": "r-rev"}})
+	add("rev-rtr-if-add", "", "PUT", "/v2.0/routers/{rtrrev}/add_router_interface", m{"subnet_id": "{subrev}"}, "rifrev", "port_id")
+	rv("rev-rtr-after-if-add", "/v2.0/routers/{rtrrev}")
+	rv("rev-rif-port", "/v2.0/ports/{rifrev}")
+	add("rev-rtr-if-add-port", "", "PUT", "/v2.0/routers/{rtrrev}/add_router_interface", m{"port_id": "{port11}"})
+	rv("rev-rtr-after-if-add-port", "/v2.0/routers/{rtrrev}")
+	rv("rev-port-after-if-add", "/v2.0/ports/{port11}")
+	add("rev-rtr-if-remove-port", "", "PUT", "/v2.0/routers/{rtrrev}/remove_router_interface", m{"port_id": "{port11}"})
+	rv("rev-rtr-after-if-remove-port", "/v2.0/routers/{rtrrev}")
+	add("rev-rtr-if-remove", "", "PUT", "/v2.0/routers/{rtrrev}/remove_router_interface", m{"subnet_id": "{subrev}"})
+	rv("rev-rtr-after-if-remove", "/v2.0/routers/{rtrrev}")
+	add("rev-rtr-if-add-port-ok", "", "PUT", "/v2.0/routers/{rtrrev}/add_router_interface", m{"port_id": "{port11}"})
+	rv("rev-rtr-after-if-add-port-ok", "/v2.0/routers/{rtrrev}")
+	rv("rev-port-after-if-add-ok", "/v2.0/ports/{port11}")
+	add("rev-rtr-if-remove-port-ok", "", "PUT", "/v2.0/routers/{rtrrev}/remove_router_interface", m{"port_id": "{port11}"})
+	rv("rev-rtr-after-if-remove-port-ok", "/v2.0/routers/{rtrrev}")
+	add("rev-sg", "", "POST", "/v2.0/security-groups", m{"security_group": m{"name": "sg-rev", "project_id": "project-r"}}, "sgrev", "security_group.id")
+	add("rev-sg-same-name", "", "PUT", "/v2.0/security-groups/{sgrev}", m{"security_group": m{"name": "sg-rev"}})
+	add("rev-sgr", "", "POST", "/v2.0/security-group-rules", m{"security_group_rule": m{"security_group_id": "{sgrev}", "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22}}, "sgrrev", "security_group_rule.id")
+	rv("rev-sg-after-rule", "/v2.0/security-groups/{sgrev}")
+	add("rev-sgr-bulk", "", "POST", "/v2.0/security-group-rules", m{"security_group_rules": l{
+		m{"security_group_id": "{sgrev}", "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 23, "port_range_max": 23},
+		m{"security_group_id": "{sgrev}", "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 24, "port_range_max": 24},
+		m{"security_group_id": "{sgrev}", "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 25, "port_range_max": 25}}})
+	rv("rev-sg-after-bulk", "/v2.0/security-groups/{sgrev}")
+	add("rev-sgr-bulk-bad", "", "POST", "/v2.0/security-group-rules", m{"security_group_rules": l{
+		m{"security_group_id": "{sgrev}", "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 26, "port_range_max": 26},
+		m{"security_group_id": "{sgrev}", "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22}}})
+	rv("rev-sg-after-bulk-bad", "/v2.0/security-groups/{sgrev}")
+	del("rev-sgr-delete", "", "/v2.0/security-group-rules/{sgrrev}")
+	rv("rev-sg-after-rule-delete", "/v2.0/security-groups/{sgrev}")
+	add("rev-port-sg", "", "PUT", "/v2.0/ports/{port33}", m{"port": m{"security_groups": l{"{sgrev}"}}})
+	rv("rev-sg-after-port", "/v2.0/security-groups/{sgrev}")
+	add("rev-sub-bulk-overlap", "", "POST", "/v2.0/subnets", m{"subnets": l{
+		m{"network_id": "{netrev}", "cidr": "10.91.0.0/24", "ip_version": 4, "project_id": "project-r"},
+		m{"network_id": "{netrev}", "cidr": "10.91.0.0/25", "ip_version": 4, "project_id": "project-r"}}})
+	get("rev-sub-bulk-overlap-none", "", "/v2.0/subnets?network_id={netrev}&fields=cidr")
+	for _, p := range []string{"port33", "port11", "port22"} {
+		del("rev-cleanup-"+p, "", "/v2.0/ports/{"+p+"}")
+	}
+	del("rev-cleanup-rtr", "", "/v2.0/routers/{rtrrev}")
+	del("rev-cleanup-sg", "", "/v2.0/security-groups/{sgrev}")
+	del("rev-cleanup-net", "", "/v2.0/networks/{netrev}")
 	return s
 }

@@ -1,6 +1,8 @@
 package northbound
 
 import (
+	"reflect"
+
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/store"
 )
@@ -45,4 +47,31 @@ func ownedPlan[T model.Record](h *handler, rc *reqCtx, path, id string, build fu
 		}
 		return build(r, rev)
 	})
+}
+
+// ownedUpdate is ownedTxn for a PUT: fn makes the change and bumps the
+// revision (touch) as always, except that an update whose body names no
+// attribute ({"network": {}}) keeps the record's revision and update
+// time. Neutron bumps on every update that names an attribute, even to
+// the value it already has (recorded: rev-net-same-name,
+// rev-sub-same-name, rev-port-same-name, rev-rtr-same-name,
+// rev-sg-same-name), and not on an empty one (net-update-empty).
+func ownedUpdate[T model.Record](h *handler, rc *reqCtx, path, id string, fn func(tx *store.Tx, r T) error) (T, error) {
+	return ownedTxn(h, rc, path, id, func(tx *store.Tx, r T) error {
+		b := baseOf(r)
+		rev, upd := b.RevisionNo, b.UpdatedAt
+		if err := fn(tx, r); err != nil {
+			return err
+		}
+		if rc.noAttrs && b.RevisionNo != rev {
+			b.RevisionNo, b.UpdatedAt = rev, upd
+			return tx.Put(r)
+		}
+		return nil
+	})
+}
+
+// baseOf is a record's Base (every API record embeds one).
+func baseOf(r model.Record) *model.Base {
+	return reflect.ValueOf(r).Elem().FieldByName("Base").Addr().Interface().(*model.Base)
 }

@@ -50,7 +50,7 @@ func (h *handler) portDef() *resDef {
 	// port-show-bound-p1, port-list-net).
 	d.visible = func(rc *reqCtx, r model.Record) bool {
 		p := r.(*model.Port)
-		if rc.owns(p.ProjectID) {
+		if rc.exempt() || rc.owns(p.ProjectID) {
 			return true
 		}
 		if rc.project == "" {
@@ -92,6 +92,9 @@ func (h *handler) portDef() *resDef {
 		delete(v, "extra")
 		if v["status"] == nil {
 			v["status"] = "DOWN"
+		}
+		if st, ok := h.portStatus(rc, p); ok {
+			v["status"] = st // from the data plane (status.go)
 		}
 		for _, k := range []string{"fixed_ips", "allowed_address_pairs", "security_groups"} {
 			if v[k] == nil {
@@ -503,7 +506,7 @@ func (h *handler) resolveSGs(rc *reqCtx, tx *store.Tx, project string, o oRaw) (
 		if err != nil {
 			return nil, err
 		}
-		if sg == nil || (!rc.admin && sg.ProjectID != rc.project) || (sg.ProjectID != project && !rc.admin) {
+		if sg == nil || (!rc.exempt() && (sg.ProjectID != rc.project || sg.ProjectID != project)) {
 			return nil, notFound("SecurityGroupNotFound", "Security group", id)
 		}
 		out = append(out, id)
@@ -559,7 +562,7 @@ func (h *handler) createPort(rc *reqCtx) (model.Record, error) {
 		if n == nil || !nd.isVisible(rc, n) {
 			return notFound("NetworkNotFound", "Network", p.NetworkID)
 		}
-		if !rc.admin && n.ProjectID != project && !n.Shared {
+		if !rc.exempt() && n.ProjectID != project && !n.Shared {
 			return forbidden("(rule:create_port:network) is disallowed by policy")
 		}
 		if err := rc.portPolicy("create_port", n, &req, fixed); err != nil {
@@ -613,12 +616,28 @@ func (h *handler) createPort(rc *reqCtx) (model.Record, error) {
 		if err := claimPortName(tx, p); err != nil {
 			return err
 		}
+		p.RevisionNo = 1 + bindingStep(p)
 		return putPortTx(tx, p)
 	})
 	if err != nil {
 		return nil, err
 	}
+	p.RevisionNo = 1
 	return p, nil
+}
+
+// bindingStep is the revision a port's binding adds after the answer to
+// its create or update: Neutron commits the port, answers, and its
+// binding step then bumps the port once more whenever the port has a
+// host (recorded: port-create-binding-admin then port-show-admin,
+// rev-port-22 then rev-port-bound-show, rev-port-bound-rename then
+// rev-port-bound-show-renamed, rev-port-bind then rev-port-bind-show).
+// The stored revision includes it; the write's own answer does not.
+func bindingStep(p *model.Port) int64 {
+	if p.HostID != "" {
+		return 1
+	}
+	return 0
 }
 
 // checkPortSecurity: security groups need port security. Neutron's
@@ -725,8 +744,10 @@ func (h *handler) updatePort(rc *reqCtx, id string) (model.Record, error) {
 			return nil, err
 		}
 	}
-	p, err := ownedTxn(h, rc, "ports", id, func(tx *store.Tx, p *model.Port) error {
+	unbound := false // this update cleared the port's host
+	p, err := ownedUpdate(h, rc, "ports", id, func(tx *store.Tx, p *model.Port) error {
 		var err error
+		unbound = p.HostID != "" && req.HostID.Set && req.HostID.V == ""
 		n, err := txGet[*model.Network](tx, model.KindNetwork, p.NetworkID)
 		if err != nil {
 			return err
@@ -815,8 +836,15 @@ func (h *handler) updatePort(rc *reqCtx, id string) (model.Record, error) {
 			tx.DelRaw(refKey(refSGPorts, sg, p.ID))
 		}
 		touch(&p.Base)
+		p.RevisionNo += bindingStep(p)
 		return putPortTx(tx, p)
 	})
+	if err == nil && !rc.noAttrs && (bindingStep(p) == 1 || unbound) {
+		// The answer is the port before its binding step; clearing the
+		// host shows the revision the port had, the step then bumps it
+		// (recorded: rev-port-unbind, rev-port-unbind-show).
+		p.RevisionNo--
+	}
 	return p, err
 }
 

@@ -8,6 +8,7 @@ import (
 	"iter"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -42,7 +43,7 @@ func (h *handler) routerDef() *resDef {
 			v["external_gateway_info"] = map[string]any{"network_id": rt.Gateway.NetworkID,
 				"enable_snat": rt.Gateway.EnableSNAT, "external_fixed_ips": fips}
 		}
-		v["status"] = "ACTIVE"
+		v["status"] = h.routerStatus(rc, rt) // from the data plane (status.go)
 		routes := []any{}
 		for _, r := range rt.Routes {
 			routes = append(routes, map[string]any{"destination": r.Destination, "nexthop": r.NextHop})
@@ -242,6 +243,9 @@ func (h *handler) createRouter(rc *reqCtx) (model.Record, error) {
 			if err := h.setGatewayTx(rc, tx, rt, g); err != nil {
 				return err
 			}
+			// Created, then given its gateway port, then bound to it:
+			// revision 3 (recorded: rtr-create-gw, rtr-create-gw-p1).
+			rt.RevisionNo += 2
 		}
 		return tx.Put(rt)
 	})
@@ -469,14 +473,19 @@ func (h *handler) updateRouter(rc *reqCtx, id string) (model.Record, error) {
 			return nil, err
 		}
 	}
-	rt, err := ownedTxn(h, rc, "routers", id, func(tx *store.Tx, rt *model.Router) error {
+	rt, err := ownedUpdate(h, rc, "routers", id, func(tx *store.Tx, rt *model.Router) error {
 		setNameDesc(&rt.Base, req.Name, req.Description)
 		if req.AdminStateUp.Set && !req.AdminStateUp.Null {
 			rt.AdminStateUp = req.AdminStateUp.V
 		}
 		if g != nil {
+			had := rt.Gateway
 			if err := h.setGatewayTx(rc, tx, rt, g); err != nil {
 				return err
+			}
+			if rt.Gateway != nil && (had == nil || had.NetworkID != rt.Gateway.NetworkID) {
+				// A new gateway is two bumps (recorded: rtr-update-gw).
+				rt.RevisionNo++
 			}
 		}
 		if req.Routes.Set {
@@ -495,7 +504,11 @@ func (h *handler) updateRouter(rc *reqCtx, id string) (model.Record, error) {
 func (h *handler) deleteRouter(rc *reqCtx, id string) error {
 	return ownedPlan(h, rc, "routers", id, func(rt *model.Router, rev int64) (*plan, error) {
 		if len(rt.Interfaces) > 0 {
-			return nil, conflict("RouterInUse", "Router %s has ports still attached: %s", id, strings.Join(rt.Interfaces, ", "))
+			// Neutron lists them by port id (its router-port index), an
+			// order of random ids: two recordings of rtr-delete-in-use
+			// disagree.
+			ids := slices.Sorted(slices.Values(rt.Interfaces))
+			return nil, conflict("RouterInUse", "Router %s has ports still attached: %s", id, strings.Join(ids, ", "))
 		}
 		p := &plan{}
 		p.delRecord(model.KindRouter, id, rev)
@@ -711,6 +724,9 @@ func (h *handler) addInterface(rc *reqCtx, id, subID, portID string) (int, any, 
 			p = &model.Port{NetworkID: s.NetworkID, DeviceOwner: ownerRouterIface, DeviceID: rt.ID, AdminStateUp: true,
 				Status: "ACTIVE", AllowedAddressPairs: []model.AddressPair{}, SecurityGroups: []string{}}
 			stamp(&p.Base, newID(), rt.ProjectID, oStr{}, oStr{})
+			// Created, then attached: revision 2 (recorded:
+			// rtr-if-port-show, rev-rif-port).
+			p.RevisionNo = 2
 			if p.MACAddress, err = claimMAC(tx, "", p.ID, p.NetworkID); err != nil {
 				return err
 			}
@@ -755,7 +771,10 @@ func (h *handler) addInterface(rc *reqCtx, id, subID, portID string) (int, any, 
 			}
 			p.SecurityGroups = []string{}
 			p.DeviceOwner, p.DeviceID, p.Status = ownerRouterIface, rt.ID, "ACTIVE"
+			// Its owner changes, then it is attached: two bumps
+			// (recorded: rev-rtr-if-add-port-ok, rev-port-after-if-add-ok).
 			touch(&p.Base)
+			p.RevisionNo++
 		}
 		if err := putPortTx(tx, p); err != nil {
 			return err

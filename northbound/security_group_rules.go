@@ -237,7 +237,13 @@ func (h *handler) createRule(rc *reqCtx) (model.Record, error) {
 		if sg == nil || !sgd.isVisible(rc, sg) {
 			return notFound("SecurityGroupNotFound", "Security group", req.SecurityGroup.V)
 		}
+		// The rule is the caller's, as in Neutron: an admin's rule in
+		// another project's group is the admin's (recorded: rev-sgr,
+		// made by the noauth admin of fake_project_id).
 		project := sg.ProjectID
+		if rc.project != "" {
+			project = rc.project
+		}
 		if req.TenantID.Set || req.ProjectID.Set {
 			if project, err = projectOf(rc, req.TenantID, req.ProjectID); err != nil {
 				return err
@@ -320,7 +326,7 @@ func (h *handler) updateRule(rc *reqCtx, id string) (model.Record, error) {
 		"ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix", "remote_group_id", "remote_address_group_id"); err != nil {
 		return nil, err
 	}
-	r, err := ownedTxn(h, rc, "security-group-rules", id, func(tx *store.Tx, r *model.SGRule) error {
+	r, err := ownedUpdate(h, rc, "security-group-rules", id, func(tx *store.Tx, r *model.SGRule) error {
 		setNameDesc(&r.Base, oStr{}, req.Description)
 		touch(&r.Base)
 		return tx.Put(r)

@@ -175,7 +175,7 @@ func (h *handler) updateSG(rc *reqCtx, id string) (model.Record, error) {
 	if req.Stateful.Set && !req.Stateful.Null && !req.Stateful.V {
 		return nil, badRequest("Stateless security groups are not supported.")
 	}
-	sg, err := ownedTxn(h, rc, "security-groups", id, func(tx *store.Tx, sg *model.SecurityGroup) error {
+	sg, err := ownedUpdate(h, rc, "security-groups", id, func(tx *store.Tx, sg *model.SecurityGroup) error {
 		isDefault := tx.GetRaw(defaultSGKey(sg.ProjectID)) == sg.ID
 		if req.Name.Set && req.Name.V != sg.Name && (isDefault || req.Name.V == "default") {
 			return conflict("SecurityGroupCannotUpdateDefault", "Updating default security group not allowed.")

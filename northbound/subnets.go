@@ -390,7 +390,7 @@ func (h *handler) updateSubnet(rc *reqCtx, id string) (model.Record, error) {
 	if req.SegmentID.Set && !req.SegmentID.Null {
 		return nil, badRequest("Routed network segments are not supported.")
 	}
-	s, err := ownedTxn(h, rc, "subnets", id, func(tx *store.Tx, s *model.Subnet) error {
+	s, err := ownedUpdate(h, rc, "subnets", id, func(tx *store.Tx, s *model.Subnet) error {
 		if s.IPVersion == 6 && (req.GatewayIP.Set || req.AllocationPools.Set || req.HostRoutes.Set) {
 			return badRequest("gateway_ip, allocation_pools and host_routes of IPv6 subnets cannot be changed yet.")
 		}
@@ -509,8 +509,9 @@ func (h *handler) networkSubnets(rc *reqCtx, tx *store.Tx, netID string) ([]*mod
 // network must be visible and (for a non-admin) the caller's, no subnet
 // already on it may overlap (overlaps tells, by the other subnet's CIDR),
 // and the subnet quota is claimed. Rewriting the network serializes
-// subnet creates on it, which makes the overlap check race-free; its
-// revision stays, as in Neutron (recorded: net-update-empty).
+// subnet creates on it, which makes the overlap check race-free, and a
+// new subnet bumps its network's revision, as in Neutron (recorded:
+// rev-net-after-sub).
 func (h *handler) putNewSubnet(rc *reqCtx, s *model.Subnet, project, cidr string, overlaps func(cidr string) bool) (model.Record, error) {
 	nd := h.defs["networks"]
 	err := h.txn(rc, func(tx *store.Tx) error {
@@ -537,6 +538,7 @@ func (h *handler) putNewSubnet(rc *reqCtx, s *model.Subnet, project, cidr string
 				return invalidOp("Requested subnet with cidr: %s for network: %s overlaps with another subnet", cidr, n.ID)
 			}
 		}
+		touch(&n.Base)
 		if err := tx.Put(n); err != nil {
 			return err
 		}

@@ -37,6 +37,13 @@ type Options struct {
 	Interval time.Duration
 	Logger   *slog.Logger
 	Observer Observer
+	// Applied, when set, is called after a pass that left the switch
+	// holding its complete desired state, except the flows in refused
+	// (by Flow.Key()): after the first such pass, and after every pass
+	// that changed something, and after every pass while it returns an
+	// error. The state must not be modified. The switch manager
+	// publishes data-plane status from it.
+	Applied func(desired *flow.State, refused map[string]bool) error
 }
 
 // Reconciler owns one switch's desired state.
@@ -53,6 +60,7 @@ type Reconciler struct {
 	last     *Ops
 	passes   int
 	refused  map[string]string // "kind id" -> error, as last logged
+	reported bool              // Applied was called since Run began
 
 	kick chan struct{}
 }
@@ -100,6 +108,9 @@ func (r *Reconciler) LastOps() *Ops {
 func (r *Reconciler) Run(ctx context.Context) error {
 	t := time.NewTicker(r.opt.Interval)
 	defer t.Stop()
+	r.mu.Lock()
+	r.reported = false
+	r.mu.Unlock()
 	full := true
 	start := time.Now()
 	converged := false
@@ -194,6 +205,24 @@ func (r *Reconciler) Pass(ctx context.Context, full bool) (*Ops, error) {
 	}
 	if drift > 0 {
 		r.opt.Observer.DriftRepaired(r.dpid, drift)
+	}
+	if r.opt.Applied != nil && complete && (!ops.Empty() || !r.reported || len(refused) > 0) {
+		r.reported = true
+		var bad map[string]bool
+		if len(refused) > 0 {
+			bad = make(map[string]bool, len(refused))
+			for _, x := range refused {
+				if x.Flow != nil {
+					bad[x.Flow.Key()] = true
+				}
+			}
+		}
+		r.mu.Unlock()
+		aerr := r.opt.Applied(desired, bad)
+		r.mu.Lock()
+		if aerr != nil {
+			r.reported = false
+		}
 	}
 	return ops, nil
 }

@@ -44,9 +44,12 @@ const Prefix = "/nimbus/v1/"
 
 // Errors.
 var (
-	ErrNotFound    = errors.New("store: not found")
-	ErrExists      = errors.New("store: already exists")
-	ErrConflict    = errors.New("store: revision conflict")
+	ErrNotFound = errors.New("store: not found")
+	ErrExists   = errors.New("store: already exists")
+	ErrConflict = errors.New("store: revision conflict")
+	// ErrTooLarge: a transaction has more operations than etcd takes in
+	// one (its --max-txn-ops; the embedded etcd takes MaxTxnOps).
+	ErrTooLarge    = errors.New("store: transaction too large")
 	ErrUnavailable = errors.New("store: etcd unavailable")
 	ErrFenced      = errors.New("store: write fenced: this replica no longer holds the lease it wrote under")
 )
@@ -154,6 +157,11 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 	return tc, nil
 }
 
+// MaxTxnOps is the embedded etcd's limit on operations in one
+// transaction (an external etcd needs --max-txn-ops as large for bulk
+// creates of more than a dozen items).
+const MaxTxnOps = 16384
+
 func startEmbedded(cfg Config) (*embed.Etcd, string, error) {
 	ec := embed.NewConfig()
 	ec.Name = "nimbus"
@@ -192,6 +200,10 @@ func startEmbedded(cfg Config) (*embed.Etcd, string, error) {
 	if ec.AutoCompactionRetention == "" {
 		ec.AutoCompactionRetention = DefaultAutoCompactionRetention
 	}
+	// One API bulk create is one transaction (every item's reads and
+	// writes); etcd's default of 128 operations would cap a bulk at a
+	// dozen ports.
+	ec.MaxTxnOps = MaxTxnOps
 	ec.LogLevel = "error"
 	ec.Logger = "zap"
 	ec.LogOutputs = []string{"stderr"}
@@ -426,6 +438,35 @@ func (s *Store) why(ctx context.Context, key string, def error, guards []Guard) 
 // commit fails and retries if any of them changed.
 type Tx struct {
 	stm concurrency.STM
+	// written holds the transaction's own writes (key under Prefix ->
+	// value, nil for a delete), for Pending.
+	written map[string]*string
+}
+
+func (t *Tx) wrote(key string, v *string) {
+	if t.written == nil {
+		t.written = map[string]*string{}
+	}
+	t.written[strings.TrimPrefix(key, Prefix)] = v
+}
+
+// Pending lists the transaction's own writes under prefix (a key under
+// Prefix): puts maps key to value, dels holds deleted keys. A caller
+// that lists a prefix outside the transaction (ListRaw) overlays them to
+// see what the transaction has written so far.
+func (t *Tx) Pending(prefix string) (puts map[string]string, dels map[string]bool) {
+	puts, dels = map[string]string{}, map[string]bool{}
+	for k, v := range t.written {
+		if !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		if v == nil {
+			dels[k] = true
+		} else {
+			puts[k] = *v
+		}
+	}
+	return puts, dels
 }
 
 // Get reads a record in the transaction (nil if absent).
@@ -441,10 +482,10 @@ func (t *Tx) Get(k model.Kind, id string) (model.Record, error) {
 func (t *Tx) GetRaw(key string) string { return t.stm.Get(Prefix + key) }
 
 // PutRaw writes any key under the prefix.
-func (t *Tx) PutRaw(key, val string) { t.stm.Put(Prefix+key, val) }
+func (t *Tx) PutRaw(key, val string) { t.stm.Put(Prefix+key, val); t.wrote(key, &val) }
 
 // DelRaw deletes any key under the prefix.
-func (t *Tx) DelRaw(key string) { t.stm.Del(Prefix + key) }
+func (t *Tx) DelRaw(key string) { t.stm.Del(Prefix + key); t.wrote(key, nil) }
 
 // Put writes a record.
 func (t *Tx) Put(r model.Record) error {
@@ -452,12 +493,14 @@ func (t *Tx) Put(r model.Record) error {
 	if err != nil {
 		return fmt.Errorf("store: encoding %s: %w", r.Kind(), err)
 	}
-	t.stm.Put(Key(r.Kind(), r.Key()), string(v))
+	s := string(v)
+	t.stm.Put(Key(r.Kind(), r.Key()), s)
+	t.wrote(Key(r.Kind(), r.Key()), &s)
 	return nil
 }
 
 // Delete removes a record.
-func (t *Tx) Delete(k model.Kind, id string) { t.stm.Del(Key(k, id)) }
+func (t *Tx) Delete(k model.Kind, id string) { t.stm.Del(Key(k, id)); t.wrote(Key(k, id), nil) }
 
 // Txn runs fn in a serializable transaction, retrying on conflict. fn may
 // run several times and must have no other side effects.
@@ -470,6 +513,9 @@ func (s *Store) Txn(ctx context.Context, fn func(*Tx) error) (int64, error) {
 	if err != nil {
 		if fnErr != nil && err == fnErr {
 			return 0, err // the caller's own error, untouched
+		}
+		if errors.Is(err, rpctypes.ErrTooManyOps) {
+			return 0, fmt.Errorf("%w: %w", ErrTooLarge, err)
 		}
 		return 0, unavailable(err)
 	}

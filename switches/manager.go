@@ -48,6 +48,9 @@ type Config struct {
 	// LLDPKey authenticates discovery frames (HMAC): frames naming a
 	// switch port without the cluster's key are ignored. Empty: none.
 	LLDPKey []byte
+	// Status, when set, receives each mastered switch's data-plane status
+	// (status.go); nil publishes nothing.
+	Status StatusSink
 }
 
 // Manager implements ofproto.Session.
@@ -184,6 +187,9 @@ type agent struct {
 	disc   *discovery.Switch // while mastering a fabric switch
 
 	refreshMu sync.Mutex
+	// home holds the Neutron ports bound on this switch, as of the last
+	// refresh (for the status the reconciler's Applied publishes).
+	home atomic.Pointer[map[string]bool]
 }
 
 // OnConnect starts an agent for the switch.
@@ -197,7 +203,8 @@ func (m *Manager) OnConnect(c *ofproto.Conn) ofproto.Handler {
 		}
 	}
 	sw := &OFSwitch{Conn: c, Logger: a.log}
-	a.rec = reconcile.New(dpid, sw, reconcile.Options{Interval: m.cfg.ReconcileInterval, Logger: a.log, Observer: m.cfg.Metrics})
+	a.rec = reconcile.New(dpid, sw, reconcile.Options{Interval: m.cfg.ReconcileInterval, Logger: a.log, Observer: m.cfg.Metrics,
+		Applied: m.statusHook(ctx, dpid, a.homePorts, a.log)})
 	m.mu.Lock()
 	// ofproto.Server hands a datapath id over only after the previous
 	// session's OnDisconnect (a live session is never evicted: a
@@ -273,6 +280,7 @@ func (a *agent) master(ctx context.Context) {
 	if err := a.rec.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		a.log.Warn("reconciler stopped", "err", err)
 	}
+	a.m.withdrawStatus(a.c.DPID(), a.log)
 }
 
 // MasterSince reports whether this replica masters dpid, and since when:
@@ -339,6 +347,8 @@ func (a *agent) refresh() {
 		return
 	}
 	in := app.Input{Model: snap, Topology: topo, Switch: sw, Bindings: a.m.Bindings(snap, topo)}
+	home := HomePorts(in)
+	a.home.Store(&home)
 	st, states, ok := a.m.desired(in, a.log)
 	a.rec.SetDesired(st, complete && ok)
 	a.states.Store(states)

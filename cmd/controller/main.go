@@ -167,7 +167,11 @@ func serve(args []string) error {
 	}
 	mgr := switches.New(ctx, switches.Config{Apps: apps, ReconcileInterval: cfg.Reconcile.Interval, Metrics: m, Logger: log,
 		Model: mirror.Snapshot, Cluster: cl, LLDPInterval: cfg.Topology.LLDPInterval, LinkTimeout: cfg.Topology.LinkTimeout, Links: st,
-		LLDPKey: lldpKey})
+		LLDPKey: lldpKey,
+		// Data-plane status (port, router, floating IP status in the API)
+		// on the membership connection, under a lease of its own: a dead
+		// replica's records expire within 10 s.
+		Status: cst.NewStatusWriter(10, log)})
 	go func() {
 		ch := mirror.Subscribe()
 		for {

@@ -107,11 +107,13 @@ func TestOverlayIsolation(t *testing.T) {
 		{"b2", tb, hvs[2], "10.0.0.13"},
 	}
 	vms := map[string]*hvlab.VM{}
+	portIDs := map[string]string{}
 	for _, s := range specs {
 		p := nb.post("ports", map[string]any{"port": map[string]any{"network_id": s.tn.net, "project_id": s.tn.project,
 			"name": s.name, "binding:host_id": s.hv.Name(),
 			"fixed_ips": []any{map[string]any{"subnet_id": s.tn.subnet, "ip_address": s.ip}}}})
 		id, mac := p["id"].(string), p["mac_address"].(string)
+		portIDs[s.name] = id
 		vms[s.name] = l.AddVM(t, s.hv, id, mac, "")
 		t.Logf("%s: port %s mac %s on %s (%s)", s.name, id, mac, s.hv.Name(), vms[s.name].Tap())
 	}
@@ -242,6 +244,47 @@ func TestOverlayIsolation(t *testing.T) {
 		// drop them silently; with it the kernel refuses locally.
 	})
 	lap("MTU")
+
+	// Port status from the data plane (issue 11): ACTIVE once the VM's
+	// chassis holds its flows, DOWN when its interface leaves br-int.
+	t.Run("port status", func(t *testing.T) {
+		status := func(name string) string {
+			r, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + c.API + "/v2.0/ports/" + portIDs[name] + "?fields=status")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Body.Close()
+			var out struct {
+				Port struct {
+					Status string `json:"status"`
+				} `json:"port"`
+			}
+			json.NewDecoder(r.Body).Decode(&out)
+			return out.Port.Status
+		}
+		waitStatus := func(name, want string) {
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				got := status(name)
+				if got == want {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("port %s status %s, want %s", name, got, want)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		for _, s := range specs {
+			waitStatus(s.name, "ACTIVE")
+		}
+		hvs[2].Vsctl("del-port", "br-int", vms["b2"].Tap())
+		waitStatus("b2", "DOWN")
+		if got := status("a1"); got != "ACTIVE" {
+			t.Errorf("a1 status %s after b2's interface went, want ACTIVE", got)
+		}
+	})
+	lap("port status")
 	if t.Failed() {
 		dumpHVs(t, hvs)
 	}

@@ -1,0 +1,64 @@
+package northbound_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/nimbus-sdn/nimbus/northbound"
+	"github.com/nimbus-sdn/nimbus/pipeline"
+	"github.com/nimbus-sdn/nimbus/store"
+)
+
+// TestFloatingIPStatusFromDataPlane: a floating IP is ACTIVE only while
+// associated and some switch holds its flows (cookie object: the
+// floating IP's id) with none refused; the switch's status record comes
+// and goes as switches/status.go publishes and withdraws it.
+// switches.TestDataPlaneStatus covers ports and routers end to end.
+func TestFloatingIPStatusFromDataPlane(t *testing.T) {
+	st := openEmbedded(t)
+	a := newAPI(t, st, northbound.Config{})
+	ext := str(a.network(t, "admin", "ext", "router:external", true), "id")
+	a.subnet(t, "admin", ext, "203.0.113.0/24")
+	net := str(a.network(t, "p1", "n"), "id")
+	sub := str(a.subnet(t, "p1", net, "10.0.0.0/24"), "id")
+	rid := str(a.create(t, "/v2.0/routers", "router", map[string]any{"name": "r", "project_id": "p1",
+		"external_gateway_info": map[string]any{"network_id": ext}}), "id")
+	a.do("PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{"subnet_id": sub}).must(t, 200)
+	vm := str(a.port(t, "p1", net, "device_owner", "compute:nova"), "id")
+	fid := str(a.create(t, "/v2.0/floatingips", "floatingip", map[string]any{"floating_network_id": ext, "project_id": "p1", "port_id": vm}), "id")
+	status := func() string {
+		return str(obj(a.do("GET", "/v2.0/floatingips/"+fid, nil).must(t, 200), "floatingip"), "status")
+	}
+	if s := status(); s != "DOWN" {
+		t.Fatalf("no switch holds its flows, status %s", s)
+	}
+	w := st.NewStatusWriter(10, quiet)
+	ctx := context.Background()
+	obj := fmt.Sprintf("%x", pipeline.ObjectID(fid))
+	if err := w.Publish(ctx, 7, store.SwitchStatus{DPID: "0000000000000007", Objects: []string{obj}}); err != nil {
+		t.Fatal(err)
+	}
+	if s := status(); s != "ACTIVE" {
+		t.Fatalf("flows installed, status %s", s)
+	}
+	if err := w.Publish(ctx, 8, store.SwitchStatus{DPID: "0000000000000008", Refused: []string{obj}}); err != nil {
+		t.Fatal(err)
+	}
+	if s := status(); s != "DOWN" {
+		t.Fatalf("a flow refused on another switch, status %s", s)
+	}
+	if err := w.Withdraw(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	if s := status(); s != "ACTIVE" {
+		t.Fatalf("refusing switch withdrawn, status %s", s)
+	}
+	a.do("PUT", "/v2.0/floatingips/"+fid, map[string]any{"floatingip": map[string]any{"port_id": nil}}).must(t, 200)
+	if s := status(); s != "DOWN" {
+		t.Fatalf("disassociated, status %s", s)
+	}
+	if err := w.Withdraw(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+}
