@@ -589,6 +589,20 @@ func (t *Table) ClaimedPorts(sw *topology.Switch) map[uint32]bool {
 // a fabric switch).
 func (t *Table) ChassisOf(dpid uint64) *model.Chassis { return t.byDPID[dpid] }
 
+// ChassisOfPort is the chassis a Neutron port is bound to as the chassis
+// records say ("" when unbound, or placed only by binding:host_id). The
+// node agent asks it for its own ports (snat leases).
+func (t *Table) ChassisOfPort(id string) string {
+	if t.overlay == nil {
+		return ""
+	}
+	p := t.overlay.ports[id]
+	if p == nil || p.How == ClaimHostID {
+		return ""
+	}
+	return p.Chassis
+}
+
 // View is the binding table seen from one switch.
 type View struct {
 	Table *Table

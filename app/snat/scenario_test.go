@@ -218,3 +218,11 @@ func snatBlock(c, n string, idx, bits int) *model.SNATBlock {
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
 func cookieText(c uint64) string { return fmt.Sprintf("%#x", c) }
+
+func TestPool(t *testing.T) {
+	in := newScenario().input("hv1")
+	got := Pool(in.Model, 10)
+	if lf := got["172.24.4.10"]; len(got) != 1 || lf != [2]int{5, 58} {
+		t.Fatalf("pool %v, want 5 leased and 58 free of 63", got)
+	}
+}

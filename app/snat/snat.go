@@ -187,6 +187,20 @@ func Gateways(m *model.Snapshot) []*Gateway {
 	return out
 }
 
+// Pool counts, per external IP of a SNAT gateway, the blocks leased and
+// the blocks still free in blocks of 1<<bits ports (ports 1024-65535).
+func Pool(m *model.Snapshot, bits int) map[string][2]int {
+	out := map[string][2]int{}
+	for _, g := range Gateways(m) {
+		used := 0
+		for _, b := range g.Blocks {
+			used += 1 << b.Bits
+		}
+		out[g.IPText] = [2]int{len(g.Blocks), max(0, (1<<16-1024-used)>>bits)}
+	}
+	return out
+}
+
 // disjoint drops blocks that overlap an earlier one (different sizes
 // from agents configured differently): first come, first kept.
 func disjoint(bs []*model.SNATBlock) []*model.SNATBlock {

@@ -74,7 +74,8 @@ type Leaser struct {
 	owned map[string]int64
 }
 
-// New grants the lease (a session kept alive in the background).
+// New grants the lease (a session kept alive in the background until
+// Close, even after ctx ends, so that Close can still revoke it).
 func New(ctx context.Context, cfg Config) (*Leaser, error) {
 	if cfg.Client == nil || cfg.Chassis == "" {
 		return nil, errors.New("snatlease: client and chassis are required")
@@ -91,7 +92,7 @@ func New(ctx context.Context, cfg Config) (*Leaser, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s, err := concurrency.NewSession(cfg.Client, concurrency.WithTTL(cfg.TTL), concurrency.WithContext(ctx))
+	s, err := concurrency.NewSession(cfg.Client, concurrency.WithTTL(cfg.TTL), concurrency.WithContext(context.WithoutCancel(ctx)))
 	if err != nil {
 		return nil, fmt.Errorf("snatlease: granting lease: %w", err)
 	}
@@ -318,6 +319,25 @@ func (l *Leaser) Campaign(ctx context.Context, ip string) (bool, int64, error) {
 	}
 	delete(l.owned, ip)
 	return false, 0, nil
+}
+
+// SetNextHop records, in ip's owner record (only while this leaser owns
+// it), the external next hop's address and MAC the owner resolved.
+func (l *Leaser) SetNextHop(ctx context.Context, ip, nextHop, mac string) error {
+	v, err := json.Marshal(&model.SNATOwner{ExternalIP: ip, Chassis: l.cfg.Chassis, NextHop: nextHop, NextHopMAC: mac})
+	if err != nil {
+		return fmt.Errorf("snatlease: encoding owner: %w", err)
+	}
+	k := ownerKey(ip)
+	resp, err := l.cfg.Client.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(k), "=", l.sess.Lease())).
+		Then(clientv3.OpPut(k, string(v), clientv3.WithLease(l.sess.Lease()))).Commit()
+	if err != nil {
+		return fmt.Errorf("snatlease: recording next hop of %s: %w", ip, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("snatlease: recording next hop of %s: no longer its owner", ip)
+	}
+	return nil
 }
 
 // Resign gives up ip's ARP ownership (only if still ours).

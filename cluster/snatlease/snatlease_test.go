@@ -210,17 +210,23 @@ func TestARPOwnerElectionAndFailover(t *testing.T) {
 }
 
 // Closing a leaser (a clean agent stop) revokes: blocks and ownership go
-// at once, without waiting for the TTL.
+// at once, without waiting for the TTL, even when the context it was
+// made with has ended (the agent's, on shutdown).
 func TestCloseRevokes(t *testing.T) {
 	s := etcdtest.Embedded(t)
 	ctx := context.Background()
-	a := leaser(t, client(t, s), "hv1", 10)
+	runCtx, stop := context.WithCancel(ctx)
+	a, err := snatlease.New(runCtx, snatlease.Config{Client: client(t, s), Chassis: "hv1", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := a.Ensure(ctx, ip, "n", 2); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _, err := a.Campaign(ctx, ip); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
+	stop()
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,367 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nimbus-sdn/nimbus/app/snat"
+	"github.com/nimbus-sdn/nimbus/binding"
+	"github.com/nimbus-sdn/nimbus/cluster/snatlease"
+	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/model/names"
+	"github.com/nimbus-sdn/nimbus/pipeline"
+)
+
+// SNATOVS is what the SNAT lease manager needs of OVS besides OVS: a
+// packet-out (gratuitous ARP from br-int's uplink), the packet count of
+// the flows with a cookie (exhaustion drops) and the number of SNATed
+// connections to an external IP in a conntrack zone (usage). Vswitch
+// implements it with ovs-ofctl and ovs-appctl.
+type SNATOVS interface {
+	PacketOut(ctx context.Context, bridge string, port uint32, frame []byte) error
+	FlowPackets(ctx context.Context, bridge string, cookie uint64) (uint64, error)
+	SNATConnections(ctx context.Context, zone uint16, ip string) (int, error)
+}
+
+// Resolver finds the MAC of ip on the network behind bridge's internal
+// interface (an ARP probe by default).
+type Resolver func(ctx context.Context, bridge string, ip netip.Addr) (net.HardwareAddr, error)
+
+// snatMgr leases this chassis's SNAT port blocks and campaigns for the
+// external IPs it can reach (cluster/snatlease), from the model snapshot
+// the agent mirrors.
+type snatMgr struct {
+	a       *Agent
+	ovs     SNATOVS
+	resolve Resolver
+	log     *slog.Logger
+	l       *snatlease.Leaser
+	// gen: the generation of each IP we own (a new one sends a GARP).
+	gen map[string]int64
+	// drops: exhaustion-flow packets last seen per (ip, network).
+	drops map[[2]string]uint64
+	// resolved: when each owned IP's next hop was last resolved.
+	resolved map[string]time.Time
+	// exhausted counts exhaustion drops seen (metrics).
+	exhausted atomic.Uint64
+}
+
+func newSNATMgr(a *Agent) *snatMgr {
+	o, _ := a.cfg.OVS.(SNATOVS)
+	r := a.cfg.Resolve
+	if r == nil {
+		r = arpProbe
+	}
+	return &snatMgr{a: a, ovs: o, resolve: r, log: a.log.With("part", "snat"), gen: map[string]int64{},
+		drops: map[[2]string]uint64{}, resolved: map[string]time.Time{}}
+}
+
+// close revokes the lease: a cleanly stopped agent returns its blocks
+// and external IPs at once.
+func (s *snatMgr) close() {
+	if s.l != nil {
+		s.l.Close()
+		s.l = nil
+	}
+}
+
+func (s *snatMgr) leaser(ctx context.Context) (*snatlease.Leaser, error) {
+	if s.l != nil {
+		select {
+		case <-s.l.Done():
+			s.log.Warn("snat lease lost; blocks and external IPs are gone, leasing again")
+			s.l, s.gen = nil, map[string]int64{}
+		default:
+			return s.l, nil
+		}
+	}
+	l, err := snatlease.New(ctx, snatlease.Config{Client: s.a.cfg.Store.Client(), Chassis: s.a.cfg.Chassis,
+		TTL: s.a.cfg.SNATLeaseTTL, Bits: s.a.cfg.SNATBlockBits, Logger: s.log})
+	if err != nil {
+		return nil, err
+	}
+	s.l = l
+	return l, nil
+}
+
+// sync brings the leases in step with the snapshot.
+func (s *snatMgr) sync(ctx context.Context, snap *model.Snapshot) error {
+	gws := snat.Gateways(snap)
+	if len(gws) == 0 && s.l == nil {
+		return nil
+	}
+	l, err := s.leaser(ctx)
+	if err != nil {
+		return err
+	}
+	tbl := binding.Compute(snap, nil)
+	owners := map[string]*model.SNATOwner{}
+	for _, o := range snap.SNATOwners() {
+		owners[o.ExternalIP] = o
+	}
+	wantIPs := map[string]bool{}
+	wantBlocks := map[[2]string]bool{}
+	var errs []error
+	for _, g := range gws {
+		br := s.a.cfg.Mappings[g.Ext.PhysicalNetwork]
+		if br == "" {
+			continue // this chassis cannot reach the external network
+		}
+		wantIPs[g.IPText] = true
+		owned, gen, err := l.Campaign(ctx, g.IPText)
+		if err != nil {
+			errs = append(errs, err)
+		} else if owned {
+			if s.gen[g.IPText] != gen {
+				s.gen[g.IPText] = gen
+				it := s.a.ifaces[names.PhysPortName(g.Ext.PhysicalNetwork)]
+				go s.garp(ctx, g, it.OFPort)
+			}
+			s.nextHop(ctx, l, g, br, owners[g.IPText])
+		} else {
+			delete(s.gen, g.IPText)
+		}
+		for _, pid := range g.Router.Interfaces {
+			r, _ := snap.Get(model.KindPort, pid)
+			ifp, _ := r.(*model.Port)
+			if ifp == nil || ifp.DeviceID != g.Router.ID {
+				continue
+			}
+			n := tbl.Networks[ifp.NetworkID]
+			if n == nil || n.Network.External || !s.hasLocalPort(snap, tbl, n.Network.ID) {
+				continue
+			}
+			k := [2]string{g.IPText, n.Network.ID}
+			if wantBlocks[k] {
+				continue
+			}
+			wantBlocks[k] = true
+			want := s.want(ctx, l, g, n)
+			if _, err := l.Ensure(ctx, g.IPText, n.Network.ID, want); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, k := range l.HeldKeys() {
+		if !wantBlocks[k] {
+			if err := l.ReleaseAll(ctx, k[0], k[1]); err != nil {
+				errs = append(errs, err)
+			}
+			delete(s.drops, k)
+		}
+	}
+	for _, ip := range l.Owned() {
+		if !wantIPs[ip] {
+			if err := l.Resign(ctx, ip); err != nil {
+				errs = append(errs, err)
+			}
+			delete(s.gen, ip)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *snatMgr) hasLocalPort(snap *model.Snapshot, tbl *binding.Table, network string) bool {
+	for _, p := range snap.Ports() {
+		if p.NetworkID != network || p.DeviceOwner == "network:dhcp" || strings.HasPrefix(p.DeviceOwner, "network:router") {
+			continue
+		}
+		if tbl.ChassisOfPort(p.ID) == s.a.cfg.Chassis {
+			return true
+		}
+	}
+	return false
+}
+
+// want is how many blocks this chassis should hold for (g, n): at least
+// one, one more than now when conntrack could not NAT a packet since the
+// last pass (the exhaustion flow counted it) or when the blocks are more
+// than 3/4 used.
+func (s *snatMgr) want(ctx context.Context, l *snatlease.Leaser, g *snat.Gateway, n *binding.Network) int {
+	have := l.Held(g.IPText, n.Network.ID)
+	want := max(1, len(have))
+	if s.ovs == nil || len(have) == 0 {
+		return want
+	}
+	k := [2]string{g.IPText, n.Network.ID}
+	if c, err := s.ovs.FlowPackets(ctx, s.a.cfg.Bridge, snat.ExhaustionCookie(g.Router.ID, n.Network.ID)); err == nil {
+		if last, seen := s.drops[k]; seen && c > last {
+			s.exhausted.Add(c - last)
+			s.log.Warn("snat blocks exhausted; leasing another", "external_ip", g.IPText, "network", n.Network.ID, "drops", c-last)
+			want = len(have) + 1
+		}
+		s.drops[k] = c
+	}
+	capacity := 0
+	for _, b := range have {
+		capacity += 1 << b.Bits
+	}
+	if used, err := s.ovs.SNATConnections(ctx, pipeline.ZoneSNAT(n.Key), g.IPText); err == nil && used*4 > capacity*3 {
+		want = len(have) + 1
+	}
+	return want
+}
+
+// nextHop resolves the external next hop when the owner record lacks it
+// (and again every 30 s) and records it there.
+func (s *snatMgr) nextHop(ctx context.Context, l *snatlease.Leaser, g *snat.Gateway, br string, o *model.SNATOwner) {
+	if g.NextHop == 0 {
+		return
+	}
+	nh := g.NextHop.String()
+	if o != nil && o.NextHop == nh && o.NextHopMAC != "" && time.Since(s.resolved[g.IPText]) < 30*time.Second {
+		return
+	}
+	if t, ok := s.resolved[g.IPText]; ok && time.Since(t) < time.Second {
+		return // at most one probe a second
+	}
+	s.resolved[g.IPText] = time.Now()
+	mac, err := s.resolve(ctx, br, netip.MustParseAddr(nh))
+	if err != nil {
+		s.log.Warn("resolving the external next hop failed", "external_ip", g.IPText, "next_hop", nh, "err", err)
+		return
+	}
+	if o != nil && o.NextHop == nh && o.NextHopMAC == mac.String() {
+		return
+	}
+	if err := l.SetNextHop(ctx, g.IPText, nh, mac.String()); err != nil {
+		s.log.Warn("recording the external next hop failed", "external_ip", g.IPText, "err", err)
+		return
+	}
+	s.log.Info("external next hop resolved", "external_ip", g.IPText, "next_hop", nh, "mac", mac)
+}
+
+// garp announces a newly owned external IP from br-int's uplink (so the
+// external switch learns the gateway MAC there), three times.
+func (s *snatMgr) garp(ctx context.Context, g *snat.Gateway, port uint32) {
+	if s.ovs == nil {
+		return
+	}
+	if port == 0 {
+		s.log.Warn("no uplink port for the gratuitous ARP", "external_ip", g.IPText)
+		return
+	}
+	var vid uint16
+	if g.Ext.NetworkType == model.NetVLAN {
+		vid = uint16(g.Ext.SegmentationID)
+	}
+	frame := GratuitousARP(macBytes(uint64(g.MAC)), ip4(uint32(g.IP)), vid)
+	for i, d := range []time.Duration{0, 300 * time.Millisecond, time.Second} {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+		if err := s.ovs.PacketOut(ctx, s.a.cfg.Bridge, port, frame); err != nil {
+			s.log.Warn("gratuitous ARP failed", "external_ip", g.IPText, "err", err)
+			return
+		}
+		if i == 0 {
+			s.log.Info("gratuitous ARP sent", "external_ip", g.IPText, "mac", net.HardwareAddr(macBytes(uint64(g.MAC))), "port", port)
+		}
+	}
+}
+
+func macBytes(m uint64) []byte {
+	return []byte{byte(m >> 40), byte(m >> 32), byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)}
+}
+
+func ip4(v uint32) []byte { return []byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)} }
+
+// GratuitousARP is a broadcast ARP request for ip from mac (sender and
+// target address ip), VLAN-tagged when vid != 0.
+func GratuitousARP(mac, ip []byte, vid uint16) []byte {
+	var b bytes.Buffer
+	b.Write([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	b.Write(mac)
+	if vid != 0 {
+		b.Write([]byte{0x81, 0x00, byte(vid >> 8 & 0x0f), byte(vid)})
+	}
+	b.Write([]byte{0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1})
+	b.Write(mac)
+	b.Write(ip)
+	b.Write(make([]byte, 6))
+	b.Write(ip)
+	for b.Len() < 60 {
+		b.WriteByte(0)
+	}
+	return b.Bytes()
+}
+
+func (v Vswitch) tool(name string) string {
+	if v.Path == "" {
+		return name
+	}
+	return strings.TrimSuffix(v.Path, "ovs-vsctl") + name
+}
+
+func (v Vswitch) exec(ctx context.Context, tool string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, v.timeout())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, v.tool(tool), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("node: %s %s: %w: %s", tool, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
+}
+
+// PacketOut sends frame out of port (ovs-ofctl packet-out, from the
+// controller port).
+func (v Vswitch) PacketOut(ctx context.Context, bridge string, port uint32, frame []byte) error {
+	_, err := v.exec(ctx, "ovs-ofctl", "-O", "OpenFlow13", "packet-out", bridge,
+		fmt.Sprintf("in_port=controller packet=%s actions=output:%d", hex.EncodeToString(frame), port))
+	return err
+}
+
+// FlowPackets sums n_packets of the bridge's flows with cookie.
+func (v Vswitch) FlowPackets(ctx context.Context, bridge string, cookie uint64) (uint64, error) {
+	out, err := v.exec(ctx, "ovs-ofctl", "-O", "OpenFlow13", "dump-flows", bridge, fmt.Sprintf("cookie=%#x/-1", cookie))
+	if err != nil {
+		return 0, err
+	}
+	return sumPackets(out), nil
+}
+
+func sumPackets(dump string) uint64 {
+	var n uint64
+	for _, f := range strings.Fields(dump) {
+		if v, ok := strings.CutPrefix(strings.TrimSuffix(f, ","), "n_packets="); ok {
+			c, _ := strconv.ParseUint(v, 10, 64)
+			n += c
+		}
+	}
+	return n
+}
+
+// SNATConnections counts the conntrack entries of zone whose reply goes
+// to ip (connections SNATed to it).
+func (v Vswitch) SNATConnections(ctx context.Context, zone uint16, ip string) (int, error) {
+	out, err := v.exec(ctx, "ovs-appctl", "dpctl/dump-conntrack", fmt.Sprintf("zone=%d", zone))
+	if err != nil {
+		return 0, err
+	}
+	return countSNAT(out, ip), nil
+}
+
+func countSNAT(dump, ip string) int {
+	n := 0
+	for _, line := range strings.Split(dump, "\n") {
+		if _, reply, ok := strings.Cut(line, "reply=("); ok && strings.Contains(reply, "dst="+ip+",") {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,206 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nimbus-sdn/nimbus/app/snat"
+	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/model/names"
+	"github.com/nimbus-sdn/nimbus/store"
+)
+
+// snatOVS is the fake OVS with the SNAT extras: packet-outs recorded,
+// exhaustion-flow counters set by the test.
+type snatOVS struct {
+	*fakeOVS
+	smu   sync.Mutex
+	outs  [][]byte
+	ports []uint32
+	drops map[uint64]uint64
+}
+
+func (f *snatOVS) PacketOut(_ context.Context, _ string, port uint32, frame []byte) error {
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	f.outs = append(f.outs, frame)
+	f.ports = append(f.ports, port)
+	return nil
+}
+
+func (f *snatOVS) FlowPackets(_ context.Context, _ string, cookie uint64) (uint64, error) {
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	return f.drops[cookie], nil
+}
+
+func (f *snatOVS) SNATConnections(context.Context, uint16, string) (int, error) { return 0, nil }
+
+func (f *snatOVS) garps() (n int, port uint32, frame []byte) {
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	if len(f.outs) == 0 {
+		return 0, 0, nil
+	}
+	return len(f.outs), f.ports[0], f.outs[0]
+}
+
+const extIP = "172.24.4.10"
+
+var nhMAC, _ = net.ParseMAC("52:54:00:00:00:01")
+
+func snatModel(t *testing.T, st *store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	put := func(r model.Record) {
+		if _, err := st.Put(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(&model.Network{Base: model.Base{ID: "ext"}, AdminStateUp: true, External: true, NetworkType: model.NetFlat, PhysicalNetwork: "extnet"})
+	put(&model.Subnet{Base: model.Base{ID: "sub-ext"}, NetworkID: "ext", IPVersion: 4, CIDR: "172.24.4.0/24", GatewayIP: "172.24.4.1"})
+	put(&model.Network{Base: model.Base{ID: "net-a"}, AdminStateUp: true, NetworkType: model.NetGRE, SegmentationID: 100})
+	put(&model.Subnet{Base: model.Base{ID: "sub-a"}, NetworkID: "net-a", IPVersion: 4, CIDR: "10.0.1.0/24", GatewayIP: "10.0.1.1"})
+	put(&model.Port{Base: model.Base{ID: "if-a"}, NetworkID: "net-a", MACAddress: "fa:16:3e:aa:00:01", DeviceOwner: "network:router_interface", DeviceID: "r1",
+		AdminStateUp: true, FixedIPs: []model.FixedIP{{SubnetID: "sub-a", IPAddress: "10.0.1.1"}}})
+	put(&model.Port{Base: model.Base{ID: "gw"}, NetworkID: "ext", MACAddress: "fa:16:3e:ee:00:01", DeviceOwner: snat.OwnerGateway, DeviceID: "r1",
+		AdminStateUp: true, FixedIPs: []model.FixedIP{{SubnetID: "sub-ext", IPAddress: extIP}}})
+	put(&model.Router{Base: model.Base{ID: "r1"}, AdminStateUp: true, Interfaces: []string{"if-a"},
+		Gateway: &model.ExternalGateway{NetworkID: "ext", EnableSNAT: true, ExternalFixedIPs: []model.FixedIP{{SubnetID: "sub-ext", IPAddress: extIP}}}})
+	for _, vm := range []string{"vm-hv1", "vm-hv2"} {
+		put(&model.Port{Base: model.Base{ID: vm}, NetworkID: "net-a", MACAddress: "fa:16:3e:00:00:0" + vm[5:], DeviceOwner: "compute:nova",
+			AdminStateUp: true, FixedIPs: []model.FixedIP{{SubnetID: "sub-a", IPAddress: "10.0.1.1" + vm[5:]}}})
+	}
+}
+
+type snatState struct {
+	blocks map[string][]*model.SNATBlock // by chassis
+	owner  *model.SNATOwner
+}
+
+func readSNAT(t *testing.T, st *store.Store) snatState {
+	t.Helper()
+	s := snatState{blocks: map[string][]*model.SNATBlock{}}
+	rs, err := st.List(context.Background(), model.KindSNATBlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		b := r.(*model.SNATBlock)
+		s.blocks[b.Chassis] = append(s.blocks[b.Chassis], b)
+	}
+	if r, _, err := st.Get(context.Background(), model.KindSNATOwner, extIP); err == nil {
+		s.owner = r.(*model.SNATOwner)
+	}
+	return s
+}
+
+func (s snatState) String() string {
+	o := "none"
+	if s.owner != nil {
+		o = fmt.Sprintf("%+v", *s.owner)
+	}
+	n := map[string]int{}
+	for c, bs := range s.blocks {
+		n[c] = len(bs)
+	}
+	return fmt.Sprintf("blocks %v owner %s", n, o)
+}
+
+// Two agents lease blocks for their VMs, one becomes the ARP owner,
+// resolves the next hop and sends a gratuitous ARP from br-int's uplink;
+// exhaustion drops grow the lease; a stopped owner hands the IP and its
+// blocks back at once; a chassis whose VM goes releases its blocks.
+func TestAgentSNATLeases(t *testing.T) {
+	st := openStore(t)
+	snatModel(t, st)
+	resolve := func(_ context.Context, bridge string, ip netip.Addr) (net.HardwareAddr, error) {
+		if bridge != "br-ex" || ip.String() != "172.24.4.1" {
+			return nil, fmt.Errorf("resolve %s on %s", ip, bridge)
+		}
+		return nhMAC, nil
+	}
+	agents := map[string]*Agent{}
+	ovss := map[string]*snatOVS{}
+	cancels := map[string]context.CancelFunc{}
+	done := map[string]chan struct{}{}
+	for _, hv := range []string{"hv1", "hv2"} {
+		o := &snatOVS{fakeOVS: newFakeOVS(), drops: map[uint64]uint64{}}
+		o.EnsureBridge(context.Background(), Bridge{Name: "br-int"})
+		o.setPort("br-int", "tap"+hv, map[string]string{"iface-id": "vm-" + hv})
+		a, err := New(Config{Chassis: hv, TunnelIP: "192.0.2." + hv[2:], Store: st, OVS: o, Mappings: map[string]string{"extnet": "br-ex"},
+			IfacePoll: 100 * time.Millisecond, SNATInterval: 100 * time.Millisecond, Resolve: resolve, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		agents[hv], ovss[hv], cancels[hv], done[hv] = a, o, cancel, make(chan struct{})
+		go func() { defer close(done[hv]); a.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done[hv] })
+	}
+	var s snatState
+	waitFor(t, "a block per chassis and an owner with the next hop", func() (bool, string) {
+		s = readSNAT(t, st)
+		return len(s.blocks["hv1"]) == 1 && len(s.blocks["hv2"]) == 1 && s.owner != nil && s.owner.NextHopMAC == nhMAC.String(), s.String()
+	})
+	if s.blocks["hv1"][0].Index == s.blocks["hv2"][0].Index {
+		t.Fatalf("both chassis hold block %d", s.blocks["hv1"][0].Index)
+	}
+	first := s.owner.Chassis
+	other := map[string]string{"hv1": "hv2", "hv2": "hv1"}[first]
+	gwMAC, _ := net.ParseMAC("fa:16:3e:ee:00:01")
+	wantGARP := GratuitousARP(gwMAC, net.ParseIP(extIP).To4(), 0)
+	uplink := func(hv string) uint32 {
+		ifs, _ := ovss[hv].Interfaces(context.Background(), "br-int")
+		return ifs[names.PhysPortName("extnet")].OFPort
+	}
+	waitFor(t, "the owner's gratuitous ARP", func() (bool, string) {
+		n, port, frame := ovss[first].garps()
+		return n > 0 && port == uplink(first) && bytes.Equal(frame, wantGARP), fmt.Sprintf("%d packet-outs, first out %d: %x", n, port, frame)
+	})
+	if n, _, _ := ovss[other].garps(); n != 0 {
+		t.Fatalf("%s (not the owner) sent %d gratuitous ARPs", other, n)
+	}
+
+	// hv1's blocks run out: its exhaustion flow counts drops.
+	ck := snat.ExhaustionCookie("r1", "net-a")
+	ovss["hv1"].smu.Lock()
+	ovss["hv1"].drops[ck] = 5
+	ovss["hv1"].smu.Unlock()
+	waitFor(t, "hv1 to lease a second block", func() (bool, string) {
+		s = readSNAT(t, st)
+		return len(s.blocks["hv1"]) == 2, s.String()
+	})
+	if agents["hv1"].SNATExhaustionDrops() != 5 {
+		t.Fatalf("exhaustion drops %d, want 5", agents["hv1"].SNATExhaustionDrops())
+	}
+
+	// The owner's agent stops: its lease is revoked, the other takes the IP.
+	start := time.Now()
+	cancels[first]()
+	<-done[first]
+	waitFor(t, other+" to own the IP and "+first+"'s blocks to return", func() (bool, string) {
+		s = readSNAT(t, st)
+		return s.owner != nil && s.owner.Chassis == other && len(s.blocks[first]) == 0 && s.owner.NextHopMAC != "", s.String()
+	})
+	t.Logf("%s took %s over %v after %s stopped", other, extIP, time.Since(start).Round(time.Millisecond), first)
+	waitFor(t, "the new owner's gratuitous ARP", func() (bool, string) {
+		n, port, _ := ovss[other].garps()
+		return n > 0 && port == uplink(other), fmt.Sprintf("%d", n)
+	})
+
+	// The other chassis's VM goes: its blocks go back too.
+	if err := st.Remove(context.Background(), model.KindPort, "vm-"+other); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, other+" to release its blocks", func() (bool, string) {
+		s = readSNAT(t, st)
+		return len(s.blocks[other]) == 0, s.String()
+	})
+}
