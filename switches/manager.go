@@ -356,8 +356,9 @@ type announcement struct {
 
 // announce sends the announcements that were not in the last desired
 // state this agent announced (a gratuitous ARP when a floating IP comes
-// to this chassis), at once and again after 500 ms and 2 s: the first
-// copy may leave before the flows that handle the answers are in place.
+// to this chassis), at once and again after 200 ms, 1 s and 3 s: the
+// first copy may leave before the flows that handle the answers are in
+// place.
 // Only the switch's master announces; a replica that becomes master
 // announces at its next refresh. Called under refreshMu.
 func (a *agent) announce(ann []announcement) {
@@ -388,7 +389,7 @@ func (a *agent) announce(ann []announcement) {
 	a.log.Debug("announcing", "frames", len(ann))
 	c := a.c
 	_ = c.Send(b)
-	for _, d := range []time.Duration{500 * time.Millisecond, 2 * time.Second} {
+	for _, d := range []time.Duration{200 * time.Millisecond, time.Second, 3 * time.Second} {
 		time.AfterFunc(d, func() { _ = c.Send(b) })
 	}
 }

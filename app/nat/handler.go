@@ -9,8 +9,12 @@ import (
 
 // NewSwitchHandler makes the external gateway resolver of one switch.
 func (a *App) NewSwitchHandler(dpid uint64) app.SwitchHandler {
-	return &handler{dpid: dpid, learned: map[string]flow.MAC{}}
+	return &handler{dpid: dpid, learned: map[string]flow.MAC{}, pending: map[string][][]byte{}}
 }
+
+// maxPending bounds the egress packets held per external network while
+// its gateway's MAC is being resolved (like a kernel's ARP queue).
+const maxPending = 16
 
 // handler learns, per external network, its gateway's MAC (from the
 // ARP frames the classifier punts) and installs GatewayFlow; floating IP
@@ -20,6 +24,15 @@ func (a *App) NewSwitchHandler(dpid uint64) app.SwitchHandler {
 type handler struct {
 	dpid    uint64
 	learned map[string]flow.MAC // by external network id
+	// pending are egress packets punted before the gateway's MAC was
+	// known, sent on when it is (at most maxPending per network).
+	pending map[string][][]byte
+}
+
+// forward is the packet-out of an egress packet to the gateway.
+func forward(e *Ext, mac flow.MAC, data []byte) app.PacketOut {
+	return app.PacketOut{BufferID: app.NoBuffer, InPort: flow.PortController,
+		Actions: []flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mac)}, flow.Output{Port: e.Uplink}}, Data: data}
 }
 
 func (h *handler) FlowRemoved(uint64, flow.Match) {}
@@ -41,6 +54,10 @@ func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 		// (same match and priority: replaced, counters kept).
 		h.learned[e.NetworkID] = sha
 		out.Flows = append(out.Flows, app.FlowOut{Flow: GatewayFlow(e, sha), BufferID: app.NoBuffer})
+		for _, data := range h.pending[e.NetworkID] {
+			out.PacketOuts = append(out.PacketOuts, forward(e, sha, data))
+		}
+		delete(h.pending, e.NetworkID)
 	case 0x0800: // floating IP egress before the gateway's MAC is known
 		var e *Ext
 		for _, x := range st {
@@ -53,10 +70,11 @@ func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 		}
 		if mac, ok := h.learned[e.NetworkID]; ok {
 			out.Flows = append(out.Flows, app.FlowOut{Flow: GatewayFlow(e, mac), BufferID: app.NoBuffer})
-			out.PacketOuts = append(out.PacketOuts, app.PacketOut{BufferID: app.NoBuffer, InPort: flow.PortController,
-				Actions: []flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mac)}, flow.Output{Port: e.Uplink}},
-				Data:    append([]byte(nil), pi.Data...)})
+			out.PacketOuts = append(out.PacketOuts, forward(e, mac, append([]byte(nil), pi.Data...)))
 			return
+		}
+		if q := h.pending[e.NetworkID]; len(q) < maxPending {
+			h.pending[e.NetworkID] = append(q, append([]byte(nil), pi.Data...))
 		}
 		out.PacketOuts = append(out.PacketOuts, app.PacketOut{BufferID: app.NoBuffer, InPort: flow.PortController,
 			Actions: []flow.Action{flow.Output{Port: e.Uplink}}, Data: ARPRequest(e.SrcMAC, e.SrcIP, e.Gateway)})

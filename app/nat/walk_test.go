@@ -39,7 +39,7 @@ func only(t *testing.T, r *fakeswitch.Result) fakeswitch.Emit {
 
 // learn feeds the handler the external gateway's ARP reply as the switch
 // would punt it, and installs the flows it answers with.
-func learn(t *testing.T, sw *fakeswitch.Switch, h app.SwitchHandler, st State) {
+func learn(t *testing.T, sw *fakeswitch.Switch, h app.SwitchHandler, st State) app.Out {
 	t.Helper()
 	frame := arpFrame(2, gwMAC, "198.51.100.1", "198.51.100.50", fipMAC1)
 	e := only(t, walk(t, sw, uplink, parse(t, frame)))
@@ -48,13 +48,14 @@ func learn(t *testing.T, sw *fakeswitch.Switch, h app.SwitchHandler, st State) {
 	}
 	var out app.Out
 	h.PacketIn(&app.PacketIn{DPID: 1, InPort: uplink, Cookie: e.Cookie, Table: e.Table, Data: frame, State: st}, &out)
-	if len(out.Flows) != 1 || len(out.PacketOuts) != 0 {
+	if len(out.Flows) != 1 {
 		t.Fatalf("handler answered %+v, want one flow", out)
 	}
 	if err := pipeline.Check(&out.Flows[0].Flow); err != nil {
 		t.Fatal(err)
 	}
 	sw.Install(&out.Flows[0].Flow)
+	return out
 }
 
 func TestWalkFloatingIPIn(t *testing.T) {
@@ -116,13 +117,14 @@ func TestWalkFloatingIPOut(t *testing.T) {
 	st := d.Handler.(State)
 	h := New().NewSwitchHandler(1)
 	out := ping(t, macA1, rA1, "10.0.1.11", "203.0.113.80", 64)
-	t.Run("before the gateway's MAC is known: punted, the handler ARPs for it", func(t *testing.T) {
+	held := []byte("the punted egress frame (rewritten by dnat)")
+	t.Run("before the gateway's MAC is known: punted, the handler ARPs for it and holds the packet", func(t *testing.T) {
 		e := only(t, walk(t, sw, 1, out))
 		if !e.Punt() || e.Cookie != cookie("net-x") || e.Table != pipeline.SNAT.ID() || e.Packet.IPv4Src != mustIP("198.51.100.50") {
 			t.Fatalf("egress before learning: %s (%s)", e, e.Packet)
 		}
 		var o app.Out
-		h.PacketIn(&app.PacketIn{DPID: 1, InPort: 1, Cookie: e.Cookie, Table: e.Table, Data: []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0}, State: st}, &o)
+		h.PacketIn(&app.PacketIn{DPID: 1, InPort: 1, Cookie: e.Cookie, Table: e.Table, Data: append(make([]byte, 12), append([]byte{8, 0}, held...)...), State: st}, &o)
 		if len(o.Flows) != 0 || len(o.PacketOuts) != 1 {
 			t.Fatalf("handler: %+v", o)
 		}
@@ -133,7 +135,25 @@ func TestWalkFloatingIPOut(t *testing.T) {
 			t.Fatalf("handler's ARP request %s, actions %v", arp, po.Actions)
 		}
 	})
-	learn(t, sw, h, st)
+	o := learn(t, sw, h, st)
+	if len(o.PacketOuts) != 1 || string(o.PacketOuts[0].Data[14:]) != string(held) ||
+		len(o.PacketOuts[0].Actions) != 2 || o.PacketOuts[0].Actions[0] != (flow.SetField{F: flow.EthDst, Value: uint64(gwMAC)}) ||
+		o.PacketOuts[0].Actions[1] != (flow.Output{Port: uplink}) {
+		t.Fatalf("the held packet is not sent on to the gateway once learned: %+v", o.PacketOuts)
+	}
+	t.Run("handler: a punt after learning (the flow idled out) reinstalls the flow and sends the packet on; other ARP is ignored", func(t *testing.T) {
+		var o app.Out
+		h.PacketIn(&app.PacketIn{DPID: 1, InPort: 1, Cookie: cookie("net-x"), Table: pipeline.SNAT.ID(), Data: append(make([]byte, 12), 8, 0, 1), State: st}, &o)
+		if len(o.Flows) != 1 || len(o.PacketOuts) != 1 || o.PacketOuts[0].Actions[0] != (flow.SetField{F: flow.EthDst, Value: uint64(gwMAC)}) {
+			t.Fatalf("%+v", o)
+		}
+		o = app.Out{}
+		h.PacketIn(&app.PacketIn{DPID: 1, InPort: uplink, Cookie: cookie("net-x"), Data: arpFrame(2, inetMAC, "198.51.100.7", "198.51.100.50", fipMAC1), State: st}, &o)
+		h.PacketIn(&app.PacketIn{DPID: 1, InPort: 1, Cookie: cookie("net-x"), Data: arpFrame(2, inetMAC, "198.51.100.1", "198.51.100.50", fipMAC1), State: st}, &o)
+		if len(o.Flows)+len(o.PacketOuts) != 0 {
+			t.Fatalf("ARP from another sender or port: %+v", o)
+		}
+	})
 	t.Run("SNAT to the floating IP, out of this chassis's uplink to the gateway", func(t *testing.T) {
 		e := only(t, walk(t, sw, 1, out))
 		p := e.Packet
