@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,17 +18,16 @@ import (
 	"github.com/nimbus-sdn/nimbus/binding"
 	"github.com/nimbus-sdn/nimbus/cluster/snatlease"
 	"github.com/nimbus-sdn/nimbus/model"
-	"github.com/nimbus-sdn/nimbus/model/names"
 	"github.com/nimbus-sdn/nimbus/pipeline"
 )
 
-// SNATOVS is what the SNAT lease manager needs of OVS besides OVS: a
-// packet-out (gratuitous ARP from br-int's uplink), the packet count of
-// the flows with a cookie (exhaustion drops) and the number of SNATed
-// connections to an external IP in a conntrack zone (usage). Vswitch
-// implements it with ovs-ofctl and ovs-appctl.
+// SNATOVS is what the SNAT lease manager needs of OVS besides OVS: the
+// packet count of the flows with a cookie (exhaustion drops) and the
+// number of SNATed connections to an external IP in a conntrack zone
+// (usage). Vswitch implements it with ovs-ofctl and ovs-appctl. (The
+// new ARP owner's gratuitous ARP is the snat app's Desired.Announce,
+// sent by the controller once the owner's flows are in.)
 type SNATOVS interface {
-	PacketOut(ctx context.Context, bridge string, port uint32, frame []byte) error
 	FlowPackets(ctx context.Context, bridge string, cookie uint64) (uint64, error)
 	SNATConnections(ctx context.Context, zone uint16, ip string) (int, error)
 }
@@ -47,7 +45,7 @@ type snatMgr struct {
 	resolve Resolver
 	log     *slog.Logger
 	l       *snatlease.Leaser
-	// gen: the generation of each IP we own (a new one sends a GARP).
+	// gen: the generation of each IP we own (logged when it changes).
 	gen map[string]int64
 	// drops: exhaustion-flow packets last seen per (ip, network).
 	drops map[[2]string]uint64
@@ -125,8 +123,7 @@ func (s *snatMgr) sync(ctx context.Context, snap *model.Snapshot) error {
 		} else if owned {
 			if s.gen[g.IPText] != gen {
 				s.gen[g.IPText] = gen
-				it := s.a.ifaces[names.PhysPortName(g.Ext.PhysicalNetwork)]
-				go s.garp(ctx, g, it.OFPort)
+				s.log.Info("external IP owned: answering ARP for it", "external_ip", g.IPText, "generation", gen)
 			}
 			s.nextHop(ctx, l, g, br, owners[g.IPText])
 		} else {
@@ -242,63 +239,6 @@ func (s *snatMgr) nextHop(ctx context.Context, l *snatlease.Leaser, g *snat.Gate
 	s.log.Info("external next hop resolved", "external_ip", g.IPText, "next_hop", nh, "mac", mac)
 }
 
-// garp announces a newly owned external IP from br-int's uplink (so the
-// external switch learns the gateway MAC there), three times.
-func (s *snatMgr) garp(ctx context.Context, g *snat.Gateway, port uint32) {
-	if s.ovs == nil {
-		return
-	}
-	if port == 0 {
-		s.log.Warn("no uplink port for the gratuitous ARP", "external_ip", g.IPText)
-		return
-	}
-	var vid uint16
-	if g.Ext.NetworkType == model.NetVLAN {
-		vid = uint16(g.Ext.SegmentationID)
-	}
-	frame := GratuitousARP(macBytes(uint64(g.MAC)), ip4(uint32(g.IP)), vid)
-	for i, d := range []time.Duration{0, 300 * time.Millisecond, time.Second} {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(d):
-		}
-		if err := s.ovs.PacketOut(ctx, s.a.cfg.Bridge, port, frame); err != nil {
-			s.log.Warn("gratuitous ARP failed", "external_ip", g.IPText, "err", err)
-			return
-		}
-		if i == 0 {
-			s.log.Info("gratuitous ARP sent", "external_ip", g.IPText, "mac", net.HardwareAddr(macBytes(uint64(g.MAC))), "port", port)
-		}
-	}
-}
-
-func macBytes(m uint64) []byte {
-	return []byte{byte(m >> 40), byte(m >> 32), byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)}
-}
-
-func ip4(v uint32) []byte { return []byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)} }
-
-// GratuitousARP is a broadcast ARP request for ip from mac (sender and
-// target address ip), VLAN-tagged when vid != 0.
-func GratuitousARP(mac, ip []byte, vid uint16) []byte {
-	var b bytes.Buffer
-	b.Write([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
-	b.Write(mac)
-	if vid != 0 {
-		b.Write([]byte{0x81, 0x00, byte(vid >> 8 & 0x0f), byte(vid)})
-	}
-	b.Write([]byte{0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1})
-	b.Write(mac)
-	b.Write(ip)
-	b.Write(make([]byte, 6))
-	b.Write(ip)
-	for b.Len() < 60 {
-		b.WriteByte(0)
-	}
-	return b.Bytes()
-}
-
 func (v Vswitch) tool(name string) string {
 	if v.Path == "" {
 		return name
@@ -316,14 +256,6 @@ func (v Vswitch) exec(ctx context.Context, tool string, args ...string) (string,
 		return "", fmt.Errorf("node: %s %s: %w: %s", tool, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
 	}
 	return out.String(), nil
-}
-
-// PacketOut sends frame out of port (ovs-ofctl packet-out, from the
-// controller port).
-func (v Vswitch) PacketOut(ctx context.Context, bridge string, port uint32, frame []byte) error {
-	_, err := v.exec(ctx, "ovs-ofctl", "-O", "OpenFlow13", "packet-out", bridge,
-		fmt.Sprintf("in_port=controller packet=%s actions=output:%d", hex.EncodeToString(frame), port))
-	return err
 }
 
 // FlowPackets sums n_packets of the bridge's flows with cookie.

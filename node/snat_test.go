@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/nimbus-sdn/nimbus/app/snat"
 	"github.com/nimbus-sdn/nimbus/model"
-	"github.com/nimbus-sdn/nimbus/model/names"
 	"github.com/nimbus-sdn/nimbus/store"
 )
 
@@ -21,17 +19,7 @@ import (
 type snatOVS struct {
 	*fakeOVS
 	smu   sync.Mutex
-	outs  [][]byte
-	ports []uint32
 	drops map[uint64]uint64
-}
-
-func (f *snatOVS) PacketOut(_ context.Context, _ string, port uint32, frame []byte) error {
-	f.smu.Lock()
-	defer f.smu.Unlock()
-	f.outs = append(f.outs, frame)
-	f.ports = append(f.ports, port)
-	return nil
 }
 
 func (f *snatOVS) FlowPackets(_ context.Context, _ string, cookie uint64) (uint64, error) {
@@ -41,15 +29,6 @@ func (f *snatOVS) FlowPackets(_ context.Context, _ string, cookie uint64) (uint6
 }
 
 func (f *snatOVS) SNATConnections(context.Context, uint16, string) (int, error) { return 0, nil }
-
-func (f *snatOVS) garps() (n int, port uint32, frame []byte) {
-	f.smu.Lock()
-	defer f.smu.Unlock()
-	if len(f.outs) == 0 {
-		return 0, 0, nil
-	}
-	return len(f.outs), f.ports[0], f.outs[0]
-}
 
 const extIP = "172.24.4.10"
 
@@ -113,8 +92,8 @@ func (s snatState) String() string {
 	return fmt.Sprintf("blocks %v owner %s", n, o)
 }
 
-// Two agents lease blocks for their VMs, one becomes the ARP owner,
-// resolves the next hop and sends a gratuitous ARP from br-int's uplink;
+// Two agents lease blocks for their VMs, one becomes the ARP owner and
+// resolves the next hop;
 // exhaustion drops grow the lease; a stopped owner hands the IP and its
 // blocks back at once; a chassis whose VM goes releases its blocks.
 func TestAgentSNATLeases(t *testing.T) {
@@ -132,9 +111,11 @@ func TestAgentSNATLeases(t *testing.T) {
 	done := map[string]chan struct{}{}
 	for _, hv := range []string{"hv1", "hv2"} {
 		o := &snatOVS{fakeOVS: newFakeOVS(), drops: map[uint64]uint64{}}
-		o.EnsureBridge(context.Background(), Bridge{Name: "br-int"})
-		o.setPort("br-int", "tap"+hv, map[string]string{"iface-id": "vm-" + hv})
-		a, err := New(Config{Chassis: hv, TunnelIP: "192.0.2." + hv[2:], Store: st, OVS: o, Mappings: map[string]string{"extnet": "br-ex"},
+		// Bridge names of different lengths: the fake's datapath ids differ.
+		br := map[string]string{"hv1": "br-int", "hv2": "br-int2"}[hv]
+		o.EnsureBridge(context.Background(), Bridge{Name: br})
+		o.setPort(br, "tap"+hv, map[string]string{"iface-id": "vm-" + hv})
+		a, err := New(Config{Chassis: hv, TunnelIP: "192.0.2." + hv[2:], Store: st, OVS: o, Bridge: br, Mappings: map[string]string{"extnet": "br-ex"},
 			IfacePoll: 100 * time.Millisecond, SNATInterval: 100 * time.Millisecond, Resolve: resolve, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
@@ -154,19 +135,7 @@ func TestAgentSNATLeases(t *testing.T) {
 	}
 	first := s.owner.Chassis
 	other := map[string]string{"hv1": "hv2", "hv2": "hv1"}[first]
-	gwMAC, _ := net.ParseMAC("fa:16:3e:ee:00:01")
-	wantGARP := GratuitousARP(gwMAC, net.ParseIP(extIP).To4(), 0)
-	uplink := func(hv string) uint32 {
-		ifs, _ := ovss[hv].Interfaces(context.Background(), "br-int")
-		return ifs[names.PhysPortName("extnet")].OFPort
-	}
-	waitFor(t, "the owner's gratuitous ARP", func() (bool, string) {
-		n, port, frame := ovss[first].garps()
-		return n > 0 && port == uplink(first) && bytes.Equal(frame, wantGARP), fmt.Sprintf("%d packet-outs, first out %d: %x", n, port, frame)
-	})
-	if n, _, _ := ovss[other].garps(); n != 0 {
-		t.Fatalf("%s (not the owner) sent %d gratuitous ARPs", other, n)
-	}
+	_ = other
 
 	// hv1's blocks run out: its exhaustion flow counts drops.
 	ck := snat.ExhaustionCookie("r1", "net-a")
@@ -190,11 +159,6 @@ func TestAgentSNATLeases(t *testing.T) {
 		return s.owner != nil && s.owner.Chassis == other && len(s.blocks[first]) == 0 && s.owner.NextHopMAC != "", s.String()
 	})
 	t.Logf("%s took %s over %v after %s stopped", other, extIP, time.Since(start).Round(time.Millisecond), first)
-	waitFor(t, "the new owner's gratuitous ARP", func() (bool, string) {
-		n, port, _ := ovss[other].garps()
-		return n > 0 && port == uplink(other), fmt.Sprintf("%d", n)
-	})
-
 	// The other chassis's VM goes: its blocks go back too.
 	if err := st.Remove(context.Background(), model.KindPort, "vm-"+other); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/app/isolation"
 	"github.com/nimbus-sdn/nimbus/app/l3router"
+	"github.com/nimbus-sdn/nimbus/app/nat"
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/internal/fakeswitch"
 	"github.com/nimbus-sdn/nimbus/model"
@@ -196,7 +197,7 @@ func newLab(t *testing.T, s *scenario) *lab {
 	t.Helper()
 	l := &lab{sw: map[string]*fakeswitch.Switch{}, ct: map[string]*fakeswitch.ConnTable{}}
 	for _, c := range chassis {
-		st := state(t, s.input(c), isolation.New(isolation.Config{}), l3router.New(), New())
+		st := state(t, s.input(c), isolation.New(isolation.Config{}), l3router.New(), nat.New(), New())
 		ports := []uint32{flow.PortLocal}
 		for no := range s.sw[c] {
 			ports = append(ports, no)
@@ -224,5 +225,39 @@ func TestPool(t *testing.T) {
 	got := Pool(in.Model, 10)
 	if lf := got["172.24.4.10"]; len(got) != 1 || lf != [2]int{5, 58} {
 		t.Fatalf("pool %v, want 5 leased and 58 free of 63", got)
+	}
+}
+
+// The ARP owner, and only it, announces the external IP (gratuitous ARP
+// from the gateway port's MAC out of its uplink).
+func TestAnnounce(t *testing.T) {
+	s := newScenario()
+	for _, c := range chassis {
+		d, err := New().Desired(s.input(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c != "hv1" {
+			if len(d.Announce) != 0 {
+				t.Fatalf("%s (not the owner) announces %d frames", c, len(d.Announce))
+			}
+			continue
+		}
+		if len(d.Announce) != 1 || d.Announce[0].Port != uplink {
+			t.Fatalf("owner announces %+v", d.Announce)
+		}
+		p, err := fakeswitch.Parse(d.Announce[0].Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.EthType != flow.EthTypeARP || p.ARPOp != 1 || p.EthSrc != gwMAC || p.ARPSha != gwMAC || p.ARPSpa != extIP || p.ARPTpa != extIP ||
+			p.EthDst != flow.MustMAC("ff:ff:ff:ff:ff:ff") || len(d.Announce[0].Data) != 60 {
+			t.Fatalf("gratuitous ARP %s (%d bytes)", p, len(d.Announce[0].Data))
+		}
+	}
+	// Ownership moves: the new owner announces.
+	s.put(&model.SNATOwner{ExternalIP: "172.24.4.10", Chassis: "hv3", NextHop: "172.24.4.1", NextHopMAC: nhMAC.String()})
+	if d, _ := New().Desired(s.input("hv3")); len(d.Announce) != 1 {
+		t.Fatalf("new owner hv3 announces %d frames", len(d.Announce))
 	}
 }

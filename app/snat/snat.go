@@ -49,8 +49,9 @@
 // clash of one id, not of a block).
 //
 // It is pure: the model snapshot (routers, ports, chassis, blocks,
-// owners) and the shared binding table in, flows out; no meters, no
-// groups, no packet-in handler.
+// owners) and the shared binding table in, flows and the owner's
+// gratuitous ARP (app.Desired.Announce) out; no meters, no groups, no
+// packet-in handler.
 package snat
 
 import (
@@ -90,19 +91,33 @@ func ChassisMAC(chassis, router string) flow.MAC {
 }
 
 // ExternalKey is the network register value of an external network's
-// frames on the uplink: the VLAN key for a VLAN network, 1<<23 (VLAN id
-// 0, untagged) for a flat one.
+// frames on the uplink (binding.NetworkKey: the VLAN key, or the flat
+// network's key); only flat and VLAN networks can be external here.
 func ExternalKey(n *model.Network) (uint32, bool) {
-	switch n.NetworkType {
-	case model.NetVLAN:
-		return binding.NetworkKey(n)
-	case model.NetFlat:
-		if n.PhysicalNetwork == "" {
-			return 0, false
-		}
-		return 1 << 23, true
+	if n.NetworkType != model.NetFlat && n.NetworkType != model.NetVLAN {
+		return 0, false
 	}
-	return 0, false
+	return binding.NetworkKey(n)
+}
+
+// GratuitousARP is a broadcast ARP request for ip from mac (sender and
+// target address ip), VLAN-tagged when vid != 0, padded to 60 bytes.
+func GratuitousARP(mac flow.MAC, ip flow.IPv4, vid uint16) []byte {
+	m := []byte{byte(mac >> 40), byte(mac >> 32), byte(mac >> 24), byte(mac >> 16), byte(mac >> 8), byte(mac)}
+	a := []byte{byte(ip >> 24), byte(ip >> 16), byte(ip >> 8), byte(ip)}
+	b := append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, m...)
+	if vid != 0 {
+		b = append(b, 0x81, 0x00, byte(vid>>8&0x0f), byte(vid))
+	}
+	b = append(b, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1)
+	b = append(b, m...)
+	b = append(b, a...)
+	b = append(b, 0, 0, 0, 0, 0, 0)
+	b = append(b, a...)
+	for len(b) < 60 {
+		b = append(b, 0)
+	}
+	return b
 }
 
 // Gateway is one router's SNAT gateway as the app sees it.
@@ -293,6 +308,15 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 		d.Flows = append(d.Flows, returns(v, g, byNet)...)
 		if g.Owner == v.Chassis.Name {
 			d.Flows = append(d.Flows, owner(v, g, byNet, up)...)
+			// A new owner announces the IP (the switch agent sends it
+			// when it first appears here, and again once the flows are
+			// in): the external switch learns the gateway MAC on this
+			// chassis's uplink, and neighbours refresh their caches.
+			var vid uint16
+			if g.Ext.NetworkType == model.NetVLAN {
+				vid = uint16(g.Ext.SegmentationID)
+			}
+			d.Announce = append(d.Announce, app.Announcement{Port: up, Data: GratuitousARP(g.MAC, g.IP, vid)})
 		}
 	}
 	return d, nil

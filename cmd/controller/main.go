@@ -29,6 +29,7 @@ import (
 	"github.com/nimbus-sdn/nimbus/app/l3router"
 	"github.com/nimbus-sdn/nimbus/app/lb"
 	"github.com/nimbus-sdn/nimbus/app/learning"
+	"github.com/nimbus-sdn/nimbus/app/nat"
 	"github.com/nimbus-sdn/nimbus/app/secgroup"
 	"github.com/nimbus-sdn/nimbus/app/snat"
 	"github.com/nimbus-sdn/nimbus/cluster"
@@ -159,6 +160,7 @@ func serve(args []string) error {
 		isolation.New(isolation.Config{}),
 		secgroup.New(),
 		l3router.New(),
+		nat.New(),
 		snat.New(),
 		lb.New(lb.Config{}),
 	}
