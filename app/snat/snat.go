@@ -467,8 +467,10 @@ func owner(v *binding.View, g *Gateway, byNet map[string]*iface, up uint32) []*f
 		classify = append([]flow.Action{flow.PopVLAN{}}, classify...)
 	}
 	out = append(out,
-		&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific, Cookie: ck,
-			Match: fromUp().EthType(flow.EthTypeARP).Set(flow.ARPTpa, uint64(g.IP)), Actions: classify, Goto: pipeline.ARPResponder.ID()},
+		// Above nat's punt of the external gateway's ARP (PrioritySpecific):
+		// the gateway asking for X is answered here.
+		&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific + 5, Cookie: ck,
+			Match: fromUp().EthType(flow.EthTypeARP).Set(flow.ARPOp, 1).Set(flow.ARPTpa, uint64(g.IP)), Actions: classify, Goto: pipeline.ARPResponder.ID()},
 		&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific, Cookie: ck,
 			Match: fromUp().EthType(flow.EthTypeIPv4).Set(flow.IPv4Dst, uint64(g.IP)), Actions: classify, Goto: snat})
 	reply := []flow.Action{
