@@ -283,10 +283,6 @@ func (b *SNATBlock) Key() string { return SNATBlockID(b.ExternalIP, b.Index) }
 type SNATOwner struct {
 	ExternalIP string `json:"external_ip"`
 	Chassis    string `json:"chassis"`
-	// NextHop is the external subnet's gateway and NextHopMAC its MAC, as
-	// the owner resolved it (ARP on its external bridge); empty until then.
-	NextHop    string `json:"next_hop,omitempty"`
-	NextHopMAC string `json:"next_hop_mac,omitempty"`
 }
 
 // Key is the external IP.

@@ -50,10 +50,7 @@ type Config struct {
 	SNATLeaseTTL  int
 	// SNATInterval re-checks SNAT usage and leases this often (default 1s).
 	SNATInterval time.Duration
-	// Resolve finds the external next hop's MAC (default: an ARP probe
-	// on the external bridge's internal interface).
-	Resolve Resolver
-	Logger  *slog.Logger
+	Logger *slog.Logger
 }
 
 // Agent is a running node agent.

@@ -32,37 +32,25 @@ type SNATOVS interface {
 	SNATConnections(ctx context.Context, zone uint16, ip string) (int, error)
 }
 
-// Resolver finds the MAC of ip on the network behind bridge's internal
-// interface (an ARP probe by default).
-type Resolver func(ctx context.Context, bridge string, ip netip.Addr) (net.HardwareAddr, error)
-
 // snatMgr leases this chassis's SNAT port blocks and campaigns for the
 // external IPs it can reach (cluster/snatlease), from the model snapshot
 // the agent mirrors.
 type snatMgr struct {
 	a       *Agent
-	ovs     SNATOVS
-	resolve Resolver
-	log     *slog.Logger
+	ovs SNATOVS
+	log *slog.Logger
 	l       *snatlease.Leaser
 	// gen: the generation of each IP we own (logged when it changes).
 	gen map[string]int64
 	// drops: exhaustion-flow packets last seen per (ip, network).
 	drops map[[2]string]uint64
-	// resolved: when each owned IP's next hop was last resolved.
-	resolved map[string]time.Time
 	// exhausted counts exhaustion drops seen (metrics).
 	exhausted atomic.Uint64
 }
 
 func newSNATMgr(a *Agent) *snatMgr {
 	o, _ := a.cfg.OVS.(SNATOVS)
-	r := a.cfg.Resolve
-	if r == nil {
-		r = arpProbe
-	}
-	return &snatMgr{a: a, ovs: o, resolve: r, log: a.log.With("part", "snat"), gen: map[string]int64{},
-		drops: map[[2]string]uint64{}, resolved: map[string]time.Time{}}
+	return &snatMgr{a: a, ovs: o, log: a.log.With("part", "snat"), gen: map[string]int64{}, drops: map[[2]string]uint64{}}
 }
 
 // close revokes the lease: a cleanly stopped agent returns its blocks
@@ -104,16 +92,11 @@ func (s *snatMgr) sync(ctx context.Context, snap *model.Snapshot) error {
 		return err
 	}
 	tbl := binding.Compute(snap, nil)
-	owners := map[string]*model.SNATOwner{}
-	for _, o := range snap.SNATOwners() {
-		owners[o.ExternalIP] = o
-	}
 	wantIPs := map[string]bool{}
 	wantBlocks := map[[2]string]bool{}
 	var errs []error
 	for _, g := range gws {
-		br := s.a.cfg.Mappings[g.Ext.PhysicalNetwork]
-		if br == "" {
+		if s.a.cfg.Mappings[g.Ext.PhysicalNetwork] == "" {
 			continue // this chassis cannot reach the external network
 		}
 		wantIPs[g.IPText] = true
@@ -125,7 +108,6 @@ func (s *snatMgr) sync(ctx context.Context, snap *model.Snapshot) error {
 				s.gen[g.IPText] = gen
 				s.log.Info("external IP owned: answering ARP for it", "external_ip", g.IPText, "generation", gen)
 			}
-			s.nextHop(ctx, l, g, br, owners[g.IPText])
 		} else {
 			delete(s.gen, g.IPText)
 		}
@@ -208,35 +190,6 @@ func (s *snatMgr) want(ctx context.Context, l *snatlease.Leaser, g *snat.Gateway
 		want = len(have) + 1
 	}
 	return want
-}
-
-// nextHop resolves the external next hop when the owner record lacks it
-// (and again every 30 s) and records it there.
-func (s *snatMgr) nextHop(ctx context.Context, l *snatlease.Leaser, g *snat.Gateway, br string, o *model.SNATOwner) {
-	if g.NextHop == 0 {
-		return
-	}
-	nh := g.NextHop.String()
-	if o != nil && o.NextHop == nh && o.NextHopMAC != "" && time.Since(s.resolved[g.IPText]) < 30*time.Second {
-		return
-	}
-	if t, ok := s.resolved[g.IPText]; ok && time.Since(t) < time.Second {
-		return // at most one probe a second
-	}
-	s.resolved[g.IPText] = time.Now()
-	mac, err := s.resolve(ctx, br, netip.MustParseAddr(nh))
-	if err != nil {
-		s.log.Warn("resolving the external next hop failed", "external_ip", g.IPText, "next_hop", nh, "err", err)
-		return
-	}
-	if o != nil && o.NextHop == nh && o.NextHopMAC == mac.String() {
-		return
-	}
-	if err := l.SetNextHop(ctx, g.IPText, nh, mac.String()); err != nil {
-		s.log.Warn("recording the external next hop failed", "external_ip", g.IPText, "err", err)
-		return
-	}
-	s.log.Info("external next hop resolved", "external_ip", g.IPText, "next_hop", nh, "mac", mac)
 }
 
 func (v Vswitch) tool(name string) string {

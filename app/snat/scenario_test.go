@@ -3,9 +3,13 @@ package snat
 import (
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/app/isolation"
@@ -102,7 +106,7 @@ func newScenario() *scenario {
 	}{{"hv1", "net-a1", 1}, {"hv2", "net-a1", 5}, {"hv2", "net-a1", 6}, {"hv2", "net-a2", 9}, {"hv3", "net-a1", 20}} {
 		s.put(&model.SNATBlock{ExternalIP: "172.24.4.10", Index: b.idx, Bits: 10, Chassis: b.c, NetworkID: b.n})
 	}
-	s.put(&model.SNATOwner{ExternalIP: "172.24.4.10", Chassis: "hv1", NextHop: "172.24.4.1", NextHopMAC: nhMAC.String()})
+	s.put(&model.SNATOwner{ExternalIP: "172.24.4.10", Chassis: "hv1"})
 	return s
 }
 
@@ -136,15 +140,25 @@ func (s *scenario) input(chassis string) app.Input {
 // state is the switch's state as switches.Manager builds it, every flow
 // checked against its table's contract.
 func state(t *testing.T, in app.Input, apps ...app.App) *flow.State {
+	st, _ := stateH(t, in, apps...)
+	return st
+}
+
+// stateH is state plus the snat app's handler state.
+func stateH(t *testing.T, in app.Input, apps ...app.App) (*flow.State, State) {
 	t.Helper()
 	st := flow.NewState()
 	for _, f := range pipeline.BaseFlows() {
 		st.AddFlow(f)
 	}
+	var hs State
 	for _, a := range apps {
 		d, err := a.Desired(in)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if a.ID() == pipeline.AppSNAT {
+			hs, _ = d.Handler.(State)
 		}
 		for _, f := range d.Flows {
 			if err := pipeline.Check(f); err != nil {
@@ -161,7 +175,7 @@ func state(t *testing.T, in app.Input, apps ...app.App) *flow.State {
 			st.Meters[m.ID] = m
 		}
 	}
-	return st
+	return st, hs
 }
 
 func TestGolden(t *testing.T) {
@@ -191,13 +205,16 @@ func TestGolden(t *testing.T) {
 type lab struct {
 	sw map[string]*fakeswitch.Switch
 	ct map[string]*fakeswitch.ConnTable
+	h  map[string]app.SwitchHandler
+	st map[string]State
 }
 
 func newLab(t *testing.T, s *scenario) *lab {
 	t.Helper()
-	l := &lab{sw: map[string]*fakeswitch.Switch{}, ct: map[string]*fakeswitch.ConnTable{}}
+	l := &lab{sw: map[string]*fakeswitch.Switch{}, ct: map[string]*fakeswitch.ConnTable{}, h: map[string]app.SwitchHandler{}, st: map[string]State{}}
 	for _, c := range chassis {
-		st := state(t, s.input(c), isolation.New(isolation.Config{}), l3router.New(), nat.New(), New())
+		st, hs := stateH(t, s.input(c), isolation.New(isolation.Config{}), l3router.New(), nat.New(), New())
+		l.st[c], l.h[c] = hs, New().NewSwitchHandler(dpids[c])
 		ports := []uint32{flow.PortLocal}
 		for no := range s.sw[c] {
 			ports = append(ports, no)
@@ -208,6 +225,62 @@ func newLab(t *testing.T, s *scenario) *lab {
 		l.sw[c] = sw
 	}
 	return l
+}
+
+// newResolvedLab is newLab after every chassis learned the next hop.
+func newResolvedLab(t *testing.T, s *scenario) *lab {
+	t.Helper()
+	l := newLab(t, s)
+	for _, c := range chassis {
+		if out := l.resolve(t, c); len(out.Flows) == 0 {
+			t.Fatalf("%s: the handler installed nothing for the next hop's answer", c)
+		}
+	}
+	return l
+}
+
+// answer is the next hop's answer to chassis c's probe (to its MAC for
+// router rA, sender the next hop, target 0.0.0.0), as it arrives on c's
+// uplink.
+func answer(c string) fakeswitch.Packet {
+	m := ChassisMAC(c, "rA")
+	return fakeswitch.Packet{EthSrc: nhMAC, EthDst: m, EthType: flow.EthTypeARP, ARPOp: 2,
+		ARPSha: nhMAC, ARPSpa: flow.MustIPv4("172.24.4.1"), ARPTha: m}
+}
+
+// resolve takes the next hop's answer on c through the switch (a
+// metered punt) and the handler, and installs what the handler adds;
+// it returns the handler's output.
+func (l *lab) resolve(t *testing.T, c string) app.Out {
+	t.Helper()
+	r, err := l.sw[c].Walk(uplink, answer(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := r.Punts()
+	if len(ps) != 1 || ps[0].Table != pipeline.Classifier.ID() || pipeline.CookieApp(ps[0].Cookie) != pipeline.AppSNAT {
+		t.Fatalf("%s: next hop's answer %s, want one snat punt\n%s", c, r, r.TraceText())
+	}
+	return l.punt(t, c, ps[0])
+}
+
+// punt hands a punted packet to c's handler and installs its flows.
+func (l *lab) punt(t *testing.T, c string, e fakeswitch.Emit) app.Out {
+	t.Helper()
+	var out app.Out
+	in := e.Packet.InPort
+	if e.Packet.EthType == flow.EthTypeARP {
+		in = uplink
+	}
+	l.h[c].PacketIn(&app.PacketIn{DPID: dpids[c], InPort: in, Table: e.Table, Cookie: e.Cookie, Data: wire(t, e.Packet), State: l.st[c]}, &out)
+	for _, f := range out.Flows {
+		if err := pipeline.Check(&f.Flow); err != nil {
+			t.Fatalf("handler flow: %v", err)
+		}
+		ff := f.Flow
+		l.sw[c].Install(&ff)
+	}
+	return out
 }
 
 func model_KindSNATBlock() model.Kind { return model.KindSNATBlock }
@@ -228,8 +301,26 @@ func TestPool(t *testing.T) {
 	}
 }
 
+// garps are the gratuitous ARPs for the external IP among d's
+// announcements (the others are next-hop probes).
+func garps(t *testing.T, d app.Desired) []app.Announcement {
+	t.Helper()
+	var out []app.Announcement
+	for _, a := range d.Announce {
+		p, err := fakeswitch.Parse(a.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.EthType == flow.EthTypeARP && p.ARPSpa == extIP {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // The ARP owner, and only it, announces the external IP (gratuitous ARP
-// from the gateway port's MAC out of its uplink).
+// from the gateway port's MAC out of its uplink); every chassis with an
+// egress probes for the next hop from its own MAC.
 func TestAnnounce(t *testing.T) {
 	s := newScenario()
 	for _, c := range chassis {
@@ -237,27 +328,135 @@ func TestAnnounce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		probes := 0
+		for _, a := range d.Announce {
+			p, _ := fakeswitch.Parse(a.Data)
+			if p.ARPOp == 1 && p.ARPSpa == 0 && p.ARPTpa == flow.MustIPv4("172.24.4.1") && p.EthSrc == ChassisMAC(c, "rA") && p.ARPSha == p.EthSrc && a.Port == uplink {
+				probes++
+			}
+		}
+		if probes != 1 {
+			t.Fatalf("%s: %d next-hop probes in %+v, want 1", c, probes, d.Announce)
+		}
+		g := garps(t, d)
 		if c != "hv1" {
-			if len(d.Announce) != 0 {
-				t.Fatalf("%s (not the owner) announces %d frames", c, len(d.Announce))
+			if len(g) != 0 {
+				t.Fatalf("%s (not the owner) announces the external IP", c)
 			}
 			continue
 		}
-		if len(d.Announce) != 1 || d.Announce[0].Port != uplink {
-			t.Fatalf("owner announces %+v", d.Announce)
+		if len(g) != 1 || g[0].Port != uplink {
+			t.Fatalf("owner announces %+v", g)
 		}
-		p, err := fakeswitch.Parse(d.Announce[0].Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.EthType != flow.EthTypeARP || p.ARPOp != 1 || p.EthSrc != gwMAC || p.ARPSha != gwMAC || p.ARPSpa != extIP || p.ARPTpa != extIP ||
-			p.EthDst != flow.MustMAC("ff:ff:ff:ff:ff:ff") || len(d.Announce[0].Data) != 60 {
-			t.Fatalf("gratuitous ARP %s (%d bytes)", p, len(d.Announce[0].Data))
+		p, _ := fakeswitch.Parse(g[0].Data)
+		if p.ARPOp != 1 || p.EthSrc != gwMAC || p.ARPSha != gwMAC || p.ARPTpa != extIP ||
+			p.EthDst != flow.MustMAC("ff:ff:ff:ff:ff:ff") || len(g[0].Data) != 60 {
+			t.Fatalf("gratuitous ARP %s (%d bytes)", p, len(g[0].Data))
 		}
 	}
 	// Ownership moves: the new owner announces.
-	s.put(&model.SNATOwner{ExternalIP: "172.24.4.10", Chassis: "hv3", NextHop: "172.24.4.1", NextHopMAC: nhMAC.String()})
-	if d, _ := New().Desired(s.input("hv3")); len(d.Announce) != 1 {
-		t.Fatalf("new owner hv3 announces %d frames", len(d.Announce))
+	s.put(&model.SNATOwner{ExternalIP: "172.24.4.10", Chassis: "hv3"})
+	if d, _ := New().Desired(s.input("hv3")); len(garps(t, d)) != 1 {
+		t.Fatalf("new owner hv3 does not announce the external IP")
 	}
+}
+
+// Before a chassis knows the next hop's MAC, NATed egress is punted
+// (metered) to the resolver, which probes and holds the packet; the
+// next hop's answer installs the dynamic flow and releases the packet
+// to that MAC; later egress leaves in the switch.
+func TestResolver(t *testing.T) {
+	l := newLab(t, newScenario())
+	r := walk0(t, l.sw["hv2"], 1, tcp("v2", 40000, flow.ProtoTCP))
+	ps := r.Punts()
+	if len(ps) != 1 || ps[0].Table != pipeline.SNAT.ID() || ps[0].Packet.IPv4Src != extIP {
+		t.Fatalf("egress before resolution: %s\n%s", r, r.TraceText())
+	}
+	if !meteredBy(l.sw["hv2"], ps[0], pipeline.MeterSNAT.ID) {
+		t.Fatal("the egress punt is not metered by snat_punt")
+	}
+	out := l.punt(t, "hv2", ps[0])
+	if len(out.Flows) != 0 || len(out.PacketOuts) != 1 {
+		t.Fatalf("handler on unresolved egress: %+v", out)
+	}
+	probe, _ := fakeswitch.Parse(out.PacketOuts[0].Data)
+	if probe.ARPOp != 1 || probe.ARPTpa != flow.MustIPv4("172.24.4.1") || probe.ARPSpa != 0 || probe.EthSrc != ChassisMAC("hv2", "rA") ||
+		out.PacketOuts[0].Actions[0] != (flow.Output{Port: uplink}) {
+		t.Fatalf("probe %s out %v", probe, out.PacketOuts[0].Actions)
+	}
+	// An answer to another chassis's MAC teaches nothing.
+	wrong := answer("hv3")
+	var none app.Out
+	l.h["hv2"].PacketIn(&app.PacketIn{InPort: uplink, Data: wire(t, wrong), State: l.st["hv2"]}, &none)
+	if len(none.Flows)+len(none.PacketOuts) != 0 {
+		t.Fatalf("learned from an answer to another chassis: %+v", none)
+	}
+	out = l.resolve(t, "hv2")
+	if len(out.Flows) != 2 || len(out.PacketOuts) != 1 {
+		t.Fatalf("handler on the answer: %d flows (one per egress of hv2), %d packet-outs (the held packet)", len(out.Flows), len(out.PacketOuts))
+	}
+	if po := out.PacketOuts[0]; po.Actions[0] != (flow.SetField{F: flow.EthDst, Value: uint64(nhMAC)}) || po.Actions[len(po.Actions)-1] != (flow.Output{Port: uplink}) {
+		t.Fatalf("held packet released with %v", po.Actions)
+	}
+	e := only(t, walk(t, l.sw["hv2"], 1, tcp("v2", 40001, flow.ProtoTCP)))
+	if e.Port != uplink || e.Packet.EthDst != nhMAC || e.Packet.IPv4Src != extIP {
+		t.Fatalf("after resolution: %s out %d", e.Packet, e.Port)
+	}
+}
+
+func walk0(t *testing.T, sw *fakeswitch.Switch, in uint32, p fakeswitch.Packet) *fakeswitch.Result {
+	t.Helper()
+	r, err := sw.Walk(in, p)
+	if err != nil {
+		t.Fatalf("walk: %v\n%s", err, r.TraceText())
+	}
+	return r
+}
+
+func meteredBy(sw *fakeswitch.Switch, e fakeswitch.Emit, meter uint32) bool {
+	for _, x := range sw.Entries() {
+		if x.Flow.Cookie == e.Cookie && x.Flow.Table == e.Table && x.Flow.Meter == meter {
+			return true
+		}
+	}
+	return false
+}
+
+func hw(m flow.MAC) net.HardwareAddr {
+	return net.HardwareAddr{byte(m >> 40), byte(m >> 32), byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)}
+}
+
+func ip4(v flow.IPv4) net.IP { return net.IPv4(byte(v>>24), byte(v>>16), byte(v>>8), byte(v)).To4() }
+
+// wire serializes a fake-switch packet (untagged ARP, TCP, UDP or ICMP).
+func wire(t *testing.T, p fakeswitch.Packet) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: hw(p.EthSrc), DstMAC: hw(p.EthDst), EthernetType: layers.EthernetType(p.EthType)}
+	buf := gopacket.NewSerializeBuffer()
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	var err error
+	switch p.EthType {
+	case flow.EthTypeARP:
+		err = gopacket.SerializeLayers(buf, opts, eth, &layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4,
+			HwAddressSize: 6, ProtAddressSize: 4, Operation: p.ARPOp, SourceHwAddress: hw(p.ARPSha), SourceProtAddress: ip4(p.ARPSpa),
+			DstHwAddress: hw(p.ARPTha), DstProtAddress: ip4(p.ARPTpa)})
+	default:
+		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: p.TTL, Protocol: layers.IPProtocol(p.IPProto), SrcIP: ip4(p.IPv4Src), DstIP: ip4(p.IPv4Dst)}
+		switch p.IPProto {
+		case flow.ProtoTCP:
+			tcp := &layers.TCP{SrcPort: layers.TCPPort(p.TPSrc), DstPort: layers.TCPPort(p.TPDst), SYN: true}
+			_ = tcp.SetNetworkLayerForChecksum(ip)
+			err = gopacket.SerializeLayers(buf, opts, eth, ip, tcp)
+		case flow.ProtoUDP:
+			udp := &layers.UDP{SrcPort: layers.UDPPort(p.TPSrc), DstPort: layers.UDPPort(p.TPDst)}
+			_ = udp.SetNetworkLayerForChecksum(ip)
+			err = gopacket.SerializeLayers(buf, opts, eth, ip, udp, gopacket.Payload("x"))
+		default:
+			err = gopacket.SerializeLayers(buf, opts, eth, ip, &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(p.ICMPType, p.ICMPCode)})
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

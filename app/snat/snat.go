@@ -122,18 +122,16 @@ func GratuitousARP(mac flow.MAC, ip flow.IPv4, vid uint16) []byte {
 
 // Gateway is one router's SNAT gateway as the app sees it.
 type Gateway struct {
-	Router  *model.Router
-	Ext     *model.Network
-	ExtKey  uint32
-	IP      flow.IPv4
-	IPText  string
-	MAC     flow.MAC // the gateway port's
+	Router *model.Router
+	Ext    *model.Network
+	ExtKey uint32
+	IP     flow.IPv4
+	IPText string
+	MAC    flow.MAC // the gateway port's
+	// NextHop is the external subnet's gateway (0: none: no egress).
 	NextHop flow.IPv4
-	// NextHopMAC is the external next hop's MAC as the ARP owner
-	// resolved it (0: not yet: no egress flows).
-	NextHopMAC flow.MAC
-	Owner      string
-	Blocks     []*model.SNATBlock // valid, disjoint blocks of IP, by first port
+	Owner   string
+	Blocks  []*model.SNATBlock // valid, disjoint blocks of IP, by first port
 }
 
 // Gateways lists the routers with enable_snat, an IPv4 external fixed IP
@@ -190,9 +188,6 @@ func Gateways(m *model.Snapshot) []*Gateway {
 		}
 		if o := owners[gw.IPText]; o != nil {
 			gw.Owner = o.Chassis
-			if gw.NextHop != 0 && o.NextHop == gw.NextHop.String() {
-				gw.NextHopMAC, _ = flow.ParseMAC(o.NextHopMAC)
-			}
 		}
 		bs := blocks[gw.IPText]
 		sort.Slice(bs, func(i, j int) bool { return bs[i].Index<<bs[i].Bits < bs[j].Index<<bs[j].Bits })
@@ -294,6 +289,7 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 		return d, nil
 	}
 	ok := binding.RouterInterfaces(in.Model)
+	st := State{}
 	for _, g := range Gateways(in.Model) {
 		up, hasUp := v.Uplinks[g.Ext.PhysicalNetwork]
 		if !hasUp {
@@ -304,7 +300,21 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 		for _, i := range ifs {
 			byNet[i.net.Network.ID] = i
 		}
-		d.Flows = append(d.Flows, egress(v, g, ifs, up)...)
+		fs, eg := egress(v, g, ifs, up)
+		d.Flows = append(d.Flows, fs...)
+		if len(eg) > 0 {
+			// The next hop's answers to this chassis's probes, and a
+			// first probe (ARP from this chassis's MAC, sender 0.0.0.0:
+			// no neighbour cache learns anything from it).
+			d.Flows = append(d.Flows, &flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific + 5,
+				Cookie: cookie(g.Router.ID + "/arp/" + v.Chassis.Name), Meter: pipeline.MeterSNAT.ID,
+				Match:   fromUplink(g, up).EthType(flow.EthTypeARP).Set(flow.ARPOp, 2).Set(flow.ARPSpa, uint64(g.NextHop)).Set(flow.ARPTpa, 0),
+				Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
+			d.Announce = append(d.Announce, app.Announcement{Port: up, Data: eg[0].Probe()})
+			for _, e := range eg {
+				st[e.Cookie] = e
+			}
+		}
 		d.Flows = append(d.Flows, returns(v, g, byNet)...)
 		if g.Owner == v.Chassis.Name {
 			d.Flows = append(d.Flows, owner(v, g, byNet, up)...)
@@ -319,15 +329,30 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 			d.Announce = append(d.Announce, app.Announcement{Port: up, Data: GratuitousARP(g.MAC, g.IP, vid)})
 		}
 	}
+	if len(st) > 0 {
+		d.Meters = []*flow.Meter{pipeline.MeterSNAT.Meter()}
+	}
+	d.Handler = st
 	return d, nil
 }
 
-// egress are the flows that SNAT this chassis's traffic out of g.
-func egress(v *binding.View, g *Gateway, ifs []*iface, up uint32) []*flow.Flow {
-	if g.NextHopMAC == 0 {
-		return nil
+// fromUplink matches frames of g's external network from the uplink.
+func fromUplink(g *Gateway, up uint32) flow.Match {
+	m := flow.M().InPort(up)
+	if g.Ext.NetworkType == model.NetVLAN {
+		return m.Set(flow.VlanVID, flow.VlanPresent|uint64(g.Ext.SegmentationID))
+	}
+	return m.Set(flow.VlanVID, 0) // untagged
+}
+
+// egress are the flows that SNAT this chassis's traffic out of g, and
+// what the resolver needs of each (router interface) egress.
+func egress(v *binding.View, g *Gateway, ifs []*iface, up uint32) ([]*flow.Flow, []*Egress) {
+	if g.NextHop == 0 {
+		return nil, nil
 	}
 	var out []*flow.Flow
+	var eg []*Egress
 	cmac := ChassisMAC(v.Chassis.Name, g.Router.ID)
 	snat := pipeline.SNAT.ID()
 	for _, ing := range ifs {
@@ -345,11 +370,9 @@ func egress(v *binding.View, g *Gateway, ifs []*iface, up uint32) []*flow.Flow {
 		zone := pipeline.ZoneSNAT(key)
 		// The default route of the router's interface on N.
 		out = append(out, &flow.Flow{Table: pipeline.L3Routing.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
-			Match: pipeline.RegPortClass.Match(pipeline.RegNetwork.Match(nil, uint64(key)), pipeline.ClassVM).EthDst(ing.mac).EthType(flow.EthTypeIPv4),
-			Actions: []flow.Action{flow.DecTTL{},
-				flow.SetField{F: flow.EthSrc, Value: uint64(cmac)},
-				flow.SetField{F: flow.EthDst, Value: uint64(g.NextHopMAC)}},
-			Goto: snat})
+			Match:   pipeline.RegPortClass.Match(pipeline.RegNetwork.Match(nil, uint64(key)), pipeline.ClassVM).EthDst(ing.mac).EthType(flow.EthTypeIPv4),
+			Actions: []flow.Action{flow.DecTTL{}, flow.SetField{F: flow.EthSrc, Value: uint64(cmac)}},
+			Goto:    snat})
 		base := func() flow.Match {
 			return pipeline.RegPortClass.Match(pipeline.RegNetwork.Match(nil, uint64(key)), pipeline.ClassVM).EthSrc(cmac).EthType(flow.EthTypeIPv4)
 		}
@@ -379,20 +402,22 @@ func egress(v *binding.View, g *Gateway, ifs []*iface, up uint32) []*flow.Flow {
 		// ICMP and other IP: the address only (ids and ports kept).
 		out = append(out, &flow.Flow{Table: snat, Priority: pipeline.PriorityNormal + 5, Cookie: ck,
 			Match: base().SetMasked(flow.CTState, 0, flow.CTTracked), Actions: []flow.Action{commit(mine[0], false)}})
-		// After conntrack: NATed -> out of this chassis's uplink.
-		acts := []flow.Action{flow.Output{Port: up}}
+		// After conntrack: NATed -> to the next hop, out of this chassis's
+		// uplink: the resolver's dynamic flow (GatewayFlow) once it knows
+		// the next hop's MAC; until then a metered punt to it.
+		e := &Egress{Cookie: ck, Uplink: up, NextHop: g.NextHop, MAC: cmac,
+			Match: base().SetMasked(flow.CTState, flow.CTTracked, flow.CTTracked|flow.CTInvalid).Set(flow.IPv4Src, uint64(g.IP))}
 		if g.Ext.NetworkType == model.NetVLAN {
-			acts = []flow.Action{flow.PushVLAN{EthType: flow.EthTypeVLAN},
-				flow.SetField{F: flow.VlanVID, Value: flow.VlanPresent | uint64(g.Ext.SegmentationID)}, flow.Output{Port: up}}
+			e.VLAN = uint16(g.Ext.SegmentationID)
 		}
-		out = append(out, &flow.Flow{Table: snat, Priority: pipeline.PriorityNormal + 20, Cookie: ck,
-			Match:   base().SetMasked(flow.CTState, flow.CTTracked, flow.CTTracked|flow.CTInvalid).Set(flow.IPv4Src, uint64(g.IP)),
-			Actions: acts})
+		eg = append(eg, e)
+		out = append(out, &flow.Flow{Table: snat, Priority: pipeline.PriorityNormal + 20, Cookie: ck, Meter: pipeline.MeterSNAT.ID,
+			Match: e.Match, Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
 		// Not NATed (no free port in the blocks: +inv): the exhaustion drop.
 		out = append(out, &flow.Flow{Table: snat, Priority: pipeline.PriorityNormal + 15, Cookie: ExhaustionCookie(g.Router.ID, ing.net.Network.ID),
 			Match: base().SetMasked(flow.CTState, flow.CTTracked, flow.CTTracked)})
 	}
-	return out
+	return out, eg
 }
 
 // returns are the flows that take this chassis's blocks' return traffic
@@ -455,13 +480,7 @@ func owner(v *binding.View, g *Gateway, byNet map[string]*iface, up uint32) []*f
 	ck := cookie(g.Router.ID + "/owner/" + g.IPText)
 	snat := pipeline.SNAT.ID()
 	vlan := g.Ext.NetworkType == model.NetVLAN
-	fromUp := func() flow.Match {
-		m := flow.M().InPort(up)
-		if vlan {
-			return m.Set(flow.VlanVID, flow.VlanPresent|uint64(g.Ext.SegmentationID))
-		}
-		return m.Set(flow.VlanVID, 0) // untagged
-	}
+	fromUp := func() flow.Match { return fromUplink(g, up) }
 	classify := []flow.Action{pipeline.SetClass(pipeline.ClassPhys, 0), pipeline.RegNetwork.Set(uint64(g.ExtKey))}
 	if vlan {
 		classify = append([]flow.Action{flow.PopVLAN{}}, classify...)

@@ -113,7 +113,7 @@ func back(t *testing.T, l *lab, c, vm string, p, orig fakeswitch.Packet) {
 }
 
 func TestWalkSNATOutAndSteeredReturn(t *testing.T) {
-	l := newLab(t, newScenario())
+	l := newResolvedLab(t, newScenario())
 	cases := []struct {
 		c, vm  string
 		blocks []int
@@ -144,7 +144,7 @@ func TestWalkSNATOutAndSteeredReturn(t *testing.T) {
 // VMs' echoes to one host would be one connection to it.)
 func TestWalkICMPEcho(t *testing.T) {
 	for _, tc := range []struct{ c, vm string }{{"hv1", "v1"}, {"hv3", "v3"}, {"hv2", "w2"}} {
-		l := newLab(t, newScenario())
+		l := newResolvedLab(t, newScenario())
 		orig := tcp(tc.vm, 0, flow.ProtoICMP)
 		orig.TPDst, orig.ICMPType = 0, 8
 		p := out(t, l, tc.c, tc.vm, orig)
@@ -189,7 +189,7 @@ func TestWalkICMPEcho(t *testing.T) {
 }
 
 func TestWalkARP(t *testing.T) {
-	l := newLab(t, newScenario())
+	l := newResolvedLab(t, newScenario())
 	req := fakeswitch.Packet{EthSrc: nhMAC, EthDst: flow.MustMAC("ff:ff:ff:ff:ff:ff"), EthType: flow.EthTypeARP, ARPOp: 1,
 		ARPSha: nhMAC, ARPSpa: flow.MustIPv4("172.24.4.1"), ARPTpa: extIP}
 	e := only(t, walk(t, l.sw["hv1"], uplink, req))
@@ -214,7 +214,7 @@ func TestWalkARP(t *testing.T) {
 // Replies for no block, or for a connection that never left, die on the
 // owner or on the block's chassis; nothing goes to the controller.
 func TestWalkUnknownReturnDropped(t *testing.T) {
-	l := newLab(t, newScenario())
+	l := newResolvedLab(t, newScenario())
 	stray := reply(fakeswitch.Packet{EthType: flow.EthTypeIPv4, IPProto: flow.ProtoTCP, IPv4Src: extIP, IPv4Dst: flow.MustIPv4("198.51.100.7"), TPSrc: 30000, TPDst: 80})
 	if r := walk(t, l.sw["hv1"], uplink, stray); !r.Dropped() {
 		t.Fatalf("reply to a port in no block: %s", r.TraceText())
@@ -232,7 +232,7 @@ func TestWalkExhaustion(t *testing.T) {
 	s := newScenario()
 	delete(s.recs[model_KindSNATBlock()], "172.24.4.10~20")
 	s.put(snatBlock("hv3", "net-a1", 320, 6)) // 64 ports: 20480-20543
-	l := newLab(t, s)
+	l := newResolvedLab(t, s)
 	for i := 0; i < 64; i++ {
 		p := out(t, l, "hv3", "v3", tcp("v3", uint16(30000+i), flow.ProtoTCP), 20)
 		if p.TPSrc < 20480 || p.TPSrc > 20543 {

@@ -321,25 +321,6 @@ func (l *Leaser) Campaign(ctx context.Context, ip string) (bool, int64, error) {
 	return false, 0, nil
 }
 
-// SetNextHop records, in ip's owner record (only while this leaser owns
-// it), the external next hop's address and MAC the owner resolved.
-func (l *Leaser) SetNextHop(ctx context.Context, ip, nextHop, mac string) error {
-	v, err := json.Marshal(&model.SNATOwner{ExternalIP: ip, Chassis: l.cfg.Chassis, NextHop: nextHop, NextHopMAC: mac})
-	if err != nil {
-		return fmt.Errorf("snatlease: encoding owner: %w", err)
-	}
-	k := ownerKey(ip)
-	resp, err := l.cfg.Client.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(k), "=", l.sess.Lease())).
-		Then(clientv3.OpPut(k, string(v), clientv3.WithLease(l.sess.Lease()))).Commit()
-	if err != nil {
-		return fmt.Errorf("snatlease: recording next hop of %s: %w", ip, err)
-	}
-	if !resp.Succeeded {
-		return fmt.Errorf("snatlease: recording next hop of %s: no longer its owner", ip)
-	}
-	return nil
-}
-
 // Resign gives up ip's ARP ownership (only if still ours).
 func (l *Leaser) Resign(ctx context.Context, ip string) error {
 	k := ownerKey(ip)
