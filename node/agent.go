@@ -50,7 +50,7 @@ type Config struct {
 	SNATLeaseTTL  int
 	// SNATInterval re-checks SNAT usage and leases this often (default 1s).
 	SNATInterval time.Duration
-	Logger *slog.Logger
+	Logger       *slog.Logger
 }
 
 // Agent is a running node agent.

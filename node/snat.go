@@ -6,13 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/nimbus-sdn/nimbus/app/snat"
 	"github.com/nimbus-sdn/nimbus/binding"
@@ -36,10 +33,10 @@ type SNATOVS interface {
 // external IPs it can reach (cluster/snatlease), from the model snapshot
 // the agent mirrors.
 type snatMgr struct {
-	a       *Agent
+	a   *Agent
 	ovs SNATOVS
 	log *slog.Logger
-	l       *snatlease.Leaser
+	l   *snatlease.Leaser
 	// gen: the generation of each IP we own (logged when it changes).
 	gen map[string]int64
 	// drops: exhaustion-flow packets last seen per (ip, network).

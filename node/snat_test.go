@@ -3,8 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -31,7 +29,6 @@ func (f *snatOVS) FlowPackets(_ context.Context, _ string, cookie uint64) (uint6
 func (f *snatOVS) SNATConnections(context.Context, uint16, string) (int, error) { return 0, nil }
 
 const extIP = "172.24.4.10"
-
 
 func snatModel(t *testing.T, st *store.Store) {
 	t.Helper()
@@ -120,7 +117,7 @@ func TestAgentSNATLeases(t *testing.T) {
 	var s snatState
 	waitFor(t, "a block per chassis and an owner", func() (bool, string) {
 		s = readSNAT(t, st)
-		return len(s.blocks["hv1"]) == 1 && len(s.blocks["hv2"]) == 1  && s.owner != nil, s.String()
+		return len(s.blocks["hv1"]) == 1 && len(s.blocks["hv2"]) == 1 && s.owner != nil, s.String()
 	})
 	if s.blocks["hv1"][0].Index == s.blocks["hv2"][0].Index {
 		t.Fatalf("both chassis hold block %d", s.blocks["hv1"][0].Index)

@@ -174,14 +174,11 @@ func TestDistributedSNAT(t *testing.T) {
 	e := startSNATLab(t)
 	var blocks map[string][]int
 	var owner *model.SNATOwner
-	waitFor(t, 30*time.Second, "a block per hypervisor and an ARP owner with the next hop", func() bool {
+	waitFor(t, 30*time.Second, "a block per hypervisor and an ARP owner", func() bool {
 		blocks, owner = e.leases(t)
-		return len(blocks) == 3 && owner != nil && owner.NextHopMAC != ""
+		return len(blocks) == 3 && owner != nil
 	})
-	t.Logf("external IP %s: blocks %v, ARP owner %s (next hop %s = %s)", e.extIP, blocks, owner.Chassis, owner.NextHop, owner.NextHopMAC)
-	if want := e.in.MAC(); owner.NextHopMAC != want {
-		t.Errorf("next hop MAC %s, want the internet namespace's %s", owner.NextHopMAC, want)
-	}
+	t.Logf("external IP %s: blocks %v, ARP owner %s", e.extIP, blocks, owner.Chassis)
 
 	// Warm up (first packets may race the flows), then measure.
 	for _, vm := range e.vms {
