@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
 	"regexp"
 	"sort"
@@ -36,6 +38,8 @@ type snatEnv struct {
 	agents []*ovslab.Proc
 	vms    []*hvlab.VM
 	extIP  string
+	// the tenant network and subnet
+	netID, subnetID string
 }
 
 func startSNATLab(t *testing.T) *snatEnv {
@@ -89,6 +93,7 @@ func startSNATLab(t *testing.T) *snatEnv {
 	}
 	e.extIP = fips[0].(map[string]any)["ip_address"].(string)
 	nb.put("routers/"+rt["id"].(string)+"/add_router_interface", map[string]any{"subnet_id": s["id"]})
+	e.netID, e.subnetID = n["id"].(string), s["id"].(string)
 	dir := t.TempDir()
 	for i, hv := range hvs {
 		ip := fmt.Sprintf("10.0.1.%d", 11+i)
@@ -312,4 +317,100 @@ func keys(m map[int]bool) []int {
 	}
 	sort.Ints(out)
 	return out
+}
+
+// iperfAll runs one iperf3 client per VM at the same time (5 s, to the
+// internet namespace's servers on 5201..5203) and returns the sum of
+// what the servers received, in Gbit/s.
+func iperfAll(t *testing.T, vms []*hvlab.VM, secs int) float64 {
+	t.Helper()
+	var wg sync.WaitGroup
+	got := make([]float64, len(vms))
+	for i, vm := range vms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := vm.ExecErr("iperf3", "-c", hvlab.RemoteIP, "-p", strconv.Itoa(5201+i), "-t", strconv.Itoa(secs), "-J")
+			if err != nil {
+				t.Errorf("%s: iperf3: %v\n%s", vm.HV().Name(), err, out)
+				return
+			}
+			var r struct {
+				End struct {
+					SumReceived struct {
+						BitsPerSecond float64 `json:"bits_per_second"`
+					} `json:"sum_received"`
+				} `json:"end"`
+			}
+			if err := json.Unmarshal([]byte(out), &r); err != nil {
+				t.Errorf("%s: iperf3 output: %v", vm.HV().Name(), err)
+				return
+			}
+			got[i] = r.End.SumReceived.BitsPerSecond / 1e9
+		}()
+	}
+	wg.Wait()
+	sum := 0.0
+	for i, g := range got {
+		t.Logf("  %s: %.3f Gbit/s", vms[i].HV().Name(), g)
+		sum += g
+	}
+	return sum
+}
+
+// TestSNATBench (NIMBUS_BENCH=1, make bench-snat): TCP throughput from
+// VMs on all three hypervisors at once to the internet namespace,
+// through distributed SNAT, against the same traffic through one Linux
+// network-node namespace doing iptables MASQUERADE (Neutron's L3 agent
+// design: a port on the tenant network on hv1, a leg on the external
+// segment, the VMs routed to it). Logs both sums and their ratio.
+func TestSNATBench(t *testing.T) {
+	if os.Getenv("NIMBUS_BENCH") != "1" {
+		t.Skip("benchmark: set NIMBUS_BENCH=1 (make bench-snat)")
+	}
+	e := startSNATLab(t)
+	for i := range e.vms {
+		ovslab.StartProcess(t, "ip", []string{"netns", "exec", e.in.NS(), "iperf3", "-s", "-p", strconv.Itoa(5201 + i)}, nil)
+	}
+	for _, vm := range e.vms {
+		waitFor(t, 30*time.Second, vm.HV().Name()+"'s VM reaches the internet through SNAT", func() bool { return fetchIP(vm, "1") == e.extIP })
+	}
+	secs := 5
+	t.Logf("distributed SNAT (each hypervisor's own external link), %d s:", secs)
+	dist := iperfAll(t, e.vms, secs)
+
+	// The network node: a port on the tenant network (hv1, no port
+	// security: it forwards), a leg on the external segment, MASQUERADE.
+	hv1 := e.hvs[0]
+	netID, subnetID := e.netID, e.subnetID
+	p := e.nb.post("ports", map[string]any{"port": map[string]any{"network_id": netID, "project_id": "tenant-snat", "name": "network-node",
+		"binding:host_id": hv1.Name(), "port_security_enabled": false, "security_groups": []any{},
+		"fixed_ips": []any{map[string]any{"subnet_id": subnetID, "ip_address": "10.0.1.254"}}}})
+	nn := e.l.AddVM(t, hv1, p["id"].(string), p["mac_address"].(string), "10.0.1.254/24")
+	ul := e.l.UnderlayNS()
+	extAddr := e.in.Addr(200)
+	for _, c := range [][]string{
+		{"ip", "link", "add", "nnx", "netns", ul, "type", "veth", "peer", "name", "ext0", "netns", nn.NS()},
+		{"ip", "-n", ul, "link", "set", "nnx", "master", hvlab.ExternalSegment, "up"},
+		{"ip", "-n", nn.NS(), "addr", "add", extAddr + "/24", "dev", "ext0"},
+		{"ip", "-n", nn.NS(), "link", "set", "ext0", "up"},
+		{"ip", "-n", nn.NS(), "route", "add", "default", "via", e.in.IP()},
+		{"ip", "netns", "exec", nn.NS(), "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+		{"ip", "netns", "exec", nn.NS(), "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "ext0", "-j", "MASQUERADE"},
+		{"ip", "netns", "exec", nn.NS(), "ethtool", "-K", "eth0", "tx", "off"},
+		{"ip", "netns", "exec", nn.NS(), "ethtool", "-K", "ext0", "tx", "off"},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("network node: %v: %v: %s", c, err, out)
+		}
+	}
+	for _, vm := range e.vms {
+		vm.Exec("ip", "route", "add", hvlab.RemoteIP+"/32", "via", "10.0.1.254")
+	}
+	for _, vm := range e.vms {
+		waitFor(t, 30*time.Second, vm.HV().Name()+"'s VM reaches the internet through the network node", func() bool { return fetchIP(vm, "1") == extAddr })
+	}
+	t.Logf("one network node (Linux namespace on hv1, iptables MASQUERADE), %d s:", secs)
+	gw := iperfAll(t, e.vms, secs)
+	t.Logf("SNAT throughput, 3 hypervisors at once: distributed %.3f Gbit/s, network node %.3f Gbit/s, ratio %.2f", dist, gw, dist/gw)
 }
