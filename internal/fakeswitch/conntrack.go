@@ -44,7 +44,8 @@ type conn struct {
 // the reply's source back (+dnat both ways); an existing connection keeps
 // its recorded NAT whatever a later nat() asks (as the kernel's conntrack
 // does); nat() with no range on a new connection changes nothing. Not
-// modelled: source NAT, ranges beyond their first address and port,
+// modelled: address ranges beyond their first address, destination port
+// ranges beyond their first port,
 // related (ICMP) traffic, TCP state and timeouts (Expire ends one).
 //
 // Source NAT: a committed nat(src=ip[:lo-hi]) rewrites the original
