@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/nimbus-sdn/nimbus/app/snat"
 	"github.com/nimbus-sdn/nimbus/binding"
@@ -39,15 +40,18 @@ type snatMgr struct {
 	l   *snatlease.Leaser
 	// gen: the generation of each IP we own (logged when it changes).
 	gen map[string]int64
-	// drops: exhaustion-flow packets last seen per (ip, network).
+	// drops: exhaustion-flow packets last seen per (ip, network);
+	// grown: when a lease last grew there.
 	drops map[[2]string]uint64
+	grown map[[2]string]time.Time
 	// exhausted counts exhaustion drops seen (metrics).
 	exhausted atomic.Uint64
 }
 
 func newSNATMgr(a *Agent) *snatMgr {
 	o, _ := a.cfg.OVS.(SNATOVS)
-	return &snatMgr{a: a, ovs: o, log: a.log.With("part", "snat"), gen: map[string]int64{}, drops: map[[2]string]uint64{}}
+	return &snatMgr{a: a, ovs: o, log: a.log.With("part", "snat"), gen: map[string]int64{}, drops: map[[2]string]uint64{},
+		grown: map[[2]string]time.Time{}}
 }
 
 // close revokes the lease: a cleanly stopped agent returns its blocks
@@ -161,9 +165,14 @@ func (s *snatMgr) hasLocalPort(snap *model.Snapshot, tbl *binding.Table, network
 }
 
 // want is how many blocks this chassis should hold for (g, n): at least
-// one, one more than now when conntrack could not NAT a packet since the
-// last pass (the exhaustion flow counted it) or when the blocks are more
-// than 3/4 used.
+// one, one more than now when its conntrack holds more connections to
+// the IP than half its ports (Open vSwitch's NAT, which tries a few
+// random ports, starts failing well before a block is full), or when
+// conntrack could not NAT a new connection since the last pass (the
+// exhaustion flow counted it) while the blocks are at least a quarter
+// used. Drops within growCooldown of the
+// last growth do not count: they are what the switch dropped before the
+// new block's flows arrived.
 func (s *snatMgr) want(ctx context.Context, l *snatlease.Leaser, g *snat.Gateway, n *binding.Network) int {
 	have := l.Held(g.IPText, n.Network.ID)
 	want := max(1, len(have))
@@ -171,23 +180,37 @@ func (s *snatMgr) want(ctx context.Context, l *snatlease.Leaser, g *snat.Gateway
 		return want
 	}
 	k := [2]string{g.IPText, n.Network.ID}
-	if c, err := s.ovs.FlowPackets(ctx, s.a.cfg.Bridge, snat.ExhaustionCookie(g.Router.ID, n.Network.ID)); err == nil {
-		if last, seen := s.drops[k]; seen && c > last {
-			s.exhausted.Add(c - last)
-			s.log.Warn("snat blocks exhausted; leasing another", "external_ip", g.IPText, "network", n.Network.ID, "drops", c-last)
-			want = len(have) + 1
-		}
-		s.drops[k] = c
-	}
 	capacity := 0
 	for _, b := range have {
 		capacity += 1 << b.Bits
 	}
-	if used, err := s.ovs.SNATConnections(ctx, pipeline.ZoneSNAT(n.Key), g.IPText); err == nil && used*4 > capacity*3 {
+	used, uerr := s.ovs.SNATConnections(ctx, pipeline.ZoneSNAT(n.Key), g.IPText)
+	if uerr == nil && used*2 > capacity {
 		want = len(have) + 1
+	}
+	if c, err := s.ovs.FlowPackets(ctx, s.a.cfg.Bridge, snat.ExhaustionCookie(g.Router.ID, n.Network.ID)); err == nil {
+		if last, seen := s.drops[k]; seen && c > last {
+			s.exhausted.Add(c - last)
+			// Open vSwitch gives up on a NAT after a few random port
+			// tries, so a block can report exhaustion with ports still
+			// free: drops lease another block only when the blocks are
+			// at least a quarter used, and not right after a growth.
+			if (uerr != nil || used*4 > capacity) && time.Since(s.grown[k]) >= growCooldown {
+				s.log.Warn("snat blocks exhausted; leasing another", "external_ip", g.IPText, "network", n.Network.ID, "drops", c-last, "used", used, "ports", capacity)
+				want = len(have) + 1
+			}
+		}
+		s.drops[k] = c
+	}
+	if want > len(have) {
+		s.grown[k] = time.Now()
 	}
 	return want
 }
+
+// growCooldown is how long exhaustion drops after a growth are taken for
+// the switch catching up rather than a new shortage.
+const growCooldown = 3 * time.Second
 
 func (v Vswitch) tool(name string) string {
 	if v.Path == "" {

@@ -17,12 +17,13 @@
 //     the ARP owner uses, so the external switch learns it in one place),
 //     destination MAC = the external next hop's, goto snat; in snat
 //     ct(commit, zone=ZoneSNAT(N), nat(src=X:lo-hi)) into one of the
-//     chassis's blocks (TCP/UDP: the low bits of the source port pick
+//     chassis's blocks (TCP/UDP: bits 1.. of the source port pick
 //     the block), recirculating to snat, then out of the chassis's own
 //     uplink to the external network (VLAN tag pushed for a VLAN
-//     network). A packet conntrack could not NAT (the blocks are full)
-//     comes back +inv and is dropped by a flow of its own: the
-//     exhaustion drop the node agent counts and grows its lease on.
+//     network). A new connection conntrack could not NAT (the blocks are
+//     full) comes back +new and un-NATed and is dropped by a flow of its
+//     own: the exhaustion drop the node agent counts and grows its
+//     lease on.
 //   - on X's ARP owner: ARP requests for X from the uplink are answered
 //     with the gateway port's MAC; IPv4 to X from the uplink is steered
 //     without state: a masked match on the TCP/UDP destination port
@@ -383,7 +384,7 @@ func egress(v *binding.View, g *Gateway, ifs []*iface, up uint32) ([]*flow.Flow,
 			}
 			return flow.CT{Commit: true, Zone: zone, Table: snat, NAT: n}
 		}
-		// TCP/UDP: the low bits of the source port pick the block (a
+		// TCP/UDP: bits 1.. of the source port pick the block (a
 		// power-of-two number of buckets, block = bucket mod blocks).
 		nb := 1 << bits.Len(uint(len(mine)-1))
 		for _, proto := range []struct {
@@ -393,7 +394,10 @@ func egress(v *binding.View, g *Gateway, ifs []*iface, up uint32) ([]*flow.Flow,
 			for j := 0; j < nb; j++ {
 				m := base().Set(flow.IPProto, proto.p).SetMasked(flow.CTState, 0, flow.CTTracked)
 				if nb > 1 {
-					m = m.SetMasked(proto.sp, uint64(j), uint64(nb-1))
+					// Bits 1.. of the source port: Linux picks even
+					// ports for connect(), so bit 0 would leave every
+					// other block unused.
+					m = m.SetMasked(proto.sp, uint64(j)<<1, uint64(nb-1)<<1)
 				}
 				out = append(out, &flow.Flow{Table: snat, Priority: pipeline.PriorityNormal + 10, Cookie: ck,
 					Match: m, Actions: []flow.Action{commit(mine[j%len(mine)], true)}})
@@ -413,8 +417,14 @@ func egress(v *binding.View, g *Gateway, ifs []*iface, up uint32) ([]*flow.Flow,
 		eg = append(eg, e)
 		out = append(out, &flow.Flow{Table: snat, Priority: pipeline.PriorityNormal + 20, Cookie: ck, Meter: pipeline.MeterSNAT.ID,
 			Match: e.Match, Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
-		// Not NATed (no free port in the blocks: +inv): the exhaustion drop.
+		// A new connection conntrack could not NAT (no free port in the
+		// blocks: Open vSwitch leaves it +new, un-NATed, and logs "tuple
+		// space exhaustion"): the exhaustion drop, counted by the agent.
+		// Anything else not NATed (+inv) is dropped by a flow of its own,
+		// so stray invalid packets never look like a shortage.
 		out = append(out, &flow.Flow{Table: snat, Priority: pipeline.PriorityNormal + 15, Cookie: ExhaustionCookie(g.Router.ID, ing.net.Network.ID),
+			Match: base().SetMasked(flow.CTState, flow.CTTracked|flow.CTNew, flow.CTTracked|flow.CTNew|flow.CTInvalid)})
+		out = append(out, &flow.Flow{Table: snat, Priority: pipeline.PriorityNormal + 14, Cookie: ck,
 			Match: base().SetMasked(flow.CTState, flow.CTTracked, flow.CTTracked)})
 	}
 	return out, eg

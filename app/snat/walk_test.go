@@ -119,13 +119,13 @@ func TestWalkSNATOutAndSteeredReturn(t *testing.T) {
 		blocks []int
 	}{
 		{"hv1", "v1", []int{1}},    // the ARP owner's own block: no tunnel
-		{"hv2", "v2", []int{5, 6}}, // two blocks: the source port's low bit picks
+		{"hv2", "v2", []int{5, 6}}, // two blocks: bit 1 of the source port picks
 		{"hv3", "v3", []int{20}},   // another chassis
 		{"hv2", "w2", []int{9}},    // another network on hv2: its own block and zone
 	}
 	for _, proto := range []uint8{flow.ProtoTCP, flow.ProtoUDP} {
 		for _, tc := range cases {
-			for _, sport := range []uint16{40000, 40001} {
+			for _, sport := range []uint16{40000, 40002} {
 				orig := tcp(tc.vm, sport, proto)
 				p := out(t, l, tc.c, tc.vm, orig, tc.blocks...)
 				back(t, l, tc.c, tc.vm, p, orig)
@@ -133,8 +133,9 @@ func TestWalkSNATOutAndSteeredReturn(t *testing.T) {
 		}
 	}
 	// hv2's two blocks both carry traffic.
+	// (Even ports, as Linux picks for connect(): bit 1 picks the block.)
 	a := out(t, l, "hv2", "v2", tcp("v2", 50000, flow.ProtoTCP), 5, 6)
-	b := out(t, l, "hv2", "v2", tcp("v2", 50001, flow.ProtoTCP), 5, 6)
+	b := out(t, l, "hv2", "v2", tcp("v2", 50002, flow.ProtoTCP), 5, 6)
 	if a.TPSrc>>10 == b.TPSrc>>10 {
 		t.Fatalf("source ports %d and %d share a block: only one of hv2's blocks is used", a.TPSrc, b.TPSrc)
 	}

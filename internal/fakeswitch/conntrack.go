@@ -53,8 +53,9 @@ type conn struct {
 // port if it is in the range and free, else the lowest free port of the
 // range (TCP/UDP; other protocols keep their ports, as OVS's userspace
 // conntrack keeps ICMP ids); the reply's destination goes back (+snat
-// both ways). No free port: the packet comes back +inv and nothing is
-// committed.
+// both ways). No free port: as in Open vSwitch's userspace conntrack
+// ("tuple space exhaustion"), the packet comes back +new, not NATed, and
+// nothing is committed.
 type ConnTable struct {
 	conns map[tuple]*conn // by original-direction tuple
 	reply map[tuple]*conn // by reply-direction tuple (after NAT)
@@ -139,7 +140,7 @@ func (c *ConnTable) TrackNAT(p Packet, zone uint16, commit bool, nat *flow.NAT) 
 		switch {
 		case !ported:
 			if !free(p.TPSrc) {
-				return p, flow.CTInvalid, p.CTMark
+				return p, flow.CTNew, p.CTMark
 			}
 		case p.TPSrc >= nat.PortMin && p.TPSrc <= nat.PortMax && free(p.TPSrc):
 		default:
@@ -151,7 +152,7 @@ func (c *ConnTable) TrackNAT(p Packet, zone uint16, commit bool, nat *flow.NAT) 
 				}
 			}
 			if !ok {
-				return p, flow.CTInvalid, p.CTMark
+				return p, flow.CTNew, p.CTMark
 			}
 		}
 		k.natSrc, k.natSport = q.IPv4Src, q.TPSrc

@@ -78,9 +78,9 @@ func TestConnTableSNAT(t *testing.T) {
 	if p, _, _ := c.TrackNAT(out(2049), 5, true, nat); p.TPSrc != 2049 {
 		t.Fatalf("in-range port: %s", p)
 	}
-	// The range is full: +inv, nothing committed.
+	// The range is full: +new, not NATed, nothing committed (as OVS).
 	n := c.Len()
-	if _, st, _ := c.TrackNAT(out(40001), 5, true, nat); st != flow.CTInvalid || c.Len() != n {
+	if p, st, _ := c.TrackNAT(out(40001), 5, true, nat); st != flow.CTNew || p.IPv4Src != vm || c.Len() != n {
 		t.Fatalf("full range: %x, %d connections (was %d)", st, c.Len(), n)
 	}
 	// The reply goes back to the VM's address and port.

@@ -42,7 +42,7 @@ type snatEnv struct {
 	netID, subnetID string
 }
 
-func startSNATLab(t *testing.T) *snatEnv {
+func startSNATLab(t *testing.T, agentArgs ...string) *snatEnv {
 	t.Helper()
 	hvlab.RequireE2E(t)
 	if _, err := hvlab.DHCPClient(); err != nil {
@@ -59,9 +59,9 @@ func startSNATLab(t *testing.T) *snatEnv {
 	c.start()
 	e := &snatEnv{l: l, hvs: hvs, c: c, nb: neutron{t: t, api: c.API}, in: l.Internet()}
 	for _, hv := range hvs {
-		e.agents = append(e.agents, ovslab.StartProcess(t, controllerBin, []string{"node", "--chassis", hv.Name(), "--tunnel-ip", hv.TunnelIP(),
+		e.agents = append(e.agents, ovslab.StartProcess(t, controllerBin, append([]string{"node", "--chassis", hv.Name(), "--tunnel-ip", hv.TunnelIP(),
 			"--datapath-type", "netdev", "--controllers", hv.ControllerTarget(ofPort), "--etcd-endpoints", endpoints,
-			"--resync", "5s", "--log-level", "debug", "--bridge-mappings", hvlab.ExternalPhysnet + ":" + hvlab.ExternalBridge}, hv.Env()))
+			"--resync", "5s", "--log-level", "debug", "--bridge-mappings", hvlab.ExternalPhysnet + ":" + hvlab.ExternalBridge}, agentArgs...), hv.Env()))
 	}
 	waitFor(t, 30*time.Second, "3 switches connected", func() bool {
 		var h struct{ Switches []string }
@@ -413,4 +413,44 @@ func TestSNATBench(t *testing.T) {
 	t.Logf("one network node (Linux namespace on hv1, iptables MASQUERADE), %d s:", secs)
 	gw := iperfAll(t, e.vms, secs)
 	t.Logf("SNAT throughput, 3 hypervisors at once: distributed %.3f Gbit/s, network node %.3f Gbit/s, ratio %.2f", dist, gw, dist/gw)
+}
+
+// TestSNATBlockGrowth: with 64-port blocks, one VM opens more connections
+// (100, one after the other) than its block holds (each stays in conntrack in TIME_WAIT): its
+// hypervisor leases more blocks as it runs short, and every fetch gets
+// through (retried while a block is being added).
+func TestSNATBlockGrowth(t *testing.T) {
+	e := startSNATLab(t, "--snat-block-bits", "6")
+	vm := e.vms[0]
+	hv := vm.HV().Name()
+	waitFor(t, 30*time.Second, hv+"'s VM reaches the internet through SNAT", func() bool { return fetchIP(vm, "1") == e.extIP })
+	failed := 0
+	for i := 0; i < 100; i++ {
+		ok := false
+		for try := 0; try < 20 && !ok; try++ {
+			ok = fetchIP(vm, "1") == e.extIP
+			if !ok {
+				failed++
+			}
+		}
+		if !ok {
+			b, _ := e.leases(t)
+			t.Fatalf("fetch %d never got through (blocks %v)", i, b)
+		}
+	}
+	b, _ := e.leases(t)
+	t.Logf("%s after 100 connections in 64-port blocks: blocks %v (%d fetches retried)", hv, b[hv], failed)
+	for _, line := range strings.Split(e.agents[0].Log(), "\n") {
+		if strings.Contains(line, "exhausted") {
+			t.Log(line)
+		}
+	}
+	if len(b[hv]) < 2 {
+		t.Errorf("%s holds %d blocks after 100 connections, want at least 2", hv, len(b[hv]))
+	}
+	for _, i := range b[hv] {
+		if i<<6 < 1024 || (i+1)<<6 > 1<<16 {
+			t.Errorf("block %d out of range", i)
+		}
+	}
 }
