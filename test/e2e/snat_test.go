@@ -193,7 +193,18 @@ func TestDistributedSNAT(t *testing.T) {
 	for i := range e.hvs {
 		caps = append(caps, hvlab.Tcpdump(t, e.l.UnderlayNS(), fmt.Sprintf("ex%d", i+1), "tcp and dst port 80 and src host "+e.extIP))
 	}
+	// Quiet first: the switch agent repeats announcements (a new owner's
+	// gratuitous ARP, each chassis's next-hop probe) up to 3 s after they
+	// appear, and the probes' answers are punted (ARP, metered): wait
+	// until no packet-in arrives for 4 s, so what is counted below is
+	// what the fetches caused.
 	before := e.packetIns()
+	for quiet := time.Now(); time.Since(quiet) < 4*time.Second; {
+		time.Sleep(500 * time.Millisecond)
+		if n := e.packetIns(); n != before {
+			before, quiet = n, time.Now()
+		}
+	}
 	var wg sync.WaitGroup
 	seen := make([][]string, len(e.vms))
 	for i, vm := range e.vms {
