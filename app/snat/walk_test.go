@@ -3,8 +3,10 @@ package snat
 import (
 	"testing"
 
+	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/internal/fakeswitch"
+	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/pipeline"
 )
 
@@ -253,4 +255,71 @@ func TestWalkExhaustion(t *testing.T) {
 	if !dropped {
 		t.Fatalf("not dropped by the exhaustion flow:\n%s", r.TraceText())
 	}
+}
+
+// A VLAN external network: SNATed egress leaves tagged, the owner takes
+// tagged ARP and return traffic from the uplink (and answers ARP
+// tagged), and the resolver learns from a tagged answer.
+func TestWalkVLANExternal(t *testing.T) {
+	s := newScenario()
+	ext := s.recs[model.KindNetwork]["ext"].(*model.Network)
+	v := *ext
+	v.NetworkType, v.SegmentationID = model.NetVLAN, 300
+	s.put(&v)
+	l := newLab(t, s)
+	tag := []fakeswitch.VLAN{{VID: 300}}
+	for _, c := range chassis {
+		a := answer(c)
+		a.VLANs = tag
+		r := walk0(t, l.sw[c], uplink, a)
+		ps := r.Punts()
+		if len(ps) != 1 {
+			t.Fatalf("%s: tagged answer %s\n%s", c, r, r.TraceText())
+		}
+		var out app.Out
+		l.h[c].PacketIn(&app.PacketIn{InPort: uplink, Cookie: ps[0].Cookie, Data: wireTagged(t, a, 300), State: l.st[c]}, &out)
+		if len(out.Flows) == 0 {
+			t.Fatalf("%s: nothing learned from a tagged answer", c)
+		}
+		for _, f := range out.Flows {
+			ff := f.Flow
+			l.sw[c].Install(&ff)
+		}
+	}
+	orig := tcp("v3", 40000, flow.ProtoTCP)
+	e := only(t, walk(t, l.sw["hv3"], 1, orig))
+	if e.Port != uplink || len(e.Packet.VLANs) != 1 || e.Packet.VLANs[0].VID != 300 || e.Packet.IPv4Src != extIP || e.Packet.EthDst != nhMAC {
+		t.Fatalf("egress %s out %d, want tagged 300 from %s", e.Packet, e.Port, extIP)
+	}
+	rp := reply(e.Packet)
+	rp.VLANs = tag
+	r := walk(t, l.sw["hv1"], uplink, rp)
+	var steered *fakeswitch.Emit
+	for i := range r.Emits {
+		if r.Emits[i].Port == 13 {
+			steered = &r.Emits[i]
+		}
+	}
+	if steered == nil || len(steered.Packet.VLANs) != 0 {
+		t.Fatalf("tagged reply not steered untagged to hv3: %s\n%s", r, r.TraceText())
+	}
+	d := only(t, walk(t, l.sw["hv3"], 11, steered.Packet))
+	if d.Port != 1 || d.Packet.IPv4Dst != orig.IPv4Src || d.Packet.TPDst != orig.TPSrc {
+		t.Fatalf("delivered %s out %d", d.Packet, d.Port)
+	}
+	req := fakeswitch.Packet{EthSrc: nhMAC, EthDst: flow.MustMAC("ff:ff:ff:ff:ff:ff"), EthType: flow.EthTypeARP, ARPOp: 1, VLANs: tag,
+		ARPSha: nhMAC, ARPSpa: flow.MustIPv4("172.24.4.1"), ARPTpa: extIP}
+	a := only(t, walk(t, l.sw["hv1"], uplink, req))
+	if a.Packet.ARPOp != 2 || a.Packet.ARPSha != gwMAC || len(a.Packet.VLANs) != 1 || a.Packet.VLANs[0].VID != 300 {
+		t.Fatalf("ARP answer %s", a.Packet)
+	}
+}
+
+// wireTagged is wire with an 802.1Q tag.
+func wireTagged(t *testing.T, p fakeswitch.Packet, vid uint16) []byte {
+	t.Helper()
+	b := wire(t, p)
+	out := append([]byte{}, b[:12]...)
+	out = append(out, 0x81, 0x00, byte(vid>>8), byte(vid))
+	return append(out, b[12:]...)
 }
