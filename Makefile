@@ -9,7 +9,7 @@ FUZZTIME  ?= 30000x
 # and starts them.
 E2E_ENV   := NIMBUS_E2E=1
 
-.PHONY: all build run test unit e2e fuzz deps docs docs-check bench bench-l3 lab lab-down lab-fabric vet clean neutron-record
+.PHONY: all build run test unit e2e fuzz deps docs docs-check bench bench-l3 bench-fip bench-snat lab lab-down lab-fabric vet clean neutron-record
 
 all: build
 
@@ -56,6 +56,15 @@ bench: build
 bench-l3:
 	$(GO) test -count=1 -run TestFlowsPerHypervisor -v ./app/l3router/
 	$(E2E_ENV) NIMBUS_BENCH=1 $(GO) test -count=1 -timeout 20m -run 'TestL3Bench$$' -v ./test/e2e/
+
+# Floating IP associate -> first ping from the internet (p50/p99), in the overlay lab with the external network.
+bench-fip:
+	NIMBUS_E2E=1 NIMBUS_BENCH=1 $(GO) test -count=1 -timeout 20m -v -run 'TestFloatingIPBench$$' ./test/e2e/
+
+# Distributed SNAT against one Linux network node (iptables MASQUERADE),
+# three hypervisors at once (docs/benchmarks.md).
+bench-snat:
+	NIMBUS_E2E=1 NIMBUS_BENCH=1 $(GO) test -count=1 -timeout 10m -v -run 'TestSNATBench$$' ./test/e2e/
 
 # A 3-hypervisor GRE overlay lab with a VLAN physical network (namespaces, one OVS each); `make lab-down` removes it.
 lab:

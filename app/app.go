@@ -46,6 +46,18 @@ type Desired struct {
 	// switch agent keeps the one of the last Desired it applied and
 	// passes it in PacketIn.State; nil before the first.
 	Handler any
+	// Announce are frames the switch agent sends out of a port when they
+	// first appear in the app's desired state for the switch (and again
+	// shortly after, once the flows are in place): gratuitous ARPs when a
+	// floating IP arrives on a chassis. A frame that stays desired is not
+	// sent again; one that leaves and comes back is.
+	Announce []Announcement
+}
+
+// Announcement is one frame to send out of a switch port (Desired.Announce).
+type Announcement struct {
+	Port uint32
+	Data []byte
 }
 
 // App computes desired state.

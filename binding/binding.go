@@ -109,9 +109,21 @@ func (n *Network) FloodGroup(localOnly bool) uint32 { return FloodGroup(n.Key, l
 
 // NetworkKey is a network's value in pipeline.RegNetwork: the GRE key for
 // GRE networks, 1<<23 | VLAN id for VLAN networks (so VLAN 100 and GRE key
-// 100 never collide). ok is false for networks no app carries.
+// 100 never collide), and for a flat network (untagged on its physical
+// network's bridge mapping; Neutron allows one per physical network)
+// 1<<23 | 1<<12 | a 12-bit hash of the physical network name, which no
+// VLAN key reaches (VLAN ids are 12 bits; flood group ids stay below
+// ChainGroupBase). Two flat networks whose keys collide: the one with the
+// smaller id is carried (indexNetworks). A flat network's conntrack zone
+// (pipeline.ZoneSG) may equal a VLAN network's. ok is false for networks
+// no app carries.
 func NetworkKey(n *model.Network) (key uint32, ok bool) {
 	switch n.NetworkType {
+	case model.NetFlat:
+		if n.PhysicalNetwork == "" {
+			return 0, false
+		}
+		return FlatKey(n.PhysicalNetwork), true
 	case model.NetGRE:
 		if n.SegmentationID <= 0 || n.SegmentationID >= 1<<23 {
 			return 0, false
@@ -124,6 +136,17 @@ func NetworkKey(n *model.Network) (key uint32, ok bool) {
 		return 1<<23 | uint32(n.SegmentationID), true
 	}
 	return 0, false
+}
+
+// FlatKey is the network key of the flat network on physical network pn
+// (see NetworkKey).
+func FlatKey(pn string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(pn); i++ {
+		h ^= uint32(pn[i])
+		h *= 16777619
+	}
+	return 1<<23 | 1<<12 | h&0xfff
 }
 
 // FloodGroup ids live in isolation's group range
@@ -139,7 +162,7 @@ func FloodGroup(key uint32, localOnly bool) uint32 {
 
 // ChainGroupBase starts the ids of chained flood groups (a network with
 // more ports on one switch than pipeline.MaxGroupBuckets): above every
-// network's flood groups (VLAN keys end at (1<<23|4094)<<1|1 < 1<<24 +
+// network's flood groups (VLAN and flat keys end at (1<<23|0x1fff)<<1|1 < 1<<24 +
 // 1<<13), inside isolation's range.
 var ChainGroupBase = pipeline.GroupBase(pipeline.AppIsolation) + 1<<24 + 1<<14
 
@@ -322,8 +345,12 @@ func RouterInterfaces(m *model.Snapshot) map[string]bool {
 // subnets and DHCP port addresses.
 func (t *Table) indexNetworks(m *model.Snapshot, ports []*model.Port) {
 	ifaces := RouterInterfaces(m)
-	for _, n := range m.Networks() {
-		if k, ok := NetworkKey(n); ok {
+	keys := map[uint32]bool{}
+	nets := m.Networks()
+	sort.Slice(nets, func(i, j int) bool { return nets[i].ID < nets[j].ID })
+	for _, n := range nets {
+		if k, ok := NetworkKey(n); ok && !keys[k] {
+			keys[k] = true
 			t.Networks[n.ID] = &Network{Network: n, Key: k, DHCPIP: map[string]flow.IPv4{}, routerIfaces: ifaces}
 			t.NetworkIDs = append(t.NetworkIDs, n.ID)
 		}
@@ -589,6 +616,20 @@ func (t *Table) ClaimedPorts(sw *topology.Switch) map[uint32]bool {
 // a fabric switch).
 func (t *Table) ChassisOf(dpid uint64) *model.Chassis { return t.byDPID[dpid] }
 
+// ChassisOfPort is the chassis a Neutron port is bound to as the chassis
+// records say ("" when unbound, or placed only by binding:host_id). The
+// node agent asks it for its own ports (snat leases).
+func (t *Table) ChassisOfPort(id string) string {
+	if t.overlay == nil {
+		return ""
+	}
+	p := t.overlay.ports[id]
+	if p == nil || p.How == ClaimHostID {
+		return ""
+	}
+	return p.Chassis
+}
+
 // View is the binding table seen from one switch.
 type View struct {
 	Table *Table
@@ -670,10 +711,12 @@ func (v *View) Remote(p *Port) bool {
 	return p.Chassis != "" && p.Chassis != v.Chassis.Name
 }
 
-// Uplink is the VLAN uplink of network n on this chassis (0: none: not a
-// VLAN network, its physical network not mapped here, or no patch port).
+// Uplink is the uplink of VLAN or flat network n on this chassis (0:
+// none: not a provider network, its physical network not mapped here, or
+// no patch port). A VLAN network's frames cross it tagged, a flat
+// network's untagged.
 func (v *View) Uplink(n *Network) uint32 {
-	if v.Chassis == nil || n.Network.NetworkType != model.NetVLAN {
+	if v.Chassis == nil || (n.Network.NetworkType != model.NetVLAN && n.Network.NetworkType != model.NetFlat) {
 		return 0
 	}
 	return v.Uplinks[n.Network.PhysicalNetwork]

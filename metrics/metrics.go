@@ -65,6 +65,10 @@ type Metrics struct {
 	LearningDropped prometheus.CounterFunc
 	// ConnPanics counts switch connections closed by a recovered panic.
 	ConnPanics prometheus.CounterFunc
+	// SNAT port blocks per router external IP: leased by hypervisors,
+	// and free (in blocks of the default size), from the model snapshot.
+	SNATBlocksLeased *prometheus.GaugeVec
+	SNATBlocksFree   *prometheus.GaugeVec
 
 	packetIns [256]prometheus.Counter
 }
@@ -111,10 +115,40 @@ func New() *Metrics {
 	m.EtcdDefrags = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_etcd_defrags_total", Help: "Scheduled defragmentations of the embedded etcd member, by result (ok or error)."}, []string{"result"})
 	m.EtcdDBSizeBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nimbus_etcd_db_size_bytes", Help: "Size of the embedded etcd member's database file, as of the last maintenance pass."})
 	r.MustRegister(m.RoleRequestFailures, m.RoleGenerationRaises, m.MastershipResigns, m.SwitchesUnconfirmed, m.EtcdDefrags, m.EtcdDBSizeBytes)
+	m.SNATBlocksLeased = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nimbus_snat_blocks_leased", Help: "SNAT port blocks of a router's external IP leased by hypervisors."}, []string{"external_ip"})
+	m.SNATBlocksFree = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nimbus_snat_blocks_free", Help: "SNAT port blocks of a router's external IP still free (in blocks of the default size)."}, []string{"external_ip"})
+	r.MustRegister(m.SNATBlocksLeased, m.SNATBlocksFree)
 	for i := range m.packetIns {
 		m.packetIns[i] = m.PacketIns.WithLabelValues(pipeline.AppID(i).String())
 	}
 	return m
+}
+
+// SNATPool sets the SNAT block gauges: leased and free blocks per
+// external IP (IPs no longer listed are dropped).
+func (m *Metrics) SNATPool(pool map[string][2]int) {
+	m.SNATBlocksLeased.Reset()
+	m.SNATBlocksFree.Reset()
+	for ip, lf := range pool {
+		m.SNATBlocksLeased.WithLabelValues(ip).Set(float64(lf[0]))
+		m.SNATBlocksFree.WithLabelValues(ip).Set(float64(lf[1]))
+	}
+}
+
+// Node is the node agent's registry: its SNAT exhaustion drops (packets
+// conntrack could not NAT into the chassis's blocks) read from drops.
+func Node(drops func() uint64) *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "nimbus_snat_exhaustion_drops_total",
+		Help: "Packets this hypervisor dropped because conntrack found no free source port in its SNAT blocks (each one makes the agent lease another block)."},
+		func() float64 { return float64(drops()) }),
+		collectors.NewGoCollector())
+	return r
+}
+
+// NodeHandler serves the node agent's /metrics (Node's registry).
+func NodeHandler(drops func() uint64) http.Handler {
+	return promhttp.HandlerFor(Node(drops), promhttp.HandlerOpts{})
 }
 
 // PacketIn counts one packet-in for app without a label lookup.

@@ -4,7 +4,10 @@
 // apps compute flows from. It does no I/O.
 package model
 
-import "sort"
+import (
+	"fmt"
+	"sort"
+)
 
 // Kind names a record type; it is also the etcd key segment.
 type Kind string
@@ -25,11 +28,16 @@ const (
 	KindHealthMonitor Kind = "lb-health-monitors"
 	KindChassis       Kind = "chassis"
 	KindLink          Kind = "links"
+	// SNAT port blocks and ARP owners (app/snat): written by node agents
+	// under their etcd lease, so they vanish when a hypervisor dies.
+	KindSNATBlock Kind = "snat-blocks"
+	KindSNATOwner Kind = "snat-owners"
 )
 
 // Kinds lists every kind, in load order.
 var Kinds = []Kind{KindProject, KindNetwork, KindSubnet, KindPort, KindRouter, KindFloatingIP, KindSecurityGroup,
-	KindSGRule, KindPool, KindVIP, KindMember, KindHealthMonitor, KindChassis, KindLink}
+	KindSGRule, KindPool, KindVIP, KindMember, KindHealthMonitor, KindChassis, KindLink,
+	KindSNATBlock, KindSNATOwner}
 
 // Record is implemented by every model type.
 type Record interface {
@@ -261,6 +269,34 @@ type Chassis struct {
 // Key is the chassis name.
 func (c *Chassis) Key() string { return c.Name }
 
+// SNATBlock is a block of source ports of a router's external IP leased
+// by one chassis for the SNAT of one tenant network's ports (app/snat):
+// ports Index<<Bits .. (Index+1)<<Bits-1. The node agent holds it under
+// its etcd lease (cluster/snatlease).
+type SNATBlock struct {
+	ExternalIP string `json:"external_ip"`
+	Index      int    `json:"index"`
+	Bits       int    `json:"bits"`
+	Chassis    string `json:"chassis"`
+	NetworkID  string `json:"network_id"`
+}
+
+// SNATBlockID is a block's record id: "<external ip>~<index>".
+func SNATBlockID(extIP string, index int) string { return fmt.Sprintf("%s~%d", extIP, index) }
+
+// Key is SNATBlockID.
+func (b *SNATBlock) Key() string { return SNATBlockID(b.ExternalIP, b.Index) }
+
+// SNATOwner is the chassis elected to answer ARP for an external IP and
+// steer its SNAT return traffic (app/snat), held under its etcd lease.
+type SNATOwner struct {
+	ExternalIP string `json:"external_ip"`
+	Chassis    string `json:"chassis"`
+}
+
+// Key is the external IP.
+func (o *SNATOwner) Key() string { return o.ExternalIP }
+
 func (*Project) Kind() Kind         { return KindProject }
 func (*Network) Kind() Kind         { return KindNetwork }
 func (*Subnet) Kind() Kind          { return KindSubnet }
@@ -274,6 +310,8 @@ func (*LBVIP) Kind() Kind           { return KindVIP }
 func (*LBMember) Kind() Kind        { return KindMember }
 func (*LBHealthMonitor) Kind() Kind { return KindHealthMonitor }
 func (*Chassis) Kind() Kind         { return KindChassis }
+func (*SNATBlock) Kind() Kind       { return KindSNATBlock }
+func (*SNATOwner) Kind() Kind       { return KindSNATOwner }
 
 // New returns an empty record of kind k.
 func New(k Kind) Record {
@@ -306,6 +344,10 @@ func New(k Kind) Record {
 		return &Chassis{}
 	case KindLink:
 		return &Link{}
+	case KindSNATBlock:
+		return &SNATBlock{}
+	case KindSNATOwner:
+		return &SNATOwner{}
 	}
 	return nil
 }
@@ -373,6 +415,12 @@ func (s *Snapshot) Ports() []*Port       { return typed[*Port](s, KindPort) }
 func (s *Snapshot) Routers() []*Router   { return typed[*Router](s, KindRouter) }
 func (s *Snapshot) Chassis() []*Chassis  { return typed[*Chassis](s, KindChassis) }
 func (s *Snapshot) Links() []*Link       { return typed[*Link](s, KindLink) }
+func (s *Snapshot) SNATBlocks() []*SNATBlock {
+	return typed[*SNATBlock](s, KindSNATBlock)
+}
+func (s *Snapshot) SNATOwners() []*SNATOwner {
+	return typed[*SNATOwner](s, KindSNATOwner)
+}
 
 func typed[T Record](s *Snapshot, k Kind) []T {
 	rs := s.List(k)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nimbus-sdn/nimbus/model"
@@ -41,7 +42,15 @@ type Config struct {
 	// often (default 1s) and publishes them in the chassis record when
 	// they changed.
 	IfacePoll time.Duration
-	Logger    *slog.Logger
+	// SNATBlockBits is log2 of the SNAT port blocks this chassis leases
+	// (default snatlease.DefaultBits, 1024 ports); SNATLeaseTTL the
+	// lease's TTL in seconds (default 2): a dead chassis's blocks and
+	// external IPs return after it.
+	SNATBlockBits int
+	SNATLeaseTTL  int
+	// SNATInterval re-checks SNAT usage and leases this often (default 1s).
+	SNATInterval time.Duration
+	Logger       *slog.Logger
 }
 
 // Agent is a running node agent.
@@ -52,6 +61,17 @@ type Agent struct {
 	// ifaces is what register publishes as model.Chassis.Interfaces and
 	// Ports (touched only by Setup and Run's goroutine).
 	ifaces map[string]Iface
+	// snat is the SNAT lease manager while Run runs.
+	snat atomic.Pointer[snatMgr]
+}
+
+// SNATExhaustionDrops counts packets the chassis's SNAT exhaustion flows
+// dropped (conntrack found no free port in its blocks), as seen by Run.
+func (a *Agent) SNATExhaustionDrops() uint64 {
+	if s := a.snat.Load(); s != nil {
+		return s.exhausted.Load()
+	}
+	return 0
 }
 
 // New checks the configuration and fills defaults.
@@ -70,6 +90,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.IfacePoll == 0 {
 		cfg.IfacePoll = time.Second
+	}
+	if cfg.SNATInterval == 0 {
+		cfg.SNATInterval = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -250,10 +273,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer tick.Stop()
 	poll := time.NewTicker(a.cfg.IfacePoll)
 	defer poll.Stop()
+	sn := newSNATMgr(a)
+	a.snat.Store(sn)
+	defer sn.close()
+	snatTick := time.NewTicker(a.cfg.SNATInterval)
+	defer snatTick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-snatTick.C:
+			if snap, loaded := m.Snapshot(); loaded {
+				if err := sn.sync(ctx, snap); err != nil {
+					a.log.Warn("snat lease sync failed", "err", err)
+				}
+			}
+			continue
 		case <-poll.C:
 			if err := a.pollIfaces(ctx); err != nil {
 				a.log.Warn("publishing interface iface-ids failed", "err", err)
@@ -272,6 +307,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		if _, err := a.SyncTunnels(ctx, snap.Chassis(), true); err != nil {
 			a.log.Warn("tunnel sync failed", "err", err)
+		}
+		if err := sn.sync(ctx, snap); err != nil {
+			a.log.Warn("snat lease sync failed", "err", err)
 		}
 	}
 }

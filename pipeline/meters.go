@@ -26,10 +26,14 @@ var (
 		Purpose: "routed packets with an expired TTL or no route, sent to the L3 router's handler for ICMP time exceeded / net unreachable"}
 	MeterLBReject = &MeterDef{ID: 0x004e0005, Name: "lb_reject_punt", RatePPS: 500,
 		Purpose: "new TCP connections to a VIP with no healthy member, sent to the lb app, which answers with a RST"}
+	MeterNAT = &MeterDef{ID: 0x004e0006, Name: "nat_punt", RatePPS: 100,
+		Purpose: "ARP from an external network's gateway (the nat handler learns its MAC) and floating IP egress before that MAC is known (the handler ARPs for it)"}
+	MeterSNAT = &MeterDef{ID: 0x004e0007, Name: "snat_punt", RatePPS: 100,
+		Purpose: "SNAT egress before this chassis knows the external next hop's MAC, and the next hop's answers to the chassis's ARP probes, sent to the snat app's resolver (never return traffic)"}
 )
 
 // Meters lists the declared meters.
-var Meters = []*MeterDef{MeterLLDP, MeterDHCP, MeterLearning, MeterL3, MeterLBReject}
+var Meters = []*MeterDef{MeterLLDP, MeterDHCP, MeterLearning, MeterL3, MeterLBReject, MeterNAT, MeterSNAT}
 
 // Meter is the OpenFlow meter: drop above RatePPS packets per second.
 func (m *MeterDef) Meter() *flow.Meter {

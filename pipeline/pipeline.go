@@ -25,6 +25,7 @@ const (
 	AppLB        AppID = 6
 	AppSecGroup  AppID = 7
 	AppTopology  AppID = 8 // LLDP link discovery (fabric mode)
+	AppSNAT      AppID = 9 // distributed SNAT (router gateways with enable_snat)
 )
 
 // DefaultPacketInApp handles packet-ins that no flow of ours sent.
@@ -33,6 +34,7 @@ const DefaultPacketInApp = AppLearning
 var appNames = map[AppID]string{
 	AppPipeline: "pipeline", AppLearning: "learning", AppIsolation: "isolation",
 	AppL3Router: "l3router", AppNAT: "nat", AppLB: "lb", AppSecGroup: "secgroup", AppTopology: "topology",
+	AppSNAT: "snat",
 }
 
 func (a AppID) String() string {
@@ -203,3 +205,17 @@ func ZoneSG(key uint32) uint16 {
 
 // ZoneLB is the conntrack zone of a network's load-balanced connections.
 func ZoneLB(key uint32) uint16 { return ZoneSG(key) | 0x8000 }
+
+// ZoneSNAT is the conntrack zone of a network's SNATed connections (app
+// snat): the network's ZoneLB. A connection is either DNATed to a load
+// balancer member (a VIP on its own network) or SNATed out of a router
+// gateway, never both, so the two NATs never meet on one connection;
+// and it is not the security groups' zone, which committed the
+// connection without NAT before.
+func ZoneSNAT(key uint32) uint16 { return ZoneLB(key) }
+
+// TunSNATReturn is the tunnel key (tun_id) that carries SNAT return
+// traffic of network key from the external IP's ARP owner to the
+// hypervisor holding the port block: 1<<24 | key, above every network's
+// GRE key (< 1<<23) and VLAN key (1<<23 | VLAN id).
+func TunSNATReturn(key uint32) uint64 { return 1<<24 | uint64(key) }

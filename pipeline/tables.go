@@ -73,10 +73,11 @@ func fs(f ...flow.Field) []flow.Field { return f }
 // may write (set-field, move destination, VLAN push/pop): a table whose
 // flows set nothing declares none.
 var (
-	Classifier = &Table{Name: "classifier", Owner: AppPipeline, Purpose: "classify the ingress port (VM, tunnel, physical or fabric link); LLDP goes to the controller; ports no tenant network covers go to L2 learning", Miss: MissGoto, MissTable: "l2_learning", Writers: []AppID{AppIsolation, AppTopology, AppLB},
-		Matches: fs(flow.InPort, flow.TunnelID, flow.VlanVID, flow.EthType, flow.IPv4Src, flow.TCPSrc), // lb: members' replies from a tunnel
-		Sets:    fs(regClass, regNet, regIn, flow.VlanVID),
-		Next:    []string{"port_security", "lb", "l2_forward", "l2_learning"}}
+	Classifier = &Table{Name: "classifier", Owner: AppPipeline, Purpose: "classify the ingress port (VM, tunnel, physical or fabric link); LLDP goes to the controller; ports no tenant network covers go to L2 learning; nat: from an external network's uplink, ARP for a floating IP here to arp_responder, IPv4 to it to dnat, ARP from the external gateway punted (nat_punt); snat: on a router external IP's ARP owner, ARP for it to arp_responder and IPv4 to it to snat; SNAT return traffic from a tunnel (tun_id TunSNATReturn) to snat", Miss: MissGoto, MissTable: "l2_learning", Writers: []AppID{AppIsolation, AppTopology, AppLB, AppNAT, AppSNAT},
+		Matches: fs(flow.InPort, flow.TunnelID, flow.VlanVID, flow.EthType, flow.IPv4Src, flow.TCPSrc, // lb: members' replies from a tunnel
+			flow.IPv4Dst, flow.ARPOp, flow.ARPSpa, flow.ARPTpa), // nat, snat: floating IPs, router external IPs and the external gateway
+		Sets: fs(regClass, regNet, regIn, flow.VlanVID),
+		Next: []string{"port_security", "arp_responder", "lb", "dnat", "l3_routing", "snat", "l2_forward", "l2_learning"}}
 	PortSecurity = &Table{Name: "port_security", Owner: AppIsolation, Purpose: "drop frames whose source MAC/IP is not the port's (fixed IPs, allowed address pairs)", Miss: MissDrop,
 		Matches: fs(flow.InPort, flow.EthSrc, flow.EthType, flow.IPv4Src, flow.ARPSpa, flow.IPProto, flow.UDPSrc, flow.UDPDst),
 		Next:    []string{"from_vm_acl"}}
@@ -85,9 +86,9 @@ var (
 		Sets:        fs(flow.Reg4, flow.Reg7, flow.CTMark),
 		Next:        []string{"arp_responder"},
 		Recirculate: true}
-	ARPResponder = &Table{Name: "arp_responder", Owner: AppIsolation, Purpose: "answer ARP for known addresses on the local chassis", Miss: MissNext, Writers: []AppID{AppL3Router, AppNAT, AppLB},
+	ARPResponder = &Table{Name: "arp_responder", Owner: AppIsolation, Purpose: "answer ARP for known addresses on the local chassis", Miss: MissNext, Writers: []AppID{AppL3Router, AppNAT, AppLB, AppSNAT},
 		Matches: fs(regClass, regNet, flow.EthType, flow.ARPOp, flow.ARPTpa),
-		Sets:    fs(regClass, flow.EthSrc, flow.EthDst, flow.ARPOp, flow.ARPSha, flow.ARPSpa, flow.ARPTha, flow.ARPTpa),
+		Sets:    fs(regClass, flow.EthSrc, flow.EthDst, flow.ARPOp, flow.ARPSha, flow.ARPSpa, flow.ARPTha, flow.ARPTpa, flow.VlanVID),
 		Next:    []string{"dhcp"}}
 	DHCP = &Table{Name: "dhcp", Owner: AppIsolation, Purpose: "send DHCP requests to the controller's DHCP responder", Miss: MissNext,
 		Matches: fs(regClass, regNet, flow.EthType, flow.IPProto, flow.UDPSrc, flow.UDPDst),
@@ -97,18 +98,21 @@ var (
 		Sets:        fs(flow.Reg6, flow.EthDst, flow.IPv4Dst, flow.TCPDst, flow.UDPDst),
 		Next:        []string{"dnat"},
 		Recirculate: true}
-	DNAT = &Table{Name: "dnat", Owner: AppNAT, Purpose: "floating IP DNAT (conntrack nat)", Miss: MissNext,
-		Matches: fields(fs(regClass, regNet, flow.Reg5), ipFields, ctFields),
-		Sets:    fs(flow.Reg4, flow.Reg5, flow.IPv4Dst, flow.CTMark),
-		Next:    []string{"l3_routing"}}
-	L3Routing = &Table{Name: "l3_routing", Owner: AppL3Router, Purpose: "distributed routing between tenant subnets on the source chassis: a packet to a router interface's MAC is routed by destination address (dec_ttl, MACs rewritten, network register set to the target's network, then l2_forward for a local target or straight to the target chassis's tunnel / the VLAN uplink); ICMP echo to a gateway answered in place; TTL 0/1 and no route punted (l3_punt) for ICMP time exceeded / net unreachable", Miss: MissNext,
+	DNAT = &Table{Name: "dnat", Owner: AppNAT, Purpose: "floating IPs, stateless 1:1 in both directions, before routing: from the external network, nw_dst = the fixed IP, routed to the VM (l2_forward); from the VM, off its router's subnets, nw_src = the floating IP, dl_src = the floating IP port's MAC, network register = the external network (snat); to the router's own subnets, on to l3_routing", Miss: MissNext,
+		Matches: fields(fs(regClass, regNet, flow.Reg5, flow.EthDst), ipFields, ctFields),
+		Sets:    fs(regClass, regNet, flow.Reg4, flow.Reg5, flow.EthSrc, flow.EthDst, flow.IPv4Src, flow.IPv4Dst, flow.CTMark),
+		Next:    []string{"l3_routing", "snat", "l2_forward"}}
+	L3Routing = &Table{Name: "l3_routing", Owner: AppL3Router, Purpose: "distributed routing between tenant subnets on the source chassis: a packet to a router interface's MAC is routed by destination address (dec_ttl, MACs rewritten, network register set to the target's network, then l2_forward for a local target or straight to the target chassis's tunnel / the VLAN uplink); ICMP echo to a gateway answered in place; TTL 0/1 and no route punted (l3_punt) for ICMP time exceeded / net unreachable; snat: the default route of a router with enable_snat (dec_ttl, source MAC = this chassis's MAC for the router) to snat", Miss: MissNext, Writers: []AppID{AppSNAT},
 		Matches: fields(fs(regClass, regNet, flow.Reg5, flow.EthDst, flow.IPTTL), ipFields),
 		Sets:    fs(regClass, regNet, flow.Reg5, flow.EthSrc, flow.EthDst, flow.IPv4Src, flow.IPv4Dst, flow.ICMPv4Type, flow.TunnelID, flow.VlanVID),
 		Next:    []string{"snat", "l2_forward"}}
-	SNAT = &Table{Name: "snat", Owner: AppNAT, Purpose: "SNAT and floating IP SNAT toward the external network", Miss: MissNext,
-		Matches: fields(fs(regClass, regNet, flow.Reg5), ipFields, ctFields),
-		Sets:    fs(flow.Reg4, flow.IPv4Src, flow.CTMark),
-		Next:    []string{"l2_forward"}}
+	SNAT = &Table{Name: "snat", Owner: AppNAT, Purpose: "SNAT toward the external network; floating IP egress (already translated in dnat): dl_dst = the external gateway's MAC learned by the nat handler (dynamic flow per external network) and out of this chassis's uplink, or, before it is learned, a metered punt (nat_punt) that makes the handler ARP for the gateway; snat app: conntrack nat(src=external IP:block) into this chassis's port blocks (recirculating here) and out of its own uplink to the next hop's MAC (the snat handler's dynamic flow; before it is learned a metered punt, snat_punt, and an ARP probe); on the external IP's ARP owner, return traffic steered by a masked match on the destination port to the block's chassis (tun_id = TunSNATReturn), where conntrack reverses the NAT (recirculating here) and the packet is delivered (l2_forward)", Miss: MissNext,
+		Writers:     []AppID{AppSNAT},
+		Matches:     fields(fs(regClass, regNet, flow.Reg5, flow.EthSrc), ipFields, ctFields),
+		Sets:        fs(regClass, regNet, flow.Reg4, flow.IPv4Src, flow.CTMark, flow.EthSrc, flow.EthDst, flow.TunnelID, flow.VlanVID),
+		Next:        []string{"l2_forward"},
+		Dynamic:     true,
+		Recirculate: true}
 	L2Forward = &Table{Name: "l2_forward", Owner: AppIsolation, Purpose: "known unicast to its port or tunnel; broadcast to the network's flood group", Miss: MissNext,
 		Matches: fs(regClass, regNet, flow.EthDst),
 		Sets:    fs(regOut, flow.TunnelID, flow.VlanVID),

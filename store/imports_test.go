@@ -22,9 +22,10 @@ var etcdUsers = []string{
 // elections and leases, and the controller's main (etcd users and roles,
 // handing the client to cluster).
 var etcdAllowed = map[string]bool{
-	"github.com/nimbus-sdn/nimbus/store":          true,
-	"github.com/nimbus-sdn/nimbus/cluster":        true,
-	"github.com/nimbus-sdn/nimbus/cmd/controller": true,
+	"github.com/nimbus-sdn/nimbus/store":             true,
+	"github.com/nimbus-sdn/nimbus/cluster":           true,
+	"github.com/nimbus-sdn/nimbus/cluster/snatlease": true,
+	"github.com/nimbus-sdn/nimbus/cmd/controller":    true,
 }
 
 // importPkg is what `go list -json` says of one package.

@@ -190,6 +190,9 @@ type agent struct {
 	// home holds the Neutron ports bound on this switch, as of the last
 	// refresh (for the status the reconciler's Applied publishes).
 	home atomic.Pointer[map[string]bool]
+	// announced are the announcements of the last desired state sent
+	// (under refreshMu).
+	announced map[string]bool
 }
 
 // OnConnect starts an agent for the switch.
@@ -349,9 +352,56 @@ func (a *agent) refresh() {
 	in := app.Input{Model: snap, Topology: topo, Switch: sw, Bindings: a.m.Bindings(snap, topo)}
 	home := HomePorts(in)
 	a.home.Store(&home)
-	st, states, ok := a.m.desired(in, a.log)
+	st, states, ann, ok := a.m.compute(in, a.log)
 	a.rec.SetDesired(st, complete && ok)
 	a.states.Store(states)
+	a.announce(ann)
+}
+
+// announcement is an app's Desired.Announce entry.
+type announcement struct {
+	app pipeline.AppID
+	app.Announcement
+}
+
+// announce sends the announcements that were not in the last desired
+// state this agent announced (a gratuitous ARP when a floating IP comes
+// to this chassis), at once and again after 200 ms, 1 s and 3 s: the
+// first copy may leave before the flows that handle the answers are in
+// place.
+// Only the switch's master announces; a replica that becomes master
+// announces at its next refresh. Called under refreshMu.
+func (a *agent) announce(ann []announcement) {
+	a.mu.Lock()
+	master := a.m.cfg.Cluster == nil || !a.masterSince.IsZero()
+	a.mu.Unlock()
+	if !master {
+		return
+	}
+	cur := make(map[string]bool, len(ann))
+	var b []byte
+	for _, x := range ann {
+		k := fmt.Sprintf("%d/%d/%x", x.app, x.Port, x.Data)
+		cur[k] = true
+		if a.announced[k] {
+			continue
+		}
+		var err error
+		if b, err = ofproto.AppendPacketOut(b, a.c.NextXid(), app.NoBuffer, flow.PortController,
+			[]flow.Action{flow.Output{Port: x.Port}}, x.Data); err != nil {
+			a.unencodable(x.app, "announcement", err)
+		}
+	}
+	a.announced = cur
+	if len(b) == 0 {
+		return
+	}
+	a.log.Debug("announcing", "frames", len(ann))
+	c := a.c
+	_ = c.Send(b)
+	for _, d := range []time.Duration{200 * time.Millisecond, time.Second, 3 * time.Second} {
+		time.AfterFunc(d, func() { _ = c.Send(b) })
+	}
 }
 
 // Desired computes a switch's full desired state from the pipeline and
@@ -364,10 +414,17 @@ func (m *Manager) Desired(in app.Input, log *slog.Logger) (*flow.State, bool) {
 
 // desired is Desired, also returning each app's Desired.Handler by app id.
 func (m *Manager) desired(in app.Input, log *slog.Logger) (*flow.State, *[256]any, bool) {
+	st, states, _, ok := m.compute(in, log)
+	return st, states, ok
+}
+
+// compute is desired, also returning the apps' announcements.
+func (m *Manager) compute(in app.Input, log *slog.Logger) (*flow.State, *[256]any, []announcement, bool) {
 	if in.Bindings == nil && in.Model != nil {
 		in.Bindings = m.Bindings(in.Model, in.Topology)
 	}
 	states := new([256]any)
+	var ann []announcement
 	st := flow.NewState()
 	for _, f := range pipeline.BaseFlows() {
 		st.AddFlow(f)
@@ -385,6 +442,9 @@ func (m *Manager) desired(in app.Input, log *slog.Logger) (*flow.State, *[256]an
 			continue
 		}
 		states[ap.ID()] = d.Handler
+		for _, x := range d.Announce {
+			ann = append(ann, announcement{ap.ID(), x})
+		}
 		var groups map[uint32]*flow.Group
 		if len(d.Groups) > 0 {
 			groups = make(map[uint32]*flow.Group, len(d.Groups))
@@ -421,7 +481,7 @@ func (m *Manager) desired(in app.Input, log *slog.Logger) (*flow.State, *[256]an
 			st.Meters[mt.ID] = mt
 		}
 	}
-	return st, states, ok
+	return st, states, ann, ok
 }
 
 // PacketIn routes a packet-in to the app owning the flow that sent it

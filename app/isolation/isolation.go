@@ -257,6 +257,15 @@ func (b *builder) network(ns *netState, phy uint32, tunnels map[string]uint32, t
 				Actions: append([]flow.Action{flow.PopVLAN{}}, classify(ClassPhys, 0, ns.key, phy)...), Goto: pipeline.L2Forward.ID()})
 			remoteBuckets = append(remoteBuckets, flow.Bucket{Actions: pushVLAN(seg, phy)})
 		}
+	case model.NetFlat:
+		// Untagged on the physical network (vlan_vid=none: no 802.1Q
+		// header), e.g. an external network on br-ex.
+		if phy != 0 {
+			b.add(&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
+				Match:   flow.M().InPort(phy).Set(flow.VlanVID, 0),
+				Actions: classify(ClassPhys, 0, ns.key, phy), Goto: pipeline.L2Forward.ID()})
+			remoteBuckets = append(remoteBuckets, flow.Bucket{Actions: []flow.Action{flow.Output{Port: phy}}})
+		}
 	}
 	var localBuckets []flow.Bucket
 	for _, l := range ns.local {
@@ -403,6 +412,11 @@ func (b *builder) remotePort(ns *netState, l *located, phy uint32, tunnels map[s
 			return
 		}
 		acts = pushVLAN(uint64(ns.n.SegmentationID), phy)
+	case model.NetFlat:
+		if phy == 0 {
+			return
+		}
+		acts = []flow.Action{flow.Output{Port: phy}}
 	}
 	b.add(&flow.Flow{Table: pipeline.L2Forward.ID(), Priority: pipeline.PriorityNormal, Cookie: portCookie(l.port.ID),
 		Match: netMatch(ns.key).EthDst(l.mac), Actions: acts})

@@ -46,14 +46,20 @@ type credential struct{ User, Password string }
 
 // chassisPerms is what a chassis may touch: read the model (the node
 // agent mirrors it for the peer chassis it tunnels to) and write only its
-// own chassis record. Nothing under secrets/ (the LLDP and cluster keys)
-// or cluster/ (leases, elections): those are the controllers'.
+// own chassis record, and lease SNAT port blocks and external IPs
+// (model.KindSNATBlock, KindSNATOwner: cluster/snatlease, under its own
+// etcd lease). Nothing under secrets/ (the LLDP and cluster keys) or
+// cluster/ (leases, elections): those are the controllers'. (The SNAT
+// kinds are shared by every chassis: one could take another's free
+// blocks, never rewrite the tenant model.)
 func chassisPerms(chassis string) []perm {
 	all := store.Prefix + "model/"
 	return []perm{
 		{clientv3.PermissionType(clientv3.PermRead), all, clientv3.GetPrefixRangeEnd(all)},
 		// This one key, not a prefix: hv1 must not match hv10.
 		{clientv3.PermissionType(clientv3.PermReadWrite), store.Key(model.KindChassis, chassis), ""},
+		{clientv3.PermissionType(clientv3.PermReadWrite), store.KindPrefix(model.KindSNATBlock), clientv3.GetPrefixRangeEnd(store.KindPrefix(model.KindSNATBlock))},
+		{clientv3.PermissionType(clientv3.PermReadWrite), store.KindPrefix(model.KindSNATOwner), clientv3.GetPrefixRangeEnd(store.KindPrefix(model.KindSNATOwner))},
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/nimbus-sdn/nimbus/cluster/snatlease"
 	"github.com/nimbus-sdn/nimbus/internal/etcdtest"
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/store"
@@ -95,6 +96,17 @@ func TestChassisRolesOnTLSEtcd(t *testing.T) {
 	go m.Run(mctx)
 	allowed("hv1's mirror loads", m.WaitLoaded(mctx))
 	mcancel()
+
+	// The node agent's SNAT leases (cluster/snatlease).
+	sl, err := snatlease.New(ctx, snatlease.Config{Client: hv1.Client(), Chassis: "hv1"})
+	allowed("hv1 grants its SNAT lease", err)
+	if err == nil {
+		_, err = sl.Ensure(ctx, "203.0.113.1", "net1", 1)
+		allowed("hv1 leases a SNAT port block", err)
+		_, _, err = sl.Campaign(ctx, "203.0.113.1")
+		allowed("hv1 campaigns for an external IP", err)
+		allowed("hv1 revokes its SNAT lease", sl.Close())
+	}
 
 	_, err = hv1.Create(ctx, &model.Chassis{Name: "hv2", TunnelIP: "192.0.2.66"})
 	denied("hv1 creates hv2's chassis", err)

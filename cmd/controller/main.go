@@ -29,8 +29,11 @@ import (
 	"github.com/nimbus-sdn/nimbus/app/l3router"
 	"github.com/nimbus-sdn/nimbus/app/lb"
 	"github.com/nimbus-sdn/nimbus/app/learning"
+	"github.com/nimbus-sdn/nimbus/app/nat"
 	"github.com/nimbus-sdn/nimbus/app/secgroup"
+	"github.com/nimbus-sdn/nimbus/app/snat"
 	"github.com/nimbus-sdn/nimbus/cluster"
+	"github.com/nimbus-sdn/nimbus/cluster/snatlease"
 	"github.com/nimbus-sdn/nimbus/config"
 	"github.com/nimbus-sdn/nimbus/metrics"
 	"github.com/nimbus-sdn/nimbus/node"
@@ -157,6 +160,8 @@ func serve(args []string) error {
 		isolation.New(isolation.Config{}),
 		secgroup.New(),
 		l3router.New(),
+		nat.New(),
+		snat.New(),
 		lb.New(lb.Config{}),
 	}
 	// The LLDP key is shared by every replica through etcd, so any
@@ -180,6 +185,9 @@ func serve(args []string) error {
 				return
 			case <-ch:
 				mgr.RefreshAll()
+				if snap, ok := mirror.Snapshot(); ok {
+					m.SNATPool(snat.Pool(snap, snatlease.DefaultBits))
+				}
 			}
 		}
 	}()
@@ -476,6 +484,9 @@ func nodeAgent(args []string) error {
 	resync := fs.Duration("resync", 30*time.Second, "re-read OVS and repair drift this often")
 	ifacePoll := fs.Duration("iface-poll", time.Second, "re-read br-int's external_ids:iface-id this often and publish changes in the chassis record")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	snatBits := fs.Int("snat-block-bits", snatlease.DefaultBits, "log2 of the SNAT port blocks this hypervisor leases (6-15; 10 = 1024 ports)")
+	snatTTL := fs.Int("snat-lease-ttl", snatlease.DefaultTTL, "TTL in seconds of the etcd lease holding this hypervisor's SNAT blocks and external IPs")
+	metricsListen := fs.String("metrics-listen", "", "serve the agent's /metrics (SNAT exhaustion drops) here, e.g. 127.0.0.1:9101 (empty: off)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil
@@ -513,9 +524,22 @@ func nodeAgent(args []string) error {
 	}
 	defer st.Close()
 	a, err := node.New(node.Config{Chassis: *chassis, TunnelIP: *tunnelIP, Bridge: *bridge, DatapathType: *dpType,
-		Controllers: *controllers, Mappings: maps, Store: st, Resync: *resync, IfacePoll: *ifacePoll, Logger: log})
+		Controllers: *controllers, Mappings: maps, Store: st, Resync: *resync, IfacePoll: *ifacePoll, Logger: log,
+		SNATBlockBits: *snatBits, SNATLeaseTTL: *snatTTL})
 	if err != nil {
 		return err
+	}
+	if *metricsListen != "" {
+		ln, err := net.Listen("tcp", *metricsListen)
+		if err != nil {
+			return fmt.Errorf("controller node: metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.NodeHandler(a.SNATExhaustionDrops))
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go hs.Serve(ln)
+		defer hs.Close()
+		log.Info("node metrics listening", "addr", ln.Addr().String())
 	}
 	if err := a.Run(ctx); err != nil && ctx.Err() == nil {
 		return err

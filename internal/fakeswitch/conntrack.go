@@ -30,7 +30,10 @@ type conn struct {
 	orig    tuple // as the first packet came
 	natDst  flow.IPv4
 	natPort uint16 // 0: the port unchanged
-	replied bool
+	// Source NAT: the original direction's source becomes natSrc:natSport.
+	natSrc   flow.IPv4
+	natSport uint16
+	replied  bool
 }
 
 // ConnTable is a minimal connection tracker with destination NAT, enough
@@ -41,8 +44,18 @@ type conn struct {
 // the reply's source back (+dnat both ways); an existing connection keeps
 // its recorded NAT whatever a later nat() asks (as the kernel's conntrack
 // does); nat() with no range on a new connection changes nothing. Not
-// modelled: source NAT, ranges beyond their first address and port,
+// modelled: address ranges beyond their first address, destination port
+// ranges beyond their first port,
 // related (ICMP) traffic, TCP state and timeouts (Expire ends one).
+//
+// Source NAT: a committed nat(src=ip[:lo-hi]) rewrites the original
+// direction's source to ip and, with a port range, to the original source
+// port if it is in the range and free, else the lowest free port of the
+// range (TCP/UDP; other protocols keep their ports, as OVS's userspace
+// conntrack keeps ICMP ids); the reply's destination goes back (+snat
+// both ways). No free port: as in Open vSwitch's userspace conntrack
+// ("tuple space exhaustion"), the packet comes back +new, not NATed, and
+// nothing is committed.
 type ConnTable struct {
 	conns map[tuple]*conn // by original-direction tuple
 	reply map[tuple]*conn // by reply-direction tuple (after NAT)
@@ -78,6 +91,10 @@ func (c *ConnTable) TrackNAT(p Packet, zone uint16, commit bool, nat *flow.NAT) 
 		if k.replied {
 			st = flow.CTEstablished
 		}
+		if nat != nil && k.natSrc != 0 {
+			p.IPv4Src, p.TPSrc = k.natSrc, k.natSport
+			st |= flow.CTSrcNAT
+		}
 		if nat != nil && k.natDst != 0 {
 			p.IPv4Dst = k.natDst
 			if k.natPort != 0 {
@@ -95,6 +112,10 @@ func (c *ConnTable) TrackNAT(p Packet, zone uint16, commit bool, nat *flow.NAT) 
 			p.TPSrc = k.orig.dport
 			st |= flow.CTDstNAT
 		}
+		if nat != nil && k.natSrc != 0 {
+			p.IPv4Dst, p.TPDst = k.orig.src, k.orig.sport
+			st |= flow.CTSrcNAT
+		}
 		return p, st, p.CTMark
 	}
 	st := uint32(flow.CTNew)
@@ -106,6 +127,37 @@ func (c *ConnTable) TrackNAT(p Packet, zone uint16, commit bool, nat *flow.NAT) 
 			p.TPDst = nat.PortMin
 		}
 		st |= flow.CTDstNAT
+	}
+	if commit && nat != nil && nat.Flags&flow.NATSrc != 0 && nat.IPMin != 0 {
+		q := p
+		q.IPv4Src = nat.IPMin
+		ported := nat.PortMin != 0 && (p.IPProto == flow.ProtoTCP || p.IPProto == flow.ProtoUDP)
+		free := func(port uint16) bool {
+			q.TPSrc = port
+			_, used := c.reply[tupleOf(q, zone).reverse()]
+			return !used
+		}
+		switch {
+		case !ported:
+			if !free(p.TPSrc) {
+				return p, flow.CTNew, p.CTMark
+			}
+		case p.TPSrc >= nat.PortMin && p.TPSrc <= nat.PortMax && free(p.TPSrc):
+		default:
+			ok := false
+			for port := uint32(nat.PortMin); port <= uint32(nat.PortMax); port++ {
+				if free(uint16(port)) {
+					ok = true
+					break
+				}
+			}
+			if !ok {
+				return p, flow.CTNew, p.CTMark
+			}
+		}
+		k.natSrc, k.natSport = q.IPv4Src, q.TPSrc
+		p = q
+		st |= flow.CTSrcNAT
 	}
 	if commit {
 		c.conns[t] = k

@@ -36,6 +36,19 @@
 //     (PhysnetSegment) in P-ul. No addresses and no IPv6 on that segment:
 //     a capture on br1 sees tenant frames only. Node agents started with
 //     --bridge-mappings physnet1:br-vlan patch br-int to it.
+//   - with Options.External, an external network (a flat provider network
+//     for router gateways and floating IPs): the Linux bridge br2
+//     (ExternalSegment) in P-ul, every hypervisor's netdev bridge br-ex
+//     (ExternalBridge, fail_mode=standalone) joined to it by veth eth-ex
+//     <-> exN, and the "internet" namespace P-inet on it (Lab.Internet):
+//     inet0 holds the external subnet's first host address (default
+//     198.51.100.1/24, Options.ExternalCIDR; use it as the external
+//     subnet's gateway_ip) and its loopback RemoteIP (203.0.113.80), a
+//     host behind that gateway. Internet.ServeHTTP starts busybox httpd
+//     there: / answers HTTPPage, /cgi-bin/ip answers the client address
+//     the server sees (what NAT tests check). Node agents started with
+//     --bridge-mappings extnet:br-ex (ExternalPhysnet:ExternalBridge)
+//     patch br-int to it. No IPv6 on the segment.
 //
 // # Reaching a controller
 //

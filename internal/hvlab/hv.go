@@ -89,6 +89,9 @@ func (l *Lab) newHypervisor(n int) *Hypervisor {
 	if l.opts.Physnet {
 		hv.addPhysnet()
 	}
+	if l.opts.External {
+		hv.addExternal()
+	}
 	return hv
 }
 

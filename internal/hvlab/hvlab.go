@@ -75,6 +75,15 @@ type Options struct {
 	// a plain shared L2 segment (no IP, IPv6 off, so only tenant frames
 	// cross it) for VLAN provider networks.
 	Physnet bool
+	// External gives the lab an external network (see Internet): a Linux
+	// bridge ExternalSegment in the underlay namespace, every
+	// hypervisor's ExternalBridge plugged into it by a veth (eth-ex <->
+	// exN), and the "internet" namespace on it. Map it with
+	// `--bridge-mappings extnet:br-ex` (ExternalPhysnet, ExternalBridge).
+	External bool
+	// ExternalCIDR is the external subnet (default DefaultExternal); the
+	// internet namespace takes its first host address.
+	ExternalCIDR string
 }
 
 // Lab is a set of hypervisors built by New.
@@ -86,6 +95,8 @@ type Lab struct {
 	ul     netip.Prefix
 	opts   Options
 	hvs    []*Hypervisor
+
+	inet *Internet
 
 	mu  sync.Mutex
 	vms []*VM
@@ -175,6 +186,9 @@ func New(t testing.TB, opts Options) *Lab {
 		l.mustRun("ip", "-n", ulns, "link", "add", PhysnetSegment, "type", "bridge")
 		l.noIPv6(ulns, PhysnetSegment)
 		l.mustRun("ip", "-n", ulns, "link", "set", PhysnetSegment, "up")
+	}
+	if opts.External {
+		l.newInternet()
 	}
 	for i := 1; i <= opts.Hypervisors; i++ {
 		l.hvs = append(l.hvs, l.newHypervisor(i))

@@ -180,3 +180,33 @@ func TestSweepStale(t *testing.T) {
 		t.Errorf("live lab swept (%v):\n%s", err, out)
 	}
 }
+
+// TestExternalNetwork builds a one-hypervisor lab with the external
+// network, serves HTTP from the internet namespace, and fetches it from
+// an address on hv1's br-ex: the page, and the client address as the
+// server saw it.
+func TestExternalNetwork(t *testing.T) {
+	RequireE2E(t)
+	l := New(t, Options{Hypervisors: 1, External: true})
+	in := l.Internet()
+	if in.IP() != "198.51.100.1" || in.CIDR() != DefaultExternal || in.Addr(10) != "198.51.100.10" {
+		t.Fatalf("internet %s in %s, Addr(10) %s", in.IP(), in.CIDR(), in.Addr(10))
+	}
+	in.ServeHTTP(t)
+	hv := l.HV(1)
+	// A host on the external network: br-ex's internal port.
+	hv.Exec("ip", "addr", "add", in.Addr(9)+"/24", "dev", ExternalBridge)
+	hv.Exec("ip", "link", "set", ExternalBridge, "up")
+	hv.Exec("ip", "route", "add", RemoteIP+"/32", "via", in.IP())
+	hv.Exec("ethtool", "-K", ExternalBridge, "tx", "off")
+	for _, u := range []string{"http://" + in.IP() + "/", "http://" + RemoteIP + "/"} {
+		var out string
+		ovslab.WaitFor(t, 20*time.Second, "fetch "+u, func() bool {
+			out, _ = hv.ExecErr("curl", "-s", "-m", "2", u)
+			return out == HTTPPage
+		})
+	}
+	if got, _ := hv.ExecErr("curl", "-s", "-m", "2", "http://"+in.IP()+"/cgi-bin/ip"); strings.TrimSpace(got) != in.Addr(9) {
+		t.Errorf("cgi-bin/ip answered %q, want %s", got, in.Addr(9))
+	}
+}

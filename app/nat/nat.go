@@ -1,0 +1,377 @@
+// Package nat is the distributed NAT app: floating IPs on the VM's own
+// hypervisor, with no gateway node (issue 11, deliverable 3). For one
+// chassis's br-int it computes, for every floating IP associated with a
+// port bound on that chassis, through a router whose gateway is on a flat
+// external network that the chassis maps (node --bridge-mappings):
+//
+//   - from the external network's uplink (the br-int patch of the mapped
+//     bridge), ARP requests for the floating IP go to the ARP responder,
+//     which answers with the floating IP port's MAC (Neutron's
+//     network:floatingip port: one MAC per floating IP, so the upstream
+//     bridge learns one location for it); IPv4 to the floating IP goes to
+//     dnat;
+//   - dnat, from the external network: nw_dst = the fixed IP, dec_ttl,
+//     dl_src = the router interface's MAC on the VM's subnet, dl_dst = the
+//     VM's MAC, network register = the VM's network, then l2_forward (the
+//     isolation app delivers it through to_vm_acl);
+//   - dnat, from the VM (sent to its router's MAC, from the fixed IP):
+//     to an address of one of the router's subnets, on to l3_routing
+//     (east-west stays east-west); anything else: dec_ttl, nw_src = the
+//     floating IP, dl_src = the floating IP port's MAC, network register
+//     = the external network, then snat;
+//   - snat: dl_dst = the external gateway's MAC and out of the uplink. The
+//     MAC is learned by the packet-in handler (a dynamic flow per external
+//     network); until it is known, egress is punted (nat_punt meter) and
+//     the handler ARPs for the external subnet's gateway_ip.
+//
+// Rewriting is stateless (set-field, no conntrack): 1:1 NAT needs no
+// state, so connections survive a controller or Open vSwitch restart.
+//
+// Only the chassis hosting the VM has these flows, so only it answers ARP
+// for the floating IP. When a floating IP arrives on a chassis (associated
+// or moved), the app's desired state lists a gratuitous ARP for it and an
+// ARP request for the external gateway (app.Desired.Announce): the switch
+// agent sends them when they first appear. The gateway's answer is punted
+// and teaches the handler its MAC before the VM sends anything.
+//
+// It is pure: model snapshot and binding table in; flows, a meter, the
+// handler's table (State) and the announcements out.
+package nat
+
+import (
+	"net/netip"
+	"sort"
+
+	"github.com/nimbus-sdn/nimbus/app"
+	"github.com/nimbus-sdn/nimbus/binding"
+	"github.com/nimbus-sdn/nimbus/flow"
+	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/pipeline"
+)
+
+// App is the NAT app.
+type App struct{}
+
+// New makes the app.
+func New() *App { return &App{} }
+
+func (a *App) Name() string       { return "nat" }
+func (a *App) ID() pipeline.AppID { return pipeline.AppNAT }
+
+// Ext is one external network as the handler of a switch sees it.
+type Ext struct {
+	NetworkID string
+	Key       uint32
+	Uplink    uint32
+	// Gateway is the external subnet's gateway_ip (the upstream router).
+	Gateway flow.IPv4
+	// SrcMAC and SrcIP are a floating IP on this chassis (the first by
+	// id): the sender of the handler's ARP requests for Gateway.
+	SrcMAC flow.MAC
+	SrcIP  flow.IPv4
+}
+
+// Cookie is the cookie of the external network's flows (and of the
+// handler's dynamic flow).
+func (e *Ext) Cookie() uint64 { return cookie(e.NetworkID) }
+
+// State is the handler's state on one switch: the external networks with
+// a floating IP here, by uplink port.
+type State map[uint32]*Ext
+
+func cookie(id string) uint64 { return pipeline.Cookie(pipeline.AppNAT, pipeline.ObjectID(id)) }
+
+// placed is one floating IP with everything its flows need.
+type placed struct {
+	f        *model.FloatingIP
+	ip       flow.IPv4 // the floating IP
+	fixed    flow.IPv4
+	mac      flow.MAC // the floating IP port's MAC
+	vm       *binding.Port
+	vnet     *binding.Network
+	ifaceMAC flow.MAC // the router's interface on the VM's subnet
+	ext      *binding.Network
+	uplink   uint32
+	gw       flow.IPv4
+	subnets  []netip.Prefix // the router's connected subnets
+}
+
+// Desired computes the switch's floating IP flows.
+func (a *App) Desired(in app.Input) (app.Desired, error) {
+	var d app.Desired
+	if in.Model == nil || in.Switch == nil {
+		return d, nil
+	}
+	v := in.Binding().Switch(in.Switch)
+	if v.Chassis == nil {
+		return d, nil // overlay only
+	}
+	fips := typed[*model.FloatingIP](in.Model.List(model.KindFloatingIP))
+	sort.Slice(fips, func(i, j int) bool { return fips[i].ID < fips[j].ID })
+	ifaces := binding.RouterInterfaces(in.Model)
+	st := State{}
+	exts := map[string]bool{}
+	for _, f := range fips {
+		p := place(in.Model, v, ifaces, f)
+		if p == nil {
+			continue
+		}
+		d.Flows = append(d.Flows, fipFlows(p)...)
+		d.Announce = append(d.Announce,
+			app.Announcement{Port: p.uplink, Data: ARPRequest(p.mac, p.ip, p.ip)}, // gratuitous
+			app.Announcement{Port: p.uplink, Data: ARPRequest(p.mac, p.ip, p.gw)}) // who has the gateway
+		if !exts[p.ext.Network.ID] {
+			exts[p.ext.Network.ID] = true
+			e := &Ext{NetworkID: p.ext.Network.ID, Key: p.ext.Key, Uplink: p.uplink, Gateway: p.gw, SrcMAC: p.mac, SrcIP: p.ip}
+			st[p.uplink] = e
+			d.Flows = append(d.Flows, extFlows(e)...)
+		}
+	}
+	if len(st) > 0 {
+		d.Meters = []*flow.Meter{pipeline.MeterNAT.Meter()}
+	}
+	d.Handler = st
+	return d, nil
+}
+
+// place resolves floating IP f on this switch (nil: no flows here).
+func place(m *model.Snapshot, v *binding.View, ifaces map[string]bool, f *model.FloatingIP) *placed {
+	if f.PortID == "" || f.RouterID == "" {
+		return nil
+	}
+	r, _ := m.Get(model.KindRouter, f.RouterID)
+	rt, _ := r.(*model.Router)
+	if rt == nil || !rt.AdminStateUp || rt.Gateway == nil || rt.Gateway.NetworkID != f.FloatingNetworkID {
+		return nil
+	}
+	ext := v.Table.Networks[f.FloatingNetworkID]
+	if ext == nil || !ext.Network.External || ext.Network.NetworkType != model.NetFlat {
+		return nil
+	}
+	uplink := v.Uplink(ext)
+	vm := v.Ports[f.PortID]
+	if uplink == 0 || vm == nil || !v.Local(vm) || !vm.Port.AdminStateUp {
+		return nil
+	}
+	vnet := v.Table.Networks[vm.Port.NetworkID]
+	ip, err1 := flow.ParseIPv4(f.FloatingIPAddress)
+	fixed, err2 := flow.ParseIPv4(f.FixedIPAddress)
+	if vnet == nil || err1 != nil || err2 != nil {
+		return nil
+	}
+	p := &placed{f: f, ip: ip, fixed: fixed, vm: vm, vnet: vnet, ext: ext, uplink: uplink}
+	// The floating IP port's MAC, and the external subnet's gateway.
+	fr, _ := m.Get(model.KindPort, f.FloatingPortID)
+	fp, _ := fr.(*model.Port)
+	if fp == nil {
+		return nil
+	}
+	if p.mac, err1 = flow.ParseMAC(fp.MACAddress); err1 != nil {
+		return nil
+	}
+	for _, s := range ext.Subnets {
+		if pfx, err := netip.ParsePrefix(s.CIDR); err == nil && contains(pfx, ip) {
+			p.gw, _ = flow.ParseIPv4(s.GatewayIP)
+		}
+	}
+	if p.gw == 0 {
+		return nil // no upstream router to send to
+	}
+	// The VM's subnet, and the router's interface on it.
+	vmSubnet := ""
+	for _, x := range vm.Port.FixedIPs {
+		if x.IPAddress == f.FixedIPAddress {
+			vmSubnet = x.SubnetID
+		}
+	}
+	for _, pid := range rt.Interfaces {
+		if !ifaces[pid] {
+			continue
+		}
+		pr, _ := m.Get(model.KindPort, pid)
+		ip, _ := pr.(*model.Port)
+		if ip == nil || ip.DeviceID != rt.ID {
+			continue
+		}
+		mac, err := flow.ParseMAC(ip.MACAddress)
+		if err != nil {
+			continue
+		}
+		for _, x := range ip.FixedIPs {
+			sr, _ := m.Get(model.KindSubnet, x.SubnetID)
+			s, _ := sr.(*model.Subnet)
+			if s == nil {
+				continue
+			}
+			if pfx, err := netip.ParsePrefix(s.CIDR); err == nil && pfx.Addr().Is4() {
+				p.subnets = append(p.subnets, pfx.Masked())
+			}
+			if x.SubnetID == vmSubnet && ip.NetworkID == vm.Port.NetworkID {
+				p.ifaceMAC = mac
+			}
+		}
+	}
+	if p.ifaceMAC == 0 {
+		return nil // the router does not reach the VM's subnet
+	}
+	return p
+}
+
+func contains(p netip.Prefix, v flow.IPv4) bool {
+	return p.Contains(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}))
+}
+
+func toIPv4(a netip.Addr) flow.IPv4 {
+	b := a.As4()
+	return flow.IPv4(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]))
+}
+
+// fromUplink matches untagged frames from the external network's uplink.
+func fromUplink(up uint32) flow.Match { return flow.M().InPort(up).Set(flow.VlanVID, 0) }
+
+func classify(key, up uint32) []flow.Action {
+	return []flow.Action{
+		pipeline.SetClass(pipeline.ClassPhys, 0),
+		pipeline.RegNetwork.Set(uint64(key)),
+		pipeline.RegInPort.Set(uint64(up)),
+	}
+}
+
+var routed = flow.SetField{F: pipeline.RegFlags.Field, Value: pipeline.FlagRouted, Mask: pipeline.FlagRouted}
+
+// fromVM matches what the VM sends to its router from its fixed IP.
+func fromVM(p *placed) flow.Match {
+	m := pipeline.RegNetwork.Match(nil, uint64(p.vnet.Key))
+	m = pipeline.RegPortClass.Match(m, pipeline.ClassVM)
+	return m.EthDst(p.ifaceMAC).EthType(flow.EthTypeIPv4).Set(flow.IPv4Src, uint64(p.fixed))
+}
+
+// fipFlows are one floating IP's flows (cookie: the floating IP).
+func fipFlows(p *placed) []*flow.Flow {
+	ck := cookie(p.f.ID)
+	xkey := p.ext.Key
+	out := []*flow.Flow{
+		// From the external network: ARP for the floating IP, and IPv4 to it.
+		{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific + 10, Cookie: ck,
+			Match:   fromUplink(p.uplink).EthType(flow.EthTypeARP).Set(flow.ARPOp, 1).Set(flow.ARPTpa, uint64(p.ip)),
+			Actions: classify(xkey, p.uplink), Goto: pipeline.ARPResponder.ID()},
+		{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific + 10, Cookie: ck,
+			Match:   fromUplink(p.uplink).EthType(flow.EthTypeIPv4).Set(flow.IPv4Dst, uint64(p.ip)),
+			Actions: classify(xkey, p.uplink), Goto: pipeline.DNAT.ID()},
+		{Table: pipeline.ARPResponder.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
+			Match: pipeline.RegPortClass.Match(pipeline.RegNetwork.Match(nil, uint64(xkey)), pipeline.ClassPhys).
+				EthType(flow.EthTypeARP).Set(flow.ARPOp, 1).Set(flow.ARPTpa, uint64(p.ip)),
+			Actions: []flow.Action{
+				flow.Move{Src: flow.EthSrc, Dst: flow.EthDst, NBits: 48},
+				flow.SetField{F: flow.EthSrc, Value: uint64(p.mac)},
+				flow.SetField{F: flow.ARPOp, Value: 2},
+				flow.Move{Src: flow.ARPSha, Dst: flow.ARPTha, NBits: 48},
+				flow.Move{Src: flow.ARPSpa, Dst: flow.ARPTpa, NBits: 32},
+				flow.SetField{F: flow.ARPSha, Value: uint64(p.mac)},
+				flow.SetField{F: flow.ARPSpa, Value: uint64(p.ip)},
+				flow.Output{Port: flow.PortInPort},
+			}},
+		// DNAT: to the VM, routed.
+		{Table: pipeline.DNAT.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
+			Match: pipeline.RegPortClass.Match(pipeline.RegNetwork.Match(nil, uint64(xkey)), pipeline.ClassPhys).
+				EthType(flow.EthTypeIPv4).Set(flow.IPv4Dst, uint64(p.ip)),
+			Actions: []flow.Action{
+				flow.SetField{F: flow.IPv4Dst, Value: uint64(p.fixed)},
+				flow.DecTTL{},
+				flow.SetField{F: flow.EthSrc, Value: uint64(p.ifaceMAC)},
+				flow.SetField{F: flow.EthDst, Value: uint64(p.vm.MAC)},
+				pipeline.RegNetwork.Set(uint64(p.vnet.Key)),
+				routed,
+			},
+			Goto: pipeline.L2Forward.ID()},
+		// SNAT: off the router's subnets, out to the external network.
+		{Table: pipeline.DNAT.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
+			Match: fromVM(p),
+			Actions: []flow.Action{
+				flow.SetField{F: flow.IPv4Src, Value: uint64(p.ip)},
+				flow.DecTTL{},
+				flow.SetField{F: flow.EthSrc, Value: uint64(p.mac)},
+				pipeline.RegNetwork.Set(uint64(xkey)),
+				routed,
+			},
+			Goto: pipeline.SNAT.ID()},
+	}
+	// East-west stays east-west: the router's own subnets go on to
+	// l3_routing untranslated (longest prefix first is not needed: every
+	// one of them has the same action).
+	seen := map[netip.Prefix]bool{}
+	for _, pfx := range p.subnets {
+		if seen[pfx] {
+			continue
+		}
+		seen[pfx] = true
+		mask := uint64(0)
+		if pfx.Bits() < 32 {
+			mask = uint64(^uint32(0) << (32 - pfx.Bits()))
+		}
+		out = append(out, &flow.Flow{Table: pipeline.DNAT.ID(), Priority: pipeline.PriorityNormal + 1 + uint16(pfx.Bits()), Cookie: ck,
+			Match: fromVM(p).SetMasked(flow.IPv4Dst, uint64(toIPv4(pfx.Addr())), mask), Goto: pipeline.L3Routing.ID()})
+	}
+	return out
+}
+
+// egress matches floating IP egress in snat: translated in dnat (network
+// register = the external network, routed, from a VM).
+func egress(e *Ext) flow.Match {
+	m := pipeline.RegNetwork.Match(nil, uint64(e.Key))
+	m = m.SetMasked(pipeline.RegFlags.Field, pipeline.FlagRouted|pipeline.ClassVM, pipeline.FlagRouted|pipeline.RegPortClass.Mask())
+	return m.EthType(flow.EthTypeIPv4)
+}
+
+// extFlows are one external network's flows on the chassis (cookie: the
+// network): the ARP punt of its gateway's answers and announcements, and
+// the egress punt while the gateway's MAC is unknown.
+func extFlows(e *Ext) []*flow.Flow {
+	ck := e.Cookie()
+	punt := []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}
+	return []*flow.Flow{
+		{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific, Cookie: ck, Meter: pipeline.MeterNAT.ID,
+			Match:   fromUplink(e.Uplink).EthType(flow.EthTypeARP).Set(flow.ARPSpa, uint64(e.Gateway)),
+			Actions: punt},
+		{Table: pipeline.SNAT.ID(), Priority: pipeline.PriorityDefault, Cookie: ck, Meter: pipeline.MeterNAT.ID,
+			Match: egress(e), Actions: punt},
+	}
+}
+
+// GatewayFlow is the handler's dynamic flow once the external gateway's
+// MAC is known: floating IP egress to that MAC, out of the uplink. It
+// idles out after 10 minutes without traffic (the next packet is punted
+// and it comes back).
+func GatewayFlow(e *Ext, mac flow.MAC) flow.Flow {
+	return flow.Flow{Table: pipeline.SNAT.ID(), Priority: pipeline.PriorityLearned, Cookie: e.Cookie() | pipeline.CookieDynamic,
+		IdleTimeout: 600, Match: egress(e),
+		Actions: []flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mac)}, flow.Output{Port: e.Uplink}}}
+}
+
+// ARPRequest builds a broadcast ARP request from sha/spa for tpa (spa ==
+// tpa: a gratuitous ARP), padded to 60 bytes.
+func ARPRequest(sha flow.MAC, spa, tpa flow.IPv4) []byte {
+	b := make([]byte, 60)
+	for i := 0; i < 6; i++ {
+		b[i] = 0xff
+		b[6+i] = byte(sha >> (40 - 8*i))
+		b[22+i] = byte(sha >> (40 - 8*i))
+	}
+	b[12], b[13] = 0x08, 0x06
+	copy(b[14:22], []byte{0, 1, 8, 0, 6, 4, 0, 1}) // Ethernet, IPv4, request
+	for i := 0; i < 4; i++ {
+		b[28+i] = byte(spa >> (24 - 8*i))
+		b[38+i] = byte(tpa >> (24 - 8*i))
+	}
+	return b
+}
+
+func typed[T model.Record](rs []model.Record) []T {
+	out := make([]T, 0, len(rs))
+	for _, r := range rs {
+		if t, ok := r.(T); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}

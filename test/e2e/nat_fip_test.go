@@ -1,0 +1,230 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nimbus-sdn/nimbus/internal/hvlab"
+	"github.com/nimbus-sdn/nimbus/internal/ovslab"
+)
+
+// fipEnv is the floating IP lab: three hypervisors with the external
+// network (hvlab Options.External, --bridge-mappings extnet:br-ex), an
+// external flat network with the internet namespace's address as its
+// gateway, one tenant network behind a router with its gateway on it,
+// VMs v1 on hv1 and v2 on hv2 each serving HTTP (their name), and a
+// floating IP not yet associated.
+type fipEnv struct {
+	*overlayEnv
+	in     *hvlab.Internet
+	vm     map[string]*hvlab.VM
+	port   map[string]string // VM name -> Neutron port id
+	fipID  string
+	fip    string
+	extNet string
+}
+
+const fipProject = "tenant-fip"
+
+func startFIPLab(t *testing.T) *fipEnv {
+	t.Helper()
+	hvlab.RequireE2E(t)
+	if _, err := hvlab.DHCPClient(); err != nil {
+		t.Fatal(err)
+	}
+	env := startOverlay(t, hvlab.Options{External: true}, []string{hvlab.ExternalPhysnet},
+		"--bridge-mappings", hvlab.ExternalPhysnet+":"+hvlab.ExternalBridge)
+	l, hvs, nb := env.l, env.hvs, env.nb
+	e := &fipEnv{overlayEnv: env, in: l.Internet(), vm: map[string]*hvlab.VM{}, port: map[string]string{}}
+	e.in.ServeHTTP(t)
+	// The external network (admin), its gateway the internet namespace.
+	x := nb.post("networks", map[string]any{"network": map[string]any{"name": "ext", "project_id": "admin", "router:external": true,
+		"provider:network_type": "flat", "provider:physical_network": hvlab.ExternalPhysnet}})
+	e.extNet = x["id"].(string)
+	nb.post("subnets", map[string]any{"subnet": map[string]any{"network_id": e.extNet, "project_id": "admin", "cidr": e.in.CIDR(),
+		"ip_version": 4, "gateway_ip": e.in.IP(), "enable_dhcp": false,
+		"allocation_pools": []any{map[string]any{"start": e.in.Addr(10), "end": e.in.Addr(99)}}}})
+	// The tenant: a network behind a router with its gateway on ext.
+	n := nb.post("networks", map[string]any{"network": map[string]any{"name": "fip-net", "project_id": fipProject, "provider:network_type": "gre"}})
+	s := nb.post("subnets", map[string]any{"subnet": map[string]any{"network_id": n["id"], "project_id": fipProject,
+		"cidr": "10.0.1.0/24", "ip_version": 4, "gateway_ip": "10.0.1.1"}})
+	rt := nb.post("routers", map[string]any{"router": map[string]any{"name": "r-fip", "project_id": fipProject,
+		"external_gateway_info": map[string]any{"network_id": e.extNet}}})
+	nb.put("routers/"+rt["id"].(string)+"/add_router_interface", map[string]any{"subnet_id": s["id"]})
+	dir := t.TempDir()
+	var sg string
+	for i, name := range []string{"v1", "v2"} {
+		ip := fmt.Sprintf("10.0.1.%d", 11+i)
+		p := nb.post("ports", map[string]any{"port": map[string]any{"network_id": n["id"], "project_id": fipProject, "name": name,
+			"binding:host_id": hvs[i].Name(), "fixed_ips": []any{map[string]any{"subnet_id": s["id"], "ip_address": ip}}}})
+		e.port[name] = p["id"].(string)
+		sg, _ = p["security_groups"].([]any)[0].(string)
+		vm := l.AddVM(t, hvs[i], p["id"].(string), p["mac_address"].(string), "")
+		if got, _ := hvlab.Lease(t, vm.NS(), "eth0", dir); got != ip {
+			t.Fatalf("%s leased %s, want %s", name, got, ip)
+		}
+		vm.Exec("ethtool", "-K", "eth0", "tx", "off")
+		root := filepath.Join(dir, "www-"+name)
+		if err := os.MkdirAll(root, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "index.html"), []byte(name+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ovslab.StartProcess(t, "ip", []string{"netns", "exec", vm.NS(), "busybox", "httpd", "-f", "-p", "80", "-h", root}, nil)
+		e.vm[name] = vm
+	}
+	// The default group lets in ICMP and HTTP from anywhere.
+	for _, r := range []map[string]any{{"protocol": "icmp"}, {"protocol": "tcp", "port_range_min": 80, "port_range_max": 80}} {
+		r["security_group_id"], r["project_id"], r["direction"], r["ethertype"], r["remote_ip_prefix"] = sg, fipProject, "ingress", "IPv4", "0.0.0.0/0"
+		nb.post("security-group-rules", map[string]any{"security_group_rule": r})
+	}
+	// Seed the underlay neighbour caches (see TestOverlayIsolation).
+	for _, hv := range hvs {
+		for _, peer := range hvs {
+			if peer != hv {
+				hv.Appctl("tnl/neigh/set", "br-phy", peer.TunnelIP(), peer.Exec("cat", "/sys/class/net/br-phy/address"))
+			}
+		}
+	}
+	f := nb.post("floatingips", map[string]any{"floatingip": map[string]any{"floating_network_id": e.extNet, "project_id": fipProject}})
+	e.fipID, e.fip = f["id"].(string), f["floating_ip_address"].(string)
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpHVs(t, hvs)
+		}
+	})
+	return e
+}
+
+// associate points the floating IP at a VM (or nowhere: "").
+func (e *fipEnv) associate(vm string) {
+	var port any
+	if vm != "" {
+		port = e.port[vm]
+	}
+	e.nb.put("floatingips/"+e.fipID, map[string]any{"floatingip": map[string]any{"port_id": port}})
+}
+
+// fetch is what the internet gets from url ("" on failure), giving up
+// after 0.5 s (a SYN lost before the flows are in place would otherwise
+// wait for TCP's 1 s retransmission: polling again is faster).
+func (e *fipEnv) fetch(url string) string {
+	out, err := e.in.ExecErr("curl", "-s", "-m", "0.5", url)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(out)
+}
+
+// TestFloatingIP: the internet reaches a VM by its floating IP (HTTP and
+// ping), the VM's own traffic to the internet arrives from the floating
+// IP (the server's view of the client address) and leaves through its
+// own hypervisor's external bridge; moving the floating IP to a VM on
+// another hypervisor: the internet reaches the new VM (time logged);
+// disassociated, nothing answers.
+func TestFloatingIP(t *testing.T) {
+	e := startFIPLab(t)
+	v1 := e.vm["v1"]
+	start := time.Now()
+	e.associate("v1")
+	url := "http://" + e.fip + "/"
+	waitFor(t, 30*time.Second, "the internet fetches from v1 by its floating IP", func() bool { return e.fetch(url) == "v1" })
+	t.Logf("associate -> first HTTP answer from the internet: %v", time.Since(start).Round(time.Millisecond))
+	if out, err := e.in.ExecErr("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", e.fip); err != nil || !strings.Contains(out, " 0% packet loss") {
+		t.Errorf("internet -> floating IP ping: %v\n%s", err, out)
+	}
+
+	t.Run("the VM's own traffic leaves from the floating IP, on its own hypervisor", func(t *testing.T) {
+		capt := hvlab.Tcpdump(t, e.l.UnderlayNS(), "ex1", "tcp and src host "+e.fip)
+		for _, dst := range []string{hvlab.RemoteIP, e.in.IP()} {
+			var got string
+			waitFor(t, 20*time.Second, "v1 fetches http://"+dst+"/cgi-bin/ip", func() bool {
+				out, err := v1.ExecErr("curl", "-s", "-m", "2", "http://"+dst+"/cgi-bin/ip")
+				got = strings.TrimSpace(out)
+				return err == nil && got != ""
+			})
+			if got != e.fip {
+				t.Errorf("the internet saw v1 as %q, want its floating IP %s", got, e.fip)
+			}
+		}
+		if out, err := v1.For(t).ExecErr("curl", "-s", "-m", "2", "http://"+hvlab.RemoteIP+"/"); err != nil || out != hvlab.HTTPPage {
+			t.Errorf("v1 fetched %q (%v), want the internet's page", out, err)
+		}
+		if lines := capt.Stop(); len(lines) == 0 {
+			t.Errorf("no TCP from %s on hv1's external link ex1", e.fip)
+		}
+	})
+
+	t.Run("moved to v2 on another hypervisor", func(t *testing.T) {
+		start := time.Now()
+		e.associate("v2")
+		waitFor(t, 30*time.Second, "the internet fetches from v2 by the floating IP", func() bool { return e.fetch(url) == "v2" })
+		t.Logf("floating IP moved hv1 -> hv2: the internet reached the new VM after %v", time.Since(start).Round(time.Millisecond))
+		out, err := e.vm["v2"].For(t).ExecErr("curl", "-s", "-m", "2", "http://"+hvlab.RemoteIP+"/cgi-bin/ip")
+		if err != nil || strings.TrimSpace(out) != e.fip {
+			t.Errorf("v2 seen as %q (%v), want %s", strings.TrimSpace(out), err, e.fip)
+		}
+		// v1 has no floating IP any more: it reaches nothing outside
+		// (no SNAT without a floating IP in this slice).
+		if out, err := v1.For(t).ExecErr("curl", "-s", "-m", "2", "http://"+hvlab.RemoteIP+"/cgi-bin/ip"); err == nil && strings.TrimSpace(out) == e.fip {
+			t.Errorf("v1 still leaves from the floating IP after the move")
+		}
+	})
+
+	t.Run("disassociated: the floating IP answers nothing", func(t *testing.T) {
+		e.associate("")
+		waitFor(t, 30*time.Second, "the floating IP stops answering", func() bool {
+			_, err := e.in.ExecErr("ping", "-n", "-c", "1", "-W", "1", e.fip)
+			return err != nil
+		})
+	})
+}
+
+// TestFloatingIPBench (NIMBUS_BENCH=1): floating IP associate -> first
+// ping answered from the internet, alternately to v1 (hv1) and v2 (hv2),
+// with the internet's neighbour cache flushed before each association
+// (so the ARP answer from the new hypervisor is part of it; with
+// NIMBUS_FIP_FLUSH=0 it is kept: the floating IP's MAC does not change, so
+// only the flows and the upstream bridge's forwarding entry matter).
+// Reports p50 and p99 over NIMBUS_FIP_SAMPLES (default 30) samples.
+func TestFloatingIPBench(t *testing.T) {
+	if os.Getenv("NIMBUS_BENCH") != "1" {
+		t.Skip("benchmark: set NIMBUS_BENCH=1 (make bench-fip)")
+	}
+	n := 30
+	if v := os.Getenv("NIMBUS_FIP_SAMPLES"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	e := startFIPLab(t)
+	var samples []time.Duration
+	for i := 0; i < n; i++ {
+		vm := []string{"v1", "v2"}[i%2]
+		e.associate("")
+		waitFor(t, 30*time.Second, "the floating IP stops answering", func() bool {
+			_, err := e.in.ExecErr("ping", "-n", "-c", "1", "-W", "0.3", e.fip)
+			return err != nil
+		})
+		if os.Getenv("NIMBUS_FIP_FLUSH") != "0" {
+			e.in.Exec("ip", "neigh", "flush", "dev", "inet0")
+		}
+		start := time.Now()
+		e.associate(vm)
+		waitFor(t, 30*time.Second, "first ping answered", func() bool {
+			_, err := e.in.ExecErr("ping", "-n", "-c", "1", "-W", "0.1", e.fip)
+			return err == nil
+		})
+		samples = append(samples, time.Since(start))
+		t.Logf("sample %d (%s): %v", i, vm, samples[i].Round(time.Millisecond))
+	}
+	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
+	pct := func(p float64) time.Duration { return samples[int(p*float64(len(samples)-1)+0.5)] }
+	t.Logf("floating IP associate -> first ping from the internet, %d samples: min %v p50 %v p99 %v max %v",
+		len(samples), samples[0].Round(time.Millisecond), pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond),
+		samples[len(samples)-1].Round(time.Millisecond))
+}
