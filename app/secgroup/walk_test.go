@@ -281,3 +281,45 @@ func contains(ps []uint32, p uint32) bool {
 	}
 	return false
 }
+
+// The data plane carries no IPv6 for filtered ports (isolation's port
+// security lets only the port's MAC with IPv4 and ARP out; see README.md,
+// "IPv6"), so IPv6 rules are stored, not enforced, and IPv6 never reaches
+// a filtered port unfiltered: not from it, not to it (unicast or
+// multicast, ND and RA included), even with an IPv6 rule that would allow
+// it. Ports with port security off carry IPv6 unfiltered, as in Neutron.
+func TestWalkIPv6Dropped(t *testing.T) {
+	h := newHV1(t)
+	v6 := func(src, dst flow.MAC) fakeswitch.Packet {
+		return fakeswitch.Packet{EthSrc: src, EthDst: dst, EthType: 0x86dd}
+	}
+	allNodes := flow.MustMAC("33:33:00:00:00:01")   // RA, ND to all nodes
+	solicited := flow.MustMAC("33:33:ff:00:00:01") // NS to a solicited-node group
+	// From a filtered VM: dropped at port security, whatever the rules.
+	h.expect("IPv6 from a1 (web, IPv6 ingress rule)", 1, v6(macA1, macA2))
+	h.expect("IPv6 from a5 (default: IPv6 egress any)", 4, v6(macA5, macA6))
+	h.expect("IPv6 multicast from a5", 4, v6(macA5, allNodes))
+	h.expect("IPv6 from a3 (no group)", 2, v6(macA3, allNodes))
+	// To a filtered VM, from a port with port security off (a4) or from
+	// the tunnel: dropped in to_vm_acl, although a1's group has an IPv6
+	// rule (tcp 22 from ::/0) and a5's allows IPv6 from default members
+	// (a4 is one).
+	h.expect("IPv6 a4 -> a1", 3, v6(macA4, macA1))
+	h.expect("IPv6 a4 -> a5", 3, v6(macA4, macA5))
+	h.expect("IPv6 tunnel -> a1", tunnel, viaTunnel(v6(macA2, macA1)))
+	// Multicast (RA, NS) floods to unfiltered ports only.
+	for _, dst := range []flow.MAC{allNodes, solicited, bcast} {
+		r := h.walk(tunnel, viaTunnel(v6(macA2, dst)))
+		for _, p := range r.Ports() {
+			if p == 1 || p == 2 || p == 4 {
+				t.Fatalf("IPv6 to %s reached filtered port %d: %s\n%s", dst, p, r, r.TraceText())
+			}
+		}
+		if !contains(r.Ports(), 3) {
+			t.Fatalf("IPv6 to %s did not reach a4 (port security off): %s\n%s", dst, r, r.TraceText())
+		}
+	}
+	// a4 (port security off) sends and receives IPv6 unfiltered.
+	h.expect("IPv6 from a4 to a2 (remote)", 3, v6(macA4, macA2), tunnel)
+	h.expect("IPv6 to a4", tunnel, viaTunnel(v6(macA2, macA4)), 3)
+}
