@@ -124,6 +124,9 @@ func sampleFlows() []*flow.Flow {
 			Actions:  []flow.Action{flow.Output{Port: 1}},
 			Metadata: 0x5, MetadataMask: 0xff, Goto: 13},
 		{Table: 13, Priority: 0, Metadata: 0xabc, MetadataMask: ^uint64(0)},
+		{Table: 16, Priority: 160, Match: tcpMatch().SetMasked(flow.TCPDst, 0x1f40, 0xfff8),
+			Actions: []flow.Action{flow.Conjunction{ID: 9, Clause: 2, NClauses: 3}, flow.Conjunction{ID: 1 << 31, Clause: 1, NClauses: 2}}},
+		{Table: 16, Priority: 160, Match: ipMatch().Set(flow.ConjID, 9), Goto: 17},
 		{Table: 14, Priority: 1, Goto: 15},
 		{Table: 15, Priority: 0},
 	}
