@@ -293,7 +293,7 @@ func TestWalkIPv6Dropped(t *testing.T) {
 	v6 := func(src, dst flow.MAC) fakeswitch.Packet {
 		return fakeswitch.Packet{EthSrc: src, EthDst: dst, EthType: 0x86dd}
 	}
-	allNodes := flow.MustMAC("33:33:00:00:00:01")   // RA, ND to all nodes
+	allNodes := flow.MustMAC("33:33:00:00:00:01")  // RA, ND to all nodes
 	solicited := flow.MustMAC("33:33:ff:00:00:01") // NS to a solicited-node group
 	// From a filtered VM: dropped at port security, whatever the rules.
 	h.expect("IPv6 from a1 (web, IPv6 ingress rule)", 1, v6(macA1, macA2))
