@@ -323,3 +323,41 @@ func TestWalkIPv6Dropped(t *testing.T) {
 	h.expect("IPv6 from a4 to a2 (remote)", 3, v6(macA4, macA2), tunnel)
 	h.expect("IPv6 to a4", tunnel, viaTunnel(v6(macA2, macA4)), 3)
 }
+
+// egressScenario is the scenario with web's "egress anywhere" rule
+// replaced by narrower egress rules: TCP 443-444 to 10.0.0.0/28, UDP 53
+// to the default group, ICMP anywhere.
+func egressScenario() *scenario {
+	s := newScenario()
+	s.del(model.KindSGRule, "e0000000-0000-4000-8000-000000000001")
+	s.rule("e0000000-0000-4000-8000-000000000011", sgWeb, "egress", "IPv4", "tcp", intp(443), intp(444), "10.0.0.0/28", "")
+	s.rule("e0000000-0000-4000-8000-000000000012", sgWeb, "egress", "IPv4", "udp", intp(53), intp(53), "", sgDefault)
+	s.rule("e0000000-0000-4000-8000-000000000013", sgWeb, "egress", "IPv4", "icmp", nil, nil, "", "")
+	return s
+}
+
+// TestWalkEgressRules: egress rules by port range and prefix, remote
+// group and protocol, from a1 (web) on hv1, checked in from_vm_acl (the
+// packet leaves by the tunnel; hv2's ingress rules are hv2's business).
+func TestWalkEgressRules(t *testing.T) {
+	for _, bits := range []int{maxGroupBits, 1, 0} {
+		t.Run(fmt.Sprintf("%d group bits", bits), func(t *testing.T) {
+			defer func(old int) { groupBits = old }(groupBits)
+			groupBits = bits
+			h := &hv{t: t, s: egressScenario(), ct: newTracker()}
+			h.load()
+			h.expect("tcp 443 to a2 (in 10.0.0.0/28)", 1, tcp(macA1, macA2, "10.0.0.11", "10.0.0.12", 40000, 443), tunnel)
+			h.expect("tcp 444 to a2", 1, tcp(macA1, macA2, "10.0.0.11", "10.0.0.12", 40000, 444), tunnel)
+			h.expect("tcp 445 to a2 (denied)", 1, tcp(macA1, macA2, "10.0.0.11", "10.0.0.12", 40000, 445))
+			h.expect("tcp 442 to a2 (denied)", 1, tcp(macA1, macA2, "10.0.0.11", "10.0.0.12", 40000, 442))
+			h.expect("tcp 443 to a6 (10.0.0.16, outside the /28: denied)", 1, tcp(macA1, macA6, "10.0.0.11", "10.0.0.16", 40000, 443))
+			h.expect("udp 53 to a6 (default)", 1, ipPkt(macA1, macA6, "10.0.0.11", "10.0.0.16", flow.ProtoUDP, 999, 53), tunnel)
+			h.expect("udp 53 to a2 (web: denied)", 1, ipPkt(macA1, macA2, "10.0.0.11", "10.0.0.12", flow.ProtoUDP, 999, 53))
+			h.expect("udp 54 to a6 (denied)", 1, ipPkt(macA1, macA6, "10.0.0.11", "10.0.0.16", flow.ProtoUDP, 999, 54))
+			h.expect("ping to a2 (icmp anywhere)", 1, icmp(macA1, macA2, "10.0.0.11", "10.0.0.12", 8), tunnel)
+			h.expect("gre to a2 (denied)", 1, ipPkt(macA1, macA2, "10.0.0.11", "10.0.0.12", 47, 0, 0))
+			// The reply of a connection a1 opened passes whatever the rules.
+			h.expect("reply to a1's tcp 443", tunnel, viaTunnel(tcp(macA2, macA1, "10.0.0.12", "10.0.0.11", 443, 40000)), 1)
+		})
+	}
+}

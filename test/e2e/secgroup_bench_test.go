@@ -212,7 +212,7 @@ func TestSecurityGroupPerformance(t *testing.T) {
 	}
 	for _, hv := range hvs {
 		out := hv.Ofctl("dump-flows", "br-int")
-		t.Logf("%s: %d flows in br-int, %d with conjunction actions (group of 100 rules)", hv.Name(),
+		t.Logf("%s: %d flows in br-int, %d conjunction actions (group of 100 rules)", hv.Name(),
 			strings.Count(out, "\n")-1, strings.Count(out, "conjunction("))
 	}
 
