@@ -72,6 +72,8 @@ func ovsCases() []ovsCase {
 		{"port security off: to a4", tunnel, viaTunnel(tcp(macA2, macA4, "10.0.0.12", "10.0.0.14", 1, 9999)), nil},
 		{"port security off: from a4", 3, tcp(macA4, macA2, "10.0.0.14", "10.0.0.12", 1, 9999), nil},
 		{"IPv6 to a1 (dropped, not carried)", tunnel, viaTunnel(v6), nil},
+		{"IPv6 from a1 (dropped by port security)", 1, fakeswitch.Packet{EthSrc: macA1, EthDst: macA2, EthType: 0x86dd}, nil},
+		{"IPv6 RA multicast from the tunnel: a4 only", tunnel, viaTunnel(fakeswitch.Packet{EthSrc: macA2, EthDst: flow.MustMAC("33:33:00:00:00:01"), EthType: 0x86dd}), nil},
 	}
 }
 
