@@ -106,7 +106,7 @@ func startProbe(t *testing.T, what string, client, server *hvlab.VM, serverIP st
 	}()
 	go func() {
 		defer p.wg.Done()
-		tk := time.NewTicker(2 * time.Millisecond)
+		tk := time.NewTicker(5 * time.Millisecond)
 		defer tk.Stop()
 		for {
 			select {
@@ -135,7 +135,7 @@ func (p *probe) close() {
 //     against two VMs with port security off, 7 alternating 5 s iperf3
 //     runs each: medians, their ratio, and the spread.
 //   - Rule add -> enforced on every hypervisor holding the group, by
-//     traffic: UDP probes (one datagram every 2 ms) to a fresh port of
+//     traffic: UDP probes (one datagram every 5 ms) to a fresh port of
 //     the group's VMs on hv0, hv1 and hv2 are dropped until the rule
 //     allowing that port is posted; the latency of a hypervisor is the
 //     first datagram that arrives. 25 rules, p50 and p99 of the slowest
