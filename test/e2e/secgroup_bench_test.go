@@ -216,31 +216,6 @@ func TestSecurityGroupPerformance(t *testing.T) {
 			strings.Count(out, "\n")-1, strings.Count(out, "conjunction("))
 	}
 
-	// Throughput: alternating runs, medians; the machine is shared.
-	for _, name := range []string{"f2", "u2"} {
-		srv := exec.Command("ip", "netns", "exec", vms[name].NS(), "iperf3", "-s")
-		if err := srv.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-	}
-	time.Sleep(500 * time.Millisecond)
-	const runs = 7
-	var filtered, open, ratios []float64
-	for i := 0; i < runs; i++ {
-		o := iperf(t, vms["u1"].For(t), "10.0.0.22")
-		f := iperf(t, vms["f1"].For(t), "10.0.0.12")
-		open, filtered, ratios = append(open, o), append(filtered, f), append(ratios, f/o)
-	}
-	sorted := func(v []float64) []float64 { w := append([]float64{}, v...); sort.Float64s(w); return w }
-	so, sf, sr := sorted(open), sorted(filtered), sorted(ratios)
-	t.Logf("throughput hv0 -> hv1 (GRE, userspace OVS), %d alternating 5 s iperf3 runs each:\n"+
-		"  no security groups:     median %.2f Gbit/s (min %.2f, max %.2f) %.2f\n"+
-		"  group of 100 rules:     median %.2f Gbit/s (min %.2f, max %.2f) %.2f\n"+
-		"  ratio of medians %.3f; per-pair ratios min %.2f median %.2f max %.2f",
-		runs, so[runs/2], so[0], so[runs-1], open, sf[runs/2], sf[0], sf[runs-1], filtered,
-		sf[runs/2]/so[runs/2], sr[0], sr[runs/2], sr[runs-1])
-
 	// Rule add -> enforced on hv0, hv1 and hv2, by traffic.
 	const adds = 25
 	var worst []time.Duration
@@ -293,4 +268,30 @@ func TestSecurityGroupPerformance(t *testing.T) {
 	t.Logf("rule add (POST returned and before) -> first probe datagram through, %d rules:\n%s"+
 		"  every hypervisor (the slowest of the 3 per rule): p50 %v, p99 %v (p99 of %d = the maximum)",
 		adds, b.String(), pct(worst, 0.5), pct(worst, 0.99), adds)
+
+	// Throughput: alternating runs, medians; the machine is shared.
+	for _, name := range []string{"f2", "u2"} {
+		srv := exec.Command("ip", "netns", "exec", vms[name].NS(), "iperf3", "-s")
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	}
+	time.Sleep(500 * time.Millisecond)
+	const runs = 7
+	var filtered, open, ratios []float64
+	for i := 0; i < runs; i++ {
+		o := iperf(t, vms["u1"].For(t), "10.0.0.22")
+		f := iperf(t, vms["f1"].For(t), "10.0.0.12")
+		open, filtered, ratios = append(open, o), append(filtered, f), append(ratios, f/o)
+	}
+	sorted := func(v []float64) []float64 { w := append([]float64{}, v...); sort.Float64s(w); return w }
+	so, sf, sr := sorted(open), sorted(filtered), sorted(ratios)
+	t.Logf("throughput hv0 -> hv1 (GRE, userspace OVS), %d alternating 5 s iperf3 runs each:\n"+
+		"  no security groups:     median %.2f Gbit/s (min %.2f, max %.2f) %.2f\n"+
+		"  group of 100 rules:     median %.2f Gbit/s (min %.2f, max %.2f) %.2f\n"+
+		"  ratio of medians %.3f; per-pair ratios min %.2f median %.2f max %.2f",
+		runs, so[runs/2], so[0], so[runs-1], open, sf[runs/2], sf[0], sf[runs-1], filtered,
+		sf[runs/2]/so[runs/2], sr[0], sr[runs/2], sr[runs-1])
+
 }
