@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -41,23 +42,41 @@ func iperf(t *testing.T, client *hvlab.VM, ip string) float64 {
 
 // inNetns runs fn on an OS thread moved into the network namespace ns
 // (an `ip netns` name). Sockets fn opens belong to that namespace and
-// work from any goroutine afterwards. The thread stays locked, so Go
-// throws it away when the goroutine ends.
+// work from any goroutine afterwards. The thread is moved back before it
+// is unlocked: a locked thread that ends is terminated by Go, and the
+// lab's daemons (started with Pdeathsig from whichever thread forked
+// them) would be killed with it.
 func inNetns(ns string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		home, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer home.Close()
 		f, err := os.Open("/var/run/netns/" + ns)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
 		defer f.Close()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("e2e: setns %s: %w", ns, err)
 			return
 		}
-		errc <- fn()
+		ferr := fn()
+		if err := unix.Setns(int(home.Fd()), unix.CLONE_NEWNET); err != nil {
+			// Neither reuse this thread nor let it end: park it.
+			errc <- errors.Join(ferr, fmt.Errorf("e2e: setns back from %s: %w", ns, err))
+			select {}
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
 	}()
 	return <-errc
 }
@@ -155,6 +174,19 @@ func TestSecurityGroupPerformance(t *testing.T) {
 	}
 	env := startOverlay(t, hvlab.Options{}, nil)
 	l, hvs, c, nb := env.l, env.hvs, env.c, env.nb
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, hv := range hvs {
+				out, _ := exec.Command("sh", "-c", "tail -n 20 "+l.Dir()+"/"+hv.Name()+"/ovs-vswitchd.log").CombinedOutput()
+				t.Logf("%s ovs-vswitchd.log:\n%s", hv.Name(), out)
+				ns := "OVS_RUNDIR=" + l.Dir() + "/" + hv.Name() + " ip netns exec " + l.Prefix() + "-" + hv.Name() + " "
+				dp, _ := exec.Command("sh", "-c", ns+"ovs-appctl dpctl/dump-flows 2>&1 | head -40").CombinedOutput()
+				t.Logf("%s dpctl/dump-flows:\n%s", hv.Name(), dp)
+				of, _ := exec.Command("sh", "-c", ns+"ovs-ofctl -O OpenFlow13 dump-flows br-int 2>&1 | grep -v n_packets=0, | head -60").CombinedOutput()
+				t.Logf("%s ofctl dump-flows (hit):\n%s", hv.Name(), of)
+			}
+		}
+	})
 	const project = "sg-perf"
 	nbPut(t, c.API, "quotas/"+project, map[string]any{"quota": map[string]any{"security_group_rule": 1000}})
 	n := nb.post("networks", map[string]any{"network": map[string]any{"name": "perf-net", "project_id": project, "provider:network_type": "gre"}})
@@ -265,7 +297,7 @@ func TestSecurityGroupPerformance(t *testing.T) {
 	for _, what := range []string{"hv0 (u2 -> f1)", "hv1 (u1 -> f2)", "hv2 (u1 -> f3)"} {
 		fmt.Fprintf(&b, "  %s: p50 %v, p99 %v\n", what, pct(perHV[what], 0.5), pct(perHV[what], 0.99))
 	}
-	t.Logf("rule add (POST returned and before) -> first probe datagram through, %d rules:\n%s"+
+	t.Logf("rule add (clock started just before the POST) -> first probe datagram through, %d rules:\n%s"+
 		"  every hypervisor (the slowest of the 3 per rule): p50 %v, p99 %v (p99 of %d = the maximum)",
 		adds, b.String(), pct(worst, 0.5), pct(worst, 0.99), adds)
 
