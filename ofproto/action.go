@@ -490,8 +490,8 @@ func parseNX(sub uint16, b []byte) (flow.Action, error) {
 			return nil, err
 		}
 		a := flow.Conjunction{Clause: b[10] + 1, NClauses: b[11], ID: be.Uint32(b[12:])}
-		if a.NClauses < 2 || a.NClauses > 64 || a.Clause > a.NClauses {
-			return nil, malformed("conjunction clause %d/%d", b[10], b[11])
+		if a.NClauses < 2 || a.NClauses > 64 || a.Clause < 1 || a.Clause > a.NClauses {
+			return nil, malformed("conjunction clause %d/%d (0-based)", b[10], b[11])
 		}
 		return a, nil
 	case nxastResubmitTable:

@@ -803,3 +803,28 @@ func must(b []byte, err error) []byte {
 	}
 	return b
 }
+
+// TestConjunctionBounds: a conjunction's clause k/n needs 1 <= k <= n and
+// 2 <= n <= 64, both ways (OVS's own bounds).
+func TestConjunctionBounds(t *testing.T) {
+	for _, a := range []flow.Conjunction{{ID: 1, Clause: 0, NClauses: 2}, {ID: 1, Clause: 1, NClauses: 1},
+		{ID: 1, Clause: 3, NClauses: 2}, {ID: 1, Clause: 1, NClauses: 65}} {
+		if _, err := AppendActions(nil, []flow.Action{a}); !errors.Is(err, ErrUnencodable) {
+			t.Errorf("%s encoded: %v", a, err)
+		}
+	}
+	good := must(AppendActions(nil, []flow.Action{flow.Conjunction{ID: 7, Clause: 2, NClauses: 3}}))
+	if len(good) != 16 {
+		t.Fatalf("conjunction is %d bytes, want 16", len(good))
+	}
+	for _, c := range [][2]byte{{255, 3}, {3, 3}, {0, 1}, {0, 65}} {
+		b := append([]byte{}, good...)
+		b[10], b[11] = c[0], c[1]
+		if as, err := ParseActions(b); err == nil {
+			t.Errorf("clause %d/%d (0-based) decoded as %s", c[0], c[1], flow.ActionsString(as))
+		}
+	}
+	if as, err := ParseActions(good); err != nil || flow.ActionsString(as) != "conjunction(7,2/3)" {
+		t.Fatalf("decoded %s, %v", flow.ActionsString(as), err)
+	}
+}
