@@ -321,6 +321,9 @@ func (w *walker) lookup(p *Packet, id uint8) (*flow.Flow, error) {
 		if !conjunctive(f) || !p.Matches(f.Match) {
 			continue
 		}
+		if f.Goto != 0 || f.Meter != 0 || f.MetadataMask != 0 {
+			return nil, fmt.Errorf("fakeswitch: flow %s: conjunction with other instructions (OVS refuses it)", f.KeyText())
+		}
 		if found == nil {
 			prio, found = f.Priority, map[uint32]*conj{}
 		}
