@@ -213,6 +213,9 @@ type recirc struct {
 //     tracker's rewritten packet; nat() without a table is an error. There
 //     is no connection table in the walk itself: state comes only from the
 //     tracker.
+//   - conjunctive matches (conjunction actions, conj_id): see lookup.
+//     Clause flows never act by themselves and may carry no other action
+//     or instruction.
 //   - learn is not used by any app and has no value in package flow; any
 //     action the model does not know (flow.Opaque) is an error.
 func (s *Switch) Walk(inPort uint32, p Packet) (*Result, error) {
