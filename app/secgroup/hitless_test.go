@@ -102,3 +102,23 @@ func conjIDOf(t *testing.T, s *scenario, rid string) uint32 {
 	t.Fatalf("rule %s has no conj_id flow", rid)
 	return 0
 }
+
+// TestGroupListedTwice: a port that lists a group twice gets each of its
+// rules' conjunction action once (OVS takes one action per conjunction
+// per flow).
+func TestGroupListedTwice(t *testing.T) {
+	s := newScenario()
+	p := s.recs[model.KindPort][idA1].(*model.Port)
+	cp := *p
+	cp.SecurityGroups = []string{sgWeb, sgWeb}
+	s.put(&cp)
+	for _, f := range state(t, s.input("hv1"), false).Flows {
+		seen := map[string]bool{}
+		for _, a := range f.Actions {
+			if seen[a.String()] {
+				t.Fatalf("%s carries %s twice", f, a)
+			}
+			seen[a.String()] = true
+		}
+	}
+}

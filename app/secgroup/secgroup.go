@@ -441,6 +441,11 @@ func (b *builder) conj(t uint8, ck uint64, m flow.Match, a flow.Conjunction) {
 	f := &flow.Flow{Table: t, Priority: prioRule, Cookie: ck, Match: m.Normalize()}
 	k := f.Key()
 	if old, ok := b.clauses[k]; ok {
+		for _, x := range old.Actions {
+			if x == flow.Action(a) {
+				return // a port listing a group twice
+			}
+		}
 		old.Actions = append(old.Actions, a)
 		return
 	}
