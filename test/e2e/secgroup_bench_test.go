@@ -194,6 +194,12 @@ func TestSecurityGroupPerformance(t *testing.T) {
 		"cidr": "10.0.0.0/24", "ip_version": 4, "gateway_ip": "10.0.0.1"}})
 	g := nb.post("security-groups", map[string]any{"security_group": map[string]any{"name": "perf", "project_id": project}})
 	gid := g["id"].(string)
+	// A second group with only iperf3's rule (and the 2 egress rules every
+	// group starts with): separates the cost of 100 rules from the cost of
+	// conntrack itself.
+	g1 := nb.post("security-groups", map[string]any{"security_group": map[string]any{"name": "perf-1", "project_id": project}})
+	nb.post("security-group-rules", map[string]any{"security_group_rule": map[string]any{"security_group_id": g1["id"],
+		"project_id": project, "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 5201, "port_range_max": 5201}})
 	rule := func(proto string, min, max int) string {
 		r := nb.post("security-group-rules", map[string]any{"security_group_rule": map[string]any{"security_group_id": gid,
 			"project_id": project, "direction": "ingress", "ethertype": "IPv4", "protocol": proto, "port_range_min": min, "port_range_max": max}})
@@ -216,6 +222,8 @@ func TestSecurityGroupPerformance(t *testing.T) {
 		{"f3", "10.0.0.13", hvs[2], map[string]any{"security_groups": []string{gid}}},
 		{"u1", "10.0.0.21", hvs[0], map[string]any{"port_security_enabled": false}},
 		{"u2", "10.0.0.22", hvs[1], map[string]any{"port_security_enabled": false}},
+		{"c1", "10.0.0.31", hvs[0], map[string]any{"security_groups": []any{g1["id"]}}},
+		{"c2", "10.0.0.32", hvs[1], map[string]any{"security_groups": []any{g1["id"]}}},
 	}
 	vms := map[string]*hvlab.VM{}
 	for _, sp := range specs {
@@ -302,7 +310,7 @@ func TestSecurityGroupPerformance(t *testing.T) {
 		adds, b.String(), pct(worst, 0.5), pct(worst, 0.99), adds)
 
 	// Throughput: alternating runs, medians; the machine is shared.
-	for _, name := range []string{"f2", "u2"} {
+	for _, name := range []string{"f2", "u2", "c2"} {
 		srv := exec.Command("ip", "netns", "exec", vms[name].NS(), "iperf3", "-s")
 		if err := srv.Start(); err != nil {
 			t.Fatal(err)
@@ -311,19 +319,22 @@ func TestSecurityGroupPerformance(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	const runs = 7
-	var filtered, open, ratios []float64
+	var filtered, one, open, ratios []float64
 	for i := 0; i < runs; i++ {
 		o := iperf(t, vms["u1"].For(t), "10.0.0.22")
 		f := iperf(t, vms["f1"].For(t), "10.0.0.12")
-		open, filtered, ratios = append(open, o), append(filtered, f), append(ratios, f/o)
+		c := iperf(t, vms["c1"].For(t), "10.0.0.32")
+		open, filtered, one, ratios = append(open, o), append(filtered, f), append(one, c), append(ratios, f/o)
 	}
 	sorted := func(v []float64) []float64 { w := append([]float64{}, v...); sort.Float64s(w); return w }
-	so, sf, sr := sorted(open), sorted(filtered), sorted(ratios)
+	so, sf, s1, sr := sorted(open), sorted(filtered), sorted(one), sorted(ratios)
 	t.Logf("throughput hv0 -> hv1 (GRE, userspace OVS), %d alternating 5 s iperf3 runs each:\n"+
 		"  no security groups:     median %.2f Gbit/s (min %.2f, max %.2f) %.2f\n"+
 		"  group of 100 rules:     median %.2f Gbit/s (min %.2f, max %.2f) %.2f\n"+
-		"  ratio of medians %.3f; per-pair ratios min %.2f median %.2f max %.2f",
+		"  group of 3 rules:       median %.2f Gbit/s (min %.2f, max %.2f) %.2f\n"+
+		"  100 rules / no groups: ratio of medians %.3f; per-pair ratios min %.2f median %.2f max %.2f\n"+
+		"  100 rules / 3 rules: ratio of medians %.3f; 3 rules / no groups: %.3f",
 		runs, so[runs/2], so[0], so[runs-1], open, sf[runs/2], sf[0], sf[runs-1], filtered,
-		sf[runs/2]/so[runs/2], sr[0], sr[runs/2], sr[runs-1])
-
+		s1[runs/2], s1[0], s1[runs-1], one,
+		sf[runs/2]/so[runs/2], sr[0], sr[runs/2], sr[runs-1], sf[runs/2]/s1[runs/2], s1[runs/2]/so[runs/2])
 }
