@@ -151,8 +151,9 @@ func (p *probe) close() {
 // one 3-hypervisor GRE lab:
 //
 //   - TCP throughput hv0 -> hv1 between two VMs in a group of 100 rules
-//     against two VMs with port security off, 7 alternating 5 s iperf3
-//     runs each: medians, their ratio, and the spread.
+//     against two VMs with port security off (and two in a group of 3
+//     rules, to tell rules from conntrack), 7 alternating 5 s iperf3
+//     runs each: medians, their ratios, and the spread.
 //   - Rule add -> enforced on every hypervisor holding the group, by
 //     traffic: UDP probes (one datagram every 5 ms) to a fresh port of
 //     the group's VMs on hv0, hv1 and hv2 are dropped until the rule
