@@ -100,7 +100,25 @@ type CT struct {
 	Exec []SetField
 }
 
+// Conjunction makes its flow one clause (1-based Clause of NClauses) of
+// the conjunctive match ID (Nicira conjunction action). A flow with
+// conjunction actions has no other actions and no instructions: it never
+// acts by itself. When a packet matches, at one priority, a flow of every
+// clause of a conjunction, the table is looked up again with conj_id set
+// to ID, and the flow matching conj_id=ID acts. Flows of one clause cost a
+// sum, not a product: (a|b) and (c|d|e) is 2+3 flows, not 2*3.
+type Conjunction struct {
+	ID       uint32
+	Clause   uint8 // 1..NClauses
+	NClauses uint8 // 2..64
+}
+
+func (a Conjunction) String() string {
+	return fmt.Sprintf("conjunction(%d,%d/%d)", a.ID, a.Clause, a.NClauses)
+}
+
 func (Output) isAction()      {}
+func (Conjunction) isAction() {}
 func (GroupAction) isAction() {}
 func (PushVLAN) isAction()    {}
 func (PopVLAN) isAction()     {}

@@ -67,6 +67,7 @@ const (
 	CTState
 	CTZone
 	CTMark
+	ConjID
 	EthSrc
 	EthDst
 	EthType
@@ -122,6 +123,7 @@ var defs = [numFields]FieldDef{
 	CTState:    {"ct_state", ClassNXM1, 105, 4, true, FmtCTState, nil},
 	CTZone:     {"ct_zone", ClassNXM1, 106, 2, false, FmtDec, nil},
 	CTMark:     {"ct_mark", ClassNXM1, 107, 4, true, FmtHex, nil},
+	ConjID:     {"conj_id", ClassNXM1, 37, 4, false, FmtDec, nil}, // NXM_NX_CONJ_ID: set only by a complete conjunctive match
 	EthSrc:     {"dl_src", ClassBasic, 4, 6, true, FmtMAC, nil},
 	EthDst:     {"dl_dst", ClassBasic, 3, 6, true, FmtMAC, nil},
 	EthType:    {"dl_type", ClassBasic, 5, 2, false, FmtHex, nil},

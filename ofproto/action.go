@@ -24,6 +24,7 @@ const (
 	nxastRegLoad       = 7
 	nxastResubmitTable = 14
 	nxastRegLoad2      = 33
+	nxastConjunction   = 34
 	nxastCT            = 35
 	nxastNAT           = 36
 )
@@ -191,6 +192,10 @@ func ValidateAction(a flow.Action) error {
 				return err
 			}
 		}
+	case flow.Conjunction:
+		if a.NClauses < 2 || a.NClauses > 64 || a.Clause < 1 || a.Clause > a.NClauses {
+			return fmt.Errorf("%w: %s: clause k/n needs 1 <= k <= n and 2 <= n <= 64", ErrUnencodable, a)
+		}
 	case *flow.NAT:
 		return fmt.Errorf("%w: nat outside ct", ErrUnencodable)
 	case flow.Opaque:
@@ -270,6 +275,12 @@ func appendAction(b []byte, a flow.Action) ([]byte, error) {
 		b = put16(b, a.DstOfs)
 		b = put32(b, nxmHeader(a.Src))
 		b = put32(b, nxmHeader(a.Dst))
+		return finishAction(b, start)
+	case flow.Conjunction:
+		// nx_action_conjunction: clause is 0-based on the wire.
+		b, start := startNX(b, nxastConjunction)
+		b = append(b, a.Clause-1, a.NClauses)
+		b = put32(b, a.ID)
 		return finishAction(b, start)
 	case flow.Resubmit:
 		b, start := startNX(b, nxastResubmitTable)
@@ -474,6 +485,15 @@ func parseNX(sub uint16, b []byte) (flow.Action, error) {
 			return nil, malformed("masked set_field outside %s", x.F)
 		}
 		return decodedSetField(x.F, x.Value, x.Mask), nil
+	case nxastConjunction:
+		if err := need(16); err != nil {
+			return nil, err
+		}
+		a := flow.Conjunction{Clause: b[10] + 1, NClauses: b[11], ID: be.Uint32(b[12:])}
+		if a.NClauses < 2 || a.NClauses > 64 || a.Clause < 1 || a.Clause > a.NClauses {
+			return nil, malformed("conjunction clause %d/%d (0-based)", b[10], b[11])
+		}
+		return a, nil
 	case nxastResubmitTable:
 		if err := need(16); err != nil {
 			return nil, err

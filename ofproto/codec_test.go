@@ -124,6 +124,9 @@ func sampleFlows() []*flow.Flow {
 			Actions:  []flow.Action{flow.Output{Port: 1}},
 			Metadata: 0x5, MetadataMask: 0xff, Goto: 13},
 		{Table: 13, Priority: 0, Metadata: 0xabc, MetadataMask: ^uint64(0)},
+		{Table: 16, Priority: 160, Match: tcpMatch().SetMasked(flow.TCPDst, 0x1f40, 0xfff8),
+			Actions: []flow.Action{flow.Conjunction{ID: 9, Clause: 2, NClauses: 3}, flow.Conjunction{ID: 1 << 31, Clause: 1, NClauses: 2}}},
+		{Table: 16, Priority: 160, Match: ipMatch().Set(flow.ConjID, 9), Goto: 17},
 		{Table: 14, Priority: 1, Goto: 15},
 		{Table: 15, Priority: 0},
 	}
@@ -799,4 +802,29 @@ func must(b []byte, err error) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// TestConjunctionBounds: a conjunction's clause k/n needs 1 <= k <= n and
+// 2 <= n <= 64, both ways (OVS's own bounds).
+func TestConjunctionBounds(t *testing.T) {
+	for _, a := range []flow.Conjunction{{ID: 1, Clause: 0, NClauses: 2}, {ID: 1, Clause: 1, NClauses: 1},
+		{ID: 1, Clause: 3, NClauses: 2}, {ID: 1, Clause: 1, NClauses: 65}} {
+		if _, err := AppendActions(nil, []flow.Action{a}); !errors.Is(err, ErrUnencodable) {
+			t.Errorf("%s encoded: %v", a, err)
+		}
+	}
+	good := must(AppendActions(nil, []flow.Action{flow.Conjunction{ID: 7, Clause: 2, NClauses: 3}}))
+	if len(good) != 16 {
+		t.Fatalf("conjunction is %d bytes, want 16", len(good))
+	}
+	for _, c := range [][2]byte{{255, 3}, {3, 3}, {0, 1}, {0, 65}} {
+		b := append([]byte{}, good...)
+		b[10], b[11] = c[0], c[1]
+		if as, err := ParseActions(b); err == nil {
+			t.Errorf("clause %d/%d (0-based) decoded as %s", c[0], c[1], flow.ActionsString(as))
+		}
+	}
+	if as, err := ParseActions(good); err != nil || flow.ActionsString(as) != "conjunction(7,2/3)" {
+		t.Fatalf("decoded %s, %v", flow.ActionsString(as), err)
+	}
 }

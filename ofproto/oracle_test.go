@@ -338,6 +338,13 @@ func flowCases() []flowCase {
 		{"ip,", "ct(commit,exec(set_field:0x2/0x2->ct_mark))", ipMatch(),
 			[]flow.Action{ct(func(c *flow.CT) { c.Commit, c.Exec = true, []flow.SetField{{F: flow.CTMark, Value: 2, Mask: 2}} })},
 			"ct(commit,exec(load:0x1->NXM_NX_CT_MARK[1]))"},
+		// Conjunctive matches (app/secgroup): clause actions, and the
+		// conj_id match of the flow that acts.
+		{"ip,nw_src=10.0.0.0/24,", "conjunction(7,1/3),conjunction(4294967295,2/2)", ipMatch().SetMasked(flow.IPv4Src, 0x0a000000, 0xffffff00),
+			[]flow.Action{flow.Conjunction{ID: 7, Clause: 1, NClauses: 3}, flow.Conjunction{ID: 0xffffffff, Clause: 2, NClauses: 2}},
+			"actions=conjunction(7,1/3),conjunction(4294967295,2/2)"},
+		{"ip,conj_id=7,", "ct(commit,zone=5)", ipMatch().Set(flow.ConjID, 7),
+			[]flow.Action{ct(func(c *flow.CT) { c.Commit, c.Zone = true, 5 })}, "conj_id=7"},
 	} {
 		f := &flow.Flow{Table: 4, Priority: 40, Match: c.m, Actions: c.as}
 		add("table=4,priority=40,"+c.match+"actions="+c.ovs, f, c.want)

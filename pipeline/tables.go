@@ -82,7 +82,7 @@ var (
 		Matches: fs(flow.InPort, flow.EthSrc, flow.EthType, flow.IPv4Src, flow.ARPSpa, flow.IPProto, flow.UDPSrc, flow.UDPDst),
 		Next:    []string{"from_vm_acl"}}
 	FromVMACL = &Table{Name: "from_vm_acl", Owner: AppSecGroup, Purpose: "stateful security groups on what a VM sends (conntrack commit/lookup)", Miss: MissNext,
-		Matches:     fields(fs(regClass, regNet, regIn, flow.Reg7, flow.EthSrc, flow.EthDst), ipFields, ctFields),
+		Matches:     fields(fs(regClass, regNet, regIn, flow.Reg7, flow.EthSrc, flow.EthDst, flow.ConjID), ipFields, ctFields),
 		Sets:        fs(flow.Reg4, flow.Reg7, flow.CTMark),
 		Next:        []string{"arp_responder"},
 		Recirculate: true}
@@ -118,7 +118,7 @@ var (
 		Sets:    fs(regOut, flow.TunnelID, flow.VlanVID),
 		Next:    []string{"to_vm_acl"}}
 	ToVMACL = &Table{Name: "to_vm_acl", Owner: AppSecGroup, Purpose: "stateful security groups on what a VM receives", Miss: MissNext,
-		Matches:     fields(fs(regClass, regNet, regIn, regOut, flow.Reg7, flow.EthSrc, flow.EthDst), ipFields, ctFields),
+		Matches:     fields(fs(regClass, regNet, regIn, regOut, flow.Reg7, flow.EthSrc, flow.EthDst, flow.ConjID), ipFields, ctFields),
 		Sets:        fs(flow.Reg4, flow.Reg7, flow.CTMark),
 		Next:        []string{"output"},
 		Recirculate: true}

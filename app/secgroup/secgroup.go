@@ -8,6 +8,7 @@ package secgroup
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -89,7 +90,8 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 		return d, nil
 	}
 	ix := index(in.Model)
-	b := &builder{seen: map[string]bool{}}
+	b := &builder{seen: map[string]bool{}, clauses: map[string]*flow.Flow{}, done: map[uint32]bool{},
+		conjIDs: map[uint8]map[string]uint32{}, conjUsed: map[uint8]map[uint32]bool{}}
 	for _, ingress := range []bool{false, true} {
 		dr := newDirection(ix, ports, ingress)
 		b.classify(ix, dr, ports)
@@ -97,6 +99,7 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 			b.port(ix, dr, bp)
 		}
 	}
+	b.finish()
 	d.Flows = b.flows
 	return d, nil
 }
@@ -298,8 +301,12 @@ func index(m *model.Snapshot) *modelIndex {
 // builder accumulates flows, keeping the first of flows with the same key
 // (two rules that compile to the same match).
 type builder struct {
-	flows []*flow.Flow
-	seen  map[string]bool
+	flows    []*flow.Flow
+	seen     map[string]bool
+	clauses  map[string]*flow.Flow // conjunctive clause flows by key
+	done     map[uint32]bool       // conjunctions whose clauses are out
+	conjIDs  map[uint8]map[string]uint32
+	conjUsed map[uint8]map[uint32]bool
 }
 
 func (b *builder) add(f *flow.Flow) {
@@ -360,7 +367,8 @@ func (b *builder) port(ix *modelIndex, dr *direction, bp boundPort) {
 			Exec: []flow.SetField{{F: flow.CTMark, Value: MarkRevoked}}}}})
 	b.add(&flow.Flow{Table: t, Priority: prioDenied, Cookie: ck, Match: dr.classified(base)})
 	b.add(&flow.Flow{Table: t, Priority: prioDropAll, Cookie: ck, Match: base})
-	// The rules of the port's groups in this direction.
+	// The rules of the port's groups in this direction: the port is
+	// clause 1 of each rule's conjunction in its zone (see rule).
 	groups := append([]string{}, bp.port.SecurityGroups...)
 	sort.Strings(groups)
 	for _, g := range groups {
@@ -368,11 +376,94 @@ func (b *builder) port(ix *modelIndex, dr *direction, bp boundPort) {
 			if (r.Direction == "ingress") != dr.ingress {
 				continue
 			}
-			for _, m := range ruleMatches(ix, dr, r, dr.state(base, 0, flow.CTReply)) {
-				b.add(&flow.Flow{Table: t, Priority: prioRule, Cookie: cookie(r.ID), Match: m,
-					Actions: []flow.Action{flow.CT{Commit: true, Zone: zone, Table: flow.CTNoTable}}, Goto: pass})
+			b.rule(ix, dr, r, zone, dr.state(base, 0, flow.CTReply).EthType(flow.EthTypeIPv4), ck)
+		}
+	}
+}
+
+// rule emits one rule for one port (portMatch: the port's packets,
+// classified, tracked, not replies) as an OVS conjunctive match, so that
+// nothing multiplies: clause 1 is the rule's ports (one flow per port,
+// shared by all the rules of that port), clause 2 the rule's protocol
+// and ports (one flow per port mask), clause 3, if needed, its remote
+// addresses (one flow per address). The conjunction's id is the rule's
+// in the port's zone; the flow matching that conj_id commits to the zone's
+// conntrack and passes. Clause flows that several rules share (same match)
+// are one flow carrying one conjunction action per rule.
+func (b *builder) rule(ix *modelIndex, dr *direction, r *model.SGRule, zone uint16, portMatch flow.Match, portCookie uint64) {
+	clauses := ruleClauses(ix, dr, r)
+	if len(clauses) == 0 {
+		return // a rule this data plane cannot enforce allows nothing
+	}
+	t := dr.t.ID()
+	id := b.conjID(t, fmt.Sprintf("%s/%d", r.ID, zone))
+	n := uint8(1 + len(clauses))
+	b.conj(t, portCookie, portMatch, flow.Conjunction{ID: id, Clause: 1, NClauses: n})
+	if b.done[id] {
+		return
+	}
+	b.done[id] = true
+	for i, cl := range clauses {
+		for _, m := range cl {
+			b.conj(t, cookie("clause:"+m.Normalize().String()), m, flow.Conjunction{ID: id, Clause: uint8(i + 2), NClauses: n})
+		}
+	}
+	b.add(&flow.Flow{Table: t, Priority: prioRule, Cookie: cookie(r.ID),
+		Match:   flow.M().EthType(flow.EthTypeIPv4).Set(flow.ConjID, uint64(id)),
+		Actions: []flow.Action{flow.CT{Commit: true, Zone: zone, Table: flow.CTNoTable}}, Goto: next(dr.t)})
+}
+
+// conjID gives (rule, zone) its conjunction id in table t: a hash of the
+// key, so that a rule keeps its id whatever else changes (a collision,
+// rare in 32 bits, takes the next free id).
+func (b *builder) conjID(t uint8, key string) uint32 {
+	if id, ok := b.conjIDs[t][key]; ok {
+		return id
+	}
+	if b.conjIDs[t] == nil {
+		b.conjIDs[t] = map[string]uint32{}
+		b.conjUsed[t] = map[uint32]bool{}
+	}
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	id := h.Sum32()
+	for id == 0 || b.conjUsed[t][id] {
+		id++
+	}
+	b.conjIDs[t][key] = id
+	b.conjUsed[t][id] = true
+	return id
+}
+
+// conj adds a conjunction action to the clause flow with match m, making
+// the flow if it is new.
+func (b *builder) conj(t uint8, ck uint64, m flow.Match, a flow.Conjunction) {
+	f := &flow.Flow{Table: t, Priority: prioRule, Cookie: ck, Match: m.Normalize()}
+	k := f.Key()
+	if old, ok := b.clauses[k]; ok {
+		for _, x := range old.Actions {
+			if x == flow.Action(a) {
+				return // a port listing a group twice
 			}
 		}
+		old.Actions = append(old.Actions, a)
+		return
+	}
+	f.Actions = []flow.Action{a}
+	b.clauses[k] = f
+	b.add(f)
+}
+
+// finish puts every clause flow's conjunction actions in order.
+func (b *builder) finish() {
+	for _, f := range b.clauses {
+		sort.Slice(f.Actions, func(i, j int) bool {
+			x, y := f.Actions[i].(flow.Conjunction), f.Actions[j].(flow.Conjunction)
+			if x.ID != y.ID {
+				return x.ID < y.ID
+			}
+			return x.Clause < y.Clause
+		})
 	}
 }
 
@@ -399,11 +490,13 @@ func Protocol(s string) (proto uint8, any bool, ok bool) {
 	return uint8(n), false, true
 }
 
-// ruleMatches compiles one rule into matches on top of base (the port,
-// tracked, not a reply). A rule the IPv4 data plane cannot enforce
-// (IPv6, a protocol or range it cannot express) compiles to nothing:
-// it allows nothing.
-func ruleMatches(ix *modelIndex, dr *direction, r *model.SGRule, base flow.Match) []flow.Match {
+// ruleClauses compiles one rule into the clauses of its conjunction
+// after the ports' (see rule): its protocol and ports with its remote
+// address folded in when either is a single match, else protocol and
+// ports, then remote addresses. A rule the IPv4 data plane cannot
+// enforce (IPv6, a protocol or range it cannot express) compiles to
+// nothing: it allows nothing.
+func ruleClauses(ix *modelIndex, dr *direction, r *model.SGRule) [][]flow.Match {
 	if r.EtherType != "" && !strings.EqualFold(r.EtherType, "IPv4") {
 		return nil // IPv6 rules are stored, not enforced (IPv4 data plane)
 	}
@@ -411,7 +504,7 @@ func ruleMatches(ix *modelIndex, dr *direction, r *model.SGRule, base flow.Match
 	if !ok {
 		return nil
 	}
-	m := base.EthType(flow.EthTypeIPv4)
+	m := flow.M().EthType(flow.EthTypeIPv4)
 	var l4 []flow.Match
 	switch {
 	case anyProto:
@@ -461,20 +554,20 @@ func ruleMatches(ix *modelIndex, dr *direction, r *model.SGRule, base flow.Match
 		l4 = []flow.Match{m.Set(flow.IPProto, uint64(proto))}
 	}
 	remote := dr.remoteField()
-	var remotes []prefix
+	var remotes []flow.Match
 	switch {
 	case r.RemoteGroupID != "":
-		remotes = ix.addrs[r.RemoteGroupID]
-		if len(remotes) == 0 {
+		addrs := ix.addrs[r.RemoteGroupID]
+		if len(addrs) == 0 {
 			return nil
 		}
 		if bit, ok := dr.bit[r.RemoteGroupID]; ok {
-			out := make([]flow.Match, 0, len(l4))
-			for _, x := range l4 {
-				v := uint64(1)<<bit | dr.flag
-				out = append(out, x.SetMasked(flow.Reg7, v, v))
-			}
-			return out
+			v := uint64(1)<<bit | dr.flag
+			remotes = []flow.Match{flow.M().SetMasked(flow.Reg7, v, v)}
+			break
+		}
+		for _, a := range addrs {
+			remotes = append(remotes, flow.M().EthType(flow.EthTypeIPv4).SetMasked(remote, uint64(a.ip), a.mask()))
 		}
 	case r.RemoteIPPrefix != "":
 		p, ok := parsePrefix(r.RemoteIPPrefix)
@@ -482,17 +575,37 @@ func ruleMatches(ix *modelIndex, dr *direction, r *model.SGRule, base flow.Match
 			return nil
 		}
 		if p.bits > 0 {
-			remotes = []prefix{p}
+			remotes = []flow.Match{flow.M().EthType(flow.EthTypeIPv4).SetMasked(remote, uint64(p.ip), p.mask())}
 		}
 	}
-	if len(remotes) == 0 {
-		return l4
-	}
-	out := make([]flow.Match, 0, len(l4)*len(remotes))
-	for _, a := range remotes {
-		for _, x := range l4 {
-			out = append(out, x.SetMasked(remote, uint64(a.ip), a.mask()))
+	switch {
+	case len(remotes) == 0:
+		return [][]flow.Match{l4}
+	case len(remotes) == 1:
+		return [][]flow.Match{cross(l4, remotes[0])}
+	case len(l4) == 1:
+		out := make([]flow.Match, 0, len(remotes))
+		for _, x := range remotes {
+			out = append(out, merge(l4[0], x))
 		}
+		return [][]flow.Match{out}
+	}
+	return [][]flow.Match{l4, remotes}
+}
+
+// merge is the match of both a and b.
+func merge(a, b flow.Match) flow.Match {
+	for _, x := range b {
+		a = a.SetMasked(x.F, x.Value, x.Mask)
+	}
+	return a
+}
+
+// cross merges x into every match of ms.
+func cross(ms []flow.Match, x flow.Match) []flow.Match {
+	out := make([]flow.Match, len(ms))
+	for i, m := range ms {
+		out[i] = merge(m, x)
 	}
 	return out
 }

@@ -52,10 +52,14 @@ func state(t testing.TB, in app.Input, withIsolation bool) *flow.State {
 
 func TestGolden(t *testing.T) {
 	s := newScenario()
-	for _, c := range []string{"hv1", "hv2"} {
-		t.Run(c, func(t *testing.T) {
-			got := state(t, s.input(c), false).Text()
-			golden := "testdata/" + c + ".golden"
+	for _, c := range []struct{ name, chassis string }{{"hv1", "hv1"}, {"hv2", "hv2"}, {"hv1-egress", "hv1"}} {
+		t.Run(c.name, func(t *testing.T) {
+			s := s
+			if c.name == "hv1-egress" {
+				s = egressScenario() // narrower egress rules (TestWalkEgressRules)
+			}
+			got := state(t, s.input(c.chassis), false).Text()
+			golden := "testdata/" + c.name + ".golden"
 			if *update {
 				if err := os.MkdirAll("testdata", 0o755); err != nil {
 					t.Fatal(err)

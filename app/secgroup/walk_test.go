@@ -281,3 +281,83 @@ func contains(ps []uint32, p uint32) bool {
 	}
 	return false
 }
+
+// The data plane carries no IPv6 for filtered ports (isolation's port
+// security lets only the port's MAC with IPv4 and ARP out; see README.md,
+// "IPv6"), so IPv6 rules are stored, not enforced, and IPv6 never reaches
+// a filtered port unfiltered: not from it, not to it (unicast or
+// multicast, ND and RA included), even with an IPv6 rule that would allow
+// it. Ports with port security off carry IPv6 unfiltered, as in Neutron.
+func TestWalkIPv6Dropped(t *testing.T) {
+	h := newHV1(t)
+	v6 := func(src, dst flow.MAC) fakeswitch.Packet {
+		return fakeswitch.Packet{EthSrc: src, EthDst: dst, EthType: 0x86dd}
+	}
+	allNodes := flow.MustMAC("33:33:00:00:00:01")  // RA, ND to all nodes
+	solicited := flow.MustMAC("33:33:ff:00:00:01") // NS to a solicited-node group
+	// From a filtered VM: dropped at port security, whatever the rules.
+	h.expect("IPv6 from a1 (web, IPv6 ingress rule)", 1, v6(macA1, macA2))
+	h.expect("IPv6 from a5 (default: IPv6 egress any)", 4, v6(macA5, macA6))
+	h.expect("IPv6 multicast from a5", 4, v6(macA5, allNodes))
+	h.expect("IPv6 from a3 (no group)", 2, v6(macA3, allNodes))
+	// To a filtered VM, from a port with port security off (a4) or from
+	// the tunnel: dropped in to_vm_acl, although a1's group has an IPv6
+	// rule (tcp 22 from ::/0) and a5's allows IPv6 from default members
+	// (a4 is one).
+	h.expect("IPv6 a4 -> a1", 3, v6(macA4, macA1))
+	h.expect("IPv6 a4 -> a5", 3, v6(macA4, macA5))
+	h.expect("IPv6 tunnel -> a1", tunnel, viaTunnel(v6(macA2, macA1)))
+	// Multicast (RA, NS) floods to unfiltered ports only.
+	for _, dst := range []flow.MAC{allNodes, solicited, bcast} {
+		r := h.walk(tunnel, viaTunnel(v6(macA2, dst)))
+		for _, p := range r.Ports() {
+			if p == 1 || p == 2 || p == 4 {
+				t.Fatalf("IPv6 to %s reached filtered port %d: %s\n%s", dst, p, r, r.TraceText())
+			}
+		}
+		if !contains(r.Ports(), 3) {
+			t.Fatalf("IPv6 to %s did not reach a4 (port security off): %s\n%s", dst, r, r.TraceText())
+		}
+	}
+	// a4 (port security off) sends and receives IPv6 unfiltered.
+	h.expect("IPv6 from a4 to a2 (remote)", 3, v6(macA4, macA2), tunnel)
+	h.expect("IPv6 to a4", tunnel, viaTunnel(v6(macA2, macA4)), 3)
+}
+
+// egressScenario is the scenario with web's "egress anywhere" rule
+// replaced by narrower egress rules: TCP 443-444 to 10.0.0.0/28, UDP 53
+// to the default group, ICMP anywhere.
+func egressScenario() *scenario {
+	s := newScenario()
+	s.del(model.KindSGRule, "e0000000-0000-4000-8000-000000000001")
+	s.rule("e0000000-0000-4000-8000-000000000011", sgWeb, "egress", "IPv4", "tcp", intp(443), intp(444), "10.0.0.0/28", "")
+	s.rule("e0000000-0000-4000-8000-000000000012", sgWeb, "egress", "IPv4", "udp", intp(53), intp(53), "", sgDefault)
+	s.rule("e0000000-0000-4000-8000-000000000013", sgWeb, "egress", "IPv4", "icmp", nil, nil, "", "")
+	return s
+}
+
+// TestWalkEgressRules: egress rules by port range and prefix, remote
+// group and protocol, from a1 (web) on hv1, checked in from_vm_acl (the
+// packet leaves by the tunnel; hv2's ingress rules are hv2's business).
+func TestWalkEgressRules(t *testing.T) {
+	for _, bits := range []int{maxGroupBits, 1, 0} {
+		t.Run(fmt.Sprintf("%d group bits", bits), func(t *testing.T) {
+			defer func(old int) { groupBits = old }(groupBits)
+			groupBits = bits
+			h := &hv{t: t, s: egressScenario(), ct: newTracker()}
+			h.load()
+			h.expect("tcp 443 to a2 (in 10.0.0.0/28)", 1, tcp(macA1, macA2, "10.0.0.11", "10.0.0.12", 40000, 443), tunnel)
+			h.expect("tcp 444 to a2", 1, tcp(macA1, macA2, "10.0.0.11", "10.0.0.12", 40000, 444), tunnel)
+			h.expect("tcp 445 to a2 (denied)", 1, tcp(macA1, macA2, "10.0.0.11", "10.0.0.12", 40000, 445))
+			h.expect("tcp 442 to a2 (denied)", 1, tcp(macA1, macA2, "10.0.0.11", "10.0.0.12", 40000, 442))
+			h.expect("tcp 443 to a6 (10.0.0.16, outside the /28: denied)", 1, tcp(macA1, macA6, "10.0.0.11", "10.0.0.16", 40000, 443))
+			h.expect("udp 53 to a6 (default)", 1, ipPkt(macA1, macA6, "10.0.0.11", "10.0.0.16", flow.ProtoUDP, 999, 53), tunnel)
+			h.expect("udp 53 to a2 (web: denied)", 1, ipPkt(macA1, macA2, "10.0.0.11", "10.0.0.12", flow.ProtoUDP, 999, 53))
+			h.expect("udp 54 to a6 (denied)", 1, ipPkt(macA1, macA6, "10.0.0.11", "10.0.0.16", flow.ProtoUDP, 999, 54))
+			h.expect("ping to a2 (icmp anywhere)", 1, icmp(macA1, macA2, "10.0.0.11", "10.0.0.12", 8), tunnel)
+			h.expect("gre to a2 (denied)", 1, ipPkt(macA1, macA2, "10.0.0.11", "10.0.0.12", 47, 0, 0))
+			// The reply of a connection a1 opened passes whatever the rules.
+			h.expect("reply to a1's tcp 443", tunnel, viaTunnel(tcp(macA2, macA1, "10.0.0.12", "10.0.0.11", 443, 40000)), 1)
+		})
+	}
+}

@@ -13,7 +13,8 @@
 // flows, groups and meters of package flow as Open vSwitch executes them:
 // priorities and masked matches, goto_table, write_metadata, apply-actions
 // in order, Nicira resubmit, registers, reg_load and reg_move, VLAN push
-// and pop, set_field, dec_ttl, groups of every type, and a minimal ct().
+// and pop, set_field, dec_ttl, groups of every type, conjunctive matches
+// (conjunction, conj_id), and a minimal ct().
 // See Walk for the exact rules and the limits. Anything the model does not
 // know is an error wrapping ErrUnsupported, never silently passed over.
 // Real OVS and ofproto/trace stay the oracle in the e2e tier

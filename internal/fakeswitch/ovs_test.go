@@ -88,6 +88,28 @@ func modelState() *flow.State {
 	st.Meters[meter] = &flow.Meter{ID: meter, Flags: flow.MeterPktps, Bands: []flow.Band{{Type: flow.BandDrop, Rate: 1000}}}
 	add(&flow.Flow{Table: 0, Priority: 10, Cookie: ck(13), Match: udp(13), Meter: meter, Metadata: 0x5, MetadataMask: 0xff, Goto: 8})
 	add(&flow.Flow{Table: 8, Priority: 10, Cookie: ck(13), Match: flow.M().SetMasked(flow.Metadata, 0x5, 0xf), Actions: []flow.Action{flow.Output{Port: 4}}})
+	// 14-17: conjunctive matches in table 9. Clause 1 of conjunctions 1,
+	// 2 and 3 is nw_dst; clause 2 is the UDP port. 14 completes 1, 15
+	// completes 2, 16 completes 1 but an ordinary flow of a higher
+	// priority wins, 17 matches only clause 2 of 3 (and 1 of 4): the
+	// lower ordinary flow acts.
+	ipDst := flow.M().EthType(flow.EthTypeIPv4).Set(flow.IPv4Dst, uint64(flow.MustIPv4("10.0.0.2")))
+	udpDst := func(n uint16) flow.Match {
+		return flow.M().EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoUDP).Set(flow.UDPDst, uint64(n))
+	}
+	cj := func(id uint32, k, n uint8) flow.Action { return flow.Conjunction{ID: id, Clause: k, NClauses: n} }
+	for n := uint16(14); n <= 17; n++ {
+		add(&flow.Flow{Table: 0, Priority: 10, Cookie: ck(14), Match: udp(n), Goto: 9})
+	}
+	add(&flow.Flow{Table: 9, Priority: 30, Cookie: ck(14), Match: ipDst, Actions: []flow.Action{cj(1, 1, 2), cj(2, 1, 2), cj(4, 1, 2)}})
+	add(&flow.Flow{Table: 9, Priority: 30, Cookie: ck(14), Match: udpDst(14), Actions: []flow.Action{cj(1, 2, 2)}})
+	add(&flow.Flow{Table: 9, Priority: 30, Cookie: ck(14), Match: udpDst(15), Actions: []flow.Action{cj(2, 2, 2)}})
+	add(&flow.Flow{Table: 9, Priority: 30, Cookie: ck(14), Match: udpDst(16), Actions: []flow.Action{cj(1, 2, 2)}})
+	add(&flow.Flow{Table: 9, Priority: 30, Cookie: ck(14), Match: udpDst(17), Actions: []flow.Action{cj(3, 2, 2)}})
+	add(&flow.Flow{Table: 9, Priority: 30, Cookie: ck(14), Match: flow.M().Set(flow.ConjID, 1), Actions: []flow.Action{flow.Output{Port: 2}}})
+	add(&flow.Flow{Table: 9, Priority: 30, Cookie: ck(14), Match: flow.M().Set(flow.ConjID, 2), Actions: []flow.Action{flow.Output{Port: 3}}})
+	add(&flow.Flow{Table: 9, Priority: 40, Cookie: ck(14), Match: udpDst(16), Actions: []flow.Action{flow.Output{Port: 5}}})
+	add(&flow.Flow{Table: 9, Priority: 10, Cookie: ck(14), Match: flow.M().EthType(flow.EthTypeIPv4), Actions: []flow.Action{flow.Output{Port: 4}}})
 	return st
 }
 
@@ -149,6 +171,10 @@ func TestModelAgreesWithOVS(t *testing.T) {
 		{"pop_vlan", tagged(udpTo(11))},
 		{"push_vlan on an untagged frame", udpTo(12)},
 		{"meter passes, write_metadata, goto", udpTo(13)},
+		{"conjunction 1 complete: conj_id=1 acts", udpTo(14)},
+		{"conjunction 2 complete: conj_id=2 acts", udpTo(15)},
+		{"a complete conjunction under a higher ordinary flow", udpTo(16)},
+		{"incomplete conjunctions fall to a lower ordinary flow", udpTo(17)},
 		{"table miss flow: punt with reason no_match", udpTo(99)},
 	}
 	var table strings.Builder

@@ -32,6 +32,9 @@ type Packet struct {
 	CTState  uint32
 	CTZone   uint16
 	CTMark   uint32
+	// ConjID is set only during the second lookup of a complete
+	// conjunctive match (see Walk); it is 0 otherwise.
+	ConjID uint32
 
 	EthSrc, EthDst flow.MAC
 	// VLANs are the tags, outermost first. dl_vlan and dl_vlan_pcp match
@@ -102,6 +105,8 @@ func (p *Packet) Get(f flow.Field) (v uint64, ok bool) {
 		return uint64(p.CTZone), true
 	case flow.CTMark:
 		return uint64(p.CTMark), true
+	case flow.ConjID:
+		return uint64(p.ConjID), true
 	case flow.EthSrc:
 		return uint64(p.EthSrc), true
 	case flow.EthDst:
@@ -180,6 +185,8 @@ func (p *Packet) Set(f flow.Field, v uint64) error {
 		p.CTZone = uint16(v)
 	case flow.CTMark:
 		p.CTMark = uint32(v)
+	case flow.ConjID:
+		return fmt.Errorf("fakeswitch: conj_id is read-only (OVS refuses to set it)")
 	case flow.EthSrc:
 		p.EthSrc = flow.MAC(v)
 	case flow.EthDst:

@@ -213,6 +213,9 @@ type recirc struct {
 //     tracker's rewritten packet; nat() without a table is an error. There
 //     is no connection table in the walk itself: state comes only from the
 //     tracker.
+//   - conjunctive matches (conjunction actions, conj_id): see lookup.
+//     Clause flows never act by themselves and may carry no other action
+//     or instruction.
 //   - learn is not used by any app and has no value in package flow; any
 //     action the model does not know (flow.Opaque) is an error.
 func (s *Switch) Walk(inPort uint32, p Packet) (*Result, error) {
@@ -274,14 +277,101 @@ func (w *walker) tracef(format string, a ...any) {
 	w.res.Trace = append(w.res.Trace, strings.Repeat("  ", w.depth)+fmt.Sprintf(format, a...))
 }
 
-// lookup finds the flow of table id that the packet hits.
+// conjunctive reports whether f is a clause of conjunctive matches: its
+// actions are all conjunction actions (OVS refuses any other action or
+// instruction beside them).
+func conjunctive(f *flow.Flow) bool {
+	if len(f.Actions) == 0 {
+		return false
+	}
+	for _, a := range f.Actions {
+		if _, ok := a.(flow.Conjunction); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// lookup finds the flow of table id that the packet hits. Conjunctive
+// matches follow OVS's classifier: clause flows never act by themselves;
+// among those of a higher priority than the best ordinary flow, the
+// highest priority at which some conjunction has a matching flow in every
+// clause wins, and the table is looked up again with conj_id set to that
+// conjunction's id (the flow found then acts; none found is a miss). A
+// conjunction with clauses missing is as if its flows were absent.
 func (w *walker) lookup(p *Packet, id uint8) (*flow.Flow, error) {
+	best, err := w.lookupPlain(p, id)
+	if err != nil || p.ConjID != 0 {
+		return best, err
+	}
+	type conj struct {
+		n       uint8
+		clauses map[uint8]bool
+	}
+	var prio uint16
+	var found map[uint32]*conj
+	var done []uint32
+	for _, f := range w.v.tables[id] {
+		if best != nil && f.Priority <= best.Priority {
+			break
+		}
+		if found != nil && f.Priority < prio {
+			if len(done) > 0 {
+				break
+			}
+			found = nil
+		}
+		if !conjunctive(f) || !p.Matches(f.Match) {
+			continue
+		}
+		if f.Goto != 0 || f.Meter != 0 || f.MetadataMask != 0 {
+			return nil, fmt.Errorf("fakeswitch: flow %s: conjunction with other instructions (OVS refuses it)", f.KeyText())
+		}
+		if found == nil {
+			prio, found = f.Priority, map[uint32]*conj{}
+		}
+		for _, a := range f.Actions {
+			c := a.(flow.Conjunction)
+			if c.NClauses < 2 || c.Clause < 1 || c.Clause > c.NClauses {
+				return nil, fmt.Errorf("fakeswitch: table %d: flow %s: bad %s", id, f.KeyText(), c)
+			}
+			x := found[c.ID]
+			if x == nil {
+				x = &conj{n: c.NClauses, clauses: map[uint8]bool{}}
+				found[c.ID] = x
+			}
+			if x.n != c.NClauses {
+				return nil, fmt.Errorf("fakeswitch: table %d: conjunction %d has flows with %d and %d clauses", id, c.ID, x.n, c.NClauses)
+			}
+			if !x.clauses[c.Clause] {
+				x.clauses[c.Clause] = true
+				if len(x.clauses) == int(x.n) {
+					done = append(done, c.ID)
+				}
+			}
+		}
+	}
+	if len(done) == 0 {
+		return best, nil
+	}
+	if len(done) > 1 {
+		sort.Slice(done, func(i, j int) bool { return done[i] < done[j] })
+		return nil, fmt.Errorf("fakeswitch: table %d: conjunctions %v all match %s at priority %d (OVS picks one undefined)", id, done, p, prio)
+	}
+	w.tracef("table %d: conjunction(%d) complete at priority %d: lookup again with conj_id=%d", id, done[0], prio, done[0])
+	p.ConjID = done[0]
+	defer func() { p.ConjID = 0 }()
+	return w.lookupPlain(p, id)
+}
+
+// lookupPlain finds the highest-priority ordinary flow the packet matches.
+func (w *walker) lookupPlain(p *Packet, id uint8) (*flow.Flow, error) {
 	var best *flow.Flow
 	for _, f := range w.v.tables[id] {
 		if best != nil && f.Priority < best.Priority {
 			break
 		}
-		if !p.Matches(f.Match) {
+		if conjunctive(f) || !p.Matches(f.Match) {
 			continue
 		}
 		if best == nil {
@@ -415,6 +505,8 @@ func (w *walker) actions(p *Packet, acts []flow.Action, rule *flow.Flow) (stop b
 			if err := w.ct(p, a); err != nil {
 				return false, err
 			}
+		case flow.Conjunction:
+			return false, fmt.Errorf("fakeswitch: flow %s: conjunction with other actions or instructions (OVS refuses it)", rule.KeyText())
 		default:
 			return false, fmt.Errorf("%w: action %s", ErrUnsupported, a)
 		}

@@ -350,3 +350,42 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+// TestConjunction: clause flows never act; a complete conjunction above
+// the best ordinary flow re-looks up with conj_id; an incomplete one is
+// as if absent; a higher ordinary flow wins; a clause flow with an
+// instruction is refused. (TestModelAgreesWithOVS checks the same cases
+// against OVS.)
+func TestConjunction(t *testing.T) {
+	cj := func(id uint32, k, n uint8) flow.Action { return flow.Conjunction{ID: id, Clause: k, NClauses: n} }
+	udp := func(n uint64) flow.Match {
+		return flow.M().EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoUDP).Set(flow.UDPDst, n)
+	}
+	dst := flow.M().EthType(flow.EthTypeIPv4).Set(flow.IPv4Dst, uint64(flow.MustIPv4("10.0.0.2")))
+	s := sw(
+		&flow.Flow{Priority: 30, Match: dst, Actions: []flow.Action{cj(1, 1, 2), cj(3, 1, 3)}},
+		&flow.Flow{Priority: 30, Match: udp(53), Actions: []flow.Action{cj(1, 2, 2)}},
+		&flow.Flow{Priority: 30, Match: udp(54), Actions: []flow.Action{cj(3, 2, 3)}},
+		&flow.Flow{Priority: 30, Match: udp(55), Actions: []flow.Action{cj(1, 2, 2)}},
+		&flow.Flow{Priority: 30, Match: flow.M().Set(flow.ConjID, 1), Actions: []flow.Action{flow.Output{Port: 2}}},
+		&flow.Flow{Priority: 40, Match: udp(55), Actions: []flow.Action{flow.Output{Port: 5}}},
+		&flow.Flow{Priority: 10, Match: flow.M().EthType(flow.EthTypeIPv4), Actions: []flow.Action{flow.Output{Port: 4}}},
+	)
+	p := ipPkt()
+	r := walk(t, s, 1, p)
+	wantPorts(t, r, 2)
+	if !strings.Contains(r.TraceText(), "conjunction(1) complete") {
+		t.Fatalf("trace:\n%s", r.TraceText())
+	}
+	p.TPDst = 54 // clause 2 of 3 only
+	wantPorts(t, walk(t, s, 1, p), 4)
+	p.TPDst = 55 // complete, under a higher ordinary flow
+	wantPorts(t, walk(t, s, 1, p), 5)
+	p.TPDst, p.IPv4Dst = 53, flow.MustIPv4("10.0.0.3") // clause 1 missing
+	wantPorts(t, walk(t, s, 1, p), 4)
+
+	bad := sw(&flow.Flow{Priority: 30, Match: dst, Actions: []flow.Action{cj(1, 1, 2)}, Goto: 1})
+	if _, err := bad.Walk(1, ipPkt()); err == nil {
+		t.Fatal("a conjunction flow with goto_table walked")
+	}
+}
