@@ -41,7 +41,11 @@ type Config struct {
 	// often (default 1s) and publishes them in the chassis record when
 	// they changed.
 	IfacePoll time.Duration
-	Logger    *slog.Logger
+	// OnSnapshot, when set, is called from Run's loop with every loaded
+	// model snapshot and the bridge's interfaces (name -> iface-id): the
+	// load balancer's health prober (lbprobe) hangs here.
+	OnSnapshot func(ctx context.Context, s *model.Snapshot, ifaceIDs map[string]string)
+	Logger     *slog.Logger
 }
 
 // Agent is a running node agent.
@@ -272,6 +276,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		if _, err := a.SyncTunnels(ctx, snap.Chassis(), true); err != nil {
 			a.log.Warn("tunnel sync failed", "err", err)
+		}
+		if a.cfg.OnSnapshot != nil {
+			ids := make(map[string]string, len(a.ifaces))
+			for name, it := range a.ifaces {
+				if it.IfaceID != "" {
+					ids[name] = it.IfaceID
+				}
+			}
+			a.cfg.OnSnapshot(ctx, snap, ids)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nimbus-sdn/nimbus/binding"
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/model/names"
 	"github.com/nimbus-sdn/nimbus/pipeline"
 )
 
@@ -204,6 +205,7 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 			}
 		}
 	}
+	a.probes(v, vip, vipIP, byPool[pool.ID], byIP, add)
 	var members []member
 	for _, m := range byPool[pool.ID] {
 		if !Healthy(m) || Weight(pool, m) == 0 || m.ProtocolPort <= 0 || m.ProtocolPort > 0xffff {
@@ -301,4 +303,62 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		}
 	}
 	return nil
+}
+
+// probePort is the ofport of the VIP's health-probe port on this chassis
+// (names.LBProbePortName, made by the node agent's prober), 0 if none.
+func probePort(v *binding.View, vipID string) uint32 {
+	name := names.LBProbePortName(vipID)
+	if v.Chassis.Interfaces[name] != names.LBProbeIfaceID(vipID) {
+		return 0
+	}
+	for _, p := range v.Switch.Ports {
+		if p.Name == name {
+			return p.No
+		}
+	}
+	return 0
+}
+
+// probes steers health probes between the VIP's probe port (a veth into
+// the node agent's probe namespace, which holds the VIP's address and
+// MAC) and every member of the pool whose port is on this chassis,
+// healthy or not (an INACTIVE member is probed until it comes back). The
+// probes bypass the rest of the pipeline in both directions: they come
+// from the infrastructure, not from a tenant port.
+//
+//	P1 classifier: in_port=probe, dl_dst=M's MAC -> output:M's port
+//	P2 classifier: in_port=M's port, tcp, nw_src=M, nw_dst=VIP, tp_src=Mport -> output:probe
+//	P3 classifier: in_port=M's port, icmp echo reply, nw_src=M, nw_dst=VIP -> output:probe
+//	P4 classifier: in_port=M's port, arp request for the VIP -> output:probe
+func (a *App) probes(v *binding.View, vip *model.LBVIP, vipIP flow.IPv4, pms []*model.LBMember,
+	byIP map[flow.IPv4]*binding.Port, add func(*flow.Flow)) {
+	pp := probePort(v, vip.ID)
+	if pp == 0 {
+		return
+	}
+	cl := pipeline.Classifier.ID()
+	for _, m := range pms {
+		ip, err := flow.ParseIPv4(m.Address)
+		if err != nil || m.ProtocolPort <= 0 || m.ProtocolPort > 0xffff {
+			continue
+		}
+		p := byIP[ip]
+		if p == nil || !v.Local(p) || p.OFPort == 0 {
+			continue
+		}
+		mck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(m.ID))
+		out := func(port uint32) []flow.Action { return []flow.Action{flow.Output{Port: port}} }
+		add(&flow.Flow{Table: cl, Priority: pipeline.PrioritySpecific, Cookie: mck,
+			Match: flow.M().InPort(pp).EthDst(p.MAC), Actions: out(p.OFPort)})
+		ipm := func() flow.Match {
+			return flow.M().InPort(p.OFPort).EthType(flow.EthTypeIPv4).Set(flow.IPv4Src, uint64(ip)).Set(flow.IPv4Dst, uint64(vipIP))
+		}
+		add(&flow.Flow{Table: cl, Priority: pipeline.PrioritySpecific, Cookie: mck,
+			Match: ipm().Set(flow.IPProto, flow.ProtoTCP).Set(flow.TCPSrc, uint64(m.ProtocolPort)), Actions: out(pp)})
+		add(&flow.Flow{Table: cl, Priority: pipeline.PrioritySpecific, Cookie: mck,
+			Match: ipm().Set(flow.IPProto, flow.ProtoICMP).Set(flow.ICMPv4Type, 0), Actions: out(pp)})
+		add(&flow.Flow{Table: cl, Priority: pipeline.PrioritySpecific, Cookie: mck,
+			Match: flow.M().InPort(p.OFPort).EthType(flow.EthTypeARP).Set(flow.ARPTpa, uint64(vipIP)), Actions: out(pp)})
+	}
 }

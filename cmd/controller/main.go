@@ -32,7 +32,9 @@ import (
 	"github.com/nimbus-sdn/nimbus/app/secgroup"
 	"github.com/nimbus-sdn/nimbus/cluster"
 	"github.com/nimbus-sdn/nimbus/config"
+	"github.com/nimbus-sdn/nimbus/lbprobe"
 	"github.com/nimbus-sdn/nimbus/metrics"
+	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/node"
 	"github.com/nimbus-sdn/nimbus/northbound"
 	"github.com/nimbus-sdn/nimbus/ofproto"
@@ -471,6 +473,8 @@ func nodeAgent(args []string) error {
 	resync := fs.Duration("resync", 30*time.Second, "re-read OVS and repair drift this often")
 	ifacePoll := fs.Duration("iface-poll", time.Second, "re-read br-int's external_ids:iface-id this often and publish changes in the chassis record")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	lbProbes := fs.Bool("lb-probes", true, "run the LBaaS health monitors of the pool members on this chassis (lbprobe: needs ip, ethtool and ovs-vsctl)")
+	lbProbeNS := fs.String("lb-probe-netns-prefix", "nlbp", "name prefix of the health probe namespaces (one per VIP with a monitored member here)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil
@@ -507,8 +511,12 @@ func nodeAgent(args []string) error {
 		return err
 	}
 	defer st.Close()
+	var onSnap func(context.Context, *model.Snapshot, map[string]string)
+	if *lbProbes {
+		onSnap = lbprobe.New(lbprobe.Config{Chassis: *chassis, Bridge: *bridge, NetnsPrefix: *lbProbeNS, Statuses: lbprobe.StoreStatuses{S: st}, Logger: log}).Update
+	}
 	a, err := node.New(node.Config{Chassis: *chassis, TunnelIP: *tunnelIP, Bridge: *bridge, DatapathType: *dpType,
-		Controllers: *controllers, Mappings: maps, Store: st, Resync: *resync, IfacePoll: *ifacePoll, Logger: log})
+		Controllers: *controllers, Mappings: maps, Store: st, Resync: *resync, IfacePoll: *ifacePoll, OnSnapshot: onSnap, Logger: log})
 	if err != nil {
 		return err
 	}
