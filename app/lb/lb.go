@@ -12,6 +12,7 @@ package lb
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/nimbus-sdn/nimbus/app"
@@ -219,6 +220,13 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		if p == nil {
 			continue // no port of the VIP's network holds it (yet)
 		}
+		if p.Chassis == "" || (p.Chassis != v.Chassis.Name && !switchUp(in, bt, p.Chassis)) {
+			// Bound nowhere, or its hypervisor's switch is connected to no
+			// replica: the hypervisor (and its prober) is down or cut off,
+			// so the member is treated as failed (README.md, "Health
+			// monitors").
+			continue
+		}
 		members = append(members, member{m: m, ip: ip, port: uint16(m.ProtocolPort), mac: p.MAC, remote: v.Remote(p)})
 	}
 	if len(members) > pipeline.MaxGroupBuckets {
@@ -361,4 +369,25 @@ func (a *App) probes(v *binding.View, vip *model.LBVIP, vipIP flow.IPv4, pms []*
 		add(&flow.Flow{Table: cl, Priority: pipeline.PrioritySpecific, Cookie: mck,
 			Match: flow.M().InPort(p.OFPort).EthType(flow.EthTypeARP).Set(flow.ARPTpa, uint64(vipIP)), Actions: out(pp)})
 	}
+}
+
+// switchUp reports whether the br-int of chassis is in the topology
+// (connected to this replica; every replica is every switch's
+// controller). Unknown (no topology, no such chassis, no dpid): up.
+func switchUp(in app.Input, bt *binding.Table, chassis string) bool {
+	if in.Topology == nil {
+		return true
+	}
+	for _, c := range bt.Chassis {
+		if c.Name != chassis {
+			continue
+		}
+		dpid, err := strconv.ParseUint(c.DPID, 16, 64)
+		if err != nil || dpid == 0 {
+			return true
+		}
+		_, ok := in.Topology.Switches[dpid]
+		return ok
+	}
+	return true
 }

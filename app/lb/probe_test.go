@@ -1,6 +1,8 @@
 package lb
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/nimbus-sdn/nimbus/flow"
@@ -83,4 +85,50 @@ func TestWalkProbe(t *testing.T) {
 			t.Errorf("m1's own connection to the VIP went to the probe port:\n%s", r.TraceText())
 		}
 	}
+}
+
+// A member whose hypervisor's switch is connected to no replica (the
+// hypervisor, and so its prober, is down) leaves the other chassis'
+// select groups, though its status still says ACTIVE.
+func TestMemberOnDeadHypervisor(t *testing.T) {
+	s := newScenario("ROUND_ROBIN")
+	// hv2's agent published its interfaces (so m2's port stays bound to
+	// hv2 while its switch is away), as node agents do.
+	for _, c := range []string{"hv2"} {
+		cp := *s.recs[model.KindChassis][c].(*model.Chassis)
+		cp.Ports, cp.Interfaces = map[string]uint32{}, map[string]string{}
+		for no, p := range s.sw[c] {
+			cp.Ports[p.Name] = no
+		}
+		s.put(&cp)
+	}
+	if st := lbState(t, s.input("hv1")); len(st.Groups) != 1 || len(st.Groups[firstGroup(st)].Buckets) != 3 {
+		t.Fatalf("all switches up: want one group of 3 buckets")
+	}
+	in := s.input("hv1")
+	delete(in.Topology.Switches, dpids["hv2"])
+	if p := in.Binding().Switch(in.Switch).Ports["d0000001-0000-4000-8000-000000000000"]; p == nil || p.Chassis != "hv2" {
+		t.Fatalf("m2's port should stay bound to hv2 from the chassis record: %+v", p)
+	}
+	st := lbState(t, in)
+	for _, g := range st.Groups {
+		if len(g.Buckets) != 2 {
+			t.Errorf("group %x: %d buckets, want 2 (m2's hypervisor is down)", g.ID, len(g.Buckets))
+		}
+		for _, b := range g.Buckets {
+			if strings.Contains(fmt.Sprint(b.Actions), mIP[1].String()) {
+				t.Errorf("m2 still in the group: %v", b.Actions)
+			}
+		}
+	}
+	if len(st.Groups) != 1 {
+		t.Errorf("%d groups", len(st.Groups))
+	}
+}
+
+func firstGroup(st *flow.State) uint32 {
+	for id := range st.Groups {
+		return id
+	}
+	return 0
 }
