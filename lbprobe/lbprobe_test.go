@@ -107,8 +107,11 @@ func (f *fakeStatuses) get() []string {
 
 type fakePlumbing struct{ ensured, removed atomic.Int32 }
 
-func (f *fakePlumbing) Ensure(context.Context, Probe) (string, error) { f.ensured.Add(1); return "", nil }
-func (f *fakePlumbing) Remove(context.Context, string) error           { f.removed.Add(1); return nil }
+func (f *fakePlumbing) Ensure(context.Context, Probe) (string, error) {
+	f.ensured.Add(1)
+	return "", nil
+}
+func (f *fakePlumbing) Remove(context.Context, string) error { f.removed.Add(1); return nil }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()

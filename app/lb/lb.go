@@ -5,8 +5,9 @@
 // connection, and the member's replies are un-NATed on the client's
 // chassis. Pure, like every app: model snapshot + topology + the shared
 // binding table in, flows and groups out. See README.md for the tables,
-// the flows, what is covered and what is not (DSR, persistence, health
-// monitors themselves, RST when all members are down).
+// the flows, what is covered and what is not (DSR, persistence). Health
+// monitors run in the node agents (package lbprobe); the app reads the
+// members' status and steers the probes (probes).
 package lb
 
 import (
