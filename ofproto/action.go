@@ -22,6 +22,7 @@ const (
 const (
 	nxastRegMove       = 6
 	nxastRegLoad       = 7
+	nxastMultipath     = 10
 	nxastResubmitTable = 14
 	nxastRegLoad2      = 33
 	nxastCT            = 35
@@ -191,6 +192,11 @@ func ValidateAction(a flow.Action) error {
 				return err
 			}
 		}
+	case flow.Multipath:
+		if !a.Dst.Valid() || a.NBits == 0 || a.NBits > 32 || int(a.Ofs+a.NBits) > 8*a.Dst.Def().Bytes ||
+			(a.NBits < 16 && uint32(a.MaxLink) >= 1<<a.NBits) {
+			return fmt.Errorf("%w: bad multipath %s", ErrUnencodable, a)
+		}
 	case *flow.NAT:
 		return fmt.Errorf("%w: nat outside ct", ErrUnencodable)
 	case flow.Opaque:
@@ -269,6 +275,18 @@ func appendAction(b []byte, a flow.Action) ([]byte, error) {
 		b = put16(b, a.SrcOfs)
 		b = put16(b, a.DstOfs)
 		b = put32(b, nxmHeader(a.Src))
+		b = put32(b, nxmHeader(a.Dst))
+		return finishAction(b, start)
+	case flow.Multipath:
+		b, start := startNX(b, nxastMultipath)
+		b = put16(b, a.Fields)
+		b = put16(b, a.Basis)
+		b = pad(b, 2)
+		b = put16(b, a.Algorithm)
+		b = put16(b, a.MaxLink)
+		b = put32(b, a.Arg)
+		b = pad(b, 2)
+		b = put16(b, a.Ofs<<6|(a.NBits-1))
 		b = put32(b, nxmHeader(a.Dst))
 		return finishAction(b, start)
 	case flow.Resubmit:
@@ -433,6 +451,21 @@ func parseNX(sub uint16, b []byte) (flow.Action, error) {
 		return nil
 	}
 	switch sub {
+	case nxastMultipath:
+		if err := need(32); err != nil {
+			return nil, err
+		}
+		ofsNbits := be.Uint16(b[26:])
+		dst, ok := fieldByNXMHeader(be.Uint32(b[28:]))
+		if !ok {
+			return flow.Opaque{Desc: "multipath"}, ErrUnknownField
+		}
+		a := flow.Multipath{Fields: be.Uint16(b[10:]), Basis: be.Uint16(b[12:]), Algorithm: be.Uint16(b[16:]),
+			MaxLink: be.Uint16(b[18:]), Arg: be.Uint32(b[20:]), Dst: dst, Ofs: ofsNbits >> 6, NBits: ofsNbits&0x3f + 1}
+		if int(a.Ofs+a.NBits) > 8*dst.Def().Bytes {
+			return nil, malformed("multipath to %s[%d..%d] is outside the field", dst, a.Ofs, a.Ofs+a.NBits-1)
+		}
+		return a, nil
 	case nxastRegMove:
 		if err := need(24); err != nil {
 			return nil, err

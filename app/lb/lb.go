@@ -253,7 +253,9 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 	add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(0), Actions: lookup})
 	// 2. A new connection (still addressed to the VIP) goes to the select
 	// group; its bucket commits nat(dst=member) and recirculates here.
-	if len(members) > 0 {
+	if len(members) > 0 && SourceIP(vip) {
+		a.persistent(vip, pool, members, zone, tcp, toVIP, vck, add)
+	} else if len(members) > 0 {
 		newCT := toVIP(lookupDone).SetMasked(flow.CTState, flow.CTTracked|flow.CTNew, flow.CTTracked|flow.CTNew)
 		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: newCT,
 			Actions: []flow.Action{flow.GroupAction{ID: gid}}})
@@ -391,4 +393,66 @@ func switchUp(in app.Input, bt *binding.Table, chassis string) bool {
 		return ok
 	}
 	return true
+}
+
+// linkPicked is RegLB's value between the multipath choice and the
+// commit of a SOURCE_IP persistent VIP's new connection.
+const linkPicked = 2
+
+// SourceIP reports whether a VIP has SOURCE_IP session persistence.
+func SourceIP(vip *model.LBVIP) bool {
+	return vip.SessionPersistence != nil && strings.EqualFold(vip.SessionPersistence.Type, "SOURCE_IP")
+}
+
+// persistent balances a SOURCE_IP VIP's new connections on the source
+// address alone. A select group cannot: OVS hashes the 5-tuple unless
+// the group carries selection_method=hash,fields(ip_src), a group
+// property OpenFlow 1.3 does not carry (ovs-ofctl drops it from an OF1.3
+// group-mod). So flow 2 becomes a Nicira multipath on nw_src (HRW:
+// adding or removing a member moves only the sources that hashed to it)
+// into RegLBLink, RegLB=2 and a conntrack lookup that recirculates into
+// lb; then one flow per link commits the connection with its member's
+// DNAT, exactly as that member's bucket would (RegLB back to 1). A
+// member's weight gives it that many links (all 1 if the total would
+// exceed pipeline.MaxGroupBuckets; ROUND_ROBIN: 1 each).
+//
+//	2p  lb 10001 key, RegLB=1, +new+trk, tcp, nw_dst=VIP, tp_dst=port -> multipath(nw_src,0,hrw,N,0,RegLBLink), RegLB=2, ct(zone,table=lb)
+//	2l  lb 10001 key, RegLB=2, RegLBLink=i, +new+trk, tcp, nw_dst=VIP, tp_dst=port -> RegLB=1, ct(commit,zone,table=lb,nat(dst=M_i))
+//	3p  lb 100   key, RegLB=2, tcp, nw_dst=VIP, tp_dst=port -> drop
+func (a *App) persistent(vip *model.LBVIP, pool *model.LBPool, members []member, zone uint16,
+	tcp func(flow.Match) flow.Match, toVIP func(uint64) flow.Match, vck uint64, add func(*flow.Flow)) {
+	var links []member
+	total := 0
+	for _, mb := range members {
+		total += int(Weight(pool, mb.m))
+	}
+	for _, mb := range members {
+		n := int(Weight(pool, mb.m))
+		if total > pipeline.MaxGroupBuckets {
+			n = 1
+		}
+		for range n {
+			links = append(links, mb)
+		}
+	}
+	lbT := pipeline.LB.ID()
+	newCT := uint64(flow.CTTracked | flow.CTNew)
+	add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(lookupDone).SetMasked(flow.CTState, newCT, newCT),
+		Actions: []flow.Action{
+			flow.Multipath{Fields: flow.HashNwSrc, Algorithm: flow.MPHRW, MaxLink: uint16(len(links) - 1),
+				Dst: pipeline.RegLBLink.Field, Ofs: pipeline.RegLBLink.Ofs, NBits: pipeline.RegLBLink.NBits},
+			pipeline.RegLB.Set(linkPicked),
+			flow.CT{Zone: zone, Table: lbT},
+		}})
+	vipIP, _ := flow.ParseIPv4(vip.Address)
+	for i, mb := range links {
+		m := tcp(nil).SetMasked(flow.Reg6, pipeline.RegLB.Value(linkPicked)|pipeline.RegLBLink.Value(uint64(i)),
+			pipeline.RegLB.Mask()|pipeline.RegLBLink.Mask()).
+			Set(flow.IPv4Dst, uint64(vipIP)).Set(flow.TCPDst, uint64(vip.ProtocolPort)).SetMasked(flow.CTState, newCT, newCT)
+		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Actions: []flow.Action{
+			pipeline.RegLB.Set(lookupDone),
+			flow.CT{Commit: true, Zone: zone, Table: lbT, NAT: &flow.NAT{Flags: flow.NATDst, IPMin: mb.ip, PortMin: mb.port}},
+		}})
+	}
+	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: vck, Match: toVIP(linkPicked)})
 }

@@ -58,6 +58,39 @@ func TestLoadBalancerHealth(t *testing.T) {
 		t.Fatalf("members with their httpd up: %v, want all ACTIVE (the probes do not reach them)", got)
 	}
 
+	// SOURCE_IP persistence (the VIP's session_persistence, through the
+	// API): each client's 20 requests all reach one member.
+	vipPath := "lb/vips/" + lab.vip["id"].(string)
+	nb.put(vipPath, map[string]any{"vip": map[string]any{"session_persistence": map[string]any{"type": "SOURCE_IP"}}})
+	waitFor(t, 30*time.Second, "SOURCE_IP flows on every chassis", func() bool {
+		for _, hv := range lab.hvs {
+			if out, err := hv.OfctlErr("dump-flows", "br-int"); err != nil || !strings.Contains(out, "multipath(") {
+				return false
+			}
+		}
+		return true
+	})
+	for _, c := range lab.clients {
+		out, _ := c.ExecErr("sh", "-c", "for i in $(seq 20); do curl -s -m 3 http://10.0.0.100/ || echo FAIL; done")
+		got := map[string]int{}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			got[strings.TrimSpace(l)]++
+		}
+		t.Logf("SOURCE_IP: client %s: %v", c.IP(), got)
+		if len(got) != 1 || got["FAIL"] != 0 {
+			t.Errorf("SOURCE_IP: client %s reached %v, want one member for all 20", c.IP(), got)
+		}
+	}
+	nb.put(vipPath, map[string]any{"vip": map[string]any{"session_persistence": nil}})
+	waitFor(t, 30*time.Second, "SOURCE_IP flows gone", func() bool {
+		for _, hv := range lab.hvs {
+			if out, err := hv.OfctlErr("dump-flows", "br-int"); err != nil || strings.Contains(out, "multipath(") {
+				return false
+			}
+		}
+		return true
+	})
+
 	lab.stopHTTPD(1, nil)
 	killed := time.Now()
 	waitFor(t, 30*time.Second, "m2 INACTIVE", func() bool { return status(1) == "INACTIVE" })
