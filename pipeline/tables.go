@@ -74,8 +74,7 @@ func fs(f ...flow.Field) []flow.Field { return f }
 // flows set nothing declares none.
 var (
 	Classifier = &Table{Name: "classifier", Owner: AppPipeline, Purpose: "classify the ingress port (VM, tunnel, physical or fabric link); LLDP goes to the controller; ports no tenant network covers go to L2 learning", Miss: MissGoto, MissTable: "l2_learning", Writers: []AppID{AppIsolation, AppTopology, AppLB},
-		Matches: fs(flow.InPort, flow.TunnelID, flow.VlanVID, flow.EthType, flow.IPv4Src, flow.TCPSrc, // lb: members' replies from a tunnel
-		flow.EthDst, flow.IPv4Dst, flow.IPProto, flow.ICMPv4Type, flow.ARPTpa), // lb: health probes to and from a local member
+		Matches: fs(flow.InPort, flow.TunnelID, flow.VlanVID, flow.EthType, flow.IPv4Src, flow.TCPSrc, flow.EthDst, flow.IPv4Dst, flow.IPProto, flow.ICMPv4Type, flow.ARPTpa), // lb: members' replies from a tunnel; health probes to and from a local member
 		Sets:    fs(regClass, regNet, regIn, flow.VlanVID),
 		Next:    []string{"port_security", "lb", "l2_forward", "l2_learning"}}
 	PortSecurity = &Table{Name: "port_security", Owner: AppIsolation, Purpose: "drop frames whose source MAC/IP is not the port's (fixed IPs, allowed address pairs)", Miss: MissDrop,
