@@ -260,10 +260,21 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: newCT,
 			Actions: []flow.Action{flow.GroupAction{ID: gid}}})
 		g := &flow.Group{ID: gid, Type: flow.GroupSelect}
-		for _, mb := range members {
-			g.Buckets = append(g.Buckets, flow.Bucket{Weight: Weight(pool, mb.m), Actions: []flow.Action{
+		ws := make([]uint16, len(members))
+		for i, mb := range members {
+			ws[i] = Weight(pool, mb.m)
+		}
+		ws, pad := BucketWeights(ws)
+		bucket := func(mb member, w uint16) flow.Bucket {
+			return flow.Bucket{Weight: w, Actions: []flow.Action{
 				flow.CT{Commit: true, Zone: zone, Table: lbT, NAT: &flow.NAT{Flags: flow.NATDst, IPMin: mb.ip, PortMin: mb.port}},
-			}})
+			}}
+		}
+		for i, mb := range members {
+			g.Buckets = append(g.Buckets, bucket(mb, ws[i]))
+		}
+		if pad {
+			g.Buckets = append(g.Buckets, bucket(members[0], 1))
 		}
 		d.Groups = append(d.Groups, g)
 	} else {
@@ -455,4 +466,34 @@ func (a *App) persistent(vip *model.LBVIP, pool *model.LBPool, members []member,
 		}})
 	}
 	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: vck, Match: toVIP(linkPicked)})
+}
+
+// BucketWeights scales a select group's member weights so that OVS
+// spreads them evenly. OVS 3.1 serves a select group without
+// selection_method from a table of 2^k dp_hash values, with 2^k the
+// larger of 16 and total weight / smallest weight rounded up to a power
+// of two, each bucket getting a whole number of values: three equal
+// buckets get 6, 5 and 5 of 16, one member taking 37.5% of the
+// connections instead of 33.3% (seen in the lab: 1116/919/965 of 3,000).
+// So when the weights sum to at most 255 they are multiplied by
+// 255/sum and one extra bucket of weight 1 (pad: a copy of the first
+// member's, so still a member) is added: the total is then at most 256
+// and the smallest weight 1, so OVS uses 256 values (or, where it allows
+// fewer, its default hash), and every member is within a value or two
+// of its share (85/256 + 1/256, 85/256, 85/256 for three). Larger pools
+// keep their weights (2^k is then already large).
+func BucketWeights(ws []uint16) (out []uint16, pad bool) {
+	sum := 0
+	for _, w := range ws {
+		sum += int(w)
+	}
+	if len(ws) < 2 || sum == 0 || sum > 255 {
+		return ws, false
+	}
+	k := uint16(255 / sum)
+	out = make([]uint16, len(ws))
+	for i, w := range ws {
+		out[i] = w * k
+	}
+	return out, true
 }

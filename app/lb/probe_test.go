@@ -102,8 +102,8 @@ func TestMemberOnDeadHypervisor(t *testing.T) {
 		}
 		s.put(&cp)
 	}
-	if st := lbState(t, s.input("hv1")); len(st.Groups) != 1 || len(st.Groups[firstGroup(st)].Buckets) != 3 {
-		t.Fatalf("all switches up: want one group of 3 buckets")
+	if st := lbState(t, s.input("hv1")); len(st.Groups) != 1 || len(groupMembers(st.Groups[firstGroup(st)])) != 3 {
+		t.Fatalf("all switches up: want one group of 3 members")
 	}
 	in := s.input("hv1")
 	delete(in.Topology.Switches, dpids["hv2"])
@@ -112,8 +112,8 @@ func TestMemberOnDeadHypervisor(t *testing.T) {
 	}
 	st := lbState(t, in)
 	for _, g := range st.Groups {
-		if len(g.Buckets) != 2 {
-			t.Errorf("group %x: %d buckets, want 2 (m2's hypervisor is down)", g.ID, len(g.Buckets))
+		if len(groupMembers(g)) != 2 {
+			t.Errorf("group %x: %v, want 2 members (m2's hypervisor is down)", g.ID, groupMembers(g))
 		}
 		for _, b := range g.Buckets {
 			if strings.Contains(fmt.Sprint(b.Actions), mIP[1].String()) {

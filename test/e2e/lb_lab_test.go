@@ -37,7 +37,11 @@ type lbLab struct {
 	httpd     []*exec.Cmd
 }
 
-func newLBLab(t *testing.T, nodeArgs ...string) *lbLab {
+func newLBLab(t *testing.T, nodeArgs ...string) *lbLab { return newLBLabCLI(t, nil, nodeArgs...) }
+
+// newLBLabCLI is newLBLab with the pool, members and VIP created by
+// cli (the real neutron CLI) when not nil.
+func newLBLabCLI(t *testing.T, cli func(api string, args ...string) map[string]any, nodeArgs ...string) *lbLab {
 	hvlab.RequireE2E(t)
 	lab := &lbLab{project: "tenant-lb"}
 	// Registered first, so it runs last, once the node agents have
@@ -98,15 +102,19 @@ func newLBLab(t *testing.T, nodeArgs ...string) *lbLab {
 		lab.httpd = append(lab.httpd, nil)
 		lab.startHTTPD(t, i)
 	}
-	lab.pool = nb.post("lb/pools", map[string]any{"pool": map[string]any{"name": "web", "project_id": project, "subnet_id": s["id"],
-		"protocol": "HTTP", "lb_method": "ROUND_ROBIN"}})
-	for i := range lab.members {
-		mm := nb.post("lb/members", map[string]any{"member": map[string]any{"project_id": project, "pool_id": lab.pool["id"],
-			"address": fmt.Sprintf("10.0.0.%d", 21+i), "protocol_port": 8080}})
-		lab.memberIDs = append(lab.memberIDs, mm["id"].(string))
+	if cli != nil {
+		lab.cliLB(t, cli)
+	} else {
+		lab.pool = nb.post("lb/pools", map[string]any{"pool": map[string]any{"name": "web", "project_id": project, "subnet_id": s["id"],
+			"protocol": "HTTP", "lb_method": "ROUND_ROBIN"}})
+		for i := range lab.members {
+			mm := nb.post("lb/members", map[string]any{"member": map[string]any{"project_id": project, "pool_id": lab.pool["id"],
+				"address": fmt.Sprintf("10.0.0.%d", 21+i), "protocol_port": 8080}})
+			lab.memberIDs = append(lab.memberIDs, mm["id"].(string))
+		}
+		lab.vip = nb.post("lb/vips", map[string]any{"vip": map[string]any{"name": "web-vip", "project_id": project, "subnet_id": s["id"],
+			"address": "10.0.0.100", "protocol": "HTTP", "protocol_port": 80, "pool_id": lab.pool["id"]}})
 	}
-	lab.vip = nb.post("lb/vips", map[string]any{"vip": map[string]any{"name": "web-vip", "project_id": project, "subnet_id": s["id"],
-		"address": "10.0.0.100", "protocol": "HTTP", "protocol_port": 80, "pool_id": lab.pool["id"]}})
 	t.Logf("vip %v port %v", lab.vip["id"], lab.vip["port_id"])
 	// Straight to the members first: the lab carries TCP.
 	for i, m := range lab.members {
@@ -190,4 +198,20 @@ func (lab *lbLab) requests(n int) map[string]int {
 	}
 	wg.Wait()
 	return counts
+}
+
+// cliLB creates the pool, the members and the VIP with the neutron CLI's
+// LBaaS v1 commands (cli runs one and decodes its -f json output).
+func (lab *lbLab) cliLB(t *testing.T, run func(api string, args ...string) map[string]any) {
+	cli := func(args ...string) map[string]any { return run(lab.nb.api, args...) }
+	sub := lab.subnet["id"].(string)
+	lab.pool = cli("lb-pool-create", "--tenant-id", lab.project, "--lb-method", "ROUND_ROBIN", "--name", "web",
+		"--protocol", "HTTP", "--subnet-id", sub)
+	for i := range lab.members {
+		m := cli("lb-member-create", "--tenant-id", lab.project, "--address", fmt.Sprintf("10.0.0.%d", 21+i),
+			"--protocol-port", "8080", "web")
+		lab.memberIDs = append(lab.memberIDs, m["id"].(string))
+	}
+	lab.vip = cli("lb-vip-create", "--tenant-id", lab.project, "--name", "web-vip", "--protocol-port", "80", "--protocol", "HTTP",
+		"--subnet-id", sub, "--address", "10.0.0.100", "web")
 }
