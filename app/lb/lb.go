@@ -235,6 +235,10 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		// distribution; the first MaxGroupBuckets (by member id) serve.
 		members = members[:pipeline.MaxGroupBuckets]
 	}
+	if DSR(pool) {
+		a.dsr(net, vip, vipIP, gid, members, pool, add, d)
+		return nil
+	}
 	key := uint64(net.Key)
 	zone := Zone(net.Key)
 	lbT := pipeline.LB.ID()
@@ -496,4 +500,60 @@ func BucketWeights(ws []uint16) (out []uint16, pad bool) {
 		out[i] = w * k
 	}
 	return out, true
+}
+
+// DSRTag in a pool's description makes it a DSR (direct server return)
+// pool; NAT is the default.
+const DSRTag = "nimbus:dsr"
+
+// DSR reports whether a pool is in DSR mode (its description holds
+// DSRTag).
+func DSR(pool *model.LBPool) bool { return strings.Contains(pool.Description, DSRTag) }
+
+// dsr balances a DSR pool's VIP: the seed's design. Only the destination
+// MAC is rewritten, to the chosen member's; the packet keeps the VIP as
+// its destination address, and the member, which holds the VIP on its
+// loopback, answers straight to the client with the VIP as source: the
+// reply never passes through the client-side rewrite (no conntrack, no
+// un-NAT; flow 5 matches the member's own address, not the VIP). No
+// conntrack: a connection stays on its member by the select group's
+// hash of its 5-tuple, so a change of the pool may move an established
+// connection (README.md, "DSR").
+//
+//	D1 lb 10001 key, RegLB=0, tcp, nw_dst=VIP, tp_dst=port -> group (bucket: dl_dst=M's MAC, resubmit(,dnat))
+//	   with no healthy member: meter lb_reject_punt, CONTROLLER (RST)
+func (a *App) dsr(net *binding.Network, vip *model.LBVIP, vipIP flow.IPv4, gid uint32, members []member,
+	pool *model.LBPool, add func(*flow.Flow), d *app.Desired) {
+	lbT := pipeline.LB.ID()
+	vck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(vip.ID))
+	m := pipeline.RegLB.Match(pipeline.RegNetwork.Match(nil, uint64(net.Key)).EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP), 0).
+		Set(flow.IPv4Dst, uint64(vipIP)).Set(flow.TCPDst, uint64(vip.ProtocolPort))
+	if len(members) == 0 {
+		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Meter: pipeline.MeterLBReject.ID,
+			Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
+		if len(d.Meters) == 0 {
+			d.Meters = append(d.Meters, pipeline.MeterLBReject.Meter())
+		}
+		return
+	}
+	ws := make([]uint16, len(members))
+	for i, mb := range members {
+		ws[i] = Weight(pool, mb.m)
+	}
+	ws, pad := BucketWeights(ws)
+	g := &flow.Group{ID: gid, Type: flow.GroupSelect}
+	bucket := func(mb member, w uint16) flow.Bucket {
+		return flow.Bucket{Weight: w, Actions: []flow.Action{
+			flow.SetField{F: flow.EthDst, Value: uint64(mb.mac)},
+			flow.Resubmit{InPort: flow.PortInPort, Table: pipeline.DNAT.ID()},
+		}}
+	}
+	for i, mb := range members {
+		g.Buckets = append(g.Buckets, bucket(mb, ws[i]))
+	}
+	if pad {
+		g.Buckets = append(g.Buckets, bucket(members[0], 1))
+	}
+	d.Groups = append(d.Groups, g)
+	add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Actions: []flow.Action{flow.GroupAction{ID: gid}}})
 }
