@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -201,5 +202,20 @@ func TestCheck(t *testing.T) {
 	closed.Port = port
 	if err := Check(ctx, "", closed); err == nil {
 		t.Error("TCP to a closed port: want a failure")
+	}
+}
+
+// A PING probe of 127.0.0.1 from this namespace (raw ICMP socket: root).
+func TestCheckPing(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a raw ICMP socket needs root")
+	}
+	tg := Target{Addr: netip.MustParseAddr("127.0.0.1"), Monitor: Monitor{Type: "PING", Timeout: 2}}
+	if err := Check(context.Background(), "", tg); err != nil {
+		t.Errorf("PING 127.0.0.1: %v", err)
+	}
+	tg.Monitor.Type = "UDP"
+	if err := Check(context.Background(), "", tg); err == nil {
+		t.Error("an unknown monitor type passed")
 	}
 }
