@@ -117,6 +117,55 @@ func (a Conjunction) String() string {
 	return fmt.Sprintf("conjunction(%d,%d/%d)", a.ID, a.Clause, a.NClauses)
 }
 
+// Multipath hash fields (NX_HASH_FIELDS_*) and link algorithms
+// (NX_MP_ALG_*).
+const (
+	HashEthSrc      = 0
+	HashSymmetricL4 = 1
+	HashNwSrc       = 4
+	HashNwDst       = 5
+	MPModuloN       = 0
+	MPHashThreshold = 1
+	MPHRW           = 2
+	MPIterHash      = 3
+)
+
+// Multipath hashes Fields (with Basis) and picks a link in 0..MaxLink with
+// Algorithm, written into Dst[Ofs..Ofs+NBits-1] (Nicira multipath).
+type Multipath struct {
+	Fields    uint16
+	Basis     uint16
+	Algorithm uint16
+	MaxLink   uint16
+	Arg       uint32
+	Dst       Field
+	Ofs       uint16
+	NBits     uint16
+}
+
+func (Multipath) isAction() {}
+
+var mpFields = map[uint16]string{HashEthSrc: "eth_src", HashSymmetricL4: "symmetric_l4", 2: "symmetric_l3l4", 3: "symmetric_l3l4+udp",
+	HashNwSrc: "nw_src", HashNwDst: "nw_dst", 6: "symmetric_l3"}
+var mpAlgs = map[uint16]string{MPModuloN: "modulo_n", MPHashThreshold: "hash_threshold", MPHRW: "hrw", MPIterHash: "iter_hash"}
+
+// String is ovs-ofctl's text: multipath(nw_src,0,hrw,3,0,reg6[16..31]).
+func (a Multipath) String() string {
+	f, ok := mpFields[a.Fields]
+	if !ok {
+		f = fmt.Sprint(a.Fields)
+	}
+	alg, ok := mpAlgs[a.Algorithm]
+	if !ok {
+		alg = fmt.Sprint(a.Algorithm)
+	}
+	dst := fmt.Sprintf("%s[%d..%d]", a.Dst, a.Ofs, a.Ofs+a.NBits-1)
+	if int(a.NBits) == 8*a.Dst.Def().Bytes && a.Ofs == 0 {
+		dst = a.Dst.String() + "[]"
+	}
+	return fmt.Sprintf("multipath(%s,%d,%s,%d,%d,%s)", f, a.Basis, alg, int(a.MaxLink)+1, a.Arg, dst)
+}
+
 func (Output) isAction()      {}
 func (Conjunction) isAction() {}
 func (GroupAction) isAction() {}

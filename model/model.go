@@ -220,6 +220,15 @@ type LBVIP struct {
 	Protocol     string `json:"protocol"`
 	PoolID       string `json:"pool_id"`
 	AdminStateUp bool   `json:"admin_state_up"`
+	// SessionPersistence is LBaaS v1's session_persistence (nil: none).
+	SessionPersistence *SessionPersistence `json:"session_persistence,omitempty"`
+}
+
+// SessionPersistence is a VIP's session persistence: Type SOURCE_IP,
+// HTTP_COOKIE or APP_COOKIE (with CookieName).
+type SessionPersistence struct {
+	Type       string `json:"type"`
+	CookieName string `json:"cookie_name,omitempty"`
 }
 
 // LBMember is an LBaaS v1 member.

@@ -50,7 +50,11 @@ type Config struct {
 	SNATLeaseTTL  int
 	// SNATInterval re-checks SNAT usage and leases this often (default 1s).
 	SNATInterval time.Duration
-	Logger       *slog.Logger
+	// OnSnapshot, when set, is called from Run's loop with every loaded
+	// model snapshot and the bridge's interfaces (name -> iface-id): the
+	// load balancer's health prober (lbprobe) hangs here.
+	OnSnapshot func(ctx context.Context, s *model.Snapshot, ifaceIDs map[string]string)
+	Logger     *slog.Logger
 }
 
 // Agent is a running node agent.
@@ -310,6 +314,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		if err := sn.sync(ctx, snap); err != nil {
 			a.log.Warn("snat lease sync failed", "err", err)
+		}
+		if a.cfg.OnSnapshot != nil {
+			ids := make(map[string]string, len(a.ifaces))
+			for name, it := range a.ifaces {
+				if it.IfaceID != "" {
+					ids[name] = it.IfaceID
+				}
+			}
+			a.cfg.OnSnapshot(ctx, snap, ids)
 		}
 	}
 }

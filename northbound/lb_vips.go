@@ -71,6 +71,18 @@ func parsePersistence(o oRaw) (any, error) {
 	return m, nil
 }
 
+// persistenceModel is the model's copy of a parsed session_persistence
+// (what app/lb reads; the API view keeps the extra attribute).
+func persistenceModel(sp any) *model.SessionPersistence {
+	m, ok := sp.(map[string]any)
+	if !ok || m == nil {
+		return nil
+	}
+	t, _ := m["type"].(string)
+	c, _ := m["cookie_name"].(string)
+	return &model.SessionPersistence{Type: t, CookieName: c}
+}
+
 func (h *handler) createVIP(rc *reqCtx) (model.Record, error) {
 	var req vipReq
 	project, err := readCreate(rc, "vip", &req)
@@ -119,6 +131,7 @@ func (h *handler) createVIP(rc *reqCtx) (model.Record, error) {
 	if req.AdminStateUp.Set && !req.AdminStateUp.Null {
 		v.AdminStateUp = req.AdminStateUp.V
 	}
+	v.SessionPersistence = persistenceModel(extra["session_persistence"])
 	pd := h.defs["lb/pools"]
 	err = h.txn(rc, func(tx *store.Tx) error {
 		p, err := txGet[*model.LBPool](tx, model.KindPool, v.PoolID)
@@ -224,6 +237,7 @@ func (h *handler) updateVIP(rc *reqCtx, id string) (model.Record, error) {
 		}
 		if req.SessionPersistence.Set {
 			ex["session_persistence"] = sp
+			v.SessionPersistence = persistenceModel(sp)
 		}
 		txPutExtra(tx, model.KindVIP, v.ID, ex)
 		touch(&v.Base)

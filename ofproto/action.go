@@ -22,6 +22,7 @@ const (
 const (
 	nxastRegMove       = 6
 	nxastRegLoad       = 7
+	nxastMultipath     = 10
 	nxastResubmitTable = 14
 	nxastRegLoad2      = 33
 	nxastConjunction   = 34
@@ -196,6 +197,11 @@ func ValidateAction(a flow.Action) error {
 		if a.NClauses < 2 || a.NClauses > 64 || a.Clause < 1 || a.Clause > a.NClauses {
 			return fmt.Errorf("%w: %s: clause k/n needs 1 <= k <= n and 2 <= n <= 64", ErrUnencodable, a)
 		}
+	case flow.Multipath:
+		if !a.Dst.Valid() || a.NBits == 0 || a.NBits > 32 || int(a.Ofs+a.NBits) > 8*a.Dst.Def().Bytes ||
+			(a.NBits < 16 && uint32(a.MaxLink) >= 1<<a.NBits) {
+			return fmt.Errorf("%w: bad multipath %s", ErrUnencodable, a)
+		}
 	case *flow.NAT:
 		return fmt.Errorf("%w: nat outside ct", ErrUnencodable)
 	case flow.Opaque:
@@ -281,6 +287,18 @@ func appendAction(b []byte, a flow.Action) ([]byte, error) {
 		b, start := startNX(b, nxastConjunction)
 		b = append(b, a.Clause-1, a.NClauses)
 		b = put32(b, a.ID)
+		return finishAction(b, start)
+	case flow.Multipath:
+		b, start := startNX(b, nxastMultipath)
+		b = put16(b, a.Fields)
+		b = put16(b, a.Basis)
+		b = pad(b, 2)
+		b = put16(b, a.Algorithm)
+		b = put16(b, a.MaxLink)
+		b = put32(b, a.Arg)
+		b = pad(b, 2)
+		b = put16(b, a.Ofs<<6|(a.NBits-1))
+		b = put32(b, nxmHeader(a.Dst))
 		return finishAction(b, start)
 	case flow.Resubmit:
 		b, start := startNX(b, nxastResubmitTable)
@@ -444,6 +462,21 @@ func parseNX(sub uint16, b []byte) (flow.Action, error) {
 		return nil
 	}
 	switch sub {
+	case nxastMultipath:
+		if err := need(32); err != nil {
+			return nil, err
+		}
+		ofsNbits := be.Uint16(b[26:])
+		dst, ok := fieldByNXMHeader(be.Uint32(b[28:]))
+		if !ok {
+			return flow.Opaque{Desc: "multipath"}, ErrUnknownField
+		}
+		a := flow.Multipath{Fields: be.Uint16(b[10:]), Basis: be.Uint16(b[12:]), Algorithm: be.Uint16(b[16:]),
+			MaxLink: be.Uint16(b[18:]), Arg: be.Uint32(b[20:]), Dst: dst, Ofs: ofsNbits >> 6, NBits: ofsNbits&0x3f + 1}
+		if int(a.Ofs+a.NBits) > 8*dst.Def().Bytes {
+			return nil, malformed("multipath to %s[%d..%d] is outside the field", dst, a.Ofs, a.Ofs+a.NBits-1)
+		}
+		return a, nil
 	case nxastRegMove:
 		if err := need(24); err != nil {
 			return nil, err

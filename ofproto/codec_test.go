@@ -94,7 +94,8 @@ func sampleFlows() []*flow.Flow {
 				flow.SetField{F: flow.Reg1, Value: 0x80000000, Mask: 0x80000000},
 				flow.Move{Src: flow.Reg0, Dst: flow.Reg2, SrcOfs: 0, DstOfs: 16, NBits: 16},
 				flow.Move{Src: flow.TunnelID, Dst: flow.Metadata, SrcOfs: 0, DstOfs: 0, NBits: 64},
-				flow.Resubmit{InPort: flow.PortInPort, Table: 11}, flow.Resubmit{InPort: 3, Table: 12}}},
+				flow.Resubmit{InPort: flow.PortInPort, Table: 11}, flow.Resubmit{InPort: 3, Table: 12},
+				flow.Multipath{Fields: flow.HashNwSrc, Algorithm: flow.MPHRW, MaxLink: 2, Dst: flow.Reg6, Ofs: 16, NBits: 16}}},
 		{Table: 11, Priority: 110, Match: ipMatch(),
 			Actions: []flow.Action{ct(func(c *flow.CT) {
 				c.Commit, c.Zone = true, 5

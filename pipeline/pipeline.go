@@ -141,12 +141,13 @@ var (
 	RegCTZone    = Bits{"ct_zone", flow.Reg4, 0, 16, "conntrack zone of the packet's network"}
 	RegRouter    = Bits{"router", flow.Reg5, 0, 16, "router id for L3 lookups"}
 	RegLB        = Bits{"lb", flow.Reg6, 0, 16, "load balancer: 1 once the lb table's conntrack lookup ran (its recirculation back into lb is not looked up again), 0 before"}
+	RegLBLink    = Bits{"lb_link", flow.Reg6, 16, 16, "load balancer, SOURCE_IP persistence: the member index the multipath hash of the source address chose (read while RegLB is 2)"}
 	MetaNetwork  = Bits{"network", flow.Metadata, 0, 24, "network key, mirrored in metadata for write_metadata users"}
 	RegSGRemote  = Bits{"sg_remote", flow.Reg7, 0, 32, "security groups: bits 0-29 the remote groups the packet's remote address belongs to, bit 30 classified in from_vm_acl, bit 31 in to_vm_acl"}
 )
 
 // AllBits lists every allocation (for docs and overlap checks).
-var AllBits = []Bits{RegPortClass, RegFlags, RegNetwork, RegInPort, RegOutPort, RegCTZone, RegRouter, RegLB, MetaNetwork, RegSGRemote}
+var AllBits = []Bits{RegPortClass, RegFlags, RegNetwork, RegInPort, RegOutPort, RegCTZone, RegRouter, RegLB, RegLBLink, MetaNetwork, RegSGRemote}
 
 // Set is the action that writes v into the range (a plain set-field when
 // the range covers the whole field, a masked one otherwise).

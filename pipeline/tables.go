@@ -75,7 +75,7 @@ func fs(f ...flow.Field) []flow.Field { return f }
 var (
 	Classifier = &Table{Name: "classifier", Owner: AppPipeline, Purpose: "classify the ingress port (VM, tunnel, physical or fabric link); LLDP goes to the controller; ports no tenant network covers go to L2 learning; nat: from an external network's uplink, ARP for a floating IP here to arp_responder, IPv4 to it to dnat, ARP from the external gateway punted (nat_punt); snat: on a router external IP's ARP owner, ARP for it to arp_responder and IPv4 to it to snat; SNAT return traffic from a tunnel (tun_id TunSNATReturn) to snat", Miss: MissGoto, MissTable: "l2_learning", Writers: []AppID{AppIsolation, AppTopology, AppLB, AppNAT, AppSNAT},
 		Matches: fs(flow.InPort, flow.TunnelID, flow.VlanVID, flow.EthType, flow.IPv4Src, flow.TCPSrc, // lb: members' replies from a tunnel
-			flow.IPv4Dst, flow.ARPOp, flow.ARPSpa, flow.ARPTpa), // nat, snat: floating IPs, router external IPs and the external gateway
+			flow.IPv4Dst, flow.EthDst, flow.IPProto, flow.ICMPv4Type, flow.ARPOp, flow.ARPSpa, flow.ARPTpa), // nat, snat, lb health probes: floating IPs, router external IPs and the external gateway
 		Sets: fs(regClass, regNet, regIn, flow.VlanVID),
 		Next: []string{"port_security", "arp_responder", "lb", "dnat", "l3_routing", "snat", "l2_forward", "l2_learning"}}
 	PortSecurity = &Table{Name: "port_security", Owner: AppIsolation, Purpose: "drop frames whose source MAC/IP is not the port's (fixed IPs, allowed address pairs)", Miss: MissDrop,

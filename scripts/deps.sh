@@ -4,7 +4,8 @@
 set -euo pipefail
 PKGS=(openvswitch-switch openvswitch-testcontroller mininet iputils-ping
       etcd-server etcd-client python3-os-ken tcpdump iproute2 procps psmisc
-      python3-openstackclient python3-neutronclient busybox ethtool curl socat iperf3 traceroute iptables)
+      python3-openstackclient python3-neutronclient busybox ethtool curl socat iperf3 traceroute iptables
+      apache2-utils haproxy)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

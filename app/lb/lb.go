@@ -5,19 +5,22 @@
 // connection, and the member's replies are un-NATed on the client's
 // chassis. Pure, like every app: model snapshot + topology + the shared
 // binding table in, flows and groups out. See README.md for the tables,
-// the flows, what is covered and what is not (DSR, persistence, health
-// monitors themselves, RST when all members are down).
+// the flows, what is covered and what is not (DSR, persistence). Health
+// monitors run in the node agents (package lbprobe); the app reads the
+// members' status and steers the probes (probes).
 package lb
 
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/binding"
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/model/names"
 	"github.com/nimbus-sdn/nimbus/pipeline"
 )
 
@@ -204,6 +207,7 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 			}
 		}
 	}
+	a.probes(v, vip, vipIP, byPool[pool.ID], byIP, add)
 	var members []member
 	for _, m := range byPool[pool.ID] {
 		if !Healthy(m) || Weight(pool, m) == 0 || m.ProtocolPort <= 0 || m.ProtocolPort > 0xffff {
@@ -217,12 +221,23 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		if p == nil {
 			continue // no port of the VIP's network holds it (yet)
 		}
+		if p.Chassis == "" || (p.Chassis != v.Chassis.Name && !switchUp(in, bt, p.Chassis)) {
+			// Bound nowhere, or its hypervisor's switch is connected to no
+			// replica: the hypervisor (and its prober) is down or cut off,
+			// so the member is treated as failed (README.md, "Health
+			// monitors").
+			continue
+		}
 		members = append(members, member{m: m, ip: ip, port: uint16(m.ProtocolPort), mac: p.MAC, remote: v.Remote(p)})
 	}
 	if len(members) > pipeline.MaxGroupBuckets {
 		// A select group cannot be chained without changing the
 		// distribution; the first MaxGroupBuckets (by member id) serve.
 		members = members[:pipeline.MaxGroupBuckets]
+	}
+	if DSR(pool) {
+		a.dsr(net, vip, vipIP, gid, members, pool, add, d)
+		return nil
 	}
 	key := uint64(net.Key)
 	zone := Zone(net.Key)
@@ -242,15 +257,28 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 	add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(0), Actions: lookup})
 	// 2. A new connection (still addressed to the VIP) goes to the select
 	// group; its bucket commits nat(dst=member) and recirculates here.
-	if len(members) > 0 {
+	if len(members) > 0 && SourceIP(vip) {
+		a.persistent(vip, pool, members, zone, tcp, toVIP, vck, add)
+	} else if len(members) > 0 {
 		newCT := toVIP(lookupDone).SetMasked(flow.CTState, flow.CTTracked|flow.CTNew, flow.CTTracked|flow.CTNew)
 		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: newCT,
 			Actions: []flow.Action{flow.GroupAction{ID: gid}}})
 		g := &flow.Group{ID: gid, Type: flow.GroupSelect}
-		for _, mb := range members {
-			g.Buckets = append(g.Buckets, flow.Bucket{Weight: Weight(pool, mb.m), Actions: []flow.Action{
+		ws := make([]uint16, len(members))
+		for i, mb := range members {
+			ws[i] = Weight(pool, mb.m)
+		}
+		ws, pad := BucketWeights(ws)
+		bucket := func(mb member, w uint16) flow.Bucket {
+			return flow.Bucket{Weight: w, Actions: []flow.Action{
 				flow.CT{Commit: true, Zone: zone, Table: lbT, NAT: &flow.NAT{Flags: flow.NATDst, IPMin: mb.ip, PortMin: mb.port}},
-			}})
+			}}
+		}
+		for i, mb := range members {
+			g.Buckets = append(g.Buckets, bucket(mb, ws[i]))
+		}
+		if pad {
+			g.Buckets = append(g.Buckets, bucket(members[0], 1))
 		}
 		d.Groups = append(d.Groups, g)
 	} else {
@@ -301,4 +329,231 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		}
 	}
 	return nil
+}
+
+// probePort is the ofport of the VIP's health-probe port on this chassis
+// (names.LBProbePortName, made by the node agent's prober), 0 if none.
+func probePort(v *binding.View, vipID string) uint32 {
+	name := names.LBProbePortName(vipID)
+	if v.Chassis.Interfaces[name] != names.LBProbeIfaceID(vipID) {
+		return 0
+	}
+	for _, p := range v.Switch.Ports {
+		if p.Name == name {
+			return p.No
+		}
+	}
+	return 0
+}
+
+// probes steers health probes between the VIP's probe port (a veth into
+// the node agent's probe namespace, which holds the VIP's address and
+// MAC) and every member of the pool whose port is on this chassis,
+// healthy or not (an INACTIVE member is probed until it comes back). The
+// probes bypass the rest of the pipeline in both directions: they come
+// from the infrastructure, not from a tenant port.
+//
+//	P1 classifier: in_port=probe, dl_dst=M's MAC -> output:M's port
+//	P2 classifier: in_port=M's port, tcp, nw_src=M, nw_dst=VIP, tp_src=Mport -> output:probe
+//	P3 classifier: in_port=M's port, icmp echo reply, nw_src=M, nw_dst=VIP -> output:probe
+//	P4 classifier: in_port=M's port, arp request for the VIP -> output:probe
+func (a *App) probes(v *binding.View, vip *model.LBVIP, vipIP flow.IPv4, pms []*model.LBMember,
+	byIP map[flow.IPv4]*binding.Port, add func(*flow.Flow)) {
+	pp := probePort(v, vip.ID)
+	if pp == 0 {
+		return
+	}
+	cl := pipeline.Classifier.ID()
+	for _, m := range pms {
+		ip, err := flow.ParseIPv4(m.Address)
+		if err != nil || m.ProtocolPort <= 0 || m.ProtocolPort > 0xffff {
+			continue
+		}
+		p := byIP[ip]
+		if p == nil || !v.Local(p) || p.OFPort == 0 {
+			continue
+		}
+		mck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(m.ID))
+		out := func(port uint32) []flow.Action { return []flow.Action{flow.Output{Port: port}} }
+		add(&flow.Flow{Table: cl, Priority: pipeline.PrioritySpecific, Cookie: mck,
+			Match: flow.M().InPort(pp).EthDst(p.MAC), Actions: out(p.OFPort)})
+		ipm := func() flow.Match {
+			return flow.M().InPort(p.OFPort).EthType(flow.EthTypeIPv4).Set(flow.IPv4Src, uint64(ip)).Set(flow.IPv4Dst, uint64(vipIP))
+		}
+		add(&flow.Flow{Table: cl, Priority: pipeline.PrioritySpecific, Cookie: mck,
+			Match: ipm().Set(flow.IPProto, flow.ProtoTCP).Set(flow.TCPSrc, uint64(m.ProtocolPort)), Actions: out(pp)})
+		add(&flow.Flow{Table: cl, Priority: pipeline.PrioritySpecific, Cookie: mck,
+			Match: ipm().Set(flow.IPProto, flow.ProtoICMP).Set(flow.ICMPv4Type, 0), Actions: out(pp)})
+		add(&flow.Flow{Table: cl, Priority: pipeline.PrioritySpecific, Cookie: mck,
+			Match: flow.M().InPort(p.OFPort).EthType(flow.EthTypeARP).Set(flow.ARPTpa, uint64(vipIP)), Actions: out(pp)})
+	}
+}
+
+// switchUp reports whether the br-int of chassis is in the topology
+// (connected to this replica; every replica is every switch's
+// controller). Unknown (no topology, no such chassis, no dpid): up.
+func switchUp(in app.Input, bt *binding.Table, chassis string) bool {
+	if in.Topology == nil {
+		return true
+	}
+	for _, c := range bt.Chassis {
+		if c.Name != chassis {
+			continue
+		}
+		dpid, err := strconv.ParseUint(c.DPID, 16, 64)
+		if err != nil || dpid == 0 {
+			return true
+		}
+		_, ok := in.Topology.Switches[dpid]
+		return ok
+	}
+	return true
+}
+
+// linkPicked is RegLB's value between the multipath choice and the
+// commit of a SOURCE_IP persistent VIP's new connection.
+const linkPicked = 2
+
+// SourceIP reports whether a VIP has SOURCE_IP session persistence.
+func SourceIP(vip *model.LBVIP) bool {
+	return vip.SessionPersistence != nil && strings.EqualFold(vip.SessionPersistence.Type, "SOURCE_IP")
+}
+
+// persistent balances a SOURCE_IP VIP's new connections on the source
+// address alone. A select group cannot: OVS hashes the 5-tuple unless
+// the group carries selection_method=hash,fields(ip_src), a group
+// property OpenFlow 1.3 does not carry (ovs-ofctl drops it from an OF1.3
+// group-mod). So flow 2 becomes a Nicira multipath on nw_src (HRW:
+// adding or removing a member moves only the sources that hashed to it)
+// into RegLBLink, RegLB=2 and a conntrack lookup that recirculates into
+// lb; then one flow per link commits the connection with its member's
+// DNAT, exactly as that member's bucket would (RegLB back to 1). A
+// member's weight gives it that many links (all 1 if the total would
+// exceed pipeline.MaxGroupBuckets; ROUND_ROBIN: 1 each).
+//
+//	2p  lb 10001 key, RegLB=1, +new+trk, tcp, nw_dst=VIP, tp_dst=port -> multipath(nw_src,0,hrw,N,0,RegLBLink), RegLB=2, ct(zone,table=lb)
+//	2l  lb 10001 key, RegLB=2, RegLBLink=i, +new+trk, tcp, nw_dst=VIP, tp_dst=port -> RegLB=1, ct(commit,zone,table=lb,nat(dst=M_i))
+//	3p  lb 100   key, RegLB=2, tcp, nw_dst=VIP, tp_dst=port -> drop
+func (a *App) persistent(vip *model.LBVIP, pool *model.LBPool, members []member, zone uint16,
+	tcp func(flow.Match) flow.Match, toVIP func(uint64) flow.Match, vck uint64, add func(*flow.Flow)) {
+	var links []member
+	total := 0
+	for _, mb := range members {
+		total += int(Weight(pool, mb.m))
+	}
+	for _, mb := range members {
+		n := int(Weight(pool, mb.m))
+		if total > pipeline.MaxGroupBuckets {
+			n = 1
+		}
+		for range n {
+			links = append(links, mb)
+		}
+	}
+	lbT := pipeline.LB.ID()
+	newCT := uint64(flow.CTTracked | flow.CTNew)
+	add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(lookupDone).SetMasked(flow.CTState, newCT, newCT),
+		Actions: []flow.Action{
+			flow.Multipath{Fields: flow.HashNwSrc, Algorithm: flow.MPHRW, MaxLink: uint16(len(links) - 1),
+				Dst: pipeline.RegLBLink.Field, Ofs: pipeline.RegLBLink.Ofs, NBits: pipeline.RegLBLink.NBits},
+			pipeline.RegLB.Set(linkPicked),
+			flow.CT{Zone: zone, Table: lbT},
+		}})
+	vipIP, _ := flow.ParseIPv4(vip.Address)
+	for i, mb := range links {
+		m := tcp(nil).SetMasked(flow.Reg6, pipeline.RegLB.Value(linkPicked)|pipeline.RegLBLink.Value(uint64(i)),
+			pipeline.RegLB.Mask()|pipeline.RegLBLink.Mask()).
+			Set(flow.IPv4Dst, uint64(vipIP)).Set(flow.TCPDst, uint64(vip.ProtocolPort)).SetMasked(flow.CTState, newCT, newCT)
+		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Actions: []flow.Action{
+			pipeline.RegLB.Set(lookupDone),
+			flow.CT{Commit: true, Zone: zone, Table: lbT, NAT: &flow.NAT{Flags: flow.NATDst, IPMin: mb.ip, PortMin: mb.port}},
+		}})
+	}
+	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: vck, Match: toVIP(linkPicked)})
+}
+
+// BucketWeights scales a select group's member weights so that OVS
+// spreads them evenly. OVS 3.1 serves a select group without
+// selection_method from a table of 2^k dp_hash values, with 2^k the
+// larger of 16 and total weight / smallest weight rounded up to a power
+// of two, each bucket getting a whole number of values: three equal
+// buckets get 6, 5 and 5 of 16, one member taking 37.5% of the
+// connections instead of 33.3% (seen in the lab: 1116/919/965 of 3,000).
+// So when the weights sum to at most 255 they are multiplied by
+// 255/sum and one extra bucket of weight 1 (pad: a copy of the first
+// member's, so still a member) is added: the total is then at most 256
+// and the smallest weight 1, so OVS uses 256 values (or, where it allows
+// fewer, its default hash), and every member is within a value or two
+// of its share (85/256 + 1/256, 85/256, 85/256 for three). Larger pools
+// keep their weights (2^k is then already large).
+func BucketWeights(ws []uint16) (out []uint16, pad bool) {
+	sum := 0
+	for _, w := range ws {
+		sum += int(w)
+	}
+	if len(ws) < 2 || sum == 0 || sum > 255 {
+		return ws, false
+	}
+	k := uint16(255 / sum)
+	out = make([]uint16, len(ws))
+	for i, w := range ws {
+		out[i] = w * k
+	}
+	return out, true
+}
+
+// DSRTag in a pool's description makes it a DSR (direct server return)
+// pool; NAT is the default.
+const DSRTag = "nimbus:dsr"
+
+// DSR reports whether a pool is in DSR mode (its description holds
+// DSRTag).
+func DSR(pool *model.LBPool) bool { return strings.Contains(pool.Description, DSRTag) }
+
+// dsr balances a DSR pool's VIP: the seed's design. Only the destination
+// MAC is rewritten, to the chosen member's; the packet keeps the VIP as
+// its destination address, and the member, which holds the VIP on its
+// loopback, answers straight to the client with the VIP as source: the
+// reply never passes through the client-side rewrite (no conntrack, no
+// un-NAT; flow 5 matches the member's own address, not the VIP). No
+// conntrack: a connection stays on its member by the select group's
+// hash of its 5-tuple, so a change of the pool may move an established
+// connection (README.md, "DSR").
+//
+//	D1 lb 10001 key, RegLB=0, tcp, nw_dst=VIP, tp_dst=port -> group (bucket: dl_dst=M's MAC, resubmit(,dnat))
+//	   with no healthy member: meter lb_reject_punt, CONTROLLER (RST)
+func (a *App) dsr(net *binding.Network, vip *model.LBVIP, vipIP flow.IPv4, gid uint32, members []member,
+	pool *model.LBPool, add func(*flow.Flow), d *app.Desired) {
+	lbT := pipeline.LB.ID()
+	vck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(vip.ID))
+	m := pipeline.RegLB.Match(pipeline.RegNetwork.Match(nil, uint64(net.Key)).EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP), 0).
+		Set(flow.IPv4Dst, uint64(vipIP)).Set(flow.TCPDst, uint64(vip.ProtocolPort))
+	if len(members) == 0 {
+		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Meter: pipeline.MeterLBReject.ID,
+			Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
+		if len(d.Meters) == 0 {
+			d.Meters = append(d.Meters, pipeline.MeterLBReject.Meter())
+		}
+		return
+	}
+	ws := make([]uint16, len(members))
+	for i, mb := range members {
+		ws[i] = Weight(pool, mb.m)
+	}
+	ws, pad := BucketWeights(ws)
+	g := &flow.Group{ID: gid, Type: flow.GroupSelect}
+	bucket := func(mb member, w uint16) flow.Bucket {
+		return flow.Bucket{Weight: w, Actions: []flow.Action{
+			flow.SetField{F: flow.EthDst, Value: uint64(mb.mac)},
+			flow.Resubmit{InPort: flow.PortInPort, Table: pipeline.DNAT.ID()},
+		}}
+	}
+	for i, mb := range members {
+		g.Buckets = append(g.Buckets, bucket(mb, ws[i]))
+	}
+	if pad {
+		g.Buckets = append(g.Buckets, bucket(members[0], 1))
+	}
+	d.Groups = append(d.Groups, g)
+	add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Actions: []flow.Action{flow.GroupAction{ID: gid}}})
 }

@@ -342,8 +342,8 @@ func TestWalkMemberDown(t *testing.T) {
 	s.member(0, "INACTIVE", 1)
 	st := lbState(t, s.input("hv1"))
 	for _, g := range st.Groups {
-		if len(g.Buckets) != 2 {
-			t.Fatalf("group with m1 INACTIVE: want 2 buckets, got %s", g)
+		if len(groupMembers(g)) != 2 {
+			t.Fatalf("group with m1 INACTIVE: want 2 members, got %s", g)
 		}
 		for _, b := range g.Buckets {
 			if strings.Contains(flow.ActionsString(b.Actions), mIP[0].String()) {
@@ -404,16 +404,18 @@ func TestWalkAllDown(t *testing.T) {
 	}
 }
 
-// Weights: ROUND_ROBIN gives every bucket weight 1, other methods the
-// member's weight.
+// Weights: ROUND_ROBIN gives every member weight 1, other methods the
+// member's weight; BucketWeights then scales them (x85 and x42 here) and
+// adds a weight-1 copy of the first member's bucket, so that OVS's
+// dp_hash table spreads them evenly.
 func TestWeights(t *testing.T) {
-	for method, want := range map[string][]uint16{"ROUND_ROBIN": {1, 1, 1}, "LEAST_CONNECTIONS": {1, 2, 3}} {
+	for method, want := range map[string][]uint16{"ROUND_ROBIN": {85, 85, 85, 1}, "LEAST_CONNECTIONS": {42, 84, 126, 1}} {
 		st := lbState(t, newScenario(method).input("hv1"))
 		if len(st.Groups) != 1 {
 			t.Fatalf("%s: want one group, got %d", method, len(st.Groups))
 		}
 		for _, g := range st.Groups {
-			if g.Type != flow.GroupSelect || len(g.Buckets) != 3 {
+			if g.Type != flow.GroupSelect || len(g.Buckets) != 4 {
 				t.Fatalf("%s: %s", method, g)
 			}
 			for i, b := range g.Buckets {
@@ -421,6 +423,18 @@ func TestWeights(t *testing.T) {
 					t.Errorf("%s: bucket %d weight %d, want %d", method, i, b.Weight, want[i])
 				}
 			}
+			if fmt.Sprint(g.Buckets[3].Actions) != fmt.Sprint(g.Buckets[0].Actions) {
+				t.Errorf("%s: the pad bucket %v is not a copy of the first %v", method, g.Buckets[3].Actions, g.Buckets[0].Actions)
+			}
+		}
+	}
+	for _, c := range []struct {
+		in   []uint16
+		want string
+	}{{[]uint16{1}, "[1] false"}, {[]uint16{1, 1}, "[127 127] true"}, {[]uint16{200, 56}, "[200 56] false"}, {[]uint16{0, 5}, "[0 255] true"}} {
+		out, pad := BucketWeights(c.in)
+		if got := fmt.Sprint(out, pad); got != c.want {
+			t.Errorf("BucketWeights(%v) = %s, want %s", c.in, got, c.want)
 		}
 	}
 }
@@ -447,4 +461,18 @@ func TestWalkARPForVIP(t *testing.T) {
 	if e.Port != portClient || e.Packet.ARPOp != 2 || e.Packet.ARPSha != macVIP || e.Packet.ARPSpa != vipIP || e.Packet.EthDst != macC1 {
 		t.Fatalf("ARP for the VIP: got port %d %s\n%s", e.Port, e.Packet, r.TraceText())
 	}
+}
+
+// groupMembers is the set of member addresses a select group's buckets
+// DNAT to (BucketWeights may add a pad bucket, a copy of another).
+func groupMembers(g *flow.Group) map[string]bool {
+	out := map[string]bool{}
+	for _, b := range g.Buckets {
+		for _, a := range b.Actions {
+			if c, ok := a.(flow.CT); ok && c.NAT != nil {
+				out[c.NAT.IPMin.String()] = true
+			}
+		}
+	}
+	return out
 }

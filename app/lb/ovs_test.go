@@ -49,3 +49,63 @@ func TestOVSAcceptsAndTraces(t *testing.T) {
 		t.Fatalf("new connection: want ct(nat) lookup, then the select group (dp_hash):\n%s", out)
 	}
 }
+
+// TestOVSAcceptsSourceIP: OVS accepts the SOURCE_IP flows (multipath into
+// reg6[16..31], the per-link commit flows), and the trace of a new
+// connection goes through the multipath flow and, on its recirculation,
+// a per-link flow that commits the DNAT (the flood group seen after is
+// isolation's, for the trace's unanswered member MAC).
+func TestOVSAcceptsSourceIP(t *testing.T) {
+	ovslab.RequireE2E(t)
+	br := ovslab.NewBridge(t, ovslab.BridgeOptions{})
+	for _, p := range hv1Port {
+		br.AddPort("", int(p))
+	}
+	st := fullState(t, sourceIPScenario().input("hv1"))
+	for _, g := range st.Groups {
+		br.Ofctl("add-group", br.Name, g.String()) // isolation's flood groups
+	}
+	var specs []string
+	for _, f := range st.SortedFlows() {
+		specs = append(specs, f.String())
+	}
+	br.AddFlows(specs...)
+	syn := "in_port=1,tcp,dl_src=fa:16:3e:0c:00:01,dl_dst=fa:16:3e:ff:01:00,nw_src=10.0.0.11,nw_dst=10.0.0.100,tp_src=40000,tp_dst=80"
+	out, err := exec.Command("ovs-appctl", "ofproto/trace", br.Name, syn, "--ct-next", "trk,new", "--ct-next", "trk,new").CombinedOutput()
+	if err != nil {
+		t.Fatalf("trace: %v\n%s", err, out)
+	}
+	s := string(out)
+	mp, commit := strings.Index(s, "multipath(nw_src,0,hrw,3,0,"), strings.Index(s, "ct(commit,table=5,zone=")
+	if mp < 0 || commit < mp || !strings.Contains(s[commit:], "nat(dst=10.0.0.2") {
+		t.Fatalf("SOURCE_IP new connection: want multipath, then a commit with nat(dst=member):\n%s", s)
+	}
+}
+
+// TestOVSAcceptsDSR: OVS takes a DSR pool's group (buckets set dl_dst and
+// resubmit to dnat) and flow, and a new connection's trace goes to the
+// group with no conntrack action before it.
+func TestOVSAcceptsDSR(t *testing.T) {
+	ovslab.RequireE2E(t)
+	br := ovslab.NewBridge(t, ovslab.BridgeOptions{})
+	for _, p := range hv1Port {
+		br.AddPort("", int(p))
+	}
+	st := fullState(t, dsrScenario().input("hv1"))
+	for _, g := range st.Groups {
+		br.Ofctl("add-group", br.Name, g.String())
+	}
+	var specs []string
+	for _, f := range st.SortedFlows() {
+		specs = append(specs, f.String())
+	}
+	br.AddFlows(specs...)
+	syn := "in_port=1,tcp,dl_src=fa:16:3e:0c:00:01,dl_dst=fa:16:3e:ff:01:00,nw_src=10.0.0.11,nw_dst=10.0.0.100,tp_src=40000,tp_dst=80"
+	out, err := exec.Command("ovs-appctl", "ofproto/trace", br.Name, syn).CombinedOutput()
+	if err != nil {
+		t.Fatalf("trace: %v\n%s", err, out)
+	}
+	if s := string(out); !strings.Contains(s, "group:") || strings.Contains(s, "ct(") {
+		t.Fatalf("DSR new connection: want the select group and no conntrack:\n%s", s)
+	}
+}

@@ -35,7 +35,9 @@ import (
 	"github.com/nimbus-sdn/nimbus/cluster"
 	"github.com/nimbus-sdn/nimbus/cluster/snatlease"
 	"github.com/nimbus-sdn/nimbus/config"
+	"github.com/nimbus-sdn/nimbus/lbprobe"
 	"github.com/nimbus-sdn/nimbus/metrics"
+	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/node"
 	"github.com/nimbus-sdn/nimbus/northbound"
 	"github.com/nimbus-sdn/nimbus/ofproto"
@@ -487,6 +489,8 @@ func nodeAgent(args []string) error {
 	snatBits := fs.Int("snat-block-bits", snatlease.DefaultBits, "log2 of the SNAT port blocks this hypervisor leases (6-15; 10 = 1024 ports)")
 	snatTTL := fs.Int("snat-lease-ttl", snatlease.DefaultTTL, "TTL in seconds of the etcd lease holding this hypervisor's SNAT blocks and external IPs")
 	metricsListen := fs.String("metrics-listen", "", "serve the agent's /metrics (SNAT exhaustion drops) here, e.g. 127.0.0.1:9101 (empty: off)")
+	lbProbes := fs.Bool("lb-probes", true, "run the LBaaS health monitors of the pool members on this chassis (lbprobe: needs ip, ethtool and ovs-vsctl)")
+	lbProbeNS := fs.String("lb-probe-netns-prefix", "nlbp", "name prefix of the health probe namespaces (one per VIP with a monitored member here)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil
@@ -523,8 +527,12 @@ func nodeAgent(args []string) error {
 		return err
 	}
 	defer st.Close()
+	var onSnap func(context.Context, *model.Snapshot, map[string]string)
+	if *lbProbes {
+		onSnap = lbprobe.New(lbprobe.Config{Chassis: *chassis, Bridge: *bridge, NetnsPrefix: *lbProbeNS, Statuses: lbprobe.StoreStatuses{S: st}, Logger: log}).Update
+	}
 	a, err := node.New(node.Config{Chassis: *chassis, TunnelIP: *tunnelIP, Bridge: *bridge, DatapathType: *dpType,
-		Controllers: *controllers, Mappings: maps, Store: st, Resync: *resync, IfacePoll: *ifacePoll, Logger: log,
+		Controllers: *controllers, Mappings: maps, Store: st, Resync: *resync, IfacePoll: *ifacePoll, OnSnapshot: onSnap, Logger: log,
 		SNATBlockBits: *snatBits, SNATLeaseTTL: *snatTTL})
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package fakeswitch
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -493,6 +494,10 @@ func (w *walker) actions(p *Packet, acts []flow.Action, rule *flow.Flow) (stop b
 			if err := w.move(p, a); err != nil {
 				return false, err
 			}
+		case flow.Multipath:
+			if err := w.multipath(p, a); err != nil {
+				return false, err
+			}
 		case flow.Resubmit:
 			in := p.InPort
 			if a.InPort != flow.PortInPort {
@@ -546,6 +551,44 @@ func fieldBits(f flow.Field) uint16 {
 		m >>= 1
 	}
 	return n
+}
+
+// multipath models Nicira multipath: the link is a function of the
+// hashed fields only (here FNV-1a of them, with the basis, modulo
+// MaxLink+1: not OVS's hash, but the same packet fields always give the
+// same link, which is what a walk can check). Only nw_src, nw_dst,
+// eth_src and symmetric_l4 are modelled.
+func (w *walker) multipath(p *Packet, a flow.Multipath) error {
+	if !a.Dst.Valid() || a.NBits == 0 || a.NBits > 32 || a.Ofs+a.NBits > fieldBits(a.Dst) {
+		return fmt.Errorf("fakeswitch: bad multipath %s", a)
+	}
+	h := fnv.New32a()
+	put := func(vs ...uint64) {
+		for _, v := range vs {
+			var b [8]byte
+			binary.BigEndian.PutUint64(b[:], v)
+			h.Write(b[:])
+		}
+	}
+	put(uint64(a.Basis))
+	switch a.Fields {
+	case flow.HashNwSrc:
+		put(uint64(p.IPv4Src))
+	case flow.HashNwDst:
+		put(uint64(p.IPv4Dst))
+	case flow.HashEthSrc:
+		put(uint64(p.EthSrc))
+	case flow.HashSymmetricL4:
+		put(uint64(p.IPv4Src)^uint64(p.IPv4Dst), uint64(p.TPSrc)^uint64(p.TPDst), uint64(p.IPProto))
+	default:
+		return fmt.Errorf("fakeswitch: multipath fields %d not modelled", a.Fields)
+	}
+	link := uint64(h.Sum32()) % (uint64(a.MaxLink) + 1)
+	dst, _ := p.Get(a.Dst)
+	m := uint64(1)<<a.NBits - 1
+	dst = dst&^(m<<a.Ofs) | (link&m)<<a.Ofs
+	w.tracef("%s: link %d", a, link)
+	return p.Set(a.Dst, dst)
 }
 
 func (w *walker) move(p *Packet, a flow.Move) error {
@@ -894,6 +937,8 @@ func consistent(f *flow.Flow) error {
 			err = need(a, a.F)
 		case flow.Move:
 			err = need(a, a.Src, a.Dst)
+		case flow.Multipath:
+			err = need(a, a.Dst)
 		case flow.CT:
 			// OVS refuses ct() in a flow whose match does not fix an IP
 			// dl_type (MATCH_INCONSISTENT, found by app/secgroup's e2e).

@@ -389,3 +389,32 @@ func TestConjunction(t *testing.T) {
 		t.Fatal("a conjunction flow with goto_table walked")
 	}
 }
+
+// Multipath writes a link in 0..MaxLink into the destination bits (and
+// keeps the field's other bits); the same hashed fields always give the
+// same link, whatever the other fields; different sources spread.
+func TestMultipath(t *testing.T) {
+	mp := flow.Multipath{Fields: flow.HashNwSrc, Algorithm: flow.MPHRW, MaxLink: 2, Dst: flow.Reg6, Ofs: 16, NBits: 16}
+	var fs []*flow.Flow
+	fs = append(fs, &flow.Flow{Table: 0, Priority: 1, Match: flow.M().EthType(flow.EthTypeIPv4),
+		Actions: []flow.Action{flow.SetField{F: flow.Reg6, Value: 7, Mask: 0xffff}, mp}, Goto: 1})
+	for link := range 3 {
+		fs = append(fs, &flow.Flow{Table: 1, Priority: 1, Match: flow.M().Set(flow.Reg6, uint64(link)<<16|7),
+			Actions: []flow.Action{flow.Output{Port: uint32(10 + link)}}})
+	}
+	s := sw(fs...)
+	links := map[uint32]bool{}
+	for i := range 30 {
+		p := ipPkt()
+		p.IPv4Src = flow.MustIPv4("10.0.1.0") + flow.IPv4(i)
+		first := walk(t, s, 1, p).Ports()
+		p.TPSrc, p.IPv4Dst = 2000+uint16(i), flow.MustIPv4("10.9.9.9")
+		if again := walk(t, s, 1, p).Ports(); len(first) != 1 || !reflect.DeepEqual(first, again) {
+			t.Fatalf("source %s: %v then %v", p.IPv4Src, first, again)
+		}
+		links[first[0]] = true
+	}
+	if len(links) != 3 {
+		t.Errorf("30 sources used links %v, want all 3", links)
+	}
+}

@@ -55,3 +55,19 @@ func VMPortName(portID string) string {
 	}
 	return "tap" + portID
 }
+
+// LBProbePrefix starts the br-int side of a VIP's health-probe veth pair
+// (the node agent makes one on each chassis holding a monitored member of
+// the VIP's pool; app/lb steers probes and their replies through it).
+const LBProbePrefix = "lbp-"
+
+// LBProbePortName names the probe port of VIP vipID: "lbp-" + the first
+// 11 hex digits of SHA-256(vip id).
+func LBProbePortName(vipID string) string {
+	sum := sha256.Sum256([]byte(vipID))
+	return LBProbePrefix + hex.EncodeToString(sum[:])[:MaxIfName-len(LBProbePrefix)]
+}
+
+// LBProbeIfaceID is the external_ids:iface-id of a VIP's probe port (no
+// Neutron port has it, so binding leaves the port to app/lb).
+func LBProbeIfaceID(vipID string) string { return "nimbus-lbprobe:" + vipID }

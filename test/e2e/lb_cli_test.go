@@ -1,0 +1,122 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestLoadBalancerCLI drives the load balancer with the real neutron CLI
+// (LBaaS v1: lb-pool-create, lb-member-create, lb-vip-create,
+// lb-healthmonitor-create and -associate, lb-member-show) in the overlay
+// lab, with traffic: 3,000 requests through the VIP (1,000 from the
+// client on each hypervisor, 8 at a time) all answered and spread within
+// ±15% of even over the three members; then one member's httpd killed,
+// `neutron lb-member-show` reports it INACTIVE and no request fails.
+func TestLoadBalancerCLI(t *testing.T) {
+	if _, err := exec.LookPath("neutron"); err != nil {
+		t.Fatalf("the neutron CLI is needed (apt-get install python3-neutronclient): %v", err)
+	}
+	var api string
+	neutronCmd := func(args ...string) (string, error) {
+		cmd := exec.Command("neutron", append([]string{"--os-auth-strategy", "noauth", "--os-token", "noauth",
+			"--os-url", "http://" + api}, args...)...)
+		cmd.Env = append(os.Environ(), "OS_CLOUD=", "OS_AUTH_URL=", "HOME="+t.TempDir(), "OS_AUTH_TYPE=admin_token")
+		out, err := cmd.Output()
+		if ee, ok := err.(*exec.ExitError); ok {
+			err = fmt.Errorf("%w: %s", err, ee.Stderr)
+		}
+		return string(out), err
+	}
+	cli := func(args ...string) map[string]any {
+		t.Helper()
+		out, err := neutronCmd(append(args, "-f", "json")...)
+		if err != nil {
+			t.Fatalf("neutron %v: %v", args, err)
+		}
+		var v map[string]any
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Fatalf("neutron %v: not JSON: %v\n%s", args, err, out)
+		}
+		t.Logf("neutron %s", strings.Join(args, " "))
+		return v
+	}
+	lab := newLBLabCLI(t, func(a string, args ...string) map[string]any {
+		api = a
+		return cli(args...)
+	})
+
+	counts := lab.parallel(t, 1000, 8)
+	t.Logf("3,000 requests through the VIP: %v", counts)
+	total := 0
+	for i := range lab.members {
+		n := counts[fmt.Sprintf("m%d", i+1)]
+		total += n
+		if n < 850 || n > 1150 {
+			t.Errorf("member m%d answered %d of 3,000 (want 1,000 ± 15%%)", i+1, n)
+		}
+	}
+	if total != 3000 {
+		t.Errorf("%d of 3,000 requests answered", total)
+	}
+
+	hm := cli("lb-healthmonitor-create", "--tenant-id", lab.project, "--delay", "1", "--timeout", "1", "--max-retries", "2",
+		"--type", "HTTP", "--url-path", "/", "--expected-codes", "200")
+	if _, err := neutronCmd("lb-healthmonitor-associate", hm["id"].(string), "web"); err != nil {
+		t.Fatalf("neutron lb-healthmonitor-associate: %v", err)
+	}
+	waitFor(t, 30*time.Second, "a probe port on each chassis", func() bool {
+		for _, hv := range lab.hvs {
+			if out, err := hv.VsctlErr("list-ports", "br-int"); err != nil || !containsPrefix(out, "lbp-") {
+				return false
+			}
+		}
+		return true
+	})
+	lab.stopHTTPD(2, nil)
+	killed := time.Now()
+	waitFor(t, 30*time.Second, "m3 INACTIVE in lb-member-show", func() bool {
+		return cli("lb-member-show", lab.memberIDs[2])["status"] == "INACTIVE"
+	})
+	t.Logf("m3 INACTIVE (seen by the CLI) %v after its httpd was killed", time.Since(killed).Round(10*time.Millisecond))
+	time.Sleep(2 * time.Second)
+	counts = lab.parallel(t, 100, 8)
+	t.Logf("300 requests with m3 down: %v", counts)
+	if counts["m1"]+counts["m2"] != 300 || counts["m3"] != 0 {
+		t.Errorf("with m3 down: %v, want 300 answers from m1 and m2", counts)
+	}
+	if t.Failed() {
+		dumpHVs(t, lab.hvs)
+	}
+}
+
+// parallel sends n requests to the VIP from every client at once, each
+// client running `curl --parallel` (at most par connections at a time),
+// and counts the answers by member name.
+func (lab *lbLab) parallel(t *testing.T, n, par int) map[string]int {
+	counts := map[string]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	urls := strings.TrimSpace(strings.Repeat("http://10.0.0.100/ ", n))
+	for _, c := range lab.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, _ := c.ExecErr("sh", "-c", fmt.Sprintf("curl -s -m 5 --parallel --parallel-max %d %s", par, urls))
+			mu.Lock()
+			defer mu.Unlock()
+			for _, l := range strings.Split(out, "\n") {
+				if l = strings.TrimSpace(l); l != "" {
+					counts[l]++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return counts
+}
