@@ -358,6 +358,15 @@ func (h *handler) serve(r *http.Request) (int, any, error) {
 		return 200, h.resourceIndex(r), nil
 	}
 	parts := strings.Split(rest, "/")
+	if parts[0] == "extensions" {
+		// The extension controller answers every miss under its own
+		// subtree in webob's plain format, not as a NeutronError
+		// (recorded: disc-ext-unknown, disc-ext-post).
+		if r.Method != http.MethodGet {
+			return 0, nil, plainNotFound("Resource not found.")
+		}
+		return h.extensionsAPI(parts[1:])
+	}
 	for _, s := range parts {
 		if s == "" {
 			return 0, nil, errf(http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
@@ -365,12 +374,6 @@ func (h *handler) serve(r *http.Request) (int, any, error) {
 		if _, err := url.PathUnescape(s); err != nil {
 			return 0, nil, errf(http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
 		}
-	}
-	if parts[0] == "extensions" {
-		if r.Method != http.MethodGet {
-			return 0, nil, plainNotFound("Resource not found.")
-		}
-		return h.extensionsAPI(parts[1:])
 	}
 
 	rc, err := h.authenticate(r)

@@ -360,3 +360,15 @@ func projectOf(rc *reqCtx, tenant, project oStr) (string, error) {
 	}
 	return p, nil
 }
+
+// onlyKeys refuses a list item (a route, a pool) of attribute attr with a
+// key other than allowed, as Neutron does ("Unrecognized key 'k' in
+// noun").
+func onlyKeys(m map[string]any, attr, noun string, allowed ...string) error {
+	for k := range m {
+		if !slices.Contains(allowed, k) {
+			return invalidInput(attr, "Unrecognized key '%s' in %s", k, noun)
+		}
+	}
+	return nil
+}

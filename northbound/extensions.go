@@ -60,7 +60,7 @@ func (h *handler) extensionsAPI(rest []string) (int, any, error) {
 		}
 		return 0, nil, plainNotFound("Extension with alias " + rest[0] + " does not exist")
 	}
-	return 0, nil, errf(http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
+	return 0, nil, plainNotFound("The resource could not be found.")
 }
 
 // ---- quotas ----

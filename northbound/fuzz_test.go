@@ -59,6 +59,8 @@ func FuzzRequests(f *testing.F) {
 		{1, "/v2.0/networks", "", `{"network": {"name": 5}}`},
 		{1, "/v2.0/networks", "", `[]`},
 		{0, "/v2.0/extensions/lbaas", "", ""},
+		{0, "/v2.0/extensions//0", "", ""},
+		{0, "/v2.0/extensions/lbaas/x", "", ""},
 	}
 	for _, s := range seeds {
 		f.Add(s.m, s.path, s.q, []byte(s.b))

@@ -310,10 +310,8 @@ func parseRoutes(o oRaw) ([]model.Route, error) {
 	}
 	seen := map[model.Route]bool{}
 	for _, m := range raw {
-		for k := range m {
-			if k != "destination" && k != "nexthop" {
-				return nil, invalidInput("routes", "Unrecognized key '%s' in route", k)
-			}
+		if err := onlyKeys(m, "routes", "route", "destination", "nexthop"); err != nil {
+			return nil, err
 		}
 		d, _ := m["destination"].(string)
 		nh, _ := m["nexthop"].(string)

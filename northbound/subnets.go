@@ -79,10 +79,8 @@ func parsePools(o oRaw, c cidr4) ([]model.Pool, error) {
 	var out []model.Pool
 	var rs []ipRange
 	for _, m := range raw {
-		for k := range m {
-			if k != "start" && k != "end" {
-				return nil, invalidInput("allocation_pools", "Unrecognized key '%s' in pool", k)
-			}
+		if err := onlyKeys(m, "allocation_pools", "pool", "start", "end"); err != nil {
+			return nil, err
 		}
 		ss, _ := m["start"].(string)
 		es, _ := m["end"].(string)
@@ -146,10 +144,8 @@ func parseHostRoutes(o oRaw, max int, subnet string) ([]model.HostRoute, error) 
 	}
 	out := []model.HostRoute{}
 	for _, m := range raw {
-		for k := range m {
-			if k != "destination" && k != "nexthop" {
-				return nil, invalidInput("host_routes", "Unrecognized key '%s' in route", k)
-			}
+		if err := onlyKeys(m, "host_routes", "route", "destination", "nexthop"); err != nil {
+			return nil, err
 		}
 		d, _ := m["destination"].(string)
 		nh, _ := m["nexthop"].(string)

@@ -371,9 +371,13 @@ func TestHandshakeDeadline(t *testing.T) {
 }
 
 // portDescPart is one PORT_DESC reply part with n ports.
-func portDescPart(xid uint32, more bool, n int) []byte {
+func portDescPart(xid uint32, more bool, n int) []byte { return mpPart(xid, MPPortDesc, more, n) }
+
+// mpPart is one multipart reply part of type mpType with a body of n
+// zeroed port-sized records.
+func mpPart(xid uint32, mpType uint16, more bool, n int) []byte {
 	b, st := startMsg(nil, TypeMultipartReply, xid)
-	b = put16(b, MPPortDesc)
+	b = put16(b, mpType)
 	var flags uint16
 	if more {
 		flags = 1
@@ -432,11 +436,7 @@ func TestMultipartCaps(t *testing.T) {
 			res := make(chan error, 1)
 			go func() { _, err := c.Multipart(context.Background(), MPFlow, nil); res <- err }()
 			h, _ := sw.read()
-			b, st := startMsg(nil, TypeMultipartReply, h.Xid)
-			b = put16(b, MPFlow)
-			b = put16(b, 1)
-			b = pad(b, 4)
-			part := finishFixed(append(b, make([]byte, tc.ports*portLen)...), st)
+			part := mpPart(h.Xid, MPFlow, true, tc.ports)
 			for i := 0; i < 10000; i++ {
 				if _, err := sw.nc.Write(part); err != nil {
 					break
@@ -539,17 +539,7 @@ func TestMultipartBudgetShared(t *testing.T) {
 		x.xid = h.Xid
 		sws = append(sws, x)
 	}
-	part := func(xid uint32, more bool) []byte {
-		b, st := startMsg(nil, TypeMultipartReply, xid)
-		b = put16(b, MPFlow)
-		var flags uint16
-		if more {
-			flags = 1
-		}
-		b = put16(b, flags)
-		b = pad(b, 4)
-		return finishFixed(append(b, make([]byte, 100*portLen)...), st) // 6.4 kB
-	}
+	part := func(xid uint32, more bool) []byte { return mpPart(xid, MPFlow, more, 100) } // 6.4 kB
 	// The first switch holds 600 kB of an unfinished reply (its buffer
 	// doubles to 1 MiB at most: within the budget only if alone).
 	for sent := 0; sent < 600<<10; sent += 100 * portLen {

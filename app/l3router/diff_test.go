@@ -10,6 +10,24 @@ import (
 
 // diff returns the flows of after that are not in before (added), and
 // the flows of before that after lacks or changes (removed or modified).
+// onlyAdded fails unless going from before to after changed no flow and
+// added at least one, each of which is what ok expects of adding what.
+func onlyAdded(t *testing.T, before, after *flow.State, what string, ok func(*flow.Flow) bool) {
+	t.Helper()
+	added, changed := diff(before, after)
+	if len(changed) != 0 {
+		t.Fatalf("adding %s changed %d flows, first %s", what, len(changed), changed[0])
+	}
+	if len(added) == 0 {
+		t.Fatalf("adding %s added no flow", what)
+	}
+	for _, f := range added {
+		if !ok(f) {
+			t.Errorf("added flow is not for %s: %s", what, f)
+		}
+	}
+}
+
 func diff(before, after *flow.State) (added []*flow.Flow, changed []*flow.Flow) {
 	for k, f := range after.Flows {
 		if b, ok := before.Flows[k]; !ok {
@@ -35,18 +53,9 @@ func TestAddPortDiffIsLocal(t *testing.T) {
 			before, _ := state(t, s.input(c), New())
 			s.vm("a5", "net-a2", flow.MustMAC("fa:16:3e:0a:00:06"), "10.0.2.16", "hv2", 6)
 			after, _ := state(t, s.input(c), New())
-			added, changed := diff(before, after)
-			if len(changed) != 0 {
-				t.Fatalf("adding a port changed %d flows, first %s", len(changed), changed[0])
-			}
-			if len(added) == 0 {
-				t.Fatal("adding a port added no host route")
-			}
-			for _, f := range added {
-				if f.Cookie != cookie(portID("a5")) || f.Table != pipeline.L3Routing.ID() {
-					t.Errorf("added flow not the new port's host route: %s", f)
-				}
-			}
+			onlyAdded(t, before, after, "a port", func(f *flow.Flow) bool {
+				return f.Cookie == cookie(portID("a5")) && f.Table == pipeline.L3Routing.ID()
+			})
 		})
 	}
 }
@@ -95,18 +104,9 @@ func TestAddRouteOnlyAdds(t *testing.T) {
 			rt.Routes = append(append([]model.Route{}, rt.Routes...), model.Route{Destination: "192.168.0.0/20", NextHop: "10.0.3.14"})
 			s.put(&rt)
 			after, _ := state(t, s.input(c), New())
-			added, changed := diff(before, after)
-			if len(changed) != 0 {
-				t.Fatalf("adding a route changed %d flows, first %s", len(changed), changed[0])
-			}
-			if len(added) == 0 {
-				t.Fatal("adding a route added no flow")
-			}
-			for _, f := range added {
-				if f.Priority != pipeline.PriorityNormal+20 || f.Table != pipeline.L3Routing.ID() {
-					t.Errorf("added flow is not the route's: %s", f)
-				}
-			}
+			onlyAdded(t, before, after, "a route", func(f *flow.Flow) bool {
+				return f.Priority == pipeline.PriorityNormal+20 && f.Table == pipeline.L3Routing.ID()
+			})
 		})
 	}
 }
