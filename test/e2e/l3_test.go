@@ -15,6 +15,29 @@ import (
 	"github.com/nimbus-sdn/nimbus/internal/ovslab"
 )
 
+// get reads one object (GET /v2.0/<path>) and fails the test on an error
+// status.
+func (n neutron) get(path string) map[string]any {
+	n.t.Helper()
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + n.api + "/v2.0/" + path)
+	if err != nil {
+		n.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &out) != nil {
+		n.t.Fatalf("GET %s: %s: %s", path, resp.Status, raw)
+	}
+	for _, v := range out {
+		if m, ok := v.(map[string]any); ok {
+			return m
+		}
+	}
+	n.t.Fatalf("GET %s: unexpected answer %s", path, raw)
+	return nil
+}
+
 // put sends a PUT to the Neutron API and fails the test on an error status.
 func (n neutron) put(path string, body any) map[string]any {
 	n.t.Helper()

@@ -27,6 +27,7 @@ type fipEnv struct {
 	fipID  string
 	fip    string
 	extNet string
+	router string
 }
 
 const fipProject = "tenant-fip"
@@ -55,7 +56,8 @@ func startFIPLab(t *testing.T) *fipEnv {
 		"cidr": "10.0.1.0/24", "ip_version": 4, "gateway_ip": "10.0.1.1"}})
 	rt := nb.post("routers", map[string]any{"router": map[string]any{"name": "r-fip", "project_id": fipProject,
 		"external_gateway_info": map[string]any{"network_id": e.extNet}}})
-	nb.put("routers/"+rt["id"].(string)+"/add_router_interface", map[string]any{"subnet_id": s["id"]})
+	e.router = rt["id"].(string)
+	nb.put("routers/"+e.router+"/add_router_interface", map[string]any{"subnet_id": s["id"]})
 	dir := t.TempDir()
 	var sg string
 	for i, name := range []string{"v1", "v2"} {
@@ -140,6 +142,21 @@ func TestFloatingIP(t *testing.T) {
 		t.Errorf("internet -> floating IP ping: %v\n%s", err, out)
 	}
 
+	t.Run("status from the data plane", func(t *testing.T) {
+		// The floating IP and the router are ACTIVE once their flows are
+		// on the switches (published by the switches' masters), and the
+		// floating IP's port_details names v1's port.
+		var f map[string]any
+		waitFor(t, 30*time.Second, "floating IP ACTIVE", func() bool {
+			f = e.nb.get("floatingips/" + e.fipID)
+			return f["status"] == "ACTIVE"
+		})
+		if pd, _ := f["port_details"].(map[string]any); pd == nil || pd["name"] != "v1" || pd["mac_address"] == nil {
+			t.Errorf("port_details %v, want v1's port", f["port_details"])
+		}
+		waitFor(t, 30*time.Second, "router ACTIVE", func() bool { return e.nb.get("routers/" + e.router)["status"] == "ACTIVE" })
+	})
+
 	t.Run("the VM's own traffic leaves from the floating IP, on its own hypervisor", func(t *testing.T) {
 		capt := hvlab.Tcpdump(t, e.l.UnderlayNS(), "ex1", "tcp and src host "+e.fip)
 		for _, dst := range []string{hvlab.RemoteIP, e.in.IP()} {
@@ -183,6 +200,9 @@ func TestFloatingIP(t *testing.T) {
 			_, err := e.in.ExecErr("ping", "-n", "-c", "1", "-W", "1", e.fip)
 			return err != nil
 		})
+		if f := e.nb.get("floatingips/" + e.fipID); f["status"] != "DOWN" || f["port_details"] != nil {
+			t.Errorf("disassociated floating IP: status %v, port_details %v; want DOWN and null", f["status"], f["port_details"])
+		}
 	})
 }
 
