@@ -93,8 +93,8 @@ var (
 	DHCP = &Table{Name: "dhcp", Owner: AppIsolation, Purpose: "send DHCP requests to the controller's DHCP responder", Miss: MissNext,
 		Matches: fs(regClass, regNet, flow.EthType, flow.IPProto, flow.UDPSrc, flow.UDPDst),
 		Next:    []string{"lb"}}
-	LB = &Table{Name: "lb", Owner: AppLB, Purpose: "VIP to member selection: conntrack (nat) lookup recirculating here, new connections to the VIP's select group (buckets commit with nat(dst=member) and recirculate here), then dl_dst = the member's MAC; members' replies un-NATed", Miss: MissNext,
-		Matches:     fields(fs(regClass, regNet, flow.Reg6), ipFields, ctFields),
+	LB = &Table{Name: "lb", Owner: AppLB, Purpose: "VIP to member selection: conntrack (nat) lookup recirculating here, new connections to the VIP's select group (buckets commit with nat(dst=member) and recirculate here), then dl_dst = the member's MAC (a client routed to the VIP by a router, matched by dl_dst = the router's MAC, keeps it for l3_routing); members' replies un-NATed", Miss: MissNext,
+		Matches:     fields(fs(regClass, regNet, flow.Reg6, flow.EthDst), ipFields, ctFields),
 		Sets:        fs(flow.Reg6, flow.EthDst, flow.IPv4Dst, flow.TCPDst, flow.UDPDst),
 		Next:        []string{"dnat"},
 		Recirculate: true}

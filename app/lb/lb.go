@@ -12,6 +12,7 @@ package lb
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -184,16 +185,20 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 	if vip.ProtocolPort <= 0 || vip.ProtocolPort > 0xffff {
 		return fmt.Errorf("lb: vip %s: protocol_port %d out of range", vip.ID, vip.ProtocolPort)
 	}
-	// Only chassis with a client port of the VIP's network balance it.
+	// The client networks of this chassis: the VIP's own network when it
+	// has a local port here, and (NAT mode) every other GRE network of a
+	// router with an interface on the VIP's subnet that has a local port
+	// here (routed clients, README.md).
 	ports := v.ByNetwork[net.Network.ID]
-	client := false
-	for _, p := range ports {
-		if v.Local(p) {
-			client = true
-			break
-		}
+	sameNet := hasLocal(v, net)
+	var clients []clientNet
+	if sameNet {
+		clients = append(clients, clientNet{net: net})
 	}
-	if !client {
+	if !DSR(pool) {
+		clients = append(clients, routedClients(in, bt, v, vip.SubnetID, net)...)
+	}
+	if len(clients) == 0 {
 		return nil
 	}
 	// Members: healthy, resolved to a port of the network by fixed IP.
@@ -207,7 +212,9 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 			}
 		}
 	}
-	a.probes(v, vip, vipIP, byPool[pool.ID], byIP, add)
+	if sameNet {
+		a.probes(v, vip, vipIP, byPool[pool.ID], byIP, add)
+	}
 	var members []member
 	for _, m := range byPool[pool.ID] {
 		if !Healthy(m) || Weight(pool, m) == 0 || m.ProtocolPort <= 0 || m.ProtocolPort > 0xffff {
@@ -236,13 +243,105 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		members = members[:pipeline.MaxGroupBuckets]
 	}
 	if DSR(pool) {
+		// DSR rewrites only the destination MAC: clients on the VIP's
+		// own network only (sameNet, or clients is empty).
 		a.dsr(net, vip, vipIP, gid, members, pool, add, d)
 		return nil
 	}
-	key := uint64(net.Key)
+	// Every client network's connections live in the VIP network's zone:
+	// the zone of the group's commits, and of the reply lookups on the
+	// client's chassis, whatever network the reply comes in on.
 	zone := Zone(net.Key)
 	lbT := pipeline.LB.ID()
 	vck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(vip.ID))
+	grouped := false
+	for _, cn := range clients {
+		a.natFlows(v, cn, vip, vipIP, gid, pool, members, zone, lbT, vck, &grouped, add, d)
+	}
+	return nil
+}
+
+// clientNet is a network whose local ports are clients of a VIP: the
+// VIP's own network (macs nil), or a network behind a router with an
+// interface on the VIP's subnet (macs: the router's interface MACs on
+// it, the destination MAC of a routed client's packets).
+type clientNet struct {
+	net  *binding.Network
+	macs []flow.MAC
+}
+
+func (c clientNet) routed() bool { return c.macs != nil }
+
+func hasLocal(v *binding.View, n *binding.Network) bool {
+	for _, p := range v.ByNetwork[n.Network.ID] {
+		if v.Local(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// routedClients are the GRE networks, other than the VIP's own (vnet),
+// of every admin-up router with an interface on the VIP's subnet, that
+// have a local port on this chassis, each with the router's interface
+// MACs on it. Only interfaces a router lists and owns count
+// (binding.RouterInterfaces), as for app/l3router, which routes them.
+func routedClients(in app.Input, bt *binding.Table, v *binding.View, subnetID string, vnet *binding.Network) []clientNet {
+	ok := binding.RouterInterfaces(in.Model)
+	routers := in.Model.Routers()
+	sort.Slice(routers, func(i, j int) bool { return routers[i].ID < routers[j].ID })
+	var out []clientNet
+	idx := map[string]int{}
+	for _, rt := range routers {
+		if !rt.AdminStateUp {
+			continue
+		}
+		var ifs []*model.Port
+		onVIP := false
+		for _, pid := range rt.Interfaces {
+			r, found := in.Model.Get(model.KindPort, pid)
+			p, _ := r.(*model.Port)
+			if !found || p == nil || !ok[pid] || p.DeviceID != rt.ID {
+				continue
+			}
+			ifs = append(ifs, p)
+			for _, fip := range p.FixedIPs {
+				onVIP = onVIP || fip.SubnetID == subnetID
+			}
+		}
+		if !onVIP {
+			continue
+		}
+		for _, p := range ifs {
+			n := bt.Networks[p.NetworkID]
+			if n == nil || n.Network.ID == vnet.Network.ID || n.Network.NetworkType != model.NetGRE || !hasLocal(v, n) {
+				continue
+			}
+			mac, err := flow.ParseMAC(p.MACAddress)
+			if err != nil {
+				continue
+			}
+			i, seen := idx[n.Network.ID]
+			if !seen {
+				i = len(out)
+				idx[n.Network.ID] = i
+				out = append(out, clientNet{net: n, macs: []flow.MAC{}})
+			}
+			if !slices.Contains(out[i].macs, mac) {
+				out[i].macs = append(out[i].macs, mac)
+			}
+		}
+	}
+	return out
+}
+
+// natFlows are a NAT VIP's flows for the clients of one client network
+// cn (README.md, "What a packet does"; routed clients: flows 1r-6r).
+// The select group is shared by every client network (one zone): it is
+// added once (*grouped).
+func (a *App) natFlows(v *binding.View, cn clientNet, vip *model.LBVIP, vipIP flow.IPv4, gid uint32,
+	pool *model.LBPool, members []member, zone uint16, lbT uint8, vck uint64, grouped *bool, add func(*flow.Flow), d *app.Desired) {
+	key := uint64(cn.net.Key)
 	tcp := func(m flow.Match) flow.Match {
 		return pipeline.RegNetwork.Match(m, key).EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP)
 	}
@@ -253,8 +352,14 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 	lookup := []flow.Action{pipeline.RegLB.Set(lookupDone), flow.CT{Zone: zone, Table: lbT, NAT: &flow.NAT{}}}
 	// 1. Every packet to the VIP: conntrack lookup with nat (an
 	// established connection gets its member's address back), then
-	// recirculate into lb with RegLB set.
-	add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(0), Actions: lookup})
+	// recirculate into lb with RegLB set. A routed client's packet is
+	// the one sent to the router's MAC (1r).
+	if !cn.routed() {
+		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(0), Actions: lookup})
+	}
+	for _, mac := range cn.macs {
+		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(0).EthDst(mac), Actions: lookup})
+	}
 	// 2. A new connection (still addressed to the VIP) goes to the select
 	// group; its bucket commits nat(dst=member) and recirculates here.
 	if len(members) > 0 && SourceIP(vip) {
@@ -263,24 +368,10 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		newCT := toVIP(lookupDone).SetMasked(flow.CTState, flow.CTTracked|flow.CTNew, flow.CTTracked|flow.CTNew)
 		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: newCT,
 			Actions: []flow.Action{flow.GroupAction{ID: gid}}})
-		g := &flow.Group{ID: gid, Type: flow.GroupSelect}
-		ws := make([]uint16, len(members))
-		for i, mb := range members {
-			ws[i] = Weight(pool, mb.m)
+		if !*grouped {
+			*grouped = true
+			d.Groups = append(d.Groups, natGroup(gid, pool, members, zone, lbT))
 		}
-		ws, pad := BucketWeights(ws)
-		bucket := func(mb member, w uint16) flow.Bucket {
-			return flow.Bucket{Weight: w, Actions: []flow.Action{
-				flow.CT{Commit: true, Zone: zone, Table: lbT, NAT: &flow.NAT{Flags: flow.NATDst, IPMin: mb.ip, PortMin: mb.port}},
-			}}
-		}
-		for i, mb := range members {
-			g.Buckets = append(g.Buckets, bucket(mb, ws[i]))
-		}
-		if pad {
-			g.Buckets = append(g.Buckets, bucket(members[0], 1))
-		}
-		d.Groups = append(d.Groups, g)
 	} else {
 		// No healthy member: a new connection is answered with a RST by
 		// the packet-in handler (reject.go), through a meter.
@@ -296,29 +387,41 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: vck, Match: toVIP(lookupDone)})
 	// 3b. A connection DNATed to a member that is no longer healthy (or
 	// no longer in the pool) ends here instead of being flooded to the
-	// VIP's MAC: one flow per network.
+	// VIP's MAC (or routed to the old member): one flow per network.
 	gone := pipeline.RegLB.Match(tcp(nil), lookupDone).
 		SetMasked(flow.CTState, flow.CTTracked|flow.CTDstNAT, flow.CTTracked|flow.CTDstNAT|flow.CTReply)
-	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(net.Network.ID)), Match: gone})
+	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(cn.net.Network.ID)), Match: gone})
 	for _, mb := range members {
 		mck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(mb.m.ID))
 		// 4. DNATed to this member (new or established, original
 		// direction): the member's MAC, on to the rest of the pipeline.
+		// 4r. A routed client's packet keeps the router's MAC: l3_routing
+		// routes it to the member by its new destination address.
 		dn := pipeline.RegLB.Match(tcp(nil), lookupDone).
 			Set(flow.IPv4Dst, uint64(mb.ip)).Set(flow.TCPDst, uint64(mb.port)).
 			SetMasked(flow.CTState, flow.CTTracked|flow.CTDstNAT, flow.CTTracked|flow.CTDstNAT|flow.CTReply)
-		add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: dn,
-			Actions: []flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mb.mac)}}, Goto: pipeline.DNAT.ID()})
+		var acts []flow.Action
+		if !cn.routed() {
+			acts = []flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mb.mac)}}
+		}
+		add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: dn, Actions: acts, Goto: pipeline.DNAT.ID()})
 		// 5. The member's replies: conntrack lookup with nat, which puts
 		// the VIP back as the source of a load-balanced connection's
 		// reply (anything else passes unchanged), then on through lb.
-		rp := pipeline.RegLB.Match(tcp(nil), 0).Set(flow.IPv4Src, uint64(mb.ip)).Set(flow.TCPSrc, uint64(mb.port))
-		add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: rp, Actions: lookup})
+		// On the VIP's network this also catches the replies of a local
+		// member to a routed client (same zone), before l3_routing; 5r
+		// catches a remote member's routed replies (from 6r).
+		if !cn.routed() || (mb.remote && len(v.TunnelPorts) > 0) {
+			rp := pipeline.RegLB.Match(tcp(nil), 0).Set(flow.IPv4Src, uint64(mb.ip)).Set(flow.TCPSrc, uint64(mb.port))
+			add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: rp, Actions: lookup})
+		}
 		// 6. A remote member's replies come in from a tunnel, which
 		// isolation sends straight to l2_forward: catch them in the
 		// classifier (classified as isolation does) and send them to lb.
+		// 6r. Routed on the member's chassis, they come with the client
+		// network's key (l3router's tunnel output).
 		if mb.remote && len(v.TunnelPorts) > 0 {
-			cm := flow.M().Set(flow.TunnelID, uint64(net.Network.SegmentationID)).EthType(flow.EthTypeIPv4).
+			cm := flow.M().Set(flow.TunnelID, uint64(cn.net.Network.SegmentationID)).EthType(flow.EthTypeIPv4).
 				Set(flow.IPProto, flow.ProtoTCP).Set(flow.IPv4Src, uint64(mb.ip)).Set(flow.TCPSrc, uint64(mb.port))
 			add(&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific, Cookie: mck, Match: cm,
 				Actions: []flow.Action{
@@ -328,7 +431,30 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 				}, Goto: lbT})
 		}
 	}
-	return nil
+}
+
+// natGroup is a NAT VIP's select group: one bucket per healthy member,
+// ct(commit,zone,nat(dst=member)) recirculating into lb, weighted by
+// BucketWeights.
+func natGroup(gid uint32, pool *model.LBPool, members []member, zone uint16, lbT uint8) *flow.Group {
+	g := &flow.Group{ID: gid, Type: flow.GroupSelect}
+	ws := make([]uint16, len(members))
+	for i, mb := range members {
+		ws[i] = Weight(pool, mb.m)
+	}
+	ws, pad := BucketWeights(ws)
+	bucket := func(mb member, w uint16) flow.Bucket {
+		return flow.Bucket{Weight: w, Actions: []flow.Action{
+			flow.CT{Commit: true, Zone: zone, Table: lbT, NAT: &flow.NAT{Flags: flow.NATDst, IPMin: mb.ip, PortMin: mb.port}},
+		}}
+	}
+	for i, mb := range members {
+		g.Buckets = append(g.Buckets, bucket(mb, ws[i]))
+	}
+	if pad {
+		g.Buckets = append(g.Buckets, bucket(members[0], 1))
+	}
+	return g
 }
 
 // probePort is the ofport of the VIP's health-probe port on this chassis
