@@ -239,3 +239,37 @@ func TestGoldenRouted(t *testing.T) {
 		t.Fatalf("flows differ from %s (rerun with -update and review the diff):\ngot:\n%s", golden, got)
 	}
 }
+
+// SOURCE_IP persistence for a routed client: every connection of cb1
+// reaches one member through the multipath flow (kB's copy), routed to
+// it, and its reply is un-NATed.
+func TestWalkRoutedSourceIP(t *testing.T) {
+	s := newRoutedScenario("ROUND_ROBIN")
+	v := *s.recs[model.KindVIP]["vip-1"].(*model.LBVIP)
+	v.SessionPersistence = &model.SessionPersistence{Type: "SOURCE_IP"}
+	s.put(&v)
+	sw := routedSwitch(t, s, fakeswitch.NewConnTable(), nil)
+	chosen := map[flow.IPv4]uint32{}
+	for i := range 20 {
+		sport := uint16(42000 + i)
+		r, err := sw.Walk(portCB1, tcpPkt(macCB1, rB, cb1IP, vipIP, sport, 80))
+		e := one(t, r, err)
+		if usesGroup(r) || e.Packet.TPDst != memberTP || e.Packet.EthSrc != rA || e.Packet.TTL != 63 {
+			t.Fatalf("SOURCE_IP routed connection: got port %d %s (group used: %v)\n%s", e.Port, e.Packet, usesGroup(r), r.TraceText())
+		}
+		chosen[e.Packet.IPv4Dst] = e.Port
+		b := map[flow.IPv4]int{mIP[0]: 0, mIP[1]: 1, mIP[2]: 2}[e.Packet.IPv4Dst]
+		reply, in := tcpPkt(mMAC[0], rA, mIP[0], cb1IP, memberTP, sport), uint32(portMember)
+		if b > 0 {
+			reply = tcpPkt(rB, macCB1, mIP[b], cb1IP, memberTP, sport)
+			reply.TTL, reply.TunnelID, in = 63, segB, e.Port
+		}
+		r, err = sw.Walk(in, reply)
+		if e := one(t, r, err); e.Port != portCB1 || e.Packet.IPv4Src != vipIP || e.Packet.TPSrc != 80 {
+			t.Fatalf("SOURCE_IP routed reply: got port %d %s\n%s", e.Port, e.Packet, r.TraceText())
+		}
+	}
+	if len(chosen) != 1 {
+		t.Fatalf("cb1's 20 connections went to %v, want one member", chosen)
+	}
+}
