@@ -239,10 +239,13 @@ func classify(key, up uint32) []flow.Action {
 
 var routed = flow.SetField{F: pipeline.RegFlags.Field, Value: pipeline.FlagRouted, Mask: pipeline.FlagRouted}
 
-// fromVM matches what the VM sends to its router from its fixed IP.
+// fromVM matches what the VM sends to its router from its fixed IP, on
+// its own port (reg2: another VM of the network without port security
+// cannot borrow the floating IP by sending from this fixed IP).
 func fromVM(p *placed) flow.Match {
 	m := pipeline.RegNetwork.Match(nil, uint64(p.vnet.Key))
 	m = pipeline.RegPortClass.Match(m, pipeline.ClassVM)
+	m = pipeline.RegInPort.Match(m, uint64(p.vm.OFPort))
 	return m.EthDst(p.ifaceMAC).EthType(flow.EthTypeIPv4).Set(flow.IPv4Src, uint64(p.fixed))
 }
 
@@ -344,7 +347,7 @@ func extFlows(e *Ext) []*flow.Flow {
 // and it comes back).
 func GatewayFlow(e *Ext, mac flow.MAC) flow.Flow {
 	return flow.Flow{Table: pipeline.SNAT.ID(), Priority: pipeline.PriorityLearned, Cookie: e.Cookie() | pipeline.CookieDynamic,
-		IdleTimeout: 600, Match: egress(e),
+		HardTimeout: 300, Match: egress(e),
 		Actions: []flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mac)}, flow.Output{Port: e.Uplink}}}
 }
 
