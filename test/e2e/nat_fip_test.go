@@ -179,9 +179,19 @@ func TestFloatingIP(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
 		time.Sleep(time.Second)
-		e.c.restart()
-		err := cmd.Wait()
+		if err := e.c.Stop(); err != nil {
+			t.Logf("controller stop: %v", err)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the download ended (%v) before the controller was down: nothing tested", err)
+		default:
+		}
+		e.c.start()
+		err := <-done
 		if got := strings.TrimSpace(out.String()); err != nil || got != fmt.Sprint(bigFile) {
 			t.Errorf("download across the restart: %q bytes, %v; want %d", got, err, bigFile)
 		}
