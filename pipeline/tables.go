@@ -88,7 +88,7 @@ var (
 		Recirculate: true}
 	ARPResponder = &Table{Name: "arp_responder", Owner: AppIsolation, Purpose: "answer ARP for known addresses on the local chassis", Miss: MissNext, Writers: []AppID{AppL3Router, AppNAT, AppLB},
 		Matches: fs(regClass, regNet, flow.EthType, flow.ARPOp, flow.ARPTpa),
-		Sets:    fs(regClass, flow.EthSrc, flow.EthDst, flow.ARPOp, flow.ARPSha, flow.ARPSpa, flow.ARPTha, flow.ARPTpa),
+		Sets:    fs(regClass, flow.EthSrc, flow.EthDst, flow.ARPOp, flow.ARPSha, flow.ARPSpa, flow.ARPTha, flow.ARPTpa, flow.VlanVID), // nat: answers tagged back onto a VLAN external network
 		Next:    []string{"dhcp"}}
 	DHCP = &Table{Name: "dhcp", Owner: AppIsolation, Purpose: "send DHCP requests to the controller's DHCP responder", Miss: MissNext,
 		Matches: fs(regClass, regNet, flow.EthType, flow.IPProto, flow.UDPSrc, flow.UDPDst),
@@ -108,7 +108,7 @@ var (
 		Next:    []string{"snat", "l2_forward"}}
 	SNAT = &Table{Name: "snat", Owner: AppNAT, Purpose: "SNAT toward the external network; floating IP egress (already translated in dnat): dl_dst = the external gateway's MAC learned by the nat handler (dynamic flow per external network) and out of this chassis's uplink, or, before it is learned, a metered punt (nat_punt) that makes the handler ARP for the gateway", Miss: MissNext,
 		Matches: fields(fs(regClass, regNet, flow.Reg5), ipFields, ctFields),
-		Sets:    fs(flow.Reg4, flow.IPv4Src, flow.EthDst, flow.CTMark),
+		Sets:    fs(flow.Reg4, flow.IPv4Src, flow.EthDst, flow.VlanVID, flow.CTMark),
 		Next:    []string{"l2_forward"},
 		Dynamic: true}
 	L2Forward = &Table{Name: "l2_forward", Owner: AppIsolation, Purpose: "known unicast to its port or tunnel; broadcast to the network's flood group", Miss: MissNext,
