@@ -66,7 +66,7 @@ bench-fip:
 bench-snat:
 	NIMBUS_E2E=1 NIMBUS_BENCH=1 $(GO) test -count=1 -timeout 10m -v -run 'TestSNATBench$$' ./test/e2e/
 
-# A 3-hypervisor GRE overlay lab with a VLAN physical network (namespaces, one OVS each); `make lab-down` removes it.
+# A 3-hypervisor GRE overlay lab with a VLAN physical network and an external network with an "internet" namespace (namespaces, one OVS each); `make lab-down` removes it.
 lab:
 	test/mininet/overlay/lab.sh up
 

@@ -88,7 +88,7 @@ var (
 		Recirculate: true}
 	ARPResponder = &Table{Name: "arp_responder", Owner: AppIsolation, Purpose: "answer ARP for known addresses on the local chassis", Miss: MissNext, Writers: []AppID{AppL3Router, AppNAT, AppLB, AppSNAT},
 		Matches: fs(regClass, regNet, flow.EthType, flow.ARPOp, flow.ARPTpa),
-		Sets:    fs(regClass, flow.EthSrc, flow.EthDst, flow.ARPOp, flow.ARPSha, flow.ARPSpa, flow.ARPTha, flow.ARPTpa, flow.VlanVID),
+		Sets:    fs(regClass, flow.EthSrc, flow.EthDst, flow.ARPOp, flow.ARPSha, flow.ARPSpa, flow.ARPTha, flow.ARPTpa, flow.VlanVID), // nat: answers tagged back onto a VLAN external network
 		Next:    []string{"dhcp"}}
 	DHCP = &Table{Name: "dhcp", Owner: AppIsolation, Purpose: "send DHCP requests to the controller's DHCP responder", Miss: MissNext,
 		Matches: fs(regClass, regNet, flow.EthType, flow.IPProto, flow.UDPSrc, flow.UDPDst),
@@ -99,7 +99,7 @@ var (
 		Next:        []string{"dnat"},
 		Recirculate: true}
 	DNAT = &Table{Name: "dnat", Owner: AppNAT, Purpose: "floating IPs, stateless 1:1 in both directions, before routing: from the external network, nw_dst = the fixed IP, routed to the VM (l2_forward); from the VM, off its router's subnets, nw_src = the floating IP, dl_src = the floating IP port's MAC, network register = the external network (snat); to the router's own subnets, on to l3_routing", Miss: MissNext,
-		Matches: fields(fs(regClass, regNet, flow.Reg5, flow.EthDst), ipFields, ctFields),
+		Matches: fields(fs(regClass, regNet, regIn, flow.Reg5, flow.EthDst), ipFields, ctFields),
 		Sets:    fs(regClass, regNet, flow.Reg4, flow.Reg5, flow.EthSrc, flow.EthDst, flow.IPv4Src, flow.IPv4Dst, flow.CTMark),
 		Next:    []string{"l3_routing", "snat", "l2_forward"}}
 	L3Routing = &Table{Name: "l3_routing", Owner: AppL3Router, Purpose: "distributed routing between tenant subnets on the source chassis: a packet to a router interface's MAC is routed by destination address (dec_ttl, MACs rewritten, network register set to the target's network, then l2_forward for a local target or straight to the target chassis's tunnel / the VLAN uplink); ICMP echo to a gateway answered in place; TTL 0/1 and no route punted (l3_punt) for ICMP time exceeded / net unreachable; snat: the default route of a router with enable_snat (dec_ttl, source MAC = this chassis's MAC for the router) to snat", Miss: MissNext, Writers: []AppID{AppSNAT},

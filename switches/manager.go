@@ -358,6 +358,24 @@ func (a *agent) refresh() {
 	a.announce(ann)
 }
 
+// newAnnouncements returns the set of announcements ann (keyed by app,
+// port and frame) and those of them not in prev.
+func newAnnouncements(prev map[string]bool, ann []announcement) (map[string]bool, []announcement) {
+	cur := make(map[string]bool, len(ann))
+	var fresh []announcement
+	for _, x := range ann {
+		k := fmt.Sprintf("%d/%d/%x", x.app, x.Port, x.Data)
+		if cur[k] {
+			continue
+		}
+		cur[k] = true
+		if !prev[k] {
+			fresh = append(fresh, x)
+		}
+	}
+	return cur, fresh
+}
+
 // announcement is an app's Desired.Announce entry.
 type announcement struct {
 	app pipeline.AppID
@@ -378,25 +396,20 @@ func (a *agent) announce(ann []announcement) {
 	if !master {
 		return
 	}
-	cur := make(map[string]bool, len(ann))
+	var fresh []announcement
+	a.announced, fresh = newAnnouncements(a.announced, ann)
 	var b []byte
-	for _, x := range ann {
-		k := fmt.Sprintf("%d/%d/%x", x.app, x.Port, x.Data)
-		cur[k] = true
-		if a.announced[k] {
-			continue
-		}
+	for _, x := range fresh {
 		var err error
 		if b, err = ofproto.AppendPacketOut(b, a.c.NextXid(), app.NoBuffer, flow.PortController,
 			[]flow.Action{flow.Output{Port: x.Port}}, x.Data); err != nil {
 			a.unencodable(x.app, "announcement", err)
 		}
 	}
-	a.announced = cur
 	if len(b) == 0 {
 		return
 	}
-	a.log.Debug("announcing", "frames", len(ann))
+	a.log.Debug("announcing", "frames", len(fresh))
 	c := a.c
 	_ = c.Send(b)
 	for _, d := range []time.Duration{200 * time.Millisecond, time.Second, 3 * time.Second} {

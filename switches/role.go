@@ -81,6 +81,16 @@ func (a *agent) followRoles(ctx context.Context, mem roleSource, c roleConn) {
 			a.masterSince = time.Now()
 			a.mu.Unlock()
 			a.log.Info("took mastership", "generation", role.Generation, "took", time.Since(start).Round(time.Microsecond))
+			// Announce again as the new master (a refresh before the
+			// role was confirmed announced nothing).
+			if a.m != nil && a.m.cfg.Model != nil { // (role tests run agents without a model)
+				go func() {
+					a.refreshMu.Lock()
+					a.announced = nil
+					a.refreshMu.Unlock()
+					a.refresh()
+				}()
+			}
 			rctx, cancel := context.WithCancel(ctx)
 			stop, done = cancel, make(chan struct{})
 			run := a.master

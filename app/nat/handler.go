@@ -32,7 +32,7 @@ type handler struct {
 // forward is the packet-out of an egress packet to the gateway.
 func forward(e *Ext, mac flow.MAC, data []byte) app.PacketOut {
 	return app.PacketOut{BufferID: app.NoBuffer, InPort: flow.PortController,
-		Actions: []flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mac)}, flow.Output{Port: e.Uplink}}, Data: data}
+		Actions: append([]flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mac)}}, e.toUplink()...), Data: data}
 }
 
 func (h *handler) FlowRemoved(uint64, flow.Match) {}
@@ -70,15 +70,21 @@ func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 		}
 		if mac, ok := h.learned[e.NetworkID]; ok {
 			out.Flows = append(out.Flows, app.FlowOut{Flow: GatewayFlow(e, mac), BufferID: app.NoBuffer})
-			out.PacketOuts = append(out.PacketOuts, forward(e, mac, append([]byte(nil), pi.Data...)))
+			out.PacketOuts = append(out.PacketOuts, forward(e, mac, append([]byte(nil), pi.Data...)),
+				arpRequest(e)) // revalidate: the answer replaces the flow
 			return
 		}
 		if q := h.pending[e.NetworkID]; len(q) < maxPending {
 			h.pending[e.NetworkID] = append(q, append([]byte(nil), pi.Data...))
 		}
-		out.PacketOuts = append(out.PacketOuts, app.PacketOut{BufferID: app.NoBuffer, InPort: flow.PortController,
-			Actions: []flow.Action{flow.Output{Port: e.Uplink}}, Data: ARPRequest(e.SrcMAC, e.SrcIP, e.Gateway)})
+		out.PacketOuts = append(out.PacketOuts, arpRequest(e))
 	}
+}
+
+// arpRequest asks for e's gateway out of its uplink.
+func arpRequest(e *Ext) app.PacketOut {
+	return app.PacketOut{BufferID: app.NoBuffer, InPort: flow.PortController,
+		Actions: e.toUplink(), Data: ARPRequest(e.SrcMAC, e.SrcIP, e.Gateway)}
 }
 
 // parseARP reads an untagged Ethernet/IPv4 ARP frame's sender.

@@ -63,12 +63,26 @@ type Ext struct {
 	NetworkID string
 	Key       uint32
 	Uplink    uint32
+	// VLAN is the external network's VLAN id on the uplink (0: flat,
+	// untagged).
+	VLAN uint16
 	// Gateway is the external subnet's gateway_ip (the upstream router).
 	Gateway flow.IPv4
 	// SrcMAC and SrcIP are a floating IP on this chassis (the first by
 	// id): the sender of the handler's ARP requests for Gateway.
 	SrcMAC flow.MAC
 	SrcIP  flow.IPv4
+}
+
+// toUplink are the actions that send a frame out of the uplink (tagged
+// for a VLAN external network).
+func (e *Ext) toUplink() []flow.Action { return uplinkOut(e.VLAN, e.Uplink) }
+
+func uplinkOut(vlan uint16, up uint32) []flow.Action {
+	if vlan == 0 {
+		return []flow.Action{flow.Output{Port: up}}
+	}
+	return []flow.Action{flow.PushVLAN{EthType: flow.EthTypeVLAN}, flow.SetField{F: flow.VlanVID, Value: flow.VlanPresent | uint64(vlan)}, flow.Output{Port: up}}
 }
 
 // Cookie is the cookie of the external network's flows (and of the
@@ -92,6 +106,7 @@ type placed struct {
 	ifaceMAC flow.MAC // the router's interface on the VM's subnet
 	ext      *binding.Network
 	uplink   uint32
+	vlan     uint16 // the external network's VLAN (0: flat)
 	gw       flow.IPv4
 	subnets  []netip.Prefix // the router's connected subnets
 }
@@ -118,11 +133,11 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 		}
 		d.Flows = append(d.Flows, fipFlows(p)...)
 		d.Announce = append(d.Announce,
-			app.Announcement{Port: p.uplink, Data: ARPRequest(p.mac, p.ip, p.ip)}, // gratuitous
-			app.Announcement{Port: p.uplink, Data: ARPRequest(p.mac, p.ip, p.gw)}) // who has the gateway
+			app.Announcement{Port: p.uplink, Data: Tagged(ARPRequest(p.mac, p.ip, p.ip), p.vlan)}, // gratuitous
+			app.Announcement{Port: p.uplink, Data: Tagged(ARPRequest(p.mac, p.ip, p.gw), p.vlan)}) // who has the gateway
 		if !exts[p.ext.Network.ID] {
 			exts[p.ext.Network.ID] = true
-			e := &Ext{NetworkID: p.ext.Network.ID, Key: p.ext.Key, Uplink: p.uplink, Gateway: p.gw, SrcMAC: p.mac, SrcIP: p.ip}
+			e := &Ext{NetworkID: p.ext.Network.ID, Key: p.ext.Key, Uplink: p.uplink, VLAN: p.vlan, Gateway: p.gw, SrcMAC: p.mac, SrcIP: p.ip}
 			st[p.uplink] = e
 			d.Flows = append(d.Flows, extFlows(e)...)
 		}
@@ -145,7 +160,7 @@ func place(m *model.Snapshot, v *binding.View, ifaces map[string]bool, f *model.
 		return nil
 	}
 	ext := v.Table.Networks[f.FloatingNetworkID]
-	if ext == nil || !ext.Network.External || ext.Network.NetworkType != model.NetFlat {
+	if ext == nil || !ext.Network.External || (ext.Network.NetworkType != model.NetFlat && ext.Network.NetworkType != model.NetVLAN) {
 		return nil
 	}
 	uplink := v.Uplink(ext)
@@ -160,6 +175,9 @@ func place(m *model.Snapshot, v *binding.View, ifaces map[string]bool, f *model.
 		return nil
 	}
 	p := &placed{f: f, ip: ip, fixed: fixed, vm: vm, vnet: vnet, ext: ext, uplink: uplink}
+	if ext.Network.NetworkType == model.NetVLAN {
+		p.vlan = uint16(ext.Network.SegmentationID)
+	}
 	// The floating IP port's MAC, and the external subnet's gateway.
 	fr, _ := m.Get(model.KindPort, f.FloatingPortID)
 	fp, _ := fr.(*model.Port)
@@ -226,23 +244,36 @@ func toIPv4(a netip.Addr) flow.IPv4 {
 	return flow.IPv4(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]))
 }
 
-// fromUplink matches untagged frames from the external network's uplink.
-func fromUplink(up uint32) flow.Match { return flow.M().InPort(up).Set(flow.VlanVID, 0) }
+// fromUplink matches the external network's frames from its uplink:
+// untagged (flat) or tagged with its VLAN.
+func fromUplink(up uint32, vlan uint16) flow.Match {
+	if vlan == 0 {
+		return flow.M().InPort(up).Set(flow.VlanVID, 0)
+	}
+	return flow.M().InPort(up).Set(flow.VlanVID, flow.VlanPresent|uint64(vlan))
+}
 
-func classify(key, up uint32) []flow.Action {
-	return []flow.Action{
+// classify pops the external network's tag (if any) and classifies.
+func classify(key, up uint32, vlan uint16) []flow.Action {
+	var out []flow.Action
+	if vlan != 0 {
+		out = append(out, flow.PopVLAN{})
+	}
+	return append(out,
 		pipeline.SetClass(pipeline.ClassPhys, 0),
 		pipeline.RegNetwork.Set(uint64(key)),
-		pipeline.RegInPort.Set(uint64(up)),
-	}
+		pipeline.RegInPort.Set(uint64(up)))
 }
 
 var routed = flow.SetField{F: pipeline.RegFlags.Field, Value: pipeline.FlagRouted, Mask: pipeline.FlagRouted}
 
-// fromVM matches what the VM sends to its router from its fixed IP.
+// fromVM matches what the VM sends to its router from its fixed IP, on
+// its own port (reg2: another VM of the network without port security
+// cannot borrow the floating IP by sending from this fixed IP).
 func fromVM(p *placed) flow.Match {
 	m := pipeline.RegNetwork.Match(nil, uint64(p.vnet.Key))
 	m = pipeline.RegPortClass.Match(m, pipeline.ClassVM)
+	m = pipeline.RegInPort.Match(m, uint64(p.vm.OFPort))
 	return m.EthDst(p.ifaceMAC).EthType(flow.EthTypeIPv4).Set(flow.IPv4Src, uint64(p.fixed))
 }
 
@@ -253,15 +284,15 @@ func fipFlows(p *placed) []*flow.Flow {
 	out := []*flow.Flow{
 		// From the external network: ARP for the floating IP, and IPv4 to it.
 		{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific + 10, Cookie: ck,
-			Match:   fromUplink(p.uplink).EthType(flow.EthTypeARP).Set(flow.ARPOp, 1).Set(flow.ARPTpa, uint64(p.ip)),
-			Actions: classify(xkey, p.uplink), Goto: pipeline.ARPResponder.ID()},
+			Match:   fromUplink(p.uplink, p.vlan).EthType(flow.EthTypeARP).Set(flow.ARPOp, 1).Set(flow.ARPTpa, uint64(p.ip)),
+			Actions: classify(xkey, p.uplink, p.vlan), Goto: pipeline.ARPResponder.ID()},
 		{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific + 10, Cookie: ck,
-			Match:   fromUplink(p.uplink).EthType(flow.EthTypeIPv4).Set(flow.IPv4Dst, uint64(p.ip)),
-			Actions: classify(xkey, p.uplink), Goto: pipeline.DNAT.ID()},
+			Match:   fromUplink(p.uplink, p.vlan).EthType(flow.EthTypeIPv4).Set(flow.IPv4Dst, uint64(p.ip)),
+			Actions: classify(xkey, p.uplink, p.vlan), Goto: pipeline.DNAT.ID()},
 		{Table: pipeline.ARPResponder.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
 			Match: pipeline.RegPortClass.Match(pipeline.RegNetwork.Match(nil, uint64(xkey)), pipeline.ClassPhys).
 				EthType(flow.EthTypeARP).Set(flow.ARPOp, 1).Set(flow.ARPTpa, uint64(p.ip)),
-			Actions: []flow.Action{
+			Actions: append([]flow.Action{
 				flow.Move{Src: flow.EthSrc, Dst: flow.EthDst, NBits: 48},
 				flow.SetField{F: flow.EthSrc, Value: uint64(p.mac)},
 				flow.SetField{F: flow.ARPOp, Value: 2},
@@ -269,8 +300,7 @@ func fipFlows(p *placed) []*flow.Flow {
 				flow.Move{Src: flow.ARPSpa, Dst: flow.ARPTpa, NBits: 32},
 				flow.SetField{F: flow.ARPSha, Value: uint64(p.mac)},
 				flow.SetField{F: flow.ARPSpa, Value: uint64(p.ip)},
-				flow.Output{Port: flow.PortInPort},
-			}},
+			}, uplinkOut(p.vlan, flow.PortInPort)...)},
 		// DNAT: to the VM, routed.
 		{Table: pipeline.DNAT.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
 			Match: pipeline.RegPortClass.Match(pipeline.RegNetwork.Match(nil, uint64(xkey)), pipeline.ClassPhys).
@@ -331,11 +361,20 @@ func extFlows(e *Ext) []*flow.Flow {
 	punt := []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}
 	return []*flow.Flow{
 		{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific, Cookie: ck, Meter: pipeline.MeterNAT.ID,
-			Match:   fromUplink(e.Uplink).EthType(flow.EthTypeARP).Set(flow.ARPSpa, uint64(e.Gateway)),
-			Actions: punt},
+			Match:   fromUplink(e.Uplink, e.VLAN).EthType(flow.EthTypeARP).Set(flow.ARPSpa, uint64(e.Gateway)),
+			Actions: arpPunt(e)},
 		{Table: pipeline.SNAT.ID(), Priority: pipeline.PriorityDefault, Cookie: ck, Meter: pipeline.MeterNAT.ID,
 			Match: egress(e), Actions: punt},
 	}
+}
+
+// arpPunt sends the gateway's ARP to the handler, untagged.
+func arpPunt(e *Ext) []flow.Action {
+	var out []flow.Action
+	if e.VLAN != 0 {
+		out = append(out, flow.PopVLAN{})
+	}
+	return append(out, flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer})
 }
 
 // GatewayFlow is the handler's dynamic flow once the external gateway's
@@ -344,8 +383,20 @@ func extFlows(e *Ext) []*flow.Flow {
 // and it comes back).
 func GatewayFlow(e *Ext, mac flow.MAC) flow.Flow {
 	return flow.Flow{Table: pipeline.SNAT.ID(), Priority: pipeline.PriorityLearned, Cookie: e.Cookie() | pipeline.CookieDynamic,
-		IdleTimeout: 600, Match: egress(e),
-		Actions: []flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mac)}, flow.Output{Port: e.Uplink}}}
+		HardTimeout: 300, Match: egress(e),
+		Actions: append([]flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mac)}}, e.toUplink()...)}
+}
+
+// Tagged inserts an 802.1Q tag with VLAN id vlan after the MACs (vlan 0:
+// b itself).
+func Tagged(b []byte, vlan uint16) []byte {
+	if vlan == 0 {
+		return b
+	}
+	out := make([]byte, 0, len(b)+4)
+	out = append(out, b[:12]...)
+	out = append(out, 0x81, 0x00, byte(vlan>>8)&0x0f, byte(vlan))
+	return append(out, b[12:]...)
 }
 
 // ARPRequest builds a broadcast ARP request from sha/spa for tpa (spa ==

@@ -224,6 +224,12 @@ func hw(m flow.MAC) net.HardwareAddr {
 // ping builds an ICMP echo request frame.
 func ping(t *testing.T, src, dst flow.MAC, nwSrc, nwDst string, ttl uint8) fakeswitch.Packet {
 	t.Helper()
+	return parse(t, pingFrame(t, src, dst, nwSrc, nwDst, ttl))
+}
+
+// pingFrame is ping's frame.
+func pingFrame(t *testing.T, src, dst flow.MAC, nwSrc, nwDst string, ttl uint8) []byte {
+	t.Helper()
 	eth := &layers.Ethernet{SrcMAC: hw(src), DstMAC: hw(dst), EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: ttl, Protocol: layers.IPProtocolICMPv4, SrcIP: net.ParseIP(nwSrc).To4(), DstIP: net.ParseIP(nwDst).To4()}
 	buf := gopacket.NewSerializeBuffer()
@@ -231,7 +237,7 @@ func ping(t *testing.T, src, dst flow.MAC, nwSrc, nwDst string, ttl uint8) fakes
 		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 7, Seq: 1}, gopacket.Payload("ping")); err != nil {
 		t.Fatal(err)
 	}
-	return parse(t, buf.Bytes())
+	return buf.Bytes()
 }
 
 func parse(t *testing.T, b []byte) fakeswitch.Packet {

@@ -144,7 +144,8 @@ func TestWalkFloatingIPOut(t *testing.T) {
 	t.Run("handler: a punt after learning (the flow idled out) reinstalls the flow and sends the packet on; other ARP is ignored", func(t *testing.T) {
 		var o app.Out
 		h.PacketIn(&app.PacketIn{DPID: 1, InPort: 1, Cookie: cookie("net-x"), Table: pipeline.SNAT.ID(), Data: append(make([]byte, 12), 8, 0, 1), State: st}, &o)
-		if len(o.Flows) != 1 || len(o.PacketOuts) != 1 || o.PacketOuts[0].Actions[0] != (flow.SetField{F: flow.EthDst, Value: uint64(gwMAC)}) {
+		if len(o.Flows) != 1 || len(o.PacketOuts) != 2 || o.PacketOuts[0].Actions[0] != (flow.SetField{F: flow.EthDst, Value: uint64(gwMAC)}) ||
+			parse(t, o.PacketOuts[1].Data).ARPTpa != mustIP("198.51.100.1") {
 			t.Fatalf("%+v", o)
 		}
 		o = app.Out{}
@@ -184,6 +185,24 @@ func TestWalkFloatingIPOut(t *testing.T) {
 	t.Run("a spoofed source from a1 is not translated", func(t *testing.T) {
 		if r := walk(t, sw, 1, ping(t, macA1, rA1, "10.0.1.99", "203.0.113.80", 64)); len(r.Ports()) != 0 {
 			t.Fatalf("spoofed: %s", r)
+		}
+	})
+	t.Run("a1's fixed IP from another port of its network (no port security) does not get the floating IP", func(t *testing.T) {
+		s2 := newScenario()
+		s2.vm("a9", "net-a1", flow.MustMAC("fa:16:3e:0a:00:09"), "10.0.1.19", "hv1", 7)
+		s2.recs[model.KindPort][portID("a9")].(*model.Port).PortSecurity = false
+		sw2, d2 := chassis(t, s2, "hv1")
+		sw2.SetPorts(1, 2, 7, tunnel, uplink, flow.PortLocal)
+		learn(t, sw2, New().NewSwitchHandler(1), d2.Handler.(State))
+		r := walk(t, sw2, 7, ping(t, flow.MustMAC("fa:16:3e:0a:00:09"), rA1, "10.0.1.11", "203.0.113.80", 64))
+		for _, e := range r.Emits {
+			if e.Port == uplink {
+				t.Fatalf("port 7 borrowed a1's floating IP: %s\n%s", r, r.TraceText())
+			}
+		}
+		// a1 itself still gets it on that switch.
+		if e := only(t, walk(t, sw2, 1, out)); e.Port != uplink {
+			t.Fatalf("a1: %s", e)
 		}
 	})
 	t.Run("the round trip: the reply comes back to a1", func(t *testing.T) {

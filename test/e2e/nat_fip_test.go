@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -31,6 +32,10 @@ type fipEnv struct {
 }
 
 const fipProject = "tenant-fip"
+
+// bigFile is the size of each VM's /big (fetched slowly across a
+// controller restart).
+const bigFile = 100000
 
 func startFIPLab(t *testing.T) *fipEnv {
 	t.Helper()
@@ -78,6 +83,9 @@ func startFIPLab(t *testing.T) *fipEnv {
 		if err := os.WriteFile(filepath.Join(root, "index.html"), []byte(name+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		if err := os.WriteFile(filepath.Join(root, "big"), make([]byte, bigFile), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		ovslab.StartProcess(t, "ip", []string{"netns", "exec", vm.NS(), "busybox", "httpd", "-f", "-p", "80", "-h", root}, nil)
 		e.vm[name] = vm
 	}
@@ -94,7 +102,8 @@ func startFIPLab(t *testing.T) *fipEnv {
 			}
 		}
 	}
-	f := nb.post("floatingips", map[string]any{"floatingip": map[string]any{"floating_network_id": e.extNet, "project_id": fipProject}})
+	// The floating IP, with the real openstack client.
+	f := openstackJSON(t, env.c.API, "floating ip", "create", "--project", fipProject, e.extNet)
 	e.fipID, e.fip = f["id"].(string), f["floating_ip_address"].(string)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -134,10 +143,10 @@ func TestFloatingIP(t *testing.T) {
 	e := startFIPLab(t)
 	v1 := e.vm["v1"]
 	start := time.Now()
-	e.associate("v1")
+	openstackCLI(t, e.c.API, "floating ip", "set", "--port", e.port["v1"], e.fipID)
 	url := "http://" + e.fip + "/"
 	waitFor(t, 30*time.Second, "the internet fetches from v1 by its floating IP", func() bool { return e.fetch(url) == "v1" })
-	t.Logf("associate -> first HTTP answer from the internet: %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("associate (openstack CLI, about 2 s of it the client itself) -> first HTTP answer from the internet: %v", time.Since(start).Round(time.Millisecond))
 	if out, err := e.in.ExecErr("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", e.fip); err != nil || !strings.Contains(out, " 0% packet loss") {
 		t.Errorf("internet -> floating IP ping: %v\n%s", err, out)
 	}
@@ -178,6 +187,40 @@ func TestFloatingIP(t *testing.T) {
 		}
 	})
 
+	t.Run("a connection through the floating IP survives a controller restart", func(t *testing.T) {
+		// 100 kB at 20 kB/s: about 5 s, across the restart.
+		cmd := exec.Command("ip", "netns", "exec", e.in.NS(), "curl", "-s", "-o", "/dev/null", "-w", "%{size_download}",
+			"--limit-rate", "20k", "-m", "60", url+"big")
+		var out strings.Builder
+		cmd.Stdout = &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		time.Sleep(time.Second)
+		if err := e.c.Stop(); err != nil {
+			t.Logf("controller stop: %v", err)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the download ended (%v) before the controller was down: nothing tested", err)
+		default:
+		}
+		e.c.start()
+		err := <-done
+		if got := strings.TrimSpace(out.String()); err != nil || got != fmt.Sprint(bigFile) {
+			t.Errorf("download across the restart: %q bytes, %v; want %d", got, err, bigFile)
+		}
+		waitFor(t, 30*time.Second, "3 switches connected again", func() bool {
+			var h struct{ Switches []string }
+			return getJSON("http://"+e.c.API+"/healthz", &h) == nil && len(h.Switches) == 3
+		})
+		if got := e.fetch(url); got != "v1" {
+			t.Errorf("after the restart the internet fetched %q, want v1", got)
+		}
+	})
+
 	t.Run("moved to v2 on another hypervisor", func(t *testing.T) {
 		start := time.Now()
 		e.associate("v2")
@@ -207,7 +250,8 @@ func TestFloatingIP(t *testing.T) {
 }
 
 // TestFloatingIPBench (NIMBUS_BENCH=1): floating IP associate -> first
-// ping answered from the internet, alternately to v1 (hv1) and v2 (hv2),
+// ping answered from the internet (pinging every 10 ms from before the
+// association), alternately to v1 (hv1) and v2 (hv2),
 // with the internet's neighbour cache flushed before each association
 // (so the ARP answer from the new hypervisor is part of it; with
 // NIMBUS_FIP_FLUSH=0 it is kept: the floating IP's MAC does not change, so
@@ -233,12 +277,18 @@ func TestFloatingIPBench(t *testing.T) {
 		if os.Getenv("NIMBUS_FIP_FLUSH") != "0" {
 			e.in.Exec("ip", "neigh", "flush", "dev", "inet0")
 		}
+		// ping every 10 ms from before the association until the first
+		// reply (-c 1 with a deadline waits for one reply).
+		ping := exec.Command("ip", "netns", "exec", e.in.NS(), "ping", "-n", "-q", "-i", "0.01", "-c", "1", "-w", "30", e.fip)
+		if err := ping.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
 		start := time.Now()
 		e.associate(vm)
-		waitFor(t, 30*time.Second, "first ping answered", func() bool {
-			_, err := e.in.ExecErr("ping", "-n", "-c", "1", "-W", "0.1", e.fip)
-			return err == nil
-		})
+		if err := ping.Wait(); err != nil {
+			t.Fatalf("sample %d: no ping answered within 30 s: %v", i, err)
+		}
 		samples = append(samples, time.Since(start))
 		t.Logf("sample %d (%s): %v", i, vm, samples[i].Round(time.Millisecond))
 	}

@@ -23,6 +23,14 @@
 # it (phy-physnet1 <-> int-physnet1, as the node agent names them) and two
 # more demo VMs (vm3 on hv1, vm4 on hv2, 10.0.1.3 and 10.0.1.4) ping each
 # other on VLAN 100: `ip netns exec $P-ul tcpdump -nei br1` shows the tags.
+# The external network (floating IPs): every hypervisor gets br-ex (netdev,
+# standalone) whose port eth-ex is a veth to exN on the Linux bridge br2 in
+# the underlay namespace, and the "internet" namespace $P-inet sits on br2
+# with $LAB_EXTERNAL.1/24 (default 198.51.100: use .1 as the external
+# subnet's gateway_ip) and 203.0.113.80 on its loopback, serving HTTP
+# (busybox httpd: / and /cgi-bin/ip, the client address as seen). Node
+# agents map it with --bridge-mappings extnet:br-ex (add physnet1:br-vlan
+# for both: physnet1:br-vlan,extnet:br-ex).
 set -euo pipefail
 
 P=${LAB_PREFIX:-nlab}
@@ -30,11 +38,13 @@ DIR=${LAB_DIR:-/tmp/nimbus-hvlab-$P}
 UL=${LAB_UNDERLAY:-172.31.255}
 MG=${LAB_MGMT:-169.254.100}
 MTU=${LAB_UNDERLAY_MTU:-1500}
+EXT=${LAB_EXTERNAL:-198.51.100}
 SCHEMA=/usr/share/openvswitch/vswitch.ovsschema
 [ ${#P} -le 5 ] || { echo "lab.sh: LAB_PREFIX at most 5 characters" >&2; exit 2; }
 
 ns_hv()  { echo "$P-hv$1"; }
 ns_ul()  { echo "$P-ul"; }
+ns_inet(){ echo "$P-inet"; }
 ns_vm()  { echo "$P-$1"; }
 tun_ip() { echo "$UL.$((10 + $1))"; }
 mg_root(){ echo "$MG.$((4 * $1 + 1))"; }
@@ -65,6 +75,26 @@ up() {
   ip -n "$ul" link add br1 type bridge
   ip netns exec "$ul" sysctl -qw net.ipv6.conf.br1.disable_ipv6=1
   ip -n "$ul" link set br1 up
+  # External network: br2, and the internet namespace on it.
+  ip -n "$ul" link add br2 type bridge
+  ip netns exec "$ul" sysctl -qw net.ipv6.conf.br2.disable_ipv6=1
+  ip -n "$ul" link set br2 up
+  local inet; inet=$(ns_inet)
+  ip netns add "$inet"
+  ip -n "$inet" link set lo up
+  ip link add name inet netns "$ul" type veth peer name inet0 netns "$inet"
+  ip netns exec "$ul" sysctl -qw net.ipv6.conf.inet.disable_ipv6=1
+  ip netns exec "$inet" sysctl -qw net.ipv6.conf.inet0.disable_ipv6=1
+  ip -n "$ul" link set inet master br2 up
+  ip -n "$inet" addr add "$EXT.1/24" dev inet0
+  ip -n "$inet" addr add 203.0.113.80/32 dev lo
+  ip -n "$inet" link set inet0 up
+  ip netns exec "$inet" ethtool -K inet0 tx off >/dev/null 2>&1 || true
+  mkdir -p "$DIR/www/cgi-bin"
+  echo "hello from the nimbus lab internet" >"$DIR/www/index.html"
+  printf '#!/bin/sh\na=${REMOTE_ADDR#[}; a=${a%%]}; a=${a#::ffff:}\nprintf '"'"'Content-Type: text/plain\\r\\n\\r\\n%%s\\n'"'"' "$a"\n' >"$DIR/www/cgi-bin/ip"
+  chmod 755 "$DIR/www/cgi-bin/ip"
+  ip netns exec "$inet" busybox httpd -p 80 -h "$DIR/www"
   for n in $(seq 1 "$hvs"); do
     local ns rd; ns=$(ns_hv "$n"); rd="$DIR/hv$n"
     mkdir -p "$rd"
@@ -106,6 +136,16 @@ up() {
       -- add-br br-vlan -- set bridge br-vlan datapath_type=netdev fail_mode=standalone \
          other_config:disable-in-band=true \
       -- add-port br-vlan eth-phys
+    # External network: eth-ex on br-ex, exN on br2.
+    ip link add name "ex$n" netns "$ul" type veth peer name eth-ex netns "$ns"
+    ip netns exec "$ul" sysctl -qw "net.ipv6.conf.ex$n.disable_ipv6=1"
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.eth-ex.disable_ipv6=1
+    ip -n "$ul" link set "ex$n" master br2 up
+    ip -n "$ns" link set eth-ex up
+    hvctl "$n" ovs-vsctl --timeout=20 \
+      -- add-br br-ex -- set bridge br-ex datapath_type=netdev fail_mode=standalone \
+         other_config:disable-in-band=true \
+      -- add-port br-ex eth-ex
     hvctl "$n" ovs-vsctl --timeout=20 \
       -- add-br br-int -- set bridge br-int datapath_type=netdev fail_mode=secure \
          protocols=OpenFlow13 other_config:disable-in-band=true \
@@ -194,6 +234,13 @@ down() {
   if [ -f "$DIR/vms" ]; then
     while read -r v; do ip netns del "$v" 2>/dev/null || true; done <"$DIR/vms"
   fi
+  # The internet namespace's httpd (a daemon of ours: only processes in
+  # our own namespace, serving our own directory).
+  local pid
+  for pid in $(ip netns pids "$(ns_inet)" 2>/dev/null); do
+    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$DIR/www"; then kill "$pid" 2>/dev/null || true; fi
+  done
+  ip netns del "$(ns_inet)" 2>/dev/null || true
   ip netns del "$(ns_ul)" 2>/dev/null || true
   rm -rf "$DIR"
   echo "lab.sh: down"
@@ -206,7 +253,9 @@ status() {
     echo "== hv$n: netns $(ns_hv "$n"), tunnel $(tun_ip "$n"), mgmt root $(mg_root "$n") <-> hv $(mg_hv "$n")"
     echo "   OVS_RUNDIR=$DIR/hv$n ip netns exec $(ns_hv "$n") ovs-vsctl show"
     echo "   physnet1: br-vlan (eth-phys <-> ph$n on br1 in $(ns_ul))"
+    echo "   extnet: br-ex (eth-ex <-> ex$n on br2 in $(ns_ul))"
   done
+  echo "== internet: netns $(ns_inet), $EXT.1/24 on br2, 203.0.113.80, http://$EXT.1/ and /cgi-bin/ip"
 }
 
 case "${1:-}" in
