@@ -48,21 +48,24 @@ func startFIPLab(t *testing.T) *fipEnv {
 	l, hvs, nb := env.l, env.hvs, env.nb
 	e := &fipEnv{overlayEnv: env, in: l.Internet(), vm: map[string]*hvlab.VM{}, port: map[string]string{}}
 	e.in.ServeHTTP(t)
-	// The external network (admin), its gateway the internet namespace.
-	x := nb.post("networks", map[string]any{"network": map[string]any{"name": "ext", "project_id": "admin", "router:external": true,
-		"provider:network_type": "flat", "provider:physical_network": hvlab.ExternalPhysnet}})
+	// The external network (admin), its gateway the internet namespace,
+	// then the tenant's network behind a router with its gateway on it:
+	// all made with the real openstack CLI (as the floating IP below).
+	api := env.c.API
+	x := openstackJSON(t, api, "network", "create", "--project", "admin", "--external", "--provider-network-type", "flat",
+		"--provider-physical-network", hvlab.ExternalPhysnet, "ext")
 	e.extNet = x["id"].(string)
-	nb.post("subnets", map[string]any{"subnet": map[string]any{"network_id": e.extNet, "project_id": "admin", "cidr": e.in.CIDR(),
-		"ip_version": 4, "gateway_ip": e.in.IP(), "enable_dhcp": false,
-		"allocation_pools": []any{map[string]any{"start": e.in.Addr(10), "end": e.in.Addr(99)}}}})
-	// The tenant: a network behind a router with its gateway on ext.
-	n := nb.post("networks", map[string]any{"network": map[string]any{"name": "fip-net", "project_id": fipProject, "provider:network_type": "gre"}})
-	s := nb.post("subnets", map[string]any{"subnet": map[string]any{"network_id": n["id"], "project_id": fipProject,
-		"cidr": "10.0.1.0/24", "ip_version": 4, "gateway_ip": "10.0.1.1"}})
-	rt := nb.post("routers", map[string]any{"router": map[string]any{"name": "r-fip", "project_id": fipProject,
-		"external_gateway_info": map[string]any{"network_id": e.extNet}}})
+	openstackJSON(t, api, "subnet", "create", "--project", "admin", "--network", e.extNet, "--subnet-range", e.in.CIDR(),
+		"--gateway", e.in.IP(), "--no-dhcp", "--allocation-pool", "start="+e.in.Addr(10)+",end="+e.in.Addr(99), "ext-sub")
+	n := openstackJSON(t, api, "network", "create", "--project", fipProject, "--provider-network-type", "gre", "fip-net")
+	s := openstackJSON(t, api, "subnet", "create", "--project", fipProject, "--network", n["id"].(string),
+		"--subnet-range", "10.0.1.0/24", "--gateway", "10.0.1.1", "fip-sub")
+	rt := openstackJSON(t, api, "router", "create", "--project", fipProject, "--external-gateway", e.extNet, "r-fip")
 	e.router = rt["id"].(string)
-	nb.put("routers/"+e.router+"/add_router_interface", map[string]any{"subnet_id": s["id"]})
+	openstackCLI(t, api, "router", "add", "subnet", e.router, s["id"].(string))
+	if got := nb.get("routers/" + e.router); got["external_gateway_info"] == nil {
+		t.Fatalf("router made by the CLI has no gateway: %v", got)
+	}
 	dir := t.TempDir()
 	var sg string
 	for i, name := range []string{"v1", "v2"} {
