@@ -136,6 +136,7 @@ type handler struct {
 	log  *slog.Logger
 	ks   *keystone
 	defs map[string]*resDef // by collection path ("networks", "lb/pools")
+	ipam ipamHints
 }
 
 // NewHandler returns the Neutron API handler. Mount it for "/" and
