@@ -342,10 +342,17 @@ func TestFencingFrozenMaster(t *testing.T) {
 	old.Signal(syscall.SIGCONT)
 	old.WaitLog("lost mastership", 10*time.Second)
 	// The switch has exactly one master, and it is not the thawed replica
-	// holding its old generation.
+	// holding its old generation. Only this bridge's controller rows: the
+	// thawed replica may be master of another bridge by now, and its
+	// target is the same on every bridge.
 	waitFor(t, 10*time.Second, "the thawed replica to be a slave or re-elected", func() bool {
 		roles := map[string]string{}
-		out, _ := exec.Command("ovs-vsctl", "--bare", "--columns=target,role", "list", "controller").Output()
+		ids, _ := exec.Command("ovs-vsctl", "--bare", "get", "bridge", br, "controller").Output()
+		uuids := strings.FieldsFunc(string(ids), func(r rune) bool { return r == '[' || r == ']' || r == ',' || r == ' ' || r == '\n' })
+		if len(uuids) == 0 {
+			return false
+		}
+		out, _ := exec.Command("ovs-vsctl", append([]string{"--bare", "--columns=target,role", "list", "controller"}, uuids...)...).Output()
 		f := strings.Fields(string(out))
 		for i := 0; i+1 < len(f); i += 2 {
 			roles[strings.Trim(f[i], `"`)] = f[i+1]
