@@ -2,12 +2,10 @@ package isolation
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,24 +62,7 @@ func TestWalkAgreesWithOVS(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	// Underlay with a free /30 for the tunnel.
-	under := ovslab.NewBridge(t, ovslab.BridgeOptions{})
-	under.AddPort("", 1)
-	var b [2]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	net := fmt.Sprintf("198.%d.%d.", 18+int(b[0]&1), b[1]&^3)
-	local, remote := net+strconv.Itoa(int(b[1]&^3)+1), net+strconv.Itoa(int(b[1]&^3)+2)
-	if strings.Contains(sh(t, "ip", "-4", "addr"), net) {
-		t.Skipf("%s0/24 is in use on this machine", net)
-	}
-	sh(t, "ip", "link", "set", "dev", under.Name, "up")
-	sh(t, "ip", "addr", "add", local+"/30", "dev", under.Name)
-	under.AddFlow("table=0,priority=1,in_port=LOCAL,ip,nw_proto=47,actions=output:1")
-	ovslab.WaitFor(t, 10*time.Second, "OVS learns the underlay route", func() bool {
-		return strings.Contains(sh(t, "ovs-appctl", "ovs/route/show"), "dev "+under.Name)
-	})
-	sh(t, "ovs-appctl", "tnl/neigh/set", under.Name, remote, "02:00:00:00:00:fe")
+	under, remote := ovslab.TunnelUnderlay(t)
 
 	br := ovslab.NewBridge(t, ovslab.BridgeOptions{Controllers: []string{"tcp:" + addr.String()}})
 	var conn *ofproto.Conn

@@ -2,8 +2,6 @@ package lb
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -68,17 +66,5 @@ func TestWalkDSR(t *testing.T) {
 
 func TestGoldenDSR(t *testing.T) {
 	got := lbState(t, dsrScenario().input("hv1")).Text()
-	golden := filepath.Join("testdata", "hv1_dsr.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != string(want) {
-		t.Fatalf("flows differ from %s (rerun with -update and review the diff):\ngot:\n%s", golden, got)
-	}
+	checkGolden(t, "hv1_dsr.golden", got)
 }

@@ -190,20 +190,27 @@ func TestGolden(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got := lbState(t, newScenario(c.method).input(c.chassis)).Text()
-			golden := filepath.Join("testdata", c.name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != string(want) {
-				t.Fatalf("flows differ from %s (rerun with -update and review the diff):\ngot:\n%s", golden, got)
-			}
+			checkGolden(t, c.name+".golden", got)
 		})
+	}
+}
+
+// checkGolden compares got with testdata/<name> (rewritten first with
+// -update).
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	golden := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Fatalf("flows differ from %s (rerun with -update and review the diff):\ngot:\n%s", golden, got)
 	}
 }
 

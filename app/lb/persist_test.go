@@ -1,8 +1,6 @@
 package lb
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -91,17 +89,5 @@ func TestWalkSourceIP(t *testing.T) {
 
 func TestGoldenSourceIP(t *testing.T) {
 	got := lbState(t, sourceIPScenario().input("hv1")).Text()
-	golden := filepath.Join("testdata", "hv1_source_ip.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != string(want) {
-		t.Fatalf("flows differ from %s (rerun with -update and review the diff):\ngot:\n%s", golden, got)
-	}
+	checkGolden(t, "hv1_source_ip.golden", got)
 }

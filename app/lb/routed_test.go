@@ -2,8 +2,6 @@ package lb
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/nimbus-sdn/nimbus/app/l3router"
@@ -225,19 +223,7 @@ func TestRoutedClientsWhere(t *testing.T) {
 
 func TestGoldenRouted(t *testing.T) {
 	got := lbState(t, newRoutedScenario("ROUND_ROBIN").input("hv1")).Text()
-	golden := filepath.Join("testdata", "hv1_routed.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != string(want) {
-		t.Fatalf("flows differ from %s (rerun with -update and review the diff):\ngot:\n%s", golden, got)
-	}
+	checkGolden(t, "hv1_routed.golden", got)
 }
 
 // SOURCE_IP persistence for a routed client: every connection of cb1

@@ -1,13 +1,10 @@
 package secgroup
 
 import (
-	"crypto/rand"
 	"fmt"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/internal/fakeswitch"
@@ -89,24 +86,7 @@ func TestWalkAgreesWithOVS(t *testing.T) {
 	ovslab.RequireE2E(t)
 	// Underlay with a free /30 for the GRE port (OVS's native tunnelling
 	// needs a route), as app/isolation's oracle test.
-	under := ovslab.NewBridge(t, ovslab.BridgeOptions{})
-	under.AddPort("", 1)
-	var rb [2]byte
-	if _, err := rand.Read(rb[:]); err != nil {
-		t.Fatal(err)
-	}
-	net := fmt.Sprintf("198.%d.%d.", 18+int(rb[0]&1), rb[1]&^3)
-	local, remote := net+strconv.Itoa(int(rb[1]&^3)+1), net+strconv.Itoa(int(rb[1]&^3)+2)
-	if strings.Contains(sh(t, "ip", "-4", "addr"), net) {
-		t.Skipf("%s0/24 is in use on this machine", net)
-	}
-	sh(t, "ip", "link", "set", "dev", under.Name, "up")
-	sh(t, "ip", "addr", "add", local+"/30", "dev", under.Name)
-	under.AddFlow("table=0,priority=1,in_port=LOCAL,ip,nw_proto=47,actions=output:1")
-	ovslab.WaitFor(t, 10*time.Second, "OVS learns the underlay route", func() bool {
-		return strings.Contains(sh(t, "ovs-appctl", "ovs/route/show"), "dev "+under.Name)
-	})
-	sh(t, "ovs-appctl", "tnl/neigh/set", under.Name, remote, "02:00:00:00:00:fe")
+	under, remote := ovslab.TunnelUnderlay(t)
 
 	br, conn := ofovs.Bridge(t)
 	for _, n := range hv1Ports {
