@@ -6,11 +6,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/net/icmp"
@@ -76,6 +78,10 @@ func Check(ctx context.Context, nsPath string, t Target) error {
 			return fmt.Errorf("lbprobe: %s %s: %w", t.Monitor.Type, addr, err)
 		}
 		defer c.Close()
+		// A cancelled runner (VIP, member or monitor gone) closes the
+		// connection at once instead of waiting out its deadline.
+		stop := context.AfterFunc(ctx, func() { c.Close() })
+		defer stop()
 		if t.Monitor.Type == "TCP" {
 			return nil
 		}
@@ -89,14 +95,15 @@ func Check(ctx context.Context, nsPath string, t Target) error {
 			c = tc
 		}
 		if _, err := fmt.Fprintf(c, "%s %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: nimbus-lbprobe\r\n\r\n",
-			t.Monitor.HTTPMethod, t.Monitor.URLPath, t.Addr); err != nil {
+			t.Monitor.HTTPMethod, requestPath(t.Monitor.URLPath), t.Addr); err != nil {
 			return fmt.Errorf("lbprobe: HTTP %s: %w", addr, err)
 		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		// The member is the tenant's: read at most maxResponseHead bytes
+		// of status line and headers, and none of the body.
+		resp, err := http.ReadResponse(bufio.NewReader(io.LimitReader(c, maxResponseHead)), nil)
 		if err != nil {
 			return fmt.Errorf("lbprobe: HTTP %s: %w", addr, err)
 		}
-		resp.Body.Close()
 		if !CodeOK(t.Monitor.ExpectedCodes, resp.StatusCode) {
 			return fmt.Errorf("lbprobe: HTTP %s%s: status %d, expected %s", addr, t.Monitor.URLPath, resp.StatusCode, t.Monitor.ExpectedCodes)
 		}
@@ -115,6 +122,8 @@ func ping(ctx context.Context, run func(func() error) error, t Target) error {
 		return fmt.Errorf("lbprobe: PING %s: %w", t.Addr, err)
 	}
 	defer pc.Close()
+	stop := context.AfterFunc(ctx, func() { pc.Close() })
+	defer stop()
 	dl, _ := ctx.Deadline()
 	_ = pc.SetDeadline(dl)
 	id := os.Getpid() & 0xffff
@@ -145,4 +154,23 @@ func ping(ctx context.Context, run func(func() error) error, t Target) error {
 			return nil
 		}
 	}
+}
+
+// maxResponseHead bounds what an HTTP probe reads of a member's answer.
+const maxResponseHead = 16 << 10
+
+// requestPath is url_path as it goes on the request line: bytes that
+// would end the line or split it (controls, space, DEL) are
+// percent-encoded, so a tenant's path cannot add headers or a body to
+// the probe.
+func requestPath(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c <= ' ' || c == 0x7f {
+			fmt.Fprintf(&b, "%%%02X", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }

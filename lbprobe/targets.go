@@ -124,7 +124,11 @@ func Targets(s *model.Snapshot, ifaceIDs map[string]string) Plan {
 			Port: names.LBProbePortName(vip.ID), IfaceID: names.LBProbeIfaceID(vip.ID)}
 		for _, m := range members[pool.ID] {
 			a, err := netip.ParseAddr(m.Address)
-			if err != nil || byIP[a] == nil || m.ProtocolPort <= 0 || m.ProtocolPort > 0xffff {
+			// Only the pool's own project's ports: a probe skips the
+			// member's security groups (it comes from the member's own
+			// chassis), so probing another project's port on a shared
+			// network would scan it past them.
+			if err != nil || byIP[a] == nil || byIP[a].ProjectID != pool.ProjectID || m.ProtocolPort <= 0 || m.ProtocolPort > 0xffff {
 				continue
 			}
 			pb.Targets = append(pb.Targets, Target{MemberID: m.ID, Addr: a, Port: m.ProtocolPort, MAC: byIP[a].MACAddress, Monitor: mon})
@@ -139,6 +143,11 @@ func Targets(s *model.Snapshot, ifaceIDs map[string]string) Plan {
 	return plan
 }
 
+// maxProbeSeconds caps a monitor's delay and timeout as the prober uses
+// them (the API takes any 32-bit value, as Neutron does): a probe every
+// hour at most, never a Duration that overflows.
+const maxProbeSeconds = 3600
+
 func monitorOf(s *model.Snapshot, pool *model.LBPool) (Monitor, bool) {
 	ids := append([]string(nil), pool.HealthMonitorIDs...)
 	sort.Strings(ids)
@@ -151,7 +160,7 @@ func monitorOf(s *model.Snapshot, pool *model.LBPool) (Monitor, bool) {
 		if !h.AdminStateUp {
 			continue
 		}
-		m := Monitor{ID: h.ID, Type: strings.ToUpper(h.Type), Delay: max(h.Delay, 1), Timeout: max(h.Timeout, 1),
+		m := Monitor{ID: h.ID, Type: strings.ToUpper(h.Type), Delay: min(max(h.Delay, 1), maxProbeSeconds), Timeout: min(max(h.Timeout, 1), maxProbeSeconds),
 			MaxRetries: max(h.MaxRetries, 1), HTTPMethod: h.HTTPMethod, URLPath: h.URLPath, ExpectedCodes: h.ExpectedCodes}
 		if m.HTTPMethod == "" {
 			m.HTTPMethod = "GET"

@@ -51,7 +51,7 @@ func (o *oInt) UnmarshalJSON(b []byte) error {
 	var s string
 	if json.Unmarshal(b, &s) == nil {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil {
+		if err != nil || n > math.MaxInt32 || n < math.MinInt32 {
 			return fmt.Errorf("'%s' is not an integer", s)
 		}
 		o.V = n

@@ -45,6 +45,10 @@ func (h *handler) vipDef() *resDef {
 	return d
 }
 
+// maxCookieName bounds session_persistence's cookie_name (Neutron
+// LBaaS's column is 1024 characters).
+const maxCookieName = 1024
+
 func parsePersistence(o oRaw) (any, error) {
 	if o.Null {
 		return nil, nil
@@ -56,6 +60,11 @@ func parsePersistence(o oRaw) (any, error) {
 	for k := range m {
 		if k != "type" && k != "cookie_name" {
 			return nil, invalidInput("session_persistence", "Unrecognized key '%s'", k)
+		}
+	}
+	if c, ok := m["cookie_name"]; ok && c != nil {
+		if s, isStr := c.(string); !isStr || len(s) > maxCookieName {
+			return nil, invalidInput("session_persistence", "cookie_name must be a string of at most %d characters", maxCookieName)
 		}
 	}
 	t, _ := m["type"].(string)

@@ -217,6 +217,11 @@ func (h *handler) create(rc *reqCtx, d *resDef) (int, any, error) {
 	return http.StatusCreated, map[string]any{d.singular: v}, nil
 }
 
+// maxBulk bounds the items of one bulk create: they are one etcd
+// transaction, whose reads and writes grow with the batch (and some
+// kinds, LB members and health monitors, have no quota to stop it).
+const maxBulk = 1000
+
 // bulkItems reads a bulk create body ({"networks": [{...}, ...]}, the
 // plural key and a list); ok is false for any other body, which is left
 // for the single create to read.
@@ -243,6 +248,9 @@ func bulkItems(rc *reqCtx, d *resDef) ([]json.RawMessage, bool, error) {
 	}
 	if len(items) == 0 {
 		return nil, false, badRequest("Resources required")
+	}
+	if len(items) > maxBulk {
+		return nil, false, badRequest("A bulk request takes at most %d %s.", maxBulk, d.plural)
 	}
 	return items, true, nil
 }
