@@ -45,9 +45,9 @@ func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 	}
 	switch binary.BigEndian.Uint16(pi.Data[12:14]) {
 	case 0x0806: // from the uplink: the gateway's ARP
-		e := st[pi.InPort]
+		e := st[pi.Cookie]
 		sha, spa, ok := parseARP(pi.Data)
-		if e == nil || !ok || spa != e.Gateway || sha == 0 || sha>>40&1 != 0 {
+		if e == nil || pi.InPort != e.Uplink || !ok || spa != e.Gateway || sha == 0 || sha>>40&1 != 0 {
 			return
 		}
 		// Adding the flow again when the MAC is known is harmless
@@ -59,12 +59,7 @@ func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 		}
 		delete(h.pending, e.NetworkID)
 	case 0x0800: // floating IP egress before the gateway's MAC is known
-		var e *Ext
-		for _, x := range st {
-			if x.Cookie() == pi.Cookie {
-				e = x
-			}
-		}
+		e := st[pi.Cookie]
 		if e == nil {
 			return
 		}

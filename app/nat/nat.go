@@ -90,8 +90,10 @@ func uplinkOut(vlan uint16, up uint32) []flow.Action {
 func (e *Ext) Cookie() uint64 { return cookie(e.NetworkID) }
 
 // State is the handler's state on one switch: the external networks with
-// a floating IP here, by uplink port.
-type State map[uint32]*Ext
+// a floating IP here, by the cookie of their flows (the punts carry it).
+// Not by uplink: the VLAN external networks of one physical network
+// share it.
+type State map[uint64]*Ext
 
 func cookie(id string) uint64 { return pipeline.Cookie(pipeline.AppNAT, pipeline.ObjectID(id)) }
 
@@ -138,7 +140,7 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 		if !exts[p.ext.Network.ID] {
 			exts[p.ext.Network.ID] = true
 			e := &Ext{NetworkID: p.ext.Network.ID, Key: p.ext.Key, Uplink: p.uplink, VLAN: p.vlan, Gateway: p.gw, SrcMAC: p.mac, SrcIP: p.ip}
-			st[p.uplink] = e
+			st[e.Cookie()] = e
 			d.Flows = append(d.Flows, extFlows(e)...)
 		}
 	}
@@ -379,8 +381,9 @@ func arpPunt(e *Ext) []flow.Action {
 
 // GatewayFlow is the handler's dynamic flow once the external gateway's
 // MAC is known: floating IP egress to that MAC, out of the uplink. It
-// idles out after 10 minutes without traffic (the next packet is punted
-// and it comes back).
+// expires after 5 minutes whatever the traffic (a hard timeout, so a
+// changed gateway MAC is re-learned): the next packet is punted and it
+// comes back.
 func GatewayFlow(e *Ext, mac flow.MAC) flow.Flow {
 	return flow.Flow{Table: pipeline.SNAT.ID(), Priority: pipeline.PriorityLearned, Cookie: e.Cookie() | pipeline.CookieDynamic,
 		HardTimeout: 300, Match: egress(e),
