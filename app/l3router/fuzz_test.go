@@ -25,3 +25,15 @@ func FuzzReply(f *testing.F) {
 		}
 	})
 }
+
+// A tagged frame gets no answer: its quote would start inside the tag.
+func TestReplyTaggedFrame(t *testing.T) {
+	f := frame(t, macA1, rA1, "10.0.1.11", "8.8.8.8", 1, false)
+	if _, ok := Reply(Gateways{rA1: 0x0a000101}, f, gopacket.NewSerializeBuffer()); !ok {
+		t.Fatal("the untagged frame is not answered: the test's frame is wrong")
+	}
+	tagged := append(append(append([]byte(nil), f[:12]...), 0x81, 0x00, 0x00, 0x64), f[12:]...)
+	if out, ok := Reply(Gateways{rA1: 0x0a000101}, tagged, gopacket.NewSerializeBuffer()); ok {
+		t.Fatalf("a tagged frame was answered: %x", out)
+	}
+}

@@ -74,10 +74,14 @@ func Reply(gws Gateways, frame []byte, buf gopacket.SerializeBuffer) ([]byte, bo
 	if full := len(ip.Contents) + len(ip.Payload); n > full {
 		n = full
 	}
-	quote := append([]byte(nil), frame[14:14+n]...)
-	if len(eth.Contents) != 14 {
-		return nil, false // tagged: tenant frames reach us untagged
+	// Tagged frames are not answered: tenant frames reach us untagged,
+	// and the quote below starts right after an untagged header.
+	// (gopacket decodes a tag as its own layer, so eth.Contents is 14
+	// bytes either way: the EtherType tells.)
+	if eth.EthernetType != layers.EthernetTypeIPv4 {
+		return nil, false
 	}
+	quote := append([]byte(nil), frame[14:14+n]...)
 	g := net.IPv4(byte(gw>>24), byte(gw>>16), byte(gw>>8), byte(gw)).To4()
 	rEth := &layers.Ethernet{SrcMAC: eth.DstMAC, DstMAC: eth.SrcMAC, EthernetType: layers.EthernetTypeIPv4}
 	rIP := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: g, DstIP: ip.SrcIP}
