@@ -141,7 +141,7 @@ var (
 	RegCTZone    = Bits{"ct_zone", flow.Reg4, 0, 16, "conntrack zone of the packet's network"}
 	RegRouter    = Bits{"router", flow.Reg5, 0, 16, "router id for L3 lookups"}
 	RegLB        = Bits{"lb", flow.Reg6, 0, 16, "load balancer: 1 once the lb table's conntrack lookup ran (its recirculation back into lb is not looked up again), 0 before"}
-	RegLBLink    = Bits{"lb_link", flow.Reg6, 16, 16, "load balancer, SOURCE_IP persistence: the member index the multipath hash of the source address chose (read while RegLB is 2)"}
+	RegLBLink    = Bits{"lb_link", flow.Reg6, 16, 16, "load balancer: the member index the multipath hash of the source address (SOURCE_IP persistence) or a DSR VIP's select group chose (read while RegLB is 2)"}
 	MetaNetwork  = Bits{"network", flow.Metadata, 0, 24, "network key, mirrored in metadata for write_metadata users"}
 	RegSGRemote  = Bits{"sg_remote", flow.Reg7, 0, 32, "security groups: bits 0-29 the remote groups the packet's remote address belongs to, bit 30 classified in from_vm_acl, bit 31 in to_vm_acl"}
 )

@@ -245,7 +245,7 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 	if DSR(pool) {
 		// DSR rewrites only the destination MAC: clients on the VIP's
 		// own network only (sameNet, or clients is empty).
-		a.dsr(net, vip, vipIP, gid, members, pool, add, d)
+		a.dsr(v, net, vip, vipIP, gid, members, DSRMarks(byPool[pool.ID]), pool, add, d)
 		return nil
 	}
 	// Every client network's connections live in the VIP network's zone:
@@ -639,47 +639,137 @@ func DSR(pool *model.LBPool) bool { return strings.Contains(pool.Description, DS
 // dsr balances a DSR pool's VIP: the seed's design. Only the destination
 // MAC is rewritten, to the chosen member's; the packet keeps the VIP as
 // its destination address, and the member, which holds the VIP on its
-// loopback, answers straight to the client with the VIP as source: the
-// reply never passes through the client-side rewrite (no conntrack, no
-// un-NAT; flow 5 matches the member's own address, not the VIP). No
-// conntrack: a connection stays on its member by the select group's
-// hash of its 5-tuple, so a change of the pool may move an established
-// connection (README.md, "DSR").
+// loopback, answers straight to the client with the VIP as source:
+// nothing un-NATs the reply. The chosen member is pinned in the
+// connection's conntrack entry (ct_mark = the member's DSRMark, in the
+// VIP network's lb zone): an established connection follows its mark,
+// never the group, so adding, removing or re-weighting members never
+// moves it; a connection whose member is gone matches no mark and is
+// dropped (it ends). The reply reaches the client's chassis (the client
+// is there), and goes through the same zone there (D5, D6), so conntrack
+// sees both directions of the connection as usual.
 //
-//	D1 lb 10001 key, RegLB=0, tcp, nw_dst=VIP, tp_dst=port -> group (bucket: dl_dst=M's MAC, resubmit(,dnat))
-//	   with no healthy member: meter lb_reject_punt, CONTROLLER (RST)
-func (a *App) dsr(net *binding.Network, vip *model.LBVIP, vipIP flow.IPv4, gid uint32, members []member,
-	pool *model.LBPool, add func(*flow.Flow), d *app.Desired) {
+//	D1  lb 10001 key, RegLB=0, tcp, nw_dst=VIP, tp_dst=port -> RegLB=1, ct(zone,table=lb)
+//	D2  lb 10001 key, RegLB=1, +new+trk, ct_mark=0, tcp, nw_dst=VIP, tp_dst=port -> group
+//	    (bucket i: RegLB=2, RegLBLink=i, ct(zone,table=lb))
+//	    with no healthy member: meter lb_reject_punt, CONTROLLER (RST)
+//	D2l lb 10001 key, RegLB=2, RegLBLink=i, +new+trk, tcp, nw_dst=VIP, tp_dst=port ->
+//	    ct(commit,zone,exec(ct_mark=M_i's mark)), dl_dst=M_i's MAC, goto dnat
+//	D3p lb 100   key, RegLB=2, tcp, nw_dst=VIP, tp_dst=port -> drop
+//	D4  lb 10000 key, RegLB=1, +trk, ct_mark=M's mark, tcp, nw_dst=VIP, tp_dst=port -> dl_dst=M's MAC, goto dnat
+//	D3  lb 100   key, RegLB=1, tcp, nw_dst=VIP, tp_dst=port -> drop
+//	D5  lb 10000 key, RegLB=0, tcp, nw_src=VIP, tp_src=port -> RegLB=1, ct(zone,table=lb)
+//	D5b lb 10000 key, RegLB=1, tcp, nw_src=VIP, tp_src=port -> goto dnat
+//	D6  classifier 20000 tun_id=segmentation id, tcp, nw_src=VIP, tp_src=port -> class tunnel, reg1=key, reg2=in_port, goto lb
+func (a *App) dsr(v *binding.View, net *binding.Network, vip *model.LBVIP, vipIP flow.IPv4, gid uint32, members []member,
+	marks map[string]uint32, pool *model.LBPool, add func(*flow.Flow), d *app.Desired) {
 	lbT := pipeline.LB.ID()
+	zone := Zone(net.Key)
 	vck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(vip.ID))
-	m := pipeline.RegLB.Match(pipeline.RegNetwork.Match(nil, uint64(net.Key)).EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP), 0).
-		Set(flow.IPv4Dst, uint64(vipIP)).Set(flow.TCPDst, uint64(vip.ProtocolPort))
+	tcp := func(done uint64) flow.Match {
+		return pipeline.RegLB.Match(pipeline.RegNetwork.Match(nil, uint64(net.Key)).EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP), done)
+	}
+	toVIP := func(done uint64) flow.Match {
+		return tcp(done).Set(flow.IPv4Dst, uint64(vipIP)).Set(flow.TCPDst, uint64(vip.ProtocolPort))
+	}
+	fromVIP := func(done uint64) flow.Match {
+		return tcp(done).Set(flow.IPv4Src, uint64(vipIP)).Set(flow.TCPSrc, uint64(vip.ProtocolPort))
+	}
+	lookup := []flow.Action{pipeline.RegLB.Set(lookupDone), flow.CT{Zone: zone, Table: lbT}}
+	// D1: every packet to the VIP, and D5 every packet from it (a
+	// member's reply): a conntrack lookup in the zone, recirculating here.
+	add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(0), Actions: lookup})
+	add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: vck, Match: fromVIP(0), Actions: lookup})
+	add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: vck, Match: fromVIP(lookupDone), Goto: pipeline.DNAT.ID()})
+	// D6: a remote member's reply comes in from a tunnel, which isolation
+	// sends straight to l2_forward: catch it for D5 (any member's, also
+	// one removed since: its connection ends on the client's side).
+	if len(v.TunnelPorts) > 0 {
+		cm := flow.M().Set(flow.TunnelID, uint64(net.Network.SegmentationID)).EthType(flow.EthTypeIPv4).
+			Set(flow.IPProto, flow.ProtoTCP).Set(flow.IPv4Src, uint64(vipIP)).Set(flow.TCPSrc, uint64(vip.ProtocolPort))
+		add(&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific, Cookie: vck, Match: cm,
+			Actions: []flow.Action{
+				pipeline.SetClass(pipeline.ClassTunnel, 0),
+				pipeline.RegNetwork.Set(uint64(net.Key)),
+				flow.Move{Src: flow.InPort, Dst: pipeline.RegInPort.Field, NBits: 16},
+			}, Goto: lbT})
+	}
+	// D3: anything else to the VIP after the lookup (its member is gone,
+	// or conntrack found it invalid) is dropped.
+	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: vck, Match: toVIP(lookupDone)})
+	newCT0 := toVIP(lookupDone).SetMasked(flow.CTState, flow.CTTracked|flow.CTNew, flow.CTTracked|flow.CTNew).Set(flow.CTMark, 0)
 	if len(members) == 0 {
-		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Meter: pipeline.MeterLBReject.ID,
+		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: newCT0, Meter: pipeline.MeterLBReject.ID,
 			Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
 		if len(d.Meters) == 0 {
 			d.Meters = append(d.Meters, pipeline.MeterLBReject.Meter())
 		}
 		return
 	}
+	// D4: a connection pinned to a healthy member goes to it.
+	for _, mb := range members {
+		mck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(mb.m.ID))
+		m := toVIP(lookupDone).SetMasked(flow.CTState, flow.CTTracked, flow.CTTracked).Set(flow.CTMark, uint64(marks[mb.m.ID]))
+		add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: m,
+			Actions: []flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mb.mac)}}, Goto: pipeline.DNAT.ID()})
+	}
+	// The group picks a link (OVS runs a bucket as an action set: only
+	// its last ct, output or resubmit runs, so a bucket cannot both
+	// commit and forward); D2l commits the link's member's mark and
+	// forwards, like D4. D3p: a picked packet no link matches (none).
 	ws := make([]uint16, len(members))
 	for i, mb := range members {
 		ws[i] = Weight(pool, mb.m)
 	}
 	ws, pad := BucketWeights(ws)
 	g := &flow.Group{ID: gid, Type: flow.GroupSelect}
-	bucket := func(mb member, w uint16) flow.Bucket {
+	bucket := func(i int, w uint16) flow.Bucket {
 		return flow.Bucket{Weight: w, Actions: []flow.Action{
-			flow.SetField{F: flow.EthDst, Value: uint64(mb.mac)},
-			flow.Resubmit{InPort: flow.PortInPort, Table: pipeline.DNAT.ID()},
+			pipeline.RegLB.Set(linkPicked),
+			pipeline.RegLBLink.Set(uint64(i)),
+			flow.CT{Zone: zone, Table: lbT},
 		}}
 	}
+	newCT := uint64(flow.CTTracked | flow.CTNew)
 	for i, mb := range members {
-		g.Buckets = append(g.Buckets, bucket(mb, ws[i]))
+		g.Buckets = append(g.Buckets, bucket(i, ws[i]))
+		mck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(mb.m.ID))
+		m := toVIP(0).SetMasked(flow.Reg6, pipeline.RegLB.Value(linkPicked)|pipeline.RegLBLink.Value(uint64(i)),
+			pipeline.RegLB.Mask()|pipeline.RegLBLink.Mask()).SetMasked(flow.CTState, newCT, newCT)
+		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: mck, Match: m, Actions: []flow.Action{
+			flow.CT{Commit: true, Zone: zone, Table: flow.CTNoTable, Exec: []flow.SetField{{F: flow.CTMark, Value: uint64(marks[mb.m.ID])}}},
+			flow.SetField{F: flow.EthDst, Value: uint64(mb.mac)},
+		}, Goto: pipeline.DNAT.ID()})
 	}
 	if pad {
-		g.Buckets = append(g.Buckets, bucket(members[0], 1))
+		g.Buckets = append(g.Buckets, bucket(0, 1))
 	}
 	d.Groups = append(d.Groups, g)
-	add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Actions: []flow.Action{flow.GroupAction{ID: gid}}})
+	add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: newCT0, Actions: []flow.Action{flow.GroupAction{ID: gid}}})
+	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: vck, Match: toVIP(linkPicked)})
+}
+
+// DSRMarks gives each member of a pool (every member, healthy or not, in
+// id order) its ct_mark for DSR pinning: the low 32 bits of its object
+// id, never 0 (0 is "no member chosen yet"), the next free value on a
+// collision. A member keeps its mark while it exists, whatever else
+// changes in the pool (short of a colliding member with a smaller id
+// being added: once in 2^32).
+func DSRMarks(ms []*model.LBMember) map[string]uint32 {
+	ids := make([]string, 0, len(ms))
+	for _, m := range ms {
+		ids = append(ids, m.ID)
+	}
+	sort.Strings(ids)
+	out := make(map[string]uint32, len(ids))
+	used := map[uint32]bool{}
+	for _, id := range ids {
+		mk := uint32(pipeline.ObjectID(id))
+		for mk == 0 || used[mk] {
+			mk++
+		}
+		used[mk] = true
+		out[id] = mk
+	}
+	return out
 }

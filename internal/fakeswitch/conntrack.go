@@ -34,6 +34,7 @@ type conn struct {
 	natSrc   flow.IPv4
 	natSport uint16
 	replied  bool
+	mark     uint32 // ct_mark, set by a commit's exec()
 }
 
 // ConnTable is a minimal connection tracker with destination NAT, enough
@@ -74,6 +75,19 @@ func (c *ConnTable) Expire() {
 	c.conns, c.reply = map[tuple]*conn{}, map[tuple]*conn{}
 }
 
+// SetMark records ct_mark on the committed connection p (as the ct
+// action saw it, before NAT) belongs to in zone, either direction, as a
+// commit's exec(set_field:...->ct_mark) does; lookups of the connection
+// then return it.
+func (c *ConnTable) SetMark(p Packet, zone uint16, mark uint32) {
+	t := tupleOf(p, zone)
+	if k, ok := c.conns[t]; ok {
+		k.mark = mark
+	} else if k, ok := c.reply[t]; ok {
+		k.mark = mark
+	}
+}
+
 // Track is TrackNAT without nat().
 func (c *ConnTable) Track(p Packet, zone uint16, commit bool) (uint32, uint32) {
 	_, st, mark := c.TrackNAT(p, zone, commit, nil)
@@ -102,7 +116,7 @@ func (c *ConnTable) TrackNAT(p Packet, zone uint16, commit bool, nat *flow.NAT) 
 			}
 			st |= flow.CTDstNAT
 		}
-		return p, st, p.CTMark
+		return p, st, k.mark
 	}
 	if k, ok := c.reply[t]; ok {
 		k.replied = true
@@ -116,7 +130,7 @@ func (c *ConnTable) TrackNAT(p Packet, zone uint16, commit bool, nat *flow.NAT) 
 			p.IPv4Dst, p.TPDst = k.orig.src, k.orig.sport
 			st |= flow.CTSrcNAT
 		}
-		return p, st, p.CTMark
+		return p, st, k.mark
 	}
 	st := uint32(flow.CTNew)
 	k := &conn{orig: t}

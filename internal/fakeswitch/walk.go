@@ -844,6 +844,12 @@ func actionSet(acts []flow.Action) ([]flow.Action, error) {
 	return nil, nil
 }
 
+// markSetter is a Conntrack that keeps a connection's ct_mark
+// (ConnTable): a commit's exec() stores it.
+type markSetter interface {
+	SetMark(p Packet, zone uint16, mark uint32)
+}
+
 func (w *walker) ct(p *Packet, a flow.CT) error {
 	nt, natOK := w.v.ct.(NATConntrack)
 	if a.NAT != nil && (!natOK || a.Table == flow.CTNoTable) {
@@ -878,6 +884,9 @@ func (w *walker) ct(p *Packet, a flow.CT) error {
 			m = flow.CTMark.FullMask()
 		}
 		mark = uint32(uint64(mark)&^m | s.Value&m)
+	}
+	if ms, ok := w.v.ct.(markSetter); ok && len(a.Exec) > 0 {
+		ms.SetMark(*p, zone, mark)
 	}
 	if a.Table != flow.CTNoTable {
 		q := natted

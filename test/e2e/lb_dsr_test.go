@@ -19,7 +19,8 @@ import (
 // request arriving addressed to the VIP:80 (only the MAC rewritten) and
 // the reply leaving from VIP:80: the member answers the client directly,
 // with no un-NAT on the client's chassis (in NAT mode m2 would see and
-// send 10.0.0.22:8080).
+// send 10.0.0.22:8080). A long download from each client survives a
+// member added and removed (the member pinned in conntrack).
 func TestLoadBalancerDSR(t *testing.T) {
 	lab := newLBLab(t)
 	nb := lab.nb
@@ -39,7 +40,11 @@ func TestLoadBalancerDSR(t *testing.T) {
 	waitFor(t, 30*time.Second, "DSR groups on every chassis", func() bool {
 		for _, hv := range lab.hvs {
 			out, err := hv.OfctlErr("-O", "OpenFlow13", "dump-groups", "br-int")
-			if err != nil || !strings.Contains(out, "resubmit(,6)") || strings.Contains(out, "nat(dst=10.0.0.2") {
+			if err != nil || !strings.Contains(out, "type=select") || strings.Contains(out, "nat(dst=10.0.0.2") {
+				return false
+			}
+			out, err = hv.OfctlErr("-O", "OpenFlow13", "dump-flows", "br-int", "table=5")
+			if err != nil || !strings.Contains(out, "->ct_mark") {
 				return false
 			}
 		}
@@ -66,6 +71,36 @@ func TestLoadBalancerDSR(t *testing.T) {
 	}
 	if total != 3000 {
 		t.Errorf("DSR: %d of 3,000 requests answered", total)
+	}
+
+	// Deliverable 3 in DSR mode: a long download (1 MB at 200 kB/s) from
+	// each client goes on unbroken while a member is added (one that
+	// serves nothing on the VIP: the group changes, which without the
+	// pinning in conntrack moves most connections to other members) and
+	// removed again.
+	var dls []*exec.Cmd
+	bodies := make([]*bytes.Buffer, len(lab.clients))
+	for i, c := range lab.clients {
+		dl := exec.Command("ip", "netns", "exec", c.NS(), "curl", "-s", "-m", "30", "--limit-rate", "200k", "http://10.0.0.100/big")
+		bodies[i] = &bytes.Buffer{}
+		dl.Stdout = bodies[i]
+		if err := dl.Start(); err != nil {
+			t.Fatal(err)
+		}
+		dls = append(dls, dl)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	extra := nb.post("lb/members", map[string]any{"member": map[string]any{"project_id": lab.project, "pool_id": lab.pool["id"],
+		"address": lab.clients[2].IP(), "protocol_port": 80}})
+	time.Sleep(1500 * time.Millisecond)
+	nb.del("lb/members/" + extra["id"].(string))
+	for i, dl := range dls {
+		err := dl.Wait()
+		first, _, _ := strings.Cut(bodies[i].String(), "\n")
+		t.Logf("DSR download from c%d while a member came and went: %d bytes from %s, err %v", i+1, bodies[i].Len(), first, err)
+		if err != nil || bodies[i].Len() != bigSize {
+			t.Errorf("DSR: c%d's long download broken by the pool change: %d of %d bytes, curl: %v", i+1, bodies[i].Len(), bigSize, err)
+		}
 	}
 
 	// What m2 sees and sends, while c1 asks until one request lands on m2.
