@@ -55,7 +55,7 @@ const maxPending = 16
 
 // NewSwitchHandler makes the next-hop resolver of one switch.
 func (a *App) NewSwitchHandler(dpid uint64) app.SwitchHandler {
-	return &handler{learned: map[[2]uint32]flow.MAC{}, pending: map[uint64][][]byte{}}
+	return &handler{learned: map[learnKey]flow.MAC{}, pending: map[uint64][][]byte{}}
 }
 
 // handler learns each egress's next hop MAC from the answers to the
@@ -65,8 +65,15 @@ func (a *App) NewSwitchHandler(dpid uint64) app.SwitchHandler {
 // out), reinstalls the flow and sends the packet on. Only egress and ARP
 // are ever punted: return traffic never reaches it.
 type handler struct {
-	learned map[[2]uint32]flow.MAC // by (uplink, next hop)
-	pending map[uint64][][]byte    // by egress cookie
+	learned map[learnKey]flow.MAC
+	pending map[uint64][][]byte // by egress cookie
+}
+
+// learnKey names a next hop: its uplink, VLAN (0: flat) and address.
+type learnKey struct {
+	uplink  uint32
+	vlan    uint16
+	nextHop flow.IPv4
 }
 
 func (h *handler) FlowRemoved(uint64, flow.Match) {}
@@ -84,8 +91,12 @@ func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 	}
 	b := pi.Data
 	o := 12
-	if binary.BigEndian.Uint16(b[12:14]) == 0x8100 && len(b) >= 18 {
-		o = 16
+	var tag uint16 // the frame's VLAN, 0 untagged
+	if binary.BigEndian.Uint16(b[12:14]) == 0x8100 {
+		if len(b) < 18 {
+			return
+		}
+		tag, o = binary.BigEndian.Uint16(b[14:16])&0xfff, 16
 	}
 	switch binary.BigEndian.Uint16(b[o : o+2]) {
 	case 0x0806: // the next hop's answer to a probe
@@ -100,10 +111,13 @@ func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 			return
 		}
 		for _, e := range st {
-			if e.Uplink != pi.InPort || e.NextHop != spa || e.MAC != tha {
+			// The answer must come on the egress's own network: its
+			// VLAN (or untagged for flat). Two VLAN external networks
+			// share the uplink and may use the same next hop address.
+			if e.Uplink != pi.InPort || e.NextHop != spa || e.MAC != tha || uint16(e.VLAN) != tag {
 				continue
 			}
-			h.learned[[2]uint32{e.Uplink, uint32(spa)}] = sha
+			h.learned[learnKey{e.Uplink, uint16(e.VLAN), spa}] = sha
 			out.Flows = append(out.Flows, app.FlowOut{Flow: GatewayFlow(e, sha), BufferID: app.NoBuffer})
 			for _, data := range h.pending[e.Cookie] {
 				out.PacketOuts = append(out.PacketOuts, forward(e, sha, data))
@@ -115,7 +129,7 @@ func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 		if e == nil {
 			return
 		}
-		if m, ok := h.learned[[2]uint32{e.Uplink, uint32(e.NextHop)}]; ok {
+		if m, ok := h.learned[learnKey{e.Uplink, uint16(e.VLAN), e.NextHop}]; ok {
 			out.Flows = append(out.Flows, app.FlowOut{Flow: GatewayFlow(e, m), BufferID: app.NoBuffer})
 			out.PacketOuts = append(out.PacketOuts, forward(e, m, append([]byte(nil), b...)))
 			return

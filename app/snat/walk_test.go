@@ -323,3 +323,29 @@ func wireTagged(t *testing.T, p fakeswitch.Packet, vid uint16) []byte {
 	out = append(out, 0x81, 0x00, byte(vid>>8), byte(vid))
 	return append(out, b[12:]...)
 }
+
+// The resolver learns the next hop only from an answer on the external
+// network's own VLAN: an answer with another tag (another VLAN external
+// network on the same uplink, whose next hop may have the same address)
+// or untagged teaches a VLAN egress nothing.
+func TestResolverVLANTag(t *testing.T) {
+	s := newScenario()
+	ext := s.recs[model.KindNetwork]["ext"].(*model.Network)
+	v := *ext
+	v.NetworkType, v.SegmentationID = model.NetVLAN, 300
+	s.put(&v)
+	l := newLab(t, s)
+	a := answer("hv2")
+	for _, data := range [][]byte{wireTagged(t, a, 301), wire(t, a)} {
+		var out app.Out
+		l.h["hv2"].PacketIn(&app.PacketIn{InPort: uplink, Data: data, State: l.st["hv2"]}, &out)
+		if len(out.Flows)+len(out.PacketOuts) != 0 {
+			t.Fatalf("learned from an answer off VLAN 300: %+v", out)
+		}
+	}
+	var out app.Out
+	l.h["hv2"].PacketIn(&app.PacketIn{InPort: uplink, Data: wireTagged(t, a, 300), State: l.st["hv2"]}, &out)
+	if len(out.Flows) == 0 {
+		t.Fatal("nothing learned from the answer on VLAN 300")
+	}
+}
