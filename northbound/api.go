@@ -70,6 +70,12 @@ type Config struct {
 	// RequestTimeout bounds each request's etcd work (default 10s); past
 	// it the answer is 503.
 	RequestTimeout time.Duration
+	// StatusCacheTTL is how long the switches' data-plane status records
+	// read for a port, router or floating IP status are reused by later
+	// requests (default 250ms; negative: read on every request). Status
+	// is asynchronous anyway (published after a reconcile pass); the
+	// cache bounds how often a busy API reads every switch's record.
+	StatusCacheTTL time.Duration
 	// Per-object list bounds, Neutron's options of the same names and
 	// defaults: host routes and DNS servers per subnet (20, 5), fixed
 	// IPs per port (5), allowed address pairs per port (10). Zero means
@@ -110,6 +116,9 @@ func (c *Config) setDefaults() {
 	if c.GlobalMTU == 0 {
 		c.GlobalMTU = 1500
 	}
+	if c.StatusCacheTTL == 0 {
+		c.StatusCacheTTL = 250 * time.Millisecond
+	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 10 * time.Second
 	}
@@ -137,6 +146,7 @@ type handler struct {
 	ks   *keystone
 	defs map[string]*resDef // by collection path ("networks", "lb/pools")
 	ipam ipamHints
+	dp   dataPlaneCache
 }
 
 // NewHandler returns the Neutron API handler. Mount it for "/" and

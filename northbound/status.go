@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/pipeline"
@@ -16,8 +18,8 @@ import (
 // a reconcile pass that applied the switch's complete desired state,
 // which objects' flows the switch holds and which Neutron ports are bound
 // on it with their flows in (store.SwitchStatus, under the replica's
-// lease; switches/status.go). The API reads those records on each
-// request and derives:
+// lease; switches/status.go). The API reads those records (at most once
+// per Config.StatusCacheTTL, 250 ms by default) and derives:
 //
 //	VM port (any device_owner not "network:" or "neutron:")  ACTIVE when its home switch
 //	                                                        (where its interface is) holds its flows
@@ -35,11 +37,44 @@ type dataPlane struct {
 	refused map[uint64]bool // object ids with a flow refused somewhere
 }
 
-// dataPlane reads every switch's status once per request.
+// dataPlaneCache keeps the last dataPlane read for Config.StatusCacheTTL:
+// reading it costs every switch's record, and a list of ports or a burst
+// of requests needs it once, not once each. One request reads at a time;
+// the others wait for its result.
+type dataPlaneCache struct {
+	mu sync.Mutex
+	at time.Time
+	dp *dataPlane
+}
+
+// dataPlane is every switch's status, read at most once per request and
+// at most once per StatusCacheTTL across requests.
 func (h *handler) dataPlane(rc *reqCtx) (*dataPlane, error) {
 	if rc.dp != nil {
 		return rc.dp, nil
 	}
+	ttl := h.cfg.StatusCacheTTL
+	if ttl > 0 {
+		c := &h.dp
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.dp != nil && time.Since(c.at) < ttl {
+			rc.dp = c.dp
+			return c.dp, nil
+		}
+	}
+	dp, err := h.readDataPlane(rc)
+	if err != nil {
+		return nil, err
+	}
+	if ttl > 0 {
+		h.dp.dp, h.dp.at = dp, time.Now()
+	}
+	rc.dp = dp
+	return dp, nil
+}
+
+func (h *handler) readDataPlane(rc *reqCtx) (*dataPlane, error) {
 	kvs, _, err := h.listRaw(rc, store.SwitchStatusPrefix)
 	if err != nil {
 		return nil, err
@@ -65,7 +100,6 @@ func (h *handler) dataPlane(rc *reqCtx) (*dataPlane, error) {
 			}
 		}
 	}
-	rc.dp = dp
 	return dp, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/nimbus-sdn/nimbus/northbound"
 	"github.com/nimbus-sdn/nimbus/pipeline"
@@ -17,7 +18,7 @@ import (
 // switches.TestDataPlaneStatus covers ports and routers end to end.
 func TestFloatingIPStatusFromDataPlane(t *testing.T) {
 	st := openEmbedded(t)
-	a := newAPI(t, st, northbound.Config{})
+	a := newAPI(t, st, northbound.Config{StatusCacheTTL: -1}) // each read fresh: the derivation is under test
 	ext := str(a.network(t, "admin", "ext", "router:external", true), "id")
 	a.subnet(t, "admin", ext, "203.0.113.0/24")
 	net := str(a.network(t, "p1", "n"), "id")
@@ -60,5 +61,58 @@ func TestFloatingIPStatusFromDataPlane(t *testing.T) {
 	}
 	if err := w.Withdraw(ctx, 7); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStatusCache: the switches' status records are read at most once
+// per StatusCacheTTL across requests: within the TTL, a record published
+// after the last read (the floating IP's create answer read them) is not
+// seen yet; past it, it is; with a TTL of -1 every request reads them.
+func TestStatusCache(t *testing.T) {
+	st := openEmbedded(t)
+	for _, ttl := range []time.Duration{time.Hour, 50 * time.Millisecond, -1} {
+		a := newAPI(t, st, northbound.Config{StatusCacheTTL: ttl})
+		ext := str(a.network(t, "admin", "ext", "router:external", true), "id")
+		a.subnet(t, "admin", ext, "203.0.113.0/24")
+		net := str(a.network(t, "p1", "n"), "id")
+		sub := str(a.subnet(t, "p1", net, "10.0.0.0/24"), "id")
+		rid := str(a.create(t, "/v2.0/routers", "router", map[string]any{"name": "r", "project_id": "p1",
+			"external_gateway_info": map[string]any{"network_id": ext}}), "id")
+		a.do("PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{"subnet_id": sub}).must(t, 200)
+		vm := str(a.port(t, "p1", net, "device_owner", "compute:nova"), "id")
+		fip := a.create(t, "/v2.0/floatingips", "floatingip", map[string]any{"floating_network_id": ext, "project_id": "p1", "port_id": vm})
+		fid := str(fip, "id")
+		if s := str(fip, "status"); s != "DOWN" {
+			t.Fatalf("ttl %v: created with status %s", ttl, s)
+		}
+		status := func() string {
+			return str(obj(a.do("GET", "/v2.0/floatingips/"+fid, nil).must(t, 200), "floatingip"), "status")
+		}
+		w := st.NewStatusWriter(10, quiet)
+		ctx := context.Background()
+		if err := w.Publish(ctx, 9, store.SwitchStatus{DPID: "0000000000000009", Objects: []string{fmt.Sprintf("%x", pipeline.ObjectID(fid))}}); err != nil {
+			t.Fatal(err)
+		}
+		switch ttl {
+		case time.Hour:
+			if s := status(); s != "DOWN" {
+				t.Fatalf("ttl 1h: the create's read was not reused: status %s", s)
+			}
+		case -1:
+			if s := status(); s != "ACTIVE" {
+				t.Fatalf("ttl -1: flows installed, status %s", s)
+			}
+		default:
+			deadline := time.Now().Add(10 * time.Second)
+			for status() != "ACTIVE" {
+				if time.Now().After(deadline) {
+					t.Fatalf("ttl %v: the published record never read", ttl)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		if err := w.Withdraw(ctx, 9); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

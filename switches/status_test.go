@@ -36,7 +36,7 @@ func TestDataPlaneStatus(t *testing.T) {
 	ctx := context.Background()
 	st := etcdtest.Embedded(t)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	srv := httptest.NewServer(northbound.NewHandler(st, northbound.Config{Logger: log}))
+	srv := httptest.NewServer(northbound.NewHandler(st, northbound.Config{Logger: log, StatusCacheTTL: -1}))
 	t.Cleanup(srv.Close)
 	api := newTestAPI(t, srv.URL)
 
