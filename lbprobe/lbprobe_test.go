@@ -219,3 +219,51 @@ func TestCheckPing(t *testing.T) {
 		t.Error("an unknown monitor type passed")
 	}
 }
+
+// blockingStatuses blocks every write until its context ends, as an etcd
+// write does during an outage.
+type blockingStatuses struct{}
+
+func (blockingStatuses) SetStatus(ctx context.Context, _, _ string) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// Update runs on the node agent's main loop: a status write stuck on an
+// etcd outage, or a plumbing command that hangs, gives up after its
+// bound instead of stalling the agent (the agent's own context never
+// ends while it runs).
+func TestUpdateBounded(t *testing.T) {
+	defer func(w, c time.Duration) { writeTimeout, commandTimeout = w, c }(writeTimeout, commandTimeout)
+	writeTimeout, commandTimeout = 50*time.Millisecond, 50*time.Millisecond
+	p := New(Config{Chassis: "hv1", Statuses: blockingStatuses{}, Plumbing: &fakePlumbing{},
+		Check: func(context.Context, string, Target) error { return nil }})
+	done := make(chan struct{})
+	go func() {
+		// The monitor is gone and m1 is INACTIVE: Update writes it ACTIVE.
+		p.Update(context.Background(), scenario(false, "INACTIVE"), local)
+		close(done)
+	}()
+	waitUntil(t, "Update to give up on the stuck write", func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	})
+	errc := make(chan error, 1)
+	go func() { errc <- run(context.Background(), "sleep", "60") }()
+	var err error
+	waitUntil(t, "a hung command to be killed", func() bool {
+		select {
+		case err = <-errc:
+			return true
+		default:
+			return false
+		}
+	})
+	if err == nil {
+		t.Fatal("a command killed at its bound reported success")
+	}
+}

@@ -213,7 +213,10 @@ func (p *Prober) write(ctx context.Context, memberID, status string) {
 	if !ok || cur == status || (cur == "" && status == Active) {
 		return
 	}
-	if err := p.cfg.Statuses.SetStatus(ctx, memberID, status); err != nil {
+	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	err := p.cfg.Statuses.SetStatus(wctx, memberID, status)
+	cancel()
+	if err != nil {
 		p.log.Warn("member status write failed", "member", memberID, "status", status, "err", err)
 		return
 	}
@@ -241,7 +244,18 @@ type Netns struct {
 	Bridge  string
 }
 
+// Bounds on the prober's blocking work, which runs on the node agent's
+// main loop (Update): a plumbing command (ip, ovs-vsctl) that hangs, or
+// an etcd write during an outage, must not stall the agent's tunnel and
+// SNAT syncs behind it. A timed-out step is retried at the next update.
+var (
+	commandTimeout = 30 * time.Second
+	writeTimeout   = 10 * time.Second
+)
+
 func run(ctx context.Context, name string, args ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
 	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("lbprobe: %s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
