@@ -93,9 +93,9 @@ var (
 	DHCP = &Table{Name: "dhcp", Owner: AppIsolation, Purpose: "send DHCP requests to the controller's DHCP responder", Miss: MissNext,
 		Matches: fs(regClass, regNet, flow.EthType, flow.IPProto, flow.UDPSrc, flow.UDPDst),
 		Next:    []string{"lb"}}
-	LB = &Table{Name: "lb", Owner: AppLB, Purpose: "VIP to member selection: conntrack (nat) lookup recirculating here, new connections to the VIP's select group (buckets commit with nat(dst=member) and recirculate here), then dl_dst = the member's MAC (a client routed to the VIP by a router, matched by dl_dst = the router's MAC, keeps it for l3_routing); members' replies un-NATed", Miss: MissNext,
-		Matches:     fields(fs(regClass, regNet, flow.Reg6, flow.EthDst), ipFields, ctFields),
-		Sets:        fs(flow.Reg6, flow.EthDst, flow.IPv4Dst, flow.TCPDst, flow.UDPDst),
+	LB = &Table{Name: "lb", Owner: AppLB, Purpose: "VIP to member selection: conntrack (nat) lookup recirculating here, new connections to the VIP's select group (buckets commit with nat(dst=member) and recirculate here), then dl_dst = the member's MAC (a client routed to the VIP by a router, matched by dl_dst = the router's MAC, keeps it for l3_routing); members' replies un-NATed; DSR: the select group's buckets set only dl_dst = the member's MAC (on to dnat for a local member, straight to the member's tunnel for a remote one), a routed client's packet routed first in lb (dec_ttl, dl_src = the router's MAC on the VIP's subnet, network register = the VIP's network, routed flag; TTL 0/1 left to l3_routing)", Miss: MissNext,
+		Matches:     fields(fs(regClass, regNet, flow.Reg6, flow.EthDst, flow.IPTTL), ipFields, ctFields),
+		Sets:        fs(flow.Reg6, flow.EthDst, flow.IPv4Dst, flow.TCPDst, flow.UDPDst, regClass, regNet, flow.EthSrc, flow.TunnelID),
 		Next:        []string{"dnat"},
 		Recirculate: true}
 	DNAT = &Table{Name: "dnat", Owner: AppNAT, Purpose: "floating IPs, stateless 1:1 in both directions, before routing: from the external network, nw_dst = the fixed IP, routed to the VM (l2_forward); from the VM, off its router's subnets, nw_src = the floating IP, dl_src = the floating IP port's MAC, network register = the external network (snat); to the router's own subnets, on to l3_routing", Miss: MissNext,

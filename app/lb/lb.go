@@ -91,6 +91,8 @@ type member struct {
 	// remote: the member's port is on another chassis, so its replies
 	// come in from a tunnel.
 	remote bool
+	// chassis: where the member's port is bound.
+	chassis string
 }
 
 // Healthy reports whether a member may take new connections: admin up,
@@ -186,18 +188,16 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		return fmt.Errorf("lb: vip %s: protocol_port %d out of range", vip.ID, vip.ProtocolPort)
 	}
 	// The client networks of this chassis: the VIP's own network when it
-	// has a local port here, and (NAT mode) every other GRE network of a
-	// router with an interface on the VIP's subnet that has a local port
-	// here (routed clients, README.md).
+	// has a local port here, and every other GRE network of a router with
+	// an interface on the VIP's subnet that has a local port here (routed
+	// clients, README.md).
 	ports := v.ByNetwork[net.Network.ID]
 	sameNet := hasLocal(v, net)
 	var clients []clientNet
 	if sameNet {
 		clients = append(clients, clientNet{net: net})
 	}
-	if !DSR(pool) {
-		clients = append(clients, routedClients(in, bt, v, vip.SubnetID, net)...)
-	}
+	clients = append(clients, routedClients(in, bt, v, vip.SubnetID, net)...)
 	if len(clients) == 0 {
 		return nil
 	}
@@ -235,7 +235,7 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 			// monitors").
 			continue
 		}
-		members = append(members, member{m: m, ip: ip, port: uint16(m.ProtocolPort), mac: p.MAC, remote: v.Remote(p)})
+		members = append(members, member{m: m, ip: ip, port: uint16(m.ProtocolPort), mac: p.MAC, remote: v.Remote(p), chassis: p.Chassis})
 	}
 	if len(members) > pipeline.MaxGroupBuckets {
 		// A select group cannot be chained without changing the
@@ -243,9 +243,7 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		members = members[:pipeline.MaxGroupBuckets]
 	}
 	if DSR(pool) {
-		// DSR rewrites only the destination MAC: clients on the VIP's
-		// own network only (sameNet, or clients is empty).
-		a.dsr(net, vip, vipIP, gid, members, pool, add, d)
+		a.dsr(v, net, clients, vip, vipIP, gid, members, pool, add, d)
 		return nil
 	}
 	// Every client network's connections live in the VIP network's zone:
@@ -264,10 +262,13 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 // clientNet is a network whose local ports are clients of a VIP: the
 // VIP's own network (macs nil), or a network behind a router with an
 // interface on the VIP's subnet (macs: the router's interface MACs on
-// it, the destination MAC of a routed client's packets).
+// it, the destination MAC of a routed client's packets; vias[i]: the
+// MAC of macs[i]'s router on the VIP's subnet, a routed packet's new
+// source MAC, used by DSR, which routes in lb).
 type clientNet struct {
 	net  *binding.Network
 	macs []flow.MAC
+	vias []flow.MAC
 }
 
 func (c clientNet) routed() bool { return c.macs != nil }
@@ -298,6 +299,7 @@ func routedClients(in app.Input, bt *binding.Table, v *binding.View, subnetID st
 		}
 		var ifs []*model.Port
 		onVIP := false
+		var via flow.MAC
 		for _, pid := range rt.Interfaces {
 			r, found := in.Model.Get(model.KindPort, pid)
 			p, _ := r.(*model.Port)
@@ -306,7 +308,13 @@ func routedClients(in app.Input, bt *binding.Table, v *binding.View, subnetID st
 			}
 			ifs = append(ifs, p)
 			for _, fip := range p.FixedIPs {
-				onVIP = onVIP || fip.SubnetID == subnetID
+				if fip.SubnetID == subnetID && !onVIP {
+					mac, err := flow.ParseMAC(p.MACAddress)
+					if err != nil {
+						continue
+					}
+					onVIP, via = true, mac
+				}
 			}
 		}
 		if !onVIP {
@@ -329,6 +337,7 @@ func routedClients(in app.Input, bt *binding.Table, v *binding.View, subnetID st
 			}
 			if !slices.Contains(out[i].macs, mac) {
 				out[i].macs = append(out[i].macs, mac)
+				out[i].vias = append(out[i].vias, via)
 			}
 		}
 	}
@@ -646,40 +655,98 @@ func DSR(pool *model.LBPool) bool { return strings.Contains(pool.Description, DS
 // hash of its 5-tuple, so a change of the pool may move an established
 // connection (README.md, "DSR").
 //
-//	D1 lb 10001 key, RegLB=0, tcp, nw_dst=VIP, tp_dst=port -> group (bucket: dl_dst=M's MAC, resubmit(,dnat))
-//	   with no healthy member: meter lb_reject_punt, CONTROLLER (RST)
-func (a *App) dsr(net *binding.Network, vip *model.LBVIP, vipIP flow.IPv4, gid uint32, members []member,
-	pool *model.LBPool, add func(*flow.Flow), d *app.Desired) {
+// A routed client (a network behind a router with an interface on the
+// VIP's subnet) sends to the router's MAC: D1r does the routing step
+// l3router would (dec_ttl, the router's MAC on the VIP's subnet as
+// source, the VIP network's key, the routed flag) and then uses the same
+// group. So that the group serves a chassis with no port of the VIP's
+// network (which then has no l2_forward flows for it), a remote member's
+// bucket sends the packet straight to the tunnel of its chassis with the
+// VIP network's key, as isolation's l2_forward would; a local member's
+// bucket goes on to the pipeline (l2_forward, to_vm_acl). A remote
+// member with no tunnel to its chassis yet gets no bucket.
+//
+//	D1  lb 10001 key, RegLB=0, tcp, nw_dst=VIP, tp_dst=port -> group
+//	D1r lb 10001 kB, RegLB=0, dl_dst=rB, tcp, nw_dst=VIP, tp_dst=port -> dec_ttl, dl_src=rA, reg1=key, routed, group
+//	D0r lb 10002 as D1r, nw_ttl=0 / nw_ttl=1 -> goto dnat (l3_routing answers time exceeded)
+//	    buckets: dl_dst=M's MAC, resubmit(,dnat) (M here) or tun_id=seg, output:tunnel (M remote)
+//	    with no healthy member: D1 and D1r are meter lb_reject_punt, CONTROLLER (RST)
+func (a *App) dsr(v *binding.View, net *binding.Network, clients []clientNet, vip *model.LBVIP, vipIP flow.IPv4, gid uint32,
+	members []member, pool *model.LBPool, add func(*flow.Flow), d *app.Desired) {
 	lbT := pipeline.LB.ID()
 	vck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(vip.ID))
-	m := pipeline.RegLB.Match(pipeline.RegNetwork.Match(nil, uint64(net.Key)).EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP), 0).
-		Set(flow.IPv4Dst, uint64(vipIP)).Set(flow.TCPDst, uint64(vip.ProtocolPort))
-	if len(members) == 0 {
-		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Meter: pipeline.MeterLBReject.ID,
-			Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
+	var reach []member
+	for _, mb := range members {
+		if _, ok := v.Tunnels[mb.chassis]; mb.remote && !ok {
+			continue
+		}
+		reach = append(reach, mb)
+	}
+	toVIP := func(cn clientNet) flow.Match {
+		return pipeline.RegLB.Match(pipeline.RegNetwork.Match(nil, uint64(cn.net.Key)).EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP), 0).
+			Set(flow.IPv4Dst, uint64(vipIP)).Set(flow.TCPDst, uint64(vip.ProtocolPort))
+	}
+	if len(reach) == 0 {
+		// The RST punt; a routed client's punt keeps the router's MAC as
+		// its destination, so the RST (reject.go) comes from that MAC.
+		punt := func(m flow.Match) {
+			add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Meter: pipeline.MeterLBReject.ID,
+				Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
+		}
+		for _, cn := range clients {
+			if !cn.routed() {
+				punt(toVIP(cn))
+			}
+			for _, mac := range cn.macs {
+				punt(toVIP(cn).EthDst(mac))
+			}
+		}
 		if len(d.Meters) == 0 {
 			d.Meters = append(d.Meters, pipeline.MeterLBReject.Meter())
 		}
 		return
 	}
-	ws := make([]uint16, len(members))
-	for i, mb := range members {
+	ws := make([]uint16, len(reach))
+	for i, mb := range reach {
 		ws[i] = Weight(pool, mb.m)
 	}
 	ws, pad := BucketWeights(ws)
 	g := &flow.Group{ID: gid, Type: flow.GroupSelect}
 	bucket := func(mb member, w uint16) flow.Bucket {
-		return flow.Bucket{Weight: w, Actions: []flow.Action{
-			flow.SetField{F: flow.EthDst, Value: uint64(mb.mac)},
-			flow.Resubmit{InPort: flow.PortInPort, Table: pipeline.DNAT.ID()},
-		}}
+		acts := []flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mb.mac)}}
+		if mb.remote {
+			acts = append(acts, flow.SetField{F: flow.TunnelID, Value: uint64(net.Network.SegmentationID)}, flow.Output{Port: v.Tunnels[mb.chassis]})
+		} else {
+			acts = append(acts, flow.Resubmit{InPort: flow.PortInPort, Table: pipeline.DNAT.ID()})
+		}
+		return flow.Bucket{Weight: w, Actions: acts}
 	}
-	for i, mb := range members {
+	for i, mb := range reach {
 		g.Buckets = append(g.Buckets, bucket(mb, ws[i]))
 	}
 	if pad {
-		g.Buckets = append(g.Buckets, bucket(members[0], 1))
+		g.Buckets = append(g.Buckets, bucket(reach[0], 1))
 	}
 	d.Groups = append(d.Groups, g)
-	add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Actions: []flow.Action{flow.GroupAction{ID: gid}}})
+	toGroup := []flow.Action{flow.GroupAction{ID: gid}}
+	for _, cn := range clients {
+		if !cn.routed() {
+			add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(cn), Actions: toGroup})
+		}
+		for i, mac := range cn.macs {
+			m := toVIP(cn).EthDst(mac)
+			add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Actions: []flow.Action{
+				flow.DecTTL{},
+				flow.SetField{F: flow.EthSrc, Value: uint64(cn.vias[i])},
+				pipeline.RegNetwork.Set(uint64(net.Key)),
+				flow.SetField{F: pipeline.RegFlags.Field, Value: pipeline.FlagRouted, Mask: pipeline.FlagRouted},
+				flow.GroupAction{ID: gid},
+			}})
+			// An expired TTL is not routed here (dec_ttl would drop it
+			// silently): l3_routing punts it for ICMP time exceeded.
+			for _, ttl := range []uint64{0, 1} {
+				add(&flow.Flow{Table: lbT, Priority: prioVIP + 1, Cookie: vck, Match: m.Set(flow.IPTTL, ttl), Goto: pipeline.DNAT.ID()})
+			}
+		}
+	}
 }
