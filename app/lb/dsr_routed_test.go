@@ -3,6 +3,7 @@ package lb
 import (
 	"fmt"
 	"net"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/internal/fakeswitch"
+	"github.com/nimbus-sdn/nimbus/internal/ovslab"
 	"github.com/nimbus-sdn/nimbus/pipeline"
 )
 
@@ -209,6 +211,47 @@ func TestWalkDSRRoutedAllDown(t *testing.T) {
 	if eth.SrcMAC.String() != rB.String() || eth.DstMAC.String() != macCB1.String() || rip.SrcIP.String() != vipIP.String() ||
 		rip.DstIP.String() != cb1IP.String() || rtcp.SrcPort != 80 || rtcp.DstPort != cb1Sport || !rtcp.RST || rtcp.Ack != 8 {
 		t.Fatalf("RST to the routed client: %v %v %v", eth, rip, rtcp)
+	}
+}
+
+// TestOVSAcceptsDSRRouted: OVS 3.1 takes hv1's whole pipeline with the
+// routed DSR flows (D1r's dec_ttl and register writes before the group,
+// the TTL guards on nw_ttl, buckets that set tun_id and output to a
+// tunnel) and l3router's; the trace of cb1's SYN goes through dec_ttl
+// to the select group with no conntrack, and with TTL 1 it is punted
+// by l3_routing instead. No packet is sent.
+func TestOVSAcceptsDSRRouted(t *testing.T) {
+	ovslab.RequireE2E(t)
+	br := ovslab.NewBridge(t, ovslab.BridgeOptions{})
+	for _, p := range append(hv1Port, portCB1) {
+		br.AddPort("", int(p))
+	}
+	st := routedState(t, dsrRoutedScenario(), "hv1")
+	for _, g := range st.Groups {
+		br.Ofctl("add-group", br.Name, g.String())
+	}
+	for _, m := range st.Meters {
+		br.Ofctl("-O", "OpenFlow13", "add-meter", br.Name, m.String())
+	}
+	var specs []string
+	for _, f := range st.SortedFlows() {
+		specs = append(specs, f.String())
+	}
+	br.AddFlows(specs...)
+	trace := func(ttl int) string {
+		t.Helper()
+		syn := fmt.Sprintf("in_port=%d,tcp,dl_src=%s,dl_dst=%s,nw_src=%s,nw_dst=%s,nw_ttl=%d,tp_src=%d,tp_dst=80", portCB1, macCB1, rB, cb1IP, vipIP, ttl, cb1Sport)
+		out, err := exec.Command("ovs-appctl", "ofproto/trace", br.Name, syn).CombinedOutput()
+		if err != nil {
+			t.Fatalf("trace: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	if s := trace(64); !strings.Contains(s, "dec_ttl") || !strings.Contains(s, "group:") || strings.Contains(s, "ct(") {
+		t.Fatalf("routed DSR new connection: want dec_ttl, the select group and no conntrack:\n%s", s)
+	}
+	if s := trace(1); strings.Contains(s, "group:") || !strings.Contains(s, "CONTROLLER") {
+		t.Fatalf("routed DSR SYN with TTL 1: want l3_routing's punt, not the group:\n%s", s)
 	}
 }
 

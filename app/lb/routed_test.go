@@ -67,6 +67,22 @@ func routedSwitch(t *testing.T, s *scenario, ct *fakeswitch.ConnTable, pick *int
 // lb, l3router) on its ports.
 func routedSwitchOn(t *testing.T, s *scenario, chassis string, ct *fakeswitch.ConnTable, pick *int) *fakeswitch.Switch {
 	t.Helper()
+	var ports []uint32
+	for n := range s.sw[chassis] {
+		ports = append(ports, n)
+	}
+	sw := fakeswitch.FromState(routedState(t, s, chassis), ports...)
+	sw.Conntrack = ct
+	if pick != nil {
+		sw.SelectBucket = func(*flow.Group, fakeswitch.Packet) int { return *pick }
+	}
+	return sw
+}
+
+// routedState is a chassis's whole pipeline: miss flows, isolation, lb,
+// l3router.
+func routedState(t *testing.T, s *scenario, chassis string) *flow.State {
+	t.Helper()
 	in := s.input(chassis)
 	st := fullState(t, in)
 	d, err := l3router.New().Desired(in)
@@ -81,16 +97,7 @@ func routedSwitchOn(t *testing.T, s *scenario, chassis string, ct *fakeswitch.Co
 	for _, m := range d.Meters {
 		st.Meters[m.ID] = m
 	}
-	var ports []uint32
-	for n := range s.sw[chassis] {
-		ports = append(ports, n)
-	}
-	sw := fakeswitch.FromState(st, ports...)
-	sw.Conntrack = ct
-	if pick != nil {
-		sw.SelectBucket = func(*flow.Group, fakeswitch.Packet) int { return *pick }
-	}
-	return sw
+	return st
 }
 
 // A client on another subnet of the VIP subnet's router: its SYN, sent
