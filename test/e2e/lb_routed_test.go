@@ -42,7 +42,8 @@ func TestLoadBalancerRouted(t *testing.T) {
 // answer from 10.0.0.100.80, and a capture on m1 (on hv1, reached
 // through the tunnel) shows rc's request arriving addressed to
 // 10.0.0.100.80 and the reply leaving from it, never m1's own address or
-// port 8080.
+// port 8080. With every member deleted, rc's request is refused at once
+// (RST).
 func TestLoadBalancerDSRRouted(t *testing.T) {
 	lab := newLBLab(t)
 	rc := lab.routedClient(t)
@@ -57,6 +58,25 @@ func TestLoadBalancerDSRRouted(t *testing.T) {
 	}
 	if strings.Contains(got, "10.0.0.21.8080") {
 		t.Errorf("m1 saw NAT traffic (its own address and port) in DSR mode")
+	}
+	// Every member gone: rc's request is refused at once (the lb app's
+	// RST, from the router's MAC), curl exit 7, not a timeout (28).
+	for _, id := range lab.memberIDs {
+		lab.nb.del("lb/members/" + id)
+	}
+	code := -1
+	deadline := time.Now().Add(20 * time.Second)
+	for code != 7 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		err := exec.Command("ip", "netns", "exec", rc.NS(), "curl", "-s", "-m", "5", "http://10.0.0.100/").Run()
+		code = 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+	}
+	t.Logf("DSR, no member: rc's curl exit %d", code)
+	if code != 7 {
+		t.Errorf("DSR, no member: rc's curl exit %d, want 7 (connection refused by a RST)", code)
 	}
 	if t.Failed() {
 		dumpHVs(t, lab.hvs)
