@@ -11,8 +11,10 @@ import (
 
 // dsrScenario: pool-1 tagged DSR; every member port may send from the
 // VIP (allowed_address_pairs), as the member-side setup requires.
-func dsrScenario() *scenario {
-	s := newScenario("ROUND_ROBIN")
+func dsrScenario() *scenario { return makeDSR(newScenario("ROUND_ROBIN")) }
+
+// makeDSR tags s's pool DSR and lets every member port send from the VIP.
+func makeDSR(s *scenario) *scenario {
 	p := *s.recs[model.KindPool]["pool-1"].(*model.LBPool)
 	p.Description = "web " + DSRTag
 	s.put(&p)

@@ -91,6 +91,8 @@ type member struct {
 	// remote: the member's port is on another chassis, so its replies
 	// come in from a tunnel.
 	remote bool
+	// chassis: where the member's port is bound.
+	chassis string
 }
 
 // Healthy reports whether a member may take new connections: admin up,
@@ -186,18 +188,16 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		return fmt.Errorf("lb: vip %s: protocol_port %d out of range", vip.ID, vip.ProtocolPort)
 	}
 	// The client networks of this chassis: the VIP's own network when it
-	// has a local port here, and (NAT mode) every other GRE network of a
-	// router with an interface on the VIP's subnet that has a local port
-	// here (routed clients, README.md).
+	// has a local port here, and every other GRE network of a router with
+	// an interface on the VIP's subnet that has a local port here (routed
+	// clients, README.md).
 	ports := v.ByNetwork[net.Network.ID]
 	sameNet := hasLocal(v, net)
 	var clients []clientNet
 	if sameNet {
 		clients = append(clients, clientNet{net: net})
 	}
-	if !DSR(pool) {
-		clients = append(clients, routedClients(in, bt, v, vip.SubnetID, net)...)
-	}
+	clients = append(clients, routedClients(in, bt, v, vip.SubnetID, net)...)
 	if len(clients) == 0 {
 		return nil
 	}
@@ -235,7 +235,7 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 			// monitors").
 			continue
 		}
-		members = append(members, member{m: m, ip: ip, port: uint16(m.ProtocolPort), mac: p.MAC, remote: v.Remote(p)})
+		members = append(members, member{m: m, ip: ip, port: uint16(m.ProtocolPort), mac: p.MAC, remote: v.Remote(p), chassis: p.Chassis})
 	}
 	if len(members) > pipeline.MaxGroupBuckets {
 		// A select group cannot be chained without changing the
@@ -243,9 +243,7 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		members = members[:pipeline.MaxGroupBuckets]
 	}
 	if DSR(pool) {
-		// DSR rewrites only the destination MAC: clients on the VIP's
-		// own network only (sameNet, or clients is empty).
-		a.dsr(v, net, vip, vipIP, gid, members, DSRMarks(byPool[pool.ID]), pool, add, d)
+		a.dsr(v, net, clients, vip, vipIP, gid, members, DSRMarks(byPool[pool.ID]), pool, add, d)
 		return nil
 	}
 	// Every client network's connections live in the VIP network's zone:
@@ -264,10 +262,13 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 // clientNet is a network whose local ports are clients of a VIP: the
 // VIP's own network (macs nil), or a network behind a router with an
 // interface on the VIP's subnet (macs: the router's interface MACs on
-// it, the destination MAC of a routed client's packets).
+// it, the destination MAC of a routed client's packets; vias[i]: the
+// MAC of macs[i]'s router on the VIP's subnet, a routed packet's new
+// source MAC, used by DSR, which routes in lb).
 type clientNet struct {
 	net  *binding.Network
 	macs []flow.MAC
+	vias []flow.MAC
 }
 
 func (c clientNet) routed() bool { return c.macs != nil }
@@ -298,6 +299,7 @@ func routedClients(in app.Input, bt *binding.Table, v *binding.View, subnetID st
 		}
 		var ifs []*model.Port
 		onVIP := false
+		var via flow.MAC
 		for _, pid := range rt.Interfaces {
 			r, found := in.Model.Get(model.KindPort, pid)
 			p, _ := r.(*model.Port)
@@ -306,7 +308,13 @@ func routedClients(in app.Input, bt *binding.Table, v *binding.View, subnetID st
 			}
 			ifs = append(ifs, p)
 			for _, fip := range p.FixedIPs {
-				onVIP = onVIP || fip.SubnetID == subnetID
+				if fip.SubnetID == subnetID && !onVIP {
+					mac, err := flow.ParseMAC(p.MACAddress)
+					if err != nil {
+						continue
+					}
+					onVIP, via = true, mac
+				}
 			}
 		}
 		if !onVIP {
@@ -329,6 +337,7 @@ func routedClients(in app.Input, bt *binding.Table, v *binding.View, subnetID st
 			}
 			if !slices.Contains(out[i].macs, mac) {
 				out[i].macs = append(out[i].macs, mac)
+				out[i].vias = append(out[i].vias, via)
 			}
 		}
 	}
@@ -641,112 +650,167 @@ func DSR(pool *model.LBPool) bool { return strings.Contains(pool.Description, DS
 // its destination address, and the member, which holds the VIP on its
 // loopback, answers straight to the client with the VIP as source:
 // nothing un-NATs the reply. The chosen member is pinned in the
-// connection's conntrack entry (ct_mark = the member's DSRMark, in the
-// VIP network's lb zone): an established connection follows its mark,
-// never the group, so adding, removing or re-weighting members never
-// moves it; a connection whose member is gone matches no mark and is
-// dropped (it ends). The reply reaches the client's chassis (the client
-// is there), and goes through the same zone there (D5, D6), so conntrack
-// sees both directions of the connection as usual.
+// connection's conntrack entry (ct_mark = the member's DSRMarks mark, in
+// the VIP network's lb zone): an established connection follows its
+// mark, never the group, so adding, removing or re-weighting members
+// never moves it; a connection whose member is gone matches no mark and
+// is dropped (it ends). The reply reaches the client's chassis (the
+// client is there) and goes through the same zone there (D5, D6), so
+// conntrack sees both directions of the connection.
+//
+// A routed client (a network kB behind a router with an interface on the
+// VIP's subnet) sends to the router's MAC: D1r does the routing step
+// l3router would (dec_ttl, the router's MAC on the VIP's subnet as
+// source, the VIP network's key, the routed flag) before the lookup, so
+// from there on its packets are the VIP network's. So that a chassis
+// with no port of the VIP's network (which then has no l2_forward flows
+// for it) can reach a member, a remote member's packets go straight to
+// the tunnel of its chassis with the VIP network's key, as isolation's
+// l2_forward would; a local member's go on to the pipeline (dnat,
+// l2_forward, to_vm_acl). A remote member with no tunnel to its chassis
+// yet is left out. The member's reply is routed on its own chassis by
+// l3router (D5r, D6r: the same zone on the client's chassis).
 //
 //	D1  lb 10001 key, RegLB=0, tcp, nw_dst=VIP, tp_dst=port -> RegLB=1, ct(zone,table=lb)
+//	D1r lb 10001 kB, RegLB=0, dl_dst=rB, tcp, nw_dst=VIP, tp_dst=port -> dec_ttl, dl_src=rA, reg1=key, routed, RegLB=1, ct(zone,table=lb)
+//	D0r lb 10002 as D1r, nw_ttl=0 / nw_ttl=1 -> goto dnat (l3_routing answers time exceeded)
 //	D2  lb 10001 key, RegLB=1, +new+trk, ct_mark=0, tcp, nw_dst=VIP, tp_dst=port -> group
 //	    (bucket i: RegLB=2, RegLBLink=i, ct(zone,table=lb))
-//	    with no healthy member: meter lb_reject_punt, CONTROLLER (RST)
 //	D2l lb 10001 key, RegLB=2, RegLBLink=i, +new+trk, tcp, nw_dst=VIP, tp_dst=port ->
-//	    ct(commit,zone,exec(ct_mark=M_i's mark)), dl_dst=M_i's MAC, goto dnat
-//	D3p lb 100   key, RegLB=2, tcp, nw_dst=VIP, tp_dst=port -> drop
-//	D4  lb 10000 key, RegLB=1, +trk, ct_mark=M's mark, tcp, nw_dst=VIP, tp_dst=port -> dl_dst=M's MAC, goto dnat
-//	D3  lb 100   key, RegLB=1, tcp, nw_dst=VIP, tp_dst=port -> drop
-//	D5  lb 10000 key, RegLB=0, tcp, nw_src=VIP, tp_src=port -> RegLB=1, ct(zone,table=lb)
-//	D5b lb 10000 key, RegLB=1, tcp, nw_src=VIP, tp_src=port -> goto dnat
-//	D6  classifier 20000 tun_id=segmentation id, tcp, nw_src=VIP, tp_src=port -> class tunnel, reg1=key, reg2=in_port, goto lb
-func (a *App) dsr(v *binding.View, net *binding.Network, vip *model.LBVIP, vipIP flow.IPv4, gid uint32, members []member,
-	marks map[string]uint32, pool *model.LBPool, add func(*flow.Flow), d *app.Desired) {
+//	    ct(commit,zone,exec(ct_mark=M_i's mark)), forward to M_i
+//	D4  lb 10000 key, RegLB=1, +trk, ct_mark=M's mark, tcp, nw_dst=VIP, tp_dst=port -> forward to M
+//	    forward: dl_dst=M's MAC, goto dnat (M here) or tun_id=seg, output:tunnel (M remote)
+//	D3  lb 100   key, RegLB=1 (and RegLB=2), tcp, nw_dst=VIP, tp_dst=port -> drop
+//	D5  lb 10000 key (kB), RegLB=0, tcp, nw_src=VIP, tp_src=port -> RegLB=1, ct(zone,table=lb)
+//	D5b lb 10000 key (kB), RegLB=1, tcp, nw_src=VIP, tp_src=port -> goto dnat
+//	D6  classifier 20000 tun_id=seg (segB), tcp, nw_src=VIP, tp_src=port -> class tunnel, reg1=key (kB), reg2=in_port, goto lb
+//	with no healthy member: D1 and D1r are meter lb_reject_punt, CONTROLLER (RST)
+func (a *App) dsr(v *binding.View, net *binding.Network, clients []clientNet, vip *model.LBVIP, vipIP flow.IPv4, gid uint32,
+	members []member, marks map[string]uint32, pool *model.LBPool, add func(*flow.Flow), d *app.Desired) {
 	lbT := pipeline.LB.ID()
 	zone := Zone(net.Key)
 	vck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(vip.ID))
-	tcp := func(done uint64) flow.Match {
-		return pipeline.RegLB.Match(pipeline.RegNetwork.Match(nil, uint64(net.Key)).EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP), done)
+	var reach []member
+	for _, mb := range members {
+		if _, ok := v.Tunnels[mb.chassis]; mb.remote && !ok {
+			continue
+		}
+		reach = append(reach, mb)
 	}
-	toVIP := func(done uint64) flow.Match {
-		return tcp(done).Set(flow.IPv4Dst, uint64(vipIP)).Set(flow.TCPDst, uint64(vip.ProtocolPort))
+	tcp := func(key uint32, done uint64) flow.Match {
+		return pipeline.RegLB.Match(pipeline.RegNetwork.Match(nil, uint64(key)).EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP), done)
 	}
-	fromVIP := func(done uint64) flow.Match {
-		return tcp(done).Set(flow.IPv4Src, uint64(vipIP)).Set(flow.TCPSrc, uint64(vip.ProtocolPort))
+	toVIP := func(key uint32, done uint64) flow.Match {
+		return tcp(key, done).Set(flow.IPv4Dst, uint64(vipIP)).Set(flow.TCPDst, uint64(vip.ProtocolPort))
 	}
-	lookup := []flow.Action{pipeline.RegLB.Set(lookupDone), flow.CT{Zone: zone, Table: lbT}}
-	// D1: every packet to the VIP, and D5 every packet from it (a
-	// member's reply): a conntrack lookup in the zone, recirculating here.
-	add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(0), Actions: lookup})
-	add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: vck, Match: fromVIP(0), Actions: lookup})
-	add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: vck, Match: fromVIP(lookupDone), Goto: pipeline.DNAT.ID()})
-	// D6: a remote member's reply comes in from a tunnel, which isolation
-	// sends straight to l2_forward: catch it for D5 (any member's, also
-	// one removed since: its connection ends on the client's side).
-	if len(v.TunnelPorts) > 0 {
-		cm := flow.M().Set(flow.TunnelID, uint64(net.Network.SegmentationID)).EthType(flow.EthTypeIPv4).
-			Set(flow.IPProto, flow.ProtoTCP).Set(flow.IPv4Src, uint64(vipIP)).Set(flow.TCPSrc, uint64(vip.ProtocolPort))
-		add(&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific, Cookie: vck, Match: cm,
-			Actions: []flow.Action{
-				pipeline.SetClass(pipeline.ClassTunnel, 0),
-				pipeline.RegNetwork.Set(uint64(net.Key)),
-				flow.Move{Src: flow.InPort, Dst: pipeline.RegInPort.Field, NBits: 16},
-			}, Goto: lbT})
+	fromVIP := func(key uint32, done uint64) flow.Match {
+		return tcp(key, done).Set(flow.IPv4Src, uint64(vipIP)).Set(flow.TCPSrc, uint64(vip.ProtocolPort))
 	}
-	// D3: anything else to the VIP after the lookup (its member is gone,
-	// or conntrack found it invalid) is dropped.
-	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: vck, Match: toVIP(lookupDone)})
-	newCT0 := toVIP(lookupDone).SetMasked(flow.CTState, flow.CTTracked|flow.CTNew, flow.CTTracked|flow.CTNew).Set(flow.CTMark, 0)
-	if len(members) == 0 {
-		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: newCT0, Meter: pipeline.MeterLBReject.ID,
-			Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
+	if len(reach) == 0 {
+		// The RST punt; a routed client's punt keeps the router's MAC as
+		// its destination, so the RST (reject.go) comes from that MAC.
+		punt := func(m flow.Match) {
+			add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Meter: pipeline.MeterLBReject.ID,
+				Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
+		}
+		for _, cn := range clients {
+			if !cn.routed() {
+				punt(toVIP(cn.net.Key, 0))
+			}
+			for _, mac := range cn.macs {
+				punt(toVIP(cn.net.Key, 0).EthDst(mac))
+			}
+		}
 		if len(d.Meters) == 0 {
 			d.Meters = append(d.Meters, pipeline.MeterLBReject.Meter())
 		}
 		return
 	}
-	// D4: a connection pinned to a healthy member goes to it.
-	for _, mb := range members {
-		mck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(mb.m.ID))
-		m := toVIP(lookupDone).SetMasked(flow.CTState, flow.CTTracked, flow.CTTracked).Set(flow.CTMark, uint64(marks[mb.m.ID]))
-		add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: m,
-			Actions: []flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mb.mac)}}, Goto: pipeline.DNAT.ID()})
+	lookup := func(acts ...flow.Action) []flow.Action {
+		return append(acts, pipeline.RegLB.Set(lookupDone), flow.CT{Zone: zone, Table: lbT})
 	}
-	// The group picks a link (OVS runs a bucket as an action set: only
-	// its last ct, output or resubmit runs, so a bucket cannot both
-	// commit and forward); D2l commits the link's member's mark and
-	// forwards, like D4. D3p: a picked packet no link matches (none).
-	ws := make([]uint16, len(members))
-	for i, mb := range members {
+	for _, cn := range clients {
+		k := cn.net.Key
+		if !cn.routed() {
+			add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(k, 0), Actions: lookup()})
+		}
+		for i, mac := range cn.macs {
+			m := toVIP(k, 0).EthDst(mac)
+			add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Actions: lookup(
+				flow.DecTTL{},
+				flow.SetField{F: flow.EthSrc, Value: uint64(cn.vias[i])},
+				pipeline.RegNetwork.Set(uint64(net.Key)),
+				flow.SetField{F: pipeline.RegFlags.Field, Value: pipeline.FlagRouted, Mask: pipeline.FlagRouted},
+			)})
+			// An expired TTL is not routed here (dec_ttl would drop it
+			// silently): l3_routing punts it for ICMP time exceeded.
+			for _, ttl := range []uint64{0, 1} {
+				add(&flow.Flow{Table: lbT, Priority: prioVIP + 1, Cookie: vck, Match: m.Set(flow.IPTTL, ttl), Goto: pipeline.DNAT.ID()})
+			}
+		}
+		// D5, D6: the replies, on the client's network, looked up in the
+		// VIP network's zone.
+		add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: vck, Match: fromVIP(k, 0), Actions: lookup()})
+		add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: vck, Match: fromVIP(k, lookupDone), Goto: pipeline.DNAT.ID()})
+		if len(v.TunnelPorts) > 0 {
+			cm := flow.M().Set(flow.TunnelID, uint64(cn.net.Network.SegmentationID)).EthType(flow.EthTypeIPv4).
+				Set(flow.IPProto, flow.ProtoTCP).Set(flow.IPv4Src, uint64(vipIP)).Set(flow.TCPSrc, uint64(vip.ProtocolPort))
+			add(&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific, Cookie: vck, Match: cm,
+				Actions: []flow.Action{
+					pipeline.SetClass(pipeline.ClassTunnel, 0),
+					pipeline.RegNetwork.Set(uint64(k)),
+					flow.Move{Src: flow.InPort, Dst: pipeline.RegInPort.Field, NBits: 16},
+				}, Goto: lbT})
+		}
+	}
+	// After the lookup every client's packet is the VIP network's.
+	kA := net.Key
+	forward := func(mb member, acts ...flow.Action) ([]flow.Action, uint8) {
+		acts = append(acts, flow.SetField{F: flow.EthDst, Value: uint64(mb.mac)})
+		if mb.remote {
+			return append(acts, flow.SetField{F: flow.TunnelID, Value: uint64(net.Network.SegmentationID)}, flow.Output{Port: v.Tunnels[mb.chassis]}), 0
+		}
+		return acts, pipeline.DNAT.ID()
+	}
+	newCT := uint64(flow.CTTracked | flow.CTNew)
+	ws := make([]uint16, len(reach))
+	for i, mb := range reach {
 		ws[i] = Weight(pool, mb.m)
 	}
 	ws, pad := BucketWeights(ws)
 	g := &flow.Group{ID: gid, Type: flow.GroupSelect}
+	// The group picks a link (OVS runs a bucket as an action set: only
+	// its last ct, output or resubmit runs, so a bucket cannot both
+	// commit and forward); D2l commits the link's member's mark and
+	// forwards, D4 forwards a pinned connection.
 	bucket := func(i int, w uint16) flow.Bucket {
 		return flow.Bucket{Weight: w, Actions: []flow.Action{
-			pipeline.RegLB.Set(linkPicked),
-			pipeline.RegLBLink.Set(uint64(i)),
-			flow.CT{Zone: zone, Table: lbT},
+			pipeline.RegLB.Set(linkPicked), pipeline.RegLBLink.Set(uint64(i)), flow.CT{Zone: zone, Table: lbT},
 		}}
 	}
-	newCT := uint64(flow.CTTracked | flow.CTNew)
-	for i, mb := range members {
+	for i, mb := range reach {
 		g.Buckets = append(g.Buckets, bucket(i, ws[i]))
 		mck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(mb.m.ID))
-		m := toVIP(0).SetMasked(flow.Reg6, pipeline.RegLB.Value(linkPicked)|pipeline.RegLBLink.Value(uint64(i)),
+		pick := toVIP(kA, 0).SetMasked(flow.Reg6, pipeline.RegLB.Value(linkPicked)|pipeline.RegLBLink.Value(uint64(i)),
 			pipeline.RegLB.Mask()|pipeline.RegLBLink.Mask()).SetMasked(flow.CTState, newCT, newCT)
-		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: mck, Match: m, Actions: []flow.Action{
-			flow.CT{Commit: true, Zone: zone, Table: flow.CTNoTable, Exec: []flow.SetField{{F: flow.CTMark, Value: uint64(marks[mb.m.ID])}}},
-			flow.SetField{F: flow.EthDst, Value: uint64(mb.mac)},
-		}, Goto: pipeline.DNAT.ID()})
+		acts, next := forward(mb, flow.CT{Commit: true, Zone: zone, Table: flow.CTNoTable,
+			Exec: []flow.SetField{{F: flow.CTMark, Value: uint64(marks[mb.m.ID])}}})
+		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: mck, Match: pick, Actions: acts, Goto: next})
+		pinned := toVIP(kA, lookupDone).SetMasked(flow.CTState, flow.CTTracked, flow.CTTracked).Set(flow.CTMark, uint64(marks[mb.m.ID]))
+		acts, next = forward(mb)
+		add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: pinned, Actions: acts, Goto: next})
 	}
 	if pad {
 		g.Buckets = append(g.Buckets, bucket(0, 1))
 	}
 	d.Groups = append(d.Groups, g)
-	add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: newCT0, Actions: []flow.Action{flow.GroupAction{ID: gid}}})
-	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: vck, Match: toVIP(linkPicked)})
+	add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck,
+		Match:   toVIP(kA, lookupDone).SetMasked(flow.CTState, newCT, newCT).Set(flow.CTMark, 0),
+		Actions: []flow.Action{flow.GroupAction{ID: gid}}})
+	// D3: anything else to the VIP after the lookup (its member is gone,
+	// or conntrack found it invalid), or picked with no link, is dropped.
+	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: vck, Match: toVIP(kA, lookupDone)})
+	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: vck, Match: toVIP(kA, linkPicked)})
 }
 
 // DSRMarks gives each member of a pool (every member, healthy or not, in

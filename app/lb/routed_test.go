@@ -60,7 +60,30 @@ func newRoutedScenario(method string) *scenario {
 // routedSwitch is hv1's whole pipeline with l3router's flows too.
 func routedSwitch(t *testing.T, s *scenario, ct *fakeswitch.ConnTable, pick *int) *fakeswitch.Switch {
 	t.Helper()
-	in := s.input("hv1")
+	return routedSwitchOn(t, s, "hv1", ct, pick)
+}
+
+// routedSwitchOn is a chassis's whole pipeline (miss flows, isolation,
+// lb, l3router) on its ports.
+func routedSwitchOn(t *testing.T, s *scenario, chassis string, ct *fakeswitch.ConnTable, pick *int) *fakeswitch.Switch {
+	t.Helper()
+	var ports []uint32
+	for n := range s.sw[chassis] {
+		ports = append(ports, n)
+	}
+	sw := fakeswitch.FromState(routedState(t, s, chassis), ports...)
+	sw.Conntrack = ct
+	if pick != nil {
+		sw.SelectBucket = func(*flow.Group, fakeswitch.Packet) int { return *pick }
+	}
+	return sw
+}
+
+// routedState is a chassis's whole pipeline: miss flows, isolation, lb,
+// l3router.
+func routedState(t *testing.T, s *scenario, chassis string) *flow.State {
+	t.Helper()
+	in := s.input(chassis)
 	st := fullState(t, in)
 	d, err := l3router.New().Desired(in)
 	if err != nil {
@@ -74,12 +97,7 @@ func routedSwitch(t *testing.T, s *scenario, ct *fakeswitch.ConnTable, pick *int
 	for _, m := range d.Meters {
 		st.Meters[m.ID] = m
 	}
-	sw := fakeswitch.FromState(st, append(hv1Port, portCB1)...)
-	sw.Conntrack = ct
-	if pick != nil {
-		sw.SelectBucket = func(*flow.Group, fakeswitch.Packet) int { return *pick }
-	}
-	return sw
+	return st
 }
 
 // A client on another subnet of the VIP subnet's router: its SYN, sent
@@ -179,7 +197,8 @@ func TestWalkRoutedMemberRemoved(t *testing.T) {
 
 // Who gets routed-client flows: a chassis with a port of a network
 // behind the router (hv2 gets none for net-b: no port of it there);
-// nobody once the router is gone; never for a DSR pool.
+// nobody once the router is gone. A DSR pool gets its own: D1r and its
+// two TTL guards, and the reply lookups D5r, D5br, D6r.
 func TestRoutedClientsWhere(t *testing.T) {
 	s := newRoutedScenario("ROUND_ROBIN")
 	count := func(chassis string) int {
@@ -211,8 +230,8 @@ func TestRoutedClientsWhere(t *testing.T) {
 	dsr := *pool
 	dsr.Description = DSRTag
 	s.put(&dsr)
-	if n := count("hv3"); n != 0 {
-		t.Fatalf("DSR pool: %d routed-client flows", n)
+	if n := count("hv3"); n != 6 {
+		t.Fatalf("DSR pool: %d routed-client flows, want 6 (D1r, D0r for TTL 0 and 1, D5r, D5br, D6r):\n%s", n, lbState(t, s.input("hv3")).Text())
 	}
 	s.put(pool)
 	delete(s.recs[model.KindRouter], idRouter)

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nimbus-sdn/nimbus/internal/hvlab"
 )
 
 // TestLoadBalancerDSR: the lab's pool switched to DSR (description tag
@@ -23,6 +25,75 @@ import (
 // member added and removed (the member pinned in conntrack).
 func TestLoadBalancerDSR(t *testing.T) {
 	lab := newLBLab(t)
+	lab.toDSR(t)
+
+	counts := lab.parallel(t, 1000, 8)
+	t.Logf("DSR: 3,000 requests through the VIP: %v", counts)
+	total := 0
+	for i := range lab.members {
+		n := counts[fmt.Sprintf("m%d", i+1)]
+		total += n
+		if n < 850 || n > 1150 {
+			t.Errorf("DSR: member m%d answered %d of 3,000 (want 1,000 ± 15%%)", i+1, n)
+		}
+	}
+	if total != 3000 {
+		t.Errorf("DSR: %d of 3,000 requests answered", total)
+	}
+
+	// Deliverable 3 in DSR mode: a long download (1 MB at 200 kB/s) from
+	// each client goes on unbroken while a member is added (one that
+	// serves nothing on the VIP: the group changes, which without the
+	// pinning in conntrack moves most connections to other members) and
+	// removed again.
+	var dls []*exec.Cmd
+	bodies := make([]*bytes.Buffer, len(lab.clients))
+	for i, c := range lab.clients {
+		dl := exec.Command("ip", "netns", "exec", c.NS(), "curl", "-s", "-m", "30", "--limit-rate", "200k", "http://10.0.0.100/big")
+		bodies[i] = &bytes.Buffer{}
+		dl.Stdout = bodies[i]
+		if err := dl.Start(); err != nil {
+			t.Fatal(err)
+		}
+		dls = append(dls, dl)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	extra := lab.nb.post("lb/members", map[string]any{"member": map[string]any{"project_id": lab.project, "pool_id": lab.pool["id"],
+		"address": lab.clients[2].IP(), "protocol_port": 80}})
+	time.Sleep(1500 * time.Millisecond)
+	lab.nb.del("lb/members/" + extra["id"].(string))
+	for i, dl := range dls {
+		err := dl.Wait()
+		first, _, _ := strings.Cut(bodies[i].String(), "\n")
+		t.Logf("DSR download from c%d while a member came and went: %d bytes from %s, err %v", i+1, bodies[i].Len(), first, err)
+		if err != nil || bodies[i].Len() != bigSize {
+			t.Errorf("DSR: c%d's long download broken by the pool change: %d of %d bytes, curl: %v", i+1, bodies[i].Len(), bigSize, err)
+		}
+	}
+
+	// What m2 sees and sends, while c1 asks until one request lands on m2.
+	got := lab.memberCapture(t, 1, lab.clients[0])
+	if !strings.Contains(got, "10.0.0.11.") || !strings.Contains(got, "> 10.0.0.100.80:") {
+		t.Errorf("m2 did not receive c1's request addressed to the VIP 10.0.0.100:80")
+	}
+	if !strings.Contains(got, "10.0.0.100.80 > 10.0.0.11.") {
+		t.Errorf("m2's reply does not leave from the VIP 10.0.0.100:80")
+	}
+	if strings.Contains(got, "10.0.0.22.8080") {
+		t.Errorf("m2 saw NAT traffic (its own address and port) in DSR mode")
+	}
+	if t.Failed() {
+		dumpHVs(t, lab.hvs)
+	}
+}
+
+// toDSR switches the lab's pool to DSR (description tag nimbus:dsr) with
+// the member-side setup of app/lb/README.md: the VIP on each member's
+// loopback (arp_ignore=1, arp_announce=2), an httpd on the VIP's port 80,
+// and the VIP in the member ports' allowed_address_pairs; then waits for
+// the DSR groups on every chassis and for every client to be answered.
+func (lab *lbLab) toDSR(t *testing.T) {
+	t.Helper()
 	nb := lab.nb
 	for i, m := range lab.members {
 		m.Exec("ip", "addr", "add", "10.0.0.100/32", "dev", "lo")
@@ -58,53 +129,14 @@ func TestLoadBalancerDSR(t *testing.T) {
 		}
 		return true
 	})
+}
 
-	counts := lab.parallel(t, 1000, 8)
-	t.Logf("DSR: 3,000 requests through the VIP: %v", counts)
-	total := 0
-	for i := range lab.members {
-		n := counts[fmt.Sprintf("m%d", i+1)]
-		total += n
-		if n < 850 || n > 1150 {
-			t.Errorf("DSR: member m%d answered %d of 3,000 (want 1,000 ± 15%%)", i+1, n)
-		}
-	}
-	if total != 3000 {
-		t.Errorf("DSR: %d of 3,000 requests answered", total)
-	}
-
-	// Deliverable 3 in DSR mode: a long download (1 MB at 200 kB/s) from
-	// each client goes on unbroken while a member is added (one that
-	// serves nothing on the VIP: the group changes, which without the
-	// pinning in conntrack moves most connections to other members) and
-	// removed again.
-	var dls []*exec.Cmd
-	bodies := make([]*bytes.Buffer, len(lab.clients))
-	for i, c := range lab.clients {
-		dl := exec.Command("ip", "netns", "exec", c.NS(), "curl", "-s", "-m", "30", "--limit-rate", "200k", "http://10.0.0.100/big")
-		bodies[i] = &bytes.Buffer{}
-		dl.Stdout = bodies[i]
-		if err := dl.Start(); err != nil {
-			t.Fatal(err)
-		}
-		dls = append(dls, dl)
-	}
-	time.Sleep(1500 * time.Millisecond)
-	extra := nb.post("lb/members", map[string]any{"member": map[string]any{"project_id": lab.project, "pool_id": lab.pool["id"],
-		"address": lab.clients[2].IP(), "protocol_port": 80}})
-	time.Sleep(1500 * time.Millisecond)
-	nb.del("lb/members/" + extra["id"].(string))
-	for i, dl := range dls {
-		err := dl.Wait()
-		first, _, _ := strings.Cut(bodies[i].String(), "\n")
-		t.Logf("DSR download from c%d while a member came and went: %d bytes from %s, err %v", i+1, bodies[i].Len(), first, err)
-		if err != nil || bodies[i].Len() != bigSize {
-			t.Errorf("DSR: c%d's long download broken by the pool change: %d of %d bytes, curl: %v", i+1, bodies[i].Len(), bigSize, err)
-		}
-	}
-
-	// What m2 sees and sends, while c1 asks until one request lands on m2.
-	cap := exec.Command("ip", "netns", "exec", lab.members[1].NS(), "tcpdump", "-i", "eth0", "-nn", "-l", "--immediate-mode", "-c", "40", "tcp")
+// memberCapture is what member i's interface sees and sends (tcpdump,
+// 40 TCP packets at most) while client c asks the VIP until one request
+// lands on that member (30 tries; the test fails if none does).
+func (lab *lbLab) memberCapture(t *testing.T, i int, c *hvlab.VM) string {
+	t.Helper()
+	cap := exec.Command("ip", "netns", "exec", lab.members[i].NS(), "tcpdump", "-i", "eth0", "-nn", "-l", "--immediate-mode", "-c", "40", "tcp")
 	var capOut bytes.Buffer
 	cap.Stdout = &capOut
 	if err := cap.Start(); err != nil {
@@ -112,28 +144,18 @@ func TestLoadBalancerDSR(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cap.Process.Kill(); _ = cap.Wait() })
 	time.Sleep(time.Second)
+	want := fmt.Sprintf("m%d", i+1)
 	hit := false
-	for i := 0; i < 30 && !hit; i++ {
-		hit = lab.get(lab.clients[0]) == "m2"
+	for n := 0; n < 30 && !hit; n++ {
+		hit = lab.get(c) == want
 	}
 	time.Sleep(500 * time.Millisecond)
 	_ = cap.Process.Signal(syscall.SIGINT)
 	_ = cap.Wait()
 	got := capOut.String()
-	t.Logf("m2's capture:\n%s", got)
+	t.Logf("%s's capture:\n%s", want, got)
 	if !hit {
-		t.Fatal("no request from c1 reached m2 in 30")
+		t.Fatalf("no request from %s reached %s in 30", c.IP(), want)
 	}
-	if !strings.Contains(got, "10.0.0.11.") || !strings.Contains(got, "> 10.0.0.100.80:") {
-		t.Errorf("m2 did not receive c1's request addressed to the VIP 10.0.0.100:80")
-	}
-	if !strings.Contains(got, "10.0.0.100.80 > 10.0.0.11.") {
-		t.Errorf("m2's reply does not leave from the VIP 10.0.0.100:80")
-	}
-	if strings.Contains(got, "10.0.0.22.8080") {
-		t.Errorf("m2 saw NAT traffic (its own address and port) in DSR mode")
-	}
-	if t.Failed() {
-		dumpHVs(t, lab.hvs)
-	}
+	return got
 }
