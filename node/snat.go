@@ -128,7 +128,7 @@ func (s *snatMgr) sync(ctx context.Context, snap *model.Snapshot) error {
 			}
 			wantBlocks[k] = true
 			want := s.want(ctx, l, g, n)
-			if _, err := l.Ensure(ctx, g.IPText, n.Network.ID, want); err != nil {
+			if _, err := l.EnsureReserving(ctx, g.IPText, n.Network.ID, want, s.reserve(snap, tbl, l, g.IPText, n.Network.ID)); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -150,6 +150,29 @@ func (s *snatMgr) sync(ctx context.Context, snap *model.Snapshot) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// reserve is how many free blocks of ip this chassis's growth must leave
+// for (ip, network): one for every other chassis with a port on the
+// network that holds no block of it yet (each will lease a first one),
+// at most half the IP's blocks.
+func (s *snatMgr) reserve(snap *model.Snapshot, tbl *binding.Table, l *snatlease.Leaser, ip, network string) int {
+	need := map[string]bool{}
+	for _, p := range snap.Ports() {
+		if p.NetworkID != network || p.DeviceOwner == "network:dhcp" || strings.HasPrefix(p.DeviceOwner, "network:router") {
+			continue
+		}
+		if c := tbl.ChassisOfPort(p.ID); c != "" && c != s.a.cfg.Chassis {
+			need[c] = true
+		}
+	}
+	for _, r := range snap.List(model.KindSNATBlock) {
+		if b := r.(*model.SNATBlock); b.ExternalIP == ip && b.NetworkID == network {
+			delete(need, b.Chassis)
+		}
+	}
+	_, n := snatlease.Blocks(l.Bits())
+	return min(len(need), n/2)
 }
 
 func (s *snatMgr) hasLocalPort(snap *model.Snapshot, tbl *binding.Table, network string) bool {

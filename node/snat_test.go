@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nimbus-sdn/nimbus/app/snat"
+	"github.com/nimbus-sdn/nimbus/binding"
+	"github.com/nimbus-sdn/nimbus/cluster/snatlease"
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/store"
 )
@@ -174,4 +176,40 @@ func TestAgentSNATLeases(t *testing.T) {
 		s = readSNAT(t, st)
 		return len(s.blocks[other]) == 0, s.String()
 	})
+}
+
+// reserve keeps one free block for every other chassis with a VM on the
+// network and no block of the IP yet (so a busy chassis's growth cannot
+// starve it), at most half the IP's blocks.
+func TestSNATReserve(t *testing.T) {
+	recs := map[model.Kind]map[string]model.Record{}
+	put := func(r model.Record) {
+		if recs[r.Kind()] == nil {
+			recs[r.Kind()] = map[string]model.Record{}
+		}
+		recs[r.Kind()][r.Key()] = r
+	}
+	put(&model.Network{Base: model.Base{ID: "net-a"}, AdminStateUp: true, NetworkType: model.NetGRE, SegmentationID: 100})
+	for i, c := range []string{"hv1", "hv2", "hv3", "hv4"} {
+		vm := "vm-" + c
+		put(&model.Chassis{Name: c, TunnelIP: fmt.Sprintf("192.0.2.%d", i+1), DPID: fmt.Sprintf("%016x", i+1), Interfaces: map[string]string{"tap" + c: vm}, Ports: map[string]uint32{"tap" + c: 1}})
+		put(&model.Port{Base: model.Base{ID: vm}, NetworkID: "net-a", MACAddress: fmt.Sprintf("fa:16:3e:00:00:0%d", i+1), DeviceOwner: "compute:nova", AdminStateUp: true})
+	}
+	// hv2 already holds a block; hv3 and hv4 hold none.
+	put(&model.SNATBlock{ExternalIP: extIP, Index: 5, Bits: 10, Chassis: "hv2", NetworkID: "net-a"})
+	snap := model.NewSnapshot(1, recs)
+	tbl := binding.Compute(snap, nil)
+	st := openStore(t)
+	l, err := snatlease.New(context.Background(), snatlease.Config{Client: st.Client(), Chassis: "hv1", Bits: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	s := &snatMgr{a: &Agent{cfg: Config{Chassis: "hv1"}}}
+	if got := s.reserve(snap, tbl, l, extIP, "net-a"); got != 2 {
+		t.Fatalf("reserve for hv1: %d, want 2 (hv3 and hv4)", got)
+	}
+	if got := s.reserve(snap, tbl, l, extIP, "net-b"); got != 0 {
+		t.Fatalf("reserve on a network with no VM: %d", got)
+	}
 }

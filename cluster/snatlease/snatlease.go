@@ -172,6 +172,17 @@ func (l *Leaser) Held(ip, network string) []*model.SNATBlock {
 // has first), and releases any above want. It returns the blocks held.
 // When the pool runs dry it returns the blocks it holds and ErrExhausted.
 func (l *Leaser) Ensure(ctx context.Context, ip, network string, want int) ([]*model.SNATBlock, error) {
+	return l.EnsureReserving(ctx, ip, network, want, 0)
+}
+
+// EnsureReserving is Ensure that grows beyond one block only while more
+// than reserve blocks of ip stay free: the caller reserves them for the
+// hypervisors that hold none yet and will need a first one, so one busy
+// hypervisor cannot lease every block of a router's IP and leave another
+// hypervisor's VMs with no SNAT at all. A first block may take any free
+// block. Held back by the reserve, it returns the blocks held and an
+// error wrapping ErrExhausted.
+func (l *Leaser) EnsureReserving(ctx context.Context, ip, network string, want, reserve int) ([]*model.SNATBlock, error) {
 	have := l.Held(ip, network)
 	for len(have) > want {
 		b := have[len(have)-1]
@@ -198,6 +209,10 @@ func (l *Leaser) Ensure(ctx context.Context, ip, network string, want int) ([]*m
 		if len(cands) == 0 {
 			return have, fmt.Errorf("snatlease: %s for %s: %w", ip, network, ErrExhausted)
 		}
+		if len(have) > 0 && len(cands) <= reserve {
+			return have, fmt.Errorf("snatlease: %s for %s: the %d free blocks are kept for %d hypervisors without one: %w",
+				ip, network, len(cands), reserve, ErrExhausted)
+		}
 		// Spread hypervisors apart: start from a place that depends on
 		// the chassis name, so concurrent claimers rarely collide.
 		start := first + int(hash(l.cfg.Chassis+"/"+network)%uint32(n))
@@ -216,6 +231,7 @@ func (l *Leaser) Ensure(ctx context.Context, ip, network string, want int) ([]*m
 			}
 			if ok {
 				have = append(have, b)
+				all[idx] = b
 				got = true
 				break
 			}

@@ -237,3 +237,23 @@ func TestCloseRevokes(t *testing.T) {
 		t.Fatalf("owner left after close: %v", err)
 	}
 }
+
+// A busy hypervisor grows only while more than reserve blocks stay free
+// (kept for hypervisors that hold none yet), so another hypervisor still
+// gets its first block; a first block may take any free one.
+func TestReserve(t *testing.T) {
+	s := etcdtest.Embedded(t)
+	ctx := context.Background()
+	a, b := leaser(t, client(t, s), "hv1", 14), leaser(t, client(t, s), "hv2", 14)
+	// Three blocks in all; hv1 wants them all but one is kept for hv2.
+	got, err := a.EnsureReserving(ctx, ip, "n", 3, 1)
+	if !errors.Is(err, snatlease.ErrExhausted) || len(got) != 2 {
+		t.Fatalf("hv1: want 2 blocks and ErrExhausted (one kept), got %v %v", got, err)
+	}
+	if got, err := b.EnsureReserving(ctx, ip, "n", 1, 5); err != nil || len(got) != 1 {
+		t.Fatalf("hv2's first block, whatever the reserve: %v %v", got, err)
+	}
+	if got, err := a.EnsureReserving(ctx, ip, "n", 3, 0); !errors.Is(err, snatlease.ErrExhausted) || len(got) != 2 {
+		t.Fatalf("hv1 with the pool full: %v %v", got, err)
+	}
+}
