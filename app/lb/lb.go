@@ -177,8 +177,8 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		return nil
 	}
 	net := bt.Networks[sr.(*model.Subnet).NetworkID]
-	if net == nil || net.Network.NetworkType != model.NetGRE {
-		return nil // VLAN networks: not in this slice (README.md)
+	if net == nil || (net.Network.NetworkType != model.NetGRE && net.Network.NetworkType != model.NetVLAN) {
+		return nil // GRE and VLAN tenant networks only (README.md)
 	}
 	vipIP, err := flow.ParseIPv4(vip.Address)
 	if err != nil {
@@ -322,7 +322,7 @@ func routedClients(in app.Input, bt *binding.Table, v *binding.View, subnetID st
 		}
 		for _, p := range ifs {
 			n := bt.Networks[p.NetworkID]
-			if n == nil || n.Network.ID == vnet.Network.ID || n.Network.NetworkType != model.NetGRE || !hasLocal(v, n) {
+			if n == nil || n.Network.ID == vnet.Network.ID || (n.Network.NetworkType != model.NetGRE && n.Network.NetworkType != model.NetVLAN) || n.Network.External || !hasLocal(v, n) {
 				continue
 			}
 			mac, err := flow.ParseMAC(p.MACAddress)
@@ -420,26 +420,75 @@ func (a *App) natFlows(v *binding.View, cn clientNet, vip *model.LBVIP, vipIP fl
 		// On the VIP's network this also catches the replies of a local
 		// member to a routed client (same zone), before l3_routing; 5r
 		// catches a remote member's routed replies (from 6r).
-		if !cn.routed() || (mb.remote && len(v.TunnelPorts) > 0) {
+		peer := fromPeer(v, cn.net, flow.M().EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP).
+			Set(flow.IPv4Src, uint64(mb.ip)).Set(flow.TCPSrc, uint64(mb.port)), mck)
+		if !cn.routed() || (mb.remote && peer != nil) {
 			rp := pipeline.RegLB.Match(tcp(nil), 0).Set(flow.IPv4Src, uint64(mb.ip)).Set(flow.TCPSrc, uint64(mb.port))
 			add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: rp, Actions: lookup})
 		}
-		// 6. A remote member's replies come in from a tunnel, which
-		// isolation sends straight to l2_forward: catch them in the
-		// classifier (classified as isolation does) and send them to lb.
-		// 6r. Routed on the member's chassis, they come with the client
-		// network's key (l3router's tunnel output).
-		if mb.remote && len(v.TunnelPorts) > 0 {
-			cm := flow.M().Set(flow.TunnelID, uint64(cn.net.Network.SegmentationID)).EthType(flow.EthTypeIPv4).
-				Set(flow.IPProto, flow.ProtoTCP).Set(flow.IPv4Src, uint64(mb.ip)).Set(flow.TCPSrc, uint64(mb.port))
-			add(&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific, Cookie: mck, Match: cm,
-				Actions: []flow.Action{
-					pipeline.SetClass(pipeline.ClassTunnel, 0),
-					pipeline.RegNetwork.Set(key),
-					flow.Move{Src: flow.InPort, Dst: pipeline.RegInPort.Field, NBits: 16}, // ofports < 2^16; OVS moves in_port as 16 bits,
-				}, Goto: lbT})
+		// 6. A remote member's replies come in from a tunnel (or the
+		// VLAN uplink), which isolation sends straight to l2_forward:
+		// catch them in the classifier (classified as isolation does)
+		// and send them to lb. 6r. Routed on the member's chassis, they
+		// come with the client network's key (l3router's output).
+		if mb.remote && peer != nil {
+			add(peer)
 		}
 	}
+}
+
+// fromPeer is the classifier flow that sends a packet of network n that
+// matches m and comes from another chassis (GRE: a tunnel with n's
+// segmentation id; VLAN: the uplink with n's tag, popped) to lb,
+// classified as isolation classifies it there; nil when nothing of n
+// can come from another chassis here. Isolation sends such packets
+// straight to l2_forward, past lb.
+func fromPeer(v *binding.View, n *binding.Network, m flow.Match, ck uint64) *flow.Flow {
+	switch n.Network.NetworkType {
+	case model.NetGRE:
+		if len(v.TunnelPorts) == 0 {
+			return nil
+		}
+		return &flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific, Cookie: ck,
+			Match: m.Set(flow.TunnelID, uint64(n.Network.SegmentationID)),
+			Actions: []flow.Action{
+				pipeline.SetClass(pipeline.ClassTunnel, 0),
+				pipeline.RegNetwork.Set(uint64(n.Key)),
+				flow.Move{Src: flow.InPort, Dst: pipeline.RegInPort.Field, NBits: 16}, // ofports < 2^16; OVS moves in_port as 16 bits,
+			}, Goto: pipeline.LB.ID()}
+	case model.NetVLAN:
+		phy := v.Uplink(n)
+		if phy == 0 {
+			return nil
+		}
+		return &flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific, Cookie: ck,
+			Match: m.InPort(phy).Set(flow.VlanVID, flow.VlanPresent|uint64(n.Network.SegmentationID)),
+			Actions: []flow.Action{
+				flow.PopVLAN{},
+				pipeline.SetClass(pipeline.ClassPhys, 0),
+				pipeline.RegNetwork.Set(uint64(n.Key)),
+				pipeline.RegInPort.Set(uint64(phy)),
+			}, Goto: pipeline.LB.ID()}
+	}
+	return nil
+}
+
+// toPeer is how a packet of network n reaches a port on chassis c (not
+// this one), as isolation's l2_forward sends it (the tunnel with n's
+// segmentation id, or the VLAN uplink tagged); nil when it cannot.
+func toPeer(v *binding.View, n *binding.Network, c string) []flow.Action {
+	switch n.Network.NetworkType {
+	case model.NetGRE:
+		if t, ok := v.Tunnels[c]; ok {
+			return []flow.Action{flow.SetField{F: flow.TunnelID, Value: uint64(n.Network.SegmentationID)}, flow.Output{Port: t}}
+		}
+	case model.NetVLAN:
+		if phy := v.Uplink(n); phy != 0 {
+			return []flow.Action{flow.PushVLAN{EthType: flow.EthTypeVLAN},
+				flow.SetField{F: flow.VlanVID, Value: flow.VlanPresent | uint64(n.Network.SegmentationID)}, flow.Output{Port: phy}}
+		}
+	}
+	return nil
 }
 
 // natGroup is a NAT VIP's select group: one bucket per healthy member,
@@ -692,7 +741,7 @@ func (a *App) dsr(v *binding.View, net *binding.Network, clients []clientNet, vi
 	vck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(vip.ID))
 	var reach []member
 	for _, mb := range members {
-		if _, ok := v.Tunnels[mb.chassis]; mb.remote && !ok {
+		if mb.remote && toPeer(v, net, mb.chassis) == nil {
 			continue
 		}
 		reach = append(reach, mb)
@@ -752,15 +801,9 @@ func (a *App) dsr(v *binding.View, net *binding.Network, clients []clientNet, vi
 		// VIP network's zone.
 		add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: vck, Match: fromVIP(k, 0), Actions: lookup()})
 		add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: vck, Match: fromVIP(k, lookupDone), Goto: pipeline.DNAT.ID()})
-		if len(v.TunnelPorts) > 0 {
-			cm := flow.M().Set(flow.TunnelID, uint64(cn.net.Network.SegmentationID)).EthType(flow.EthTypeIPv4).
-				Set(flow.IPProto, flow.ProtoTCP).Set(flow.IPv4Src, uint64(vipIP)).Set(flow.TCPSrc, uint64(vip.ProtocolPort))
-			add(&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific, Cookie: vck, Match: cm,
-				Actions: []flow.Action{
-					pipeline.SetClass(pipeline.ClassTunnel, 0),
-					pipeline.RegNetwork.Set(uint64(k)),
-					flow.Move{Src: flow.InPort, Dst: pipeline.RegInPort.Field, NBits: 16},
-				}, Goto: lbT})
+		if f := fromPeer(v, cn.net, flow.M().EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP).
+			Set(flow.IPv4Src, uint64(vipIP)).Set(flow.TCPSrc, uint64(vip.ProtocolPort)), vck); f != nil {
+			add(f)
 		}
 	}
 	// After the lookup every client's packet is the VIP network's.
@@ -768,7 +811,7 @@ func (a *App) dsr(v *binding.View, net *binding.Network, clients []clientNet, vi
 	forward := func(mb member, acts ...flow.Action) ([]flow.Action, uint8) {
 		acts = append(acts, flow.SetField{F: flow.EthDst, Value: uint64(mb.mac)})
 		if mb.remote {
-			return append(acts, flow.SetField{F: flow.TunnelID, Value: uint64(net.Network.SegmentationID)}, flow.Output{Port: v.Tunnels[mb.chassis]}), 0
+			return append(acts, toPeer(v, net, mb.chassis)...), 0
 		}
 		return acts, pipeline.DNAT.ID()
 	}
