@@ -73,10 +73,11 @@ func fs(f ...flow.Field) []flow.Field { return f }
 // may write (set-field, move destination, VLAN push/pop): a table whose
 // flows set nothing declares none.
 var (
-	Classifier = &Table{Name: "classifier", Owner: AppPipeline, Purpose: "classify the ingress port (VM, tunnel, physical or fabric link); LLDP goes to the controller; ports no tenant network covers go to L2 learning; nat: from an external network's uplink, ARP for a floating IP here to arp_responder, IPv4 to it to dnat, ARP from the external gateway punted (nat_punt); snat: on a router external IP's ARP owner, ARP for it to arp_responder and IPv4 to it to snat; SNAT return traffic from a tunnel (tun_id TunSNATReturn) to snat", Miss: MissGoto, MissTable: "l2_learning", Writers: []AppID{AppIsolation, AppTopology, AppLB, AppNAT, AppSNAT},
+	Classifier = &Table{Name: "classifier", Owner: AppPipeline, Purpose: "classify the ingress port (VM, tunnel, physical or fabric link); LLDP goes to the controller; ports no tenant network covers go to L2 learning; nat: from an external network's uplink, ARP for a floating IP here to arp_responder, IPv4 to it to dnat, ARP from the external gateway punted (nat_punt); a floating IP of a load-balancer VIP, on its home chassis: TCP to its port rewritten to the VIP (nw_dst, dec_ttl, the router's MAC as source, the VIP port's MAC as destination, the VIP's network) and on to lb; snat: on a router external IP's ARP owner, ARP for it to arp_responder and IPv4 to it to snat; SNAT return traffic from a tunnel (tun_id TunSNATReturn) to snat", Miss: MissGoto, MissTable: "l2_learning", Writers: []AppID{AppIsolation, AppTopology, AppLB, AppNAT, AppSNAT},
 		Matches: fs(flow.InPort, flow.TunnelID, flow.VlanVID, flow.EthType, flow.IPv4Src, flow.TCPSrc, // lb: members' replies from a tunnel
-			flow.IPv4Dst, flow.EthDst, flow.IPProto, flow.ICMPv4Type, flow.ARPOp, flow.ARPSpa, flow.ARPTpa), // nat, snat, lb health probes: floating IPs, router external IPs and the external gateway
-		Sets: fs(regClass, regNet, regIn, flow.VlanVID),
+			flow.IPv4Dst, flow.EthDst, flow.IPProto, flow.ICMPv4Type, flow.ARPOp, flow.ARPSpa, flow.ARPTpa, // nat, snat, lb health probes: floating IPs, router external IPs and the external gateway
+			flow.TCPDst), // nat: a VIP floating IP's port
+		Sets: fs(regClass, regNet, regIn, flow.VlanVID, flow.IPv4Dst, flow.EthSrc, flow.EthDst), // nat: a VIP floating IP rewritten to the VIP
 		Next: []string{"port_security", "arp_responder", "lb", "dnat", "l3_routing", "snat", "l2_forward", "l2_learning"}}
 	PortSecurity = &Table{Name: "port_security", Owner: AppIsolation, Purpose: "drop frames whose source MAC/IP is not the port's (fixed IPs, allowed address pairs)", Miss: MissDrop,
 		Matches: fs(flow.InPort, flow.EthSrc, flow.EthType, flow.IPv4Src, flow.ARPSpa, flow.IPProto, flow.UDPSrc, flow.UDPDst),
@@ -93,12 +94,12 @@ var (
 	DHCP = &Table{Name: "dhcp", Owner: AppIsolation, Purpose: "send DHCP requests to the controller's DHCP responder", Miss: MissNext,
 		Matches: fs(regClass, regNet, flow.EthType, flow.IPProto, flow.UDPSrc, flow.UDPDst),
 		Next:    []string{"lb"}}
-	LB = &Table{Name: "lb", Owner: AppLB, Purpose: "VIP to member selection: conntrack (nat) lookup recirculating here, new connections to the VIP's select group (buckets commit with nat(dst=member) and recirculate here), then dl_dst = the member's MAC (a client routed to the VIP by a router, matched by dl_dst = the router's MAC, keeps it for l3_routing); members' replies un-NATed", Miss: MissNext,
+	LB = &Table{Name: "lb", Owner: AppLB, Purpose: "VIP to member selection: conntrack (nat) lookup recirculating here, new connections to the VIP's select group (buckets commit with nat(dst=member) and recirculate here), then dl_dst = the member's MAC (a client routed to the VIP by a router, matched by dl_dst = the router's MAC, keeps it for l3_routing); members' replies un-NATed; on a member's chassis, its replies to a client of a VIP floating IP (outside the router's subnets) sent unchanged to the floating IP's home chassis (tun_id = the VIP network's, output to that tunnel)", Miss: MissNext,
 		Matches:     fields(fs(regClass, regNet, flow.Reg6, flow.EthDst), ipFields, ctFields),
-		Sets:        fs(flow.Reg6, flow.EthDst, flow.IPv4Dst, flow.TCPDst, flow.UDPDst),
+		Sets:        fs(flow.Reg6, flow.EthDst, flow.IPv4Dst, flow.TCPDst, flow.UDPDst, flow.TunnelID),
 		Next:        []string{"dnat"},
 		Recirculate: true}
-	DNAT = &Table{Name: "dnat", Owner: AppNAT, Purpose: "floating IPs, stateless 1:1 in both directions, before routing: from the external network, nw_dst = the fixed IP, routed to the VM (l2_forward); from the VM, off its router's subnets, nw_src = the floating IP, dl_src = the floating IP port's MAC, network register = the external network (snat); to the router's own subnets, on to l3_routing", Miss: MissNext,
+	DNAT = &Table{Name: "dnat", Owner: AppNAT, Purpose: "floating IPs, stateless 1:1 in both directions, before routing: from the external network, nw_dst = the fixed IP, routed to the VM (l2_forward); from the VM, off its router's subnets, nw_src = the floating IP, dl_src = the floating IP port's MAC, network register = the external network (snat); to the router's own subnets, on to l3_routing; a VIP floating IP's reply (un-NATed to the VIP by lb: +trk+rpl in the lb zone) back to the floating IP (class VM, routed) to snat", Miss: MissNext,
 		Matches: fields(fs(regClass, regNet, regIn, flow.Reg5, flow.EthDst), ipFields, ctFields),
 		Sets:    fs(regClass, regNet, flow.Reg4, flow.Reg5, flow.EthSrc, flow.EthDst, flow.IPv4Src, flow.IPv4Dst, flow.CTMark),
 		Next:    []string{"l3_routing", "snat", "l2_forward"}}

@@ -195,8 +195,15 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 	if sameNet {
 		clients = append(clients, clientNet{net: net})
 	}
+	var fips []vipFIP
 	if !DSR(pool) {
 		clients = append(clients, routedClients(in, bt, v, vip.SubnetID, net)...)
+		// The home chassis of the VIP's floating IP balances its
+		// outside clients as clients of the VIP's network (fip.go).
+		fips = floatingIPs(in, bt, vip, net)
+		if !sameNet && homeHere(v, fips) {
+			clients = append([]clientNet{{net: net}}, clients...)
+		}
 	}
 	if len(clients) == 0 {
 		return nil
@@ -258,6 +265,7 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 	for _, cn := range clients {
 		a.natFlows(v, cn, vip, vipIP, gid, pool, members, zone, lbT, vck, &grouped, add, d)
 	}
+	a.steer(v, net, fips, members, add)
 	return nil
 }
 
