@@ -152,3 +152,14 @@ func (a *App) steer(v *binding.View, net *binding.Network, fips []vipFIP, member
 		}
 	}
 }
+
+// fipOnlyOut sends a floating IP client's packet, DNATed to a remote
+// member, straight to the member's chassis (flow 4 on a home chassis
+// with no port of the VIP's network: l2_forward has no flows for it
+// there).
+func fipOnlyOut(cn clientNet, tun uint32) []flow.Action {
+	return []flow.Action{
+		flow.SetField{F: flow.TunnelID, Value: uint64(cn.net.Network.SegmentationID)},
+		flow.Output{Port: tun},
+	}
+}

@@ -91,6 +91,8 @@ type member struct {
 	// remote: the member's port is on another chassis, so its replies
 	// come in from a tunnel.
 	remote bool
+	// chassis is the member's port's chassis.
+	chassis string
 }
 
 // Healthy reports whether a member may take new connections: admin up,
@@ -202,7 +204,7 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		// outside clients as clients of the VIP's network (fip.go).
 		fips = floatingIPs(in, bt, vip, net)
 		if !sameNet && homeHere(v, fips) {
-			clients = append([]clientNet{{net: net}}, clients...)
+			clients = append([]clientNet{{net: net, fipOnly: true}}, clients...)
 		}
 	}
 	if len(clients) == 0 {
@@ -242,7 +244,7 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 			// monitors").
 			continue
 		}
-		members = append(members, member{m: m, ip: ip, port: uint16(m.ProtocolPort), mac: p.MAC, remote: v.Remote(p)})
+		members = append(members, member{m: m, ip: ip, port: uint16(m.ProtocolPort), mac: p.MAC, remote: v.Remote(p), chassis: p.Chassis})
 	}
 	if len(members) > pipeline.MaxGroupBuckets {
 		// A select group cannot be chained without changing the
@@ -276,6 +278,10 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 type clientNet struct {
 	net  *binding.Network
 	macs []flow.MAC
+	// fipOnly: the VIP's own network on the home chassis of the VIP's
+	// floating IP, which has no port of it (so no isolation flows for
+	// it): flow 4 sends a remote member's packets to its tunnel itself.
+	fipOnly bool
 }
 
 func (c clientNet) routed() bool { return c.macs != nil }
@@ -412,7 +418,11 @@ func (a *App) natFlows(v *binding.View, cn clientNet, vip *model.LBVIP, vipIP fl
 		if !cn.routed() {
 			acts = []flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mb.mac)}}
 		}
-		add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: dn, Actions: acts, Goto: pipeline.DNAT.ID()})
+		if tun, ok := v.Tunnels[mb.chassis]; cn.fipOnly && ok {
+			add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: dn, Actions: append(acts, fipOnlyOut(cn, tun)...)})
+		} else {
+			add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: dn, Actions: acts, Goto: pipeline.DNAT.ID()})
+		}
 		// 5. The member's replies: conntrack lookup with nat, which puts
 		// the VIP back as the source of a load-balanced connection's
 		// reply (anything else passes unchanged), then on through lb.
