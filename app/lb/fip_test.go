@@ -14,6 +14,7 @@ import (
 	"github.com/nimbus-sdn/nimbus/internal/fakeswitch"
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/model/names"
+	"github.com/nimbus-sdn/nimbus/ofproto"
 	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/topology"
 )
@@ -96,6 +97,11 @@ func fipSwitch(t *testing.T, s *scenario, c string, ct *fakeswitch.ConnTable, pi
 	t.Helper()
 	in := s.input(c)
 	st := lbState(t, in)
+	for _, f := range st.Flows {
+		if _, err := ofproto.AppendFlowMod(nil, 1, f, ofproto.FlowModOpts{}); err != nil {
+			t.Errorf("OpenFlow cannot carry %s: %v", f.KeyText(), err)
+		}
+	}
 	for _, f := range pipeline.BaseFlows() {
 		st.AddFlow(f)
 	}
@@ -120,6 +126,9 @@ func fipSwitch(t *testing.T, s *scenario, c string, ct *fakeswitch.ConnTable, pi
 		for _, f := range d.flows {
 			if err := pipeline.Check(f); err != nil {
 				t.Errorf("contract: %v", err)
+			}
+			if _, err := ofproto.AppendFlowMod(nil, 1, f, ofproto.FlowModOpts{}); err != nil {
+				t.Errorf("OpenFlow cannot carry %s: %v", f.KeyText(), err)
 			}
 			if st.AddFlow(f) {
 				t.Errorf("two apps share a key: %s", f.KeyText())

@@ -62,7 +62,8 @@ func vipFlows(p *placed) []*flow.Flow {
 		&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific + 11, Cookie: ck,
 			Match: in.Set(flow.IPProto, flow.ProtoTCP).Set(flow.TCPDst, uint64(p.vip.ProtocolPort)),
 			Actions: append(pop,
-				pipeline.SetClass(pipeline.ClassPhys, pipeline.FlagRouted),
+				pipeline.SetClass(pipeline.ClassPhys, 0),
+				routed, // (one contiguous mask per set-field: OpenFlow cannot encode class|routed in one)
 				pipeline.RegNetwork.Set(key),
 				pipeline.RegInPort.Set(uint64(p.uplink)),
 				flow.SetField{F: flow.IPv4Dst, Value: uint64(p.fixed)},
@@ -88,7 +89,8 @@ func vipFlows(p *placed) []*flow.Flow {
 			flow.DecTTL{},
 			flow.SetField{F: flow.EthSrc, Value: uint64(p.mac)},
 			pipeline.RegNetwork.Set(uint64(p.ext.Key)),
-			pipeline.SetClass(pipeline.ClassVM, pipeline.FlagRouted), // what snat's egress flows take
+			pipeline.SetClass(pipeline.ClassVM, 0), // what snat's egress flows take
+			routed,
 		},
 		Goto: pipeline.SNAT.ID()})
 	// A reply to a client behind the same router (a routed client of the
