@@ -163,3 +163,20 @@ func fipOnlyOut(cn clientNet, tun uint32) []flow.Action {
 		flow.Output{Port: tun},
 	}
 }
+
+// noRSTOutside drops, on the home chassis of the VIP's floating IP, a new
+// connection from outside (class phys: app/nat's rewrite from the
+// uplink) when the VIP has no healthy member, above flow 2's RST punt:
+// the RST handler answers out of the packet's ingress port from the
+// VIP's address, which on the uplink would put the VIP (not the
+// floating IP) on the external network. The outside client times out
+// instead (README.md, "Not done").
+//
+//	F3 lb 10002 kA, RegLB=1, class phys, +new+trk, tcp, nw_dst=VIP, tp_dst=port -> drop
+func noRSTOutside(net *binding.Network, vip *model.LBVIP, vipIP flow.IPv4, vck uint64, add func(*flow.Flow)) {
+	m := pipeline.RegLB.Match(pipeline.RegPortClass.Match(pipeline.RegNetwork.Match(nil, uint64(net.Key)), pipeline.ClassPhys), lookupDone).
+		EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP).
+		Set(flow.IPv4Dst, uint64(vipIP)).Set(flow.TCPDst, uint64(vip.ProtocolPort)).
+		SetMasked(flow.CTState, flow.CTTracked|flow.CTNew, flow.CTTracked|flow.CTNew)
+	add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioVIP + 1, Cookie: vck, Match: m})
+}

@@ -358,6 +358,31 @@ func TestFloatingIPHomeWithoutPorts(t *testing.T) {
 	}
 }
 
+// Every member down: the home drops an outside client's SYN instead of
+// punting it for a RST, which would leave the uplink from the VIP's
+// address; a client of the VIP's network still gets its RST punt.
+func TestFloatingIPAllDown(t *testing.T) {
+	s := newFIPScenario()
+	for i := range mIP {
+		s.member(i, "INACTIVE", 1)
+	}
+	home := s.home(t)
+	sw := fipSwitch(t, s, home, fakeswitch.NewConnTable(), nil)
+	r, err := sw.Walk(uplinkPort, tcpPkt(gwMAC, fipMAC, inetIP, fipIP, inetSport, 80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Emits) != 0 {
+		t.Fatalf("outside SYN with every member down: %s, want dropped\n%s", r, r.TraceText())
+	}
+	if home == "hv1" {
+		r, err := sw.Walk(portClient, tcpPkt(macC1, macVIP, c1IP, vipIP, 40000, 80))
+		if e := one(t, r, err); !e.Punt() {
+			t.Fatalf("c1's SYN with every member down: %s, want the RST punt", e)
+		}
+	}
+}
+
 // A DSR pool's VIP gets no floating IP handling (not done: README.md).
 func TestFloatingIPDSRNotServed(t *testing.T) {
 	s := newFIPScenario()

@@ -268,6 +268,9 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		a.natFlows(v, cn, vip, vipIP, gid, pool, members, zone, lbT, vck, &grouped, add, d)
 	}
 	a.steer(v, net, fips, members, add)
+	if len(members) == 0 && homeHere(v, fips) {
+		noRSTOutside(net, vip, vipIP, vck, add)
+	}
 	return nil
 }
 
