@@ -14,8 +14,8 @@ import (
 const LBDSRTag = "nimbus:dsr"
 
 // FloatingIPVIP is the load-balancer VIP whose port floating IP f is
-// associated with, when that VIP is admin up and its pool exists and is
-// in NAT mode (not DSR); nil otherwise. Such a floating IP has no VM and
+// associated with, when that VIP is admin up and its pool exists, is
+// admin up and in NAT mode (not DSR); nil otherwise. Such a floating IP has no VM and
 // no chassis of its own: it is served on its home chassis
 // (FloatingIPHome) by app/nat (ARP, the rewrite to the VIP, the way
 // out) and app/lb (the balancing). DSR pools are left out: a DSR member
@@ -34,7 +34,7 @@ func FloatingIPVIP(m *model.Snapshot, f *model.FloatingIP) *model.LBVIP {
 		if !ok {
 			return nil
 		}
-		if strings.Contains(pr.(*model.LBPool).Description, LBDSRTag) {
+		if pool := pr.(*model.LBPool); !pool.AdminStateUp || strings.Contains(pool.Description, LBDSRTag) {
 			return nil
 		}
 		return v

@@ -45,7 +45,7 @@ func floatingIPs(in app.Input, bt *binding.Table, vip *model.LBVIP, vnet *bindin
 	var out []vipFIP
 	for _, r := range in.Model.List(model.KindFloatingIP) {
 		f := r.(*model.FloatingIP)
-		if f.RouterID == "" {
+		if f.RouterID == "" || f.PortID != vip.PortID {
 			continue
 		}
 		if v := binding.FloatingIPVIP(in.Model, f); v == nil || v.ID != vip.ID {

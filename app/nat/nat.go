@@ -132,10 +132,14 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 	fips := typed[*model.FloatingIP](in.Model.List(model.KindFloatingIP))
 	sort.Slice(fips, func(i, j int) bool { return fips[i].ID < fips[j].ID })
 	ifaces := binding.RouterInterfaces(in.Model)
+	vipPorts := map[string]bool{} // the ports of load-balancer VIPs (vip.go)
+	for _, r := range in.Model.List(model.KindVIP) {
+		vipPorts[r.(*model.LBVIP).PortID] = true
+	}
 	st := State{}
 	exts := map[string]bool{}
 	for _, f := range fips {
-		p := place(in, v, ifaces, f)
+		p := place(in, v, ifaces, vipPorts, f)
 		if p == nil {
 			continue
 		}
@@ -162,7 +166,7 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 }
 
 // place resolves floating IP f on this switch (nil: no flows here).
-func place(in app.Input, v *binding.View, ifaces map[string]bool, f *model.FloatingIP) *placed {
+func place(in app.Input, v *binding.View, ifaces, vipPorts map[string]bool, f *model.FloatingIP) *placed {
 	m := in.Model
 	if f.PortID == "" || f.RouterID == "" {
 		return nil
@@ -184,7 +188,11 @@ func place(in app.Input, v *binding.View, ifaces map[string]bool, f *model.Float
 	// whose home is this chassis. subnet and netID are the fixed IP's.
 	var p *placed
 	var subnet, netID string
-	if vip := binding.FloatingIPVIP(m, f); vip != nil {
+	var vip *model.LBVIP
+	if vipPorts[f.PortID] {
+		vip = binding.FloatingIPVIP(m, f)
+	}
+	if vip != nil {
 		if p, subnet, netID = placeVIP(in, v, f, vip); p == nil {
 			return nil
 		}
