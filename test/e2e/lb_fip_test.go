@@ -20,9 +20,10 @@ import (
 // to the VIP and balances; the members' replies come back to the home
 // (steered from the remote members' chassis) and leave its uplink from
 // the floating IP. From the internet namespace: 150 requests all
-// answered, spread over the three members (each at least 20), and a
-// capture on the internet's interface sees only the floating IP, never
-// the VIP or a member's address or port.
+// answered, spread over the three members (each at least 20), all the
+// replies leave through one hypervisor's external link (the home's),
+// and a capture on the internet's interface sees only the floating IP,
+// never the VIP or a member's address or port.
 func TestLoadBalancerFloatingIP(t *testing.T) {
 	lab := newLBLabWith(t, hvlab.Options{External: true}, []string{hvlab.ExternalPhysnet}, nil,
 		"--bridge-mappings", hvlab.ExternalPhysnet+":"+hvlab.ExternalBridge)
@@ -77,8 +78,24 @@ func TestLoadBalancerFloatingIP(t *testing.T) {
 	t.Logf("floating IP %s associated with the VIP's port -> first answer: %v", fip, time.Since(start).Round(time.Millisecond))
 
 	capt := hvlab.Tcpdump(t, in.NS(), "inet0", "tcp")
+	// Each hypervisor's external link: the replies of all three members
+	// leave through one, the floating IP's home.
+	var links []*hvlab.Capture
+	for i := range hvs {
+		links = append(links, hvlab.Tcpdump(t, lab.env.l.UnderlayNS(), fmt.Sprintf("ex%d", i+1), "tcp and src host "+fip))
+	}
 	out, _ := in.ExecErr("sh", "-c", "for i in $(seq 150); do curl -s -m 3 "+url+" || echo FAIL; done")
 	lines := capt.Stop()
+	var carried []string
+	for i, c := range links {
+		if n := len(c.Stop()); n > 0 {
+			carried = append(carried, fmt.Sprintf("%s (ex%d: %d packets)", hvs[i].Name(), i+1, n))
+		}
+	}
+	t.Logf("the floating IP's replies left through %v", carried)
+	if len(carried) != 1 {
+		t.Errorf("the floating IP's replies left through %d hypervisors' external links (%v), want one: the home", len(carried), carried)
+	}
 	counts := map[string]int{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		counts[strings.TrimSpace(line)]++
