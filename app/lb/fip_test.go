@@ -429,3 +429,48 @@ func TestGoldenFloatingIP(t *testing.T) {
 	fmt.Fprintf(&b, "## %s (home): nat\n%s", home, st.Text())
 	checkGolden(t, "fip.golden", b.String())
 }
+
+// A VLAN external network (tag 300 on the uplink) and SOURCE_IP
+// persistence: the tagged SYNs of one outside client all reach one
+// member, untagged; that member's replies leave the home's uplink tagged
+// 300 from the floating IP.
+func TestWalkFloatingIPVLANSourceIP(t *testing.T) {
+	s := newFIPScenario()
+	x := *s.recs[model.KindNetwork]["net-x"].(*model.Network)
+	x.NetworkType, x.SegmentationID = model.NetVLAN, 300
+	s.put(&x)
+	v := *s.recs[model.KindVIP]["vip-1"].(*model.LBVIP)
+	v.SessionPersistence = &model.SessionPersistence{Type: "SOURCE_IP"}
+	s.put(&v)
+	home := s.home(t)
+	sw := fipSwitch(t, s, home, fakeswitch.NewConnTable(), nil)
+	chosen := map[flow.IPv4]bool{}
+	for i := range 10 {
+		sport := uint16(inetSport + i)
+		syn := tcpPkt(gwMAC, fipMAC, inetIP, fipIP, sport, 80)
+		syn.VLANs = []fakeswitch.VLAN{{TPID: flow.EthTypeVLAN, VID: 300}}
+		untagged := tcpPkt(gwMAC, fipMAC, inetIP, fipIP, sport, 80)
+		if r, err := sw.Walk(uplinkPort, untagged); err != nil || len(r.Emits) != 0 {
+			t.Fatalf("untagged SYN on a VLAN external network: %s", r)
+		}
+		r, err := sw.Walk(uplinkPort, syn)
+		e := one(t, r, err)
+		if usesGroup(r) || e.Packet.TPDst != memberTP || len(e.Packet.VLANs) != 0 {
+			t.Fatalf("tagged SYN: got port %d %s (group used: %v)\n%s", e.Port, e.Packet, usesGroup(r), r.TraceText())
+		}
+		chosen[e.Packet.IPv4Dst] = true
+		b := map[flow.IPv4]int{mIP[0]: 0, mIP[1]: 1, mIP[2]: 2}[e.Packet.IPv4Dst]
+		reply, in := tcpPkt(mMAC[b], rA, mIP[b], inetIP, memberTP, sport), uint32(portMember)
+		if mHost[b] != home {
+			reply.TunnelID, in = seg, tunTo(home, mHost[b])
+		}
+		r, err = sw.Walk(in, reply)
+		e = one(t, r, err)
+		if e.Port != uplinkPort || e.Packet.IPv4Src != fipIP || len(e.Packet.VLANs) != 1 || e.Packet.VLANs[0].VID != 300 {
+			t.Fatalf("reply: got port %d %s, want the uplink tagged 300 from %s\n%s", e.Port, e.Packet, fipIP, r.TraceText())
+		}
+	}
+	if len(chosen) != 1 {
+		t.Fatalf("one outside client's connections went to %v, want one member", chosen)
+	}
+}

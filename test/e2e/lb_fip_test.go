@@ -76,6 +76,9 @@ func TestLoadBalancerFloatingIP(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, "the internet fetches from the VIP by its floating IP", func() bool { return strings.HasPrefix(get(), "m") })
 	t.Logf("floating IP %s associated with the VIP's port -> first answer: %v", fip, time.Since(start).Round(time.Millisecond))
+	// Its status comes from the data plane: its flows are on the home
+	// (and the members' chassis), none refused.
+	waitFor(t, 30*time.Second, "the floating IP ACTIVE", func() bool { return nb.get("floatingips/" + f["id"].(string))["status"] == "ACTIVE" })
 
 	capt := hvlab.Tcpdump(t, in.NS(), "inet0", "tcp")
 	// Each hypervisor's external link: the replies of all three members
