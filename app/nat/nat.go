@@ -27,6 +27,11 @@
 // Rewriting is stateless (set-field, no conntrack): 1:1 NAT needs no
 // state, so connections survive a controller or Open vSwitch restart.
 //
+// A floating IP on a load-balancer VIP's port has no VM: it is served on
+// its home chassis (binding.FloatingIPHome), rewritten to the VIP in the
+// classifier and handed to app/lb, and the members' un-NATed replies are
+// turned back into the floating IP in dnat (vip.go).
+//
 // Only the chassis hosting the VM has these flows, so only it answers ARP
 // for the floating IP. When a floating IP arrives on a chassis (associated
 // or moved), the app's desired state lists a gratuitous ARP for it and an
