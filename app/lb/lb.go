@@ -198,6 +198,15 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		clients = append(clients, clientNet{net: net})
 	}
 	clients = append(clients, routedClients(in, bt, v, vip.SubnetID, net)...)
+	var fips []vipFIP
+	if !DSR(pool) {
+		// The home chassis of the VIP's floating IP balances its
+		// outside clients as clients of the VIP's network (fip.go).
+		fips = floatingIPs(in, bt, vip, net)
+		if !sameNet && homeHere(v, fips) {
+			clients = append([]clientNet{{net: net, fipOnly: true}}, clients...)
+		}
+	}
 	if len(clients) == 0 {
 		return nil
 	}
@@ -256,6 +265,10 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 	for _, cn := range clients {
 		a.natFlows(v, cn, vip, vipIP, gid, pool, members, zone, lbT, vck, &grouped, add, d)
 	}
+	a.steer(v, net, fips, members, add)
+	if len(members) == 0 && homeHere(v, fips) {
+		noRSTOutside(net, vip, vipIP, vck, add)
+	}
 	return nil
 }
 
@@ -269,6 +282,10 @@ type clientNet struct {
 	net  *binding.Network
 	macs []flow.MAC
 	vias []flow.MAC
+	// fipOnly: the VIP's own network on the home chassis of the VIP's
+	// floating IP, which has no port of it (so no isolation flows for
+	// it): flow 4 sends a remote member's packets to its tunnel itself.
+	fipOnly bool
 }
 
 func (c clientNet) routed() bool { return c.macs != nil }
@@ -413,7 +430,11 @@ func (a *App) natFlows(v *binding.View, cn clientNet, vip *model.LBVIP, vipIP fl
 		if !cn.routed() {
 			acts = []flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mb.mac)}}
 		}
-		add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: dn, Actions: acts, Goto: pipeline.DNAT.ID()})
+		if tun, ok := v.Tunnels[mb.chassis]; cn.fipOnly && ok {
+			add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: dn, Actions: append(acts, fipOnlyOut(cn, tun)...)})
+		} else {
+			add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: dn, Actions: acts, Goto: pipeline.DNAT.ID()})
+		}
 		// 5. The member's replies: conntrack lookup with nat, which puts
 		// the VIP back as the source of a load-balanced connection's
 		// reply (anything else passes unchanged), then on through lb.

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/nimbus-sdn/nimbus/app/nat"
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/internal/fakeswitch"
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/model/names"
+	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/topology"
 )
 
@@ -109,4 +111,31 @@ func TestWalkVLAN(t *testing.T) {
 func TestGoldenVLAN(t *testing.T) {
 	checkGolden(t, "hv1_vlan.golden", lbState(t, vlanScenario(newScenario("ROUND_ROBIN")).input("hv1")).Text())
 	checkGolden(t, "hv1_vlan_dsr.golden", lbState(t, makeDSR(vlanScenario(newScenario("ROUND_ROBIN"))).input("hv1")).Text())
+}
+
+// A floating IP on a VIP of a VLAN network is not served (README.md,
+// "Not done"): neither nat (no ARP answer, no rewrite) nor lb (no
+// steering, no home flows) gives it flows on any chassis.
+func TestFloatingIPVLANVIPNotServed(t *testing.T) {
+	s := newFIPScenario()
+	n := *s.recs[model.KindNetwork]["net-a"].(*model.Network)
+	n.NetworkType, n.PhysicalNetwork, n.SegmentationID = model.NetVLAN, "physnet1", vlanID
+	s.put(&n)
+	ck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(idFIP))
+	for _, c := range []string{"hv1", "hv2", "hv3"} {
+		d, err := nat.New().Desired(s.input(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range d.Flows {
+			if f.Cookie == pipeline.Cookie(pipeline.AppNAT, pipeline.ObjectID(idFIP)) {
+				t.Errorf("%s: nat flow for a VLAN VIP's floating IP: %s", c, f.KeyText())
+			}
+		}
+		for _, f := range lbState(t, s.input(c)).Flows {
+			if f.Cookie == ck {
+				t.Errorf("%s: lb flow for a VLAN VIP's floating IP: %s", c, f.KeyText())
+			}
+		}
+	}
 }

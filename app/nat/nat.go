@@ -27,6 +27,11 @@
 // Rewriting is stateless (set-field, no conntrack): 1:1 NAT needs no
 // state, so connections survive a controller or Open vSwitch restart.
 //
+// A floating IP on a load-balancer VIP's port has no VM: it is served on
+// its home chassis (binding.FloatingIPHome), rewritten to the VIP in the
+// classifier and handed to app/lb, and the members' un-NATed replies are
+// turned back into the floating IP in dnat (vip.go).
+//
 // Only the chassis hosting the VM has these flows, so only it answers ARP
 // for the floating IP. When a floating IP arrives on a chassis (associated
 // or moved), the app's desired state lists a gratuitous ARP for it and an
@@ -111,6 +116,12 @@ type placed struct {
 	vlan     uint16 // the external network's VLAN (0: flat)
 	gw       flow.IPv4
 	subnets  []netip.Prefix // the router's connected subnets
+	// vip: the floating IP is associated with this load-balancer VIP's
+	// port (binding.FloatingIPVIP) and this chassis is its home
+	// (binding.FloatingIPHome): vm is nil, fixed is the VIP's address,
+	// vipMAC its port's MAC (vip.go).
+	vip    *model.LBVIP
+	vipMAC flow.MAC
 }
 
 // Desired computes the switch's floating IP flows.
@@ -126,14 +137,22 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 	fips := typed[*model.FloatingIP](in.Model.List(model.KindFloatingIP))
 	sort.Slice(fips, func(i, j int) bool { return fips[i].ID < fips[j].ID })
 	ifaces := binding.RouterInterfaces(in.Model)
+	vipPorts := map[string]bool{} // the ports of load-balancer VIPs (vip.go)
+	for _, r := range in.Model.List(model.KindVIP) {
+		vipPorts[r.(*model.LBVIP).PortID] = true
+	}
 	st := State{}
 	exts := map[string]bool{}
 	for _, f := range fips {
-		p := place(in.Model, v, ifaces, f)
+		p := place(in, v, ifaces, vipPorts, f)
 		if p == nil {
 			continue
 		}
-		d.Flows = append(d.Flows, fipFlows(p)...)
+		if p.vip != nil {
+			d.Flows = append(d.Flows, vipFlows(p)...)
+		} else {
+			d.Flows = append(d.Flows, fipFlows(p)...)
+		}
 		d.Announce = append(d.Announce,
 			app.Announcement{Port: p.uplink, Data: Tagged(ARPRequest(p.mac, p.ip, p.ip), p.vlan)}, // gratuitous
 			app.Announcement{Port: p.uplink, Data: Tagged(ARPRequest(p.mac, p.ip, p.gw), p.vlan)}) // who has the gateway
@@ -152,7 +171,8 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 }
 
 // place resolves floating IP f on this switch (nil: no flows here).
-func place(m *model.Snapshot, v *binding.View, ifaces map[string]bool, f *model.FloatingIP) *placed {
+func place(in app.Input, v *binding.View, ifaces, vipPorts map[string]bool, f *model.FloatingIP) *placed {
+	m := in.Model
 	if f.PortID == "" || f.RouterID == "" {
 		return nil
 	}
@@ -166,17 +186,43 @@ func place(m *model.Snapshot, v *binding.View, ifaces map[string]bool, f *model.
 		return nil
 	}
 	uplink := v.Uplink(ext)
-	vm := v.Ports[f.PortID]
-	if uplink == 0 || vm == nil || !v.Local(vm) || !vm.Port.AdminStateUp {
+	if uplink == 0 {
 		return nil
 	}
-	vnet := v.Table.Networks[vm.Port.NetworkID]
+	// The port behind the floating IP: a VM's bound here, or a VIP's
+	// whose home is this chassis. subnet and netID are the fixed IP's.
+	var p *placed
+	var subnet, netID string
+	var vip *model.LBVIP
+	if vipPorts[f.PortID] {
+		vip = binding.FloatingIPVIP(m, f)
+	}
+	if vip != nil {
+		if p, subnet, netID = placeVIP(in, v, f, vip); p == nil {
+			return nil
+		}
+	} else {
+		vm := v.Ports[f.PortID]
+		if vm == nil || !v.Local(vm) || !vm.Port.AdminStateUp {
+			return nil
+		}
+		fixed, err := flow.ParseIPv4(f.FixedIPAddress)
+		if err != nil {
+			return nil
+		}
+		p = &placed{f: f, fixed: fixed, vm: vm, vnet: v.Table.Networks[vm.Port.NetworkID]}
+		netID = vm.Port.NetworkID
+		for _, x := range vm.Port.FixedIPs {
+			if x.IPAddress == f.FixedIPAddress {
+				subnet = x.SubnetID
+			}
+		}
+	}
 	ip, err1 := flow.ParseIPv4(f.FloatingIPAddress)
-	fixed, err2 := flow.ParseIPv4(f.FixedIPAddress)
-	if vnet == nil || err1 != nil || err2 != nil {
+	if p.vnet == nil || err1 != nil {
 		return nil
 	}
-	p := &placed{f: f, ip: ip, fixed: fixed, vm: vm, vnet: vnet, ext: ext, uplink: uplink}
+	p.ip, p.ext, p.uplink = ip, ext, uplink
 	if ext.Network.NetworkType == model.NetVLAN {
 		p.vlan = uint16(ext.Network.SegmentationID)
 	}
@@ -197,13 +243,7 @@ func place(m *model.Snapshot, v *binding.View, ifaces map[string]bool, f *model.
 	if p.gw == 0 {
 		return nil // no upstream router to send to
 	}
-	// The VM's subnet, and the router's interface on it.
-	vmSubnet := ""
-	for _, x := range vm.Port.FixedIPs {
-		if x.IPAddress == f.FixedIPAddress {
-			vmSubnet = x.SubnetID
-		}
-	}
+	// The router's interface on the fixed IP's subnet.
 	for _, pid := range rt.Interfaces {
 		if !ifaces[pid] {
 			continue
@@ -226,7 +266,7 @@ func place(m *model.Snapshot, v *binding.View, ifaces map[string]bool, f *model.
 			if pfx, err := netip.ParsePrefix(s.CIDR); err == nil && pfx.Addr().Is4() {
 				p.subnets = append(p.subnets, pfx.Masked())
 			}
-			if x.SubnetID == vmSubnet && ip.NetworkID == vm.Port.NetworkID {
+			if x.SubnetID == subnet && ip.NetworkID == netID {
 				p.ifaceMAC = mac
 			}
 		}
@@ -279,18 +319,15 @@ func fromVM(p *placed) flow.Match {
 	return m.EthDst(p.ifaceMAC).EthType(flow.EthTypeIPv4).Set(flow.IPv4Src, uint64(p.fixed))
 }
 
-// fipFlows are one floating IP's flows (cookie: the floating IP).
-func fipFlows(p *placed) []*flow.Flow {
+// arpFlows answer ARP for the floating IP from the external network
+// with the floating IP port's MAC (cookie: the floating IP).
+func arpFlows(p *placed) []*flow.Flow {
 	ck := cookie(p.f.ID)
 	xkey := p.ext.Key
-	out := []*flow.Flow{
-		// From the external network: ARP for the floating IP, and IPv4 to it.
+	return []*flow.Flow{
 		{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific + 10, Cookie: ck,
 			Match:   fromUplink(p.uplink, p.vlan).EthType(flow.EthTypeARP).Set(flow.ARPOp, 1).Set(flow.ARPTpa, uint64(p.ip)),
 			Actions: classify(xkey, p.uplink, p.vlan), Goto: pipeline.ARPResponder.ID()},
-		{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific + 10, Cookie: ck,
-			Match:   fromUplink(p.uplink, p.vlan).EthType(flow.EthTypeIPv4).Set(flow.IPv4Dst, uint64(p.ip)),
-			Actions: classify(xkey, p.uplink, p.vlan), Goto: pipeline.DNAT.ID()},
 		{Table: pipeline.ARPResponder.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
 			Match: pipeline.RegPortClass.Match(pipeline.RegNetwork.Match(nil, uint64(xkey)), pipeline.ClassPhys).
 				EthType(flow.EthTypeARP).Set(flow.ARPOp, 1).Set(flow.ARPTpa, uint64(p.ip)),
@@ -303,8 +340,20 @@ func fipFlows(p *placed) []*flow.Flow {
 				flow.SetField{F: flow.ARPSha, Value: uint64(p.mac)},
 				flow.SetField{F: flow.ARPSpa, Value: uint64(p.ip)},
 			}, uplinkOut(p.vlan, flow.PortInPort)...)},
+	}
+}
+
+// fipFlows are one floating IP's flows (cookie: the floating IP).
+func fipFlows(p *placed) []*flow.Flow {
+	ck := cookie(p.f.ID)
+	xkey := p.ext.Key
+	out := append(arpFlows(p),
+		// From the external network: IPv4 to the floating IP.
+		&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific + 10, Cookie: ck,
+			Match:   fromUplink(p.uplink, p.vlan).EthType(flow.EthTypeIPv4).Set(flow.IPv4Dst, uint64(p.ip)),
+			Actions: classify(xkey, p.uplink, p.vlan), Goto: pipeline.DNAT.ID()},
 		// DNAT: to the VM, routed.
-		{Table: pipeline.DNAT.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
+		&flow.Flow{Table: pipeline.DNAT.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
 			Match: pipeline.RegPortClass.Match(pipeline.RegNetwork.Match(nil, uint64(xkey)), pipeline.ClassPhys).
 				EthType(flow.EthTypeIPv4).Set(flow.IPv4Dst, uint64(p.ip)),
 			Actions: []flow.Action{
@@ -317,7 +366,7 @@ func fipFlows(p *placed) []*flow.Flow {
 			},
 			Goto: pipeline.L2Forward.ID()},
 		// SNAT: off the router's subnets, out to the external network.
-		{Table: pipeline.DNAT.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
+		&flow.Flow{Table: pipeline.DNAT.ID(), Priority: pipeline.PriorityNormal, Cookie: ck,
 			Match: fromVM(p),
 			Actions: []flow.Action{
 				flow.SetField{F: flow.IPv4Src, Value: uint64(p.ip)},
@@ -327,7 +376,7 @@ func fipFlows(p *placed) []*flow.Flow {
 				routed,
 			},
 			Goto: pipeline.SNAT.ID()},
-	}
+	)
 	// East-west stays east-west: the router's own subnets go on to
 	// l3_routing untranslated (longest prefix first is not needed: every
 	// one of them has the same action).

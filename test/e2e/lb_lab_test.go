@@ -42,6 +42,13 @@ func newLBLab(t *testing.T, nodeArgs ...string) *lbLab { return newLBLabCLI(t, n
 // newLBLabCLI is newLBLab with the pool, members and VIP created by
 // cli (the real neutron CLI) when not nil.
 func newLBLabCLI(t *testing.T, cli func(api string, args ...string) map[string]any, nodeArgs ...string) *lbLab {
+	return newLBLabWith(t, hvlab.Options{}, nil, cli, nodeArgs...)
+}
+
+// newLBLabWith is newLBLabCLI on a lab made with opts, the agents
+// mapping physnets (with Options.External: the external network, see
+// TestLoadBalancerFloatingIP).
+func newLBLabWith(t *testing.T, opts hvlab.Options, physnets []string, cli func(api string, args ...string) map[string]any, nodeArgs ...string) *lbLab {
 	hvlab.RequireE2E(t)
 	lab := &lbLab{project: "tenant-lb"}
 	// Registered first, so it runs last, once the node agents have
@@ -58,7 +65,7 @@ func newLBLabCLI(t *testing.T, cli func(api string, args ...string) map[string]a
 			}
 		}
 	})
-	env := startOverlay(t, hvlab.Options{}, nil, nodeArgs...)
+	env := startOverlay(t, opts, physnets, nodeArgs...)
 	lab.env, lab.hvs, lab.nb = env, env.hvs, env.nb
 	l, hvs, nb, project := env.l, env.hvs, env.nb, lab.project
 	n := nb.post("networks", map[string]any{"network": map[string]any{"name": "net-lb", "project_id": project,

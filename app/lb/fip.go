@@ -1,0 +1,182 @@
+package lb
+
+import (
+	"net/netip"
+	"sort"
+
+	"github.com/nimbus-sdn/nimbus/app"
+	"github.com/nimbus-sdn/nimbus/binding"
+	"github.com/nimbus-sdn/nimbus/flow"
+	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/pipeline"
+)
+
+// Clients from outside, through a floating IP on the VIP's port
+// (README.md, "Floating IPs of a VIP"). The VIP's port is bound nowhere,
+// so the floating IP lives on a home chassis (binding.FloatingIPHome,
+// shared with app/nat): there app/nat rewrites the floating IP to the
+// VIP and sends the packet to lb, which balances it with the VIP
+// network's own flows (1-6), installed there even when no port of the
+// VIP's network is; the members' replies come back to the home chassis
+// to be un-NATed (flow 5, from the tunnel by flow 6), and app/nat turns
+// the VIP into the floating IP on the way out of the uplink.
+
+// prioSteer is the priority of a member's steered replies (F1); the
+// router's own subnets sit above it (F2: 9001 + prefix length), all below
+// the VIP's and members' flows.
+const prioSteer = 9000
+
+// vipFIP is a floating IP of a VIP with its home chassis, the router's
+// MAC on the VIP's subnet (the destination MAC of a member's replies to
+// the outside) and the router's subnets.
+type vipFIP struct {
+	f       *model.FloatingIP
+	home    string
+	rmac    flow.MAC
+	subnets []netip.Prefix
+}
+
+// floatingIPs are the floating IPs of vip (NAT mode: binding.FloatingIPVIP)
+// that have a home, through an admin-up router with its gateway on the
+// floating IP's network and an interface on the VIP's subnet in its
+// network vnet, by floating IP id (app/nat's conditions).
+func floatingIPs(in app.Input, bt *binding.Table, vip *model.LBVIP, vnet *binding.Network) []vipFIP {
+	ifaces := binding.RouterInterfaces(in.Model)
+	var out []vipFIP
+	for _, r := range in.Model.List(model.KindFloatingIP) {
+		f := r.(*model.FloatingIP)
+		if f.RouterID == "" || f.PortID != vip.PortID {
+			continue
+		}
+		if v := binding.FloatingIPVIP(in.Model, f); v == nil || v.ID != vip.ID {
+			continue
+		}
+		rr, _ := in.Model.Get(model.KindRouter, f.RouterID)
+		rt, _ := rr.(*model.Router)
+		if rt == nil || !rt.AdminStateUp || rt.Gateway == nil || rt.Gateway.NetworkID != f.FloatingNetworkID {
+			continue
+		}
+		x := vipFIP{f: f, home: bt.FloatingIPHome(in.Topology, f)}
+		if x.home == "" {
+			continue
+		}
+		for _, pid := range rt.Interfaces {
+			pr, _ := in.Model.Get(model.KindPort, pid)
+			p, _ := pr.(*model.Port)
+			if p == nil || !ifaces[pid] || p.DeviceID != rt.ID {
+				continue
+			}
+			mac, err := flow.ParseMAC(p.MACAddress)
+			if err != nil {
+				continue
+			}
+			for _, fx := range p.FixedIPs {
+				sr, _ := in.Model.Get(model.KindSubnet, fx.SubnetID)
+				s, _ := sr.(*model.Subnet)
+				if s == nil {
+					continue
+				}
+				if pfx, err := netip.ParsePrefix(s.CIDR); err == nil && pfx.Addr().Is4() {
+					x.subnets = append(x.subnets, pfx.Masked())
+				}
+				if fx.SubnetID == vip.SubnetID && p.NetworkID == vnet.Network.ID {
+					x.rmac = mac
+				}
+			}
+		}
+		if x.rmac != 0 {
+			out = append(out, x)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].f.ID < out[j].f.ID })
+	return out
+}
+
+// homeHere reports whether this chassis is the home of one of fips.
+func homeHere(v *binding.View, fips []vipFIP) bool {
+	for _, x := range fips {
+		if x.home == v.Chassis.Name {
+			return true
+		}
+	}
+	return false
+}
+
+// steer sends the replies of the VIP's members on this chassis to the
+// home chassis of the VIP's floating IP, unchanged, when that is another
+// chassis: there the connection's conntrack entry un-NATs them. A
+// member's reply to a client outside has the router's MAC as destination
+// and the member's address and port as source; after its lb lookup here
+// (flow 5: no connection on this chassis, nothing changes) and before
+// app/nat's floating IP or app/snat's egress on this chassis could take
+// it out here:
+//
+//	F1 lb 9000       key, RegLB=1, tcp, dl_dst=router MAC, nw_src=M, tp_src=Mport -> tun_id=VIP network's segmentation id, output:tunnel to home
+//	F2 lb 9001+len   the same, nw_dst in one of the router's subnets -> goto dnat (east-west: routed here as before)
+//
+// A VIP has at most one floating IP in Neutron (its port has one fixed
+// IP); if it had several, the first by id with a home takes the replies.
+func (a *App) steer(v *binding.View, net *binding.Network, fips []vipFIP, members []member, add func(*flow.Flow)) {
+	if len(fips) == 0 {
+		return
+	}
+	x := fips[0]
+	tun, ok := v.Tunnels[x.home]
+	if x.home == v.Chassis.Name || !ok {
+		return
+	}
+	ck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(x.f.ID))
+	lbT := pipeline.LB.ID()
+	for _, mb := range members {
+		if mb.remote {
+			continue
+		}
+		m := func() flow.Match {
+			return pipeline.RegLB.Match(pipeline.RegNetwork.Match(nil, uint64(net.Key)), lookupDone).
+				EthDst(x.rmac).EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP).
+				Set(flow.IPv4Src, uint64(mb.ip)).Set(flow.TCPSrc, uint64(mb.port))
+		}
+		add(&flow.Flow{Table: lbT, Priority: prioSteer, Cookie: ck, Match: m(), Actions: []flow.Action{
+			flow.SetField{F: flow.TunnelID, Value: uint64(net.Network.SegmentationID)},
+			flow.Output{Port: tun},
+		}})
+		for _, pfx := range x.subnets {
+			mask := uint64(0)
+			if pfx.Bits() < 32 {
+				mask = uint64(^uint32(0) << (32 - pfx.Bits()))
+			}
+			a4 := pfx.Addr().As4()
+			ip := uint64(a4[0])<<24 | uint64(a4[1])<<16 | uint64(a4[2])<<8 | uint64(a4[3])
+			add(&flow.Flow{Table: lbT, Priority: prioSteer + 1 + uint16(pfx.Bits()), Cookie: ck,
+				Match: m().SetMasked(flow.IPv4Dst, ip, mask), Goto: pipeline.DNAT.ID()})
+		}
+	}
+}
+
+// fipOnlyOut sends a floating IP client's packet, DNATed to a remote
+// member, straight to the member's chassis (flow 4 on a home chassis
+// with no port of the VIP's network: l2_forward has no flows for it
+// there).
+func fipOnlyOut(cn clientNet, tun uint32) []flow.Action {
+	return []flow.Action{
+		flow.SetField{F: flow.TunnelID, Value: uint64(cn.net.Network.SegmentationID)},
+		flow.Output{Port: tun},
+	}
+}
+
+// noRSTOutside drops, on the home chassis of the VIP's floating IP, a new
+// connection from outside (class phys: app/nat's rewrite from the
+// uplink) when the VIP has no healthy member, above flow 2's RST punt:
+// the RST handler answers out of the packet's ingress port from the
+// VIP's address, which on the uplink would put the VIP (not the
+// floating IP) on the external network. The outside client times out
+// instead (README.md, "Not done").
+//
+//	F3 lb 10002 kA, RegLB=1, class phys, +new+trk, tcp, nw_dst=VIP, tp_dst=port -> drop
+func noRSTOutside(net *binding.Network, vip *model.LBVIP, vipIP flow.IPv4, vck uint64, add func(*flow.Flow)) {
+	m := pipeline.RegLB.Match(pipeline.RegPortClass.Match(pipeline.RegNetwork.Match(nil, uint64(net.Key)), pipeline.ClassPhys), lookupDone).
+		EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP).
+		Set(flow.IPv4Dst, uint64(vipIP)).Set(flow.TCPDst, uint64(vip.ProtocolPort)).
+		SetMasked(flow.CTState, flow.CTTracked|flow.CTNew, flow.CTTracked|flow.CTNew)
+	add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioVIP + 1, Cookie: vck, Match: m})
+}

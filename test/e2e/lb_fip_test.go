@@ -1,0 +1,137 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nimbus-sdn/nimbus/internal/hvlab"
+)
+
+// TestLoadBalancerFloatingIP: clients from outside reach a VIP through a
+// floating IP on the VIP's port (issue 12, deliverable 1). The lb lab
+// (VIP 10.0.0.100:80, members m1..m3 on the three hypervisors, NAT mode)
+// with the external network (hvlab Options.External, every agent
+// mapping extnet:br-ex); a router with its gateway on the external
+// network and an interface on the VIP's subnet; a floating IP made and
+// associated with the VIP's port by the openstack CLI. The floating IP's
+// home chassis (binding.FloatingIPHome) answers ARP for it, rewrites it
+// to the VIP and balances; the members' replies come back to the home
+// (steered from the remote members' chassis) and leave its uplink from
+// the floating IP. From the internet namespace: 150 requests all
+// answered, spread over the three members (each at least 20), all the
+// replies leave through one hypervisor's external link (the home's),
+// and a capture on the internet's interface sees only the floating IP,
+// never the VIP or a member's address or port.
+func TestLoadBalancerFloatingIP(t *testing.T) {
+	lab := newLBLabWith(t, hvlab.Options{External: true}, []string{hvlab.ExternalPhysnet}, nil,
+		"--bridge-mappings", hvlab.ExternalPhysnet+":"+hvlab.ExternalBridge)
+	nb, project, hvs, api := lab.nb, lab.project, lab.hvs, lab.env.c.API
+	in := lab.env.l.Internet()
+	x := openstackJSON(t, api, "network", "create", "--project", "admin", "--external", "--provider-network-type", "flat",
+		"--provider-physical-network", hvlab.ExternalPhysnet, "ext")
+	openstackJSON(t, api, "subnet", "create", "--project", "admin", "--network", x["id"].(string), "--subnet-range", in.CIDR(),
+		"--gateway", in.IP(), "--no-dhcp", "--allocation-pool", "start="+in.Addr(10)+",end="+in.Addr(99), "ext-sub")
+	rt := openstackJSON(t, api, "router", "create", "--project", project, "--external-gateway", x["id"].(string), "r-lb")
+	openstackCLI(t, api, "router", "add", "subnet", rt["id"].(string), lab.subnet["id"].(string))
+	// The members answer the outside through their router, and their
+	// security group lets the outside in on 8080.
+	for _, m := range lab.members {
+		m.Exec("ip", "route", "add", "default", "via", "10.0.0.1")
+	}
+	var sgs struct {
+		SecurityGroups []struct {
+			ID, Name  string
+			ProjectID string `json:"project_id"`
+		} `json:"security_groups"`
+	}
+	if err := getJSON("http://"+api+"/v2.0/security-groups", &sgs); err != nil {
+		t.Fatal(err)
+	}
+	added := 0
+	for _, g := range sgs.SecurityGroups {
+		if g.ProjectID != project || g.Name != "default" {
+			continue
+		}
+		nb.post("security-group-rules", map[string]any{"security_group_rule": map[string]any{"security_group_id": g.ID,
+			"project_id": project, "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+			"port_range_min": 8080, "port_range_max": 8080, "remote_ip_prefix": "0.0.0.0/0"}})
+		added++
+	}
+	if added != 1 {
+		t.Fatalf("%s's default security group: found %d", project, added)
+	}
+	f := openstackJSON(t, api, "floating ip", "create", "--project", project, x["id"].(string))
+	fip := f["floating_ip_address"].(string)
+	start := time.Now()
+	openstackCLI(t, api, "floating ip", "set", "--port", lab.vip["port_id"].(string), f["id"].(string))
+	url := "http://" + fip + "/"
+	get := func() string {
+		out, err := in.ExecErr("curl", "-s", "-m", "2", url)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(out)
+	}
+	waitFor(t, 30*time.Second, "the internet fetches from the VIP by its floating IP", func() bool { return strings.HasPrefix(get(), "m") })
+	t.Logf("floating IP %s associated with the VIP's port -> first answer: %v", fip, time.Since(start).Round(time.Millisecond))
+	// Its status comes from the data plane: its flows are on the home
+	// (and the members' chassis), none refused.
+	waitFor(t, 30*time.Second, "the floating IP ACTIVE", func() bool { return nb.get("floatingips/" + f["id"].(string))["status"] == "ACTIVE" })
+
+	capt := hvlab.Tcpdump(t, in.NS(), "inet0", "tcp")
+	// Each hypervisor's external link: the replies of all three members
+	// leave through one, the floating IP's home.
+	var links []*hvlab.Capture
+	for i := range hvs {
+		links = append(links, hvlab.Tcpdump(t, lab.env.l.UnderlayNS(), fmt.Sprintf("ex%d", i+1), "tcp and src host "+fip))
+	}
+	out, _ := in.ExecErr("sh", "-c", "for i in $(seq 150); do curl -s -m 3 "+url+" || echo FAIL; done")
+	lines := capt.Stop()
+	var carried []string
+	for i, c := range links {
+		if n := len(c.Stop()); n > 0 {
+			carried = append(carried, fmt.Sprintf("%s (ex%d: %d packets)", hvs[i].Name(), i+1, n))
+		}
+	}
+	t.Logf("the floating IP's replies left through %v", carried)
+	if len(carried) != 1 {
+		t.Errorf("the floating IP's replies left through %d hypervisors' external links (%v), want one: the home", len(carried), carried)
+	}
+	counts := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		counts[strings.TrimSpace(line)]++
+	}
+	t.Logf("150 requests from the internet to the floating IP: %v", counts)
+	if counts["FAIL"] != 0 {
+		t.Errorf("%d of 150 requests failed", counts["FAIL"])
+	}
+	for i := range lab.members {
+		// 50 expected each; 20 is over 5 standard deviations below.
+		if got := counts[fmt.Sprintf("m%d", i+1)]; got < 20 {
+			t.Errorf("member m%d got %d of 150 requests", i+1, got)
+		}
+	}
+	// What the internet sees: only the floating IP.
+	from, to := 0, 0
+	for _, l := range lines {
+		if strings.Contains(l, " "+fip+".80 > "+in.IP()+".") {
+			from++
+		}
+		if strings.Contains(l, " > "+fip+".80:") {
+			to++
+		}
+		if strings.Contains(l, "10.0.0.") || strings.Contains(l, ".8080") {
+			t.Errorf("the internet saw the VIP or a member: %s", l)
+			break
+		}
+	}
+	t.Logf("capture on the internet's inet0: %d packets, %d to %s:80, %d from it", len(lines), to, fip, from)
+	if from < 150 || to < 150 {
+		t.Errorf("capture: %d packets to and %d from the floating IP, want at least 150 each", to, from)
+	}
+	if t.Failed() {
+		dumpHVs(t, hvs)
+	}
+}
