@@ -49,6 +49,12 @@ func newLBLabCLI(t *testing.T, cli func(api string, args ...string) map[string]a
 // mapping physnets (with Options.External: the external network, see
 // TestLoadBalancerFloatingIP).
 func newLBLabWith(t *testing.T, opts hvlab.Options, physnets []string, cli func(api string, args ...string) map[string]any, nodeArgs ...string) *lbLab {
+	return newLBLabNet(t, opts, physnets, map[string]any{"provider:network_type": "gre"}, cli, nodeArgs...)
+}
+
+// newLBLabNet is newLBLabWith with the tenant network's provider
+// attributes (TestLoadBalancerVLAN: a VLAN network).
+func newLBLabNet(t *testing.T, opts hvlab.Options, physnets []string, provider map[string]any, cli func(api string, args ...string) map[string]any, nodeArgs ...string) *lbLab {
 	hvlab.RequireE2E(t)
 	lab := &lbLab{project: "tenant-lb"}
 	// Registered first, so it runs last, once the node agents have
@@ -68,8 +74,11 @@ func newLBLabWith(t *testing.T, opts hvlab.Options, physnets []string, cli func(
 	env := startOverlay(t, opts, physnets, nodeArgs...)
 	lab.env, lab.hvs, lab.nb = env, env.hvs, env.nb
 	l, hvs, nb, project := env.l, env.hvs, env.nb, lab.project
-	n := nb.post("networks", map[string]any{"network": map[string]any{"name": "net-lb", "project_id": project,
-		"provider:network_type": "gre"}})
+	spec := map[string]any{"name": "net-lb", "project_id": project}
+	for k, v := range provider {
+		spec[k] = v
+	}
+	n := nb.post("networks", map[string]any{"network": spec})
 	s := nb.post("subnets", map[string]any{"subnet": map[string]any{"network_id": n["id"], "project_id": project,
 		"cidr": "10.0.0.0/24", "ip_version": 4, "gateway_ip": "10.0.0.1"}})
 	lab.network, lab.subnet = n, s
