@@ -2,7 +2,6 @@ package binding
 
 import (
 	"hash/fnv"
-	"strings"
 
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/model/names"
@@ -15,12 +14,11 @@ const LBDSRTag = "nimbus:dsr"
 
 // FloatingIPVIP is the load-balancer VIP whose port floating IP f is
 // associated with, when that VIP is admin up and its pool exists, is
-// admin up and in NAT mode (not DSR), on a GRE network; nil otherwise. Such a floating IP has no VM and
-// no chassis of its own: it is served on its home chassis
+// admin up, on a GRE network; nil otherwise. Such a floating IP has no
+// VM and no chassis of its own: it is served on its home chassis
 // (FloatingIPHome) by app/nat (ARP, the rewrite to the VIP, the way
-// out) and app/lb (the balancing). DSR pools are left out: a DSR member
-// answers from the VIP straight to the client, so nothing would turn the
-// VIP back into the floating IP.
+// out) and app/lb (the balancing, in either mode: a DSR member's reply,
+// from the VIP, is steered to the home like a NAT member's).
 func FloatingIPVIP(m *model.Snapshot, f *model.FloatingIP) *model.LBVIP {
 	if m == nil || f == nil || f.PortID == "" {
 		return nil
@@ -34,7 +32,7 @@ func FloatingIPVIP(m *model.Snapshot, f *model.FloatingIP) *model.LBVIP {
 		if !ok {
 			return nil
 		}
-		if pool := pr.(*model.LBPool); !pool.AdminStateUp || strings.Contains(pool.Description, LBDSRTag) {
+		if pool := pr.(*model.LBPool); !pool.AdminStateUp {
 			return nil
 		}
 		// A GRE network's only: the members' replies are steered to the

@@ -180,3 +180,60 @@ func noRSTOutside(net *binding.Network, vip *model.LBVIP, vipIP flow.IPv4, vck u
 		SetMasked(flow.CTState, flow.CTTracked|flow.CTNew, flow.CTTracked|flow.CTNew)
 	add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioVIP + 1, Cookie: vck, Match: m})
 }
+
+// steerDSR is steer for a DSR VIP: a member's reply to an outside client
+// comes from the VIP (nw_src = VIP, tp_src = the VIP's port), and after
+// its lookup here (D5: no connection on this chassis) D5b would send it
+// on to dnat; F1d and F2d sit above D5b.
+//
+//	F1d lb 10001      key, RegLB=1, tcp, dl_dst=router MAC, nw_src=VIP, tp_src=port (a member here) -> to the home (tunnel)
+//	F2d lb 10002+len  the same, nw_dst in one of the router's subnets -> goto dnat (east-west)
+func (a *App) steerDSR(v *binding.View, net *binding.Network, fips []vipFIP, vip *model.LBVIP, vipIP flow.IPv4, members []member, add func(*flow.Flow)) {
+	if len(fips) == 0 {
+		return
+	}
+	x := fips[0]
+	out := toPeer(v, net, x.home)
+	if x.home == v.Chassis.Name || out == nil {
+		return
+	}
+	local := false
+	for _, mb := range members {
+		local = local || !mb.remote
+	}
+	if !local {
+		return
+	}
+	ck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(x.f.ID))
+	m := func() flow.Match {
+		return pipeline.RegLB.Match(pipeline.RegNetwork.Match(nil, uint64(net.Key)), lookupDone).
+			EthDst(x.rmac).EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP).
+			Set(flow.IPv4Src, uint64(vipIP)).Set(flow.TCPSrc, uint64(vip.ProtocolPort))
+	}
+	add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioMember + 1, Cookie: ck, Match: m(), Actions: out})
+	for _, pfx := range x.subnets {
+		mask := uint64(0)
+		if pfx.Bits() < 32 {
+			mask = uint64(^uint32(0) << (32 - pfx.Bits()))
+		}
+		a4 := pfx.Addr().As4()
+		ip := uint64(a4[0])<<24 | uint64(a4[1])<<16 | uint64(a4[2])<<8 | uint64(a4[3])
+		add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioMember + 2 + uint16(pfx.Bits()), Cookie: ck,
+			Match: m().SetMasked(flow.IPv4Dst, ip, mask), Goto: pipeline.DNAT.ID()})
+	}
+}
+
+// noRSTOutsideDSR is noRSTOutside for a DSR VIP, whose RST punt (with no
+// healthy member) takes the packet before any lookup:
+//
+//	F3d lb 10002 kA, RegLB=0, class phys, tcp, nw_dst=VIP, tp_dst=port -> drop
+//
+// It only matters with no healthy member: otherwise D1 (10001) looks the
+// packet up and the drop, above it, would take every outside packet; so
+// the flow is added only then.
+func noRSTOutsideDSR(net *binding.Network, vip *model.LBVIP, vipIP flow.IPv4, vck uint64, add func(*flow.Flow)) {
+	m := pipeline.RegLB.Match(pipeline.RegPortClass.Match(pipeline.RegNetwork.Match(nil, uint64(net.Key)), pipeline.ClassPhys), 0).
+		EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP).
+		Set(flow.IPv4Dst, uint64(vipIP)).Set(flow.TCPDst, uint64(vip.ProtocolPort))
+	add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioVIP + 1, Cookie: vck, Match: m})
+}

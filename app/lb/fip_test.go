@@ -383,26 +383,81 @@ func TestFloatingIPAllDown(t *testing.T) {
 	}
 }
 
-// A DSR pool's VIP gets no floating IP handling (not done: README.md).
-func TestFloatingIPDSRNotServed(t *testing.T) {
-	s := newFIPScenario()
-	pool := *s.recs[model.KindPool]["pool-1"].(*model.LBPool)
-	pool.Description = DSRTag
-	s.put(&pool)
+// A DSR pool's VIP through its floating IP: the home rewrites the
+// floating IP to the VIP and balances the SYN in DSR mode (only the MACs
+// and the TTL change: still addressed to VIP:80, pinned in conntrack);
+// the member's reply, from VIP:80, is steered unchanged from its chassis
+// to the home (above D5b), where the lookup in the zone (D6, D5) marks
+// it a reply and app/nat turns VIP:80 into FIP:80 out of the uplink; the
+// connection's next packet stays on its member.
+func TestWalkFloatingIPDSR(t *testing.T) {
+	s := makeDSR(newFIPScenario())
 	if DSRTag != binding.LBDSRTag {
 		t.Fatalf("lb.DSRTag %q and binding.LBDSRTag %q differ", DSRTag, binding.LBDSRTag)
 	}
-	for _, c := range []string{"hv1", "hv2", "hv3"} {
-		d, err := nat.New().Desired(s.input(c))
+	home := s.home(t)
+	for b := range mIP {
+		t.Run(fmt.Sprintf("bucket%d_%s", b, mHost[b]), func(t *testing.T) {
+			ct := fakeswitch.NewConnTable()
+			pick := b
+			sw := fipSwitch(t, s, home, ct, &pick)
+			syn := tcpPkt(gwMAC, fipMAC, inetIP, fipIP, inetSport, 80)
+			r, err := sw.Walk(uplinkPort, syn)
+			e := one(t, r, err)
+			local := mHost[b] == home
+			wantPort := uint32(portMember)
+			if !local {
+				wantPort = tunTo(home, mHost[b])
+			}
+			p := e.Packet
+			if !usesGroup(r) || e.Port != wantPort || p.IPv4Dst != vipIP || p.TPDst != 80 || p.IPv4Src != inetIP ||
+				p.EthDst != mMAC[b] || p.EthSrc != rA || p.TTL != 63 || (!local && p.TunnelID != seg) {
+				t.Fatalf("SYN: got port %d %s, want port %d to %s:80 via %s, dl_src %s, TTL 63\n%s",
+					e.Port, p, wantPort, vipIP, mMAC[b], rA, r.TraceText())
+			}
+			reply := tcpPkt(mMAC[b], rA, vipIP, inetIP, 80, inetSport)
+			in := uint32(portMember)
+			if !local {
+				msw := fipSwitch(t, s, mHost[b], fakeswitch.NewConnTable(), nil)
+				r, err := msw.Walk(portMember, reply)
+				e := one(t, r, err)
+				if e.Port != tunTo(mHost[b], home) || e.Packet.TunnelID != seg || e.Packet.IPv4Src != vipIP ||
+					e.Packet.TPSrc != 80 || e.Packet.TTL != 64 || e.Packet.EthDst != rA {
+					t.Fatalf("reply on the member's chassis %s: got port %d %s, want it unchanged to the home %s\n%s",
+						mHost[b], e.Port, e.Packet, home, r.TraceText())
+				}
+				reply = tcpPkt(e.Packet.EthSrc, e.Packet.EthDst, e.Packet.IPv4Src, e.Packet.IPv4Dst, e.Packet.TPSrc, e.Packet.TPDst)
+				reply.TTL, reply.TunnelID, in = e.Packet.TTL, e.Packet.TunnelID, tunTo(home, mHost[b])
+			}
+			r, err = sw.Walk(in, reply)
+			e = one(t, r, err)
+			p = e.Packet
+			if e.Port != uplinkPort || p.IPv4Src != fipIP || p.TPSrc != 80 || p.IPv4Dst != inetIP || p.TPDst != inetSport ||
+				p.EthSrc != fipMAC || p.EthDst != gwMAC || p.TTL != 63 {
+				t.Fatalf("reply on the home: got port %d %s, want the uplink %d from %s:80\n%s", e.Port, p, uplinkPort, fipIP, r.TraceText())
+			}
+			pick = (b + 1) % len(mIP)
+			r, err = sw.Walk(uplinkPort, syn)
+			e = one(t, r, err)
+			if usesGroup(r) || e.Port != wantPort || e.Packet.EthDst != mMAC[b] {
+				t.Fatalf("established packet: got port %d %s (group used: %v)\n%s", e.Port, e.Packet, usesGroup(r), r.TraceText())
+			}
+		})
+	}
+	t.Run("every member down: outside SYNs dropped on the home, no RST from the VIP", func(t *testing.T) {
+		s := makeDSR(newFIPScenario())
+		for i := range mIP {
+			s.member(i, "INACTIVE", 1)
+		}
+		sw := fipSwitch(t, s, home, fakeswitch.NewConnTable(), nil)
+		r, err := sw.Walk(uplinkPort, tcpPkt(gwMAC, fipMAC, inetIP, fipIP, inetSport, 80))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, f := range d.Flows {
-			if f.Cookie == pipeline.Cookie(pipeline.AppNAT, pipeline.ObjectID(idFIP)) {
-				t.Errorf("%s: nat flow for a DSR VIP's floating IP: %s", c, f.KeyText())
-			}
+		if !r.Dropped() {
+			t.Fatalf("want drop, got %s\n%s", r, r.TraceText())
 		}
-	}
+	})
 }
 
 // Golden: the home chassis's lb flows and a member chassis's (the

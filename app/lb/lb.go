@@ -198,14 +198,11 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		clients = append(clients, clientNet{net: net})
 	}
 	clients = append(clients, routedClients(in, bt, v, vip.SubnetID, net)...)
-	var fips []vipFIP
-	if !DSR(pool) {
-		// The home chassis of the VIP's floating IP balances its
-		// outside clients as clients of the VIP's network (fip.go).
-		fips = floatingIPs(in, bt, vip, net)
-		if !sameNet && homeHere(v, fips) {
-			clients = append([]clientNet{{net: net, fipOnly: true}}, clients...)
-		}
+	// The home chassis of the VIP's floating IP balances its outside
+	// clients as clients of the VIP's network (fip.go).
+	fips := floatingIPs(in, bt, vip, net)
+	if !sameNet && homeHere(v, fips) {
+		clients = append([]clientNet{{net: net, fipOnly: true}}, clients...)
 	}
 	if len(clients) == 0 {
 		return nil
@@ -252,7 +249,11 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		members = members[:pipeline.MaxGroupBuckets]
 	}
 	if DSR(pool) {
-		a.dsr(v, net, clients, vip, vipIP, gid, members, DSRMarks(byPool[pool.ID]), pool, add, d)
+		reached := a.dsr(v, net, clients, vip, vipIP, gid, members, DSRMarks(byPool[pool.ID]), pool, add, d)
+		a.steerDSR(v, net, fips, vip, vipIP, members, add)
+		if reached == 0 && homeHere(v, fips) {
+			noRSTOutsideDSR(net, vip, vipIP, pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(vip.ID)), add)
+		}
 		return nil
 	}
 	// Every client network's connections live in the VIP network's zone:
@@ -756,7 +757,7 @@ func DSR(pool *model.LBPool) bool { return strings.Contains(pool.Description, DS
 //	D6  classifier 20000 tun_id=seg (segB), tcp, nw_src=VIP, tp_src=port -> class tunnel, reg1=key (kB), reg2=in_port, goto lb
 //	with no healthy member: D1 and D1r are meter lb_reject_punt, CONTROLLER (RST)
 func (a *App) dsr(v *binding.View, net *binding.Network, clients []clientNet, vip *model.LBVIP, vipIP flow.IPv4, gid uint32,
-	members []member, marks map[string]uint32, pool *model.LBPool, add func(*flow.Flow), d *app.Desired) {
+	members []member, marks map[string]uint32, pool *model.LBPool, add func(*flow.Flow), d *app.Desired) int {
 	lbT := pipeline.LB.ID()
 	zone := Zone(net.Key)
 	vck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(vip.ID))
@@ -794,7 +795,7 @@ func (a *App) dsr(v *binding.View, net *binding.Network, clients []clientNet, vi
 		if len(d.Meters) == 0 {
 			d.Meters = append(d.Meters, pipeline.MeterLBReject.Meter())
 		}
-		return
+		return 0
 	}
 	lookup := func(acts ...flow.Action) []flow.Action {
 		return append(acts, pipeline.RegLB.Set(lookupDone), flow.CT{Zone: zone, Table: lbT})
@@ -875,6 +876,7 @@ func (a *App) dsr(v *binding.View, net *binding.Network, clients []clientNet, vi
 	// or conntrack found it invalid), or picked with no link, is dropped.
 	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: vck, Match: toVIP(kA, lookupDone)})
 	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: vck, Match: toVIP(kA, linkPicked)})
+	return len(reach)
 }
 
 // DSRMarks gives each member of a pool (every member, healthy or not, in

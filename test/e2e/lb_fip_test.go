@@ -23,7 +23,8 @@ import (
 // answered, spread over the three members (each at least 20), all the
 // replies leave through one hypervisor's external link (the home's),
 // and a capture on the internet's interface sees only the floating IP,
-// never the VIP or a member's address or port.
+// never the VIP or a member's address or port. Then the same in DSR
+// mode.
 func TestLoadBalancerFloatingIP(t *testing.T) {
 	lab := newLBLabWith(t, hvlab.Options{External: true}, []string{hvlab.ExternalPhysnet}, nil,
 		"--bridge-mappings", hvlab.ExternalPhysnet+":"+hvlab.ExternalBridge)
@@ -54,9 +55,11 @@ func TestLoadBalancerFloatingIP(t *testing.T) {
 		if g.ProjectID != project || g.Name != "default" {
 			continue
 		}
-		nb.post("security-group-rules", map[string]any{"security_group_rule": map[string]any{"security_group_id": g.ID,
-			"project_id": project, "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
-			"port_range_min": 8080, "port_range_max": 8080, "remote_ip_prefix": "0.0.0.0/0"}})
+		for _, port := range []int{8080, 80} { // NAT members listen on 8080, DSR members on the VIP's 80
+			nb.post("security-group-rules", map[string]any{"security_group_rule": map[string]any{"security_group_id": g.ID,
+				"project_id": project, "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+				"port_range_min": port, "port_range_max": port, "remote_ip_prefix": "0.0.0.0/0"}})
+		}
 		added++
 	}
 	if added != 1 {
@@ -80,57 +83,67 @@ func TestLoadBalancerFloatingIP(t *testing.T) {
 	// (and the members' chassis), none refused.
 	waitFor(t, 30*time.Second, "the floating IP ACTIVE", func() bool { return nb.get("floatingips/" + f["id"].(string))["status"] == "ACTIVE" })
 
-	capt := hvlab.Tcpdump(t, in.NS(), "inet0", "tcp")
-	// Each hypervisor's external link: the replies of all three members
-	// leave through one, the floating IP's home.
-	var links []*hvlab.Capture
-	for i := range hvs {
-		links = append(links, hvlab.Tcpdump(t, lab.env.l.UnderlayNS(), fmt.Sprintf("ex%d", i+1), "tcp and src host "+fip))
-	}
-	out, _ := in.ExecErr("sh", "-c", "for i in $(seq 150); do curl -s -m 3 "+url+" || echo FAIL; done")
-	lines := capt.Stop()
-	var carried []string
-	for i, c := range links {
-		if n := len(c.Stop()); n > 0 {
-			carried = append(carried, fmt.Sprintf("%s (ex%d: %d packets)", hvs[i].Name(), i+1, n))
+	check := func(mode string) {
+		t.Helper()
+		capt := hvlab.Tcpdump(t, in.NS(), "inet0", "tcp")
+		// Each hypervisor's external link: the replies of all three members
+		// leave through one, the floating IP's home.
+		var links []*hvlab.Capture
+		for i := range hvs {
+			links = append(links, hvlab.Tcpdump(t, lab.env.l.UnderlayNS(), fmt.Sprintf("ex%d", i+1), "tcp and src host "+fip))
+		}
+		out, _ := in.ExecErr("sh", "-c", "for i in $(seq 150); do curl -s -m 3 "+url+" || echo FAIL; done")
+		lines := capt.Stop()
+		var carried []string
+		for i, c := range links {
+			if n := len(c.Stop()); n > 0 {
+				carried = append(carried, fmt.Sprintf("%s (ex%d: %d packets)", hvs[i].Name(), i+1, n))
+			}
+		}
+		t.Logf("%s: the floating IP's replies left through %v", mode, carried)
+		if len(carried) != 1 {
+			t.Errorf("%s: the floating IP's replies left through %d hypervisors' external links (%v), want one: the home", mode, len(carried), carried)
+		}
+		counts := map[string]int{}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			counts[strings.TrimSpace(line)]++
+		}
+		t.Logf("%s: 150 requests from the internet to the floating IP: %v", mode, counts)
+		if counts["FAIL"] != 0 {
+			t.Errorf("%s: %d of 150 requests failed", mode, counts["FAIL"])
+		}
+		for i := range lab.members {
+			// 50 expected each; 20 is over 5 standard deviations below.
+			if got := counts[fmt.Sprintf("m%d", i+1)]; got < 20 {
+				t.Errorf("%s: member m%d got %d of 150 requests", mode, i+1, got)
+			}
+		}
+		// What the internet sees: only the floating IP.
+		from, to := 0, 0
+		for _, l := range lines {
+			if strings.Contains(l, " "+fip+".80 > "+in.IP()+".") {
+				from++
+			}
+			if strings.Contains(l, " > "+fip+".80:") {
+				to++
+			}
+			if strings.Contains(l, "10.0.0.") || strings.Contains(l, ".8080") {
+				t.Errorf("%s: the internet saw the VIP or a member: %s", mode, l)
+				break
+			}
+		}
+		t.Logf("%s: capture on the internet's inet0: %d packets, %d to %s:80, %d from it", mode, len(lines), to, fip, from)
+		if from < 150 || to < 150 {
+			t.Errorf("%s: capture: %d packets to and %d from the floating IP, want at least 150 each", mode, to, from)
 		}
 	}
-	t.Logf("the floating IP's replies left through %v", carried)
-	if len(carried) != 1 {
-		t.Errorf("the floating IP's replies left through %d hypervisors' external links (%v), want one: the home", len(carried), carried)
-	}
-	counts := map[string]int{}
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		counts[strings.TrimSpace(line)]++
-	}
-	t.Logf("150 requests from the internet to the floating IP: %v", counts)
-	if counts["FAIL"] != 0 {
-		t.Errorf("%d of 150 requests failed", counts["FAIL"])
-	}
-	for i := range lab.members {
-		// 50 expected each; 20 is over 5 standard deviations below.
-		if got := counts[fmt.Sprintf("m%d", i+1)]; got < 20 {
-			t.Errorf("member m%d got %d of 150 requests", i+1, got)
-		}
-	}
-	// What the internet sees: only the floating IP.
-	from, to := 0, 0
-	for _, l := range lines {
-		if strings.Contains(l, " "+fip+".80 > "+in.IP()+".") {
-			from++
-		}
-		if strings.Contains(l, " > "+fip+".80:") {
-			to++
-		}
-		if strings.Contains(l, "10.0.0.") || strings.Contains(l, ".8080") {
-			t.Errorf("the internet saw the VIP or a member: %s", l)
-			break
-		}
-	}
-	t.Logf("capture on the internet's inet0: %d packets, %d to %s:80, %d from it", len(lines), to, fip, from)
-	if from < 150 || to < 150 {
-		t.Errorf("capture: %d packets to and %d from the floating IP, want at least 150 each", to, from)
-	}
+	check("NAT")
+	// The same pool switched to DSR mode (TestLoadBalancerDSR's member
+	// setup): the members answer from VIP:80, steered to the home, where
+	// app/nat turns the VIP into the floating IP.
+	lab.toDSR(t)
+	waitFor(t, 30*time.Second, "the internet answered in DSR mode", func() bool { return strings.HasPrefix(get(), "m") })
+	check("DSR")
 	if t.Failed() {
 		dumpHVs(t, hvs)
 	}
