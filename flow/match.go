@@ -2,6 +2,7 @@ package flow
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 )
@@ -31,6 +32,17 @@ func (m Match) SetMasked(f Field, v, mask uint64) Match {
 		}
 	}
 	return append(out, MatchField{F: f, Value: v, Mask: mask}).Normalize()
+}
+
+// IPv4DstIn matches destinations in IPv4 prefix p (a /0 matches any:
+// the field is left out).
+func (m Match) IPv4DstIn(p netip.Prefix) Match {
+	if p.Bits() <= 0 {
+		return m
+	}
+	a := p.Masked().Addr().As4()
+	v := uint64(a[0])<<24 | uint64(a[1])<<16 | uint64(a[2])<<8 | uint64(a[3])
+	return m.SetMasked(IPv4Dst, v, uint64(^uint32(0)<<(32-p.Bits())))
 }
 
 // InPort, EthType, etc. are shorthands used by apps.

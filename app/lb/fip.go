@@ -141,14 +141,8 @@ func (a *App) steer(v *binding.View, net *binding.Network, fips []vipFIP, member
 			flow.Output{Port: tun},
 		}})
 		for _, pfx := range x.subnets {
-			mask := uint64(0)
-			if pfx.Bits() < 32 {
-				mask = uint64(^uint32(0) << (32 - pfx.Bits()))
-			}
-			a4 := pfx.Addr().As4()
-			ip := uint64(a4[0])<<24 | uint64(a4[1])<<16 | uint64(a4[2])<<8 | uint64(a4[3])
 			add(&flow.Flow{Table: lbT, Priority: prioSteer + 1 + uint16(pfx.Bits()), Cookie: ck,
-				Match: m().SetMasked(flow.IPv4Dst, ip, mask), Goto: pipeline.DNAT.ID()})
+				Match: m().IPv4DstIn(pfx), Goto: pipeline.DNAT.ID()})
 		}
 	}
 }
@@ -212,14 +206,8 @@ func (a *App) steerDSR(v *binding.View, net *binding.Network, fips []vipFIP, vip
 	}
 	add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioMember + 1, Cookie: ck, Match: m(), Actions: out})
 	for _, pfx := range x.subnets {
-		mask := uint64(0)
-		if pfx.Bits() < 32 {
-			mask = uint64(^uint32(0) << (32 - pfx.Bits()))
-		}
-		a4 := pfx.Addr().As4()
-		ip := uint64(a4[0])<<24 | uint64(a4[1])<<16 | uint64(a4[2])<<8 | uint64(a4[3])
 		add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioMember + 2 + uint16(pfx.Bits()), Cookie: ck,
-			Match: m().SetMasked(flow.IPv4Dst, ip, mask), Goto: pipeline.DNAT.ID()})
+			Match: m().IPv4DstIn(pfx), Goto: pipeline.DNAT.ID()})
 	}
 }
 

@@ -386,12 +386,8 @@ func fipFlows(p *placed) []*flow.Flow {
 			continue
 		}
 		seen[pfx] = true
-		mask := uint64(0)
-		if pfx.Bits() < 32 {
-			mask = uint64(^uint32(0) << (32 - pfx.Bits()))
-		}
 		out = append(out, &flow.Flow{Table: pipeline.DNAT.ID(), Priority: pipeline.PriorityNormal + 1 + uint16(pfx.Bits()), Cookie: ck,
-			Match: fromVM(p).SetMasked(flow.IPv4Dst, uint64(toIPv4(pfx.Addr())), mask), Goto: pipeline.L3Routing.ID()})
+			Match: fromVM(p).IPv4DstIn(pfx), Goto: pipeline.L3Routing.ID()})
 	}
 	return out
 }

@@ -101,12 +101,8 @@ func vipFlows(p *placed) []*flow.Flow {
 			continue
 		}
 		seen[pfx] = true
-		mask := uint64(0)
-		if pfx.Bits() < 32 {
-			mask = uint64(^uint32(0) << (32 - pfx.Bits()))
-		}
 		out = append(out, &flow.Flow{Table: pipeline.DNAT.ID(), Priority: pipeline.PriorityNormal + 1 + uint16(pfx.Bits()), Cookie: ck,
-			Match: reply().SetMasked(flow.IPv4Dst, uint64(toIPv4(pfx.Addr())), mask), Goto: pipeline.L3Routing.ID()})
+			Match: reply().IPv4DstIn(pfx), Goto: pipeline.L3Routing.ID()})
 	}
 	return out
 }
