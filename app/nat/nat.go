@@ -281,11 +281,6 @@ func contains(p netip.Prefix, v flow.IPv4) bool {
 	return p.Contains(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}))
 }
 
-func toIPv4(a netip.Addr) flow.IPv4 {
-	b := a.As4()
-	return flow.IPv4(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]))
-}
-
 // fromUplink matches the external network's frames from its uplink:
 // untagged (flat) or tagged with its VLAN.
 func fromUplink(up uint32, vlan uint16) flow.Match {
