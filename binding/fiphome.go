@@ -94,10 +94,17 @@ func (t *Table) canCarry(c *model.Chassis, pn string, topo *topology.Snapshot) b
 	}
 	var sw *topology.Switch
 	if topo != nil {
-		if sw = topo.Switches[dp]; sw == nil {
-			return false
-		}
-	} else if sw = ChassisSwitch(c, dp, nil); sw == nil {
+		sw = topo.Switches[dp]
+	}
+	if topo != nil && sw == nil && !topo.Settling {
+		return false
+	}
+	if sw == nil {
+		// No topology, or settling (just restarted: the switch may not
+		// be back yet): the ports its agent published.
+		sw = ChassisSwitch(c, dp, nil)
+	}
+	if sw == nil {
 		return true // no topology, no port record: the mapping alone
 	}
 	up := names.PhysPortName(pn)

@@ -50,6 +50,16 @@ func TestFloatingIPHome(t *testing.T) {
 			t.Errorf("%s: home %s -> %s after hv2 left", f.ID, homes[f.ID], h)
 		}
 	}
+	// Settling (the replica just restarted, hv2's switch not back yet):
+	// nothing moves.
+	w.topo.Settling = true
+	tb = w.table(Options{})
+	for _, f := range fips {
+		if h := tb.FloatingIPHome(w.topo, f); h != homes[f.ID] {
+			t.Errorf("%s: home %s -> %s while settling", f.ID, homes[f.ID], h)
+		}
+	}
+	w.topo.Settling = false
 	// Not an external flat/VLAN network, or nowhere to go: no home.
 	w.put(&model.Network{Base: model.Base{ID: "net-g"}, NetworkType: model.NetGRE, SegmentationID: 5})
 	if h := w.table(Options{}).FloatingIPHome(w.topo, &model.FloatingIP{Base: model.Base{ID: "x"}, FloatingNetworkID: "net-g"}); h != "" {

@@ -51,6 +51,11 @@ type Config struct {
 	// Status, when set, receives each mastered switch's data-plane status
 	// (status.go); nil publishes nothing.
 	Status StatusSink
+	// SettleWindow: for this long after the manager starts, until every
+	// chassis's switch has connected, the topology handed to the apps is
+	// marked Settling (a switch not connected yet is not taken for a dead
+	// hypervisor). Default 15s; negative: never.
+	SettleWindow time.Duration
 }
 
 // Manager implements ofproto.Session.
@@ -63,6 +68,11 @@ type Manager struct {
 	mu     sync.Mutex
 	agents map[uint64]*agent
 	kick   chan struct{} // coalesced RefreshAll requests
+	// started: when the manager started (Config.SettleWindow).
+	started    time.Time
+	settleMu   sync.Mutex
+	settleBase *topology.Snapshot // the live snapshot settleSnap copies
+	settleSnap *topology.Snapshot
 
 	// The binding table of the last (model, topology) snapshot pair:
 	// computed once, shared by every switch's refresh and every app.
@@ -114,10 +124,46 @@ func New(ctx context.Context, cfg Config) *Manager {
 	if cfg.Model == nil {
 		cfg.Model = func() (*model.Snapshot, bool) { return model.Empty, true }
 	}
-	m := &Manager{cfg: cfg, graph: topology.NewGraph(), log: cfg.Logger, ctx: ctx, agents: map[uint64]*agent{}, kick: make(chan struct{}, 1)}
+	if cfg.SettleWindow == 0 {
+		cfg.SettleWindow = 15 * time.Second
+	}
+	m := &Manager{cfg: cfg, graph: topology.NewGraph(), log: cfg.Logger, ctx: ctx, agents: map[uint64]*agent{}, kick: make(chan struct{}, 1),
+		started: time.Now()}
 	m.disc = m.discoveryConfig()
 	go m.refresher()
+	if cfg.SettleWindow > 0 {
+		// The window's end changes what a missing switch means: recompute.
+		t := time.AfterFunc(cfg.SettleWindow, m.kickAll)
+		context.AfterFunc(ctx, func() { t.Stop() })
+	}
 	return m
+}
+
+// topology is the live topology as the apps get it: marked Settling
+// while the window after the start runs and some chassis of the model
+// has no switch connected here yet.
+func (m *Manager) topology(snap *model.Snapshot) *topology.Snapshot {
+	topo := m.graph.Snapshot()
+	if m.cfg.SettleWindow <= 0 || time.Since(m.started) >= m.cfg.SettleWindow {
+		return topo
+	}
+	for _, r := range snap.List(model.KindChassis) {
+		dp, err := r.(*model.Chassis).DatapathID()
+		if err != nil {
+			continue
+		}
+		if _, ok := topo.Switches[dp]; !ok {
+			// One settling copy per live snapshot: the binding table's
+			// cache is keyed by the snapshots.
+			m.settleMu.Lock()
+			defer m.settleMu.Unlock()
+			if m.settleBase != topo {
+				m.settleBase, m.settleSnap = topo, &topology.Snapshot{Switches: topo.Switches, Settling: true}
+			}
+			return m.settleSnap
+		}
+	}
+	return topo
 }
 
 // kickAll asks for a RefreshAll; requests made while one runs coalesce
@@ -344,7 +390,7 @@ func (a *agent) refresh() {
 		// load triggers RefreshAll.
 		return
 	}
-	topo := a.m.graph.Snapshot()
+	topo := a.m.topology(snap)
 	sw := topo.Switches[a.c.DPID()]
 	if sw == nil {
 		return

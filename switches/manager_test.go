@@ -6,6 +6,7 @@ import (
 	"github.com/nimbus-sdn/nimbus/app/learning"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/model"
@@ -104,5 +105,40 @@ func TestBindingsOncePerSnapshot(t *testing.T) {
 		if st[pipeline.AppIsolation] == nil || st[pipeline.AppLearning] == nil {
 			t.Errorf("switch %d: handler states %v", i+1, st[:10])
 		}
+	}
+}
+
+// After a start, until every chassis's switch has connected or the
+// settle window ends, the apps' topology is marked Settling (one copy
+// per live snapshot, so the binding table's cache still holds); then it
+// is the live one.
+func TestTopologySettling(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	snap := model.NewSnapshot(1, map[model.Kind]map[string]model.Record{
+		model.KindChassis: {
+			"hv1": &model.Chassis{Name: "hv1", DPID: "0000000000000001"},
+			"hv2": &model.Chassis{Name: "hv2", DPID: "0000000000000002"},
+		},
+	})
+	m := New(ctx, Config{Apps: []app.App{isolation.New(isolation.Config{})}, SettleWindow: time.Hour})
+	m.graph.SetSwitch(1, nil)
+	a, b := m.topology(snap), m.topology(snap)
+	if !a.Settling || a != b {
+		t.Fatalf("hv2 not back yet: settling %v, one copy %v", a.Settling, a == b)
+	}
+	m.graph.SetSwitch(2, nil)
+	if m.topology(snap).Settling {
+		t.Fatal("every chassis's switch connected: still settling")
+	}
+	m.graph.RemoveSwitch(2)
+	m.started = time.Now().Add(-2 * time.Hour)
+	if m.topology(snap).Settling {
+		t.Fatal("past the window: a missing switch is a missing switch")
+	}
+	off := New(ctx, Config{SettleWindow: -1})
+	off.graph.SetSwitch(1, nil)
+	if off.topology(snap).Settling {
+		t.Fatal("window off: settling")
 	}
 }

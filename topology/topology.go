@@ -33,6 +33,14 @@ func (s *Switch) PortByName(name string) (Port, bool) {
 // Snapshot is an immutable view of all switches.
 type Snapshot struct {
 	Switches map[uint64]*Switch
+	// Settling: this replica started moments ago and not every chassis's
+	// switch has connected to it yet (switches.Config.SettleWindow), so
+	// a switch missing from Switches says nothing about its hypervisor's
+	// health. Apps that take a missing switch for a dead hypervisor (a
+	// load-balancer member left out, a floating IP's home moved) treat
+	// every chassis as up while it is set: a controller restart must not
+	// change desired state as the switches come back one by one.
+	Settling bool
 }
 
 // DPIDs returns the switch ids in order.

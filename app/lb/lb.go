@@ -599,8 +599,8 @@ func (a *App) probes(v *binding.View, vip *model.LBVIP, vipIP flow.IPv4, pms []*
 // (connected to this replica; every replica is every switch's
 // controller). Unknown (no topology, no such chassis, no dpid): up.
 func switchUp(in app.Input, bt *binding.Table, chassis string) bool {
-	if in.Topology == nil {
-		return true
+	if in.Topology == nil || in.Topology.Settling {
+		return true // (settling: just restarted, the switches still coming back)
 	}
 	for _, c := range bt.Chassis {
 		if c.Name != chassis {

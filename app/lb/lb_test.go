@@ -483,3 +483,40 @@ func groupMembers(g *flow.Group) map[string]bool {
 	}
 	return out
 }
+
+// A member whose hypervisor's switch is not connected to this replica
+// is left out of the group (its hypervisor is taken for dead), except
+// while the topology is Settling (the replica just started and the
+// switches are still coming back): a controller restart must not shrink
+// the groups and drop the remote members' connections as the switches
+// reconnect one by one.
+func TestMemberOfDisconnectedChassis(t *testing.T) {
+	s := newScenario("ROUND_ROBIN")
+	for c, ports := range s.sw { // the agents' published port lists: bindings do not need the live switch
+		ch := *s.recs[model.KindChassis][c].(*model.Chassis)
+		ch.Ports = map[string]uint32{}
+		for n, p := range ports {
+			ch.Ports[p.Name] = n
+		}
+		s.put(&ch)
+	}
+	in := s.input("hv1")
+	delete(in.Topology.Switches, dpids["hv3"])
+	members := func(in app.Input) int {
+		st := lbState(t, in)
+		if len(st.Groups) != 1 {
+			t.Fatalf("want one group, got %d", len(st.Groups))
+		}
+		for _, g := range st.Groups {
+			return len(groupMembers(g))
+		}
+		return 0
+	}
+	if n := members(in); n != 2 {
+		t.Fatalf("hv3's switch gone: %d members in the group, want 2", n)
+	}
+	in.Topology.Settling = true
+	if n := members(in); n != 3 {
+		t.Fatalf("settling: %d members in the group, want all 3", n)
+	}
+}
