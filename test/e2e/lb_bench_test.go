@@ -102,7 +102,9 @@ func TestLoadBalancerBench(t *testing.T) {
 	// same members, nbthread 2 (one thread per core of this machine,
 	// also HAProxy 2.6's default here), maxconn 4096, HAProxy's default
 	// keep-alive and http-reuse safe towards the servers. One frontend
-	// per back-end: :80 (busybox), :82 (lbhttpd).
+	// per back-end: :80 (busybox), :82 (lbhttpd); and :83, lbhttpd
+	// again with HAProxy in mode tcp (an L4 proxy, as the VIP is), a
+	// separate line: the cheaper way to run HAProxy.
 	p := nb.post("ports", map[string]any{"port": map[string]any{"network_id": lab.network["id"], "project_id": lab.project,
 		"name": "haproxy", "binding:host_id": lab.hvs[0].Name(),
 		"fixed_ips": []any{map[string]any{"subnet_id": lab.subnet["id"], "ip_address": "10.0.0.50"}}}})
@@ -111,12 +113,13 @@ func TestLoadBalancerBench(t *testing.T) {
 	hvm.Exec("ip", "link", "set", "eth0", "mtu", "1458")
 	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
 	conf := "global\n  maxconn 4096\n  nbthread 2\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n" +
-		"frontend fe\n  bind 10.0.0.50:80\n  default_backend be\nfrontend fe-light\n  bind 10.0.0.50:82\n  default_backend be-light\n"
+		"frontend fe\n  bind 10.0.0.50:80\n  default_backend be\nfrontend fe-light\n  bind 10.0.0.50:82\n  default_backend be-light\n" +
+		"frontend fe-light-tcp\n  mode tcp\n  bind 10.0.0.50:83\n  default_backend be-light-tcp\n"
 	for _, be := range []struct {
-		name string
-		port int
-	}{{"be", 8080}, {"be-light", 8082}} {
-		conf += "backend " + be.name + "\n  balance roundrobin\n"
+		name, mode string
+		port       int
+	}{{"be", "", 8080}, {"be-light", "", 8082}, {"be-light-tcp", "  mode tcp\n", 8082}} {
+		conf += "backend " + be.name + "\n" + be.mode + "  balance roundrobin\n"
 		for i := range lab.members {
 			conf += fmt.Sprintf("  server m%d 10.0.0.%d:%d\n", i+1, 21+i, be.port)
 		}
@@ -130,7 +133,7 @@ func TestLoadBalancerBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(-hp.Process.Pid, syscall.SIGKILL); _ = hp.Wait() })
-	for _, url := range []string{"http://10.0.0.50/", "http://10.0.0.50:82/"} {
+	for _, url := range []string{"http://10.0.0.50/", "http://10.0.0.50:82/", "http://10.0.0.50:83/"} {
 		waitFor(t, 30*time.Second, "HAProxy answering "+url, func() bool {
 			out, _ := lab.clients[1].ExecErr("curl", "-s", "-m", "2", url)
 			return strings.HasPrefix(strings.TrimSpace(out), "m")
@@ -235,6 +238,7 @@ func TestLoadBalancerBench(t *testing.T) {
 	}{
 		{"busybox httpd (fork per connection)", "http://10.0.0.100/", "http://10.0.0.50/", 3000},
 		{"lbhttpd (Go, no fork)", "http://10.0.0.101/", "http://10.0.0.50:82/", 6000},
+		{"lbhttpd, HAProxy in mode tcp", "http://10.0.0.101/", "http://10.0.0.50:83/", 6000},
 	}
 	ratios := make([][]float64, len(backends))
 	vips := make([][]float64, len(backends))
