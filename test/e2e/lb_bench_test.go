@@ -208,7 +208,7 @@ func TestLoadBalancerBench(t *testing.T) {
 	}
 	// all runs ab from the 3 clients at once (n requests each) and
 	// returns the summed rps, the failures, and what the round cost.
-	all := func(url string, n int, extra ...string) (float64, int, string) {
+	all := func(url string, n int, extra ...string) (float64, int, string, float64) {
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		total, fails := 0.0, 0
@@ -228,12 +228,12 @@ func TestLoadBalancerBench(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		cost := acct.since(before, 3*n)
+		cost, labCPU := acct.since(before, 3*n)
 		var dp dpStats
 		for _, hv := range lab.hvs {
 			dp.add(hv.Appctl("dpif-netdev/pmd-stats-show"))
 		}
-		return total, fails, cost + "; " + dp.String(3*n)
+		return total, fails, cost + "; " + dp.String(3*n), labCPU
 	}
 	// Direct requests go to a second httpd on m2 (8081): a client that
 	// mixes direct and VIP connections to one member:port can reuse a
@@ -263,37 +263,45 @@ func TestLoadBalancerBench(t *testing.T) {
 		{"lbhttpd (Go, no fork)", "http://10.0.0.101/", "http://10.0.0.50:82/", 4000},
 		{"lbhttpd, HAProxy in mode tcp", "http://10.0.0.101/", "http://10.0.0.50:83/", 4000},
 	}
+	// Besides rps, the lab's own CPU per request (busy minus "other"):
+	// both cores are saturated, so rps is the inverse of the whole cost,
+	// and the other sessions' jobs on this machine take a share that
+	// changes from one measurement to the next; their share is not in
+	// this figure.
 	ratios := make([][]float64, len(backends))
+	labRatios := make([][]float64, len(backends))
 	vips := make([][]float64, len(backends))
 	haps := make([][]float64, len(backends))
 	for round := 1; round <= rounds; round++ {
 		for b, be := range backends {
-			var vip, hap float64
+			var vip, hap, vl, hl float64
 			var vf, hf int
 			var vc, hc string
 			if round%2 == 1 {
-				vip, vf, vc = all(be.vip, be.n)
-				hap, hf, hc = all(be.hap, be.n)
+				vip, vf, vc, vl = all(be.vip, be.n)
+				hap, hf, hc, hl = all(be.hap, be.n)
 			} else {
-				hap, hf, hc = all(be.hap, be.n)
-				vip, vf, vc = all(be.vip, be.n)
+				hap, hf, hc, hl = all(be.hap, be.n)
+				vip, vf, vc, vl = all(be.vip, be.n)
 			}
-			t.Logf("BENCH round %d, %s: rps through the VIP %.0f (failed %d), through HAProxy %.0f (failed %d), ratio %.2f", round, be.name, vip, vf, hap, hf, vip/hap)
+			t.Logf("BENCH round %d, %s: rps through the VIP %.0f (failed %d), through HAProxy %.0f (failed %d), ratio %.2f; lab CPU per request %.0f µs against %.0f µs, ratio %.2f",
+				round, be.name, vip, vf, hap, hf, vip/hap, vl, hl, hl/vl)
 			t.Logf("BENCH round %d, %s, VIP cost: %s", round, be.name, vc)
 			t.Logf("BENCH round %d, %s, HAProxy cost: %s", round, be.name, hc)
 			ratios[b], vips[b], haps[b] = append(ratios[b], vip/hap), append(vips[b], vip), append(haps[b], hap)
+			labRatios[b] = append(labRatios[b], hl/vl)
 		}
 	}
 	t.Logf("BENCH ab runs that stalled (5 s without progress): %d", stalls.Load())
 	for b, be := range backends {
-		t.Logf("BENCH median of %d rounds, %s: rps through the VIP %.0f, through HAProxy %.0f, ratio %.2f (rounds: %s)",
-			rounds, be.name, median(vips[b]), median(haps[b]), median(ratios[b]), fmtFloats(ratios[b]))
+		t.Logf("BENCH median of %d rounds, %s: rps through the VIP %.0f, through HAProxy %.0f, ratio %.2f (rounds: %s); lab CPU ratio %.2f (rounds: %s)",
+			rounds, be.name, median(vips[b]), median(haps[b]), median(ratios[b]), fmtFloats(ratios[b]), median(labRatios[b]), fmtFloats(labRatios[b]))
 	}
 	// Keep-alive, a separate line (not the headline: a balancer's cost is
 	// per connection, and with keep-alive the VIP's datapath balances
 	// only the first request of each client connection).
-	vip, vf, vc := all("http://10.0.0.101/", 6000, "-k")
-	hap, hf, hc := all("http://10.0.0.50:82/", 6000, "-k")
+	vip, vf, vc, _ := all("http://10.0.0.101/", 6000, "-k")
+	hap, hf, hc, _ := all("http://10.0.0.50:82/", 6000, "-k")
 	t.Logf("BENCH keep-alive (ab -k), lbhttpd: rps through the VIP %.0f (failed %d), through HAProxy %.0f (failed %d), ratio %.2f", vip, vf, hap, hf, vip/hap)
 	t.Logf("BENCH keep-alive VIP cost: %s", vc)
 	t.Logf("BENCH keep-alive HAProxy cost: %s", hc)
@@ -470,8 +478,10 @@ func (a *cpuAcct) snap() cpuSnap {
 	return s
 }
 
-// since tells what the machine's CPUs did since before, per request.
-func (a *cpuAcct) since(before cpuSnap, requests int) string {
+// since tells what the machine's CPUs did since before, per request,
+// and the lab's own CPU per request in µs (busy minus "other"; without
+// cpuacct, all of busy).
+func (a *cpuAcct) since(before cpuSnap, requests int) (string, float64) {
 	now := a.snap()
 	wall := now.at.Sub(before.at)
 	busy := now.busy - before.busy
@@ -492,8 +502,10 @@ func (a *cpuAcct) since(before cpuSnap, requests int) string {
 		rest -= d
 		out += fmt.Sprintf(", ksoftirqd %s (%.0f%%)", per(d), 100*d.Seconds()/busy.Seconds())
 		out += fmt.Sprintf(", other %s (%.0f%%: other jobs, kernel threads, interrupts)", per(rest), 100*rest.Seconds()/busy.Seconds())
+	} else {
+		rest = 0
 	}
-	return out
+	return out, float64((busy - rest).Microseconds()) / float64(requests)
 }
 
 // dpStats sums the userspace datapath's counters (dpif-netdev/pmd-stats-show)
