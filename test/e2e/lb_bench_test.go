@@ -34,7 +34,9 @@ import (
 // round it logs
 // the CPU each part of the lab used (cgroup v1 cpuacct, when mounted)
 // and the userspace datapath's packets, passes and upcalls (pmd-stats of
-// the 3 ovs-vswitchd), then the medians. Also one keep-alive round (ab
+// the 3 ovs-vswitchd), then the medians; and, per round, the lbhttpd
+// requests sent straight to the members with no balancer (the cost of
+// the balancer itself). Also one keep-alive round (ab
 // -k, lbhttpd), the extra latency of a request through the VIP against
 // a direct request to a member (ab -c 1), and failure detection to
 // drain over 10 kills (HTTP monitor delay 1 s, timeout 1 s, max_retries
@@ -68,15 +70,20 @@ func TestLoadBalancerBench(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building lbhttpd: %v\n%s", err, out)
 	}
+	// 8082 serves the pool; 8083 the direct requests of the no-balancer
+	// baseline (a port of their own: a client that mixes direct and VIP
+	// connections to one member port meets its own TIME_WAIT, below).
 	var lightCmds []*exec.Cmd
 	for i, m := range lab.members {
-		cmd := exec.Command("ip", "netns", "exec", m.NS(), light, "-listen", ":8082", "-name", fmt.Sprintf("m%d", i+1))
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
+		for _, port := range []string{":8082", ":8083"} {
+			cmd := exec.Command("ip", "netns", "exec", m.NS(), light, "-listen", port, "-name", fmt.Sprintf("m%d", i+1))
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			lightCmds = append(lightCmds, cmd)
+			t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
 		}
-		lightCmds = append(lightCmds, cmd)
-		t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
 	}
 	pool2 := nb.post("lb/pools", map[string]any{"pool": map[string]any{"name": "web-light", "project_id": lab.project,
 		"subnet_id": lab.subnet["id"], "protocol": "HTTP", "lb_method": "ROUND_ROBIN"}})
@@ -172,7 +179,9 @@ func TestLoadBalancerBench(t *testing.T) {
 	ctlPIDs = append(ctlPIDs, pidsWithArg(controllerBin, t.Name())...) // controller, node agents, etcd
 	for i := range lab.members {
 		bbPIDs = append(bbPIDs, lab.httpd[i].Process.Pid)
-		lightPIDs = append(lightPIDs, lightCmds[i].Process.Pid)
+	}
+	for _, cmd := range lightCmds {
+		lightPIDs = append(lightPIDs, cmd.Process.Pid)
 	}
 	acct.add("busybox httpd x3", bbPIDs...)
 	acct.add("lbhttpd x3", lightPIDs...)
@@ -206,21 +215,27 @@ func TestLoadBalancerBench(t *testing.T) {
 		}
 		return r, m, f
 	}
-	// all runs ab from the 3 clients at once (n requests each) and
-	// returns the summed rps, the failures, and what the round cost.
-	all := func(url string, n int, extra ...string) (float64, int, string, float64) {
+	// measure runs the ab jobs at once and returns the summed rps, the
+	// failures, and what the measurement cost per request.
+	type abJob struct {
+		c       *hvlab.VM
+		url     string
+		n, conc int
+	}
+	measure := func(jobs []abJob, extra ...string) (float64, int, string, float64) {
 		var mu sync.Mutex
 		var wg sync.WaitGroup
-		total, fails := 0.0, 0
+		total, fails, requests := 0.0, 0, 0
 		for _, hv := range lab.hvs {
 			hv.Appctl("dpif-netdev/pmd-stats-clear")
 		}
 		before := acct.snap()
-		for _, c := range lab.clients {
+		for _, j := range jobs {
+			requests += j.n
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				r, _, f := ab(c, n, 16, url, extra...)
+				r, _, f := ab(j.c, j.n, j.conc, j.url, extra...)
 				mu.Lock()
 				total += r
 				fails += f
@@ -228,12 +243,38 @@ func TestLoadBalancerBench(t *testing.T) {
 			}()
 		}
 		wg.Wait()
+		n := requests / 3
 		cost, labCPU := acct.since(before, 3*n)
 		var dp dpStats
 		for _, hv := range lab.hvs {
 			dp.add(hv.Appctl("dpif-netdev/pmd-stats-show"))
 		}
 		return total, fails, cost + "; " + dp.String(3*n), labCPU
+	}
+	// all runs ab from the 3 clients at once, n requests each, 16 at a time.
+	all := func(url string, n int, extra ...string) (float64, int, string, float64) {
+		var jobs []abJob
+		for _, c := range lab.clients {
+			jobs = append(jobs, abJob{c, url, n, 16})
+		}
+		return measure(jobs, extra...)
+	}
+	// noLB is the no-balancer baseline: every client sends n requests
+	// straight to the three members' lbhttpd (8083), a third to each
+	// (6, 5 and 5 at a time: 16 per client), so each client reaches one
+	// member on its own hypervisor and two across GRE, as through the VIP.
+	noLB := func(n int) (float64, int, string, float64) {
+		var jobs []abJob
+		for _, c := range lab.clients {
+			for i, m := range lab.members {
+				conc := 5
+				if i == 0 {
+					conc = 6
+				}
+				jobs = append(jobs, abJob{c, "http://" + m.IP() + ":8083/", n / 3, conc})
+			}
+		}
+		return measure(jobs)
 	}
 	// Direct requests go to a second httpd on m2 (8081): a client that
 	// mixes direct and VIP connections to one member:port can reuse a
@@ -272,6 +313,7 @@ func TestLoadBalancerBench(t *testing.T) {
 	labRatios := make([][]float64, len(backends))
 	vips := make([][]float64, len(backends))
 	haps := make([][]float64, len(backends))
+	var directs, directLab, vipLab []float64
 	for round := 1; round <= rounds; round++ {
 		for b, be := range backends {
 			var vip, hap, vl, hl float64
@@ -290,8 +332,19 @@ func TestLoadBalancerBench(t *testing.T) {
 			t.Logf("BENCH round %d, %s, HAProxy cost: %s", round, be.name, hc)
 			ratios[b], vips[b], haps[b] = append(ratios[b], vip/hap), append(vips[b], vip), append(haps[b], hap)
 			labRatios[b] = append(labRatios[b], hl/vl)
+			if b == 1 {
+				// What the balancer itself costs: the same requests
+				// with no balancer at all.
+				d, df, dc, dl := noLB(be.n)
+				t.Logf("BENCH round %d, lbhttpd direct to the members (no balancer): rps %.0f (failed %d), lab CPU per request %.0f µs (the VIP's %.0f: +%.0f)",
+					round, d, df, dl, vl, vl-dl)
+				t.Logf("BENCH round %d, lbhttpd direct cost: %s", round, dc)
+				directs, directLab, vipLab = append(directs, d), append(directLab, dl), append(vipLab, vl)
+			}
 		}
 	}
+	t.Logf("BENCH median of %d rounds, lbhttpd direct to the members (no balancer): rps %.0f, lab CPU per request %.0f µs; through the VIP %.0f µs",
+		rounds, median(directs), median(directLab), median(vipLab))
 	t.Logf("BENCH ab runs that stalled (5 s without progress): %d", stalls.Load())
 	for b, be := range backends {
 		t.Logf("BENCH median of %d rounds, %s: rps through the VIP %.0f, through HAProxy %.0f, ratio %.2f (rounds: %s); lab CPU ratio %.2f (rounds: %s)",
