@@ -153,11 +153,12 @@ func TestLoadBalancerBench(t *testing.T) {
 
 	// Every client (and HAProxy, for its connections to the members)
 	// gets the whole port range: a client that comes back to a VIP from
-	// a source port it used less than about a minute before can lose
-	// that port for many seconds (the member still holds the previous
-	// connection in TIME_WAIT, answers the SYN with an ACK, and the
-	// client's RST and SYNs are then invalid in conntrack and dropped:
-	// docs/benchmarks.md and app/lb/README.md, "Not done"). With the
+	// source ports it used less than about a minute before can lose
+	// some for many seconds (OVS's DNAT moved some earlier connections
+	// to other client ports; a member still holding one in TIME_WAIT
+	// answers the real port's SYN with an ACK, and the client's RST is
+	// invalid in the security group's conntrack zone and dropped:
+	// docs/benchmarks.md, "Port reuse stall"). With the
 	// default 32768-60999, a client reuses its ports after about 14,000
 	// connections to one destination, which a run of this benchmark
 	// exceeds; with 1024-65535, after about 32,000, which it does not.
