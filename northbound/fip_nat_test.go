@@ -77,3 +77,33 @@ func TestFloatingIPBadInputNonAdmin(t *testing.T) {
 		t.Errorf("floatingip quota used %v, want 1", used)
 	}
 }
+
+// TestVIPFloatingIPOtherProject: project pb cannot put its floating IP
+// on project pa's load-balancer VIP port (it would take pa's VIP's
+// traffic from outside: the data plane serves a floating IP on any VIP
+// port, binding.FloatingIPVIP), neither at create nor by a move; pa's
+// own floating IP on its VIP port is accepted.
+func TestVIPFloatingIPOtherProject(t *testing.T) {
+	a := newAPI(t, openEmbedded(t), northbound.Config{})
+	ext := str(a.network(t, "admin", "public", "router:external", true, "provider:network_type", "flat", "provider:physical_network", "public"), "id")
+	a.subnet(t, "admin", ext, "203.0.113.0/24", "enable_dhcp", false)
+	pa, pb := a.tenant("pa"), a.tenant("pb")
+	n := pa.create(t, "/v2.0/networks", "network", map[string]any{"name": "n"})
+	s := pa.create(t, "/v2.0/subnets", "subnet", map[string]any{"network_id": n["id"], "cidr": "10.0.0.0/24", "ip_version": 4})
+	r := pa.create(t, "/v2.0/routers", "router", map[string]any{"name": "r", "external_gateway_info": map[string]any{"network_id": ext}})
+	pa.do("PUT", "/v2.0/routers/"+str(r, "id")+"/add_router_interface", map[string]any{"subnet_id": s["id"]}).must(t, 200)
+	pool := pa.create(t, "/v2.0/lb/pools", "pool", map[string]any{"name": "p", "subnet_id": s["id"], "protocol": "HTTP", "lb_method": "ROUND_ROBIN"})
+	vip := pa.create(t, "/v2.0/lb/vips", "vip", map[string]any{"name": "v", "subnet_id": s["id"], "protocol": "HTTP", "protocol_port": 80, "pool_id": pool["id"]})
+	port := str(vip, "port_id")
+	if c := pb.do("POST", "/v2.0/floatingips", map[string]any{"floatingip": map[string]any{"floating_network_id": ext, "port_id": port}}); c.code < 400 || c.code >= 500 {
+		t.Fatalf("pb's floating IP on pa's VIP port: %d, want a 4xx refusal", c.code)
+	}
+	f := pb.create(t, "/v2.0/floatingips", "floatingip", map[string]any{"floating_network_id": ext})
+	if c := pb.do("PUT", "/v2.0/floatingips/"+str(f, "id"), map[string]any{"floatingip": map[string]any{"port_id": port}}); c.code < 400 || c.code >= 500 {
+		t.Fatalf("pb's floating IP moved to pa's VIP port: %d, want a 4xx refusal", c.code)
+	}
+	if g := obj(pb.do("GET", "/v2.0/floatingips/"+str(f, "id"), nil).must(t, 200), "floatingip"); g["port_id"] != nil {
+		t.Fatalf("the refused move associated it: %v", g["port_id"])
+	}
+	pa.create(t, "/v2.0/floatingips", "floatingip", map[string]any{"floating_network_id": ext, "port_id": port})
+}
