@@ -117,31 +117,44 @@ func homeHere(v *binding.View, fips []vipFIP) bool {
 // A VIP has at most one floating IP in Neutron (its port has one fixed
 // IP); if it had several, the first by id with a home takes the replies.
 func (a *App) steer(v *binding.View, net *binding.Network, fips []vipFIP, members []member, add func(*flow.Flow)) {
+	var srcs []srcPort
+	for _, mb := range members {
+		if !mb.remote {
+			srcs = append(srcs, srcPort{mb.ip, mb.port})
+		}
+	}
+	steerReplies(v, net, fips, srcs, prioSteer, add)
+}
+
+// srcPort is a reply's source address and port.
+type srcPort struct {
+	ip   flow.IPv4
+	port uint16
+}
+
+// steerReplies adds, for each reply source of srcs (a member on this
+// chassis), F1 at prio (to the home) and F2 at prio+1+prefix length (the
+// router's own subnets: east-west, on to dnat). Nothing when this
+// chassis is the home or has no way to it.
+func steerReplies(v *binding.View, net *binding.Network, fips []vipFIP, srcs []srcPort, prio uint16, add func(*flow.Flow)) {
 	if len(fips) == 0 {
 		return
 	}
 	x := fips[0]
-	tun, ok := v.Tunnels[x.home]
-	if x.home == v.Chassis.Name || !ok {
+	out := toPeer(v, net, x.home)
+	if x.home == v.Chassis.Name || out == nil {
 		return
 	}
 	ck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(x.f.ID))
-	lbT := pipeline.LB.ID()
-	for _, mb := range members {
-		if mb.remote {
-			continue
-		}
+	for _, sp := range srcs {
 		m := func() flow.Match {
 			return pipeline.RegLB.Match(pipeline.RegNetwork.Match(nil, uint64(net.Key)), lookupDone).
 				EthDst(x.rmac).EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP).
-				Set(flow.IPv4Src, uint64(mb.ip)).Set(flow.TCPSrc, uint64(mb.port))
+				Set(flow.IPv4Src, uint64(sp.ip)).Set(flow.TCPSrc, uint64(sp.port))
 		}
-		add(&flow.Flow{Table: lbT, Priority: prioSteer, Cookie: ck, Match: m(), Actions: []flow.Action{
-			flow.SetField{F: flow.TunnelID, Value: uint64(net.Network.SegmentationID)},
-			flow.Output{Port: tun},
-		}})
+		add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prio, Cookie: ck, Match: m(), Actions: out})
 		for _, pfx := range x.subnets {
-			add(&flow.Flow{Table: lbT, Priority: prioSteer + 1 + uint16(pfx.Bits()), Cookie: ck,
+			add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prio + 1 + uint16(pfx.Bits()), Cookie: ck,
 				Match: m().IPv4DstIn(pfx), Goto: pipeline.DNAT.ID()})
 		}
 	}
@@ -183,31 +196,11 @@ func noRSTOutside(net *binding.Network, vip *model.LBVIP, vipIP flow.IPv4, vck u
 //	F1d lb 10001      key, RegLB=1, tcp, dl_dst=router MAC, nw_src=VIP, tp_src=port (a member here) -> to the home (tunnel)
 //	F2d lb 10002+len  the same, nw_dst in one of the router's subnets -> goto dnat (east-west)
 func (a *App) steerDSR(v *binding.View, net *binding.Network, fips []vipFIP, vip *model.LBVIP, vipIP flow.IPv4, members []member, add func(*flow.Flow)) {
-	if len(fips) == 0 {
-		return
-	}
-	x := fips[0]
-	out := toPeer(v, net, x.home)
-	if x.home == v.Chassis.Name || out == nil {
-		return
-	}
-	local := false
 	for _, mb := range members {
-		local = local || !mb.remote
-	}
-	if !local {
-		return
-	}
-	ck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(x.f.ID))
-	m := func() flow.Match {
-		return pipeline.RegLB.Match(pipeline.RegNetwork.Match(nil, uint64(net.Key)), lookupDone).
-			EthDst(x.rmac).EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP).
-			Set(flow.IPv4Src, uint64(vipIP)).Set(flow.TCPSrc, uint64(vip.ProtocolPort))
-	}
-	add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioMember + 1, Cookie: ck, Match: m(), Actions: out})
-	for _, pfx := range x.subnets {
-		add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioMember + 2 + uint16(pfx.Bits()), Cookie: ck,
-			Match: m().IPv4DstIn(pfx), Goto: pipeline.DNAT.ID()})
+		if !mb.remote {
+			steerReplies(v, net, fips, []srcPort{{vipIP, uint16(vip.ProtocolPort)}}, prioMember+1, add)
+			return
+		}
 	}
 }
 

@@ -281,6 +281,24 @@ func contains(p netip.Prefix, v flow.IPv4) bool {
 	return p.Contains(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}))
 }
 
+// eastWest sends what match selects to l3_routing untranslated when it
+// is addressed to one of the router's own subnets (dnat, one flow per
+// subnet, longest prefix first is not needed: every one has the same
+// action).
+func eastWest(p *placed, ck uint64, match func() flow.Match) []*flow.Flow {
+	var out []*flow.Flow
+	seen := map[netip.Prefix]bool{}
+	for _, pfx := range p.subnets {
+		if seen[pfx] {
+			continue
+		}
+		seen[pfx] = true
+		out = append(out, &flow.Flow{Table: pipeline.DNAT.ID(), Priority: pipeline.PriorityNormal + 1 + uint16(pfx.Bits()), Cookie: ck,
+			Match: match().IPv4DstIn(pfx), Goto: pipeline.L3Routing.ID()})
+	}
+	return out
+}
+
 // fromUplink matches the external network's frames from its uplink:
 // untagged (flat) or tagged with its VLAN.
 func fromUplink(up uint32, vlan uint16) flow.Match {
@@ -375,15 +393,7 @@ func fipFlows(p *placed) []*flow.Flow {
 	// East-west stays east-west: the router's own subnets go on to
 	// l3_routing untranslated (longest prefix first is not needed: every
 	// one of them has the same action).
-	seen := map[netip.Prefix]bool{}
-	for _, pfx := range p.subnets {
-		if seen[pfx] {
-			continue
-		}
-		seen[pfx] = true
-		out = append(out, &flow.Flow{Table: pipeline.DNAT.ID(), Priority: pipeline.PriorityNormal + 1 + uint16(pfx.Bits()), Cookie: ck,
-			Match: fromVM(p).IPv4DstIn(pfx), Goto: pipeline.L3Routing.ID()})
-	}
+	out = append(out, eastWest(p, ck, func() flow.Match { return fromVM(p) })...)
 	return out
 }
 

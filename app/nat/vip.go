@@ -1,7 +1,6 @@
 package nat
 
 import (
-	"net/netip"
 
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/binding"
@@ -95,14 +94,6 @@ func vipFlows(p *placed) []*flow.Flow {
 		Goto: pipeline.SNAT.ID()})
 	// A reply to a client behind the same router (a routed client of the
 	// VIP) stays east-west.
-	seen := map[netip.Prefix]bool{}
-	for _, pfx := range p.subnets {
-		if seen[pfx] {
-			continue
-		}
-		seen[pfx] = true
-		out = append(out, &flow.Flow{Table: pipeline.DNAT.ID(), Priority: pipeline.PriorityNormal + 1 + uint16(pfx.Bits()), Cookie: ck,
-			Match: reply().IPv4DstIn(pfx), Goto: pipeline.L3Routing.ID()})
-	}
+	out = append(out, eastWest(p, ck, func() flow.Match { return reply() })...)
 	return out
 }
