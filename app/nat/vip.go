@@ -1,7 +1,6 @@
 package nat
 
 import (
-
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/binding"
 	"github.com/nimbus-sdn/nimbus/flow"
