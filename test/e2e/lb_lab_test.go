@@ -231,3 +231,30 @@ func (lab *lbLab) cliLB(t *testing.T, run func(api string, args ...string) map[s
 	lab.vip = cli("lb-vip-create", "--tenant-id", lab.project, "--name", "web-vip", "--protocol-port", "80", "--protocol", "HTTP",
 		"--subnet-id", sub, "--address", "10.0.0.100", "web")
 }
+
+// downloadsAcross runs a 1 MB download at 200 kB/s (about 5 s) through
+// the VIP from every client while during runs (called 1 s after they
+// start), and fails t for every download that does not come whole.
+func (lab *lbLab) downloadsAcross(t *testing.T, what string, during func()) {
+	t.Helper()
+	dls := make([]*exec.Cmd, len(lab.clients))
+	bodies := make([]*bytes.Buffer, len(lab.clients))
+	for i, c := range lab.clients {
+		dls[i] = exec.Command("ip", "netns", "exec", c.NS(), "curl", "-s", "-m", "60", "--limit-rate", "200k", "http://10.0.0.100/big")
+		bodies[i] = &bytes.Buffer{}
+		dls[i].Stdout = bodies[i]
+		if err := dls[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second)
+	during()
+	for i, dl := range dls {
+		err := dl.Wait()
+		first, _, _ := strings.Cut(bodies[i].String(), "\n")
+		t.Logf("%s: c%d's download: %d bytes from %s, err %v", what, i+1, bodies[i].Len(), first, err)
+		if err != nil || bodies[i].Len() != bigSize {
+			t.Errorf("%s: c%d's long download broken: %d of %d bytes, curl: %v", what, i+1, bodies[i].Len(), bigSize, err)
+		}
+	}
+}

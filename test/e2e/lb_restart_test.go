@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -26,29 +24,11 @@ func TestLoadBalancerRestart(t *testing.T) {
 		if mode == "DSR" {
 			lab.toDSR(t)
 		}
-		var dls []*exec.Cmd
-		bodies := make([]*bytes.Buffer, len(lab.clients))
-		for i, cl := range lab.clients {
-			dl := exec.Command("ip", "netns", "exec", cl.NS(), "curl", "-s", "-m", "60", "--limit-rate", "200k", "http://10.0.0.100/big")
-			bodies[i] = &bytes.Buffer{}
-			dl.Stdout = bodies[i]
-			if err := dl.Start(); err != nil {
-				t.Fatal(err)
-			}
-			dls = append(dls, dl)
-		}
-		time.Sleep(time.Second)
-		c.Kill()
-		time.Sleep(2 * time.Second)
-		c.start()
-		for i, dl := range dls {
-			err := dl.Wait()
-			first, _, _ := strings.Cut(bodies[i].String(), "\n")
-			t.Logf("%s: c%d's download across the restart: %d bytes from %s, err %v", mode, i+1, bodies[i].Len(), first, err)
-			if err != nil || bodies[i].Len() != bigSize {
-				t.Errorf("%s: c%d's download broken by the controller restart: %d of %d bytes, curl: %v", mode, i+1, bodies[i].Len(), bigSize, err)
-			}
-		}
+		lab.downloadsAcross(t, mode+", the controller killed and restarted", func() {
+			c.Kill()
+			time.Sleep(2 * time.Second)
+			c.start()
+		})
 		waitFor(t, 30*time.Second, "3 switches mastered and converged", func() bool {
 			n, err := ovslab.Metric(c.API, "nimbus_switches_mastered", "")
 			return err == nil && n == 3 && strings.Count(c.Log(), "msg=converged") >= 3
