@@ -444,35 +444,60 @@ type cpuAcct struct {
 	// nsGroup: a cpu cgroup (hvBudget) the commands run in a namespace
 	// join too.
 	nsGroup map[string]string
+	tree    *cgroupTree
 }
 
 const cpuacctRoot = "/sys/fs/cgroup/cpuacct"
 
 func newCPUAcct(t *testing.T) *cpuAcct {
 	a := &cpuAcct{t: t, nsGroup: map[string]string{}}
-	dir := filepath.Join(cpuacctRoot, fmt.Sprintf("nimbus-lbbench-%d", os.Getpid()))
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	tree, err := newCgroupTree(t, cpuacctRoot)
+	if err != nil {
 		t.Logf("no CPU split per part (cgroup v1 cpuacct at %s): %v", cpuacctRoot, err)
 		return a
 	}
-	a.dir = dir
+	a.tree, a.dir = tree, tree.dir
+	return a
+}
+
+// cgroupTree is a cgroup v1 directory of the benchmark's own under a
+// hierarchy's root; on cleanup its groups' processes still alive go back
+// to the root group, then the groups and the directory go.
+type cgroupTree struct {
+	root, dir string
+	groups    []string
+}
+
+func newCgroupTree(t *testing.T, root string) (*cgroupTree, error) {
+	c := &cgroupTree{root: root, dir: filepath.Join(root, fmt.Sprintf("nimbus-lbbench-%d", os.Getpid()))}
+	if err := os.Mkdir(c.dir, 0o755); err != nil {
+		return nil, err
+	}
 	t.Cleanup(func() {
-		// Our processes go back to the root group (those still alive),
-		// then the groups go.
-		for _, g := range a.groups {
+		for _, g := range c.groups {
 			b, _ := os.ReadFile(filepath.Join(g, "cgroup.procs"))
 			for _, pid := range strings.Fields(string(b)) {
-				_ = os.WriteFile(filepath.Join(cpuacctRoot, "cgroup.procs"), []byte(pid), 0o644)
+				_ = os.WriteFile(filepath.Join(c.root, "cgroup.procs"), []byte(pid), 0o644)
 			}
 			if err := os.Remove(g); err != nil {
-				t.Logf("cpuacct: %v", err)
+				t.Logf("cgroup: %v", err)
 			}
 		}
-		if err := os.Remove(dir); err != nil {
-			t.Logf("cpuacct: %v", err)
+		if err := os.Remove(c.dir); err != nil {
+			t.Logf("cgroup: %v", err)
 		}
 	})
-	return a
+	return c, nil
+}
+
+// group makes a group named name in the tree.
+func (c *cgroupTree) group(name string) (string, error) {
+	g := filepath.Join(c.dir, name)
+	if err := os.Mkdir(g, 0o755); err != nil {
+		return "", err
+	}
+	c.groups = append(c.groups, g)
+	return g, nil
 }
 
 // add makes a group name holding pids (and their future children).
@@ -480,8 +505,8 @@ func (a *cpuAcct) add(name string, pids ...int) {
 	if a.dir == "" {
 		return
 	}
-	g := filepath.Join(a.dir, fmt.Sprintf("g%d", len(a.groups)))
-	if err := os.Mkdir(g, 0o755); err != nil {
+	g, err := a.tree.group(fmt.Sprintf("g%d", len(a.groups)))
+	if err != nil {
 		a.t.Logf("cpuacct: %v", err)
 		return
 	}
@@ -688,27 +713,13 @@ func newHVBudget(t *testing.T, frac string, n int) *hvBudget {
 	if err != nil || f <= 0 || f > 2 {
 		t.Fatalf("NIMBUS_BENCH_HV_CPU=%q: want a fraction of one CPU, 0 < f <= 2", frac)
 	}
-	dir := filepath.Join(cpuRoot, fmt.Sprintf("nimbus-lbbench-%d", os.Getpid()))
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	tree, err := newCgroupTree(t, cpuRoot)
+	if err != nil {
 		t.Fatalf("per-hypervisor CPU budget (cgroup v1 cpu at %s): %v", cpuRoot, err)
 	}
-	t.Cleanup(func() {
-		for _, g := range b.groups {
-			procs, _ := os.ReadFile(filepath.Join(g, "cgroup.procs"))
-			for _, pid := range strings.Fields(string(procs)) {
-				_ = os.WriteFile(filepath.Join(cpuRoot, "cgroup.procs"), []byte(pid), 0o644)
-			}
-			if err := os.Remove(g); err != nil {
-				t.Logf("cpu budget: %v", err)
-			}
-		}
-		if err := os.Remove(dir); err != nil {
-			t.Logf("cpu budget: %v", err)
-		}
-	})
 	for i := 0; i < n; i++ {
-		g := filepath.Join(dir, fmt.Sprintf("hv%d", i+1))
-		if err := os.Mkdir(g, 0o755); err != nil {
+		g, err := tree.group(fmt.Sprintf("hv%d", i+1))
+		if err != nil {
 			t.Fatal(err)
 		}
 		b.groups = append(b.groups, g)
