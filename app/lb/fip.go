@@ -34,6 +34,12 @@ type vipFIP struct {
 	home    string
 	rmac    flow.MAC
 	subnets []netip.Prefix
+	// ip, mac and ext: the floating IP, its port's MAC and its external
+	// network's key, what a RST to an outside client needs (F3); mac 0
+	// when the floating IP's port or network is unknown (no RST then).
+	ip  flow.IPv4
+	mac flow.MAC
+	ext uint32
 }
 
 // floatingIPs are the floating IPs of vip (NAT mode: binding.FloatingIPVIP)
@@ -59,6 +65,14 @@ func floatingIPs(in app.Input, bt *binding.Table, vip *model.LBVIP, vnet *bindin
 		x := vipFIP{f: f, home: bt.FloatingIPHome(in.Topology, f)}
 		if x.home == "" {
 			continue
+		}
+		fr, _ := in.Model.Get(model.KindPort, f.FloatingPortID)
+		fp, _ := fr.(*model.Port)
+		ip, err := flow.ParseIPv4(f.FloatingIPAddress)
+		if ext := bt.Networks[f.FloatingNetworkID]; fp != nil && ext != nil && err == nil {
+			if mac, err := flow.ParseMAC(fp.MACAddress); err == nil {
+				x.ip, x.mac, x.ext = ip, mac, ext.Key
+			}
 		}
 		for _, pid := range rt.Interfaces {
 			pr, _ := in.Model.Get(model.KindPort, pid)
@@ -171,21 +185,64 @@ func fipOnlyOut(cn clientNet, tun uint32) []flow.Action {
 	}
 }
 
-// noRSTOutside drops, on the home chassis of the VIP's floating IP, a new
-// connection from outside (class phys: app/nat's rewrite from the
-// uplink) when the VIP has no healthy member, above flow 2's RST punt:
-// the RST handler answers out of the packet's ingress port from the
-// VIP's address, which on the uplink would put the VIP (not the
-// floating IP) on the external network. The outside client times out
-// instead (README.md, "Not done").
+// rstOutside answers, on the home chassis of the VIP's floating IP, a
+// new connection from outside (class phys: app/nat's rewrite from the
+// uplink) when the VIP has no healthy member, above flow 2's RST punt,
+// which answers out of the packet's ingress port from the VIP's address:
+// on the uplink that would put the VIP, not the floating IP, on the
+// external network, to the wrong MAC. F3 turns the SYN's destination
+// back into the floating IP and its port's MAC before the punt, so the
+// RST the handler builds (reject.go) comes from them; the handler then
+// sends it through app/nat's floating IP egress (snat, as a floating IP's
+// packet from a VM: the external gateway's MAC, the uplink, its VLAN tag)
+// by the external network recorded in State under F3's cookie (the
+// floating IP's). With no floating IP MAC known, F3 drops (the client
+// times out).
 //
-//	F3 lb 10002 kA, RegLB=1, class phys, +new+trk, tcp, nw_dst=VIP, tp_dst=port -> drop
-func noRSTOutside(net *binding.Network, vip *model.LBVIP, vipIP flow.IPv4, vck uint64, add func(*flow.Flow)) {
+//	F3 lb 10002 kA, RegLB=1, class phys, +new+trk, tcp, nw_dst=VIP, tp_dst=port -> nw_dst=FIP, dl_dst=FIP port's MAC, meter lb_reject_punt, CONTROLLER
+func rstOutside(v *binding.View, net *binding.Network, fips []vipFIP, vip *model.LBVIP, vipIP flow.IPv4, vck uint64, add func(*flow.Flow), d *app.Desired) {
 	m := pipeline.RegLB.Match(pipeline.RegPortClass.Match(pipeline.RegNetwork.Match(nil, uint64(net.Key)), pipeline.ClassPhys), lookupDone).
 		EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP).
 		Set(flow.IPv4Dst, uint64(vipIP)).Set(flow.TCPDst, uint64(vip.ProtocolPort)).
 		SetMasked(flow.CTState, flow.CTTracked|flow.CTNew, flow.CTTracked|flow.CTNew)
+	outsidePunt(v, fips, m, vck, add, d)
+}
+
+// outsidePunt adds F3 (or F3d) with match m: the RST punt of the first
+// floating IP homed here, or a drop.
+func outsidePunt(v *binding.View, fips []vipFIP, m flow.Match, vck uint64, add func(*flow.Flow), d *app.Desired) {
+	for _, x := range fips {
+		if x.home != v.Chassis.Name || x.mac == 0 {
+			continue
+		}
+		ck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(x.f.ID))
+		add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioVIP + 1, Cookie: ck, Match: m, Meter: pipeline.MeterLBReject.ID,
+			Actions: []flow.Action{
+				flow.SetField{F: flow.IPv4Dst, Value: uint64(x.ip)},
+				flow.SetField{F: flow.EthDst, Value: uint64(x.mac)},
+				flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer},
+			}})
+		st, _ := d.Handler.(State)
+		if st == nil {
+			st = State{}
+			d.Handler = st
+		}
+		st[ck] = Outside{External: x.ext}
+		if !hasMeter(d, pipeline.MeterLBReject.ID) {
+			d.Meters = append(d.Meters, pipeline.MeterLBReject.Meter())
+		}
+		return
+	}
 	add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioVIP + 1, Cookie: vck, Match: m})
+}
+
+func hasMeter(d *app.Desired, id uint32) bool {
+	for _, m := range d.Meters {
+		if m.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // steerDSR is steer for a DSR VIP: a member's reply to an outside client
@@ -204,17 +261,17 @@ func (a *App) steerDSR(v *binding.View, net *binding.Network, fips []vipFIP, vip
 	}
 }
 
-// noRSTOutsideDSR is noRSTOutside for a DSR VIP, whose RST punt (with no
+// rstOutsideDSR is rstOutside for a DSR VIP, whose RST punt (with no
 // healthy member) takes the packet before any lookup:
 //
-//	F3d lb 10002 kA, RegLB=0, class phys, tcp, nw_dst=VIP, tp_dst=port -> drop
+//	F3d lb 10002 kA, RegLB=0, class phys, tcp, nw_dst=VIP, tp_dst=port -> as F3
 //
 // It only matters with no healthy member: otherwise D1 (10001) looks the
-// packet up and the drop, above it, would take every outside packet; so
-// the flow is added only then.
-func noRSTOutsideDSR(net *binding.Network, vip *model.LBVIP, vipIP flow.IPv4, vck uint64, add func(*flow.Flow)) {
+// packet up and F3d, above it, would take every outside packet; so the
+// flow is added only then.
+func rstOutsideDSR(v *binding.View, net *binding.Network, fips []vipFIP, vip *model.LBVIP, vipIP flow.IPv4, vck uint64, add func(*flow.Flow), d *app.Desired) {
 	m := pipeline.RegLB.Match(pipeline.RegPortClass.Match(pipeline.RegNetwork.Match(nil, uint64(net.Key)), pipeline.ClassPhys), 0).
 		EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP).
 		Set(flow.IPv4Dst, uint64(vipIP)).Set(flow.TCPDst, uint64(vip.ProtocolPort))
-	add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioVIP + 1, Cookie: vck, Match: m})
+	outsidePunt(v, fips, m, vck, add, d)
 }

@@ -2,10 +2,15 @@ package lb
 
 import (
 	"fmt"
+	"net"
 	"sort"
 	"strings"
 	"testing"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/app/isolation"
 	"github.com/nimbus-sdn/nimbus/app/l3router"
 	"github.com/nimbus-sdn/nimbus/app/nat"
@@ -362,25 +367,111 @@ func TestFloatingIPHomeWithoutPorts(t *testing.T) {
 // punting it for a RST, which would leave the uplink from the VIP's
 // address; a client of the VIP's network still gets its RST punt.
 func TestFloatingIPAllDown(t *testing.T) {
-	s := newFIPScenario()
-	for i := range mIP {
-		s.member(i, "INACTIVE", 1)
+	for _, vlan := range []uint16{0, 300} {
+		t.Run(fmt.Sprintf("external_vlan_%d", vlan), func(t *testing.T) {
+			s := newFIPScenario()
+			if vlan != 0 {
+				x := *s.recs[model.KindNetwork]["net-x"].(*model.Network)
+				x.NetworkType, x.SegmentationID = model.NetVLAN, int(vlan)
+				s.put(&x)
+			}
+			for i := range mIP {
+				s.member(i, "INACTIVE", 1)
+			}
+			home := s.home(t)
+			sw := fipSwitch(t, s, home, fakeswitch.NewConnTable(), nil)
+			outsideRST(t, s, home, sw, vlan)
+			if home == "hv1" {
+				r, err := sw.Walk(portClient, tcpPkt(macC1, macVIP, c1IP, vipIP, 40000, 80))
+				if e := one(t, r, err); !e.Punt() {
+					t.Fatalf("c1's SYN with every member down: %s, want the RST punt", e)
+				}
+			}
+		})
 	}
-	home := s.home(t)
-	sw := fipSwitch(t, s, home, fakeswitch.NewConnTable(), nil)
-	r, err := sw.Walk(uplinkPort, tcpPkt(gwMAC, fipMAC, inetIP, fipIP, inetSport, 80))
+}
+
+// outsideRST walks an outside client's SYN to the floating IP in on the
+// home's uplink (tagged vlan unless 0) with no healthy member: it must be
+// punted (F3 or F3d) from the floating IP, never from the VIP, and the
+// handler's RST, sent as the handler asks (a packet-out through snat),
+// must leave the uplink (tagged vlan) from FIP:80 with the floating IP
+// port's MAC to the external gateway, answering the SYN. Without a
+// handler state it falls back to the ingress port.
+func outsideRST(t *testing.T, s *scenario, home string, sw *fakeswitch.Switch, vlan uint16) {
+	t.Helper()
+	syn := tcpPkt(gwMAC, fipMAC, inetIP, fipIP, inetSport, 80)
+	if vlan != 0 {
+		syn.VLANs = []fakeswitch.VLAN{{TPID: flow.EthTypeVLAN, VID: vlan}}
+	}
+	r, err := sw.Walk(uplinkPort, syn)
+	e := one(t, r, err)
+	if !e.Punt() || e.Packet.IPv4Dst != fipIP || e.Packet.EthDst != fipMAC || e.Packet.IPv4Src != inetIP ||
+		e.Cookie != pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(idFIP)) {
+		t.Fatalf("outside SYN with every member down: %s, want punted to %s (%s) under the floating IP's cookie\n%s",
+			e, fipIP, fipMAC, r.TraceText())
+	}
+	d, err := New(Config{}).Desired(s.input(home))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Emits) != 0 {
-		t.Fatalf("outside SYN with every member down: %s, want dropped\n%s", r, r.TraceText())
+	var out app.Out
+	New(Config{}).NewSwitchHandler(1).PacketIn(&app.PacketIn{InPort: uplinkPort, Table: e.Table, Cookie: e.Cookie,
+		Data: synFrameOf(t, e.Packet, 1000), BufferID: app.NoBuffer, State: d.Handler}, &out)
+	if len(out.PacketOuts) != 1 {
+		t.Fatalf("handler: want one packet-out, got %+v", out.PacketOuts)
 	}
-	if home == "hv1" {
-		r, err := sw.Walk(portClient, tcpPkt(macC1, macVIP, c1IP, vipIP, 40000, 80))
-		if e := one(t, r, err); !e.Punt() {
-			t.Fatalf("c1's SYN with every member down: %s, want the RST punt", e)
-		}
+	po := out.PacketOuts[0]
+	var tcp layers.TCP
+	pkt := gopacket.NewPacket(po.Data, layers.LayerTypeEthernet, gopacket.Default)
+	if l, ok := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP); ok {
+		tcp = *l
 	}
+	if !tcp.RST || !tcp.ACK || tcp.Ack != 1001 {
+		t.Fatalf("handler's packet is not the SYN's RST: %s", pkt)
+	}
+	rp, err := fakeswitch.Parse(po.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err = sw.PacketOut(po.InPort, rp, po.Actions)
+	o := one(t, r, err)
+	p := o.Packet
+	if o.Port != uplinkPort || p.IPv4Src != fipIP || p.TPSrc != 80 || p.IPv4Dst != inetIP || p.TPDst != inetSport ||
+		p.EthSrc != fipMAC || p.EthDst != gwMAC || (vlan == 0) != (len(p.VLANs) == 0) || (vlan != 0 && p.VLANs[0].VID != vlan) {
+		t.Fatalf("RST: got port %d %s, want the uplink (vlan %d) from %s:80 %s to %s:%d %s\n%s",
+			o.Port, p, vlan, fipIP, fipMAC, inetIP, inetSport, gwMAC, r.TraceText())
+	}
+	// Before the handler has its state the RST goes back out of the
+	// ingress port, still from the floating IP (never the VIP).
+	out = app.Out{}
+	New(Config{}).NewSwitchHandler(1).PacketIn(&app.PacketIn{InPort: uplinkPort, Cookie: e.Cookie,
+		Data: synFrameOf(t, e.Packet, 1000), BufferID: app.NoBuffer}, &out)
+	if len(out.PacketOuts) != 1 {
+		t.Fatalf("handler without state: %+v", out.PacketOuts)
+	}
+	if rp, err := fakeswitch.Parse(out.PacketOuts[0].Data); err != nil || rp.IPv4Src != fipIP {
+		t.Fatalf("handler without state: RST from %s, want %s (%v)", rp.IPv4Src, fipIP, err)
+	}
+}
+
+// synFrameOf is p as a wire frame, a TCP SYN with sequence number seq.
+func synFrameOf(t *testing.T, p fakeswitch.Packet, seq uint32) []byte {
+	t.Helper()
+	src, _ := net.ParseMAC(p.EthSrc.String())
+	dst, _ := net.ParseMAC(p.EthDst.String())
+	eth := &layers.Ethernet{SrcMAC: src, DstMAC: dst, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: p.TTL, Protocol: layers.IPProtocolTCP,
+		SrcIP: net.ParseIP(p.IPv4Src.String()).To4(), DstIP: net.ParseIP(p.IPv4Dst.String()).To4()}
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(p.TPSrc), DstPort: layers.TCPPort(p.TPDst), SYN: true, Seq: seq, Window: 64240}
+	if err := tcp.SetNetworkLayerForChecksum(ip); err != nil {
+		t.Fatal(err)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // A DSR pool's VIP through its floating IP: the home rewrites the
@@ -444,19 +535,13 @@ func TestWalkFloatingIPDSR(t *testing.T) {
 			}
 		})
 	}
-	t.Run("every member down: outside SYNs dropped on the home, no RST from the VIP", func(t *testing.T) {
+	t.Run("every member down: outside SYNs get a RST from the floating IP", func(t *testing.T) {
 		s := makeDSR(newFIPScenario())
 		for i := range mIP {
 			s.member(i, "INACTIVE", 1)
 		}
 		sw := fipSwitch(t, s, home, fakeswitch.NewConnTable(), nil)
-		r, err := sw.Walk(uplinkPort, tcpPkt(gwMAC, fipMAC, inetIP, fipIP, inetSport, 80))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !r.Dropped() {
-			t.Fatalf("want drop, got %s\n%s", r, r.TraceText())
-		}
+		outsideRST(t, s, home, sw, 0)
 	})
 }
 

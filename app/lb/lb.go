@@ -252,7 +252,7 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		reached := a.dsr(v, net, clients, vip, vipIP, gid, members, DSRMarks(byPool[pool.ID]), pool, add, d)
 		a.steerDSR(v, net, fips, vip, vipIP, members, add)
 		if reached == 0 && homeHere(v, fips) {
-			noRSTOutsideDSR(net, vip, vipIP, pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(vip.ID)), add)
+			rstOutsideDSR(v, net, fips, vip, vipIP, pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(vip.ID)), add, d)
 		}
 		return nil
 	}
@@ -268,7 +268,7 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 	}
 	a.steer(v, net, fips, members, add)
 	if len(members) == 0 && homeHere(v, fips) {
-		noRSTOutside(net, vip, vipIP, vck, add)
+		rstOutside(v, net, fips, vip, vipIP, vck, add, d)
 	}
 	return nil
 }

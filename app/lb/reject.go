@@ -6,6 +6,7 @@ import (
 
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/flow"
+	"github.com/nimbus-sdn/nimbus/pipeline"
 )
 
 // When a VIP has no healthy member, its new TCP connections are punted
@@ -22,12 +23,44 @@ type handler struct{}
 
 func (*handler) FlowRemoved(uint64, flow.Match) {}
 
-// PacketIn answers a punted TCP segment with a RST out of its ingress
-// port (a client's VM port: only VM traffic reaches the lb table).
+// State is what the handler needs on one switch (app.Desired.Handler):
+// the outside clients' RSTs (fip.go, F3), by the punting flow's cookie.
+type State map[uint64]Outside
+
+// Outside is where the RST to an outside client of a VIP's floating IP
+// goes: app/nat's floating IP egress on External, the external network.
+type Outside struct {
+	External uint32
+}
+
+// Actions send a RST from the floating IP through snat's floating IP
+// egress, as app/nat's dnat flow sends a member's reply (network register
+// = the external network, class VM, routed): there the external
+// gateway's MAC, the uplink and its VLAN tag.
+func (o Outside) Actions() []flow.Action {
+	return []flow.Action{
+		pipeline.RegNetwork.Set(uint64(o.External)),
+		pipeline.SetClass(pipeline.ClassVM, 0),
+		flow.SetField{F: pipeline.RegFlags.Field, Value: pipeline.FlagRouted, Mask: pipeline.FlagRouted},
+		flow.Resubmit{InPort: flow.PortInPort, Table: pipeline.SNAT.ID()},
+	}
+}
+
+// PacketIn answers a punted TCP segment with a RST: out of its ingress
+// port (a client's VM port: only VM traffic reaches the lb table), or,
+// for an outside client of a floating IP (State), through the floating
+// IP's egress.
 func (*handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 	rst := RST(pi.Data)
 	if rst == nil {
 		return
+	}
+	if st, ok := pi.State.(State); ok {
+		if o, ok := st[pi.Cookie]; ok {
+			out.PacketOuts = append(out.PacketOuts, app.PacketOut{BufferID: app.NoBuffer, InPort: flow.PortController,
+				Actions: o.Actions(), Data: rst})
+			return
+		}
 	}
 	out.PacketOuts = append(out.PacketOuts, app.PacketOut{BufferID: app.NoBuffer, InPort: flow.PortController,
 		Actions: []flow.Action{flow.Output{Port: pi.InPort}}, Data: rst})

@@ -245,6 +245,33 @@ func (s *Switch) Walk(inPort uint32, p Packet) (*Result, error) {
 	return w.res, nil
 }
 
+// PacketOut runs an OpenFlow packet-out of p with actions acts, as if sent
+// with in_port inPort (flow.PortController for a controller's own
+// packet): the actions run on the packet as a flow's would (resubmit,
+// groups, ct and its recirculations included), with no flow around them.
+func (s *Switch) PacketOut(inPort uint32, p Packet, acts []flow.Action) (*Result, error) {
+	v := s.view()
+	w := &walker{v: v, res: &Result{}}
+	pkt := p.Clone()
+	pkt.InPort = inPort
+	w.tracef("packet-out: %s actions=%s", pkt, flow.ActionsString(acts))
+	if _, err := w.actions(&pkt, acts, nil); err != nil {
+		return w.res, err
+	}
+	for n := 0; len(w.recirc) > 0; n++ {
+		if n >= MaxRecirculation {
+			return w.res, fmt.Errorf("fakeswitch: more than %d recirculations", MaxRecirculation)
+		}
+		r := w.recirc[0]
+		w.recirc = w.recirc[1:]
+		w.tracef("recirculation to table %d: %s", r.table, r.pkt)
+		if err := w.table(&r.pkt, r.table); err != nil {
+			return w.res, err
+		}
+	}
+	return w.res, nil
+}
+
 func (s *Switch) view() *view {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -511,6 +538,9 @@ func (w *walker) actions(p *Packet, acts []flow.Action, rule *flow.Flow) (stop b
 				return false, err
 			}
 		case flow.Conjunction:
+			if rule == nil {
+				return false, errors.New("fakeswitch: conjunction in a packet-out")
+			}
 			return false, fmt.Errorf("fakeswitch: flow %s: conjunction with other actions or instructions (OVS refuses it)", rule.KeyText())
 		default:
 			return false, fmt.Errorf("%w: action %s", ErrUnsupported, a)

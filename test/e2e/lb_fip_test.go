@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,8 @@ import (
 // replies leave through one hypervisor's external link (the home's),
 // and a capture on the internet's interface sees only the floating IP,
 // never the VIP or a member's address or port. Then the same in DSR
-// mode.
+// mode. Then every member is deleted: the internet's request is refused
+// at once (a RST from the floating IP), in DSR mode and in NAT mode.
 func TestLoadBalancerFloatingIP(t *testing.T) {
 	lab := newLBLabWith(t, hvlab.Options{External: true}, []string{hvlab.ExternalPhysnet}, nil,
 		"--bridge-mappings", hvlab.ExternalPhysnet+":"+hvlab.ExternalBridge)
@@ -121,6 +123,9 @@ func TestLoadBalancerFloatingIP(t *testing.T) {
 		// What the internet sees: only the floating IP.
 		from, to := 0, 0
 		for _, l := range lines {
+			if _, rest, ok := strings.Cut(l, " "); ok {
+				l = rest // not the -tt timestamp (its fraction may read .8080...)
+			}
 			if strings.Contains(l, " "+fip+".80 > "+in.IP()+".") {
 				from++
 			}
@@ -144,6 +149,45 @@ func TestLoadBalancerFloatingIP(t *testing.T) {
 	lab.toDSR(t)
 	waitFor(t, 30*time.Second, "the internet answered in DSR mode", func() bool { return strings.HasPrefix(get(), "m") })
 	check("DSR")
+	// Every member gone: the internet's request is refused at once, in
+	// both modes (the lb app's RST, from the floating IP through the
+	// home's uplink), curl exit 7, not a timeout (28).
+	for _, id := range lab.memberIDs {
+		lab.nb.del("lb/members/" + id)
+	}
+	refused := func(mode string) {
+		t.Helper()
+		code := -1
+		deadline := time.Now().Add(20 * time.Second)
+		var took time.Duration
+		for code != 7 && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+			start := time.Now()
+			err := exec.Command("ip", "netns", "exec", in.NS(), "curl", "-s", "-m", "5", url).Run()
+			took = time.Since(start)
+			code = 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+		}
+		t.Logf("%s, no member: the internet's curl exit %d after %v", mode, code, took.Round(time.Millisecond))
+		if code != 7 {
+			t.Errorf("%s, no member: the internet's curl exit %d, want 7 (connection refused by a RST)", mode, code)
+		}
+	}
+	refused("DSR")
+	nb.put("lb/pools/"+lab.pool["id"].(string), map[string]any{"pool": map[string]any{"description": "web"}})
+	waitFor(t, 30*time.Second, "NAT mode again on every chassis", func() bool {
+		for _, hv := range hvs {
+			out, err := hv.OfctlErr("-O", "OpenFlow13", "dump-flows", "br-int", "table=5")
+			// flow 1 of NAT mode: the lookup with nat (DSR's has none)
+			if err != nil || !strings.Contains(out, "nat)") {
+				return false
+			}
+		}
+		return true
+	})
+	refused("NAT")
 	if t.Failed() {
 		dumpHVs(t, hvs)
 	}
