@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nimbus-sdn/nimbus/binding"
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/model/names"
 )
@@ -58,7 +59,7 @@ func TestTargets(t *testing.T) {
 		t.Fatalf("plan %+v", plan)
 	}
 	pb := plan.Probes[0]
-	if pb.VIP != netip.MustParsePrefix("10.0.0.100/24") || pb.VIPMAC != "fa:16:3e:00:01:00" ||
+	if pb.Source != netip.MustParsePrefix("10.0.0.100/24") || pb.VIPMAC != "fa:16:3e:00:01:00" ||
 		pb.Port != names.LBProbePortName("v") || pb.IfaceID != names.LBProbeIfaceID("v") {
 		t.Errorf("probe %+v", pb)
 	}
@@ -73,6 +74,46 @@ func TestTargets(t *testing.T) {
 	}
 	if p := Targets(scenario(false, "INACTIVE"), local); len(p.Probes) != 0 || fmt.Sprint(p.Unmonitor) != "[m1]" {
 		t.Errorf("no monitor: %+v, want m1 to unmonitor", p)
+	}
+}
+
+// A DSR pool is probed from its subnet's gateway_ip at the VIP's port on
+// the member's own address (its protocol_port unused); a DSR pool whose
+// subnet has no gateway cannot be probed: its members are unmonitored.
+func TestTargetsDSR(t *testing.T) {
+	dsr := func(gw string) *model.Snapshot {
+		s := scenario(true, "INACTIVE")
+		recs := []model.Record{}
+		for _, k := range []model.Kind{model.KindSubnet, model.KindPort, model.KindPool, model.KindVIP, model.KindMember, model.KindHealthMonitor} {
+			for _, r := range s.List(k) {
+				switch x := r.(type) {
+				case *model.Subnet:
+					c := *x
+					c.GatewayIP = gw
+					r = &c
+				case *model.LBPool:
+					c := *x
+					c.Description = "web " + binding.LBDSRTag
+					r = &c
+				}
+				recs = append(recs, r)
+			}
+		}
+		return snapshot(recs...)
+	}
+	plan := Targets(dsr("10.0.0.1"), local)
+	if len(plan.Probes) != 1 || len(plan.Unmonitor) != 0 {
+		t.Fatalf("plan %+v", plan)
+	}
+	pb := plan.Probes[0]
+	if !pb.DSR || pb.Source != netip.MustParsePrefix("10.0.0.1/24") || pb.VIPMAC != "fa:16:3e:00:01:00" {
+		t.Errorf("DSR probe %+v, want from the gateway 10.0.0.1/24", pb)
+	}
+	if len(pb.Targets) != 1 || pb.Targets[0].Addr != netip.MustParseAddr("10.0.0.21") || pb.Targets[0].Port != 80 {
+		t.Fatalf("DSR targets %+v, want m1 at 10.0.0.21:80 (the VIP's port)", pb.Targets)
+	}
+	if p := Targets(dsr(""), local); len(p.Probes) != 0 || fmt.Sprint(p.Unmonitor) != "[m1]" {
+		t.Errorf("DSR pool on a subnet without gateway: %+v, want no probe and m1 unmonitored", p)
 	}
 }
 

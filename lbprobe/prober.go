@@ -127,7 +127,7 @@ func (p *Prober) Update(ctx context.Context, s *model.Snapshot, ifaceIDs map[str
 	wantVIP := map[string]bool{}
 	for _, pb := range plan.Probes {
 		wantVIP[pb.VIPID] = true
-		pkey := fmt.Sprint(pb.VIP, pb.VIPMAC, pb.Port, pb.Targets)
+		pkey := fmt.Sprint(pb.Source, pb.DSR, pb.VIPMAC, pb.Port, pb.Targets)
 		if p.plans[pb.VIPID] != pkey {
 			ns, err := p.cfg.Plumbing.Ensure(ctx, pb)
 			if err != nil {
@@ -296,7 +296,7 @@ func host(ctx context.Context, name string, args ...string) error {
 
 // Ensure implements Plumbing: the namespace, the veth pair (br-int side
 // names.LBProbePortName, namespace side eth0 with the VIP's MAC and
-// address, TX checksum offload off as the userspace datapath needs), a
+// the probes' source address (Probe.Source), TX checksum offload off as the userspace datapath needs), a
 // permanent neighbour entry per member, and the OVS port with its
 // iface-id.
 func (n Netns) Ensure(ctx context.Context, pb Probe) (string, error) {
@@ -318,7 +318,8 @@ func (n Netns) Ensure(ctx context.Context, pb Probe) (string, error) {
 	}
 	steps := [][]string{
 		{"ip", "-n", ns, "link", "set", "eth0", "address", pb.VIPMAC},
-		{"ip", "-n", ns, "addr", "replace", pb.VIP.String(), "dev", "eth0"},
+		{"ip", "-n", ns, "addr", "flush", "dev", "eth0"}, // (a pool switched to or from DSR changes the source)
+		{"ip", "-n", ns, "addr", "replace", pb.Source.String(), "dev", "eth0"},
 		{"ip", "-n", ns, "link", "set", "eth0", "up"},
 		{"ip", "-n", ns, "link", "set", "lo", "up"},
 		{"ip", "netns", "exec", ns, "ethtool", "-K", "eth0", "tx", "off"},

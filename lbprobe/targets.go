@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nimbus-sdn/nimbus/binding"
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/model/names"
 )
@@ -42,8 +43,13 @@ type Target struct {
 
 // Probe is one VIP's probe namespace on this chassis.
 type Probe struct {
-	VIPID   string
-	VIP     netip.Prefix // the VIP's address with its subnet's prefix length
+	VIPID string
+	// Source is the probes' source address with the subnet's prefix
+	// length: the VIP's, or for a DSR pool the VIP subnet's gateway_ip
+	// (a DSR member holds the VIP itself and drops packets from it as
+	// martians; app/lb/README.md, "Health monitors of DSR pools").
+	Source  netip.Prefix
+	DSR     bool
 	VIPMAC  string
 	Port    string // names.LBProbePortName(VIPID)
 	IfaceID string // names.LBProbeIfaceID(VIPID)
@@ -100,6 +106,13 @@ func Targets(s *model.Snapshot, ifaceIDs map[string]string) Plan {
 			}
 		}
 		mon, ok := monitorOf(s, pool)
+		// A DSR pool is probed from its subnet's gateway_ip; without one
+		// it cannot be probed and counts as unmonitored.
+		dsr := strings.Contains(pool.Description, binding.LBDSRTag)
+		gw, gwErr := netip.ParseAddr(sub.GatewayIP)
+		if dsr && (gwErr != nil || !gw.Is4()) {
+			ok = false
+		}
 		if !ok || !vip.AdminStateUp || !pool.AdminStateUp {
 			for _, m := range members[pool.ID] {
 				if a, err := netip.ParseAddr(m.Address); err == nil && byIP[a] != nil {
@@ -120,8 +133,11 @@ func Targets(s *model.Snapshot, ifaceIDs map[string]string) Plan {
 		if !ok {
 			continue
 		}
-		pb := Probe{VIPID: vip.ID, VIP: netip.PrefixFrom(vipAddr, cidr.Bits()), VIPMAC: vp.(*model.Port).MACAddress,
+		pb := Probe{VIPID: vip.ID, Source: netip.PrefixFrom(vipAddr, cidr.Bits()), VIPMAC: vp.(*model.Port).MACAddress,
 			Port: names.LBProbePortName(vip.ID), IfaceID: names.LBProbeIfaceID(vip.ID)}
+		if dsr {
+			pb.Source, pb.DSR = netip.PrefixFrom(gw, cidr.Bits()), true
+		}
 		for _, m := range members[pool.ID] {
 			a, err := netip.ParseAddr(m.Address)
 			// Only the pool's own project's ports: a probe skips the
@@ -131,7 +147,16 @@ func Targets(s *model.Snapshot, ifaceIDs map[string]string) Plan {
 			if err != nil || byIP[a] == nil || byIP[a].ProjectID != pool.ProjectID || m.ProtocolPort <= 0 || m.ProtocolPort > 0xffff {
 				continue
 			}
-			pb.Targets = append(pb.Targets, Target{MemberID: m.ID, Addr: a, Port: m.ProtocolPort, MAC: byIP[a].MACAddress, Monitor: mon})
+			port := m.ProtocolPort
+			if dsr {
+				// A DSR member serves the VIP's port (its protocol_port
+				// is not used): probed there, at its own address.
+				port = vip.ProtocolPort
+			}
+			if port <= 0 || port > 0xffff {
+				continue
+			}
+			pb.Targets = append(pb.Targets, Target{MemberID: m.ID, Addr: a, Port: port, MAC: byIP[a].MACAddress, Monitor: mon})
 		}
 		if len(pb.Targets) > 0 {
 			sort.Slice(pb.Targets, func(i, j int) bool { return pb.Targets[i].MemberID < pb.Targets[j].MemberID })

@@ -219,7 +219,7 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		}
 	}
 	if sameNet {
-		a.probes(v, vip, vipIP, byPool[pool.ID], byIP, add)
+		a.probes(in, v, net, vip, vipIP, pool, byPool[pool.ID], byIP, add)
 	}
 	var members []member
 	for _, m := range byPool[pool.ID] {
@@ -553,26 +553,60 @@ func probePort(v *binding.View, vipID string) uint32 {
 }
 
 // probes steers health probes between the VIP's probe port (a veth into
-// the node agent's probe namespace, which holds the VIP's address and
-// MAC) and every member of the pool whose port is on this chassis,
-// healthy or not (an INACTIVE member is probed until it comes back). The
-// probes bypass the rest of the pipeline in both directions: they come
-// from the infrastructure, not from a tenant port.
+// the node agent's probe namespace, which holds the VIP's MAC and the
+// probes' source address) and every member of the pool whose port is on
+// this chassis, healthy or not (an INACTIVE member is probed until it
+// comes back). The probes bypass the rest of the pipeline in both
+// directions: they come from the infrastructure, not from a tenant port.
 //
 //	P1 classifier: in_port=probe, dl_dst=M's MAC -> output:M's port
-//	P2 classifier: in_port=M's port, tcp, nw_src=M, nw_dst=VIP, tp_src=Mport -> output:probe
-//	P3 classifier: in_port=M's port, icmp echo reply, nw_src=M, nw_dst=VIP -> output:probe
-//	P4 classifier: in_port=M's port, arp request for the VIP -> output:probe
-func (a *App) probes(v *binding.View, vip *model.LBVIP, vipIP flow.IPv4, pms []*model.LBMember,
-	byIP map[flow.IPv4]*binding.Port, add func(*flow.Flow)) {
+//	P2 classifier: in_port=M's port, tcp, nw_src=M, nw_dst=S, tp_src=Mport -> output:probe
+//	P3 classifier: in_port=M's port, icmp echo reply, nw_src=M, nw_dst=S -> output:probe
+//	P4 classifier: in_port=M's port, arp request for S -> output:probe
+//
+// S, the source, is the VIP (NAT pools). A DSR member holds the VIP
+// itself and drops packets from it as martians, so a DSR pool is probed
+// from its subnet's gateway_ip (lbprobe.Targets; none: no probe) at the
+// VIP's port on the member's own address (Mport = the VIP's port); the
+// member answers the gateway's address at the MAC it has for it, the
+// router's when a router holds it, so P2 and P3 set the probe's MAC
+// (the VIP port's) before output, and P4, which would answer the
+// member's ARP for its gateway from the probe, is there only when no
+// router interface holds the gateway on this network (README.md,
+// "Health monitors of DSR pools").
+func (a *App) probes(in app.Input, v *binding.View, net *binding.Network, vip *model.LBVIP, vipIP flow.IPv4, pool *model.LBPool,
+	pms []*model.LBMember, byIP map[flow.IPv4]*binding.Port, add func(*flow.Flow)) {
 	pp := probePort(v, vip.ID)
 	if pp == 0 {
 		return
 	}
+	src, arp := vipIP, true
+	var setMAC []flow.Action
+	dsr := DSR(pool)
+	if dsr {
+		sr, _ := in.Model.Get(model.KindSubnet, vip.SubnetID)
+		sub, _ := sr.(*model.Subnet)
+		pr, _ := in.Model.Get(model.KindPort, vip.PortID)
+		vp, _ := pr.(*model.Port)
+		if sub == nil || vp == nil {
+			return
+		}
+		gw, err := flow.ParseIPv4(sub.GatewayIP)
+		mac, err2 := flow.ParseMAC(vp.MACAddress)
+		if err != nil || err2 != nil || gw == 0 {
+			return
+		}
+		src, arp = gw, !routerHolds(in, net, sub.ID, sub.GatewayIP)
+		setMAC = []flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mac)}}
+	}
 	cl := pipeline.Classifier.ID()
 	for _, m := range pms {
 		ip, err := flow.ParseIPv4(m.Address)
-		if err != nil || m.ProtocolPort <= 0 || m.ProtocolPort > 0xffff {
+		port := m.ProtocolPort
+		if dsr {
+			port = vip.ProtocolPort
+		}
+		if err != nil || port <= 0 || port > 0xffff {
 			continue
 		}
 		p := byIP[ip]
@@ -581,18 +615,43 @@ func (a *App) probes(v *binding.View, vip *model.LBVIP, vipIP flow.IPv4, pms []*
 		}
 		mck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(m.ID))
 		out := func(port uint32) []flow.Action { return []flow.Action{flow.Output{Port: port}} }
+		toProbe := append(append([]flow.Action(nil), setMAC...), out(pp)...)
 		add(&flow.Flow{Table: cl, Priority: pipeline.PrioritySpecific, Cookie: mck,
 			Match: flow.M().InPort(pp).EthDst(p.MAC), Actions: out(p.OFPort)})
 		ipm := func() flow.Match {
-			return flow.M().InPort(p.OFPort).EthType(flow.EthTypeIPv4).Set(flow.IPv4Src, uint64(ip)).Set(flow.IPv4Dst, uint64(vipIP))
+			return flow.M().InPort(p.OFPort).EthType(flow.EthTypeIPv4).Set(flow.IPv4Src, uint64(ip)).Set(flow.IPv4Dst, uint64(src))
 		}
 		add(&flow.Flow{Table: cl, Priority: pipeline.PrioritySpecific, Cookie: mck,
-			Match: ipm().Set(flow.IPProto, flow.ProtoTCP).Set(flow.TCPSrc, uint64(m.ProtocolPort)), Actions: out(pp)})
+			Match: ipm().Set(flow.IPProto, flow.ProtoTCP).Set(flow.TCPSrc, uint64(port)), Actions: toProbe})
 		add(&flow.Flow{Table: cl, Priority: pipeline.PrioritySpecific, Cookie: mck,
-			Match: ipm().Set(flow.IPProto, flow.ProtoICMP).Set(flow.ICMPv4Type, 0), Actions: out(pp)})
-		add(&flow.Flow{Table: cl, Priority: pipeline.PrioritySpecific, Cookie: mck,
-			Match: flow.M().InPort(p.OFPort).EthType(flow.EthTypeARP).Set(flow.ARPTpa, uint64(vipIP)), Actions: out(pp)})
+			Match: ipm().Set(flow.IPProto, flow.ProtoICMP).Set(flow.ICMPv4Type, 0), Actions: toProbe})
+		if arp {
+			add(&flow.Flow{Table: cl, Priority: pipeline.PrioritySpecific, Cookie: mck,
+				Match: flow.M().InPort(p.OFPort).EthType(flow.EthTypeARP).Set(flow.ARPTpa, uint64(src)), Actions: out(pp)})
+		}
 	}
+}
+
+// routerHolds reports whether an interface of a router (one it lists and
+// owns, binding.RouterInterfaces) on network net holds address ip on
+// subnet subnetID.
+func routerHolds(in app.Input, net *binding.Network, subnetID, ip string) bool {
+	ifaces := binding.RouterInterfaces(in.Model)
+	for _, rt := range in.Model.Routers() {
+		for _, pid := range rt.Interfaces {
+			pr, _ := in.Model.Get(model.KindPort, pid)
+			p, _ := pr.(*model.Port)
+			if p == nil || !ifaces[pid] || p.DeviceID != rt.ID || p.NetworkID != net.Network.ID {
+				continue
+			}
+			for _, f := range p.FixedIPs {
+				if f.SubnetID == subnetID && f.IPAddress == ip {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // switchUp reports whether the br-int of chassis is in the topology

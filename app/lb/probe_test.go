@@ -132,3 +132,74 @@ func firstGroup(st *flow.State) uint32 {
 	}
 	return 0
 }
+
+// A DSR pool's probes: from the subnet's gateway (10.0.0.1) at the VIP's
+// port on the member's own address. The probe SYN reaches m1 alone; m1's
+// answer to the gateway's address goes to the probe port with the probe's
+// MAC (the VIP port's) whatever MAC m1 sent it to; m1's ARP for its
+// gateway goes to the probe only when no router holds the gateway (with
+// r1 on sub-a, l3router answers it); m1's DSR replies to clients (from
+// VIP:80) and the NAT-mode probe answers (to the VIP) are not taken.
+func TestWalkProbeDSR(t *testing.T) {
+	gw := flow.MustIPv4("10.0.0.1")
+	for _, routed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("router_%v", routed), func(t *testing.T) {
+			s := newScenario("ROUND_ROBIN")
+			var sw *fakeswitch.Switch
+			if routed {
+				s = newRoutedScenario("ROUND_ROBIN")
+			}
+			s = makeDSR(s)
+			s.member(0, "INACTIVE", 1)
+			s.withProbe("hv1")
+			if routed {
+				sw = routedSwitchOn(t, s, "hv1", fakeswitch.NewConnTable(), nil)
+			} else {
+				sw = fakeswitch.FromState(fullState(t, s.input("hv1")), append(hv1Port, portProbe)...)
+				sw.Conntrack = fakeswitch.NewConnTable()
+			}
+			gwMACSeen := macVIP
+			if routed {
+				gwMACSeen = rA
+			}
+			if e := walk(t, sw, portProbe, tcpPkt(macVIP, mMAC[0], gw, mIP[0], 33000, 80)); e.Port != portMember ||
+				e.Packet.IPv4Dst != mIP[0] || e.Packet.IPv4Src != gw {
+				t.Errorf("probe SYN: out %d %v", e.Port, e.Packet)
+			}
+			e := walk(t, sw, portMember, tcpPkt(mMAC[0], gwMACSeen, mIP[0], gw, 80, 33000))
+			if e.Port != portProbe || e.Packet.EthDst != macVIP {
+				t.Errorf("m1's answer to the probe (to %s): out %d %v, want the probe port, dl_dst %s", gwMACSeen, e.Port, e.Packet, macVIP)
+			}
+			echo := fakeswitch.Packet{EthSrc: mMAC[0], EthDst: gwMACSeen, EthType: flow.EthTypeIPv4, IPProto: flow.ProtoICMP,
+				IPv4Src: mIP[0], IPv4Dst: gw, TTL: 64, ICMPType: 0}
+			if e := walk(t, sw, portMember, echo); e.Port != portProbe || e.Packet.EthDst != macVIP {
+				t.Errorf("m1's echo reply to the gateway: out %d %v", e.Port, e.Packet)
+			}
+			arp := fakeswitch.Packet{EthSrc: mMAC[0], EthDst: flow.MAC(0xffffffffffff), EthType: flow.EthTypeARP, ARPOp: 1,
+				ARPSpa: mIP[0], ARPTpa: gw, ARPSha: mMAC[0]}
+			r, err := sw.Walk(portMember, arp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			toProbe := false
+			for _, e := range r.Emits {
+				toProbe = toProbe || e.Port == portProbe
+			}
+			if toProbe == routed || (!routed && len(r.Emits) != 1) {
+				t.Errorf("m1's ARP for its gateway (router %v): %s, want it at the probe alone only without a router\n%s", routed, r, r.TraceText())
+			}
+			// m1's DSR reply to c1, and an answer to the VIP: not the probe's.
+			for _, p := range []fakeswitch.Packet{tcpPkt(mMAC[0], macC1, vipIP, c1IP, 80, 40000), tcpPkt(mMAC[0], macVIP, mIP[0], vipIP, 80, 33000)} {
+				r, err := sw.Walk(portMember, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range r.Emits {
+					if e.Port == portProbe {
+						t.Errorf("%s went to the probe port", p)
+					}
+				}
+			}
+		})
+	}
+}

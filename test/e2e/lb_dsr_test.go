@@ -22,7 +22,9 @@ import (
 // the reply leaving from VIP:80: the member answers the client directly,
 // with no un-NAT on the client's chassis (in NAT mode m2 would see and
 // send 10.0.0.22:8080). A long download from each client survives a
-// member added and removed (the member pinned in conntrack).
+// member added and removed (the member pinned in conntrack). An HTTP
+// health monitor then keeps all three ACTIVE, takes m2 out (INACTIVE, no
+// request fails) when its httpd is killed and back when restarted.
 func TestLoadBalancerDSR(t *testing.T) {
 	lab := newLBLab(t)
 	lab.toDSR(t)
@@ -65,6 +67,52 @@ func TestLoadBalancerDSR(t *testing.T) {
 	if strings.Contains(got, "10.0.0.22.8080") {
 		t.Errorf("m2 saw NAT traffic (its own address and port) in DSR mode")
 	}
+
+	// Health monitors of a DSR pool: probed from the subnet's gateway
+	// address (a DSR member drops packets from the VIP, its own address,
+	// as martians) at port 80 of the member's own address. All ACTIVE
+	// while served; m2's DSR httpd killed: INACTIVE, and no request
+	// fails or reaches m2; restarted: ACTIVE and serving again.
+	nb := lab.nb
+	hm := nb.post("lb/health_monitors", map[string]any{"health_monitor": map[string]any{"project_id": lab.project,
+		"type": "HTTP", "delay": 1, "timeout": 1, "max_retries": 2, "url_path": "/", "expected_codes": "200"}})
+	nb.post("lb/pools/"+lab.pool["id"].(string)+"/health_monitors", map[string]any{"health_monitor": map[string]any{"id": hm["id"]}})
+	status := func(i int) string {
+		return fmt.Sprint(nb.get("lb/members/" + lab.memberIDs[i])["status"])
+	}
+	statuses := func() string { return fmt.Sprint(status(0), " ", status(1), " ", status(2)) }
+	waitFor(t, 30*time.Second, "a probe port on each chassis", func() bool {
+		for _, hv := range lab.hvs {
+			out, err := hv.VsctlErr("list-ports", "br-int")
+			if err != nil || !containsPrefix(out, "lbp-") {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(5 * time.Second)
+	if got := statuses(); got != "ACTIVE ACTIVE ACTIVE" {
+		dumpHVs(t, lab.hvs)
+		t.Fatalf("DSR members with their httpd up, monitored: %s, want all ACTIVE (the probes do not reach them)", got)
+	}
+	lab.stopHTTPD(1, lab.dsrHTTPD[1])
+	killed := time.Now()
+	waitFor(t, 30*time.Second, "m2 INACTIVE", func() bool { return status(1) == "INACTIVE" })
+	t.Logf("DSR: m2 INACTIVE %v after its httpd was killed (delay x max_retries = 2s)", time.Since(killed).Round(10*time.Millisecond))
+	if got := statuses(); got != "ACTIVE INACTIVE ACTIVE" {
+		t.Errorf("DSR, after m2's kill: %s, want m1 and m3 ACTIVE", got)
+	}
+	time.Sleep(2 * time.Second)
+	counts = lab.requests(100)
+	t.Logf("DSR: 300 requests with m2 down: %v", counts)
+	if counts["FAIL"] != 0 || counts["m2"] != 0 || counts["m1"]+counts["m3"] != 300 {
+		t.Errorf("DSR, m2 down: %v, want 300 answers from m1 and m3 and no failure", counts)
+	}
+	lab.startDSRHTTPD(t, 1)
+	back := time.Now()
+	waitFor(t, 30*time.Second, "m2 ACTIVE again", func() bool { return status(1) == "ACTIVE" })
+	t.Logf("DSR: m2 ACTIVE %v after its httpd restarted", time.Since(back).Round(10*time.Millisecond))
+	waitFor(t, 30*time.Second, "m2 serving through the VIP again", func() bool { return lab.requests(10)["m2"] > 0 })
 	if t.Failed() {
 		dumpHVs(t, lab.hvs)
 	}
@@ -78,17 +126,15 @@ func TestLoadBalancerDSR(t *testing.T) {
 func (lab *lbLab) toDSR(t *testing.T) {
 	t.Helper()
 	nb := lab.nb
-	for i, m := range lab.members {
+	for _, m := range lab.members {
 		m.Exec("ip", "addr", "add", "10.0.0.100/32", "dev", "lo")
 		m.Exec("sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2")
 		nb.put("ports/"+m.Name(), map[string]any{"port": map[string]any{
 			"allowed_address_pairs": []any{map[string]any{"ip_address": "10.0.0.100"}}}})
-		cmd := exec.Command("ip", "netns", "exec", m.NS(), "busybox", "httpd", "-f", "-p", "10.0.0.100:80", "-h", lab.dirs[i])
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
+	}
+	lab.dsrHTTPD = make([]*exec.Cmd, len(lab.members))
+	for i := range lab.members {
+		lab.startDSRHTTPD(t, i)
 	}
 	nb.put("lb/pools/"+lab.pool["id"].(string), map[string]any{"pool": map[string]any{"description": "web nimbus:dsr"}})
 	waitFor(t, 30*time.Second, "DSR groups on every chassis", func() bool {
@@ -141,4 +187,17 @@ func (lab *lbLab) memberCapture(t *testing.T, i int, c *hvlab.VM) string {
 		t.Fatalf("no request from %s reached %s in 30", c.IP(), want)
 	}
 	return got
+}
+
+// startDSRHTTPD starts member i's DSR httpd: port 80 of every address,
+// the VIP's (on lo) for the clients and the member's own for the health
+// monitors (app/lb/README.md, "Health monitors of DSR pools").
+func (lab *lbLab) startDSRHTTPD(t *testing.T, i int) {
+	cmd := exec.Command("ip", "netns", "exec", lab.members[i].NS(), "busybox", "httpd", "-f", "-p", "80", "-h", lab.dirs[i])
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lab.dsrHTTPD[i] = cmd
+	t.Cleanup(func() { lab.stopHTTPD(i, cmd) })
 }

@@ -35,6 +35,7 @@ type lbLab struct {
 	memberIDs []string
 	dirs      []string
 	httpd     []*exec.Cmd
+	dsrHTTPD  []*exec.Cmd // toDSR's httpd on port 80 of each member
 }
 
 func newLBLab(t *testing.T, nodeArgs ...string) *lbLab { return newLBLabCLI(t, nil, nodeArgs...) }
