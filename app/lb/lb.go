@@ -389,7 +389,7 @@ func (a *App) natFlows(v *binding.View, cn clientNet, vip *model.LBVIP, vipIP fl
 	}
 	// 2. A new connection (still addressed to the VIP) goes to the select
 	// group; its bucket commits nat(dst=member) and recirculates here.
-	if len(members) > 0 && SourceIP(vip) {
+	if len(members) > 0 && (SourceIP(vip) || SourceIPMethod(pool)) {
 		a.persistent(vip, pool, members, zone, tcp, toVIP, vck, add)
 	} else if len(members) > 0 {
 		newCT := toVIP(lookupDone).SetMasked(flow.CTState, flow.CTTracked|flow.CTNew, flow.CTTracked|flow.CTNew)
@@ -678,6 +678,12 @@ func switchUp(in app.Input, bt *binding.Table, chassis string) bool {
 // linkPicked is RegLB's value between the multipath choice and the
 // commit of a SOURCE_IP persistent VIP's new connection.
 const linkPicked = 2
+
+// SourceIPMethod reports whether a pool's lb_method is SOURCE_IP (LBaaS
+// v1: the member chosen by a hash of the client's address), balanced as
+// SOURCE_IP persistence is (the multipath on nw_src, the members'
+// weights as links).
+func SourceIPMethod(pool *model.LBPool) bool { return strings.EqualFold(pool.LBMethod, "SOURCE_IP") }
 
 // SourceIP reports whether a VIP has SOURCE_IP session persistence.
 func SourceIP(vip *model.LBVIP) bool {

@@ -18,12 +18,17 @@ func sourceIPScenario() *scenario {
 	return s
 }
 
-// With SOURCE_IP persistence, every connection of c1 (30 source ports)
+// With SOURCE_IP persistence, or lb_method SOURCE_IP, every connection of c1 (30 source ports)
 // reaches the same member, through the multipath flow and never the
 // select group; each is DNATed (conntrack pinned) and its reply comes
 // back from the VIP; established packets keep their member.
 func TestWalkSourceIP(t *testing.T) {
-	s := sourceIPScenario()
+	t.Run("session_persistence", func(t *testing.T) { walkSourceIP(t, sourceIPScenario()) })
+	// lb_method SOURCE_IP, no persistence: the same.
+	t.Run("lb_method", func(t *testing.T) { walkSourceIP(t, newScenario("SOURCE_IP")) })
+}
+
+func walkSourceIP(t *testing.T, s *scenario) {
 	ct := fakeswitch.NewConnTable()
 	sw := hv1(t, s, ct, nil)
 	chosen := map[string]int{}
