@@ -207,6 +207,7 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 	if len(clients) == 0 {
 		return nil
 	}
+	echo(in, v, clients, vip, vipIP, add)
 	// Members: healthy, resolved to a port of the network by fixed IP.
 	byIP := map[flow.IPv4]*binding.Port{}
 	for _, p := range ports {
@@ -271,6 +272,53 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		rstOutside(v, net, fips, vip, vipIP, vck, add, d)
 	}
 	return nil
+}
+
+// echo answers the VIP's clients' pings in place, whatever the pool's
+// mode and health (the VIP exists and is up), as a VIP held by a
+// load-balancer box would: on the VIP's own network from the VIP port's
+// MAC, to a routed client from the router's MAC it sent to (not floating
+// IP clients: app/nat drops what is not TCP to the VIP's port).
+//
+//	E1 lb 10001 key, RegLB=0, icmp echo request, nw_dst=VIP (routed: dl_dst=router MAC) ->
+//	   nw_dst=nw_src, nw_src=VIP, dl_dst=dl_src, dl_src=VIP port's MAC (router MAC), icmp_type=0, output:in_port
+func echo(in app.Input, v *binding.View, clients []clientNet, vip *model.LBVIP, vipIP flow.IPv4, add func(*flow.Flow)) {
+	pr, _ := in.Model.Get(model.KindPort, vip.PortID)
+	vp, _ := pr.(*model.Port)
+	if vp == nil {
+		return
+	}
+	vmac, err := flow.ParseMAC(vp.MACAddress)
+	if err != nil {
+		return
+	}
+	ck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(vip.ID))
+	answer := func(m flow.Match, from flow.MAC) {
+		add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioVIP, Cookie: ck, Match: m,
+			Actions: []flow.Action{
+				flow.Move{Src: flow.IPv4Src, Dst: flow.IPv4Dst, NBits: 32},
+				flow.SetField{F: flow.IPv4Src, Value: uint64(vipIP)},
+				flow.Move{Src: flow.EthSrc, Dst: flow.EthDst, NBits: 48},
+				flow.SetField{F: flow.EthSrc, Value: uint64(from)},
+				flow.SetField{F: flow.ICMPv4Type, Value: 0},
+				flow.Output{Port: flow.PortInPort},
+			}})
+	}
+	for _, cn := range clients {
+		if cn.fipOnly {
+			continue
+		}
+		m := func() flow.Match {
+			return pipeline.RegLB.Match(pipeline.RegNetwork.Match(nil, uint64(cn.net.Key)), 0).EthType(flow.EthTypeIPv4).
+				Set(flow.IPProto, flow.ProtoICMP).Set(flow.ICMPv4Type, 8).Set(flow.IPv4Dst, uint64(vipIP))
+		}
+		if !cn.routed() {
+			answer(m(), vmac)
+		}
+		for _, mac := range cn.macs {
+			answer(m().EthDst(mac), mac)
+		}
+	}
 }
 
 // clientNet is a network whose local ports are clients of a VIP: the

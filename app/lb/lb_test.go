@@ -520,3 +520,46 @@ func TestMemberOfDisconnectedChassis(t *testing.T) {
 		t.Fatalf("settling: %d members in the group, want all 3", n)
 	}
 }
+
+// A client's ping to the VIP is answered in place by lb (E1), from the
+// VIP port's MAC, in NAT and DSR mode and with every member down; a
+// routed client's, from the router's MAC it sent to.
+func TestWalkVIPEcho(t *testing.T) {
+	ping := func(src flow.MAC, dst flow.MAC, ip flow.IPv4) fakeswitch.Packet {
+		return fakeswitch.Packet{EthSrc: src, EthDst: dst, EthType: flow.EthTypeIPv4, IPProto: flow.ProtoICMP,
+			IPv4Src: ip, IPv4Dst: vipIP, TTL: 64, ICMPType: 8}
+	}
+	for _, c := range []struct {
+		name string
+		s    func() *scenario
+	}{
+		{"nat", func() *scenario { return newScenario("ROUND_ROBIN") }},
+		{"dsr", func() *scenario { return makeDSR(newScenario("ROUND_ROBIN")) }},
+		{"all_down", func() *scenario {
+			s := newScenario("ROUND_ROBIN")
+			for i := range mIP {
+				s.member(i, "INACTIVE", 1)
+			}
+			return s
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sw := hv1(t, c.s(), fakeswitch.NewConnTable(), nil)
+			r, err := sw.Walk(portClient, ping(macC1, macVIP, c1IP))
+			e := one(t, r, err)
+			p := e.Packet
+			if e.Port != portClient || p.IPv4Src != vipIP || p.IPv4Dst != c1IP || p.ICMPType != 0 || p.EthSrc != macVIP || p.EthDst != macC1 {
+				t.Fatalf("c1's ping to the VIP: out %d %s, want the echo reply from %s (%s) back to c1\n%s", e.Port, p, vipIP, macVIP, r.TraceText())
+			}
+		})
+	}
+	t.Run("routed", func(t *testing.T) {
+		sw := routedSwitch(t, newRoutedScenario("ROUND_ROBIN"), fakeswitch.NewConnTable(), nil)
+		r, err := sw.Walk(portCB1, ping(macCB1, rB, cb1IP))
+		e := one(t, r, err)
+		p := e.Packet
+		if e.Port != portCB1 || p.IPv4Src != vipIP || p.IPv4Dst != cb1IP || p.ICMPType != 0 || p.EthSrc != rB || p.EthDst != macCB1 {
+			t.Fatalf("cb1's ping to the VIP: out %d %s, want the echo reply from %s (%s)\n%s", e.Port, p, vipIP, rB, r.TraceText())
+		}
+	})
+}

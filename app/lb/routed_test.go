@@ -230,8 +230,8 @@ func TestRoutedClientsWhere(t *testing.T) {
 	dsr := *pool
 	dsr.Description = DSRTag
 	s.put(&dsr)
-	if n := count("hv3"); n != 6 {
-		t.Fatalf("DSR pool: %d routed-client flows, want 6 (D1r, D0r for TTL 0 and 1, D5r, D5br, D6r):\n%s", n, lbState(t, s.input("hv3")).Text())
+	if n := count("hv3"); n != 7 {
+		t.Fatalf("DSR pool: %d routed-client flows, want 7 (D1r, D0r for TTL 0 and 1, D5r, D5br, D6r, E1):\n%s", n, lbState(t, s.input("hv3")).Text())
 	}
 	s.put(pool)
 	delete(s.recs[model.KindRouter], idRouter)

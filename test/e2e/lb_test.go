@@ -17,7 +17,8 @@ import (
 // from each client) all succeed and reach all three members, the
 // balancing done on each client's own chassis (NAT mode); a long
 // download survives a member added and removed around it; with every
-// member deleted, a request is refused at once by a RST.
+// member deleted, a request is refused at once by a RST, and the VIP
+// still answers every client's ping.
 func TestLoadBalancerNAT(t *testing.T) {
 	lab := newLBLab(t)
 	hvs, nb, project, pool := lab.hvs, lab.nb, lab.project, lab.pool
@@ -76,6 +77,14 @@ func TestLoadBalancerNAT(t *testing.T) {
 	t.Logf("no member: curl exit %d", code)
 	if code != 7 {
 		t.Errorf("no member: curl exit %d, want 7 (connection refused by a RST)", code)
+	}
+	// The VIP answers pings (lb's E1, in place on each client's chassis),
+	// members or not.
+	for _, c := range clients {
+		out, err := c.ExecErr("ping", "-n", "-c", "2", "-W", "2", "10.0.0.100")
+		if err != nil || !strings.Contains(out, "from 10.0.0.100") {
+			t.Errorf("%s's ping to the VIP: %v\n%s", c.Name(), err, out)
+		}
 	}
 	if t.Failed() {
 		dumpHVs(t, hvs)
