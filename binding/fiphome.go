@@ -14,7 +14,7 @@ const LBDSRTag = "nimbus:dsr"
 
 // FloatingIPVIP is the load-balancer VIP whose port floating IP f is
 // associated with, when that VIP is admin up and its pool exists, is
-// admin up, on a GRE network; nil otherwise. Such a floating IP has no
+// admin up, on a GRE or VLAN network; nil otherwise. Such a floating IP has no
 // VM and no chassis of its own: it is served on its home chassis
 // (FloatingIPHome) by app/nat (ARP, the rewrite to the VIP, the way
 // out) and app/lb (the balancing, in either mode: a DSR member's reply,
@@ -35,15 +35,15 @@ func FloatingIPVIP(m *model.Snapshot, f *model.FloatingIP) *model.LBVIP {
 		if pool := pr.(*model.LBPool); !pool.AdminStateUp {
 			return nil
 		}
-		// A GRE network's only: the members' replies are steered to the
-		// home through a tunnel; on a VLAN network the frame to the
-		// router's MAC would be flooded to every chassis's uplink.
+		// GRE and VLAN networks (app/lb's): the members' replies are
+		// steered to the home through a tunnel, or through the VLAN
+		// uplink to the VIP port's MAC.
 		sr, ok := m.Get(model.KindSubnet, v.SubnetID)
 		if !ok {
 			return nil
 		}
 		nr, ok := m.Get(model.KindNetwork, sr.(*model.Subnet).NetworkID)
-		if !ok || nr.(*model.Network).NetworkType != model.NetGRE {
+		if !ok || (nr.(*model.Network).NetworkType != model.NetGRE && nr.(*model.Network).NetworkType != model.NetVLAN) {
 			return nil
 		}
 		return v

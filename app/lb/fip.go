@@ -40,6 +40,9 @@ type vipFIP struct {
 	ip  flow.IPv4
 	mac flow.MAC
 	ext uint32
+	// vmac is the VIP port's MAC: on a VLAN network the members' replies
+	// are steered to the home addressed to it (steerReplies, homeCatch).
+	vmac flow.MAC
 }
 
 // floatingIPs are the floating IPs of vip (NAT mode: binding.FloatingIPVIP)
@@ -48,6 +51,13 @@ type vipFIP struct {
 // network vnet, by floating IP id (app/nat's conditions).
 func floatingIPs(in app.Input, bt *binding.Table, vip *model.LBVIP, vnet *binding.Network) []vipFIP {
 	ifaces := binding.RouterInterfaces(in.Model)
+	var vmac flow.MAC
+	if pr, ok := in.Model.Get(model.KindPort, vip.PortID); ok {
+		vmac, _ = flow.ParseMAC(pr.(*model.Port).MACAddress)
+	}
+	if vnet.Network.NetworkType == model.NetVLAN && vmac == 0 {
+		return nil
+	}
 	var out []vipFIP
 	for _, r := range in.Model.List(model.KindFloatingIP) {
 		f := r.(*model.FloatingIP)
@@ -62,7 +72,7 @@ func floatingIPs(in app.Input, bt *binding.Table, vip *model.LBVIP, vnet *bindin
 		if rt == nil || !rt.AdminStateUp || rt.Gateway == nil || rt.Gateway.NetworkID != f.FloatingNetworkID {
 			continue
 		}
-		x := vipFIP{f: f, home: bt.FloatingIPHome(in.Topology, f)}
+		x := vipFIP{f: f, home: bt.FloatingIPHome(in.Topology, f), vmac: vmac}
 		if x.home == "" {
 			continue
 		}
@@ -159,6 +169,13 @@ func steerReplies(v *binding.View, net *binding.Network, fips []vipFIP, srcs []s
 	if x.home == v.Chassis.Name || out == nil {
 		return
 	}
+	if net.Network.NetworkType == model.NetVLAN {
+		// The uplink carries it to whichever chassis the physical
+		// network has the destination MAC at: not the router's (every
+		// chassis routes with it) but the VIP port's, which only the home
+		// claims (homeCatch turns it back into the router's).
+		out = append([]flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(x.vmac)}}, out...)
+	}
 	ck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(x.f.ID))
 	for _, sp := range srcs {
 		m := func() flow.Match {
@@ -174,14 +191,33 @@ func steerReplies(v *binding.View, net *binding.Network, fips []vipFIP, srcs []s
 	}
 }
 
-// fipOnlyOut sends a floating IP client's packet, DNATed to a remote
-// member, straight to the member's chassis (flow 4 on a home chassis
-// with no port of the VIP's network: l2_forward has no flows for it
-// there).
-func fipOnlyOut(cn clientNet, tun uint32) []flow.Action {
-	return []flow.Action{
-		flow.SetField{F: flow.TunnelID, Value: uint64(cn.net.Network.SegmentationID)},
-		flow.Output{Port: tun},
+// homeCatch takes, on the home of the VIP's floating IP on a VLAN
+// network, the members' replies steered to it from their chassis
+// (steerReplies: addressed to the VIP port's MAC): as fromPeer's flow 6
+// (or D6) for them, one above it, with the router's MAC put back as the
+// destination (what app/nat's N4 matches after lb's lookup). srcs are
+// the replies' sources (NAT: each remote member's address and port;
+// DSR: the VIP's).
+//
+//	F4 classifier 20001  uplink, dl_vlan=tag, dl_dst=VIP port's MAC, tcp, nw_src, tp_src -> pop_vlan, class phys, key, reg2=uplink, dl_dst=router MAC, goto lb
+func homeCatch(v *binding.View, net *binding.Network, fips []vipFIP, srcs []srcPort, add func(*flow.Flow)) {
+	if net.Network.NetworkType != model.NetVLAN || !homeHere(v, fips) {
+		return
+	}
+	x := fips[0]
+	if x.home != v.Chassis.Name {
+		return
+	}
+	ck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(x.f.ID))
+	for _, sp := range srcs {
+		f := fromPeer(v, net, flow.M().EthDst(x.vmac).EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP).
+			Set(flow.IPv4Src, uint64(sp.ip)).Set(flow.TCPSrc, uint64(sp.port)), ck)
+		if f == nil {
+			return
+		}
+		f.Priority++
+		f.Actions = append(f.Actions, flow.SetField{F: flow.EthDst, Value: uint64(x.rmac)})
+		add(f)
 	}
 }
 

@@ -252,6 +252,12 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 	if DSR(pool) {
 		reached := a.dsr(v, net, clients, vip, vipIP, gid, members, DSRMarks(byPool[pool.ID]), pool, add, d)
 		a.steerDSR(v, net, fips, vip, vipIP, members, add)
+		for _, mb := range members {
+			if mb.remote {
+				homeCatch(v, net, fips, []srcPort{{vipIP, uint16(vip.ProtocolPort)}}, add)
+				break
+			}
+		}
 		if reached == 0 && homeHere(v, fips) {
 			rstOutsideDSR(v, net, fips, vip, vipIP, pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(vip.ID)), add, d)
 		}
@@ -268,6 +274,13 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 		a.natFlows(v, cn, vip, vipIP, gid, pool, members, zone, lbT, vck, &grouped, add, d)
 	}
 	a.steer(v, net, fips, members, add)
+	var remote []srcPort
+	for _, mb := range members {
+		if mb.remote {
+			remote = append(remote, srcPort{mb.ip, mb.port})
+		}
+	}
+	homeCatch(v, net, fips, remote, add)
 	if len(members) == 0 && homeHere(v, fips) {
 		rstOutside(v, net, fips, vip, vipIP, vck, add, d)
 	}
@@ -479,8 +492,11 @@ func (a *App) natFlows(v *binding.View, cn clientNet, vip *model.LBVIP, vipIP fl
 		if !cn.routed() {
 			acts = []flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mb.mac)}}
 		}
-		if tun, ok := v.Tunnels[mb.chassis]; cn.fipOnly && ok {
-			add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: dn, Actions: append(acts, fipOnlyOut(cn, tun)...)})
+		// 4h. On a home chassis with no port of the VIP's network
+		// (l2_forward has no flows for it there), a floating IP client's
+		// packet goes straight to a remote member's chassis.
+		if out := toPeer(v, cn.net, mb.chassis); cn.fipOnly && mb.remote && out != nil {
+			add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: dn, Actions: append(acts, out...)})
 		} else {
 			add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: mck, Match: dn, Actions: acts, Goto: pipeline.DNAT.ID()})
 		}

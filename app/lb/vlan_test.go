@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/nimbus-sdn/nimbus/app/nat"
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/internal/fakeswitch"
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/model/names"
-	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/topology"
 )
 
@@ -113,29 +111,97 @@ func TestGoldenVLAN(t *testing.T) {
 	checkGolden(t, "hv1_vlan_dsr.golden", lbState(t, makeDSR(vlanScenario(newScenario("ROUND_ROBIN"))).input("hv1")).Text())
 }
 
-// A floating IP on a VIP of a VLAN network is not served (README.md,
-// "Not done"): neither nat (no ARP answer, no rewrite) nor lb (no
-// steering, no home flows) gives it flows on any chassis.
-func TestFloatingIPVLANVIPNotServed(t *testing.T) {
+// vlanFIPScenario is newFIPScenario with net-a (the VIP's network) a
+// VLAN network (VLAN 300 on physnet1, each chassis's uplink port 20,
+// beside the external network's port 30).
+func vlanFIPScenario() *scenario {
 	s := newFIPScenario()
 	n := *s.recs[model.KindNetwork]["net-a"].(*model.Network)
-	n.NetworkType, n.PhysicalNetwork, n.SegmentationID = model.NetVLAN, "physnet1", vlanID
+	n.NetworkType, n.PhysicalNetwork, n.SegmentationID, n.MTU = model.NetVLAN, "physnet1", vlanID, 1500
 	s.put(&n)
-	ck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(idFIP))
 	for _, c := range []string{"hv1", "hv2", "hv3"} {
-		d, err := nat.New().Desired(s.input(c))
-		if err != nil {
-			t.Fatal(err)
+		ch := *s.recs[model.KindChassis][c].(*model.Chassis)
+		ch.Mappings = map[string]string{"physnet1": "br-phy", "extnet": "br-ex"}
+		s.put(&ch)
+		s.sw[c][portUplink] = topology.Port{No: portUplink, Name: names.PhysPortName("physnet1"), Up: true}
+	}
+	return s
+}
+
+// A floating IP on a VIP of a VLAN network, both modes, each bucket: the
+// home rewrites the outside SYN to the VIP and sends it to the member (a
+// remote one out of the VLAN uplink, tagged); the remote member's reply
+// is steered out of its chassis's VLAN uplink, tagged, addressed to the
+// VIP port's MAC (which only the home claims), not the router's (which
+// every chassis routes with); the home takes it (F4: the router's MAC
+// back) and sends it out of the external uplink from FIP:80. Another
+// chassis that gets the same frame (an upstream switch that floods it)
+// sends nothing out of its external uplink.
+func TestWalkFloatingIPVLANVIP(t *testing.T) {
+	for _, mode := range []string{"NAT", "DSR"} {
+		s := vlanFIPScenario()
+		if mode == "DSR" {
+			s = makeDSR(s)
 		}
-		for _, f := range d.Flows {
-			if f.Cookie == pipeline.Cookie(pipeline.AppNAT, pipeline.ObjectID(idFIP)) {
-				t.Errorf("%s: nat flow for a VLAN VIP's floating IP: %s", c, f.KeyText())
-			}
-		}
-		for _, f := range lbState(t, s.input(c)).Flows {
-			if f.Cookie == ck {
-				t.Errorf("%s: lb flow for a VLAN VIP's floating IP: %s", c, f.KeyText())
-			}
+		home := s.home(t)
+		for b := range mIP {
+			t.Run(fmt.Sprintf("%s/bucket%d_%s", mode, b, mHost[b]), func(t *testing.T) {
+				pick := b
+				sw := fipSwitch(t, s, home, fakeswitch.NewConnTable(), &pick)
+				syn := tcpPkt(gwMAC, fipMAC, inetIP, fipIP, inetSport, 80)
+				r, err := sw.Walk(uplinkPort, syn)
+				e := one(t, r, err)
+				local := mHost[b] == home
+				wantPort, dport, rsrc, rsport := uint32(portMember), uint16(memberTP), mIP[b], uint16(memberTP)
+				if !local {
+					wantPort = portUplink
+				}
+				if mode == "DSR" {
+					dport, rsrc, rsport = 80, vipIP, 80
+				}
+				p := e.Packet
+				if e.Port != wantPort || p.TPDst != dport || p.EthDst != mMAC[b] || p.IPv4Src != inetIP ||
+					(!local && (len(p.VLANs) != 1 || p.VLANs[0].VID != vlanID)) || (local && len(p.VLANs) != 0) {
+					t.Fatalf("SYN: got port %d %s, want port %d to %s (tagged %d when remote)\n%s", e.Port, p, wantPort, mMAC[b], vlanID, r.TraceText())
+				}
+				reply := tcpPkt(mMAC[b], rA, rsrc, inetIP, rsport, inetSport)
+				in := uint32(portMember)
+				if !local {
+					msw := fipSwitch(t, s, mHost[b], fakeswitch.NewConnTable(), nil)
+					r, err := msw.Walk(portMember, reply)
+					e := one(t, r, err)
+					if e.Port != portUplink || len(e.Packet.VLANs) != 1 || e.Packet.VLANs[0].VID != vlanID ||
+						e.Packet.EthDst != macVIP || e.Packet.IPv4Src != rsrc || e.Packet.TPSrc != rsport {
+						t.Fatalf("reply on the member's chassis %s: got port %d %s, want the VLAN uplink tagged %d to the VIP port's MAC %s\n%s",
+							mHost[b], e.Port, e.Packet, vlanID, macVIP, r.TraceText())
+					}
+					reply = tcpPkt(e.Packet.EthSrc, e.Packet.EthDst, e.Packet.IPv4Src, e.Packet.IPv4Dst, e.Packet.TPSrc, e.Packet.TPDst)
+					reply.TTL, reply.VLANs, in = e.Packet.TTL, e.Packet.VLANs, portUplink
+					for _, c := range []string{"hv1", "hv2", "hv3"} {
+						if c == home {
+							continue
+						}
+						osw := fipSwitch(t, s, c, fakeswitch.NewConnTable(), nil)
+						r, err := osw.Walk(portUplink, reply)
+						if err != nil {
+							t.Fatal(err)
+						}
+						for _, e := range r.Emits {
+							if e.Port == uplinkPort || e.Packet.IPv4Src == fipIP {
+								t.Errorf("%s (not the home) sent the steered reply out: %s\n%s", c, e, r.TraceText())
+							}
+						}
+					}
+				}
+				r, err = sw.Walk(in, reply)
+				e = one(t, r, err)
+				p = e.Packet
+				if e.Port != uplinkPort || p.IPv4Src != fipIP || p.TPSrc != 80 || p.IPv4Dst != inetIP || p.TPDst != inetSport ||
+					p.EthSrc != fipMAC || p.EthDst != gwMAC || len(p.VLANs) != 0 {
+					t.Fatalf("reply on the home: got port %d %s, want the external uplink %d from %s:80 (%s -> %s)\n%s",
+						e.Port, p, uplinkPort, fipIP, fipMAC, gwMAC, r.TraceText())
+				}
+			})
 		}
 	}
 }

@@ -17,8 +17,8 @@ import (
 // floating IP on the way out (README.md, "Floating IPs of a VIP").
 
 // placeVIP resolves the VIP side of floating IP f on this chassis (nil
-// unless this chassis is f's home and the VIP's port is on a GRE
-// network); it returns the VIP's subnet and network too.
+// unless this chassis is f's home and the VIP's port is on a GRE or
+// VLAN network); it returns the VIP's subnet and network too.
 func placeVIP(in app.Input, v *binding.View, f *model.FloatingIP, vip *model.LBVIP) (*placed, string, string) {
 	if v.Table.FloatingIPHome(in.Topology, f) != v.Chassis.Name {
 		return nil, "", ""
@@ -31,9 +31,9 @@ func placeVIP(in app.Input, v *binding.View, f *model.FloatingIP, vip *model.LBV
 	vnet := v.Table.Networks[port.NetworkID]
 	vipIP, err := flow.ParseIPv4(vip.Address)
 	mac, err2 := flow.ParseMAC(port.MACAddress)
-	if vnet == nil || vnet.Network.NetworkType != model.NetGRE || err != nil || err2 != nil ||
+	if vnet == nil || (vnet.Network.NetworkType != model.NetGRE && vnet.Network.NetworkType != model.NetVLAN) || err != nil || err2 != nil ||
 		vip.ProtocolPort <= 0 || vip.ProtocolPort > 0xffff {
-		return nil, "", "" // app/lb balances VIPs of GRE networks only
+		return nil, "", "" // app/lb balances VIPs of GRE and VLAN networks only
 	}
 	return &placed{f: f, fixed: vipIP, vnet: vnet, vip: vip, vipMAC: mac}, vip.SubnetID, port.NetworkID
 }

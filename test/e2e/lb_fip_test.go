@@ -30,60 +30,9 @@ import (
 func TestLoadBalancerFloatingIP(t *testing.T) {
 	lab := newLBLabWith(t, hvlab.Options{External: true}, []string{hvlab.ExternalPhysnet}, nil,
 		"--bridge-mappings", hvlab.ExternalPhysnet+":"+hvlab.ExternalBridge)
-	nb, project, hvs, api := lab.nb, lab.project, lab.hvs, lab.env.c.API
+	nb, hvs := lab.nb, lab.hvs
 	in := lab.env.l.Internet()
-	x := openstackJSON(t, api, "network", "create", "--project", "admin", "--external", "--provider-network-type", "flat",
-		"--provider-physical-network", hvlab.ExternalPhysnet, "ext")
-	openstackJSON(t, api, "subnet", "create", "--project", "admin", "--network", x["id"].(string), "--subnet-range", in.CIDR(),
-		"--gateway", in.IP(), "--no-dhcp", "--allocation-pool", "start="+in.Addr(10)+",end="+in.Addr(99), "ext-sub")
-	rt := openstackJSON(t, api, "router", "create", "--project", project, "--external-gateway", x["id"].(string), "r-lb")
-	openstackCLI(t, api, "router", "add", "subnet", rt["id"].(string), lab.subnet["id"].(string))
-	// The members answer the outside through their router, and their
-	// security group lets the outside in on 8080.
-	for _, m := range lab.members {
-		m.Exec("ip", "route", "add", "default", "via", "10.0.0.1")
-	}
-	var sgs struct {
-		SecurityGroups []struct {
-			ID, Name  string
-			ProjectID string `json:"project_id"`
-		} `json:"security_groups"`
-	}
-	if err := getJSON("http://"+api+"/v2.0/security-groups", &sgs); err != nil {
-		t.Fatal(err)
-	}
-	added := 0
-	for _, g := range sgs.SecurityGroups {
-		if g.ProjectID != project || g.Name != "default" {
-			continue
-		}
-		for _, port := range []int{8080, 80} { // NAT members listen on 8080, DSR members on the VIP's 80
-			nb.post("security-group-rules", map[string]any{"security_group_rule": map[string]any{"security_group_id": g.ID,
-				"project_id": project, "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
-				"port_range_min": port, "port_range_max": port, "remote_ip_prefix": "0.0.0.0/0"}})
-		}
-		added++
-	}
-	if added != 1 {
-		t.Fatalf("%s's default security group: found %d", project, added)
-	}
-	f := openstackJSON(t, api, "floating ip", "create", "--project", project, x["id"].(string))
-	fip := f["floating_ip_address"].(string)
-	start := time.Now()
-	openstackCLI(t, api, "floating ip", "set", "--port", lab.vip["port_id"].(string), f["id"].(string))
-	url := "http://" + fip + "/"
-	get := func() string {
-		out, err := in.ExecErr("curl", "-s", "-m", "2", url)
-		if err != nil {
-			return ""
-		}
-		return strings.TrimSpace(out)
-	}
-	waitFor(t, 30*time.Second, "the internet fetches from the VIP by its floating IP", func() bool { return strings.HasPrefix(get(), "m") })
-	t.Logf("floating IP %s associated with the VIP's port -> first answer: %v", fip, time.Since(start).Round(time.Millisecond))
-	// Its status comes from the data plane: its flows are on the home
-	// (and the members' chassis), none refused.
-	waitFor(t, 30*time.Second, "the floating IP ACTIVE", func() bool { return nb.get("floatingips/" + f["id"].(string))["status"] == "ACTIVE" })
+	fip, url, get := lab.floatingIP(t)
 
 	check := func(mode string) {
 		t.Helper()
@@ -191,4 +140,73 @@ func TestLoadBalancerFloatingIP(t *testing.T) {
 	if t.Failed() {
 		dumpHVs(t, hvs)
 	}
+}
+
+// floatingIP gives the lb lab's VIP a floating IP from the internet
+// (the lab made with hvlab Options.External and the agents mapping
+// extnet): an external network and subnet, a router with its gateway
+// there and an interface on the VIP's subnet, the members' default
+// route through it, their security group open to the outside on 8080
+// and 80, and a floating IP made and associated with the VIP's port by
+// the openstack CLI; it waits for the first answer from the internet and
+// for the floating IP ACTIVE. It returns the floating IP, its URL and a
+// fetch of that URL from the internet ("" on failure).
+func (lab *lbLab) floatingIP(t *testing.T) (string, string, func() string) {
+	t.Helper()
+	nb, project, api := lab.nb, lab.project, lab.env.c.API
+	in := lab.env.l.Internet()
+	x := openstackJSON(t, api, "network", "create", "--project", "admin", "--external", "--provider-network-type", "flat",
+		"--provider-physical-network", hvlab.ExternalPhysnet, "ext")
+	openstackJSON(t, api, "subnet", "create", "--project", "admin", "--network", x["id"].(string), "--subnet-range", in.CIDR(),
+		"--gateway", in.IP(), "--no-dhcp", "--allocation-pool", "start="+in.Addr(10)+",end="+in.Addr(99), "ext-sub")
+	rt := openstackJSON(t, api, "router", "create", "--project", project, "--external-gateway", x["id"].(string), "r-lb")
+	openstackCLI(t, api, "router", "add", "subnet", rt["id"].(string), lab.subnet["id"].(string))
+	// The members answer the outside through their router, and their
+	// security group lets the outside in on 8080.
+	for _, m := range lab.members {
+		m.Exec("ip", "route", "add", "default", "via", "10.0.0.1")
+	}
+	var sgs struct {
+		SecurityGroups []struct {
+			ID, Name  string
+			ProjectID string `json:"project_id"`
+		} `json:"security_groups"`
+	}
+	if err := getJSON("http://"+api+"/v2.0/security-groups", &sgs); err != nil {
+		t.Fatal(err)
+	}
+	added := 0
+	for _, g := range sgs.SecurityGroups {
+		if g.ProjectID != project || g.Name != "default" {
+			continue
+		}
+		for _, port := range []int{8080, 80} { // NAT members listen on 8080, DSR members on the VIP's 80
+			nb.post("security-group-rules", map[string]any{"security_group_rule": map[string]any{"security_group_id": g.ID,
+				"project_id": project, "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+				"port_range_min": port, "port_range_max": port, "remote_ip_prefix": "0.0.0.0/0"}})
+		}
+		added++
+	}
+	if added != 1 {
+		t.Fatalf("%s's default security group: found %d", project, added)
+	}
+	f := openstackJSON(t, api, "floating ip", "create", "--project", project, x["id"].(string))
+	fip := f["floating_ip_address"].(string)
+	start := time.Now()
+	openstackCLI(t, api, "floating ip", "set", "--port", lab.vip["port_id"].(string), f["id"].(string))
+	url := "http://" + fip + "/"
+	get := func() string {
+		out, err := in.ExecErr("curl", "-s", "-m", "2", url)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(out)
+	}
+	waitFor(t, 30*time.Second, "the internet fetches from the VIP by its floating IP", func() bool { return strings.HasPrefix(get(), "m") })
+	t.Logf("floating IP %s associated with the VIP's port -> first answer: %v", fip, time.Since(start).Round(time.Millisecond))
+	// Its status comes from the data plane: its flows are on the home
+	// (and the members' chassis), none refused.
+	waitFor(t, 30*time.Second, "the floating IP ACTIVE", func() bool { return nb.get("floatingips/" + f["id"].(string))["status"] == "ACTIVE" })
+
+	return fip, url, get
 }

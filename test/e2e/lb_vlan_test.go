@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/nimbus-sdn/nimbus/internal/hvlab"
 )
@@ -12,11 +14,17 @@ import (
 // reached, and answer, through the physical network's uplink, tagged,
 // instead of a tunnel. NAT mode: 300 requests (100 from each client)
 // all answered and spread over the three members; then DSR mode (the
-// member-side setup of TestLoadBalancerDSR): 300 more, the same.
+// member-side setup of TestLoadBalancerDSR): 300 more, the same. In
+// both modes the VIP also has a floating IP (the external network
+// beside, lbLab.floatingIP): 150 requests from the internet all answered
+// and spread, the members' replies steered to the floating IP's home
+// over the VLAN (addressed to the VIP port's MAC).
 func TestLoadBalancerVLAN(t *testing.T) {
-	lab := newLBLabNet(t, hvlab.Options{Physnet: true}, []string{physnet},
+	lab := newLBLabNet(t, hvlab.Options{Physnet: true, External: true}, []string{physnet, hvlab.ExternalPhysnet},
 		map[string]any{"provider:network_type": "vlan", "provider:physical_network": physnet, "provider:segmentation_id": 120},
-		nil, "--bridge-mappings", physnet+":"+hvlab.PhysnetBridge)
+		nil, "--bridge-mappings", physnet+":"+hvlab.PhysnetBridge+","+hvlab.ExternalPhysnet+":"+hvlab.ExternalBridge)
+	_, url, get := lab.floatingIP(t)
+	in := lab.env.l.Internet()
 	check := func(mode string) {
 		t.Helper()
 		counts := lab.requests(100)
@@ -30,9 +38,25 @@ func TestLoadBalancerVLAN(t *testing.T) {
 				t.Errorf("%s on VLAN: member m%d got %d of 300 requests", mode, i+1, got)
 			}
 		}
+		out, _ := in.ExecErr("sh", "-c", "for i in $(seq 150); do curl -s -m 3 "+url+" || echo FAIL; done")
+		fc := map[string]int{}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			fc[strings.TrimSpace(line)]++
+		}
+		t.Logf("%s on VLAN: 150 requests from the internet to the floating IP: %v", mode, fc)
+		if fc["FAIL"] != 0 {
+			t.Errorf("%s on VLAN: %d of 150 requests to the floating IP failed", mode, fc["FAIL"])
+		}
+		for i := range lab.members {
+			// 50 expected each; 20 is over 5 standard deviations below.
+			if got := fc[fmt.Sprintf("m%d", i+1)]; got < 20 {
+				t.Errorf("%s on VLAN: member m%d got %d of the internet's 150 requests", mode, i+1, got)
+			}
+		}
 	}
 	check("NAT")
 	lab.toDSR(t)
+	waitFor(t, 30*time.Second, "the internet answered in DSR mode", func() bool { return strings.HasPrefix(get(), "m") })
 	check("DSR")
 	if t.Failed() {
 		dumpHVs(t, lab.hvs)
