@@ -45,6 +45,16 @@ func (m Match) IPv4DstIn(p netip.Prefix) Match {
 	return m.SetMasked(IPv4Dst, v, uint64(^uint32(0)<<(32-p.Bits())))
 }
 
+// IPv4SrcIn matches nw_src in prefix p (nothing added for a /0).
+func (m Match) IPv4SrcIn(p netip.Prefix) Match {
+	if p.Bits() <= 0 {
+		return m
+	}
+	a := p.Masked().Addr().As4()
+	v := uint64(a[0])<<24 | uint64(a[1])<<16 | uint64(a[2])<<8 | uint64(a[3])
+	return m.SetMasked(IPv4Src, v, uint64(^uint32(0)<<(32-p.Bits())))
+}
+
 // InPort, EthType, etc. are shorthands used by apps.
 func (m Match) InPort(p uint32) Match     { return m.Set(InPort, uint64(p)) }
 func (m Match) EthDst(a MAC) Match        { return m.Set(EthDst, uint64(a)) }

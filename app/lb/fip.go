@@ -147,7 +147,53 @@ func (a *App) steer(v *binding.View, net *binding.Network, fips []vipFIP, member
 			srcs = append(srcs, srcPort{mb.ip, mb.port})
 		}
 	}
-	steerReplies(v, net, fips, srcs, prioSteer, add)
+	steerReplies(v, net, fips, srcs, prioSteer, true, add)
+	trackFromHome(v, net, fips, srcs, add)
+}
+
+// trackFromHome commits, on a NAT member's chassis other than the home,
+// the connections the home sends it for the VIP's floating IP (from a
+// tunnel or the VLAN uplink, from an address off the router's subnets,
+// to the member's address and port) in the VIP network's lb zone, so
+// that F1 steers only their replies (+rpl after flow 5's lookup): the
+// member's replies on its own floating IP's connections (which app/nat
+// serves on this chassis, from the external uplink) are not steered away
+// to the home, where nothing would un-NAT them.
+//
+//	F0  classifier 20000       tun_id=segA (VLAN: uplink, tag popped), tcp, nw_dst=M, tp_dst=Mport -> classified as isolation does, goto lb
+//	G0  lb 9000                kA, RegLB=0, class tunnel (phys), tcp, nw_dst=M, tp_dst=Mport -> ct(commit,zone), goto dnat
+//	G0s lb 9001+len            the same, nw_src in one of the router's subnets -> goto dnat (east-west: not tracked)
+func trackFromHome(v *binding.View, net *binding.Network, fips []vipFIP, srcs []srcPort, add func(*flow.Flow)) {
+	if len(fips) == 0 || fips[0].home == v.Chassis.Name || toPeer(v, net, fips[0].home) == nil {
+		return
+	}
+	x := fips[0]
+	ck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(x.f.ID))
+	zone := Zone(net.Key)
+	for _, sp := range srcs {
+		tcpTo := func() flow.Match {
+			return flow.M().EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP).
+				Set(flow.IPv4Dst, uint64(sp.ip)).Set(flow.TCPDst, uint64(sp.port))
+		}
+		f0 := fromPeer(v, net, tcpTo(), ck)
+		if f0 == nil {
+			return
+		}
+		add(f0)
+		class := uint64(pipeline.ClassTunnel)
+		if net.Network.NetworkType == model.NetVLAN {
+			class = pipeline.ClassPhys
+		}
+		m := func() flow.Match {
+			return pipeline.RegLB.Match(pipeline.RegPortClass.Match(pipeline.RegNetwork.Match(tcpTo(), uint64(net.Key)), class), 0)
+		}
+		add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioSteer, Cookie: ck, Match: m(),
+			Actions: []flow.Action{flow.CT{Commit: true, Zone: zone, Table: flow.CTNoTable}}, Goto: pipeline.DNAT.ID()})
+		for _, pfx := range x.subnets {
+			add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioSteer + 1 + uint16(pfx.Bits()), Cookie: ck,
+				Match: m().IPv4SrcIn(pfx), Goto: pipeline.DNAT.ID()})
+		}
+	}
 }
 
 // srcPort is a reply's source address and port.
@@ -160,7 +206,7 @@ type srcPort struct {
 // chassis), F1 at prio (to the home) and F2 at prio+1+prefix length (the
 // router's own subnets: east-west, on to dnat). Nothing when this
 // chassis is the home or has no way to it.
-func steerReplies(v *binding.View, net *binding.Network, fips []vipFIP, srcs []srcPort, prio uint16, add func(*flow.Flow)) {
+func steerReplies(v *binding.View, net *binding.Network, fips []vipFIP, srcs []srcPort, prio uint16, tracked bool, add func(*flow.Flow)) {
 	if len(fips) == 0 {
 		return
 	}
@@ -179,9 +225,14 @@ func steerReplies(v *binding.View, net *binding.Network, fips []vipFIP, srcs []s
 	ck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(x.f.ID))
 	for _, sp := range srcs {
 		m := func() flow.Match {
-			return pipeline.RegLB.Match(pipeline.RegNetwork.Match(nil, uint64(net.Key)), lookupDone).
+			m := pipeline.RegLB.Match(pipeline.RegNetwork.Match(nil, uint64(net.Key)), lookupDone).
 				EthDst(x.rmac).EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP).
 				Set(flow.IPv4Src, uint64(sp.ip)).Set(flow.TCPSrc, uint64(sp.port))
+			if tracked {
+				// (NAT: a reply of a connection trackFromHome committed)
+				m = m.SetMasked(flow.CTState, flow.CTTracked|flow.CTReply, flow.CTTracked|flow.CTReply)
+			}
+			return m
 		}
 		add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prio, Cookie: ck, Match: m(), Actions: out})
 		for _, pfx := range x.subnets {
@@ -291,7 +342,7 @@ func hasMeter(d *app.Desired, id uint32) bool {
 func (a *App) steerDSR(v *binding.View, net *binding.Network, fips []vipFIP, vip *model.LBVIP, vipIP flow.IPv4, members []member, add func(*flow.Flow)) {
 	for _, mb := range members {
 		if !mb.remote {
-			steerReplies(v, net, fips, []srcPort{{vipIP, uint16(vip.ProtocolPort)}}, prioMember+1, add)
+			steerReplies(v, net, fips, []srcPort{{vipIP, uint16(vip.ProtocolPort)}}, prioMember+1, false, add)
 			return
 		}
 	}

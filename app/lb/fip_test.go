@@ -171,6 +171,22 @@ func fipSwitch(t *testing.T, s *scenario, c string, ct *fakeswitch.ConnTable, pi
 	return sw
 }
 
+// arrive walks, on the member's chassis switch msw, the packet out as
+// the home sent it (e: its emit toward the member; in: the port it comes
+// in on there, the tunnel from the home or the VLAN uplink) and checks
+// that it reaches the member's port. With a ConnTable on msw, a NAT
+// floating IP connection is then tracked there (trackFromHome), as F1
+// needs for the reply.
+func arrive(t *testing.T, msw *fakeswitch.Switch, e fakeswitch.Emit, in uint32) {
+	t.Helper()
+	p := tcpPkt(e.Packet.EthSrc, e.Packet.EthDst, e.Packet.IPv4Src, e.Packet.IPv4Dst, e.Packet.TPSrc, e.Packet.TPDst)
+	p.TTL, p.TunnelID, p.VLANs = e.Packet.TTL, e.Packet.TunnelID, e.Packet.VLANs
+	r, err := msw.Walk(in, p)
+	if got := one(t, r, err); got.Port != portMember || got.Packet.IPv4Dst != p.IPv4Dst {
+		t.Fatalf("the home's packet on the member's chassis: out %d %s, want the member's port\n%s", got.Port, got.Packet, r.TraceText())
+	}
+}
+
 func arpFor(ip flow.IPv4) fakeswitch.Packet {
 	return fakeswitch.Packet{EthSrc: gwMAC, EthDst: flow.MustMAC("ff:ff:ff:ff:ff:ff"), EthType: flow.EthTypeARP, ARPOp: 1,
 		ARPSha: gwMAC, ARPSpa: flow.MustIPv4("198.51.100.1"), ARPTpa: ip}
@@ -234,6 +250,7 @@ func TestWalkFloatingIP(t *testing.T) {
 			in := uint32(portMember)
 			if !local {
 				msw := fipSwitch(t, s, mHost[b], fakeswitch.NewConnTable(), nil)
+				arrive(t, msw, e, tunTo(mHost[b], home))
 				r, err := msw.Walk(portMember, reply)
 				e := one(t, r, err)
 				if e.Port != tunTo(mHost[b], home) || e.Packet.TunnelID != seg || e.Packet.IPv4Src != mIP[b] ||
@@ -324,6 +341,7 @@ func TestFloatingIPHomeWithoutPorts(t *testing.T) {
 			t.Fatalf("SYN to %s out of port %d, want the tunnel to %s", e.Packet.IPv4Dst, e.Port, mHost[b])
 		}
 		msw := fipSwitch(t, s, mHost[b], fakeswitch.NewConnTable(), nil)
+		arrive(t, msw, e, tunTo(mHost[b], home))
 		r, err = msw.Walk(portMember, tcpPkt(mMAC[b], rA, mIP[b], inetIP, memberTP, uint16(inetSport+i)))
 		if e := one(t, r, err); e.Port != tunTo(mHost[b], home) || e.Packet.TunnelID != seg {
 			t.Fatalf("reply on %s: got port %d %s, want the tunnel to the home\n%s", mHost[b], e.Port, e.Packet, r.TraceText())
@@ -612,5 +630,37 @@ func TestWalkFloatingIPVLANSourceIP(t *testing.T) {
 	}
 	if len(chosen) != 1 {
 		t.Fatalf("one outside client's connections went to %v, want one member", chosen)
+	}
+}
+
+// A member with a floating IP of its own (m2, on hv2; the VIP's home is
+// elsewhere): an outside client's connection to that floating IP is
+// served on hv2 by app/nat, and m2's replies leave hv2's uplink from
+// m2's floating IP; F1 does not steer them to the VIP's home (only the
+// replies of connections the home sent, tracked by trackFromHome, are).
+func TestFloatingIPOfAMember(t *testing.T) {
+	s := newFIPScenario()
+	home := s.home(t)
+	b := 1
+	if mHost[b] == home {
+		b = 2
+	}
+	fip2, mac2 := flow.MustIPv4("198.51.100.60"), flow.MustMAC("fa:16:3e:ff:00:60")
+	s.put(&model.Port{Base: model.Base{ID: "f2000000-0000-4000-8000-000000000002"}, NetworkID: "net-x", MACAddress: mac2.String(),
+		DeviceOwner: "network:floatingip", DeviceID: "f1000000-0000-4000-8000-000000000002", AdminStateUp: true,
+		FixedIPs: []model.FixedIP{{SubnetID: "sub-x", IPAddress: fip2.String()}}})
+	s.put(&model.FloatingIP{Base: model.Base{ID: "f1000000-0000-4000-8000-000000000002", ProjectID: "t"}, FloatingNetworkID: "net-x",
+		FloatingIPAddress: fip2.String(), FloatingPortID: "f2000000-0000-4000-8000-000000000002",
+		PortID: fmt.Sprintf("d%07d-0000-4000-8000-000000000000", b), FixedIPAddress: mIP[b].String(), RouterID: idRouter})
+	msw := fipSwitch(t, s, mHost[b], fakeswitch.NewConnTable(), nil)
+	r, err := msw.Walk(uplinkPort, tcpPkt(gwMAC, mac2, inetIP, fip2, inetSport, memberTP))
+	if e := one(t, r, err); e.Port != portMember || e.Packet.IPv4Dst != mIP[b] {
+		t.Fatalf("outside SYN to m%d's own floating IP: out %d %s\n%s", b+1, e.Port, e.Packet, r.TraceText())
+	}
+	r, err = msw.Walk(portMember, tcpPkt(mMAC[b], rA, mIP[b], inetIP, memberTP, inetSport))
+	e := one(t, r, err)
+	if e.Port != uplinkPort || e.Packet.IPv4Src != fip2 || e.Packet.TPSrc != memberTP {
+		t.Fatalf("m%d's reply on its own floating IP's connection: out %d %s, want %s's uplink from %s:%d (not steered to the VIP's home %s)\n%s",
+			b+1, e.Port, e.Packet, mHost[b], fip2, memberTP, home, r.TraceText())
 	}
 }

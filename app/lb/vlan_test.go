@@ -168,6 +168,7 @@ func TestWalkFloatingIPVLANVIP(t *testing.T) {
 				in := uint32(portMember)
 				if !local {
 					msw := fipSwitch(t, s, mHost[b], fakeswitch.NewConnTable(), nil)
+					arrive(t, msw, e, portUplink)
 					r, err := msw.Walk(portMember, reply)
 					e := one(t, r, err)
 					if e.Port != portUplink || len(e.Packet.VLANs) != 1 || e.Packet.VLANs[0].VID != vlanID ||

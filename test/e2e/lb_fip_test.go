@@ -24,8 +24,9 @@ import (
 // answered, spread over the three members (each at least 20), all the
 // replies leave through one hypervisor's external link (the home's),
 // and a capture on the internet's interface sees only the floating IP,
-// never the VIP or a member's address or port. Then the same in DSR
-// mode. Then every member is deleted: the internet's request is refused
+// never the VIP or a member's address or port. Each member then gets a
+// floating IP of its own, which the internet reaches directly while the
+// VIP's keeps answering. Then the same in DSR mode. Then every member is deleted: the internet's request is refused
 // at once (a RST from the floating IP), in DSR mode and in NAT mode.
 func TestLoadBalancerFloatingIP(t *testing.T) {
 	lab := newLBLabWith(t, hvlab.Options{External: true}, []string{hvlab.ExternalPhysnet}, nil,
@@ -92,6 +93,27 @@ func TestLoadBalancerFloatingIP(t *testing.T) {
 		}
 	}
 	check("NAT")
+	// Each member also gets a floating IP of its own: the internet reaches
+	// each directly on 8080 (its replies leave its own chassis from its
+	// floating IP: not steered to the VIP's home, where they would be
+	// lost), and the VIP's floating IP still answers.
+	ext := nb.get("floatingips/" + lab.vipFIPID)["floating_network_id"].(string)
+	for i, m := range lab.members {
+		mf := openstackJSON(t, lab.env.c.API, "floating ip", "create", "--project", lab.project, "--port", m.Name(), ext)
+		murl := "http://" + mf["floating_ip_address"].(string) + ":8080/"
+		want := fmt.Sprintf("m%d", i+1)
+		waitFor(t, 30*time.Second, want+" answers on its own floating IP", func() bool {
+			out, err := in.ExecErr("curl", "-s", "-m", "2", murl)
+			return err == nil && strings.TrimSpace(out) == want
+		})
+		out, _ := in.ExecErr("sh", "-c", "for i in $(seq 20); do curl -s -m 3 "+murl+" || echo FAIL; done")
+		if got := strings.Count(out, want); got != 20 {
+			t.Errorf("%s's own floating IP: %d of 20 requests answered by %s:\n%s", want, got, want, out)
+		}
+	}
+	if !strings.HasPrefix(get(), "m") {
+		t.Errorf("the VIP's floating IP stopped answering once the members had their own")
+	}
 	// The same pool switched to DSR mode (TestLoadBalancerDSR's member
 	// setup): the members answer from VIP:80, steered to the home, where
 	// app/nat turns the VIP into the floating IP.
@@ -207,6 +229,7 @@ func (lab *lbLab) floatingIP(t *testing.T) (string, string, func() string) {
 	// Its status comes from the data plane: its flows are on the home
 	// (and the members' chassis), none refused.
 	waitFor(t, 30*time.Second, "the floating IP ACTIVE", func() bool { return nb.get("floatingips/" + f["id"].(string))["status"] == "ACTIVE" })
+	lab.vipFIPID = f["id"].(string)
 
 	return fip, url, get
 }

@@ -36,6 +36,7 @@ type lbLab struct {
 	dirs      []string
 	httpd     []*exec.Cmd
 	dsrHTTPD  []*exec.Cmd // toDSR's httpd on port 80 of each member
+	vipFIPID  string      // floatingIP's floating IP
 }
 
 func newLBLab(t *testing.T, nodeArgs ...string) *lbLab { return newLBLabCLI(t, nil, nodeArgs...) }
