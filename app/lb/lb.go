@@ -674,7 +674,9 @@ func (a *App) probes(in app.Input, v *binding.View, net *binding.Network, vip *m
 			continue
 		}
 		p := byIP[ip]
-		if p == nil || !v.Local(p) || p.OFPort == 0 {
+		if p == nil || !v.Local(p) || p.OFPort == 0 || p.Port.ProjectID != pool.ProjectID {
+			// (another project's port on a shared network is never
+			// probed, lbprobe.Targets: no flows take its packets either)
 			continue
 		}
 		mck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(m.ID))

@@ -203,3 +203,40 @@ func TestWalkProbeDSR(t *testing.T) {
 		})
 	}
 }
+
+// Another project's port on a shared network is no probe target, and
+// app/lb steers none of its packets to the probe namespace: a pool of
+// project "attacker" (DSR, no router on the subnet: P4 would answer the
+// member's ARP for its gateway) naming the victim's m1 as a member gets
+// no probe flows for it; m1's ARP for its gateway and its answer to the
+// gateway's address go on as without the pool's monitor.
+func TestProbeOtherProjectsPort(t *testing.T) {
+	s := makeDSR(newScenario("ROUND_ROBIN"))
+	pool := *s.recs[model.KindPool]["pool-1"].(*model.LBPool)
+	pool.ProjectID = "attacker"
+	s.put(&pool)
+	mp := *s.recs[model.KindPort]["d0000000-0000-4000-8000-000000000000"].(*model.Port)
+	mp.ProjectID = "victim"
+	s.put(&mp)
+	s.withProbe("hv1")
+	sw := fakeswitch.FromState(fullState(t, s.input("hv1")), append(hv1Port, portProbe)...)
+	sw.Conntrack = fakeswitch.NewConnTable()
+	gw := flow.MustIPv4("10.0.0.1")
+	for _, p := range []fakeswitch.Packet{
+		{EthSrc: mMAC[0], EthDst: flow.MAC(0xffffffffffff), EthType: flow.EthTypeARP, ARPOp: 1, ARPSpa: mIP[0], ARPTpa: gw, ARPSha: mMAC[0]},
+		tcpPkt(mMAC[0], macVIP, mIP[0], gw, 80, 33000),
+	} {
+		r, err := sw.Walk(portMember, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range r.Emits {
+			if e.Port == portProbe {
+				t.Errorf("the victim's %s went to the attacker's probe port\n%s", p, r.TraceText())
+			}
+		}
+	}
+	if r, err := sw.Walk(portProbe, tcpPkt(macVIP, mMAC[0], gw, mIP[0], 33000, 80)); err != nil || len(r.Emits) != 0 {
+		t.Errorf("a probe reached the victim's port: %v %v", r, err)
+	}
+}
