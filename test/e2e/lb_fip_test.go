@@ -107,7 +107,9 @@ func TestLoadBalancerFloatingIP(t *testing.T) {
 			return err == nil && strings.TrimSpace(out) == want
 		})
 		out, _ := in.ExecErr("sh", "-c", "for i in $(seq 20); do curl -s -m 3 "+murl+" || echo FAIL; done")
-		if got := strings.Count(out, want); got != 20 {
+		got := strings.Count(out, want)
+		t.Logf("%s's own floating IP %s: %d of 20 requests answered by it", want, mf["floating_ip_address"], got)
+		if got != 20 {
 			t.Errorf("%s's own floating IP: %d of 20 requests answered by %s:\n%s", want, got, want, out)
 		}
 	}
