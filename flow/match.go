@@ -36,23 +36,18 @@ func (m Match) SetMasked(f Field, v, mask uint64) Match {
 
 // IPv4DstIn matches destinations in IPv4 prefix p (a /0 matches any:
 // the field is left out).
-func (m Match) IPv4DstIn(p netip.Prefix) Match {
-	if p.Bits() <= 0 {
-		return m
-	}
-	a := p.Masked().Addr().As4()
-	v := uint64(a[0])<<24 | uint64(a[1])<<16 | uint64(a[2])<<8 | uint64(a[3])
-	return m.SetMasked(IPv4Dst, v, uint64(^uint32(0)<<(32-p.Bits())))
-}
+func (m Match) IPv4DstIn(p netip.Prefix) Match { return m.ipv4In(IPv4Dst, p) }
 
 // IPv4SrcIn matches nw_src in prefix p (nothing added for a /0).
-func (m Match) IPv4SrcIn(p netip.Prefix) Match {
+func (m Match) IPv4SrcIn(p netip.Prefix) Match { return m.ipv4In(IPv4Src, p) }
+
+func (m Match) ipv4In(f Field, p netip.Prefix) Match {
 	if p.Bits() <= 0 {
 		return m
 	}
 	a := p.Masked().Addr().As4()
 	v := uint64(a[0])<<24 | uint64(a[1])<<16 | uint64(a[2])<<8 | uint64(a[3])
-	return m.SetMasked(IPv4Src, v, uint64(^uint32(0)<<(32-p.Bits())))
+	return m.SetMasked(f, v, uint64(^uint32(0)<<(32-p.Bits())))
 }
 
 // InPort, EthType, etc. are shorthands used by apps.

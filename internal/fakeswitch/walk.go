@@ -228,16 +228,8 @@ func (s *Switch) Walk(inPort uint32, p Packet) (*Result, error) {
 	if err := w.table(&pkt, 0); err != nil {
 		return w.res, err
 	}
-	for n := 0; len(w.recirc) > 0; n++ {
-		if n >= MaxRecirculation {
-			return w.res, fmt.Errorf("fakeswitch: more than %d recirculations", MaxRecirculation)
-		}
-		r := w.recirc[0]
-		w.recirc = w.recirc[1:]
-		w.tracef("recirculation to table %d: %s", r.table, r.pkt)
-		if err := w.table(&r.pkt, r.table); err != nil {
-			return w.res, err
-		}
+	if err := w.recirculate(); err != nil {
+		return w.res, err
 	}
 	if w.res.Dropped() {
 		w.tracef("verdict: drop")
@@ -258,18 +250,24 @@ func (s *Switch) PacketOut(inPort uint32, p Packet, acts []flow.Action) (*Result
 	if _, err := w.actions(&pkt, acts, nil); err != nil {
 		return w.res, err
 	}
+	return w.res, w.recirculate()
+}
+
+// recirculate runs the queued recirculations (and those they queue), at
+// most MaxRecirculation.
+func (w *walker) recirculate() error {
 	for n := 0; len(w.recirc) > 0; n++ {
 		if n >= MaxRecirculation {
-			return w.res, fmt.Errorf("fakeswitch: more than %d recirculations", MaxRecirculation)
+			return fmt.Errorf("fakeswitch: more than %d recirculations", MaxRecirculation)
 		}
 		r := w.recirc[0]
 		w.recirc = w.recirc[1:]
 		w.tracef("recirculation to table %d: %s", r.table, r.pkt)
 		if err := w.table(&r.pkt, r.table); err != nil {
-			return w.res, err
+			return err
 		}
 	}
-	return w.res, nil
+	return nil
 }
 
 func (s *Switch) view() *view {

@@ -74,22 +74,11 @@ func TestLoadBalancerDSR(t *testing.T) {
 	// while served; m2's DSR httpd killed: INACTIVE, and no request
 	// fails or reaches m2; restarted: ACTIVE and serving again.
 	nb := lab.nb
-	hm := nb.post("lb/health_monitors", map[string]any{"health_monitor": map[string]any{"project_id": lab.project,
-		"type": "HTTP", "delay": 1, "timeout": 1, "max_retries": 2, "url_path": "/", "expected_codes": "200"}})
-	nb.post("lb/pools/"+lab.pool["id"].(string)+"/health_monitors", map[string]any{"health_monitor": map[string]any{"id": hm["id"]}})
+	lab.monitor(t)
 	status := func(i int) string {
 		return fmt.Sprint(nb.get("lb/members/" + lab.memberIDs[i])["status"])
 	}
 	statuses := func() string { return fmt.Sprint(status(0), " ", status(1), " ", status(2)) }
-	waitFor(t, 30*time.Second, "a probe port on each chassis", func() bool {
-		for _, hv := range lab.hvs {
-			out, err := hv.VsctlErr("list-ports", "br-int")
-			if err != nil || !containsPrefix(out, "lbp-") {
-				return false
-			}
-		}
-		return true
-	})
 	time.Sleep(5 * time.Second)
 	if got := statuses(); got != "ACTIVE ACTIVE ACTIVE" {
 		dumpHVs(t, lab.hvs)

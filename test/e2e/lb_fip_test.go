@@ -56,20 +56,8 @@ func TestLoadBalancerFloatingIP(t *testing.T) {
 		if len(carried) != 1 {
 			t.Errorf("%s: the floating IP's replies left through %d hypervisors' external links (%v), want one: the home", mode, len(carried), carried)
 		}
-		counts := map[string]int{}
-		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-			counts[strings.TrimSpace(line)]++
-		}
-		t.Logf("%s: 150 requests from the internet to the floating IP: %v", mode, counts)
-		if counts["FAIL"] != 0 {
-			t.Errorf("%s: %d of 150 requests failed", mode, counts["FAIL"])
-		}
-		for i := range lab.members {
-			// 50 expected each; 20 is over 5 standard deviations below.
-			if got := counts[fmt.Sprintf("m%d", i+1)]; got < 20 {
-				t.Errorf("%s: member m%d got %d of 150 requests", mode, i+1, got)
-			}
-		}
+		// 50 expected each; 20 is over 5 standard deviations below.
+		lab.spread(t, mode+", from the internet to the floating IP", 150, lineCounts(out), 20)
 		// What the internet sees: only the floating IP.
 		from, to := 0, 0
 		for _, l := range lines {

@@ -20,9 +20,7 @@ import (
 func TestLoadBalancerHealth(t *testing.T) {
 	lab := newLBLab(t)
 	nb := lab.nb
-	hm := nb.post("lb/health_monitors", map[string]any{"health_monitor": map[string]any{"project_id": lab.project,
-		"type": "HTTP", "delay": 1, "timeout": 1, "max_retries": 2, "url_path": "/", "expected_codes": "200"}})
-	nb.post("lb/pools/"+lab.pool["id"].(string)+"/health_monitors", map[string]any{"health_monitor": map[string]any{"id": hm["id"]}})
+	lab.monitor(t)
 	status := func(i int) string {
 		var v struct {
 			Member struct {
@@ -41,17 +39,8 @@ func TestLoadBalancerHealth(t *testing.T) {
 		}
 		return s
 	}
-	// The probe ports appear on every chassis (one per VIP), and the
-	// probes pass: after several delay x max_retries, all still ACTIVE.
-	waitFor(t, 30*time.Second, "a probe port on each chassis", func() bool {
-		for _, hv := range lab.hvs {
-			out, err := hv.VsctlErr("list-ports", "br-int")
-			if err != nil || !containsPrefix(out, "lbp-") {
-				return false
-			}
-		}
-		return true
-	})
+	// The probes pass: after several delay x max_retries, all still
+	// ACTIVE.
 	time.Sleep(5 * time.Second)
 	if got := statuses(); fmt.Sprint(got) != "[ACTIVE ACTIVE ACTIVE]" {
 		dumpHVs(t, lab.hvs)

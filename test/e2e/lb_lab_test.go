@@ -260,3 +260,47 @@ func (lab *lbLab) downloadsAcross(t *testing.T, what string, during func()) {
 		}
 	}
 }
+
+// monitor puts an HTTP health monitor (delay 1 s, timeout 1 s,
+// max_retries 2, GET / expecting 200) on the lab's pool and waits for a
+// probe port on every chassis (one per VIP, made by the node agents).
+func (lab *lbLab) monitor(t *testing.T) {
+	t.Helper()
+	hm := lab.nb.post("lb/health_monitors", map[string]any{"health_monitor": map[string]any{"project_id": lab.project,
+		"type": "HTTP", "delay": 1, "timeout": 1, "max_retries": 2, "url_path": "/", "expected_codes": "200"}})
+	lab.nb.post("lb/pools/"+lab.pool["id"].(string)+"/health_monitors", map[string]any{"health_monitor": map[string]any{"id": hm["id"]}})
+	waitFor(t, 30*time.Second, "a probe port on each chassis", func() bool {
+		for _, hv := range lab.hvs {
+			out, err := hv.VsctlErr("list-ports", "br-int")
+			if err != nil || !containsPrefix(out, "lbp-") {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// lineCounts counts the lines of out (trimmed) by their text: the
+// answers of a request loop, by member name, "FAIL" for a failure.
+func lineCounts(out string) map[string]int {
+	counts := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		counts[strings.TrimSpace(line)]++
+	}
+	return counts
+}
+
+// spread logs what's n requests' answers and checks that none failed and
+// that each member answered at least least of them.
+func (lab *lbLab) spread(t *testing.T, what string, n int, counts map[string]int, least int) {
+	t.Helper()
+	t.Logf("%s: %d requests: %v", what, n, counts)
+	if counts["FAIL"] != 0 {
+		t.Errorf("%s: %d of %d requests failed", what, counts["FAIL"], n)
+	}
+	for i := range lab.members {
+		if got := counts[fmt.Sprintf("m%d", i+1)]; got < least {
+			t.Errorf("%s: member m%d got %d of %d requests (want at least %d)", what, i+1, got, n, least)
+		}
+	}
+}

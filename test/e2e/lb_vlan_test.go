@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -27,32 +26,11 @@ func TestLoadBalancerVLAN(t *testing.T) {
 	in := lab.env.l.Internet()
 	check := func(mode string) {
 		t.Helper()
-		counts := lab.requests(100)
-		t.Logf("%s on VLAN: 300 requests through the VIP: %v", mode, counts)
-		if counts["FAIL"] != 0 {
-			t.Errorf("%s on VLAN: %d of 300 requests failed", mode, counts["FAIL"])
-		}
-		for i := range lab.members {
-			// 100 expected each; 50 is over 6 standard deviations below.
-			if got := counts[fmt.Sprintf("m%d", i+1)]; got < 50 {
-				t.Errorf("%s on VLAN: member m%d got %d of 300 requests", mode, i+1, got)
-			}
-		}
+		// 100 expected each of 300; 50 is over 6 standard deviations below.
+		lab.spread(t, mode+" on VLAN, through the VIP", 300, lab.requests(100), 50)
 		out, _ := in.ExecErr("sh", "-c", "for i in $(seq 150); do curl -s -m 3 "+url+" || echo FAIL; done")
-		fc := map[string]int{}
-		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-			fc[strings.TrimSpace(line)]++
-		}
-		t.Logf("%s on VLAN: 150 requests from the internet to the floating IP: %v", mode, fc)
-		if fc["FAIL"] != 0 {
-			t.Errorf("%s on VLAN: %d of 150 requests to the floating IP failed", mode, fc["FAIL"])
-		}
-		for i := range lab.members {
-			// 50 expected each; 20 is over 5 standard deviations below.
-			if got := fc[fmt.Sprintf("m%d", i+1)]; got < 20 {
-				t.Errorf("%s on VLAN: member m%d got %d of the internet's 150 requests", mode, i+1, got)
-			}
-		}
+		// 50 expected each of 150; 20 is over 5 standard deviations below.
+		lab.spread(t, mode+" on VLAN, from the internet to the floating IP", 150, lineCounts(out), 20)
 	}
 	check("NAT")
 	lab.toDSR(t)
