@@ -35,7 +35,7 @@ func (h *handler) vipDef() *resDef {
 		for k, x := range ex[vp.ID] {
 			v[k] = x
 		}
-		v["status"] = "ACTIVE"
+		v["status"] = h.vipStatus(rc, vp)
 		v["status_description"] = nil
 		return v
 	})

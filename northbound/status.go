@@ -27,8 +27,10 @@ import (
 //	router                 ACTIVE when it has interfaces and every one is ACTIVE
 //	floating IP            ACTIVE when associated and some switch holds flows for it
 //	                       (cookie object pipeline.ObjectID(fip id)) and none refused one
+//	LBaaS v1 VIP           ACTIVE when admin up and some switch holds flows for it (app/lb's,
+//	                       where it has clients) and none refused one
 //
-// An admin_state_up false port or router is DOWN. Other ports (router
+// An admin_state_up false port, router or VIP is DOWN. Other ports (router
 // gateway, load balancer, DHCP) keep the status the API gives them.
 
 type dataPlane struct {
@@ -167,4 +169,19 @@ func (h *handler) fipStatus(rc *reqCtx, f *model.FloatingIP) string {
 		return "DOWN"
 	}
 	return upDown(dp.installed(f.ID))
+}
+
+// vipStatus: ACTIVE when the VIP is admin up and some switch holds its
+// flows (a chassis with a client of it, or its floating IP's home) with
+// none refused; DOWN otherwise (app/lb gives a VIP of an admin-down pool
+// no flows).
+func (h *handler) vipStatus(rc *reqCtx, v *model.LBVIP) string {
+	if !v.AdminStateUp {
+		return "DOWN"
+	}
+	dp, err := h.dataPlane(rc)
+	if err != nil {
+		return "DOWN"
+	}
+	return upDown(dp.installed(v.ID))
 }

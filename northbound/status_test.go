@@ -116,3 +116,48 @@ func TestStatusCache(t *testing.T) {
 		}
 	}
 }
+
+// TestVIPStatusFromDataPlane: a VIP is ACTIVE only while admin up and
+// some switch holds its flows (cookie object: the VIP's id), as app/lb
+// installs them where it has clients; DOWN before, when a switch refused
+// one of them, and when set admin down.
+func TestVIPStatusFromDataPlane(t *testing.T) {
+	st := openEmbedded(t)
+	a := newAPI(t, st, northbound.Config{StatusCacheTTL: -1})
+	net := str(a.network(t, "p1", "n"), "id")
+	sub := str(a.subnet(t, "p1", net, "10.0.0.0/24"), "id")
+	pid := str(a.create(t, "/v2.0/lb/pools", "pool", map[string]any{"name": "web", "subnet_id": sub, "protocol": "HTTP",
+		"lb_method": "ROUND_ROBIN", "tenant_id": "p1"}), "id")
+	vip := a.create(t, "/v2.0/lb/vips", "vip", map[string]any{"name": "v", "pool_id": pid, "subnet_id": sub, "protocol": "HTTP",
+		"protocol_port": 80, "tenant_id": "p1"})
+	vid := str(vip, "id")
+	if s := str(vip, "status"); s != "DOWN" {
+		t.Fatalf("created, no switch holds its flows: status %s", s)
+	}
+	status := func() string { return str(obj(a.do("GET", "/v2.0/lb/vips/"+vid, nil).must(t, 200), "vip"), "status") }
+	w := st.NewStatusWriter(10, quiet)
+	ctx := context.Background()
+	o := fmt.Sprintf("%x", pipeline.ObjectID(vid))
+	if err := w.Publish(ctx, 7, store.SwitchStatus{DPID: "0000000000000007", Objects: []string{o}}); err != nil {
+		t.Fatal(err)
+	}
+	if s := status(); s != "ACTIVE" {
+		t.Fatalf("flows installed, status %s", s)
+	}
+	if err := w.Publish(ctx, 8, store.SwitchStatus{DPID: "0000000000000008", Refused: []string{o}}); err != nil {
+		t.Fatal(err)
+	}
+	if s := status(); s != "DOWN" {
+		t.Fatalf("a flow refused on another switch, status %s", s)
+	}
+	if err := w.Withdraw(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	a.do("PUT", "/v2.0/lb/vips/"+vid, map[string]any{"vip": map[string]any{"admin_state_up": false}}).must(t, 200)
+	if s := status(); s != "DOWN" {
+		t.Fatalf("admin down, status %s", s)
+	}
+	if err := w.Withdraw(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+}

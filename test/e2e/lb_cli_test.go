@@ -64,6 +64,10 @@ func TestLoadBalancerCLI(t *testing.T) {
 	if total != 3000 {
 		t.Errorf("%d of 3,000 requests answered", total)
 	}
+	// The VIP's status comes from the data plane: its flows are in.
+	if st := cli("lb-vip-show", lab.vip["id"].(string))["status"]; st != "ACTIVE" {
+		t.Errorf("lb-vip-show: status %v while serving, want ACTIVE", st)
+	}
 
 	hm := cli("lb-healthmonitor-create", "--tenant-id", lab.project, "--delay", "1", "--timeout", "1", "--max-retries", "2",
 		"--type", "HTTP", "--url-path", "/", "--expected-codes", "200")
