@@ -1,5 +1,5 @@
-// Package lb is the distributed load balancer (LBaaS v1), NAT mode: a
-// client's connection to a VIP is balanced on the client's own chassis by
+// Package lb is the distributed load balancer (LBaaS v1). NAT mode (the
+// default; DSR per pool, README.md): a client's connection to a VIP is balanced on the client's own chassis by
 // an OpenFlow select group over the pool's healthy members, conntrack
 // DNATs it to the chosen member and pins that choice for the rest of the
 // connection, and the member's replies are un-NATed on the client's
