@@ -198,6 +198,9 @@ type Table struct {
 	NetworkIDs []string
 	// Failures are the losing claims (for the caller to log).
 	Failures []Failure
+	// RouterIfaces is RouterInterfaces of the snapshot, computed once
+	// for every app (never nil).
+	RouterIfaces map[string]bool
 
 	overlay *resolution            // other chassis's records (and live lists equal to them)
 	own     map[uint64]*resolution // a chassis whose live port list differs from its record
@@ -228,7 +231,7 @@ func ComputeWith(m *model.Snapshot, topo *topology.Snapshot, o Options) *Table {
 	if o.IfaceIDs == nil {
 		o.IfaceIDs = ChassisIfaceIDs{}
 	}
-	t := &Table{byDPID: map[uint64]*model.Chassis{}, Networks: map[string]*Network{}}
+	t := &Table{byDPID: map[uint64]*model.Chassis{}, Networks: map[string]*Network{}, RouterIfaces: map[string]bool{}}
 	if m == nil {
 		return t
 	}
@@ -345,6 +348,7 @@ func RouterInterfaces(m *model.Snapshot) map[string]bool {
 // subnets and DHCP port addresses.
 func (t *Table) indexNetworks(m *model.Snapshot, ports []*model.Port) {
 	ifaces := RouterInterfaces(m)
+	t.RouterIfaces = ifaces
 	keys := map[uint32]bool{}
 	nets := m.Networks()
 	sort.Slice(nets, func(i, j int) bool { return nets[i].ID < nets[j].ID })

@@ -34,9 +34,25 @@ func TestFloatingIPStatusFromDataPlane(t *testing.T) {
 	if s := status(); s != "DOWN" {
 		t.Fatalf("no switch holds its flows, status %s", s)
 	}
+	w := followsSwitches(t, st, fid, status)
+	a.do("PUT", "/v2.0/floatingips/"+fid, map[string]any{"floatingip": map[string]any{"port_id": nil}}).must(t, 200)
+	if s := status(); s != "DOWN" {
+		t.Fatalf("disassociated, status %s", s)
+	}
+	if err := w.Withdraw(context.Background(), 7); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// followsSwitches checks that an object's status (status()) follows the
+// switches' status records: ACTIVE once switch 7 holds flows of object
+// id, DOWN while switch 8 refused one, ACTIVE again once 8 is withdrawn.
+// It leaves switch 7's record published, with the writer returned.
+func followsSwitches(t *testing.T, st *store.Store, id string, status func() string) *store.StatusWriter {
+	t.Helper()
 	w := st.NewStatusWriter(10, quiet)
 	ctx := context.Background()
-	obj := fmt.Sprintf("%x", pipeline.ObjectID(fid))
+	obj := fmt.Sprintf("%x", pipeline.ObjectID(id))
 	if err := w.Publish(ctx, 7, store.SwitchStatus{DPID: "0000000000000007", Objects: []string{obj}}); err != nil {
 		t.Fatal(err)
 	}
@@ -55,13 +71,7 @@ func TestFloatingIPStatusFromDataPlane(t *testing.T) {
 	if s := status(); s != "ACTIVE" {
 		t.Fatalf("refusing switch withdrawn, status %s", s)
 	}
-	a.do("PUT", "/v2.0/floatingips/"+fid, map[string]any{"floatingip": map[string]any{"port_id": nil}}).must(t, 200)
-	if s := status(); s != "DOWN" {
-		t.Fatalf("disassociated, status %s", s)
-	}
-	if err := w.Withdraw(ctx, 7); err != nil {
-		t.Fatal(err)
-	}
+	return w
 }
 
 // TestStatusCache: the switches' status records are read at most once
@@ -135,29 +145,12 @@ func TestVIPStatusFromDataPlane(t *testing.T) {
 		t.Fatalf("created, no switch holds its flows: status %s", s)
 	}
 	status := func() string { return str(obj(a.do("GET", "/v2.0/lb/vips/"+vid, nil).must(t, 200), "vip"), "status") }
-	w := st.NewStatusWriter(10, quiet)
-	ctx := context.Background()
-	o := fmt.Sprintf("%x", pipeline.ObjectID(vid))
-	if err := w.Publish(ctx, 7, store.SwitchStatus{DPID: "0000000000000007", Objects: []string{o}}); err != nil {
-		t.Fatal(err)
-	}
-	if s := status(); s != "ACTIVE" {
-		t.Fatalf("flows installed, status %s", s)
-	}
-	if err := w.Publish(ctx, 8, store.SwitchStatus{DPID: "0000000000000008", Refused: []string{o}}); err != nil {
-		t.Fatal(err)
-	}
-	if s := status(); s != "DOWN" {
-		t.Fatalf("a flow refused on another switch, status %s", s)
-	}
-	if err := w.Withdraw(ctx, 8); err != nil {
-		t.Fatal(err)
-	}
+	w := followsSwitches(t, st, vid, status)
 	a.do("PUT", "/v2.0/lb/vips/"+vid, map[string]any{"vip": map[string]any{"admin_state_up": false}}).must(t, 200)
 	if s := status(); s != "DOWN" {
 		t.Fatalf("admin down, status %s", s)
 	}
-	if err := w.Withdraw(ctx, 7); err != nil {
+	if err := w.Withdraw(context.Background(), 7); err != nil {
 		t.Fatal(err)
 	}
 }

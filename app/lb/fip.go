@@ -45,12 +45,13 @@ type vipFIP struct {
 	vmac flow.MAC
 }
 
-// floatingIPs are the floating IPs of vip (NAT mode: binding.FloatingIPVIP)
+// floatingIPs are the floating IPs of vip (onPort: those on its port;
+// binding.FloatingIPVIP)
 // that have a home, through an admin-up router with its gateway on the
 // floating IP's network and an interface on the VIP's subnet in its
 // network vnet, by floating IP id (app/nat's conditions).
-func floatingIPs(in app.Input, bt *binding.Table, vip *model.LBVIP, vnet *binding.Network) []vipFIP {
-	ifaces := binding.RouterInterfaces(in.Model)
+func floatingIPs(in app.Input, bt *binding.Table, vip *model.LBVIP, vnet *binding.Network, onPort []*model.FloatingIP) []vipFIP {
+	ifaces := bt.RouterIfaces
 	var vmac flow.MAC
 	if pr, ok := in.Model.Get(model.KindPort, vip.PortID); ok {
 		vmac, _ = flow.ParseMAC(pr.(*model.Port).MACAddress)
@@ -59,8 +60,7 @@ func floatingIPs(in app.Input, bt *binding.Table, vip *model.LBVIP, vnet *bindin
 		return nil
 	}
 	var out []vipFIP
-	for _, r := range in.Model.List(model.KindFloatingIP) {
-		f := r.(*model.FloatingIP)
+	for _, f := range onPort {
 		if f.RouterID == "" || f.PortID != vip.PortID {
 			continue
 		}

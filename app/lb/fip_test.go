@@ -171,6 +171,22 @@ func fipSwitch(t *testing.T, s *scenario, c string, ct *fakeswitch.ConnTable, pi
 	return sw
 }
 
+// leavesHome walks a member's reply to the outside client in on the
+// home's port in and checks that it leaves the external uplink, untagged,
+// from FIP:80 to the client, from the floating IP port's MAC to the
+// gateway's (and with TTL ttl unless 0).
+func leavesHome(t *testing.T, sw *fakeswitch.Switch, in uint32, reply fakeswitch.Packet, ttl uint8) {
+	t.Helper()
+	r, err := sw.Walk(in, reply)
+	e := one(t, r, err)
+	p := e.Packet
+	if e.Port != uplinkPort || p.IPv4Src != fipIP || p.TPSrc != 80 || p.IPv4Dst != inetIP || p.TPDst != inetSport ||
+		p.EthSrc != fipMAC || p.EthDst != gwMAC || len(p.VLANs) != 0 || (ttl != 0 && p.TTL != ttl) {
+		t.Fatalf("reply on the home: got port %d %s, want the external uplink %d from %s:80 (%s -> %s, TTL %d)\n%s",
+			e.Port, p, uplinkPort, fipIP, fipMAC, gwMAC, ttl, r.TraceText())
+	}
+}
+
 // arrive walks, on the member's chassis switch msw, the packet out as
 // the home sent it (e: its emit toward the member; in: the port it comes
 // in on there, the tunnel from the home or the VLAN uplink) and checks
@@ -263,14 +279,7 @@ func TestWalkFloatingIP(t *testing.T) {
 				reply = tcpPkt(e.Packet.EthSrc, e.Packet.EthDst, e.Packet.IPv4Src, e.Packet.IPv4Dst, e.Packet.TPSrc, e.Packet.TPDst)
 				reply.TTL, reply.TunnelID, in = e.Packet.TTL, e.Packet.TunnelID, tunTo(home, mHost[b])
 			}
-			r, err = sw.Walk(in, reply)
-			e = one(t, r, err)
-			p = e.Packet
-			if e.Port != uplinkPort || p.IPv4Src != fipIP || p.TPSrc != 80 || p.IPv4Dst != inetIP || p.TPDst != inetSport ||
-				p.EthSrc != fipMAC || p.EthDst != gwMAC || p.TTL != 63 {
-				t.Fatalf("reply on the home: got port %d %s, want the uplink %d from %s:80 (%s -> %s, TTL 63)\n%s",
-					e.Port, p, uplinkPort, fipIP, fipMAC, gwMAC, r.TraceText())
-			}
+			leavesHome(t, sw, in, reply, 63)
 			// Established: no group, same member, even if the group
 			// would now choose another.
 			pick = (b + 1) % len(mIP)
@@ -538,13 +547,7 @@ func TestWalkFloatingIPDSR(t *testing.T) {
 				reply = tcpPkt(e.Packet.EthSrc, e.Packet.EthDst, e.Packet.IPv4Src, e.Packet.IPv4Dst, e.Packet.TPSrc, e.Packet.TPDst)
 				reply.TTL, reply.TunnelID, in = e.Packet.TTL, e.Packet.TunnelID, tunTo(home, mHost[b])
 			}
-			r, err = sw.Walk(in, reply)
-			e = one(t, r, err)
-			p = e.Packet
-			if e.Port != uplinkPort || p.IPv4Src != fipIP || p.TPSrc != 80 || p.IPv4Dst != inetIP || p.TPDst != inetSport ||
-				p.EthSrc != fipMAC || p.EthDst != gwMAC || p.TTL != 63 {
-				t.Fatalf("reply on the home: got port %d %s, want the uplink %d from %s:80\n%s", e.Port, p, uplinkPort, fipIP, r.TraceText())
-			}
+			leavesHome(t, sw, in, reply, 63)
 			pick = (b + 1) % len(mIP)
 			r, err = sw.Walk(uplinkPort, syn)
 			e = one(t, r, err)

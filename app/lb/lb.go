@@ -138,10 +138,19 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 		return d, nil
 	}
 	gids := groupIDs(vips)
-	byPool := map[string][]*model.LBMember{}
+	ix := index{byPool: map[string][]*model.LBMember{}, fips: map[string][]*model.FloatingIP{}}
 	for _, r := range in.Model.List(model.KindMember) {
 		m := r.(*model.LBMember)
-		byPool[m.PoolID] = append(byPool[m.PoolID], m)
+		ix.byPool[m.PoolID] = append(ix.byPool[m.PoolID], m)
+	}
+	vipPorts := map[string]bool{}
+	for _, vip := range vips {
+		vipPorts[vip.PortID] = true
+	}
+	for _, r := range in.Model.List(model.KindFloatingIP) {
+		if f := r.(*model.FloatingIP); f.PortID != "" && vipPorts[f.PortID] {
+			ix.fips[f.PortID] = append(ix.fips[f.PortID], f)
+		}
 	}
 	keys := map[string]bool{}
 	add := func(f *flow.Flow) {
@@ -152,15 +161,23 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 		}
 	}
 	for _, vip := range vips {
-		if err := a.vip(in, bt, v, vip, gids[vip.ID], byPool, add, &d); err != nil {
+		if err := a.vip(in, bt, v, vip, gids[vip.ID], ix, add, &d); err != nil {
 			return app.Desired{}, err
 		}
 	}
 	return d, nil
 }
 
+// index is what Desired looks up for every VIP, built once per call:
+// the members by pool and the floating IPs on VIP ports, by port.
+type index struct {
+	byPool map[string][]*model.LBMember
+	fips   map[string][]*model.FloatingIP
+}
+
 func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.LBVIP, gid uint32,
-	byPool map[string][]*model.LBMember, add func(*flow.Flow), d *app.Desired) error {
+	ix index, add func(*flow.Flow), d *app.Desired) error {
+	byPool := ix.byPool
 	if !vip.AdminStateUp {
 		return nil
 	}
@@ -200,7 +217,7 @@ func (a *App) vip(in app.Input, bt *binding.Table, v *binding.View, vip *model.L
 	clients = append(clients, routedClients(in, bt, v, vip.SubnetID, net)...)
 	// The home chassis of the VIP's floating IP balances its outside
 	// clients as clients of the VIP's network (fip.go).
-	fips := floatingIPs(in, bt, vip, net)
+	fips := floatingIPs(in, bt, vip, net, ix.fips[vip.PortID])
 	if !sameNet && homeHere(v, fips) {
 		clients = append([]clientNet{{net: net, fipOnly: true}}, clients...)
 	}
@@ -367,7 +384,7 @@ func hasLocal(v *binding.View, n *binding.Network) bool {
 // MACs on it. Only interfaces a router lists and owns count
 // (binding.RouterInterfaces), as for app/l3router, which routes them.
 func routedClients(in app.Input, bt *binding.Table, v *binding.View, subnetID string, vnet *binding.Network) []clientNet {
-	ok := binding.RouterInterfaces(in.Model)
+	ok := bt.RouterIfaces
 	routers := in.Model.Routers()
 	sort.Slice(routers, func(i, j int) bool { return routers[i].ID < routers[j].ID })
 	var out []clientNet
@@ -660,7 +677,7 @@ func (a *App) probes(in app.Input, v *binding.View, net *binding.Network, vip *m
 		if err != nil || err2 != nil || gw == 0 {
 			return
 		}
-		src, arp = gw, !routerHolds(in, net, sub.ID, sub.GatewayIP)
+		src, arp = gw, !routerHolds(in, v.Table, net, sub.ID, sub.GatewayIP)
 		setMAC = []flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mac)}}
 	}
 	cl := pipeline.Classifier.ID()
@@ -699,10 +716,10 @@ func (a *App) probes(in app.Input, v *binding.View, net *binding.Network, vip *m
 }
 
 // routerHolds reports whether an interface of a router (one it lists and
-// owns, binding.RouterInterfaces) on network net holds address ip on
+// owns, binding.Table.RouterIfaces) on network net holds address ip on
 // subnet subnetID.
-func routerHolds(in app.Input, net *binding.Network, subnetID, ip string) bool {
-	ifaces := binding.RouterInterfaces(in.Model)
+func routerHolds(in app.Input, bt *binding.Table, net *binding.Network, subnetID, ip string) bool {
+	ifaces := bt.RouterIfaces
 	for _, rt := range in.Model.Routers() {
 		for _, pid := range rt.Interfaces {
 			pr, _ := in.Model.Get(model.KindPort, pid)

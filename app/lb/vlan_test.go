@@ -194,14 +194,7 @@ func TestWalkFloatingIPVLANVIP(t *testing.T) {
 						}
 					}
 				}
-				r, err = sw.Walk(in, reply)
-				e = one(t, r, err)
-				p = e.Packet
-				if e.Port != uplinkPort || p.IPv4Src != fipIP || p.TPSrc != 80 || p.IPv4Dst != inetIP || p.TPDst != inetSport ||
-					p.EthSrc != fipMAC || p.EthDst != gwMAC || len(p.VLANs) != 0 {
-					t.Fatalf("reply on the home: got port %d %s, want the external uplink %d from %s:80 (%s -> %s)\n%s",
-						e.Port, p, uplinkPort, fipIP, fipMAC, gwMAC, r.TraceText())
-				}
+				leavesHome(t, sw, in, reply, 0)
 			})
 		}
 	}

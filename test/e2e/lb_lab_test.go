@@ -304,3 +304,21 @@ func (lab *lbLab) spread(t *testing.T, what string, n int, counts map[string]int
 		}
 	}
 }
+
+// even checks the spread: 3,000 requests through the VIP all
+// answered, each member within ±15% of 1,000.
+func (lab *lbLab) even(t *testing.T, mode string, counts map[string]int) {
+	t.Helper()
+	t.Logf("%s: 3,000 requests through the VIP: %v", mode, counts)
+	total := 0
+	for i := range lab.members {
+		n := counts[fmt.Sprintf("m%d", i+1)]
+		total += n
+		if n < 850 || n > 1150 {
+			t.Errorf("%s: member m%d answered %d of 3,000 (want 1,000 ± 15%%)", mode, i+1, n)
+		}
+	}
+	if total != 3000 {
+		t.Errorf("%s: %d of 3,000 requests answered", mode, total)
+	}
+}
