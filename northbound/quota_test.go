@@ -3,12 +3,12 @@ package northbound_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/nimbus-sdn/nimbus/internal/testport"
 	"github.com/nimbus-sdn/nimbus/northbound"
 	"github.com/nimbus-sdn/nimbus/store"
 )
@@ -161,12 +161,11 @@ func TestQuotaRoutersFloatingIPs(t *testing.T) {
 // behind its own handler.
 func embeddedReplicas(t *testing.T, n int, cfg northbound.Config) []*api {
 	free := func() int {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := testport.Free()
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer l.Close()
-		return l.Addr().(*net.TCPAddr).Port
+		return p
 	}
 	url := fmt.Sprintf("http://127.0.0.1:%d", free())
 	first, err := store.Open(context.Background(), store.Config{DataDir: filepath.Join(t.TempDir(), "etcd"),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,17 +14,17 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/nimbus-sdn/nimbus/internal/etcdtest"
+	"github.com/nimbus-sdn/nimbus/internal/testport"
 	"github.com/nimbus-sdn/nimbus/model"
 	"github.com/nimbus-sdn/nimbus/store"
 )
 
 func loopbackURL(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := testport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return fmt.Sprintf("http://%s", l.Addr())
+	return fmt.Sprintf("http://127.0.0.1:%d", p)
 }
 
 type defragObserver struct {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/nimbus-sdn/nimbus/internal/testport"
 )
 
 // proc is one child process that failbench started. It may be restarted
@@ -158,12 +159,7 @@ func (p *proc) stop(grace time.Duration) {
 
 // freePort returns a loopback port that was free a moment ago.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return testport.Free()
 }
 
 // childEnv is the environment of the children: ours without NIMBUS_*

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nimbus-sdn/nimbus/internal/testport"
 )
 
 // StopGrace is how long Stop (and the t.Cleanup of StartProcess) waits after
@@ -177,16 +179,16 @@ func (p *Proc) WaitLog(substr string, timeout time.Duration) {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago (the
-// kernel picks it; another process could still take it before you bind).
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago,
+// below the ephemeral range (testport.Free: no outgoing connection takes
+// it before the server binds; another server still could).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := testport.Free()
 	if err != nil {
 		t.Fatalf("ovslab: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // WaitListening waits until something accepts TCP connections on addr
