@@ -667,3 +667,43 @@ func TestFloatingIPOfAMember(t *testing.T) {
 			b+1, e.Port, e.Packet, mHost[b], fip2, memberTP, home, r.TraceText())
 	}
 }
+
+// A ping from the internet to a VIP's floating IP is answered by the
+// floating IP's home (app/nat's classifier flow), flat and VLAN external
+// networks, healthy members or none: from the floating IP and its port's
+// MAC back out of the uplink to the sender (the tag kept); no other
+// chassis answers (they do not take the floating IP's traffic).
+func TestWalkFloatingIPEcho(t *testing.T) {
+	for _, vlan := range []uint16{0, 300} {
+		for _, down := range []bool{false, true} {
+			t.Run(fmt.Sprintf("external_vlan_%d_down_%v", vlan, down), func(t *testing.T) {
+				s := newFIPScenario()
+				if vlan != 0 {
+					x := *s.recs[model.KindNetwork]["net-x"].(*model.Network)
+					x.NetworkType, x.SegmentationID = model.NetVLAN, int(vlan)
+					s.put(&x)
+				}
+				if down {
+					for i := range mIP {
+						s.member(i, "INACTIVE", 1)
+					}
+				}
+				home := s.home(t)
+				sw := fipSwitch(t, s, home, fakeswitch.NewConnTable(), nil)
+				ping := fakeswitch.Packet{EthSrc: gwMAC, EthDst: fipMAC, EthType: flow.EthTypeIPv4, IPProto: flow.ProtoICMP,
+					IPv4Src: inetIP, IPv4Dst: fipIP, TTL: 64, ICMPType: 8}
+				if vlan != 0 {
+					ping.VLANs = []fakeswitch.VLAN{{TPID: flow.EthTypeVLAN, VID: vlan}}
+				}
+				r, err := sw.Walk(uplinkPort, ping)
+				e := one(t, r, err)
+				p := e.Packet
+				if e.Port != uplinkPort || p.IPv4Src != fipIP || p.IPv4Dst != inetIP || p.ICMPType != 0 || p.EthSrc != fipMAC || p.EthDst != gwMAC ||
+					(vlan == 0) != (len(p.VLANs) == 0) || (vlan != 0 && p.VLANs[0].VID != vlan) {
+					t.Fatalf("the internet's ping to the floating IP: out %d %s, want the echo reply from %s (%s) back out of the uplink (vlan %d)\n%s",
+						e.Port, p, fipIP, fipMAC, vlan, r.TraceText())
+				}
+			})
+		}
+	}
+}

@@ -44,6 +44,8 @@ func placeVIP(in app.Input, v *binding.View, f *model.FloatingIP, vip *model.LBV
 //	classifier 20010  uplink, ARP request for the FIP -> arp_responder (answered with the FIP port's MAC)
 //	classifier 20011  uplink, tcp, nw_dst=FIP, tp_dst=VIP port -> (pop,) class phys, routed, reg1=VIP network,
 //	                  reg2=uplink, nw_dst=VIP, dec_ttl, dl_src=router MAC on the VIP's subnet, dl_dst=VIP port's MAC, goto lb
+//	classifier 20011  uplink, icmp echo request to the FIP -> answered in place: nw_dst=nw_src, nw_src=FIP,
+//	                  dl_dst=dl_src, dl_src=FIP port's MAC, icmp_type=0, output:in_port (a tag stays)
 //	classifier 20010  uplink, IPv4 to the FIP (anything else) -> drop
 //	dnat 10000        VIP network, +trk+rpl, ct_zone=lb zone, dl_dst=router MAC, tcp, nw_src=VIP, tp_src=VIP port
 //	                  -> nw_src=FIP, dec_ttl, dl_src=FIP port's MAC, reg1=external, class VM, routed, goto snat
@@ -70,6 +72,18 @@ func vipFlows(p *placed) []*flow.Flow {
 				flow.SetField{F: flow.EthDst, Value: uint64(p.vipMAC)},
 			),
 			Goto: pipeline.LB.ID()},
+		// A ping to the floating IP is answered by its home, as a VIP's
+		// own clients' are by app/lb (E1): nothing behind it would.
+		&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific + 11, Cookie: ck,
+			Match: in.Set(flow.IPProto, flow.ProtoICMP).Set(flow.ICMPv4Type, 8),
+			Actions: []flow.Action{
+				flow.Move{Src: flow.IPv4Src, Dst: flow.IPv4Dst, NBits: 32},
+				flow.SetField{F: flow.IPv4Src, Value: uint64(p.ip)},
+				flow.Move{Src: flow.EthSrc, Dst: flow.EthDst, NBits: 48},
+				flow.SetField{F: flow.EthSrc, Value: uint64(p.mac)},
+				flow.SetField{F: flow.ICMPv4Type, Value: 0},
+				flow.Output{Port: flow.PortInPort},
+			}},
 		&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific + 10, Cookie: ck, Match: in},
 	)
 	// The member's reply, un-NATed to VIP:port by app/lb (in the VIP

@@ -81,6 +81,17 @@ func TestLoadBalancerFloatingIP(t *testing.T) {
 		}
 	}
 	check("NAT")
+	// The floating IP answers pings (its home, app/nat's N2e), members
+	// or not (checked again below with none).
+	pingFIP := func(when string) {
+		t.Helper()
+		if out, err := in.ExecErr("ping", "-c", "3", "-i", "0.2", "-W", "2", fip); err != nil || !strings.Contains(out, " 0% packet loss") {
+			t.Errorf("%s: the internet's ping to the floating IP: %v\n%s", when, err, out)
+		} else {
+			t.Logf("%s: the floating IP answers pings (3 of 3)", when)
+		}
+	}
+	pingFIP("NAT")
 	// Each member also gets a floating IP of its own: the internet reaches
 	// each directly on 8080 (its replies leave its own chassis from its
 	// floating IP: not steered to the VIP's home, where they would be
@@ -142,6 +153,7 @@ func TestLoadBalancerFloatingIP(t *testing.T) {
 		}
 	}
 	refused("DSR")
+	pingFIP("no member")
 	nb.put("lb/pools/"+lab.pool["id"].(string), map[string]any{"pool": map[string]any{"description": "web"}})
 	waitFor(t, 30*time.Second, "NAT mode again on every chassis", func() bool {
 		for _, hv := range hvs {
