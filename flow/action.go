@@ -320,3 +320,18 @@ func (a Opaque) String() string { return "opaque(" + a.Desc + ")" }
 
 // NAT is only valid nested in CT; it is an Action so nested lists decode.
 func (NAT) isAction() {}
+
+// EchoReply is the action list that answers an ICMP echo request in
+// place: the reply from address from and MAC mac, back to the sender
+// (addresses and MACs swapped, type 0) out of the ingress port. The
+// flow must match icmp_type=8 (the ICMP prerequisite).
+func EchoReply(from IPv4, mac MAC) []Action {
+	return []Action{
+		Move{Src: IPv4Src, Dst: IPv4Dst, NBits: 32},
+		SetField{F: IPv4Src, Value: uint64(from)},
+		Move{Src: EthSrc, Dst: EthDst, NBits: 48},
+		SetField{F: EthSrc, Value: uint64(mac)},
+		SetField{F: ICMPv4Type, Value: 0},
+		Output{Port: PortInPort},
+	}
+}

@@ -233,15 +233,8 @@ func routeFlows(v *binding.View, rt *model.Router, ing *iface, ifs []*iface, tar
 		}
 		seenGW[gw.gw] = true
 		out = append(out, &flow.Flow{Table: tbl, Priority: pipeline.PrioritySpecific, Cookie: ck,
-			Match: ingress(ing).Set(flow.IPProto, flow.ProtoICMP).Set(flow.ICMPv4Type, 8).Set(flow.IPv4Dst, uint64(gw.gw)),
-			Actions: []flow.Action{
-				flow.Move{Src: flow.IPv4Src, Dst: flow.IPv4Dst, NBits: 32},
-				flow.SetField{F: flow.IPv4Src, Value: uint64(gw.gw)},
-				flow.Move{Src: flow.EthSrc, Dst: flow.EthDst, NBits: 48},
-				flow.SetField{F: flow.EthSrc, Value: uint64(ing.mac)},
-				flow.SetField{F: flow.ICMPv4Type, Value: 0},
-				flow.Output{Port: flow.PortInPort},
-			}})
+			Match:   ingress(ing).Set(flow.IPProto, flow.ProtoICMP).Set(flow.ICMPv4Type, 8).Set(flow.IPv4Dst, uint64(gw.gw)),
+			Actions: flow.EchoReply(gw.gw, ing.mac)})
 	}
 	// An expired TTL (0 or 1: routing would make it 0): time exceeded,
 	// from the handler, through the meter. Above every route, below the

@@ -75,15 +75,8 @@ func vipFlows(p *placed) []*flow.Flow {
 		// A ping to the floating IP is answered by its home, as a VIP's
 		// own clients' are by app/lb (E1): nothing behind it would.
 		&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific + 11, Cookie: ck,
-			Match: in.Set(flow.IPProto, flow.ProtoICMP).Set(flow.ICMPv4Type, 8),
-			Actions: []flow.Action{
-				flow.Move{Src: flow.IPv4Src, Dst: flow.IPv4Dst, NBits: 32},
-				flow.SetField{F: flow.IPv4Src, Value: uint64(p.ip)},
-				flow.Move{Src: flow.EthSrc, Dst: flow.EthDst, NBits: 48},
-				flow.SetField{F: flow.EthSrc, Value: uint64(p.mac)},
-				flow.SetField{F: flow.ICMPv4Type, Value: 0},
-				flow.Output{Port: flow.PortInPort},
-			}},
+			Match:   in.Set(flow.IPProto, flow.ProtoICMP).Set(flow.ICMPv4Type, 8),
+			Actions: flow.EchoReply(p.ip, p.mac)},
 		&flow.Flow{Table: pipeline.Classifier.ID(), Priority: pipeline.PrioritySpecific + 10, Cookie: ck, Match: in},
 	)
 	// The member's reply, un-NATed to VIP:port by app/lb (in the VIP
