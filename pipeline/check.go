@@ -32,8 +32,8 @@ func Check(f *flow.Flow) error {
 	if f.Priority == PriorityMiss && app != AppPipeline {
 		return fmt.Errorf("pipeline: flow %s: only the pipeline owns the miss band", f.KeyText())
 	}
-	if f.Meter != 0 && !declaredMeter(f.Meter) {
-		return fmt.Errorf("pipeline: flow %s: meter %d is not declared in pipeline.Meters", f.KeyText(), f.Meter)
+	if f.Meter != 0 && !declaredMeter(f.Meter) && !projectMeter(f.Meter, app) {
+		return fmt.Errorf("pipeline: flow %s: meter %d is not declared in pipeline.Meters (nor the app's per-project meters)", f.KeyText(), f.Meter)
 	}
 	if f.Meter == 0 && punts(f.Actions) {
 		return fmt.Errorf("pipeline: flow %s: sends to the controller without a meter (declare one in pipeline.Meters)", f.KeyText())

@@ -1,6 +1,10 @@
 package pipeline
 
-import "github.com/nimbus-sdn/nimbus/flow"
+import (
+	"hash/fnv"
+
+	"github.com/nimbus-sdn/nimbus/flow"
+)
 
 // MeterDef is a meter Nimbus installs on every switch that needs it.
 // Ids come from Nimbus's meter range (MeterIDBase, 0x004e0000,
@@ -24,8 +28,6 @@ var (
 		Purpose: "L2 learning misses sent to the controller (plain switches; chassis have no learning fallback)"}
 	MeterL3 = &MeterDef{ID: 0x004e0004, Name: "l3_punt", RatePPS: 100,
 		Purpose: "routed packets with an expired TTL or no route, sent to the L3 router's handler for ICMP time exceeded / net unreachable"}
-	MeterLBReject = &MeterDef{ID: 0x004e0005, Name: "lb_reject_punt", RatePPS: 500,
-		Purpose: "new TCP connections to a VIP with no healthy member, sent to the lb app, which answers with a RST"}
 	MeterNAT = &MeterDef{ID: 0x004e0006, Name: "nat_punt", RatePPS: 100,
 		Purpose: "ARP from an external network's gateway (the nat handler learns its MAC) and floating IP egress before that MAC is known (the handler ARPs for it)"}
 	MeterSNAT = &MeterDef{ID: 0x004e0007, Name: "snat_punt", RatePPS: 100,
@@ -33,7 +35,50 @@ var (
 )
 
 // Meters lists the declared meters.
-var Meters = []*MeterDef{MeterLLDP, MeterDHCP, MeterLearning, MeterL3, MeterLBReject, MeterNAT, MeterSNAT}
+var Meters = []*MeterDef{MeterLLDP, MeterDHCP, MeterLearning, MeterL3, MeterNAT, MeterSNAT}
+
+// ProjectMeter is a punt meter a switch holds once per project that
+// needs it, in its app's own meter slice: one tenant's flood is dropped
+// by its own meter and cannot use up another's.
+type ProjectMeter struct {
+	App     AppID
+	Name    string
+	RatePPS uint32
+	Purpose string
+}
+
+// ID is project's meter: MeterBase(App) + 1 + (FNV-1a of the project id
+// mod MetersPerApp-1). Two projects share one only when they collide (a
+// chance of 1 in 65,535 per pair); the meter is then theirs together.
+func (m *ProjectMeter) ID(project string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(project))
+	return MeterBase(m.App) + 1 + h.Sum32()%(MetersPerApp-1)
+}
+
+// Meter is project's OpenFlow meter: drop above RatePPS packets per
+// second.
+func (m *ProjectMeter) Meter(project string) *flow.Meter {
+	return &flow.Meter{ID: m.ID(project), Flags: flow.MeterPktps, Bands: []flow.Band{{Type: flow.BandDrop, Rate: m.RatePPS}}}
+}
+
+// MeterLBReject is the lb app's RST punt, per project (the VIP's).
+var MeterLBReject = &ProjectMeter{App: AppLB, Name: "lb_reject_punt", RatePPS: 100,
+	Purpose: "new TCP connections to a VIP with no healthy member (from its network, a router or its floating IP), sent to the lb app, which answers with a RST; one meter per project of the VIPs, in lb's meter slice"}
+
+// ProjectMeters lists the per-project meters.
+var ProjectMeters = []*ProjectMeter{MeterLBReject}
+
+// projectMeter reports whether id is in app's meter slice and app has
+// per-project meters.
+func projectMeter(id uint32, app AppID) bool {
+	for _, m := range ProjectMeters {
+		if m.App == app && app != AppPipeline && id > MeterBase(app) && id < MeterBase(app)+MetersPerApp {
+			return true
+		}
+	}
+	return false
+}
 
 // Meter is the OpenFlow meter: drop above RatePPS packets per second.
 func (m *MeterDef) Meter() *flow.Meter {

@@ -192,3 +192,34 @@ func TestCheckGroupsFollowsTheFlowsTable(t *testing.T) {
 		}
 	}
 }
+
+// Per-project meters: each project's id is in its app's meter slice
+// (never the shared one, never another app's), differs between projects
+// (these two), and a flow may use it only under its app's cookie.
+func TestProjectMeters(t *testing.T) {
+	for _, m := range ProjectMeters {
+		a, b := m.ID("project-a"), m.ID("project-b")
+		for _, id := range []uint32{a, b} {
+			if id <= MeterBase(m.App) || id >= MeterBase(m.App)+MetersPerApp || !OursMeter(id) {
+				t.Errorf("%s: id %#x outside app %s's meter slice", m.Name, id, m.App)
+			}
+		}
+		if a == b {
+			t.Errorf("%s: two projects share meter %#x", m.Name, a)
+		}
+		if m.Meter("project-a").ID != a || m.Meter("project-a").Bands[0].Rate != m.RatePPS {
+			t.Errorf("%s: meter %+v", m.Name, m.Meter("project-a"))
+		}
+		punt := func(app AppID) *flow.Flow {
+			return &flow.Flow{Table: LB.ID(), Priority: PriorityNormal, Cookie: Cookie(app, 1), Meter: a,
+				Match:   flow.M().EthType(flow.EthTypeIPv4),
+				Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}}
+		}
+		if err := Check(punt(m.App)); err != nil {
+			t.Errorf("%s: %v", m.Name, err)
+		}
+		if err := Check(punt(AppPipeline)); err == nil {
+			t.Errorf("%s: the pipeline's flow may use app %s's per-project meter", m.Name, m.App)
+		}
+	}
+}

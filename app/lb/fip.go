@@ -303,7 +303,7 @@ func outsidePunt(v *binding.View, fips []vipFIP, m flow.Match, vck uint64, add f
 			continue
 		}
 		ck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(x.f.ID))
-		add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioVIP + 1, Cookie: ck, Match: m, Meter: pipeline.MeterLBReject.ID,
+		add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioVIP + 1, Cookie: ck, Match: m, Meter: pipeline.MeterLBReject.ID(x.f.ProjectID),
 			Actions: []flow.Action{
 				flow.SetField{F: flow.IPv4Dst, Value: uint64(x.ip)},
 				flow.SetField{F: flow.EthDst, Value: uint64(x.mac)},
@@ -315,21 +315,22 @@ func outsidePunt(v *binding.View, fips []vipFIP, m flow.Match, vck uint64, add f
 			d.Handler = st
 		}
 		st[ck] = Outside{External: x.ext}
-		if !hasMeter(d, pipeline.MeterLBReject.ID) {
-			d.Meters = append(d.Meters, pipeline.MeterLBReject.Meter())
-		}
+		addMeter(d, x.f.ProjectID)
 		return
 	}
 	add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioVIP + 1, Cookie: vck, Match: m})
 }
 
-func hasMeter(d *app.Desired, id uint32) bool {
+// addMeter adds project's RST punt meter (pipeline.MeterLBReject) to d
+// once.
+func addMeter(d *app.Desired, project string) {
+	id := pipeline.MeterLBReject.ID(project)
 	for _, m := range d.Meters {
 		if m.ID == id {
-			return true
+			return
 		}
 	}
-	return false
+	d.Meters = append(d.Meters, pipeline.MeterLBReject.Meter(project))
 }
 
 // steerDSR is steer for a DSR VIP: a member's reply to an outside client

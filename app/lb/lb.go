@@ -325,14 +325,7 @@ func echo(in app.Input, v *binding.View, clients []clientNet, vip *model.LBVIP, 
 	ck := pipeline.Cookie(pipeline.AppLB, pipeline.ObjectID(vip.ID))
 	answer := func(m flow.Match, from flow.MAC) {
 		add(&flow.Flow{Table: pipeline.LB.ID(), Priority: prioVIP, Cookie: ck, Match: m,
-			Actions: []flow.Action{
-				flow.Move{Src: flow.IPv4Src, Dst: flow.IPv4Dst, NBits: 32},
-				flow.SetField{F: flow.IPv4Src, Value: uint64(vipIP)},
-				flow.Move{Src: flow.EthSrc, Dst: flow.EthDst, NBits: 48},
-				flow.SetField{F: flow.EthSrc, Value: uint64(from)},
-				flow.SetField{F: flow.ICMPv4Type, Value: 0},
-				flow.Output{Port: flow.PortInPort},
-			}})
+			Actions: flow.EchoReply(vipIP, from)})
 	}
 	for _, cn := range clients {
 		if cn.fipOnly {
@@ -481,11 +474,9 @@ func (a *App) natFlows(v *binding.View, cn clientNet, vip *model.LBVIP, vipIP fl
 		// No healthy member: a new connection is answered with a RST by
 		// the packet-in handler (reject.go), through a meter.
 		newCT := toVIP(lookupDone).SetMasked(flow.CTState, flow.CTTracked|flow.CTNew, flow.CTTracked|flow.CTNew)
-		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: newCT, Meter: pipeline.MeterLBReject.ID,
+		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: newCT, Meter: pipeline.MeterLBReject.ID(vip.ProjectID),
 			Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
-		if len(d.Meters) == 0 {
-			d.Meters = append(d.Meters, pipeline.MeterLBReject.Meter())
-		}
+		addMeter(d, vip.ProjectID)
 	}
 	// 3. Anything else still addressed to the VIP after the lookup
 	// (invalid, or not new with no healthy member) is dropped.
@@ -929,7 +920,7 @@ func (a *App) dsr(v *binding.View, net *binding.Network, clients []clientNet, vi
 		// The RST punt; a routed client's punt keeps the router's MAC as
 		// its destination, so the RST (reject.go) comes from that MAC.
 		punt := func(m flow.Match) {
-			add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Meter: pipeline.MeterLBReject.ID,
+			add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Meter: pipeline.MeterLBReject.ID(vip.ProjectID),
 				Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
 		}
 		for _, cn := range clients {
@@ -940,9 +931,7 @@ func (a *App) dsr(v *binding.View, net *binding.Network, clients []clientNet, vi
 				punt(toVIP(cn.net.Key, 0).EthDst(mac))
 			}
 		}
-		if len(d.Meters) == 0 {
-			d.Meters = append(d.Meters, pipeline.MeterLBReject.Meter())
-		}
+		addMeter(d, vip.ProjectID)
 		return 0
 	}
 	lookup := func(acts ...flow.Action) []flow.Action {

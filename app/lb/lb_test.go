@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -97,7 +98,7 @@ func newScenario(method string) *scenario {
 	}
 	s.port(idVIPPort, macVIP.String(), vipIP.String(), "", 0)
 	s.put(&model.LBPool{Base: model.Base{ID: "pool-1"}, SubnetID: "sub-a", Protocol: "HTTP", LBMethod: method, AdminStateUp: true, VIPID: "vip-1"})
-	s.put(&model.LBVIP{Base: model.Base{ID: "vip-1"}, SubnetID: "sub-a", Address: vipIP.String(), PortID: idVIPPort, ProtocolPort: 80,
+	s.put(&model.LBVIP{Base: model.Base{ID: "vip-1", ProjectID: "t"}, SubnetID: "sub-a", Address: vipIP.String(), PortID: idVIPPort, ProtocolPort: 80,
 		Protocol: "HTTP", PoolID: "pool-1", AdminStateUp: true})
 	for i := range mIP {
 		s.member(i, "ACTIVE", i+1)
@@ -393,8 +394,15 @@ func TestWalkAllDown(t *testing.T) {
 	if len(punts) != 1 || len(r.Ports()) != 0 {
 		t.Fatalf("all members down: want one punt, got %s\n%s", r, r.TraceText())
 	}
-	if _, ok := st.Meters[pipeline.MeterLBReject.ID]; !ok {
-		t.Fatalf("the punt's meter is not in lb's desired state")
+	// The punt goes through the VIP's project's meter (pipeline.MeterLBReject,
+	// one per project: another tenant's flood cannot use it up).
+	if _, ok := st.Meters[pipeline.MeterLBReject.ID("t")]; !ok || len(st.Meters) != 1 {
+		t.Fatalf("the punt's meter (project t's, %#x) is not lb's only desired meter: %v", pipeline.MeterLBReject.ID("t"), st.Meters)
+	}
+	for _, f := range st.Flows {
+		if f.Meter != 0 && f.Meter != pipeline.MeterLBReject.ID("t") {
+			t.Fatalf("punt flow with meter %#x, want project t's %#x: %s", f.Meter, pipeline.MeterLBReject.ID("t"), f)
+		}
 	}
 	if app := pipeline.CookieApp(punts[0].Cookie); app != pipeline.AppLB {
 		t.Fatalf("punt cookie of app %s, want lb", app)
@@ -562,4 +570,56 @@ func TestWalkVIPEcho(t *testing.T) {
 			t.Fatalf("cb1's ping to the VIP: out %d %s, want the echo reply from %s (%s)\n%s", e.Port, p, vipIP, rB, r.TraceText())
 		}
 	})
+}
+
+// Two tenants' VIPs on one network, every member of both down: each
+// VIP's RST punt goes through its own project's meter, so a non-admin
+// tenant flooding SYNs at its dead VIP (its punts dropped by its meter
+// once over the rate) leaves the other tenant's RSTs their whole rate.
+// Walks: the attacker's SYN and the victim's SYN are punted under
+// different meters.
+func TestRejectMeterPerProject(t *testing.T) {
+	s := newScenario("ROUND_ROBIN")
+	for i := range mIP {
+		s.member(i, "INACTIVE", 1)
+	}
+	vip2 := flow.MustIPv4("10.0.0.101")
+	s.port("a0000002-0000-4000-8000-000000000000", "fa:16:3e:ff:01:02", vip2.String(), "", 0)
+	s.put(&model.LBPool{Base: model.Base{ID: "pool-2", ProjectID: "attacker"}, SubnetID: "sub-a", Protocol: "HTTP", LBMethod: "ROUND_ROBIN", AdminStateUp: true, VIPID: "vip-2"})
+	s.put(&model.LBVIP{Base: model.Base{ID: "vip-2", ProjectID: "attacker"}, SubnetID: "sub-a", Address: vip2.String(),
+		PortID: "a0000002-0000-4000-8000-000000000000", ProtocolPort: 80, Protocol: "HTTP", PoolID: "pool-2", AdminStateUp: true})
+	st := lbState(t, s.input("hv1"))
+	victim, attacker := pipeline.MeterLBReject.ID("t"), pipeline.MeterLBReject.ID("attacker")
+	if victim == attacker {
+		t.Fatalf("the two projects' meters collide (%#x)", victim)
+	}
+	for _, id := range []uint32{victim, attacker} {
+		if _, ok := st.Meters[id]; !ok {
+			t.Fatalf("meter %#x missing from lb's desired state: %v", id, st.Meters)
+		}
+	}
+	sw := hv1(t, s, fakeswitch.NewConnTable(), nil)
+	for _, c := range []struct {
+		dst   flow.IPv4
+		meter uint32
+	}{{vipIP, victim}, {vip2, attacker}} {
+		r, err := sw.Walk(portClient, tcpPkt(macC1, macVIP, c1IP, c.dst, 40000, 80))
+		if err != nil {
+			t.Fatal(err)
+		}
+		punts := r.Punts()
+		if len(punts) != 1 {
+			t.Fatalf("SYN to %s with every member down: %s\n%s", c.dst, r, r.TraceText())
+		}
+		// the punting flow: the emit's table and cookie, with a meter
+		var used []uint32
+		for _, f := range st.Flows {
+			if f.Table == punts[0].Table && f.Cookie == punts[0].Cookie && f.Meter != 0 {
+				used = append(used, f.Meter)
+			}
+		}
+		if len(used) == 0 || slices.ContainsFunc(used, func(m uint32) bool { return m != c.meter }) {
+			t.Errorf("SYN to %s punted through meters %#x, want only its VIP's project's %#x", c.dst, used, c.meter)
+		}
+	}
 }

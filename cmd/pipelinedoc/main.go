@@ -79,12 +79,15 @@ func main() {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "## Meters")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Flows that send tenant-reachable packets to the controller go through a per-switch meter; a flood above the rate is dropped in the switch.")
+	fmt.Fprintln(w, "Flows that send tenant-reachable packets to the controller go through a per-switch meter (per project on each switch, for those so marked); a flood above the rate is dropped in the switch.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| meter | id | rate | use |")
 	fmt.Fprintln(w, "|---|---:|---:|---|")
 	for _, m := range pipeline.Meters {
 		fmt.Fprintf(w, "| %s | 0x%08x | %d pkt/s | %s |\n", m.Name, m.ID, m.RatePPS, m.Purpose)
+	}
+	for _, m := range pipeline.ProjectMeters {
+		fmt.Fprintf(w, "| %s | per project: 0x%08x + 1 + FNV-1a(project id) mod %d | %d pkt/s | %s |\n", m.Name, pipeline.MeterBase(m.App), pipeline.MetersPerApp-1, m.RatePPS, m.Purpose)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "## Registers and metadata")
