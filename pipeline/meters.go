@@ -22,8 +22,6 @@ type MeterDef struct {
 var (
 	MeterLLDP = &MeterDef{ID: 0x004e0001, Name: "lldp_punt", RatePPS: 1000,
 		Purpose: "LLDP frames sent to the controller by the discovery punt (fabric switches)"}
-	MeterDHCP = &MeterDef{ID: 0x004e0002, Name: "dhcp_punt", RatePPS: 500,
-		Purpose: "DHCP requests sent to the controller's DHCP responder"}
 	MeterLearning = &MeterDef{ID: 0x004e0003, Name: "learning_punt", RatePPS: 1000,
 		Purpose: "L2 learning misses sent to the controller (plain switches; chassis have no learning fallback)"}
 	MeterL3 = &MeterDef{ID: 0x004e0004, Name: "l3_punt", RatePPS: 100,
@@ -35,7 +33,7 @@ var (
 )
 
 // Meters lists the declared meters.
-var Meters = []*MeterDef{MeterLLDP, MeterDHCP, MeterLearning, MeterL3, MeterNAT, MeterSNAT}
+var Meters = []*MeterDef{MeterLLDP, MeterLearning, MeterL3, MeterNAT, MeterSNAT}
 
 // ProjectMeter is a punt meter a switch holds once per project that
 // needs it, in its app's own meter slice: one tenant's flood is dropped
@@ -66,8 +64,13 @@ func (m *ProjectMeter) Meter(project string) *flow.Meter {
 var MeterLBReject = &ProjectMeter{App: AppLB, Name: "lb_reject_punt", RatePPS: 100,
 	Purpose: "new TCP connections to a VIP with no healthy member (from its network, a router or its floating IP), sent to the lb app, which answers with a RST; one meter per project of the VIPs, in lb's meter slice"}
 
+// MeterDHCP is the isolation app's DHCP punt, per project (the VM
+// port's).
+var MeterDHCP = &ProjectMeter{App: AppIsolation, Name: "dhcp_punt", RatePPS: 100,
+	Purpose: "DHCP requests sent to the controller's DHCP responder (one flow per VM port on its switch); one meter per project of the ports, in isolation's meter slice, so one tenant's DHCP flood cannot keep another's VMs from their addresses"}
+
 // ProjectMeters lists the per-project meters.
-var ProjectMeters = []*ProjectMeter{MeterLBReject}
+var ProjectMeters = []*ProjectMeter{MeterDHCP, MeterLBReject}
 
 // projectMeter reports whether id is in app's meter slice and app has
 // per-project meters.

@@ -210,8 +210,15 @@ func TestProjectMeters(t *testing.T) {
 		if m.Meter("project-a").ID != a || m.Meter("project-a").Bands[0].Rate != m.RatePPS {
 			t.Errorf("%s: meter %+v", m.Name, m.Meter("project-a"))
 		}
+		var own *Table // a table the app owns
+		for _, tb := range Tables {
+			if tb.Owner == m.App {
+				own = tb
+				break
+			}
+		}
 		punt := func(app AppID) *flow.Flow {
-			return &flow.Flow{Table: LB.ID(), Priority: PriorityNormal, Cookie: Cookie(app, 1), Meter: a,
+			return &flow.Flow{Table: own.ID(), Priority: PriorityNormal, Cookie: Cookie(app, 1), Meter: a,
 				Match:   flow.M().EthType(flow.EthTypeIPv4),
 				Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}}
 		}

@@ -13,6 +13,7 @@ package isolation
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 
@@ -184,10 +185,10 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 
 // builder accumulates flows.
 type builder struct {
-	flows     []*flow.Flow
-	groups    []*flow.Group
-	dhcpMeter bool   // a DHCP punt needs pipeline.MeterDHCP
-	chains    uint32 // chained flood groups handed out so far
+	flows      []*flow.Flow
+	groups     []*flow.Group
+	dhcpMeters []string // projects whose DHCP punt meter (pipeline.MeterDHCP) a flow uses
+	chains     uint32   // chained flood groups handed out so far
 }
 
 // floodGroups adds the flood group head (split into a chain when its
@@ -201,10 +202,15 @@ func (b *builder) floodGroups(head uint32, buckets []flow.Bucket) {
 
 // meters returns the meters the flows use.
 func (b *builder) meters() []*flow.Meter {
-	if b.dhcpMeter {
-		return []*flow.Meter{pipeline.MeterDHCP.Meter()}
+	var out []*flow.Meter
+	seen := map[uint32]bool{}
+	for _, p := range b.dhcpMeters {
+		if m := pipeline.MeterDHCP.Meter(p); !seen[m.ID] {
+			seen[m.ID] = true
+			out = append(out, m)
+		}
 	}
-	return nil
+	return out
 }
 
 func (b *builder) add(f *flow.Flow) { b.flows = append(b.flows, f) }
@@ -287,19 +293,24 @@ func (b *builder) network(ns *netState, phy uint32, tunnels map[string]uint32, t
 	b.dhcpPunt(ns)
 }
 
-// dhcpPunt sends the network's VMs' DHCP requests to the controller when
-// any subnet runs DHCP.
+// dhcpPunt sends the network's local VMs' DHCP requests to the
+// controller when any subnet runs DHCP: one flow per VM port, through
+// its project's meter (pipeline.MeterDHCP), so one tenant's flood is
+// dropped by its own meter.
 func (b *builder) dhcpPunt(ns *netState) {
-	for _, s := range ns.Subnets {
-		if s.EnableDHCP {
-			b.dhcpMeter = true
-			b.add(&flow.Flow{Table: pipeline.DHCP.ID(), Priority: pipeline.PriorityNormal, Cookie: netCookie(ns.n.ID),
-				Meter: pipeline.MeterDHCP.ID,
-				Match: pipeline.RegPortClass.Match(netMatch(ns.key), ClassVM).EthType(flow.EthTypeIPv4).
-					Set(flow.IPProto, flow.ProtoUDP).Set(flow.UDPSrc, 68).Set(flow.UDPDst, 67),
-				Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
-			return
+	if !slices.ContainsFunc(ns.Subnets, func(s *model.Subnet) bool { return s.EnableDHCP }) {
+		return
+	}
+	for _, l := range ns.local {
+		if l.ofport == 0 {
+			continue
 		}
+		b.dhcpMeters = append(b.dhcpMeters, l.port.ProjectID)
+		b.add(&flow.Flow{Table: pipeline.DHCP.ID(), Priority: pipeline.PriorityNormal, Cookie: portCookie(l.port.ID),
+			Meter: pipeline.MeterDHCP.ID(l.port.ProjectID),
+			Match: pipeline.RegInPort.Match(pipeline.RegPortClass.Match(netMatch(ns.key), ClassVM), uint64(l.ofport)).EthType(flow.EthTypeIPv4).
+				Set(flow.IPProto, flow.ProtoUDP).Set(flow.UDPSrc, 68).Set(flow.UDPDst, 67),
+			Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
 	}
 }
 

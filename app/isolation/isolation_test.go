@@ -310,3 +310,42 @@ func TestAddRemoveNetworkDiffIsLocal(t *testing.T) {
 	}
 	onlyConcerns(t, ops, concerned, groups)
 }
+
+// DHCP punts are per VM port, each through its port's project's meter
+// (pipeline.MeterDHCP): a non-admin tenant flooding DHCP from its VM
+// uses up its own meter, not the one of another tenant's VM on the same
+// chassis (here both on net-a, a network they share).
+func TestDHCPMeterPerProject(t *testing.T) {
+	s := newScenario()
+	a1 := *s.recs[model.KindPort][idA1].(*model.Port)
+	a1.ProjectID = "victim"
+	s.port(&a1, "hv1", 1, "")
+	s.port(&model.Port{Base: model.Base{ID: "a0000009-0000-4000-8000-000000000000", ProjectID: "attacker"}, NetworkID: "net-a",
+		MACAddress: "fa:16:3e:0a:00:09", PortSecurity: true, FixedIPs: []model.FixedIP{{SubnetID: "sub-a", IPAddress: "10.0.0.19"}}}, "hv1", 9, "")
+	st := state(t, New(Config{}), s.input("hv1"))
+	want := map[uint64]uint32{ // port cookie -> meter
+		pipeline.Cookie(pipeline.AppIsolation, pipeline.ObjectID(idA1)):                                   pipeline.MeterDHCP.ID("victim"),
+		pipeline.Cookie(pipeline.AppIsolation, pipeline.ObjectID("a0000009-0000-4000-8000-000000000000")): pipeline.MeterDHCP.ID("attacker"),
+	}
+	if pipeline.MeterDHCP.ID("victim") == pipeline.MeterDHCP.ID("attacker") {
+		t.Fatal("the two projects' meters collide")
+	}
+	seen := 0
+	for _, f := range st.Flows {
+		if f.Table != pipeline.DHCP.ID() || f.Meter == 0 {
+			continue
+		}
+		if m, ok := want[f.Cookie]; ok {
+			seen++
+			if f.Meter != m {
+				t.Errorf("DHCP punt %s: meter %#x, want its port's project's %#x", f, f.Meter, m)
+			}
+			if _, ok := st.Meters[m]; !ok {
+				t.Errorf("meter %#x not in the desired state", m)
+			}
+		}
+	}
+	if seen != 2 {
+		t.Fatalf("want one DHCP punt per port (2), got %d", seen)
+	}
+}

@@ -184,9 +184,9 @@ func walkCases() []walkCase {
 				t.Fatalf("verdict %s, want one punt only\n%s", r, r.TraceText())
 			}
 			p := ps[0]
-			if pipeline.CookieApp(p.Cookie) != pipeline.AppIsolation || p.Cookie != pipeline.Cookie(pipeline.AppIsolation, pipeline.ObjectID("net-a")) ||
+			if pipeline.CookieApp(p.Cookie) != pipeline.AppIsolation || p.Cookie != pipeline.Cookie(pipeline.AppIsolation, pipeline.ObjectID(idA1)) ||
 				p.Reason != fakeswitch.ReasonAction || p.MaxLen != flow.MaxLenNoBuffer || p.Table != pipeline.DHCP.ID() {
-				t.Fatalf("punt %+v, want isolation's net-a cookie from the DHCP table, reason action, whole packet", p)
+				t.Fatalf("punt %+v, want isolation's cookie of a1's port (its own punt flow) from the DHCP table, reason action, whole packet", p)
 			}
 			if p.Packet.WireString() != dhcp.WireString() {
 				t.Fatalf("punted packet rewritten: %s", p.Packet.WireString())
