@@ -60,6 +60,18 @@ func (m *ProjectMeter) Meter(project string) *flow.Meter {
 	return &flow.Meter{ID: m.ID(project), Flags: flow.MeterPktps, Bands: []flow.Band{{Type: flow.BandDrop, Rate: m.RatePPS}}}
 }
 
+// Add returns ms with project's meter appended, unless ms holds it
+// already (an app's desired meters, each once).
+func (m *ProjectMeter) Add(ms []*flow.Meter, project string) []*flow.Meter {
+	id := m.ID(project)
+	for _, x := range ms {
+		if x.ID == id {
+			return ms
+		}
+	}
+	return append(ms, m.Meter(project))
+}
+
 // MeterLBReject is the lb app's RST punt, per project (the VIP's).
 var MeterLBReject = &ProjectMeter{App: AppLB, Name: "lb_reject_punt", RatePPS: 100,
 	Purpose: "new TCP connections to a VIP with no healthy member (from its network, a router or its floating IP), sent to the lb app, which answers with a RST; one meter per project of the VIPs, in lb's meter slice"}

@@ -207,6 +207,9 @@ func TestProjectMeters(t *testing.T) {
 		if a == b {
 			t.Errorf("%s: two projects share meter %#x", m.Name, a)
 		}
+		if ms := m.Add(m.Add(m.Add(nil, "project-a"), "project-b"), "project-a"); len(ms) != 2 || ms[0].ID != a || ms[1].ID != b {
+			t.Errorf("%s: Add gave %v, want project-a's and project-b's meters once each", m.Name, ms)
+		}
 		if m.Meter("project-a").ID != a || m.Meter("project-a").Bands[0].Rate != m.RatePPS {
 			t.Errorf("%s: meter %+v", m.Name, m.Meter("project-a"))
 		}

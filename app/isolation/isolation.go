@@ -187,8 +187,8 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 type builder struct {
 	flows      []*flow.Flow
 	groups     []*flow.Group
-	dhcpMeters []string // projects whose DHCP punt meter (pipeline.MeterDHCP) a flow uses
-	chains     uint32   // chained flood groups handed out so far
+	dhcpMeters []*flow.Meter // the DHCP punts' meters (pipeline.MeterDHCP, per project), each once
+	chains     uint32        // chained flood groups handed out so far
 }
 
 // floodGroups adds the flood group head (split into a chain when its
@@ -202,15 +202,7 @@ func (b *builder) floodGroups(head uint32, buckets []flow.Bucket) {
 
 // meters returns the meters the flows use.
 func (b *builder) meters() []*flow.Meter {
-	var out []*flow.Meter
-	seen := map[uint32]bool{}
-	for _, p := range b.dhcpMeters {
-		if m := pipeline.MeterDHCP.Meter(p); !seen[m.ID] {
-			seen[m.ID] = true
-			out = append(out, m)
-		}
-	}
-	return out
+	return b.dhcpMeters
 }
 
 func (b *builder) add(f *flow.Flow) { b.flows = append(b.flows, f) }
@@ -305,7 +297,7 @@ func (b *builder) dhcpPunt(ns *netState) {
 		if l.ofport == 0 {
 			continue
 		}
-		b.dhcpMeters = append(b.dhcpMeters, l.port.ProjectID)
+		b.dhcpMeters = pipeline.MeterDHCP.Add(b.dhcpMeters, l.port.ProjectID)
 		b.add(&flow.Flow{Table: pipeline.DHCP.ID(), Priority: pipeline.PriorityNormal, Cookie: portCookie(l.port.ID),
 			Meter: pipeline.MeterDHCP.ID(l.port.ProjectID),
 			Match: pipeline.RegInPort.Match(pipeline.RegPortClass.Match(netMatch(ns.key), ClassVM), uint64(l.ofport)).EthType(flow.EthTypeIPv4).

@@ -324,13 +324,7 @@ func outsidePunt(v *binding.View, fips []vipFIP, m flow.Match, vck uint64, add f
 // addMeter adds project's RST punt meter (pipeline.MeterLBReject) to d
 // once.
 func addMeter(d *app.Desired, project string) {
-	id := pipeline.MeterLBReject.ID(project)
-	for _, m := range d.Meters {
-		if m.ID == id {
-			return
-		}
-	}
-	d.Meters = append(d.Meters, pipeline.MeterLBReject.Meter(project))
+	d.Meters = pipeline.MeterLBReject.Add(d.Meters, project)
 }
 
 // steerDSR is steer for a DSR VIP: a member's reply to an outside client
