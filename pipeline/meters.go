@@ -24,8 +24,6 @@ var (
 		Purpose: "LLDP frames sent to the controller by the discovery punt (fabric switches)"}
 	MeterLearning = &MeterDef{ID: 0x004e0003, Name: "learning_punt", RatePPS: 1000,
 		Purpose: "L2 learning misses sent to the controller (plain switches; chassis have no learning fallback)"}
-	MeterL3 = &MeterDef{ID: 0x004e0004, Name: "l3_punt", RatePPS: 100,
-		Purpose: "routed packets with an expired TTL or no route, sent to the L3 router's handler for ICMP time exceeded / net unreachable"}
 	MeterNAT = &MeterDef{ID: 0x004e0006, Name: "nat_punt", RatePPS: 100,
 		Purpose: "ARP from an external network's gateway (the nat handler learns its MAC) and floating IP egress before that MAC is known (the handler ARPs for it)"}
 	MeterSNAT = &MeterDef{ID: 0x004e0007, Name: "snat_punt", RatePPS: 100,
@@ -33,7 +31,7 @@ var (
 )
 
 // Meters lists the declared meters.
-var Meters = []*MeterDef{MeterLLDP, MeterLearning, MeterL3, MeterNAT, MeterSNAT}
+var Meters = []*MeterDef{MeterLLDP, MeterLearning, MeterNAT, MeterSNAT}
 
 // ProjectMeter is a punt meter a switch holds once per project that
 // needs it, in its app's own meter slice: one tenant's flood is dropped
@@ -81,8 +79,13 @@ var MeterLBReject = &ProjectMeter{App: AppLB, Name: "lb_reject_punt", RatePPS: 1
 var MeterDHCP = &ProjectMeter{App: AppIsolation, Name: "dhcp_punt", RatePPS: 100,
 	Purpose: "DHCP requests sent to the controller's DHCP responder (one flow per VM port on its switch); one meter per project of the ports, in isolation's meter slice, so one tenant's DHCP flood cannot keep another's VMs from their addresses"}
 
+// MeterL3 is the L3 router's punt of routed packets with an expired TTL
+// or no route, per project (the router's).
+var MeterL3 = &ProjectMeter{App: AppL3Router, Name: "l3_punt", RatePPS: 100,
+	Purpose: "routed packets with an expired TTL or no route, sent to the L3 router's handler for ICMP time exceeded / net unreachable; one meter per project of the routers, in l3router's meter slice, so one tenant's traceroute or scan flood cannot use up another's ICMP errors (0x004e0004, the one meter per switch before, is retired)"}
+
 // ProjectMeters lists the per-project meters.
-var ProjectMeters = []*ProjectMeter{MeterDHCP, MeterLBReject}
+var ProjectMeters = []*ProjectMeter{MeterDHCP, MeterL3, MeterLBReject}
 
 // projectMeter reports whether id is in app's meter slice and app has
 // per-project meters.

@@ -18,8 +18,10 @@
 //   - a destination in one of the router's extra routes (longest prefix
 //     first) goes to the route's nexthop port as a packet to that port's
 //     own address would (its MAC from the model, no ARP);
-//   - anything else has no route and is punted through the l3_punt meter
-//     to the packet-in handler, which answers ICMP net unreachable;
+//   - anything else has no route and is punted through the router's
+//     project's l3_punt meter (pipeline.MeterL3: one per project, so one
+//     tenant's flood cannot use up another's ICMP errors) to the
+//     packet-in handler, which answers ICMP net unreachable;
 //   - a packet to the interface's MAC with TTL 0 or 1 (matched on nw_ttl,
 //     above every route) is punted through the same meter, and the
 //     handler answers ICMP time exceeded, so traceroute shows the hop.
@@ -145,7 +147,6 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 	ok := binding.RouterInterfaces(in.Model)
 	routers := in.Model.Routers()
 	sort.Slice(routers, func(i, j int) bool { return routers[i].ID < routers[j].ID })
-	punt := false
 	for _, rt := range routers {
 		if !rt.AdminStateUp {
 			continue
@@ -164,11 +165,8 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 			fs := routeFlows(v, rt, ing, ifs, targets)
 			d.Flows = append(d.Flows, fs...)
 			gws[ing.mac] = ing.gw
-			punt = true
+			d.Meters = pipeline.MeterL3.Add(d.Meters, rt.ProjectID)
 		}
-	}
-	if punt {
-		d.Meters = []*flow.Meter{pipeline.MeterL3.Meter()}
 	}
 	d.Handler = gws
 	return d, nil
@@ -240,7 +238,7 @@ func routeFlows(v *binding.View, rt *model.Router, ing *iface, ifs []*iface, tar
 	// from the handler, through the meter. Above every route, below the
 	// router's own addresses (a ping to the gateway with TTL 1 is answered).
 	for _, ttl := range []uint64{0, 1} {
-		out = append(out, &flow.Flow{Table: tbl, Priority: pipeline.PriorityNormal + 64, Cookie: ck, Meter: pipeline.MeterL3.ID,
+		out = append(out, &flow.Flow{Table: tbl, Priority: pipeline.PriorityNormal + 64, Cookie: ck, Meter: pipeline.MeterL3.ID(rt.ProjectID),
 			Match:   ingress(ing).Set(flow.IPTTL, ttl),
 			Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
 	}
@@ -272,7 +270,7 @@ func routeFlows(v *binding.View, rt *model.Router, ing *iface, ifs []*iface, tar
 			Match: ingress(ing).SetMasked(flow.IPv4Dst, uint64(toIPv4(c.prefix.Addr())), mask)})
 	}
 	// No route: the handler answers ICMP net unreachable.
-	out = append(out, &flow.Flow{Table: tbl, Priority: pipeline.PriorityDefault, Cookie: ck, Meter: pipeline.MeterL3.ID,
+	out = append(out, &flow.Flow{Table: tbl, Priority: pipeline.PriorityDefault, Cookie: ck, Meter: pipeline.MeterL3.ID(rt.ProjectID),
 		Match:   ingress(ing),
 		Actions: []flow.Action{flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}}})
 	return out

@@ -103,7 +103,7 @@ func TestWalkTTLExpired(t *testing.T) {
 			if !e.Punt() || e.Reason != fakeswitch.ReasonAction || e.Table != pipeline.L3Routing.ID() || pipeline.CookieApp(e.Cookie) != pipeline.AppL3Router {
 				t.Fatalf("TTL %d to %s: %s, want a punt from l3_routing", ttl, dst, e)
 			}
-			if !metered(sw, e) {
+			if !metered(sw, e, "ta") {
 				t.Fatalf("TTL %d: the punt is not metered by l3_punt", ttl)
 			}
 			if e.Packet.WireString() != in.WireString() {
@@ -128,7 +128,7 @@ func TestWalkNoRoute(t *testing.T) {
 			if !e.Punt() || e.Reason != fakeswitch.ReasonAction || e.Table != pipeline.L3Routing.ID() || pipeline.CookieApp(e.Cookie) != pipeline.AppL3Router {
 				t.Fatalf("no route: %s, want a punt from l3_routing", e)
 			}
-			if !metered(sw, e) {
+			if !metered(sw, e, "ta") {
 				t.Fatal("the no-route punt is not metered by l3_punt")
 			}
 			checkICMP(t, gws, frame(t, macA1, rA1, "10.0.1.11", dst, 64, false), "10.0.1.1", layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeNet)
@@ -169,13 +169,13 @@ func TestWalkGateway(t *testing.T) {
 	})
 }
 
-// metered reports whether the flow that punted e uses the l3_punt meter
-// (the trace names the flow; its table and cookie find it).
-func metered(sw *fakeswitch.Switch, e fakeswitch.Emit) bool {
+// metered reports whether the flow that punted e uses project's l3_punt
+// meter (the trace names the flow; its table and cookie find it).
+func metered(sw *fakeswitch.Switch, e fakeswitch.Emit, project string) bool {
 	n := 0
 	for _, x := range sw.Entries() {
 		if x.Flow.Cookie == e.Cookie && x.Flow.Table == e.Table && len(x.Flow.Actions) == 1 && x.Flow.Actions[0] == (flow.Output{Port: flow.PortController, MaxLen: flow.MaxLenNoBuffer}) {
-			if x.Flow.Meter != pipeline.MeterL3.ID {
+			if x.Flow.Meter != pipeline.MeterL3.ID(project) {
 				return false
 			}
 			n++
@@ -249,13 +249,13 @@ func TestWalkExtraRoutes(t *testing.T) {
 	})
 	t.Run("TTL 1 to a routed destination: time exceeded", func(t *testing.T) {
 		e := only(t, walk(t, sw, 1, pkt(t, macA1, rA1, "10.0.1.11", "10.9.2.5", 1, false)))
-		if !e.Punt() || !metered(sw, e) {
+		if !e.Punt() || !metered(sw, e, "ta") {
 			t.Fatalf("TTL 1 via an extra route: %s", e)
 		}
 	})
 	t.Run("nexthop with no port: net unreachable", func(t *testing.T) {
 		e := only(t, walk(t, sw, 1, pkt(t, macA1, rA1, "10.0.1.11", "10.7.0.5", 64, false)))
-		if !e.Punt() || !metered(sw, e) {
+		if !e.Punt() || !metered(sw, e, "ta") {
 			t.Fatalf("unresolved nexthop: %s, want the no-route punt", e)
 		}
 		checkICMP(t, gws, frame(t, macA1, rA1, "10.0.1.11", "10.7.0.5", 64, false), "10.0.1.1", layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeNet)
@@ -273,4 +273,44 @@ func TestWalkExtraRoutes(t *testing.T) {
 			t.Fatalf("tenant B to 10.9.2.5: %s, want no route", e)
 		}
 	})
+}
+
+// One tenant's punts (TTL expired, no route) go through its own
+// router's project's meter, so a non-admin tenant flooding its router
+// with TTL-1 packets (or scans to nowhere) cannot use up another
+// tenant's ICMP errors on the same chassis: tenant B's punts through
+// tb's meter, A's through ta's, two meters on hv1, each installed.
+func TestPuntMeterPerProject(t *testing.T) {
+	st, _ := state(t, newScenario().input("hv1"), isolation.New(isolation.Config{}), New())
+	sw := fakeswitch.FromState(st, 1, 2, 5, 10, 20, flow.PortLocal)
+	if pipeline.MeterL3.ID("ta") == pipeline.MeterL3.ID("tb") {
+		t.Fatal("the two projects' meters collide; pick other project ids")
+	}
+	for _, c := range []struct {
+		proj    string
+		in      uint32
+		src, gw flow.MAC
+	}{{"ta", 1, macA1, rA1}, {"tb", 2, macB1, rB1}} {
+		for _, p := range []fakeswitch.Packet{
+			pkt(t, c.src, c.gw, "10.0.1.11", "10.0.2.12", 1, false), // TTL expired
+			pkt(t, c.src, c.gw, "10.0.1.11", "8.8.8.8", 64, false),  // no route
+		} {
+			e := only(t, walk(t, sw, c.in, p))
+			if !e.Punt() || !metered(sw, e, c.proj) {
+				t.Fatalf("%s: %s, want a punt through %s's meter", c.proj, e, c.proj)
+			}
+		}
+		if st.Meters[pipeline.MeterL3.ID(c.proj)] == nil {
+			t.Fatalf("%s's l3_punt meter is not in the desired state", c.proj)
+		}
+	}
+	n := 0
+	for id := range st.Meters {
+		if id > pipeline.MeterBase(pipeline.AppL3Router) && id < pipeline.MeterBase(pipeline.AppL3Router)+pipeline.MetersPerApp {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d l3_punt meters on hv1, want 2 (one per project)", n)
+	}
 }
