@@ -30,6 +30,14 @@ type Flow struct {
 	Metadata     uint64 // write_metadata value
 	MetadataMask uint64 // 0: no write_metadata instruction
 	Goto         uint8  // 0: no goto_table (table 0 can never be a goto target)
+
+	// Counter, when set, names what this flow's packet and byte
+	// counters measure for its cookie's object (app/lb's "in", "out",
+	// "new"). It is not sent to the switch and is not part of the flow's
+	// identity or equality: the reconciler reads such flows' counters on
+	// each full pass and sums them per object and name
+	// (reconcile.Options.Counted).
+	Counter string
 }
 
 // Key identifies a flow on a switch: table, priority and match. Two flows

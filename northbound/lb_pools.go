@@ -1,9 +1,11 @@
 package northbound
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/store"
 )
 
@@ -148,11 +150,15 @@ func (h *handler) poolAction(rc *reqCtx, id string, rest []string) (int, any, er
 	d := h.defs["lb/pools"]
 	switch {
 	case len(rest) == 1 && rest[0] == "stats" && rc.r.Method == http.MethodGet:
-		if _, err := h.lookup(rc, d, id); err != nil {
+		r, err := h.lookup(rc, d, id)
+		if err != nil {
 			return 0, nil, err
 		}
-		return http.StatusOK, map[string]any{"stats": map[string]any{"bytes_in": 0, "bytes_out": 0,
-			"active_connections": 0, "total_connections": 0}}, nil
+		st, err := h.poolStats(rc, r.(*model.LBPool))
+		if err != nil {
+			return 0, nil, err
+		}
+		return http.StatusOK, map[string]any{"stats": st}, nil
 	case len(rest) == 1 && rest[0] == "health_monitors" && rc.r.Method == http.MethodPost:
 		var req struct {
 			ID        oStr `json:"id"`
@@ -219,4 +225,39 @@ func (h *handler) poolAction(rc *reqCtx, id string, rest []string) (int, any, er
 		return 0, nil, methodNotAllowed()
 	}
 	return 0, nil, errf(http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
+}
+
+// poolStats are a pool's LBaaS v1 statistics, summed from every switch's
+// published flow counters (store.SwitchCounters) of its VIP's counted
+// flows (pipeline.CounterIn, CounterOut, CounterNew; app/lb names them):
+// bytes_in from clients to the VIP, bytes_out from members back through
+// it, total_connections the new connections balanced. As of each
+// switch's master's last full reconcile pass (reconcile.interval, 30 s
+// by default). active_connections is not tracked (the connections live
+// in the hypervisors' conntrack, which OpenFlow does not count) and is
+// always 0. A pool without a VIP has carried nothing: zeros.
+func (h *handler) poolStats(rc *reqCtx, p *model.LBPool) (map[string]any, error) {
+	st := map[string]any{"bytes_in": uint64(0), "bytes_out": uint64(0), "active_connections": 0, "total_connections": uint64(0)}
+	if p.VIPID == "" {
+		return st, nil
+	}
+	kvs, _, err := h.listRaw(rc, store.SwitchCountersPrefix)
+	if err != nil {
+		return nil, err
+	}
+	o := pipeline.ObjectID(p.VIPID)
+	in, out, conns := pipeline.CounterKey(o, pipeline.CounterIn), pipeline.CounterKey(o, pipeline.CounterOut), pipeline.CounterKey(o, pipeline.CounterNew)
+	var bin, bout, n uint64
+	for _, kv := range kvs {
+		var c store.SwitchCounters
+		if err := json.Unmarshal([]byte(kv.val), &c); err != nil {
+			h.log.Warn("northbound: unreadable switch counters", "key", kv.key, "err", err)
+			continue
+		}
+		bin += c.Counters[in].Bytes
+		bout += c.Counters[out].Bytes
+		n += c.Counters[conns].Packets
+	}
+	st["bytes_in"], st["bytes_out"], st["total_connections"] = bin, bout, n
+	return st, nil
 }

@@ -154,3 +154,63 @@ func TestVIPStatusFromDataPlane(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPoolStatsFromCounters: a pool's stats are the sums, over every
+// switch's published counters, of its VIP's counted flows (bytes_in from
+// "in", bytes_out from "out", total_connections from the packets of
+// "new"); another VIP's counters on the same switches are not added; a
+// withdrawn switch's counters leave the sums; a non-admin project cannot
+// read another project's pool stats (404), and reads its own.
+func TestPoolStatsFromCounters(t *testing.T) {
+	st := openEmbedded(t)
+	a := newAPI(t, st, northbound.Config{StatusCacheTTL: -1})
+	net := str(a.network(t, "p1", "n"), "id")
+	sub := str(a.subnet(t, "p1", net, "10.0.0.0/24"), "id")
+	pool := func(name string) (string, string) {
+		pid := str(a.create(t, "/v2.0/lb/pools", "pool", map[string]any{"name": name, "subnet_id": sub, "protocol": "HTTP",
+			"lb_method": "ROUND_ROBIN", "tenant_id": "p1"}), "id")
+		vid := str(a.create(t, "/v2.0/lb/vips", "vip", map[string]any{"name": name, "pool_id": pid, "subnet_id": sub, "protocol": "HTTP",
+			"protocol_port": 80, "tenant_id": "p1"}), "id")
+		return pid, vid
+	}
+	pid, vid := pool("web")
+	_, other := pool("db")
+	noVIP := str(a.create(t, "/v2.0/lb/pools", "pool", map[string]any{"name": "spare", "subnet_id": sub, "protocol": "HTTP",
+		"lb_method": "ROUND_ROBIN", "tenant_id": "p1"}), "id")
+	stats := func(c *api, id string) map[string]any {
+		return obj(c.do("GET", "/v2.0/lb/pools/"+id+"/stats", nil).must(t, 200), "stats")
+	}
+	want := func(s map[string]any, in, out, conns float64) {
+		t.Helper()
+		if s["bytes_in"] != in || s["bytes_out"] != out || s["total_connections"] != conns || s["active_connections"] != float64(0) {
+			t.Fatalf("stats %v, want bytes_in %v, bytes_out %v, total_connections %v", s, in, out, conns)
+		}
+	}
+	want(stats(a, pid), 0, 0, 0)
+	key := func(vip, name string) string { return pipeline.CounterKey(pipeline.ObjectID(vip), name) }
+	w := st.NewStatusWriter(10, quiet)
+	ctx := context.Background()
+	for dpid, n := range map[uint64]uint64{5: 1, 6: 10} {
+		c := store.SwitchCounters{DPID: fmt.Sprintf("%016x", dpid), Counters: map[string]store.Counter{
+			key(vid, pipeline.CounterIn):    {Packets: 7 * n, Bytes: 700 * n},
+			key(vid, pipeline.CounterOut):   {Packets: 5 * n, Bytes: 5000 * n},
+			key(vid, pipeline.CounterNew):   {Packets: 2 * n, Bytes: 120 * n},
+			key(other, pipeline.CounterIn):  {Packets: 1000, Bytes: 1000000},
+			key(other, pipeline.CounterNew): {Packets: 1000, Bytes: 60000},
+		}}
+		if err := w.PublishCounters(ctx, dpid, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want(stats(a, pid), 7700, 55000, 22)
+	want(stats(a, noVIP), 0, 0, 0)
+	want(stats(a.tenant("p1"), pid), 7700, 55000, 22)
+	a.tenant("p2").do("GET", "/v2.0/lb/pools/"+pid+"/stats", nil).err(t, 404, "")
+	if err := w.Withdraw(ctx, 6); err != nil {
+		t.Fatal(err)
+	}
+	want(stats(a, pid), 700, 5000, 2)
+	if err := w.Withdraw(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+}

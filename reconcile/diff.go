@@ -55,6 +55,47 @@ type Actual struct {
 	Foreign map[string]bool
 	// Dynamic counts flows installed by packet-in handlers (ignored).
 	Dynamic int
+	// Counts are the dumped counters of our flows, by Flow.Key() (set
+	// by AddDumpedCounts; a dump's only, never cloned).
+	Counts map[string]Counter
+}
+
+// Counter is a flow's (or a sum of flows') packet and byte counters.
+type Counter struct {
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// AddDumpedCounts files one dumped flow with its counters (AddDumped,
+// and the counters of one of ours that a desired flow names a Counter).
+func (a *Actual) AddDumpedCounts(f *flow.Flow, unknown bool, packets, bytes uint64) {
+	a.AddDumped(f, unknown)
+	if pipeline.IsOurs(f.Cookie) && !pipeline.IsDynamic(f.Cookie) && !unknown {
+		if a.Counts == nil {
+			a.Counts = map[string]Counter{}
+		}
+		a.Counts[f.Key()] = Counter{Packets: packets, Bytes: bytes}
+	}
+}
+
+// Counted sums the dumped counters of desired's flows that name a
+// Counter, by pipeline.CounterKey. A desired flow the dump does not hold counts
+// nothing.
+func Counted(desired *flow.State, dumped *Actual) map[string]Counter {
+	out := map[string]Counter{}
+	for k, f := range desired.Flows {
+		if f.Counter == "" {
+			continue
+		}
+		key := pipeline.CounterKey(pipeline.CookieObject(f.Cookie), f.Counter)
+		c := out[key]
+		if d, ok := dumped.Counts[k]; ok {
+			c.Packets += d.Packets
+			c.Bytes += d.Bytes
+		}
+		out[key] = c
+	}
+	return out
 }
 
 // NewActual makes an empty Actual.

@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -234,5 +235,63 @@ func TestPipelineMetersAreOurs(t *testing.T) {
 		if !reconcile.OursMeter(m.ID) {
 			t.Errorf("meter %s (0x%x) is outside Nimbus's meter range", m.Name, m.ID)
 		}
+	}
+}
+
+// Counted flows: after a full pass (which dumps) with the desired state
+// complete, Options.Counted gets the dumped counters of the desired
+// flows that name a Counter, summed per cookie object and name; not
+// before the desired state is complete, nor on an incremental pass (no
+// dump); a counted flow the switch lacks counts zero; uncounted flows
+// are left out.
+func TestCountedFlowsReported(t *testing.T) {
+	ctx := context.Background()
+	sw := fakeswitch.New()
+	var got []map[string]reconcile.Counter
+	r := reconcile.New(1, sw, reconcile.Options{Counted: func(c map[string]reconcile.Counter) { got = append(got, c) }})
+	a, b, c := portFlow(1, 1), portFlow(2, 2), portFlow(3, 3)
+	a.Counter, b.Counter = "in", "in"
+	b.Cookie = a.Cookie // two flows of one object: summed
+	c.Cookie = pipeline.Cookie(pipeline.AppIsolation, 9)
+	r.SetDesired(desired(a, b, c), false)
+	if _, err := r.Pass(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("counters reported before the desired state was complete: %v", got)
+	}
+	r.SetDesired(desired(a, b, c), true)
+	if _, err := r.Pass(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []struct {
+		f    *flow.Flow
+		p, b uint64
+	}{{a, 3, 300}, {b, 4, 400}, {c, 100, 10000}} {
+		if !sw.Count(x.f.Key(), x.p, x.b) {
+			t.Fatalf("switch lacks %s", x.f)
+		}
+	}
+	if _, err := r.Pass(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	n := len(got)
+	if _, err := r.Pass(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n+1 {
+		t.Fatalf("%d reports after the incremental and the full pass, want %d (the full one only)", len(got), n+1)
+	}
+	key := pipeline.CounterKey(pipeline.CookieObject(a.Cookie), "in")
+	if want := (map[string]reconcile.Counter{key: {Packets: 7, Bytes: 700}}); !reflect.DeepEqual(got[n], want) {
+		t.Fatalf("counted %v, want %v", got[n], want)
+	}
+	// A counted flow the switch lost counts zero until it is back.
+	sw.Remove(a.Key())
+	if _, err := r.Pass(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if want := (map[string]reconcile.Counter{key: {Packets: 4, Bytes: 400}}); !reflect.DeepEqual(got[len(got)-1], want) {
+		t.Fatalf("with one flow gone counted %v, want %v", got[len(got)-1], want)
 	}
 }

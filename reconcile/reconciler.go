@@ -44,6 +44,12 @@ type Options struct {
 	// error. The state must not be modified. The switch manager
 	// publishes data-plane status from it.
 	Applied func(desired *flow.State, refused map[string]bool) error
+	// Counted, when set, is called after every pass that dumped the
+	// switch while its desired state was complete, with the dumped
+	// counters of the desired flows that name a Counter, summed by
+	// pipeline.CounterKey (Counted). The switch manager publishes them (LBaaS
+	// pool statistics).
+	Counted func(map[string]Counter)
 }
 
 // Reconciler owns one switch's desired state.
@@ -166,6 +172,10 @@ func (r *Reconciler) Pass(ctx context.Context, full bool) (*Ops, error) {
 		if tracked != nil && complete {
 			drift = Diff(tracked.State, dumped, true).Len()
 		}
+		if complete && r.opt.Counted != nil {
+			r.opt.Counted(Counted(desired, dumped))
+		}
+		dumped.Counts = nil
 		actual = dumped
 	} else {
 		actual = tracked.Clone()

@@ -32,6 +32,37 @@ type SwitchStatus struct {
 	Refused []string `json:"refused,omitempty"`
 }
 
+// MaxValueBytes bounds one switch's status or counters record: a larger
+// one is not written (the error says so, and the last record written
+// stays), well under etcd's default 1.5 MiB request limit.
+const MaxValueBytes = 1 << 20
+
+// SwitchCountersPrefix is where each switch's counters live (under
+// Prefix), one key per switch: status/counters/<dpid, 16 hex>.
+const SwitchCountersPrefix = "status/counters/"
+
+// SwitchCounters are the counters of a switch's counted flows (those
+// whose desired flow names a flow.Flow.Counter), summed per object and
+// counter name (pipeline.CounterKey: "<object id hex>/<name>"), as its
+// master read them on its last full reconcile pass. Open vSwitch's flow
+// counters start from zero when a flow is (re)installed or the switch
+// restarts. The API sums them over switches (LBaaS pool stats).
+type SwitchCounters struct {
+	DPID     string             `json:"dpid"`
+	Counters map[string]Counter `json:"counters,omitempty"`
+}
+
+// Counter is a packet and byte count.
+type Counter struct {
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// SwitchCountersKey is the key (under Prefix) of a switch's counters.
+func SwitchCountersKey(dpid uint64) string {
+	return fmt.Sprintf("%s%016x", SwitchCountersPrefix, dpid)
+}
+
 // SwitchStatusKey is the key (under Prefix) of a switch's status.
 func SwitchStatusKey(dpid uint64) string { return fmt.Sprintf("%s%016x", SwitchStatusPrefix, dpid) }
 
@@ -45,7 +76,7 @@ type StatusWriter struct {
 
 	mu    sync.Mutex
 	lease clientv3.LeaseID
-	last  map[uint64]string // dpid -> value written (skip unchanged)
+	last  map[string]string // key -> value written (skip unchanged)
 }
 
 // NewStatusWriter makes a writer whose lease lives for ttl seconds
@@ -57,7 +88,7 @@ func (s *Store) NewStatusWriter(ttl int, log *slog.Logger) *StatusWriter {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &StatusWriter{s: s, ttl: int64(ttl), log: log, last: map[uint64]string{}}
+	return &StatusWriter{s: s, ttl: int64(ttl), log: log, last: map[string]string{}}
 }
 
 // leaseID grants the lease on first use, and again after it was lost;
@@ -77,7 +108,7 @@ func (w *StatusWriter) leaseID(ctx context.Context) (clientv3.LeaseID, error) {
 		return 0, unavailable(fmt.Errorf("store: status lease keepalive: %w", err))
 	}
 	w.lease = g.ID
-	w.last = map[uint64]string{}
+	w.last = map[string]string{}
 	go func() {
 		for range ch {
 		}
@@ -94,45 +125,65 @@ func (w *StatusWriter) leaseID(ctx context.Context) (clientv3.LeaseID, error) {
 
 // Publish writes a switch's status (nothing when unchanged).
 func (w *StatusWriter) Publish(ctx context.Context, dpid uint64, st SwitchStatus) error {
-	b, err := json.Marshal(st)
+	return w.put(ctx, SwitchStatusKey(dpid), dpid, "status", st)
+}
+
+// PublishCounters writes a switch's counters (nothing when unchanged).
+func (w *StatusWriter) PublishCounters(ctx context.Context, dpid uint64, c SwitchCounters) error {
+	return w.put(ctx, SwitchCountersKey(dpid), dpid, "counters", c)
+}
+
+// put writes v as JSON at key (under Prefix) under the lease, unless
+// this writer last wrote the same value there.
+func (w *StatusWriter) put(ctx context.Context, key string, dpid uint64, what string, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("store: encoding switch status: %w", err)
+		return fmt.Errorf("store: encoding switch %s: %w", what, err)
+	}
+	if len(b) > MaxValueBytes {
+		return fmt.Errorf("store: switch %016x %s is %d bytes, over the %d-byte limit", dpid, what, len(b), MaxValueBytes)
 	}
 	id, err := w.leaseID(ctx)
 	if err != nil {
 		return err
 	}
 	w.mu.Lock()
-	same := w.last[dpid] == string(b)
+	same := w.last[key] == string(b)
 	w.mu.Unlock()
 	if same {
 		return nil
 	}
-	if _, err := w.s.c.Put(ctx, Prefix+SwitchStatusKey(dpid), string(b), clientv3.WithLease(id)); err != nil {
-		return unavailable(fmt.Errorf("store: switch %016x status: %w", dpid, err))
+	if _, err := w.s.c.Put(ctx, Prefix+key, string(b), clientv3.WithLease(id)); err != nil {
+		return unavailable(fmt.Errorf("store: switch %016x %s: %w", dpid, what, err))
 	}
 	w.mu.Lock()
 	if w.lease == id {
-		w.last[dpid] = string(b)
+		w.last[key] = string(b)
 	}
 	w.mu.Unlock()
 	return nil
 }
 
-// Withdraw removes a switch's status (this replica no longer masters
-// it, or it disconnected), unless another replica has written it since:
-// only a record under this writer's lease is deleted.
+// Withdraw removes a switch's status and counters (this replica no
+// longer masters it, or it disconnected), unless another replica has
+// written them since: only a record under this writer's lease is
+// deleted.
 func (w *StatusWriter) Withdraw(ctx context.Context, dpid uint64) error {
+	keys := []string{SwitchStatusKey(dpid), SwitchCountersKey(dpid)}
 	w.mu.Lock()
-	delete(w.last, dpid)
+	for _, k := range keys {
+		delete(w.last, k)
+	}
 	id := w.lease
 	w.mu.Unlock()
 	if id == 0 {
 		return nil
 	}
-	key := Prefix + SwitchStatusKey(dpid)
-	if _, err := w.s.c.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(key), "=", id)).Then(clientv3.OpDelete(key)).Commit(); err != nil {
-		return unavailable(fmt.Errorf("store: switch %016x status: %w", dpid, err))
+	for _, k := range keys {
+		key := Prefix + k
+		if _, err := w.s.c.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(key), "=", id)).Then(clientv3.OpDelete(key)).Commit(); err != nil {
+			return unavailable(fmt.Errorf("store: switch %016x status: %w", dpid, err))
+		}
 	}
 	return nil
 }

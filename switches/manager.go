@@ -253,7 +253,7 @@ func (m *Manager) OnConnect(c *ofproto.Conn) ofproto.Handler {
 	}
 	sw := &OFSwitch{Conn: c, Logger: a.log}
 	a.rec = reconcile.New(dpid, sw, reconcile.Options{Interval: m.cfg.ReconcileInterval, Logger: a.log, Observer: m.cfg.Metrics,
-		Applied: m.statusHook(ctx, dpid, a.homePorts, a.log)})
+		Applied: m.statusHook(ctx, dpid, a.homePorts, a.log), Counted: m.countersHook(ctx, dpid, a.log)})
 	m.mu.Lock()
 	// ofproto.Server hands a datapath id over only after the previous
 	// session's OnDisconnect (a live session is never evicted: a

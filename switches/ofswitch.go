@@ -37,7 +37,7 @@ func (s *OFSwitch) Dump(ctx context.Context) (*reconcile.Actual, error) {
 			a.AddUnmodelledMatch(&fs[i].Flow)
 			continue
 		}
-		a.AddDumped(&fs[i].Flow, fs[i].Unknown)
+		a.AddDumpedCounts(&fs[i].Flow, fs[i].Unknown, fs[i].Packets, fs[i].Bytes)
 	}
 	gs, err := s.Conn.DumpGroups(ctx)
 	if err != nil {

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/pipeline"
+	"github.com/nimbus-sdn/nimbus/reconcile"
 	"github.com/nimbus-sdn/nimbus/store"
 )
 
@@ -99,6 +101,43 @@ func (m *Manager) statusHook(ctx context.Context, dpid uint64, home func() map[s
 			log.Warn("switches: publishing data-plane status failed; the next pass retries", "dpid", st.DPID, "err", err)
 		}
 		return err
+	}
+}
+
+// CounterSink receives switch counters (store.StatusWriter in the
+// controller); a StatusSink that is one gets them.
+type CounterSink interface {
+	PublishCounters(ctx context.Context, dpid uint64, c store.SwitchCounters) error
+}
+
+// countersHook is a reconciler's Counted callback for switch dpid: it
+// publishes the counters of the switch's counted flows (LBaaS pool
+// statistics) when Config.Status takes them.
+func (m *Manager) countersHook(ctx context.Context, dpid uint64, log *slog.Logger) func(map[string]reconcile.Counter) {
+	sink, ok := m.cfg.Status.(CounterSink)
+	if !ok {
+		return nil
+	}
+	var busy atomic.Bool
+	return func(cs map[string]reconcile.Counter) {
+		// Off the reconcile pass: an etcd outage must not slow flow
+		// repair. One write in flight per switch; a pass that finds one
+		// still going skips its counters (the next full pass has newer).
+		if !busy.CompareAndSwap(false, true) {
+			return
+		}
+		c := store.SwitchCounters{DPID: fmt.Sprintf("%016x", dpid), Counters: make(map[string]store.Counter, len(cs))}
+		for k, v := range cs {
+			c.Counters[k] = store.Counter{Packets: v.Packets, Bytes: v.Bytes}
+		}
+		go func() {
+			defer busy.Store(false)
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if err := sink.PublishCounters(pctx, dpid, c); err != nil && ctx.Err() == nil {
+				log.Warn("switches: publishing flow counters failed; the next full pass retries", "dpid", c.DPID, "err", err)
+			}
+		}()
 	}
 }
 

@@ -453,10 +453,10 @@ func (a *App) natFlows(v *binding.View, cn clientNet, vip *model.LBVIP, vipIP fl
 	// recirculate into lb with RegLB set. A routed client's packet is
 	// the one sent to the router's MAC (1r).
 	if !cn.routed() {
-		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(0), Actions: lookup})
+		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(0), Actions: lookup, Counter: pipeline.CounterIn})
 	}
 	for _, mac := range cn.macs {
-		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(0).EthDst(mac), Actions: lookup})
+		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(0).EthDst(mac), Actions: lookup, Counter: pipeline.CounterIn})
 	}
 	// 2. A new connection (still addressed to the VIP) goes to the select
 	// group; its bucket commits nat(dst=member) and recirculates here.
@@ -465,7 +465,7 @@ func (a *App) natFlows(v *binding.View, cn clientNet, vip *model.LBVIP, vipIP fl
 	} else if len(members) > 0 {
 		newCT := toVIP(lookupDone).SetMasked(flow.CTState, flow.CTTracked|flow.CTNew, flow.CTTracked|flow.CTNew)
 		add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: newCT,
-			Actions: []flow.Action{flow.GroupAction{ID: gid}}})
+			Actions: []flow.Action{flow.GroupAction{ID: gid}}, Counter: pipeline.CounterNew})
 		if !*grouped {
 			*grouped = true
 			d.Groups = append(d.Groups, natGroup(gid, pool, members, zone, lbT))
@@ -481,6 +481,14 @@ func (a *App) natFlows(v *binding.View, cn clientNet, vip *model.LBVIP, vipIP fl
 	// 3. Anything else still addressed to the VIP after the lookup
 	// (invalid, or not new with no healthy member) is dropped.
 	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: vck, Match: toVIP(lookupDone)})
+	// 3c. A reply un-NATed by flow 5 (from the VIP now) goes on to dnat,
+	// as the table's miss would send it: here so that its counters are
+	// the VIP's bytes out (each reply is un-NATed once, on the chassis
+	// that NATed its connection).
+	add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: vck, Counter: pipeline.CounterOut,
+		Match: pipeline.RegLB.Match(tcp(nil), lookupDone).Set(flow.IPv4Src, uint64(vipIP)).Set(flow.TCPSrc, uint64(vip.ProtocolPort)).
+			SetMasked(flow.CTState, flow.CTTracked|flow.CTReply, flow.CTTracked|flow.CTReply),
+		Goto: pipeline.DNAT.ID()})
 	// 3b. A connection DNATed to a member that is no longer healthy (or
 	// no longer in the pool) ends here instead of being flooded to the
 	// VIP's MAC (or routed to the old member): one flow per network.
@@ -798,7 +806,7 @@ func (a *App) persistent(vip *model.LBVIP, pool *model.LBPool, members []member,
 	lbT := pipeline.LB.ID()
 	newCT := uint64(flow.CTTracked | flow.CTNew)
 	add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(lookupDone).SetMasked(flow.CTState, newCT, newCT),
-		Actions: []flow.Action{
+		Counter: pipeline.CounterNew, Actions: []flow.Action{
 			flow.Multipath{Fields: flow.HashNwSrc, Algorithm: flow.MPHRW, MaxLink: uint16(len(links) - 1),
 				Dst: pipeline.RegLBLink.Field, Ofs: pipeline.RegLBLink.Ofs, NBits: pipeline.RegLBLink.NBits},
 			pipeline.RegLB.Set(linkPicked),
@@ -940,11 +948,11 @@ func (a *App) dsr(v *binding.View, net *binding.Network, clients []clientNet, vi
 	for _, cn := range clients {
 		k := cn.net.Key
 		if !cn.routed() {
-			add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(k, 0), Actions: lookup()})
+			add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: toVIP(k, 0), Actions: lookup(), Counter: pipeline.CounterIn})
 		}
 		for i, mac := range cn.macs {
 			m := toVIP(k, 0).EthDst(mac)
-			add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Actions: lookup(
+			add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck, Match: m, Counter: pipeline.CounterIn, Actions: lookup(
 				flow.DecTTL{},
 				flow.SetField{F: flow.EthSrc, Value: uint64(cn.vias[i])},
 				pipeline.RegNetwork.Set(uint64(net.Key)),
@@ -959,6 +967,14 @@ func (a *App) dsr(v *binding.View, net *binding.Network, clients []clientNet, vi
 		// D5, D6: the replies, on the client's network, looked up in the
 		// VIP network's zone.
 		add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: vck, Match: fromVIP(k, 0), Actions: lookup()})
+		// D5m: the same for a reply straight from a member's own port
+		// (each reply leaves its member once; on the client's chassis it
+		// comes from a tunnel or uplink): its counters are the VIP's
+		// bytes out.
+		if !cn.routed() {
+			add(&flow.Flow{Table: lbT, Priority: prioMember + 1, Cookie: vck, Counter: pipeline.CounterOut,
+				Match: pipeline.RegPortClass.Match(fromVIP(k, 0), pipeline.ClassVM), Actions: lookup()})
+		}
 		add(&flow.Flow{Table: lbT, Priority: prioMember, Cookie: vck, Match: fromVIP(k, lookupDone), Goto: pipeline.DNAT.ID()})
 		if f := fromPeer(v, cn.net, flow.M().EthType(flow.EthTypeIPv4).Set(flow.IPProto, flow.ProtoTCP).
 			Set(flow.IPv4Src, uint64(vipIP)).Set(flow.TCPSrc, uint64(vip.ProtocolPort)), vck); f != nil {
@@ -1008,7 +1024,7 @@ func (a *App) dsr(v *binding.View, net *binding.Network, clients []clientNet, vi
 	d.Groups = append(d.Groups, g)
 	add(&flow.Flow{Table: lbT, Priority: prioVIP, Cookie: vck,
 		Match:   toVIP(kA, lookupDone).SetMasked(flow.CTState, newCT, newCT).Set(flow.CTMark, 0),
-		Actions: []flow.Action{flow.GroupAction{ID: gid}}})
+		Actions: []flow.Action{flow.GroupAction{ID: gid}}, Counter: pipeline.CounterNew})
 	// D3: anything else to the VIP after the lookup (its member is gone,
 	// or conntrack found it invalid), or picked with no link, is dropped.
 	add(&flow.Flow{Table: lbT, Priority: prioGuard, Cookie: vck, Match: toVIP(kA, lookupDone)})

@@ -48,7 +48,7 @@ func TestScale1000(t *testing.T) {
 	}
 	t.Logf("1,000 members on hv1: %d flows (classifier %d, lb %d), %d group(s), %d buckets",
 		len(after.Flows), perTable[pipeline.Classifier.ID()], perTable[pipeline.LB.ID()], len(after.Groups), 1000)
-	if want := 3*1000 + 5; len(after.Flows) != want { // per member 6 (classifier), 4 and 5 (lb); 1, 2, 3, 3b and E1
+	if want := 3*1000 + 6; len(after.Flows) != want { // per member 6 (classifier), 4 and 5 (lb); 1, 2, 3, 3b, 3c and E1
 		t.Errorf("want %d flows, got %d", want, len(after.Flows))
 	}
 	actual := reconcile.NewActual()

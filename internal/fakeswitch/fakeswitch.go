@@ -33,6 +33,9 @@ import (
 type Entry struct {
 	Flow    *flow.Flow
 	Created int // the Apply call that created it (0: installed by the test)
+	// Packets and Bytes are the flow's counters, as a test sets them
+	// (Count); Dump reports them.
+	Packets, Bytes uint64
 }
 
 // Switch is the fake.
@@ -150,6 +153,19 @@ func (s *Switch) Entries() map[string]Entry {
 	return out
 }
 
+// Count adds to the counters of the flow with key (Flow.Key()), as
+// traffic would; false when the switch holds no such flow.
+func (s *Switch) Count(key string, packets, bytes uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.flows[key]
+	if ok {
+		e.Packets += packets
+		e.Bytes += bytes
+	}
+	return ok
+}
+
 // Applies counts Apply calls.
 func (s *Switch) Applies() int {
 	s.mu.Lock()
@@ -164,7 +180,7 @@ func (s *Switch) Dump(context.Context) (*reconcile.Actual, error) {
 	a := reconcile.NewActual()
 	for _, e := range s.flows {
 		cp := *e.Flow
-		a.AddDumped(&cp, false)
+		a.AddDumpedCounts(&cp, false, e.Packets, e.Bytes)
 	}
 	for id, g := range s.groups {
 		a.State.Groups[id] = g

@@ -67,6 +67,10 @@ type Result struct {
 	Emits []Emit
 	// Trace explains the walk, one line per step, like ofproto/trace.
 	Trace []string
+	// Hits are the flows the walk matched, in order (a flow matched on
+	// two passes is listed twice): what the switch's counters would
+	// count.
+	Hits []*flow.Flow
 }
 
 // Dropped reports that the packet went nowhere.
@@ -441,6 +445,7 @@ func (w *walker) tableAs(p *Packet, id uint8, inPort uint32) error {
 		return nil
 	}
 	w.tracef("table %d: %s", id, f)
+	w.res.Hits = append(w.res.Hits, f)
 	return w.run(p, f)
 }
 

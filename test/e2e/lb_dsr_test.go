@@ -31,6 +31,12 @@ func TestLoadBalancerDSR(t *testing.T) {
 
 	counts := lab.parallel(t, 1000, 8)
 	lab.even(t, "DSR", counts)
+	// DSR's stats: the replies counted as they leave their members.
+	answered := 0
+	for _, n := range counts {
+		answered += n
+	}
+	lab.statsCover(t, "DSR", answered)
 
 	// Deliverable 3 in DSR mode: a long download (1 MB at 200 kB/s) from
 	// each client goes on unbroken while a member is added (one that

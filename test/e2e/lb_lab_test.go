@@ -34,9 +34,12 @@ type lbLab struct {
 	clients   []*hvlab.VM
 	memberIDs []string
 	dirs      []string
-	httpd     []*exec.Cmd
-	dsrHTTPD  []*exec.Cmd // toDSR's httpd on port 80 of each member
-	vipFIPID  string      // floatingIP's floating IP
+	// warmups counts the requests to the VIP the setup sent (until each
+	// client got an answer).
+	warmups  int
+	httpd    []*exec.Cmd
+	dsrHTTPD []*exec.Cmd // toDSR's httpd on port 80 of each member
+	vipFIPID string      // floatingIP's floating IP
 }
 
 func newLBLab(t *testing.T, nodeArgs ...string) *lbLab { return newLBLabCLI(t, nil, nodeArgs...) }
@@ -152,7 +155,7 @@ func newLBLabNet(t *testing.T, opts hvlab.Options, physnets []string, provider m
 	}
 	for _, c := range lab.clients {
 		deadline := time.Now().Add(30 * time.Second)
-		for !strings.HasPrefix(lab.get(c), "m") {
+		for lab.warmups++; !strings.HasPrefix(lab.get(c), "m"); lab.warmups++ {
 			if time.Now().After(deadline) {
 				dumpHVs(t, hvs)
 				t.Fatalf("%s: the VIP does not answer", c.IP())
@@ -321,4 +324,26 @@ func (lab *lbLab) even(t *testing.T, mode string, counts map[string]int) {
 	if total != 3000 {
 		t.Errorf("%s: %d of 3,000 requests answered", mode, total)
 	}
+}
+
+// statsCover waits (up to 75 s: the counters are read on each switch's
+// full reconcile pass, every 30 s) until the pool's stats count at least
+// answered connections, then checks that they carry bytes both ways: at
+// least three segments of 54 bytes or more per request each way (the
+// handshake's and the request's or answer's).
+func (lab *lbLab) statsCover(t *testing.T, what string, answered int) map[string]any {
+	t.Helper()
+	var st map[string]any
+	waitFor(t, 75*time.Second, what+": the pool's stats counting the requests", func() bool {
+		st = lab.nb.get("lb/pools/" + lab.pool["id"].(string) + "/stats")
+		n, _ := st["total_connections"].(float64)
+		return int(n) >= answered
+	})
+	t.Logf("%s: pool stats after %d answered requests: %v", what, answered, st)
+	for _, k := range []string{"bytes_in", "bytes_out"} {
+		if b, _ := st[k].(float64); b < float64(answered)*3*54 {
+			t.Errorf("%s: pool stats %s %v for %d requests", what, k, st[k], answered)
+		}
+	}
+	return st
 }
