@@ -77,6 +77,25 @@ type StatusWriter struct {
 	mu    sync.Mutex
 	lease clientv3.LeaseID
 	last  map[string]string // key -> value written (skip unchanged)
+	// sw serializes each switch's writes and withdrawals; withdrawn
+	// marks a switch withdrawn since its last status Publish, whose
+	// counters are no longer written (a write still in flight when the
+	// switch was withdrawn must not bring its record back).
+	sw        map[uint64]*sync.Mutex
+	withdrawn map[uint64]bool
+}
+
+// lockSwitch takes dpid's write lock; call the returned unlock.
+func (w *StatusWriter) lockSwitch(dpid uint64) func() {
+	w.mu.Lock()
+	l := w.sw[dpid]
+	if l == nil {
+		l = &sync.Mutex{}
+		w.sw[dpid] = l
+	}
+	w.mu.Unlock()
+	l.Lock()
+	return l.Unlock
 }
 
 // NewStatusWriter makes a writer whose lease lives for ttl seconds
@@ -88,7 +107,7 @@ func (s *Store) NewStatusWriter(ttl int, log *slog.Logger) *StatusWriter {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &StatusWriter{s: s, ttl: int64(ttl), log: log, last: map[string]string{}}
+	return &StatusWriter{s: s, ttl: int64(ttl), log: log, last: map[string]string{}, sw: map[uint64]*sync.Mutex{}, withdrawn: map[uint64]bool{}}
 }
 
 // leaseID grants the lease on first use, and again after it was lost;
@@ -125,11 +144,23 @@ func (w *StatusWriter) leaseID(ctx context.Context) (clientv3.LeaseID, error) {
 
 // Publish writes a switch's status (nothing when unchanged).
 func (w *StatusWriter) Publish(ctx context.Context, dpid uint64, st SwitchStatus) error {
+	defer w.lockSwitch(dpid)()
+	w.mu.Lock()
+	delete(w.withdrawn, dpid)
+	w.mu.Unlock()
 	return w.put(ctx, SwitchStatusKey(dpid), dpid, "status", st)
 }
 
-// PublishCounters writes a switch's counters (nothing when unchanged).
+// PublishCounters writes a switch's counters (nothing when unchanged,
+// or when the switch was withdrawn since its last status Publish).
 func (w *StatusWriter) PublishCounters(ctx context.Context, dpid uint64, c SwitchCounters) error {
+	defer w.lockSwitch(dpid)()
+	w.mu.Lock()
+	gone := w.withdrawn[dpid]
+	w.mu.Unlock()
+	if gone {
+		return nil
+	}
 	return w.put(ctx, SwitchCountersKey(dpid), dpid, "counters", c)
 }
 
@@ -170,7 +201,9 @@ func (w *StatusWriter) put(ctx context.Context, key string, dpid uint64, what st
 // deleted.
 func (w *StatusWriter) Withdraw(ctx context.Context, dpid uint64) error {
 	keys := []string{SwitchStatusKey(dpid), SwitchCountersKey(dpid)}
+	defer w.lockSwitch(dpid)()
 	w.mu.Lock()
+	w.withdrawn[dpid] = true
 	for _, k := range keys {
 		delete(w.last, k)
 	}
