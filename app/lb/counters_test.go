@@ -76,4 +76,3 @@ func TestCountedFlows(t *testing.T) {
 		}
 	}
 }
-
