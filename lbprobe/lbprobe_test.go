@@ -185,6 +185,9 @@ func TestProberTransitions(t *testing.T) {
 	defer cancel()
 	p.Update(ctx, scenario(true, "ACTIVE"), local)
 	waitUntil(t, "INACTIVE written", func() bool { return len(st.get()) == 1 })
+	if n := p.Stats().Monitored; n != 1 {
+		t.Errorf("Stats: %d members probed, want 1", n)
+	}
 	if probes.Load() < 2 || st.get()[0] != "m1=INACTIVE" {
 		t.Fatalf("after %d probes: writes %v", probes.Load(), st.get())
 	}
@@ -202,6 +205,14 @@ func TestProberTransitions(t *testing.T) {
 	}
 	if w := st.get(); w[len(w)-1] != "m1=ACTIVE" {
 		t.Errorf("monitor removed: writes %v, want m1 back to ACTIVE", w)
+	}
+	// The counters the node agent's metrics read: every probe counted by
+	// its result, one change each way written (the monitor's removal
+	// puts m1 back ACTIVE outside the probe loop), nothing probed now.
+	s := p.Stats()
+	if s.ProbesFailed < 2 || s.ProbesOK < 1 || s.ProbesOK+s.ProbesFailed > uint64(probes.Load()) ||
+		s.ToInactive != 1 || s.ToActive < 1 || s.WriteErrors != 0 || s.Monitored != 0 {
+		t.Errorf("stats %+v after %d probes", s, probes.Load())
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nimbus-sdn/nimbus/model"
@@ -87,6 +88,32 @@ type Prober struct {
 	plans   map[string]string // vip id -> key of the plumbed probe
 	running map[string]*runner
 	nsPath  map[string]string // vip id -> namespace path
+
+	stats stats
+}
+
+// stats are the prober's counters (Stats).
+type stats struct {
+	ok, failed, active, inactive, writeErrors atomic.Uint64
+	monitored                                 atomic.Int64
+}
+
+// Stats are the prober's counters since it started, for the node
+// agent's metrics.
+type Stats struct {
+	ProbesOK, ProbesFailed uint64 // probes run, by result
+	// ToActive and ToInactive count the member status changes this
+	// prober wrote; WriteErrors the writes that failed (retried on the
+	// next probe).
+	ToActive, ToInactive, WriteErrors uint64
+	Monitored                         int // members probed now
+}
+
+// Stats reads the counters.
+func (p *Prober) Stats() Stats {
+	n := int(p.stats.monitored.Load())
+	return Stats{ProbesOK: p.stats.ok.Load(), ProbesFailed: p.stats.failed.Load(), ToActive: p.stats.active.Load(),
+		ToInactive: p.stats.inactive.Load(), WriteErrors: p.stats.writeErrors.Load(), Monitored: n}
 }
 
 type runner struct {
@@ -157,6 +184,7 @@ func (p *Prober) Update(ctx context.Context, s *model.Snapshot, ifaceIDs map[str
 			delete(p.running, rk)
 		}
 	}
+	p.stats.monitored.Store(int64(len(p.running)))
 	for vip := range p.plans {
 		if !wantVIP[vip] {
 			if err := p.cfg.Plumbing.Remove(ctx, vip); err != nil {
@@ -182,12 +210,14 @@ func (p *Prober) loop(ctx context.Context, ns string, t Target) {
 			return
 		}
 		if err == nil {
+			p.stats.ok.Add(1)
 			if fails >= t.Monitor.MaxRetries {
 				log.Info("member healthy again")
 			}
 			fails = 0
 			p.write(ctx, t.MemberID, Active)
 		} else {
+			p.stats.failed.Add(1)
 			fails++
 			log.Debug("probe failed", "fails", fails, "err", err)
 			if fails == t.Monitor.MaxRetries {
@@ -217,8 +247,14 @@ func (p *Prober) write(ctx context.Context, memberID, status string) {
 	err := p.cfg.Statuses.SetStatus(wctx, memberID, status)
 	cancel()
 	if err != nil {
+		p.stats.writeErrors.Add(1)
 		p.log.Warn("member status write failed", "member", memberID, "status", status, "err", err)
 		return
+	}
+	if status == Active {
+		p.stats.active.Add(1)
+	} else {
+		p.stats.inactive.Add(1)
 	}
 	p.mu.Lock()
 	p.status[memberID] = status

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nimbus-sdn/nimbus/app/learning"
+	"github.com/nimbus-sdn/nimbus/lbprobe"
 	"github.com/nimbus-sdn/nimbus/ofproto"
 	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/reconcile"
@@ -135,20 +136,47 @@ func (m *Metrics) SNATPool(pool map[string][2]int) {
 	}
 }
 
-// Node is the node agent's registry: its SNAT exhaustion drops (packets
-// conntrack could not NAT into the chassis's blocks) read from drops.
-func Node(drops func() uint64) *prometheus.Registry {
+// NodeSources are what the node agent's metrics read.
+type NodeSources struct {
+	// SNATDrops: packets conntrack could not NAT into the chassis's
+	// blocks.
+	SNATDrops func() uint64
+	// Probes: the LBaaS health monitors' counters (nil: the agent runs
+	// no prober).
+	Probes func() lbprobe.Stats
+}
+
+// Node is the node agent's registry.
+func Node(src NodeSources) *prometheus.Registry {
 	r := prometheus.NewRegistry()
 	r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "nimbus_snat_exhaustion_drops_total",
 		Help: "Packets this hypervisor dropped because conntrack found no free source port in its SNAT blocks (each one makes the agent lease another block)."},
-		func() float64 { return float64(drops()) }),
+		func() float64 { return float64(src.SNATDrops()) }),
 		collectors.NewGoCollector())
+	if src.Probes != nil {
+		counter := func(name, help string, v func(lbprobe.Stats) uint64) prometheus.Collector {
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v(src.Probes())) })
+		}
+		r.MustRegister(
+			counter("nimbus_lb_probes_ok_total", "LBaaS health monitor probes of this chassis's pool members that passed.",
+				func(s lbprobe.Stats) uint64 { return s.ProbesOK }),
+			counter("nimbus_lb_probes_failed_total", "LBaaS health monitor probes of this chassis's pool members that failed (max_retries in a row mark a member INACTIVE).",
+				func(s lbprobe.Stats) uint64 { return s.ProbesFailed }),
+			counter("nimbus_lb_members_marked_inactive_total", "Pool members this chassis's prober marked INACTIVE (taken out of the VIP's select group).",
+				func(s lbprobe.Stats) uint64 { return s.ToInactive }),
+			counter("nimbus_lb_members_marked_active_total", "Pool members this chassis's prober marked ACTIVE again.",
+				func(s lbprobe.Stats) uint64 { return s.ToActive }),
+			counter("nimbus_lb_status_write_errors_total", "Member status writes to etcd that failed (retried on the next probe).",
+				func(s lbprobe.Stats) uint64 { return s.WriteErrors }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nimbus_lb_members_monitored", Help: "Pool members this chassis probes now."},
+				func() float64 { return float64(src.Probes().Monitored) }))
+	}
 	return r
 }
 
 // NodeHandler serves the node agent's /metrics (Node's registry).
-func NodeHandler(drops func() uint64) http.Handler {
-	return promhttp.HandlerFor(Node(drops), promhttp.HandlerOpts{})
+func NodeHandler(src NodeSources) http.Handler {
+	return promhttp.HandlerFor(Node(src), promhttp.HandlerOpts{})
 }
 
 // PacketIn counts one packet-in for app without a label lookup.

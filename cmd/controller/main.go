@@ -488,7 +488,7 @@ func nodeAgent(args []string) error {
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	snatBits := fs.Int("snat-block-bits", snatlease.DefaultBits, "log2 of the SNAT port blocks this hypervisor leases (6-15; 10 = 1024 ports)")
 	snatTTL := fs.Int("snat-lease-ttl", snatlease.DefaultTTL, "TTL in seconds of the etcd lease holding this hypervisor's SNAT blocks and external IPs")
-	metricsListen := fs.String("metrics-listen", "", "serve the agent's /metrics (SNAT exhaustion drops) here, e.g. 127.0.0.1:9101 (empty: off)")
+	metricsListen := fs.String("metrics-listen", "", "serve the agent's /metrics (SNAT exhaustion drops, LBaaS health monitor probes) here, e.g. 127.0.0.1:9101 (empty: off)")
 	lbProbes := fs.Bool("lb-probes", true, "run the LBaaS health monitors of the pool members on this chassis (lbprobe: needs ip, ethtool and ovs-vsctl)")
 	lbProbeNS := fs.String("lb-probe-netns-prefix", "nlbp", "name prefix of the health probe namespaces (one per VIP with a monitored member here)")
 	if err := fs.Parse(args); err != nil {
@@ -528,8 +528,10 @@ func nodeAgent(args []string) error {
 	}
 	defer st.Close()
 	var onSnap func(context.Context, *model.Snapshot, map[string]string)
+	var probeStats func() lbprobe.Stats
 	if *lbProbes {
-		onSnap = lbprobe.New(lbprobe.Config{Chassis: *chassis, Bridge: *bridge, NetnsPrefix: *lbProbeNS, Statuses: lbprobe.StoreStatuses{S: st}, Logger: log}).Update
+		pr := lbprobe.New(lbprobe.Config{Chassis: *chassis, Bridge: *bridge, NetnsPrefix: *lbProbeNS, Statuses: lbprobe.StoreStatuses{S: st}, Logger: log})
+		onSnap, probeStats = pr.Update, pr.Stats
 	}
 	a, err := node.New(node.Config{Chassis: *chassis, TunnelIP: *tunnelIP, Bridge: *bridge, DatapathType: *dpType,
 		Controllers: *controllers, Mappings: maps, Store: st, Resync: *resync, IfacePoll: *ifacePoll, OnSnapshot: onSnap, Logger: log,
@@ -543,7 +545,7 @@ func nodeAgent(args []string) error {
 			return fmt.Errorf("controller node: metrics: %w", err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", metrics.NodeHandler(a.SNATExhaustionDrops))
+		mux.Handle("/metrics", metrics.NodeHandler(metrics.NodeSources{SNATDrops: a.SNATExhaustionDrops, Probes: probeStats}))
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go hs.Serve(ln)
 		defer hs.Close()
