@@ -32,6 +32,8 @@
 // responder (binding.Network.MayHoldGateway: only an interface a router
 // lists), with the router interface port's MAC, on every chassis that
 // has a port of the network.
+// l3router adds gratuitous ARPs of each interface's gateway out of the
+// local VM ports of its network (gatewayARPs).
 //
 // Everything is keyed by the ingress network key and the interface MAC,
 // and a router only reaches the ports of its own interfaces' subnets, so
@@ -166,10 +168,31 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 			d.Flows = append(d.Flows, fs...)
 			gws[ing.mac] = ing.gw
 			d.Meters = pipeline.MeterL3.Add(d.Meters, rt.ProjectID)
+			d.Announce = append(d.Announce, gatewayARPs(v, ing)...)
 		}
 	}
 	d.Handler = gws
 	return d, nil
+}
+
+// gatewayARPs are gratuitous ARPs of ing's gateway (its address from
+// its MAC) out of each local VM port of its network, which the switch
+// agent sends when they first appear (an interface added, a VM arrived)
+// and again once the flows are in. A VM that asked for the gateway
+// before this chassis could answer (the flows of one interface reach
+// the chassis at different moments) holds an incomplete neighbour entry
+// and would ask again only after a second (Linux's retrans_time); a
+// gratuitous ARP completes it at once. Other neighbour caches ignore it
+// (Linux's arp_accept 0: no entry is created).
+func gatewayARPs(v *binding.View, ing *iface) []app.Announcement {
+	var out []app.Announcement
+	for _, bp := range v.ByNetwork[ing.net.Network.ID] {
+		if !v.Local(bp) || strings.HasPrefix(bp.Port.DeviceOwner, "network:") {
+			continue
+		}
+		out = append(out, app.Announcement{Port: bp.OFPort, Data: flow.ARPRequest(ing.mac, ing.gw, ing.gw)})
+	}
+	return out
 }
 
 func hasLocal(v *binding.View, n *binding.Network) bool {

@@ -1,7 +1,9 @@
 package l3router
 
 import (
+	"fmt"
 	"net"
+	"reflect"
 	"testing"
 
 	"github.com/gopacket/gopacket"
@@ -312,5 +314,38 @@ func TestPuntMeterPerProject(t *testing.T) {
 	}
 	if n != 2 {
 		t.Fatalf("%d l3_punt meters on hv1, want 2 (one per project)", n)
+	}
+}
+
+// Each local VM port gets a gratuitous ARP of its network's gateway
+// from the router's MAC on that network (a VM that asked before this
+// chassis could answer would otherwise retry only after a second); a
+// tenant's VM only its own router's, and no port of a network without
+// a router, nor a router's own interface ports.
+func TestGatewayARPs(t *testing.T) {
+	d, err := New().Desired(newScenario().input("hv1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, a := range d.Announce {
+		got[fmt.Sprintf("%d %x", a.Port, a.Data)] = true
+	}
+	want := map[string]bool{}
+	for _, w := range []struct {
+		port uint32
+		mac  flow.MAC
+		gw   string
+	}{{1, rA1, "10.0.1.1"}, {5, rA2, "10.0.2.1"}, {2, rB1, "10.0.1.1"}} {
+		gw := flow.MustIPv4(w.gw)
+		want[fmt.Sprintf("%d %x", w.port, flow.ARPRequest(w.mac, gw, gw))] = true
+	}
+	if !reflect.DeepEqual(got, want) || len(d.Announce) != len(want) {
+		t.Fatalf("announcements on hv1:\n%v\nwant\n%v", got, want)
+	}
+	p := gopacket.NewPacket(d.Announce[0].Data, layers.LayerTypeEthernet, gopacket.Default)
+	arp, _ := p.Layer(layers.LayerTypeARP).(*layers.ARP)
+	if arp == nil || arp.Operation != layers.ARPRequest || !net.IP(arp.SourceProtAddress).Equal(net.IP(arp.DstProtAddress)) {
+		t.Fatalf("not a gratuitous ARP request: %v", p)
 	}
 }

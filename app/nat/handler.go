@@ -79,7 +79,7 @@ func (h *handler) PacketIn(pi *app.PacketIn, out *app.Out) {
 // arpRequest asks for e's gateway out of its uplink.
 func arpRequest(e *Ext) app.PacketOut {
 	return app.PacketOut{BufferID: app.NoBuffer, InPort: flow.PortController,
-		Actions: e.toUplink(), Data: ARPRequest(e.SrcMAC, e.SrcIP, e.Gateway)}
+		Actions: e.toUplink(), Data: flow.ARPRequest(e.SrcMAC, e.SrcIP, e.Gateway)}
 }
 
 // parseARP reads an untagged Ethernet/IPv4 ARP frame's sender.

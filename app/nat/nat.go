@@ -154,8 +154,8 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 			d.Flows = append(d.Flows, fipFlows(p)...)
 		}
 		d.Announce = append(d.Announce,
-			app.Announcement{Port: p.uplink, Data: Tagged(ARPRequest(p.mac, p.ip, p.ip), p.vlan)}, // gratuitous
-			app.Announcement{Port: p.uplink, Data: Tagged(ARPRequest(p.mac, p.ip, p.gw), p.vlan)}) // who has the gateway
+			app.Announcement{Port: p.uplink, Data: flow.Tagged(flow.ARPRequest(p.mac, p.ip, p.ip), p.vlan)}, // gratuitous
+			app.Announcement{Port: p.uplink, Data: flow.Tagged(flow.ARPRequest(p.mac, p.ip, p.gw), p.vlan)}) // who has the gateway
 		if !exts[p.ext.Network.ID] {
 			exts[p.ext.Network.ID] = true
 			e := &Ext{NetworkID: p.ext.Network.ID, Key: p.ext.Key, Uplink: p.uplink, VLAN: p.vlan, Gateway: p.gw, SrcMAC: p.mac, SrcIP: p.ip}
@@ -438,36 +438,6 @@ func GatewayFlow(e *Ext, mac flow.MAC) flow.Flow {
 	return flow.Flow{Table: pipeline.SNAT.ID(), Priority: pipeline.PriorityLearned, Cookie: e.Cookie() | pipeline.CookieDynamic,
 		HardTimeout: 300, Match: egress(e),
 		Actions: append([]flow.Action{flow.SetField{F: flow.EthDst, Value: uint64(mac)}}, e.toUplink()...)}
-}
-
-// Tagged inserts an 802.1Q tag with VLAN id vlan after the MACs (vlan 0:
-// b itself).
-func Tagged(b []byte, vlan uint16) []byte {
-	if vlan == 0 {
-		return b
-	}
-	out := make([]byte, 0, len(b)+4)
-	out = append(out, b[:12]...)
-	out = append(out, 0x81, 0x00, byte(vlan>>8)&0x0f, byte(vlan))
-	return append(out, b[12:]...)
-}
-
-// ARPRequest builds a broadcast ARP request from sha/spa for tpa (spa ==
-// tpa: a gratuitous ARP), padded to 60 bytes.
-func ARPRequest(sha flow.MAC, spa, tpa flow.IPv4) []byte {
-	b := make([]byte, 60)
-	for i := 0; i < 6; i++ {
-		b[i] = 0xff
-		b[6+i] = byte(sha >> (40 - 8*i))
-		b[22+i] = byte(sha >> (40 - 8*i))
-	}
-	b[12], b[13] = 0x08, 0x06
-	copy(b[14:22], []byte{0, 1, 8, 0, 6, 4, 0, 1}) // Ethernet, IPv4, request
-	for i := 0; i < 4; i++ {
-		b[28+i] = byte(spa >> (24 - 8*i))
-		b[38+i] = byte(tpa >> (24 - 8*i))
-	}
-	return b
 }
 
 func typed[T model.Record](rs []model.Record) []T {

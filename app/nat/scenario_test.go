@@ -253,7 +253,7 @@ func parse(t *testing.T, b []byte) fakeswitch.Packet {
 func arpFrame(op uint16, sha flow.MAC, spa, tpa string, tha flow.MAC) []byte {
 	s, _ := flow.ParseIPv4(spa)
 	d, _ := flow.ParseIPv4(tpa)
-	b := ARPRequest(sha, s, d)
+	b := flow.ARPRequest(sha, s, d)
 	b[21] = byte(op)
 	if tha != 0 {
 		copy(b[0:6], hw(tha))

@@ -20,7 +20,7 @@ func TestWalkVLANExternal(t *testing.T) {
 	x.NetworkType, x.SegmentationID = model.NetVLAN, 300
 	sw, d := chassis(t, s, "hv1")
 	st := d.Handler.(State)
-	tagged := func(b []byte) []byte { return Tagged(b, 300) }
+	tagged := func(b []byte) []byte { return flow.Tagged(b, 300) }
 	t.Run("ARP for the floating IP, tagged 300: answered tagged", func(t *testing.T) {
 		e := only(t, walk(t, sw, uplink, parse(t, tagged(arpFrame(1, inetMAC, "198.51.100.1", "198.51.100.50", 0)))))
 		if e.Packet.ARPOp != 2 || e.Packet.ARPSha != fipMAC1 || len(e.Packet.VLANs) != 1 || e.Packet.VLANs[0].VID != 300 {

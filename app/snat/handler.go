@@ -27,7 +27,7 @@ type State map[uint64]*Egress
 // 0.0.0.0, so no neighbour cache learns from it; the next hop answers
 // to the probe's sender MAC).
 func (e *Egress) Probe() []byte {
-	b := GratuitousARP(e.MAC, 0, e.VLAN)
+	b := flow.Tagged(flow.ARPRequest(e.MAC, 0, 0), e.VLAN)
 	o := 14
 	if e.VLAN != 0 {
 		o = 18

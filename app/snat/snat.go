@@ -101,26 +101,6 @@ func ExternalKey(n *model.Network) (uint32, bool) {
 	return binding.NetworkKey(n)
 }
 
-// GratuitousARP is a broadcast ARP request for ip from mac (sender and
-// target address ip), VLAN-tagged when vid != 0, padded to 60 bytes.
-func GratuitousARP(mac flow.MAC, ip flow.IPv4, vid uint16) []byte {
-	m := []byte{byte(mac >> 40), byte(mac >> 32), byte(mac >> 24), byte(mac >> 16), byte(mac >> 8), byte(mac)}
-	a := []byte{byte(ip >> 24), byte(ip >> 16), byte(ip >> 8), byte(ip)}
-	b := append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, m...)
-	if vid != 0 {
-		b = append(b, 0x81, 0x00, byte(vid>>8&0x0f), byte(vid))
-	}
-	b = append(b, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1)
-	b = append(b, m...)
-	b = append(b, a...)
-	b = append(b, 0, 0, 0, 0, 0, 0)
-	b = append(b, a...)
-	for len(b) < 60 {
-		b = append(b, 0)
-	}
-	return b
-}
-
 // Gateway is one router's SNAT gateway as the app sees it.
 type Gateway struct {
 	Router *model.Router
@@ -327,7 +307,7 @@ func (a *App) Desired(in app.Input) (app.Desired, error) {
 			if g.Ext.NetworkType == model.NetVLAN {
 				vid = uint16(g.Ext.SegmentationID)
 			}
-			d.Announce = append(d.Announce, app.Announcement{Port: up, Data: GratuitousARP(g.MAC, g.IP, vid)})
+			d.Announce = append(d.Announce, app.Announcement{Port: up, Data: flow.Tagged(flow.ARPRequest(g.MAC, g.IP, g.IP), vid)})
 		}
 	}
 	if len(st) > 0 {
