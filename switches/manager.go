@@ -239,6 +239,41 @@ type agent struct {
 	// announced are the announcements of the last desired state sent
 	// (under refreshMu).
 	announced map[string]bool
+	// annPending are the packet-outs of the announcements that are new
+	// in the desired state the reconciler has not yet reported applied:
+	// sent again (and cleared) when it does (afterApply), the moment the
+	// flows that handle the answers are in.
+	annMu      sync.Mutex
+	annPending []pendingAnn
+}
+
+// pendingAnn is one refresh's new announcements (packet-outs) and when.
+type pendingAnn struct {
+	b  []byte
+	at time.Time
+}
+
+// afterApply wraps a reconciler's Applied callback: the pending
+// announcements go out first, once the pass has put the desired state
+// on the switch.
+func (a *agent) afterApply(next func(*flow.State, map[string]bool) error) func(*flow.State, map[string]bool) error {
+	return func(desired *flow.State, refused map[string]bool) error {
+		a.annMu.Lock()
+		pend := a.annPending
+		a.annPending = nil
+		a.annMu.Unlock()
+		for _, p := range pend {
+			// (a pass with nothing to change reports nothing: a batch
+			// older than the last timed resend is not sent late)
+			if time.Since(p.at) < 3*time.Second {
+				_ = a.c.Send(p.b)
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		return next(desired, refused)
+	}
 }
 
 // OnConnect starts an agent for the switch.
@@ -253,7 +288,7 @@ func (m *Manager) OnConnect(c *ofproto.Conn) ofproto.Handler {
 	}
 	sw := &OFSwitch{Conn: c, Logger: a.log}
 	a.rec = reconcile.New(dpid, sw, reconcile.Options{Interval: m.cfg.ReconcileInterval, Logger: a.log, Observer: m.cfg.Metrics,
-		Applied: m.statusHook(ctx, dpid, a.homePorts, a.log), Counted: m.countersHook(ctx, dpid, a.log)})
+		Applied: a.afterApply(m.statusHook(ctx, dpid, a.homePorts, a.log)), Counted: m.countersHook(ctx, dpid, a.log)})
 	m.mu.Lock()
 	// ofproto.Server hands a datapath id over only after the previous
 	// session's OnDisconnect (a live session is never evicted: a
@@ -399,9 +434,10 @@ func (a *agent) refresh() {
 	home := HomePorts(in)
 	a.home.Store(&home)
 	st, states, ann, ok := a.m.compute(in, a.log)
+	b := a.pendAnnouncements(ann)
 	a.rec.SetDesired(st, complete && ok)
 	a.states.Store(states)
-	a.announce(ann)
+	a.announce(b)
 }
 
 // newAnnouncements returns the set of announcements ann (keyed by app,
@@ -428,19 +464,18 @@ type announcement struct {
 	app.Announcement
 }
 
-// announce sends the announcements that were not in the last desired
-// state this agent announced (a gratuitous ARP when a floating IP comes
-// to this chassis), at once and again after 200 ms, 1 s and 3 s: the
-// first copy may leave before the flows that handle the answers are in
-// place.
-// Only the switch's master announces; a replica that becomes master
-// announces at its next refresh. Called under refreshMu.
-func (a *agent) announce(ann []announcement) {
+// pendAnnouncements encodes the announcements that were not in the last
+// desired state this agent announced (a gratuitous ARP when a floating
+// IP comes to this chassis) and keeps them pending for afterApply. Only
+// the switch's master announces; a replica that becomes master announces
+// at its next refresh. Called under refreshMu, before the desired state
+// goes to the reconciler.
+func (a *agent) pendAnnouncements(ann []announcement) []byte {
 	a.mu.Lock()
 	master := a.m.cfg.Cluster == nil || !a.masterSince.IsZero()
 	a.mu.Unlock()
 	if !master {
-		return
+		return nil
 	}
 	var fresh []announcement
 	a.announced, fresh = newAnnouncements(a.announced, ann)
@@ -452,10 +487,29 @@ func (a *agent) announce(ann []announcement) {
 			a.unencodable(x.app, "announcement", err)
 		}
 	}
+	if len(b) > 0 {
+		a.annMu.Lock()
+		keep := a.annPending[:0]
+		for _, p := range a.annPending {
+			if time.Since(p.at) < 3*time.Second {
+				keep = append(keep, p)
+			}
+		}
+		a.annPending = append(keep, pendingAnn{b: b, at: time.Now()})
+		a.annMu.Unlock()
+		a.log.Debug("announcing", "frames", len(fresh))
+	}
+	return b
+}
+
+// announce sends b (pendAnnouncements' packet-outs) at once, and again
+// after 200 ms, 1 s and 3 s; afterApply sends them as well when the
+// reconciler has put their desired state on the switch: the first copy
+// may leave before the flows that handle the answers are in place.
+func (a *agent) announce(b []byte) {
 	if len(b) == 0 {
 		return
 	}
-	a.log.Debug("announcing", "frames", len(fresh))
 	c := a.c
 	_ = c.Send(b)
 	for _, d := range []time.Duration{200 * time.Millisecond, time.Second, 3 * time.Second} {
