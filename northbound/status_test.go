@@ -191,7 +191,7 @@ func TestPoolStatsFromCounters(t *testing.T) {
 	w := st.NewStatusWriter(10, quiet)
 	ctx := context.Background()
 	for dpid, n := range map[uint64]uint64{5: 1, 6: 10} {
-		c := store.SwitchCounters{DPID: fmt.Sprintf("%016x", dpid), Counters: map[string]store.Counter{
+		c := store.SwitchCounters{DPID: fmt.Sprintf("%016x", dpid), Counters: map[string]pipeline.Counter{
 			key(vid, pipeline.CounterIn):    {Packets: 7 * n, Bytes: 700 * n},
 			key(vid, pipeline.CounterOut):   {Packets: 5 * n, Bytes: 5000 * n},
 			key(vid, pipeline.CounterNew):   {Packets: 2 * n, Bytes: 120 * n},

@@ -26,5 +26,11 @@ const (
 	CounterNew = "new"
 )
 
+// Counter is a flow's (or a sum of flows') packet and byte counters.
+type Counter struct {
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
 // CounterKey names one object's counter sum: "<object id hex>/<name>".
 func CounterKey(object uint64, name string) string { return fmt.Sprintf("%x/%s", object, name) }

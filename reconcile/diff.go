@@ -57,13 +57,7 @@ type Actual struct {
 	Dynamic int
 	// Counts are the dumped counters of our flows, by Flow.Key() (set
 	// by AddDumpedCounts; a dump's only, never cloned).
-	Counts map[string]Counter
-}
-
-// Counter is a flow's (or a sum of flows') packet and byte counters.
-type Counter struct {
-	Packets uint64 `json:"packets"`
-	Bytes   uint64 `json:"bytes"`
+	Counts map[string]pipeline.Counter
 }
 
 // AddDumpedCounts files one dumped flow with its counters (AddDumped,
@@ -72,17 +66,17 @@ func (a *Actual) AddDumpedCounts(f *flow.Flow, unknown bool, packets, bytes uint
 	a.AddDumped(f, unknown)
 	if pipeline.IsOurs(f.Cookie) && !pipeline.IsDynamic(f.Cookie) && !unknown {
 		if a.Counts == nil {
-			a.Counts = map[string]Counter{}
+			a.Counts = map[string]pipeline.Counter{}
 		}
-		a.Counts[f.Key()] = Counter{Packets: packets, Bytes: bytes}
+		a.Counts[f.Key()] = pipeline.Counter{Packets: packets, Bytes: bytes}
 	}
 }
 
 // Counted sums the dumped counters of desired's flows that name a
 // Counter, by pipeline.CounterKey. A desired flow the dump does not hold counts
 // nothing.
-func Counted(desired *flow.State, dumped *Actual) map[string]Counter {
-	out := map[string]Counter{}
+func Counted(desired *flow.State, dumped *Actual) map[string]pipeline.Counter {
+	out := map[string]pipeline.Counter{}
 	for k, f := range desired.Flows {
 		if f.Counter == "" {
 			continue

@@ -247,8 +247,8 @@ func TestPipelineMetersAreOurs(t *testing.T) {
 func TestCountedFlowsReported(t *testing.T) {
 	ctx := context.Background()
 	sw := fakeswitch.New()
-	var got []map[string]reconcile.Counter
-	r := reconcile.New(1, sw, reconcile.Options{Counted: func(c map[string]reconcile.Counter) { got = append(got, c) }})
+	var got []map[string]pipeline.Counter
+	r := reconcile.New(1, sw, reconcile.Options{Counted: func(c map[string]pipeline.Counter) { got = append(got, c) }})
 	a, b, c := portFlow(1, 1), portFlow(2, 2), portFlow(3, 3)
 	a.Counter, b.Counter = "in", "in"
 	b.Cookie = a.Cookie // two flows of one object: summed
@@ -283,7 +283,7 @@ func TestCountedFlowsReported(t *testing.T) {
 		t.Fatalf("%d reports after the incremental and the full pass, want %d (the full one only)", len(got), n+1)
 	}
 	key := pipeline.CounterKey(pipeline.CookieObject(a.Cookie), "in")
-	if want := (map[string]reconcile.Counter{key: {Packets: 7, Bytes: 700}}); !reflect.DeepEqual(got[n], want) {
+	if want := (map[string]pipeline.Counter{key: {Packets: 7, Bytes: 700}}); !reflect.DeepEqual(got[n], want) {
 		t.Fatalf("counted %v, want %v", got[n], want)
 	}
 	// A counted flow the switch lost counts zero until it is back.
@@ -291,7 +291,7 @@ func TestCountedFlowsReported(t *testing.T) {
 	if _, err := r.Pass(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	if want := (map[string]reconcile.Counter{key: {Packets: 4, Bytes: 400}}); !reflect.DeepEqual(got[len(got)-1], want) {
+	if want := (map[string]pipeline.Counter{key: {Packets: 4, Bytes: 400}}); !reflect.DeepEqual(got[len(got)-1], want) {
 		t.Fatalf("with one flow gone counted %v, want %v", got[len(got)-1], want)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nimbus-sdn/nimbus/flow"
+	"github.com/nimbus-sdn/nimbus/pipeline"
 )
 
 // Switch is what the reconciler needs from a switch.
@@ -49,7 +50,7 @@ type Options struct {
 	// counters of the desired flows that name a Counter, summed by
 	// pipeline.CounterKey (Counted). The switch manager publishes them (LBaaS
 	// pool statistics).
-	Counted func(map[string]Counter)
+	Counted func(map[string]pipeline.Counter)
 }
 
 // Reconciler owns one switch's desired state.

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/nimbus-sdn/nimbus/pipeline"
 )
 
 // SwitchStatusPrefix is where each switch's data-plane status lives
@@ -48,14 +50,8 @@ const SwitchCountersPrefix = "status/counters/"
 // counters start from zero when a flow is (re)installed or the switch
 // restarts. The API sums them over switches (LBaaS pool stats).
 type SwitchCounters struct {
-	DPID     string             `json:"dpid"`
-	Counters map[string]Counter `json:"counters,omitempty"`
-}
-
-// Counter is a packet and byte count.
-type Counter struct {
-	Packets uint64 `json:"packets"`
-	Bytes   uint64 `json:"bytes"`
+	DPID     string                      `json:"dpid"`
+	Counters map[string]pipeline.Counter `json:"counters,omitempty"`
 }
 
 // SwitchCountersKey is the key (under Prefix) of a switch's counters.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/nimbus-sdn/nimbus/internal/etcdtest"
+	"github.com/nimbus-sdn/nimbus/pipeline"
 	"github.com/nimbus-sdn/nimbus/store"
 )
 
@@ -19,7 +20,7 @@ func TestCountersAfterWithdraw(t *testing.T) {
 	ctx := context.Background()
 	w := s.NewStatusWriter(10, nil)
 	t.Cleanup(func() { w.Withdraw(context.Background(), 3) })
-	c := store.SwitchCounters{DPID: "0000000000000003", Counters: map[string]store.Counter{"1/in": {Packets: 1, Bytes: 64}}}
+	c := store.SwitchCounters{DPID: "0000000000000003", Counters: map[string]pipeline.Counter{"1/in": {Packets: 1, Bytes: 64}}}
 	read := func() string {
 		t.Helper()
 		kvs, _, err := s.ListRaw(ctx, store.SwitchCountersPrefix)
@@ -56,7 +57,7 @@ func TestCountersAfterWithdraw(t *testing.T) {
 	if got := read(); !strings.Contains(got, `"1/in"`) {
 		t.Fatalf("counters after the switch is published again: %q", got)
 	}
-	big := store.SwitchCounters{DPID: c.DPID, Counters: map[string]store.Counter{strings.Repeat("x", store.MaxValueBytes): {}}}
+	big := store.SwitchCounters{DPID: c.DPID, Counters: map[string]pipeline.Counter{strings.Repeat("x", store.MaxValueBytes): {}}}
 	if err := w.PublishCounters(ctx, 3, big); err == nil || !strings.Contains(err.Error(), "0000000000000003") {
 		t.Fatalf("oversized record: err %v, want one naming the switch", err)
 	}

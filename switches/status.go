@@ -11,7 +11,6 @@ import (
 	"github.com/nimbus-sdn/nimbus/app"
 	"github.com/nimbus-sdn/nimbus/flow"
 	"github.com/nimbus-sdn/nimbus/pipeline"
-	"github.com/nimbus-sdn/nimbus/reconcile"
 	"github.com/nimbus-sdn/nimbus/store"
 )
 
@@ -113,23 +112,20 @@ type CounterSink interface {
 // countersHook is a reconciler's Counted callback for switch dpid: it
 // publishes the counters of the switch's counted flows (LBaaS pool
 // statistics) when Config.Status takes them.
-func (m *Manager) countersHook(ctx context.Context, dpid uint64, log *slog.Logger) func(map[string]reconcile.Counter) {
+func (m *Manager) countersHook(ctx context.Context, dpid uint64, log *slog.Logger) func(map[string]pipeline.Counter) {
 	sink, ok := m.cfg.Status.(CounterSink)
 	if !ok {
 		return nil
 	}
 	var busy atomic.Bool
-	return func(cs map[string]reconcile.Counter) {
+	return func(cs map[string]pipeline.Counter) {
 		// Off the reconcile pass: an etcd outage must not slow flow
 		// repair. One write in flight per switch; a pass that finds one
 		// still going skips its counters (the next full pass has newer).
 		if !busy.CompareAndSwap(false, true) {
 			return
 		}
-		c := store.SwitchCounters{DPID: fmt.Sprintf("%016x", dpid), Counters: make(map[string]store.Counter, len(cs))}
-		for k, v := range cs {
-			c.Counters[k] = store.Counter{Packets: v.Packets, Bytes: v.Bytes}
-		}
+		c := store.SwitchCounters{DPID: fmt.Sprintf("%016x", dpid), Counters: cs}
 		go func() {
 			defer busy.Store(false)
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
