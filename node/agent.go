@@ -50,6 +50,10 @@ type Config struct {
 	SNATLeaseTTL  int
 	// SNATInterval re-checks SNAT usage and leases this often (default 1s).
 	SNATInterval time.Duration
+	// LBConnInterval counts this chassis's load balancer connections per
+	// VIP (one conntrack dump) and publishes them this often (default
+	// 10s; negative: never), for the pools' active_connections.
+	LBConnInterval time.Duration
 	// OnSnapshot, when set, is called from Run's loop with every loaded
 	// model snapshot and the bridge's interfaces (name -> iface-id): the
 	// load balancer's health prober (lbprobe) hangs here.
@@ -94,6 +98,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.IfacePoll == 0 {
 		cfg.IfacePoll = time.Second
+	}
+	if cfg.LBConnInterval == 0 {
+		cfg.LBConnInterval = 10 * time.Second
 	}
 	if cfg.SNATInterval == 0 {
 		cfg.SNATInterval = time.Second
@@ -282,10 +289,25 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer sn.close()
 	snatTick := time.NewTicker(a.cfg.SNATInterval)
 	defer snatTick.Stop()
+	var lbTick <-chan time.Time
+	var lbw *store.StatusWriter
+	if a.cfg.LBConnInterval > 0 {
+		t := time.NewTicker(a.cfg.LBConnInterval)
+		defer t.Stop()
+		lbTick = t.C
+		lbw = a.cfg.Store.NewStatusWriter(int(3*a.cfg.LBConnInterval/time.Second), a.log)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-lbTick:
+			if snap, loaded := m.Snapshot(); loaded {
+				if err := a.syncLBConns(ctx, snap, lbw); err != nil && ctx.Err() == nil {
+					a.log.Warn("load balancer connection count failed", "err", err)
+				}
+			}
+			continue
 		case <-snatTick.C:
 			if snap, loaded := m.Snapshot(); loaded {
 				if err := sn.sync(ctx, snap); err != nil {

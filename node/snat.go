@@ -277,7 +277,7 @@ func sumPackets(dump string) uint64 {
 // SNATConnections counts the conntrack entries of zone whose reply goes
 // to ip (connections SNATed to it).
 func (v Vswitch) SNATConnections(ctx context.Context, zone uint16, ip string) (int, error) {
-	out, err := v.exec(ctx, "ovs-appctl", "dpctl/dump-conntrack", fmt.Sprintf("zone=%d", zone))
+	out, err := v.DumpConntrack(ctx, zone)
 	if err != nil {
 		return 0, err
 	}

@@ -233,9 +233,10 @@ func (h *handler) poolAction(rc *reqCtx, id string, rest []string) (int, any, er
 // bytes_in from clients to the VIP, bytes_out from members back through
 // it, total_connections the new connections balanced. As of each
 // switch's master's last full reconcile pass (reconcile.interval, 30 s
-// by default). active_connections is not tracked (the connections live
-// in the hypervisors' conntrack, which OpenFlow does not count) and is
-// always 0. A pool without a VIP has carried nothing: zeros.
+// by default). active_connections is the sum of the VIP's ESTABLISHED
+// connections each chassis's node agent counted in its conntrack
+// (store.LBConns, every 10 s by default). A pool without a VIP has
+// carried nothing: zeros.
 func (h *handler) poolStats(rc *reqCtx, p *model.LBPool) (map[string]any, error) {
 	st := map[string]any{"bytes_in": uint64(0), "bytes_out": uint64(0), "active_connections": 0, "total_connections": uint64(0)}
 	if p.VIPID == "" {
@@ -259,5 +260,19 @@ func (h *handler) poolStats(rc *reqCtx, p *model.LBPool) (map[string]any, error)
 		n += c.Counters[conns].Packets
 	}
 	st["bytes_in"], st["bytes_out"], st["total_connections"] = bin, bout, n
+	kvs, _, err = h.listRaw(rc, store.LBConnsPrefix)
+	if err != nil {
+		return nil, err
+	}
+	active := 0
+	for _, kv := range kvs {
+		var c store.LBConns
+		if err := json.Unmarshal([]byte(kv.val), &c); err != nil {
+			h.log.Warn("northbound: unreadable load balancer connection counts", "key", kv.key, "err", err)
+			continue
+		}
+		active += c.VIPs[p.VIPID]
+	}
+	st["active_connections"] = active
 	return st, nil
 }

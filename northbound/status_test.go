@@ -180,10 +180,11 @@ func TestPoolStatsFromCounters(t *testing.T) {
 	stats := func(c *api, id string) map[string]any {
 		return obj(c.do("GET", "/v2.0/lb/pools/"+id+"/stats", nil).must(t, 200), "stats")
 	}
+	active := float64(0)
 	want := func(s map[string]any, in, out, conns float64) {
 		t.Helper()
-		if s["bytes_in"] != in || s["bytes_out"] != out || s["total_connections"] != conns || s["active_connections"] != float64(0) {
-			t.Fatalf("stats %v, want bytes_in %v, bytes_out %v, total_connections %v", s, in, out, conns)
+		if s["bytes_in"] != in || s["bytes_out"] != out || s["total_connections"] != conns || s["active_connections"] != active {
+			t.Fatalf("stats %v, want bytes_in %v, bytes_out %v, total_connections %v, active_connections %v", s, in, out, conns, active)
 		}
 	}
 	want(stats(a, pid), 0, 0, 0)
@@ -213,4 +214,13 @@ func TestPoolStatsFromCounters(t *testing.T) {
 	if err := w.Withdraw(ctx, 5); err != nil {
 		t.Fatal(err)
 	}
+	// active_connections: the chassis's counts of the VIP's connections
+	// (node agents), summed; another VIP's left out.
+	for c, n := range map[string]int{"hv1": 3, "hv2": 4} {
+		if err := w.PublishLBConns(ctx, c, store.LBConns{Chassis: c, VIPs: map[string]int{vid: n, other: 50}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	active = 7
+	want(stats(a, pid), 0, 0, 0)
 }

@@ -59,6 +59,24 @@ func SwitchCountersKey(dpid uint64) string {
 	return fmt.Sprintf("%s%016x", SwitchCountersPrefix, dpid)
 }
 
+// LBConnsPrefix is where each chassis's load balancer connection counts
+// live (under Prefix): status/lbconns/<chassis>.
+const LBConnsPrefix = "status/lbconns/"
+
+// LBConns are a chassis's ESTABLISHED connections per VIP id (those it
+// balanced, counted in its conntrack by its node agent; VIPs with none
+// left out), under the agent's lease: a dead agent's counts expire.
+type LBConns struct {
+	Chassis string         `json:"chassis"`
+	VIPs    map[string]int `json:"vips,omitempty"`
+}
+
+// PublishLBConns writes a chassis's connection counts (nothing when
+// unchanged).
+func (w *StatusWriter) PublishLBConns(ctx context.Context, chassis string, c LBConns) error {
+	return w.put(ctx, LBConnsPrefix+chassis, "chassis "+chassis, "load balancer connections", c)
+}
+
 // SwitchStatusKey is the key (under Prefix) of a switch's status.
 func SwitchStatusKey(dpid uint64) string { return fmt.Sprintf("%s%016x", SwitchStatusPrefix, dpid) }
 
@@ -144,7 +162,7 @@ func (w *StatusWriter) Publish(ctx context.Context, dpid uint64, st SwitchStatus
 	w.mu.Lock()
 	delete(w.withdrawn, dpid)
 	w.mu.Unlock()
-	return w.put(ctx, SwitchStatusKey(dpid), dpid, "status", st)
+	return w.put(ctx, SwitchStatusKey(dpid), fmt.Sprintf("switch %016x", dpid), "status", st)
 }
 
 // PublishCounters writes a switch's counters (nothing when unchanged,
@@ -157,18 +175,18 @@ func (w *StatusWriter) PublishCounters(ctx context.Context, dpid uint64, c Switc
 	if gone {
 		return nil
 	}
-	return w.put(ctx, SwitchCountersKey(dpid), dpid, "counters", c)
+	return w.put(ctx, SwitchCountersKey(dpid), fmt.Sprintf("switch %016x", dpid), "counters", c)
 }
 
 // put writes v as JSON at key (under Prefix) under the lease, unless
 // this writer last wrote the same value there.
-func (w *StatusWriter) put(ctx context.Context, key string, dpid uint64, what string, v any) error {
+func (w *StatusWriter) put(ctx context.Context, key, who, what string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("store: encoding switch %s: %w", what, err)
+		return fmt.Errorf("store: encoding %s %s: %w", who, what, err)
 	}
 	if len(b) > MaxValueBytes {
-		return fmt.Errorf("store: switch %016x %s is %d bytes, over the %d-byte limit", dpid, what, len(b), MaxValueBytes)
+		return fmt.Errorf("store: %s %s is %d bytes, over the %d-byte limit", who, what, len(b), MaxValueBytes)
 	}
 	id, err := w.leaseID(ctx)
 	if err != nil {
@@ -181,7 +199,7 @@ func (w *StatusWriter) put(ctx context.Context, key string, dpid uint64, what st
 		return nil
 	}
 	if _, err := w.s.c.Put(ctx, Prefix+key, string(b), clientv3.WithLease(id)); err != nil {
-		return unavailable(fmt.Errorf("store: switch %016x %s: %w", dpid, what, err))
+		return unavailable(fmt.Errorf("store: %s %s: %w", who, what, err))
 	}
 	w.mu.Lock()
 	if w.lease == id {

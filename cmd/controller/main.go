@@ -488,6 +488,7 @@ func nodeAgent(args []string) error {
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	snatBits := fs.Int("snat-block-bits", snatlease.DefaultBits, "log2 of the SNAT port blocks this hypervisor leases (6-15; 10 = 1024 ports)")
 	snatTTL := fs.Int("snat-lease-ttl", snatlease.DefaultTTL, "TTL in seconds of the etcd lease holding this hypervisor's SNAT blocks and external IPs")
+	lbConnInterval := fs.Duration("lb-conn-interval", 10*time.Second, "count this hypervisor's load balancer connections per VIP (a conntrack dump) and publish them this often, for the pools' active_connections (negative: off)")
 	metricsListen := fs.String("metrics-listen", "", "serve the agent's /metrics (SNAT exhaustion drops, LBaaS health monitor probes) here, e.g. 127.0.0.1:9101 (empty: off)")
 	lbProbes := fs.Bool("lb-probes", true, "run the LBaaS health monitors of the pool members on this chassis (lbprobe: needs ip, ethtool and ovs-vsctl)")
 	lbProbeNS := fs.String("lb-probe-netns-prefix", "nlbp", "name prefix of the health probe namespaces (one per VIP with a monitored member here)")
@@ -535,7 +536,7 @@ func nodeAgent(args []string) error {
 	}
 	a, err := node.New(node.Config{Chassis: *chassis, TunnelIP: *tunnelIP, Bridge: *bridge, DatapathType: *dpType,
 		Controllers: *controllers, Mappings: maps, Store: st, Resync: *resync, IfacePoll: *ifacePoll, OnSnapshot: onSnap, Logger: log,
-		SNATBlockBits: *snatBits, SNATLeaseTTL: *snatTTL})
+		SNATBlockBits: *snatBits, SNATLeaseTTL: *snatTTL, LBConnInterval: *lbConnInterval})
 	if err != nil {
 		return err
 	}

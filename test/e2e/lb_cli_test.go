@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nimbus-sdn/nimbus/internal/ovslab"
 )
 
 // TestLoadBalancerCLI drives the load balancer with the real neutron CLI
@@ -49,7 +52,7 @@ func TestLoadBalancerCLI(t *testing.T) {
 	lab := newLBLabCLI(t, func(a string, args ...string) map[string]any {
 		api = a
 		return cli(args...)
-	})
+	}, "--lb-conn-interval", "1s")
 
 	counts := lab.parallel(t, 1000, 8)
 	lab.even(t, "NAT", counts)
@@ -82,6 +85,35 @@ func TestLoadBalancerCLI(t *testing.T) {
 			t.Errorf("lb-pool-stats %s %v for %d requests", k, stats[k], answered)
 		}
 	}
+	// active_connections: the node agents' count of the VIP's
+	// ESTABLISHED connections in their conntrack (here every second).
+	// Each client holds one connection open (nc sending nothing: httpd
+	// waits for the request); the count follows them up and back down.
+	if n := stats["active_connections"].(float64); n != 0 {
+		t.Errorf("active_connections %v with every request answered", n)
+	}
+	// (nc's input is a FIFO it holds open itself: no EOF, nothing sent;
+	// exec: the process started is nc, which Kill ends.)
+	fifo := filepath.Join(t.TempDir(), "hold")
+	if err := exec.Command("mkfifo", fifo).Run(); err != nil {
+		t.Fatal(err)
+	}
+	var holds []*ovslab.Proc
+	for _, c := range lab.clients {
+		holds = append(holds, ovslab.StartProcess(t, "ip", []string{"netns", "exec", c.NS(), "sh", "-c", "exec busybox nc 10.0.0.100 80 <>" + fifo}, nil))
+	}
+	active := func(want func(float64) bool) func() bool {
+		return func() bool {
+			stats = cli("lb-pool-stats", "web")
+			n, _ := stats["active_connections"].(float64)
+			return want(n)
+		}
+	}
+	waitFor(t, 30*time.Second, "lb-pool-stats active_connections 3 with 3 connections held", active(func(n float64) bool { return n == 3 }))
+	for _, p := range holds {
+		p.Kill()
+	}
+	waitFor(t, 30*time.Second, "lb-pool-stats active_connections 0 once they closed", active(func(n float64) bool { return n == 0 }))
 
 	hm := cli("lb-healthmonitor-create", "--tenant-id", lab.project, "--delay", "1", "--timeout", "1", "--max-retries", "2",
 		"--type", "HTTP", "--url-path", "/", "--expected-codes", "200")

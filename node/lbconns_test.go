@@ -1,0 +1,46 @@
+package node
+
+import (
+	"reflect"
+	"strconv"
+	"testing"
+
+	"github.com/nimbus-sdn/nimbus/model"
+	"github.com/nimbus-sdn/nimbus/pipeline"
+)
+
+// Only ESTABLISHED TCP entries whose original destination is a VIP's
+// address and port, in the VIP network's lb zone, count for that VIP:
+// not one closing, not the security groups' zone's copy, not another
+// port, zone or protocol; DSR's entries (a ct_mark, no NAT) count too.
+func TestCountVIPConns(t *testing.T) {
+	snap := model.NewSnapshot(1, nil)
+	snap = snap.With(1, model.KindNetwork, "n1", &model.Network{Base: model.Base{ID: "n1"}, NetworkType: model.NetGRE, SegmentationID: 100})
+	snap = snap.With(1, model.KindSubnet, "s1", &model.Subnet{Base: model.Base{ID: "s1"}, NetworkID: "n1", CIDR: "10.0.0.0/24"})
+	snap = snap.With(1, model.KindVIP, "vip-a", &model.LBVIP{Base: model.Base{ID: "vip-a"}, SubnetID: "s1", Address: "10.0.0.100", ProtocolPort: 80})
+	snap = snap.With(1, model.KindVIP, "vip-b", &model.LBVIP{Base: model.Base{ID: "vip-b"}, SubnetID: "s1", Address: "10.0.0.101", ProtocolPort: 80})
+	snap = snap.With(1, model.KindVIP, "vip-x", &model.LBVIP{Base: model.Base{ID: "vip-x"}, SubnetID: "gone", Address: "10.0.0.102", ProtocolPort: 80})
+	vips := vipKeys(snap)
+	lb, sg := pipeline.ZoneLB(100), pipeline.ZoneSG(100)
+	if len(vips) != 2 || vips[vipKey{lb, "10.0.0.100", 80}] != "vip-a" {
+		t.Fatalf("vip keys %v (zone %d)", vips, lb)
+	}
+	line := func(dst string, dport, zone int, rest string) string {
+		return "tcp,orig=(src=10.0.0.11,dst=" + dst + ",sport=40000,dport=" + itoa(dport) + "),reply=(src=10.0.0.21,dst=10.0.0.11,sport=8080,dport=40000),zone=" + itoa(zone) + rest
+	}
+	dump := line("10.0.0.100", 80, int(lb), ",protoinfo=(state=ESTABLISHED)") + "\n" +
+		line("10.0.0.100", 80, int(lb), ",protoinfo=(state=ESTABLISHED)") + "\n" +
+		line("10.0.0.100", 80, int(lb), ",protoinfo=(state=TIME_WAIT)") + "\n" +
+		line("10.0.0.100", 80, int(sg), ",protoinfo=(state=ESTABLISHED)") + "\n" +
+		line("10.0.0.100", 8080, int(lb), ",protoinfo=(state=ESTABLISHED)") + "\n" +
+		line("10.0.0.101", 80, int(lb), ",mark=7,protoinfo=(state=ESTABLISHED)") + "\n" +
+		"udp,orig=(src=10.0.0.11,dst=10.0.0.100,sport=53,dport=80),reply=(src=10.0.0.100,dst=10.0.0.11,sport=80,dport=53),zone=" + itoa(int(lb)) + "\n" +
+		"tcp,orig=(src=10.0.0.11,dst=10.0.0.100,sport=1,dport=80),reply=(src=10.0.0.100,dst=10.0.0.11,sport=80,dport=1),protoinfo=(state=ESTABLISHED)\n" +
+		"tcp,orig=(garbage\n\n"
+	got := countVIPConns(dump, vips)
+	if want := map[string]int{"vip-a": 2, "vip-b": 1}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("counted %v, want %v", got, want)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
