@@ -66,44 +66,76 @@ func vipKeys(snap *model.Snapshot) map[vipKey]string {
 	return out
 }
 
-// countVIPConns counts the ESTABLISHED TCP entries of dump (one entry
-// per line: "tcp,orig=(src=..,dst=D,sport=..,dport=P),reply=(..),
-// zone=Z,...,protoinfo=(state=ESTABLISHED)") whose original destination
-// and zone are a VIP's, per VIP id. Lines it cannot read are skipped.
+// countVIPConns counts the ESTABLISHED TCP entries of dump whose
+// original destination and zone are a VIP's, per VIP id.
 func countVIPConns(dump string, vips map[vipKey]string) map[string]int {
 	out := map[string]int{}
 	for _, line := range strings.Split(dump, "\n") {
-		if !strings.HasPrefix(line, "tcp,") || !strings.Contains(line, "state=ESTABLISHED") {
+		e, ok := parseConntrack(line)
+		if !ok || e.proto != "tcp" || e.state != "ESTABLISHED" || e.zone == 0 {
 			continue
 		}
-		orig, _, ok := strings.Cut(strings.TrimPrefix(line, "tcp,orig=("), ")")
-		if !ok {
-			continue
-		}
-		var k vipKey
-		for _, f := range strings.Split(orig, ",") {
-			switch name, val, _ := strings.Cut(f, "="); name {
-			case "dst":
-				k.dst = val
-			case "dport":
-				k.port, _ = strconv.Atoi(val)
-			}
-		}
-		_, rest, ok := strings.Cut(line, ",zone=")
-		if !ok {
-			continue // zone 0: no VIP's
-		}
-		z, _, _ := strings.Cut(rest, ",")
-		n, err := strconv.ParseUint(z, 10, 16)
+		port, err := strconv.Atoi(e.orig["dport"])
 		if err != nil {
 			continue
 		}
-		k.zone = uint16(n)
-		if id, ok := vips[k]; ok {
+		if id, ok := vips[vipKey{e.zone, e.orig["dst"], port}]; ok {
 			out[id]++
 		}
 	}
 	return out
+}
+
+// ctEntry is one line of ovs-appctl dpctl/dump-conntrack:
+// "tcp,orig=(src=..,dst=..,sport=..,dport=..),reply=(..),zone=Z,...,
+// protoinfo=(state=ESTABLISHED)" (zone absent: 0).
+type ctEntry struct {
+	proto       string
+	orig, reply map[string]string
+	zone        uint16
+	state       string
+}
+
+// parseConntrack reads one dump line; false when it is not an entry.
+func parseConntrack(line string) (ctEntry, bool) {
+	proto, rest, ok := strings.Cut(line, ",orig=(")
+	if !ok {
+		return ctEntry{}, false
+	}
+	e := ctEntry{proto: proto}
+	tuple := func(s string) map[string]string {
+		m := map[string]string{}
+		for _, f := range strings.Split(s, ",") {
+			if k, v, ok := strings.Cut(f, "="); ok {
+				m[k] = v
+			}
+		}
+		return m
+	}
+	orig, rest, ok := strings.Cut(rest, ")")
+	if !ok {
+		return ctEntry{}, false
+	}
+	e.orig = tuple(orig)
+	if r, ok := strings.CutPrefix(rest, ",reply=("); ok {
+		reply, after, ok := strings.Cut(r, ")")
+		if !ok {
+			return ctEntry{}, false
+		}
+		e.reply, rest = tuple(reply), after
+	}
+	if _, z, ok := strings.Cut(rest, ",zone="); ok {
+		z, _, _ = strings.Cut(z, ",")
+		n, err := strconv.ParseUint(z, 10, 16)
+		if err != nil {
+			return ctEntry{}, false
+		}
+		e.zone = uint16(n)
+	}
+	if _, st, ok := strings.Cut(rest, "state="); ok {
+		e.state, _, _ = strings.Cut(st, ")")
+	}
+	return e, true
 }
 
 // syncLBConns counts and publishes this chassis's VIP connections.

@@ -44,3 +44,16 @@ func TestCountVIPConns(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// countSNAT counts the entries whose reply goes to the external IP,
+// whatever the protocol or state, in the dump format countVIPConns reads.
+func TestCountSNAT(t *testing.T) {
+	dump := "tcp,orig=(src=10.0.0.5,dst=8.8.8.8,sport=40000,dport=53),reply=(src=8.8.8.8,dst=203.0.113.5,sport=53,dport=1030),zone=40000,protoinfo=(state=ESTABLISHED)\n" +
+		"udp,orig=(src=10.0.0.6,dst=8.8.8.8,sport=5000,dport=53),reply=(src=8.8.8.8,dst=203.0.113.5,sport=53,dport=1031),zone=40000\n" +
+		"icmp,orig=(src=10.0.0.6,dst=8.8.8.8,id=1,type=8,code=0),reply=(src=8.8.8.8,dst=203.0.113.50,id=1,type=0,code=0),zone=40000\n" +
+		"tcp,orig=(src=10.0.0.7,dst=203.0.113.5,sport=1,dport=2),reply=(src=203.0.113.5,dst=10.0.0.7,sport=2,dport=1),zone=40000\n" +
+		"garbage\n"
+	if n := countSNAT(dump, "203.0.113.5"); n != 2 {
+		t.Fatalf("counted %d entries SNATed to 203.0.113.5, want 2", n)
+	}
+}

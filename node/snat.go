@@ -287,7 +287,7 @@ func (v Vswitch) SNATConnections(ctx context.Context, zone uint16, ip string) (i
 func countSNAT(dump, ip string) int {
 	n := 0
 	for _, line := range strings.Split(dump, "\n") {
-		if _, reply, ok := strings.Cut(line, "reply=("); ok && strings.Contains(reply, "dst="+ip+",") {
+		if e, ok := parseConntrack(line); ok && e.reply["dst"] == ip {
 			n++
 		}
 	}

@@ -54,9 +54,7 @@ func (m *ProjectMeter) ID(project string) uint32 {
 
 // Meter is project's OpenFlow meter: drop above RatePPS packets per
 // second.
-func (m *ProjectMeter) Meter(project string) *flow.Meter {
-	return &flow.Meter{ID: m.ID(project), Flags: flow.MeterPktps, Bands: []flow.Band{{Type: flow.BandDrop, Rate: m.RatePPS}}}
-}
+func (m *ProjectMeter) Meter(project string) *flow.Meter { return dropAbove(m.ID(project), m.RatePPS) }
 
 // Add returns ms with project's meter appended, unless ms holds it
 // already (an app's desired meters, each once).
@@ -99,8 +97,11 @@ func projectMeter(id uint32, app AppID) bool {
 }
 
 // Meter is the OpenFlow meter: drop above RatePPS packets per second.
-func (m *MeterDef) Meter() *flow.Meter {
-	return &flow.Meter{ID: m.ID, Flags: flow.MeterPktps, Bands: []flow.Band{{Type: flow.BandDrop, Rate: m.RatePPS}}}
+func (m *MeterDef) Meter() *flow.Meter { return dropAbove(m.ID, m.RatePPS) }
+
+// dropAbove is meter id dropping above pps packets per second.
+func dropAbove(id, pps uint32) *flow.Meter {
+	return &flow.Meter{ID: id, Flags: flow.MeterPktps, Bands: []flow.Band{{Type: flow.BandDrop, Rate: pps}}}
 }
 
 func declaredMeter(id uint32) bool {

@@ -62,13 +62,14 @@ type Actual struct {
 
 // AddDumpedCounts files one dumped flow with its counters (AddDumped,
 // and the counters of one of ours that a desired flow names a Counter).
+// A flow that has counted nothing is not filed (Counted reads it as 0).
 func (a *Actual) AddDumpedCounts(f *flow.Flow, unknown bool, packets, bytes uint64) {
-	a.AddDumped(f, unknown)
-	if pipeline.IsOurs(f.Cookie) && !pipeline.IsDynamic(f.Cookie) && !unknown {
+	k := a.addDumped(f, unknown)
+	if k != "" && !unknown && packets|bytes != 0 {
 		if a.Counts == nil {
 			a.Counts = map[string]pipeline.Counter{}
 		}
-		a.Counts[f.Key()] = pipeline.Counter{Packets: packets, Bytes: bytes}
+		a.Counts[k] = pipeline.Counter{Packets: packets, Bytes: bytes}
 	}
 }
 
@@ -97,7 +98,11 @@ func NewActual() *Actual { return &Actual{State: flow.NewState(), Foreign: map[s
 
 // AddDumped files one dumped flow. unknown marks flows using fields or
 // actions Nimbus does not model.
-func (a *Actual) AddDumped(f *flow.Flow, unknown bool) {
+func (a *Actual) AddDumped(f *flow.Flow, unknown bool) { a.addDumped(f, unknown) }
+
+// addDumped is AddDumped; it returns the key of a flow it filed as ours
+// (not dynamic), "" otherwise.
+func (a *Actual) addDumped(f *flow.Flow, unknown bool) string {
 	switch {
 	case !pipeline.IsOurs(f.Cookie):
 		a.Foreign[f.Key()] = true
@@ -109,8 +114,11 @@ func (a *Actual) AddDumped(f *flow.Flow, unknown bool) {
 			// sure it compares unequal so it is rewritten.
 			f.Actions = append(f.Actions, flow.Opaque{Desc: "unmodelled"})
 		}
-		a.State.Flows[f.Key()] = f
+		k := f.Key()
+		a.State.Flows[k] = f
+		return k
 	}
+	return ""
 }
 
 // unmodelledMatch marks the Foreign key of a flow whose match has fields

@@ -247,6 +247,10 @@ type agent struct {
 	annPending []pendingAnn
 }
 
+// announceWindow is the last timed resend of new announcements: a
+// pending batch older than it is not sent when a pass reports applied.
+const announceWindow = 3 * time.Second
+
 // pendingAnn is one refresh's new announcements (packet-outs) and when.
 type pendingAnn struct {
 	b  []byte
@@ -265,7 +269,7 @@ func (a *agent) afterApply(next func(*flow.State, map[string]bool) error) func(*
 		for _, p := range pend {
 			// (a pass with nothing to change reports nothing: a batch
 			// older than the last timed resend is not sent late)
-			if time.Since(p.at) < 3*time.Second {
+			if time.Since(p.at) < announceWindow {
 				_ = a.c.Send(p.b)
 			}
 		}
@@ -491,7 +495,7 @@ func (a *agent) pendAnnouncements(ann []announcement) []byte {
 		a.annMu.Lock()
 		keep := a.annPending[:0]
 		for _, p := range a.annPending {
-			if time.Since(p.at) < 3*time.Second {
+			if time.Since(p.at) < announceWindow {
 				keep = append(keep, p)
 			}
 		}
@@ -512,7 +516,7 @@ func (a *agent) announce(b []byte) {
 	}
 	c := a.c
 	_ = c.Send(b)
-	for _, d := range []time.Duration{200 * time.Millisecond, time.Second, 3 * time.Second} {
+	for _, d := range []time.Duration{200 * time.Millisecond, time.Second, announceWindow} {
 		time.AfterFunc(d, func() { _ = c.Send(b) })
 	}
 }

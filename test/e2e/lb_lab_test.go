@@ -310,7 +310,8 @@ func (lab *lbLab) spread(t *testing.T, what string, n int, counts map[string]int
 
 // even checks the spread: 3,000 requests through the VIP all
 // answered, each member within ±15% of 1,000.
-func (lab *lbLab) even(t *testing.T, mode string, counts map[string]int) {
+// It returns the requests answered.
+func (lab *lbLab) even(t *testing.T, mode string, counts map[string]int) int {
 	t.Helper()
 	t.Logf("%s: 3,000 requests through the VIP: %v", mode, counts)
 	total := 0
@@ -324,20 +325,27 @@ func (lab *lbLab) even(t *testing.T, mode string, counts map[string]int) {
 	if total != 3000 {
 		t.Errorf("%s: %d of 3,000 requests answered", mode, total)
 	}
+	return total
+}
+
+// poolStats reads the pool's stats from the API.
+func (lab *lbLab) poolStats() map[string]any {
+	return lab.nb.get("lb/pools/" + lab.pool["id"].(string) + "/stats")
 }
 
 // statsCover waits (up to 75 s: the counters are read on each switch's
-// full reconcile pass, every 30 s) until the pool's stats count at least
-// answered connections, then checks that they carry bytes both ways: at
-// least three segments of 54 bytes or more per request each way (the
-// handshake's and the request's or answer's).
-func (lab *lbLab) statsCover(t *testing.T, what string, answered int) map[string]any {
+// full reconcile pass, every 30 s) until the pool's stats (read by get:
+// the API, or the neutron CLI) count at least conns connections, then
+// checks that they carry bytes both ways: at least three segments of 54
+// bytes or more per answered request each way (the handshake's and the
+// request's or answer's).
+func (lab *lbLab) statsCover(t *testing.T, what string, get func() map[string]any, answered, conns int) map[string]any {
 	t.Helper()
 	var st map[string]any
 	waitFor(t, 75*time.Second, what+": the pool's stats counting the requests", func() bool {
-		st = lab.nb.get("lb/pools/" + lab.pool["id"].(string) + "/stats")
+		st = get()
 		n, _ := st["total_connections"].(float64)
-		return int(n) >= answered
+		return int(n) >= conns
 	})
 	t.Logf("%s: pool stats after %d answered requests: %v", what, answered, st)
 	for _, k := range []string{"bytes_in", "bytes_out"} {
