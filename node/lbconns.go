@@ -1,8 +1,13 @@
 package node
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -22,18 +27,85 @@ import (
 // active_connections.
 
 // ConntrackOVS is what the count needs of OVS: the datapath's conntrack
-// entries in ovs-appctl's dpctl/dump-conntrack format (zone 0: all).
+// entries of one zone (0: every zone), handed over one dump line at a
+// time in ovs-appctl's dpctl/dump-conntrack format.
 type ConntrackOVS interface {
-	DumpConntrack(ctx context.Context, zone uint16) (string, error)
+	ScanConntrack(ctx context.Context, zone uint16, fn func(line string)) error
 }
 
-// DumpConntrack runs ovs-appctl dpctl/dump-conntrack (zone=N unless 0).
-func (v Vswitch) DumpConntrack(ctx context.Context, zone uint16) (string, error) {
+// ScanConntrack runs ovs-appctl dpctl/dump-conntrack (zone=N unless 0)
+// and calls fn for each line as it is read: the agent never holds the
+// whole dump, which grows with the chassis's connections (hundreds of
+// MB at Open vSwitch's default limit of 3 million entries), only one
+// line (at most maxDumpLine bytes; a longer one is skipped).
+func (v Vswitch) ScanConntrack(ctx context.Context, zone uint16, fn func(line string)) error {
 	args := []string{"dpctl/dump-conntrack"}
 	if zone != 0 {
 		args = append(args, fmt.Sprintf("zone=%d", zone))
 	}
-	return v.exec(ctx, "ovs-appctl", args...)
+	ctx, cancel := context.WithTimeout(ctx, v.timeout())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, v.tool("ovs-appctl"), args...)
+	errb := &cappedBuffer{max: 4096}
+	cmd.Stderr = errb
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("node: ovs-appctl %s: %w", strings.Join(args, " "), err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("node: ovs-appctl %s: %w", strings.Join(args, " "), err)
+	}
+	rerr := eachLine(out, fn)
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("node: ovs-appctl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	if rerr != nil {
+		return fmt.Errorf("node: ovs-appctl %s: reading its output: %w", strings.Join(args, " "), rerr)
+	}
+	return nil
+}
+
+// maxDumpLine bounds one conntrack dump line (an entry is about 250
+// bytes; a longer line is not one and is skipped).
+const maxDumpLine = 4096
+
+// eachLine calls fn for each line of r (without its newline), skipping
+// lines longer than maxDumpLine; it holds one line at a time.
+func eachLine(r io.Reader, fn func(line string)) error {
+	br := bufio.NewReaderSize(r, maxDumpLine)
+	skip := false
+	for {
+		b, err := br.ReadSlice('\n')
+		switch {
+		case err == bufio.ErrBufferFull:
+			skip = true
+			continue
+		case skip:
+			skip = false // the tail of a line too long
+		case len(b) > 0:
+			fn(strings.TrimSuffix(string(b), "\n"))
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			return err
+		}
+	}
+}
+
+// cappedBuffer keeps the first max bytes written to it (a command's
+// stderr, for its error message) and drops the rest.
+type cappedBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if room := c.max - c.Len(); room > 0 {
+		c.Buffer.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
 }
 
 // vipKey is a VIP's connections' original destination and zone.
@@ -66,24 +138,46 @@ func vipKeys(snap *model.Snapshot) map[vipKey]string {
 	return out
 }
 
-// countVIPConns counts the ESTABLISHED TCP entries of dump whose
-// original destination and zone are a VIP's, per VIP id.
-func countVIPConns(dump string, vips map[vipKey]string) map[string]int {
+// vipConnCounter returns a dump line's counter and the counts it fills:
+// the ESTABLISHED TCP entries whose original destination and zone are
+// a VIP's, per VIP id.
+func vipConnCounter(vips map[vipKey]string) (func(line string), map[string]int) {
 	out := map[string]int{}
-	for _, line := range strings.Split(dump, "\n") {
+	return func(line string) {
 		e, ok := parseConntrack(line)
 		if !ok || e.proto != "tcp" || e.state != "ESTABLISHED" || e.zone == 0 {
-			continue
+			return
 		}
 		port, err := strconv.Atoi(e.orig["dport"])
 		if err != nil {
-			continue
+			return
 		}
 		if id, ok := vips[vipKey{e.zone, e.orig["dst"], port}]; ok {
 			out[id]++
 		}
+	}, out
+}
+
+// maxZoneDumps: a chassis with VIPs on more networks than this dumps
+// every zone once instead of each lb zone on its own.
+const maxZoneDumps = 8
+
+// lbZones are the zones to dump for vips: each lb zone, or 0 (every
+// zone, one dump) when there are more than maxZoneDumps of them.
+func lbZones(vips map[vipKey]string) []uint16 {
+	seen := map[uint16]bool{}
+	var zones []uint16
+	for k := range vips {
+		if !seen[k.zone] {
+			seen[k.zone] = true
+			zones = append(zones, k.zone)
+		}
 	}
-	return out
+	if len(zones) > maxZoneDumps {
+		return []uint16{0}
+	}
+	slices.Sort(zones)
+	return zones
 }
 
 // ctEntry is one line of ovs-appctl dpctl/dump-conntrack:
@@ -144,13 +238,12 @@ func (a *Agent) syncLBConns(ctx context.Context, snap *model.Snapshot, w *store.
 	if !ok || a.dpid == "" {
 		return nil
 	}
-	counts := map[string]int{}
-	if vips := vipKeys(snap); len(vips) > 0 {
-		dump, err := o.DumpConntrack(ctx, 0)
-		if err != nil {
+	vips := vipKeys(snap)
+	count, counts := vipConnCounter(vips)
+	for _, z := range lbZones(vips) {
+		if err := o.ScanConntrack(ctx, z, count); err != nil {
 			return fmt.Errorf("node: counting load balancer connections: %w", err)
 		}
-		counts = countVIPConns(dump, vips)
 	}
 	return w.PublishLBConns(ctx, a.cfg.Chassis, store.LBConns{Chassis: a.cfg.Chassis, VIPs: counts})
 }

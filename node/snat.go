@@ -277,19 +277,17 @@ func sumPackets(dump string) uint64 {
 // SNATConnections counts the conntrack entries of zone whose reply goes
 // to ip (connections SNATed to it).
 func (v Vswitch) SNATConnections(ctx context.Context, zone uint16, ip string) (int, error) {
-	out, err := v.DumpConntrack(ctx, zone)
-	if err != nil {
-		return 0, err
-	}
-	return countSNAT(out, ip), nil
-}
-
-func countSNAT(dump, ip string) int {
 	n := 0
-	for _, line := range strings.Split(dump, "\n") {
-		if e, ok := parseConntrack(line); ok && e.reply["dst"] == ip {
+	err := v.ScanConntrack(ctx, zone, func(line string) {
+		if snatTo(line, ip) {
 			n++
 		}
-	}
-	return n
+	})
+	return n, err
+}
+
+// snatTo reports whether a dump line is an entry whose reply goes to ip.
+func snatTo(line, ip string) bool {
+	e, ok := parseConntrack(line)
+	return ok && e.reply["dst"] == ip
 }

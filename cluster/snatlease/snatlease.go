@@ -57,7 +57,8 @@ type Config struct {
 	// TTL of the lease in seconds (DefaultTTL).
 	TTL int
 	// Bits is log2 of the block size (DefaultBits; 6..15).
-	Bits   int
+	Bits int
+	// Logger, which should name the chassis (the node agent's does).
 	Logger *slog.Logger
 }
 
@@ -96,7 +97,7 @@ func New(ctx context.Context, cfg Config) (*Leaser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snatlease: granting lease: %w", err)
 	}
-	return &Leaser{cfg: cfg, sess: s, log: cfg.Logger.With("chassis", cfg.Chassis),
+	return &Leaser{cfg: cfg, sess: s, log: cfg.Logger,
 		held: map[string]*model.SNATBlock{}, owned: map[string]int64{}}, nil
 }
 

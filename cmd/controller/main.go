@@ -508,7 +508,10 @@ func nodeAgent(args []string) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(*level, "text").With("chassis", *chassis)
+	// The agent's logger names the chassis and bridge itself; the
+	// store's and the prober's name the chassis here.
+	base := newLogger(*level, "text")
+	log := base.With("chassis", *chassis)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	password := os.Getenv("NIMBUS_ETCD_PASSWORD")
@@ -535,7 +538,7 @@ func nodeAgent(args []string) error {
 		onSnap, probeStats = pr.Update, pr.Stats
 	}
 	a, err := node.New(node.Config{Chassis: *chassis, TunnelIP: *tunnelIP, Bridge: *bridge, DatapathType: *dpType,
-		Controllers: *controllers, Mappings: maps, Store: st, Resync: *resync, IfacePoll: *ifacePoll, OnSnapshot: onSnap, Logger: log,
+		Controllers: *controllers, Mappings: maps, Store: st, Resync: *resync, IfacePoll: *ifacePoll, OnSnapshot: onSnap, Logger: base,
 		SNATBlockBits: *snatBits, SNATLeaseTTL: *snatTTL, LBConnInterval: *lbConnInterval})
 	if err != nil {
 		return err
