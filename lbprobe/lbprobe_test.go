@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -317,5 +318,42 @@ func TestUpdateBounded(t *testing.T) {
 	})
 	if err == nil {
 		t.Fatal("a command killed at its bound reported success")
+	}
+}
+
+// A member is marked down after max_retries failures in a row and up
+// again only after riseAfter passes in a row: one pass between failures
+// (a flapping back-end) keeps it down; a member that is up and fails
+// fewer than max_retries times keeps its status.
+func TestHealthRiseAndFall(t *testing.T) {
+	run := func(h health, probes string, maxRetries int) string {
+		var got []string
+		for _, c := range probes {
+			st := h.observe(c == '+', maxRetries)
+			if st == "" {
+				st = "-"
+			}
+			got = append(got, st[:1])
+		}
+		return strings.Join(got, "")
+	}
+	for _, c := range []struct {
+		name   string
+		start  health
+		probes string
+		max    int
+		want   string
+	}{
+		{"healthy", health{}, "+++", 2, "AAA"},
+		{"one failure is not enough", health{}, "+-+", 2, "A-A"},
+		{"falls after max_retries", health{}, "+--", 2, "A-I"},
+		{"rises after two passes", health{}, "--++", 2, "-IIA"},
+		{"flapping stays down", health{}, "--+--+--+", 2, "-IIIIIIII"},
+		{"max_retries 1", health{}, "-+-++", 1, "IIIIA"},
+		{"down at start (the store says INACTIVE)", health{down: true}, "+-++", 3, "IIIA"},
+	} {
+		if got := run(c.start, c.probes, c.max); got != c.want {
+			t.Errorf("%s: probes %s (max_retries %d) gave %s, want %s", c.name, c.probes, c.max, got, c.want)
+		}
 	}
 }

@@ -198,34 +198,35 @@ func (p *Prober) Update(ctx context.Context, s *model.Snapshot, ifaceIDs map[str
 }
 
 // loop probes t every delay: max_retries failures in a row make it
-// INACTIVE, one success ACTIVE.
+// INACTIVE, riseAfter successes in a row ACTIVE again (health).
 func (p *Prober) loop(ctx context.Context, ns string, t Target) {
 	log := p.log.With("member", t.MemberID, "monitor", t.Monitor.ID, "type", t.Monitor.Type, "addr", t.Addr)
 	tick := time.NewTicker(time.Duration(t.Monitor.Delay) * time.Second)
 	defer tick.Stop()
-	fails := 0
+	p.mu.Lock()
+	h := health{down: p.status[t.MemberID] == Inactive}
+	p.mu.Unlock()
 	for {
 		err := p.cfg.Check(ctx, ns, t)
 		if ctx.Err() != nil {
 			return
 		}
+		was := h.down
+		st := h.observe(err == nil, t.Monitor.MaxRetries)
 		if err == nil {
 			p.stats.ok.Add(1)
-			if fails >= t.Monitor.MaxRetries {
-				log.Info("member healthy again")
-			}
-			fails = 0
-			p.write(ctx, t.MemberID, Active)
 		} else {
 			p.stats.failed.Add(1)
-			fails++
-			log.Debug("probe failed", "fails", fails, "err", err)
-			if fails == t.Monitor.MaxRetries {
-				log.Warn("member down", "fails", fails, "err", err)
-			}
-			if fails >= t.Monitor.MaxRetries {
-				p.write(ctx, t.MemberID, Inactive)
-			}
+			log.Debug("probe failed", "fails", h.fails, "err", err)
+		}
+		switch {
+		case was && !h.down:
+			log.Info("member healthy again", "passes", riseAfter)
+		case !was && h.down:
+			log.Warn("member down", "fails", h.fails, "err", err)
+		}
+		if st != "" {
+			p.write(ctx, t.MemberID, st)
 		}
 		select {
 		case <-ctx.Done():
@@ -233,6 +234,44 @@ func (p *Prober) loop(ctx context.Context, ns string, t Target) {
 		case <-tick.C:
 		}
 	}
+}
+
+// riseAfter is how many probes in a row must pass before a member that
+// is down counts as healthy again: HAProxy's default rise, which LBaaS
+// v1's reference driver kept. One success is not enough, so a member
+// that fails max_retries times, passes once and fails again stays out of
+// the select group instead of flapping it.
+const riseAfter = 2
+
+// health is one member's probe history.
+type health struct {
+	fails, passes int
+	down          bool
+}
+
+// observe records one probe's result and returns the status the member
+// should have: Inactive after maxRetries failures in a row and until
+// riseAfter passes in a row, Active once up; "" while a member that is
+// up has failed fewer than maxRetries times (no change).
+func (h *health) observe(ok bool, maxRetries int) string {
+	if ok {
+		h.fails = 0
+		h.passes++
+		if h.down && h.passes < riseAfter {
+			return Inactive
+		}
+		h.down = false
+		return Active
+	}
+	h.passes = 0
+	h.fails++
+	if h.fails >= maxRetries {
+		h.down = true
+	}
+	if h.down {
+		return Inactive
+	}
+	return ""
 }
 
 // write sets a member's status when the last snapshot has another one.

@@ -4,8 +4,8 @@
 // namespace that holds the VIP's address and MAC and is joined to br-int
 // by a veth (names.LBProbePortName; app/lb steers the probes between it
 // and the member's port). A member that fails max_retries probes in a row
-// is written INACTIVE in etcd (its model record's status); one success
-// writes it ACTIVE again. app/lb reads the status from the snapshot. See
+// is written INACTIVE in etcd (its model record's status); two successes
+// in a row write it ACTIVE again (riseAfter). app/lb reads the status from the snapshot. See
 // app/lb/README.md, "Health monitors", for why the probes run there.
 package lbprobe
 
