@@ -1,5 +1,12 @@
 package flow
 
+import (
+	"net"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+)
+
 // Frames apps hand to the switch agent to send (app.Desired.Announce,
 // packet-in replies).
 
@@ -7,20 +14,18 @@ package flow
 // a gratuitous ARP; spa 0: a probe no neighbour cache learns from),
 // untagged, padded to 60 bytes.
 func ARPRequest(sha MAC, spa, tpa IPv4) []byte {
-	b := make([]byte, 60)
-	for i := 0; i < 6; i++ {
-		b[i] = 0xff
-		b[6+i] = byte(sha >> (40 - 8*i))
-		b[22+i] = byte(sha >> (40 - 8*i))
-	}
-	b[12], b[13] = 0x08, 0x06
-	copy(b[14:22], []byte{0, 1, 8, 0, 6, 4, 0, 1}) // Ethernet, IPv4, request
-	for i := 0; i < 4; i++ {
-		b[28+i] = byte(spa >> (24 - 8*i))
-		b[38+i] = byte(tpa >> (24 - 8*i))
-	}
-	return b
+	mac := net.HardwareAddr{byte(sha >> 40), byte(sha >> 32), byte(sha >> 24), byte(sha >> 16), byte(sha >> 8), byte(sha)}
+	eth := &layers.Ethernet{SrcMAC: mac, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP}
+	arp := &layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+		Operation: layers.ARPRequest, SourceHwAddress: mac, SourceProtAddress: ip4(spa),
+		DstHwAddress: make([]byte, 6), DstProtAddress: ip4(tpa)}
+	buf := gopacket.NewSerializeBuffer()
+	// Fixed sizes of fixed-size layers: serializing cannot fail.
+	_ = gopacket.SerializeLayers(buf, gopacket.SerializeOptions{}, eth, arp, gopacket.Payload(make([]byte, 60-14-28)))
+	return buf.Bytes()
 }
+
+func ip4(a IPv4) []byte { return []byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)} }
 
 // Tagged is Ethernet frame b with an 802.1Q tag for vlan inserted after
 // the MACs (b itself when vlan is 0).

@@ -2,11 +2,9 @@ package node
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,26 +41,7 @@ func (v Vswitch) ScanConntrack(ctx context.Context, zone uint16, fn func(line st
 	if zone != 0 {
 		args = append(args, fmt.Sprintf("zone=%d", zone))
 	}
-	ctx, cancel := context.WithTimeout(ctx, v.timeout())
-	defer cancel()
-	cmd := exec.CommandContext(ctx, v.tool("ovs-appctl"), args...)
-	errb := &cappedBuffer{max: 4096}
-	cmd.Stderr = errb
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return fmt.Errorf("node: ovs-appctl %s: %w", strings.Join(args, " "), err)
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("node: ovs-appctl %s: %w", strings.Join(args, " "), err)
-	}
-	rerr := eachLine(out, fn)
-	if err := cmd.Wait(); err != nil {
-		return fmt.Errorf("node: ovs-appctl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
-	}
-	if rerr != nil {
-		return fmt.Errorf("node: ovs-appctl %s: reading its output: %w", strings.Join(args, " "), rerr)
-	}
-	return nil
+	return v.command(ctx, func(r io.Reader) error { return eachLine(r, fn) }, "ovs-appctl", args...)
 }
 
 // maxDumpLine bounds one conntrack dump line (an entry is about 250
@@ -92,20 +71,6 @@ func eachLine(r io.Reader, fn func(line string)) error {
 			return err
 		}
 	}
-}
-
-// cappedBuffer keeps the first max bytes written to it (a command's
-// stderr, for its error message) and drops the rest.
-type cappedBuffer struct {
-	bytes.Buffer
-	max int
-}
-
-func (c *cappedBuffer) Write(p []byte) (int, error) {
-	if room := c.max - c.Len(); room > 0 {
-		c.Buffer.Write(p[:min(len(p), room)])
-	}
-	return len(p), nil
 }
 
 // vipKey is a VIP's connections' original destination and zone.

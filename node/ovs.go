@@ -1,11 +1,9 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"strings"
 	"time"
 
@@ -110,19 +108,8 @@ func lib(err error, what string, args ...string) error {
 // run is the ovs-vsctl fallback for what go-openvswitch cannot do (see
 // Vswitch).
 func (v Vswitch) run(ctx context.Context, args ...string) (string, error) {
-	path, to := v.Path, v.timeout()
-	if path == "" {
-		path = "ovs-vsctl"
-	}
-	ctx, cancel := context.WithTimeout(ctx, to)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path, append([]string{fmt.Sprintf("--timeout=%d", max(1, int(to.Seconds())))}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("node: ovs-vsctl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
-	}
-	return strings.TrimSpace(out.String()), nil
+	out, err := v.exec(ctx, "ovs-vsctl", append([]string{fmt.Sprintf("--timeout=%d", max(1, int(v.timeout().Seconds())))}, args...)...)
+	return strings.TrimSpace(out), err
 }
 
 // createBridge adds a bridge with its datapath type (and fail mode, if

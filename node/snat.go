@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os/exec"
 	"strconv"
@@ -242,16 +243,55 @@ func (v Vswitch) tool(name string) string {
 	return strings.TrimSuffix(v.Path, "ovs-vsctl") + name
 }
 
+// exec runs tool with args (command) and returns its whole stdout: for
+// outputs bounded by what Nimbus installed (a cookie's flows); a dump
+// that grows with tenants' traffic goes through command with a reader that
+// keeps a line at a time (ScanConntrack).
 func (v Vswitch) exec(ctx context.Context, tool string, args ...string) (string, error) {
+	var out bytes.Buffer
+	err := v.command(ctx, func(r io.Reader) error { _, err := out.ReadFrom(r); return err }, tool, args...)
+	return out.String(), err
+}
+
+// command runs tool with args under the OVS timeout and hands its stdout to
+// read as it arrives; the error names the command and carries the start
+// of its stderr (4 KiB at most).
+func (v Vswitch) command(ctx context.Context, read func(io.Reader) error, tool string, args ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, v.timeout())
 	defer cancel()
 	cmd := exec.CommandContext(ctx, v.tool(tool), args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("node: %s %s: %w: %s", tool, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	errb := &cappedBuffer{max: 4096}
+	cmd.Stderr = errb
+	what := tool + " " + strings.Join(args, " ")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("node: %s: %w", what, err)
 	}
-	return out.String(), nil
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("node: %s: %w", what, err)
+	}
+	rerr := read(out)
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("node: %s: %w: %s", what, err, strings.TrimSpace(errb.String()))
+	}
+	if rerr != nil {
+		return fmt.Errorf("node: %s: reading its output: %w", what, rerr)
+	}
+	return nil
+}
+
+// cappedBuffer keeps the first max bytes written to it (a command's
+// stderr, for its error message) and drops the rest.
+type cappedBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if room := c.max - c.Len(); room > 0 {
+		c.Buffer.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
 }
 
 // FlowPackets sums n_packets of the bridge's flows with cookie.

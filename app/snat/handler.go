@@ -27,13 +27,7 @@ type State map[uint64]*Egress
 // 0.0.0.0, so no neighbour cache learns from it; the next hop answers
 // to the probe's sender MAC).
 func (e *Egress) Probe() []byte {
-	b := flow.Tagged(flow.ARPRequest(e.MAC, 0, 0), e.VLAN)
-	o := 14
-	if e.VLAN != 0 {
-		o = 18
-	}
-	binary.BigEndian.PutUint32(b[o+24:o+28], uint32(e.NextHop))
-	return b
+	return flow.Tagged(flow.ARPRequest(e.MAC, 0, e.NextHop), e.VLAN)
 }
 
 // GatewayFlow is the resolver's dynamic flow once e's next hop MAC is
