@@ -113,11 +113,11 @@ func vipConnCounter(vips map[vipKey]string) (func(line string), map[string]int) 
 		if !ok || e.proto != "tcp" || e.state != "ESTABLISHED" || e.zone == 0 {
 			return
 		}
-		port, err := strconv.Atoi(e.orig["dport"])
+		port, err := strconv.Atoi(e.orig.get("dport"))
 		if err != nil {
 			return
 		}
-		if id, ok := vips[vipKey{e.zone, e.orig["dst"], port}]; ok {
+		if id, ok := vips[vipKey{e.zone, e.orig.get("dst"), port}]; ok {
 			out[id]++
 		}
 	}, out
@@ -150,9 +150,26 @@ func lbZones(vips map[vipKey]string) []uint16 {
 // protoinfo=(state=ESTABLISHED)" (zone absent: 0).
 type ctEntry struct {
 	proto       string
-	orig, reply map[string]string
+	orig, reply tuple
 	zone        uint16
 	state       string
+}
+
+// tuple is a dump line's "src=..,dst=..,sport=..,dport=.." (read in
+// place: a dump is read line by line every interval, and a map per
+// tuple would allocate for every entry of the chassis).
+type tuple string
+
+// get is key's value in t ("" when absent).
+func (t tuple) get(key string) string {
+	for s := string(t); s != ""; {
+		var f string
+		f, s, _ = strings.Cut(s, ",")
+		if k, v, ok := strings.Cut(f, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
 }
 
 // parseConntrack reads one dump line; false when it is not an entry.
@@ -162,15 +179,6 @@ func parseConntrack(line string) (ctEntry, bool) {
 		return ctEntry{}, false
 	}
 	e := ctEntry{proto: proto}
-	tuple := func(s string) map[string]string {
-		m := map[string]string{}
-		for _, f := range strings.Split(s, ",") {
-			if k, v, ok := strings.Cut(f, "="); ok {
-				m[k] = v
-			}
-		}
-		return m
-	}
 	orig, rest, ok := strings.Cut(rest, ")")
 	if !ok {
 		return ctEntry{}, false

@@ -329,5 +329,5 @@ func (v Vswitch) SNATConnections(ctx context.Context, zone uint16, ip string) (i
 // snatTo reports whether a dump line is an entry whose reply goes to ip.
 func snatTo(line, ip string) bool {
 	e, ok := parseConntrack(line)
-	return ok && e.reply["dst"] == ip
+	return ok && e.reply.get("dst") == ip
 }
